@@ -1,0 +1,1 @@
+"""The library behind the stages: datasets, faces, backbone, heads, sampling, metrics, plots."""

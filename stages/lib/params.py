@@ -1,0 +1,224 @@
+"""Reading and validating params.yaml, once per stage.
+
+`load_params()` applies the active profile's overrides (a deep merge: dicts merge, everything else
+replaces) and validates the result. A wrong key or value raises `ParamsError` naming the key and
+what is allowed, so `dvc repro` fails before any work is done.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml holds a key or value the pipeline cannot use."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Strict):
+    """Where a dataset's raw file comes from: an https URL or a local path (file, folder or archive)."""
+
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "Source":
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of `url` (https://...) or `path` (a local file or folder)")
+        if self.url is not None and not self.url.startswith("https://"):
+            raise ValueError(f"url must start with https://, got {self.url!r}")
+        if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)):
+            raise ValueError("sha256 must be 64 lower-case hex digits")
+        return self
+
+
+class Dataset(Strict):
+    adapter: Literal["imdb_wiki", "utkface", "fairface", "folder", "synthetic"]
+    sources: list[Source] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Roles(Strict):
+    pretrain: str
+    finetune: str
+    evaluate: list[str]
+
+
+class Labels(Strict):
+    min_age: int = Field(0, ge=0)
+    max_age: int = Field(100, ge=1, le=150)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Labels":
+        if self.min_age >= self.max_age:
+            raise ValueError(f"min_age ({self.min_age}) must be below max_age ({self.max_age})")
+        return self
+
+
+class Crop(Strict):
+    detector: Literal["yunet", "haar"] = "yunet"
+    margin: float = Field(0.4, ge=0.0, le=2.0)
+    size: int = Field(224, ge=16, le=1024)
+    min_score: float = Field(0.6, gt=0.0, lt=1.0)
+    workers: int = Field(2, ge=1)
+
+
+class Split(Strict):
+    train: float = Field(gt=0.0, lt=1.0)
+    val: float = Field(ge=0.0, lt=1.0)
+    test: float = Field(gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "Split":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1, got {total:g}")
+        return self
+
+
+class Backbone(Strict):
+    name: Literal["vgg_face"] = "vgg_face"
+    weights: Literal["vgg_face", "random"] = "vgg_face"  # random: seeded init, for the offline demo and tests
+    input_size: int = Field(224, ge=32)
+    conv_widths: list[int] = Field(default_factory=lambda: [64, 128, 256, 512, 512], min_length=5, max_length=5)
+    fc_width: int = Field(4096, ge=1)
+    cut: Literal["pool5"] = "pool5"
+    batch_size: int = Field(32, ge=1)
+
+    @field_validator("input_size")
+    @classmethod
+    def _divisible_by_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"input_size must be a multiple of 32 (five 2x2 poolings), got {value}")
+        return value
+
+
+class Train(Strict):
+    epochs: int = Field(250, ge=1)
+    patience: int = Field(20, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(1e-4, gt=0.0)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+
+
+class Oversample(Strict):
+    min_age: int = Field(ge=0)
+    max_age: int | None = None
+    factor: int = Field(ge=1)
+
+
+class Experiment(Strict):
+    init: Literal["published", "vgg_face", "random"]
+    oversample: list[Oversample] = Field(default_factory=list)
+    reweight: Literal["none", "inverse_band_frequency"] = "none"
+
+
+class Evaluate(Strict):
+    bootstrap: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    min_group_size: int = Field(30, ge=1)
+
+
+class Params(Strict):
+    profile: str = "full"
+    seed: int = 42
+    roles: Roles
+    labels: Labels = Labels()
+    age_bands: list[int] = Field(default_factory=lambda: [0, 16, 31, 46, 61], min_length=1)
+    datasets: dict[str, Dataset]
+    weights: dict[str, Source] = Field(default_factory=dict)
+    crop: Crop = Crop()
+    split: Split
+    backbone: Backbone = Backbone()
+    train: Train = Train()
+    experiments: dict[str, Experiment]
+    evaluate: Evaluate = Evaluate()
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("age_bands")
+    @classmethod
+    def _increasing(cls, edges: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < 0:
+            raise ValueError(f"age_bands must be non-negative, strictly increasing lower edges, got {edges}")
+        return edges
+
+    @model_validator(mode="after")
+    def _roles_name_datasets(self) -> "Params":
+        known = sorted(self.datasets)
+        for role, name in [("pretrain", self.roles.pretrain), ("finetune", self.roles.finetune)] + [
+            ("evaluate", n) for n in self.roles.evaluate
+        ]:
+            if name not in self.datasets:
+                raise ValueError(f"roles.{role} names dataset {name!r}; known datasets: {', '.join(known)}")
+        return self
+
+    @property
+    def active_datasets(self) -> list[str]:
+        """The datasets this run uses, in a stable order: pretrain, finetune, then evaluate."""
+        names = [self.roles.pretrain, self.roles.finetune, *self.roles.evaluate]
+        return list(dict.fromkeys(names))
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of `base` with `override` merged in: dicts merge key by key, other values replace."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_profile(raw: dict) -> dict:
+    """Apply `profiles[profile]` on top of the base params; the profile must exist unless it is `full`."""
+    profile = raw.get("profile", "full")
+    profiles = raw.get("profiles") or {}
+    if profile == "full" and "full" not in profiles:
+        return raw
+    if profile not in profiles:
+        allowed = ", ".join(["full", *sorted(profiles)])
+        raise ParamsError(f"params.yaml: profile: {profile!r} is not defined; allowed: {allowed}")
+    return deep_merge(raw, profiles[profile])
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key (check its spelling against params.yaml's comments)"
+    if error["type"] == "literal_error":
+        return f"{location}: {error['input']!r} is not allowed; {error['msg'].lower()}"
+    if error["type"] == "missing":
+        return f"{location}: required key is missing"
+    return f"{location}: {error['msg']} (got {error.get('input')!r})"
+
+
+def validate(raw: dict, source: str = "params.yaml") -> Params:
+    """Resolve the profile and validate; raise ParamsError listing every bad key."""
+    try:
+        return Params.model_validate(resolve_profile(raw))
+    except ValidationError as exc:
+        lines = "\n  ".join(_describe(e) for e in exc.errors())
+        raise ParamsError(f"{source} is not valid:\n  {lines}") from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run the stage from the project root, where params.yaml lives")
+    with path.open() as handle:
+        raw = yaml.safe_load(handle) or {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+    return validate(raw, str(path))

@@ -1,0 +1,91 @@
+"""The contracts between stages: the manifest, the rejects and the predictions table.
+
+Manifest (one row per face, parquet):
+    id          stable string id, `<dataset>/<path relative to the dataset root>` (+ `#k` for a k-th face)
+    dataset     the dataset's name in params.yaml
+    path        the image file, relative to the project root
+    age         int, years
+    gender      'male' | 'female'
+    race        one of labels.RACES, or null where the dataset has no race
+    identity    person id where the dataset knows it (IMDB-Wiki celeb_id), else null
+    box         [x, y, w, h] face box in the image's pixels, or null
+    cropped     the image is already a face crop (UTKFace aligned, FairFace): crop only resizes it
+    source_meta free text: what the adapter read the row from
+Later stages add columns (crop: crop_path, crop_box, detector; split: split) and keep the others.
+
+Rejects (CSV): dataset, path, stage, reason. Every row entering a stage leaves it in one or the other.
+
+Predictions (parquet/CSV): id, dataset, split, age, age_pred, age_pred_argmax, gender,
+gender_prob_female, gender_pred, race, experiment. The age band is derived from params, never stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+MANIFEST_COLUMNS = ["id", "dataset", "path", "age", "gender", "race", "identity", "box", "cropped", "source_meta"]
+REJECT_COLUMNS = ["dataset", "path", "stage", "reason"]
+PREDICTION_COLUMNS = [
+    "id", "dataset", "split", "age", "age_pred", "age_pred_argmax",
+    "gender", "gender_prob_female", "gender_pred", "race", "experiment",
+]
+
+
+class SchemaError(ValueError):
+    """A table that does not follow its contract."""
+
+
+def empty_manifest() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in MANIFEST_COLUMNS})
+
+
+def empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in REJECT_COLUMNS})
+
+
+def manifest_frame(rows: list[dict]) -> pd.DataFrame:
+    """A manifest from row dicts, columns in contract order, dtypes fixed."""
+    if not rows:
+        return empty_manifest()
+    frame = pd.DataFrame(rows)
+    require_columns(frame, MANIFEST_COLUMNS, "manifest")
+    frame = frame[MANIFEST_COLUMNS + [c for c in frame.columns if c not in MANIFEST_COLUMNS]]
+    frame["age"] = frame["age"].astype("int64")
+    frame["cropped"] = frame["cropped"].astype(bool)
+    return frame
+
+
+def rejects_frame(rows: list[dict]) -> pd.DataFrame:
+    if not rows:
+        return empty_rejects()
+    frame = pd.DataFrame(rows)
+    require_columns(frame, REJECT_COLUMNS, "rejects")
+    return frame[REJECT_COLUMNS]
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"{what} lacks columns {missing}; it has {list(frame.columns)}")
+
+
+def write_manifest(frame: pd.DataFrame, path: Path) -> None:
+    require_columns(frame, MANIFEST_COLUMNS, f"manifest {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} not found: run the stage that writes it first (`dvc repro`)")
+    frame = pd.read_parquet(path)
+    require_columns(frame, MANIFEST_COLUMNS, f"manifest {path}")
+    return frame
+
+
+def write_rejects(frame: pd.DataFrame, path: Path) -> None:
+    require_columns(frame, REJECT_COLUMNS, f"rejects {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)

@@ -1,0 +1,39 @@
+"""DVC stage `download`: fetch the active datasets' sources and the needed model files into data/raw/.
+
+    python -m stages.download               everything this run needs (see stages/lib/download.py)
+    python -m stages.download --only yunet  just the named datasets or weights
+
+Checksums of what was fetched are recorded in downloads.lock.yaml: commit it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from stages.lib.download import LOCK_FILE, RAW_ROOT, DownloadError, Fetcher, format_summary, plan_fetches
+from stages.lib.params import ParamsError, load_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.download", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these datasets or weights")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        params = load_params()
+        items = plan_fetches(params, only=args.only)
+        fetcher = Fetcher(RAW_ROOT, LOCK_FILE, base_dir=Path.cwd(), progress=not args.no_progress)
+    except (ParamsError, DownloadError) as exc:
+        print(f"download: {exc}", file=sys.stderr)
+        return 2
+    report = fetcher.fetch_all(items)
+    print(format_summary(report))
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,660 @@
+"""Fetching the raw datasets and the published model files into `data/raw/`.
+
+What is fetched comes from params (`plan_fetches`, pure): every source of every active dataset, and
+the model files `needed_weights` names. Each source is an https URL or a local file, folder or archive:
+
+- a URL is downloaded with urllib to `<file>.part` (resumed with an HTTP Range request when a
+  `.part` is already there, retried with backoff on server errors and dropped transfers, but not on
+  DNS failures or refused connections: offline, it fails at once), then checked and renamed;
+- a local file is hard-linked (copied across file systems) into place; a local folder likewise,
+  file by file; archives (.tar, .tar.gz, .tgz, .zip) are extracted safely (`archives.py`).
+
+Layout: `data/raw/<dataset>/<file>` (archives extracted beside it, in `data/raw/<dataset>/`) and
+`data/raw/weights/<name><ext>`. The key of a file is its path relative to `data/raw`.
+
+Checksums: a sha256 pinned in params is enforced. Otherwise the first fetch records the file's sha256
+in the lock file (`downloads.lock.yaml`, for the user to commit), and a later file that differs is
+refused. A downloaded file that fails its check is moved aside to `<file>.bad-<sha8>`, never deleted
+or accepted; a local file that fails is left where the user put it. Archives inside a local folder
+are checked and locked like files; the folder's loose files are linked as they are.
+
+Idempotence: `data/raw/.receipts.json` remembers, per key, what was fetched from which source, with
+the file's size and mtime. A second run trusts a file whose receipt still matches (and whose
+extracted entries still exist) instead of hashing or downloading it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlparse
+from urllib.request import Request, urlopen
+
+import yaml
+from tqdm import tqdm
+
+from stages.lib.archives import ArchiveError, archive_suffix, extract_archive, is_archive
+from stages.lib.params import Params, ParamsError
+
+log = logging.getLogger(__name__)
+
+RAW_ROOT = Path("data/raw")
+LOCK_FILE = Path("downloads.lock.yaml")
+RECEIPTS_NAME = ".receipts.json"
+WEIGHTS_DIR = "weights"
+USER_AGENT = "face-bias-study/0.1 (+python-urllib)"
+_CHUNK = 1 << 20
+_RETRY_HTTP_CODES = {408, 425, 429, 500, 502, 503, 504}
+_LOCK_HEADER = (
+    "# sha256 of every file the download stage fetched (python -m stages.download). Commit this file:\n"
+    "# a later file that differs is refused. To accept a changed source on purpose, delete its entry.\n"
+)
+
+# How to get, by hand, the datasets that cannot be fetched by script (keyed by adapter).
+MANUAL_DOWNLOAD = {
+    "utkface": (
+        "UTKFace is shared on Google Drive and cannot be fetched by script: open "
+        "https://susanqq.github.io/UTKFace/, follow its Google Drive link and download UTKFace.tar.gz "
+        "(the aligned & cropped faces), or part1.tar.gz, part2.tar.gz, part3.tar.gz and the "
+        "landmark_list_part*.txt files for the in-the-wild version (set options.version to match)."
+    ),
+    "fairface": (
+        "FairFace is distributed through the Google Drive links of https://github.com/joojs/fairface: "
+        "download fairface-img-margin025-trainval.zip (padding 0.25) and the label files "
+        "fairface_label_train.csv and fairface_label_val.csv, and put all three in one folder."
+    ),
+}
+
+
+class DownloadError(RuntimeError):
+    """A source that could not be fetched; the message says what to do."""
+
+
+class UnreachableError(DownloadError):
+    """The server could not be reached at all (offline, DNS, connection refused): not retried."""
+
+
+class ChecksumError(DownloadError):
+    """A file whose sha256 differs from the one pinned in params or recorded in the lock file."""
+
+
+class MissingSourceError(DownloadError):
+    """A local `path` source that does not exist."""
+
+
+# ----------------------------------------------------------------------------- planning (pure)
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One source to fetch, as read from params."""
+
+    name: str  # the dataset's or the weight's name in params
+    params_key: str  # where it is set, for messages: datasets.wiki.sources[0], weights.yunet
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    weight: bool = False
+    hint: str = ""  # how to get the file by hand, for sources that cannot be fetched by script
+
+    @property
+    def source(self) -> str:
+        return self.url if self.url is not None else str(self.path)
+
+    @property
+    def file_name(self) -> str:
+        """The file's name: the last component of the URL's path, or of the local path."""
+        if self.url is not None:
+            return PurePosixPath(unquote(urlparse(self.url).path)).name
+        return Path(str(self.path)).name
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    key: str  # path relative to the raw root (for a local archive: where it would be, had it been copied)
+    source: str
+    action: str  # downloaded | verified | linked | copied | up to date, plus what extraction did
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass
+class FetchReport:
+    results: list[FetchResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def needed_weights(params: Params) -> list[str]:
+    """The model files this run needs.
+
+    yunet: the crop stage detects faces with YuNet. vgg_face: the backbone starts from the published
+    VGG-Face weights. age and gender: an experiment starts from the published age/gender models,
+    which only exist for the VGG-Face backbone.
+    """
+    names = []
+    if params.crop.detector == "yunet":
+        names.append("yunet")
+    if params.backbone.weights == "vgg_face":
+        names.append("vgg_face")
+        if any(experiment.init == "published" for experiment in params.experiments.values()):
+            names += ["age", "gender"]
+    return names
+
+
+def plan_fetches(params: Params, only: list[str] | None = None) -> list[Fetch]:
+    """The sources to fetch: the active datasets' and the needed weights', or the ones `only` names.
+
+    `only` may name any dataset or weight defined in params, needed by this run or not.
+    """
+    if WEIGHTS_DIR in params.datasets:
+        raise ParamsError(f"datasets.{WEIGHTS_DIR}: this name is reserved for data/raw/{WEIGHTS_DIR}; rename the dataset")
+    if only:
+        unknown = [name for name in only if name not in params.datasets and name not in params.weights]
+        if unknown:
+            known = ", ".join(sorted({*params.datasets, *params.weights}))
+            raise ParamsError(f"--only {' '.join(unknown)}: not a dataset or weight in params; known: {known}")
+        datasets = [name for name in only if name in params.datasets]
+        weights = [name for name in only if name in params.weights and name not in params.datasets]
+    else:
+        datasets, weights = params.active_datasets, needed_weights(params)
+        missing = [name for name in weights if name not in params.weights]
+        if missing:
+            raise ParamsError(
+                f"weights.{missing[0]}: required key is missing (this run needs the weights "
+                f"{', '.join(weights)}; give each a url or a path)"
+            )
+    fetches = []
+    for name in datasets:
+        dataset = params.datasets[name]
+        for index, source in enumerate(dataset.sources):
+            fetches.append(Fetch(
+                name=name, params_key=f"datasets.{name}.sources[{index}]", url=source.url, path=source.path,
+                sha256=source.sha256, hint=MANUAL_DOWNLOAD.get(dataset.adapter, ""),
+            ))
+    for name in weights:
+        source = params.weights[name]
+        fetches.append(Fetch(
+            name=name, params_key=f"weights.{name}", url=source.url, path=source.path, sha256=source.sha256,
+            weight=True,
+        ))
+    _refuse_same_file_name(fetches)
+    return fetches
+
+
+def _refuse_same_file_name(fetches: list[Fetch]) -> None:
+    """Two sources of one dataset with the same file name would land on the same path in data/raw."""
+    seen: dict[tuple[str, str], str] = {}
+    for fetch in fetches:
+        if fetch.weight:
+            continue
+        first = seen.setdefault((fetch.name, fetch.file_name), fetch.params_key)
+        if first != fetch.params_key:
+            raise ParamsError(
+                f"{fetch.params_key}: its file name {fetch.file_name!r} is the same as {first}'s; "
+                f"both would land in data/raw/{fetch.name}/ under that name: rename one of the files"
+            )
+
+
+def weight_key(name: str, file_name: str) -> str:
+    """`weights/<name><ext>`, the extension taken from the source's file name (vgg_face.h5, yunet.onnx)."""
+    return f"{WEIGHTS_DIR}/{name}{archive_suffix(file_name)}"
+
+
+def weight_path(params: Params, name: str, raw_root: Path = RAW_ROOT) -> Path:
+    """Where the download stage puts the weight `name` (for the stages that load it)."""
+    if name not in params.weights:
+        raise ParamsError(f"weights.{name}: required key is missing")
+    source = params.weights[name]
+    return Path(raw_root) / weight_key(name, Fetch(name, f"weights.{name}", source.url, source.path).file_name)
+
+
+def format_summary(report: FetchReport) -> str:
+    """A few lines for the terminal: one per fetched file, then every error in full."""
+    lines = [f"download: {len(report.results)} fetched, {len(report.errors)} failed"]
+    width = max((len(result.key) for result in report.results), default=0)
+    for result in report.results:
+        size = "" if result.size is None else _human_size(result.size)
+        digest = f"sha256 {result.sha256[:12]}" if result.sha256 else ""
+        lines.append(f"  {result.key:<{width}}  {result.action:<32} {size:>10}  {digest}".rstrip())
+    for number, error in enumerate(report.errors, 1):
+        lines.append(f"\nFAILED ({number}/{len(report.errors)}): {error}")
+    return "\n".join(lines)
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ["B", "KiB", "MiB", "GiB"]:
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------------------- hashing, lock and receipts
+
+
+def file_sha256(path: Path, *, progress: bool = True) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle, _bar(f"sha256 {path.name}", path.stat().st_size, 0, progress) as bar:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+            bar.update(len(chunk))
+    return hasher.hexdigest()
+
+
+def read_lock(path: Path) -> dict[str, dict]:
+    """The lock file's entries (key -> {source, sha256, size}); empty when the file does not exist."""
+    if not path.exists():
+        return {}
+    entries = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(entries, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in entries.values()
+    ):
+        raise DownloadError(
+            f"{path} is not a lock file this stage wrote (expected `key: {{source, sha256, size}}` entries); "
+            "restore it from git, or delete it to record every file's sha256 afresh"
+        )
+    return entries
+
+
+def write_lock(path: Path, entries: dict[str, dict]) -> None:
+    body = yaml.safe_dump({key: entries[key] for key in sorted(entries)}, sort_keys=False) if entries else "{}\n"
+    _atomic_write(path, _LOCK_HEADER + body)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+class _RetryableError(Exception):
+    """A failure worth another try: a server error or a transfer that stopped half-way."""
+
+
+def download_to_part(
+    url: str, part: Path, *, timeout: float = 15.0, attempts: int = 4, backoff: float = 2.0, progress: bool = True,
+) -> tuple[str, int]:
+    """Download `url` into `part`, resuming what `part` holds; return the complete file's (sha256, size).
+
+    http:// is accepted here (the tests serve files locally); params only allow https://.
+    """
+    if urlparse(url).scheme not in ("http", "https"):
+        raise DownloadError(f"{url}: only http(s) URLs can be downloaded")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, attempts + 1):
+        try:
+            return _transfer(url, part, timeout, progress)
+        except _RetryableError as exc:
+            if attempt == attempts:
+                kept = part.stat().st_size if part.exists() else 0
+                raise DownloadError(
+                    f"{url}: {exc}; gave up after {attempts} tries. {part} keeps the {kept} bytes received, "
+                    "and the next run resumes from there"
+                ) from None
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning("%s: %s; retrying in %.1f s (try %d of %d)", url, exc, delay, attempt + 1, attempts)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _transfer(url: str, part: Path, timeout: float, progress: bool) -> tuple[str, int]:
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urlopen(Request(url, headers=headers), timeout=timeout)
+    except HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:
+            return _already_complete(url, part, offset, exc.headers.get("Content-Range", ""), progress)
+        if exc.code in _RETRY_HTTP_CODES:
+            raise _RetryableError(f"HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from None
+    except URLError as exc:
+        raise UnreachableError(f"cannot reach {url} ({exc.reason}): offline, or the server is down") from None
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _RetryableError(f"no answer ({exc!r})") from None
+    with response:
+        resumed = offset > 0 and response.status == 206 and _range_start(response) == offset
+        hasher = hashlib.sha256()
+        if resumed:
+            _hash_into(hasher, part)
+        else:
+            offset = 0  # the server sent the whole file (no Range support): start over
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length is not None else None
+        received = 0
+        with part.open("ab" if resumed else "wb") as out, _bar(
+            part.name.removesuffix(".part"), None if expected is None else offset + expected, offset, progress
+        ) as bar:
+            try:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+                raise _RetryableError(f"transfer broke off after {offset + received} bytes ({exc!r})") from None
+    if expected is not None and received < expected:
+        raise _RetryableError(f"connection closed after {offset + received} of {offset + expected} bytes")
+    return hasher.hexdigest(), offset + received
+
+
+def _range_start(response) -> int | None:
+    """The first byte of a 206 answer, from `Content-Range: bytes <start>-<end>/<total>`."""
+    value = response.headers.get("Content-Range", "")
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _already_complete(url: str, part: Path, offset: int, content_range: str, progress: bool) -> tuple[str, int]:
+    """HTTP 416 on a resume: the `.part` is complete if the server's size (`bytes */<size>`) equals it."""
+    if content_range.strip() == f"bytes */{offset}":
+        return file_sha256(part, progress=progress), offset
+    part.unlink()
+    raise _RetryableError(f"the server cannot resume from byte {offset} ({content_range or 'no size given'}); starting over")
+
+
+def _hash_into(hasher, path: Path) -> None:
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+
+
+def _bar(desc: str, total: int | None, initial: int, progress: bool) -> tqdm:
+    return tqdm(
+        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+        disable=None if progress else True,
+    )
+
+
+# ----------------------------------------------------------------------------- fetching
+
+
+@dataclass(frozen=True)
+class _Expected:
+    sha256: str
+    where: str  # where the expected value is written
+    change: str  # how to accept a different file on purpose
+
+
+class Fetcher:
+    """Fetches `Fetch` items into `raw_root`, checking against and recording into `lock_path`.
+
+    Relative local paths are resolved against `base_dir` (the project root).
+    """
+
+    def __init__(
+        self, raw_root: Path, lock_path: Path, base_dir: Path = Path("."), *,
+        timeout: float = 15.0, attempts: int = 4, backoff: float = 2.0, progress: bool = True,
+    ):
+        self.raw_root = Path(raw_root)
+        self.lock_path = Path(lock_path)
+        self.base_dir = Path(base_dir)
+        self.http = {"timeout": timeout, "attempts": attempts, "backoff": backoff, "progress": progress}
+        self.progress = progress
+        self.lock = read_lock(self.lock_path)
+        self.receipts_path = self.raw_root / RECEIPTS_NAME
+        self.receipts = _read_receipts(self.receipts_path)
+
+    def fetch_all(self, items: list[Fetch]) -> FetchReport:
+        """Fetch every item; one failure does not stop the others, so one run lists every missing file."""
+        self.raw_root.mkdir(parents=True, exist_ok=True)
+        report = FetchReport()
+        for item in items:
+            try:
+                report.results += self.fetch(item)
+            except (DownloadError, ArchiveError) as exc:
+                report.errors.append(str(exc))
+        if not self.lock_path.exists():
+            write_lock(self.lock_path, self.lock)  # an output of the stage even when nothing was fetched
+        return report
+
+    def fetch(self, item: Fetch) -> list[FetchResult]:
+        if item.url is not None:
+            if not item.file_name:
+                raise DownloadError(f"{item.params_key}.url: {item.url} does not end in a file name")
+            return [self._fetch_url(item)]
+        local = self._local_path(item)
+        if local.is_dir():
+            return self._fetch_folder(item, local)
+        key = weight_key(item.name, local.name) if item.weight else f"{item.name}/{local.name}"
+        return [self._fetch_local_file(item, local, key, self.raw_root / item.name)]
+
+    # -- URL sources
+
+    def _fetch_url(self, item: Fetch) -> FetchResult:
+        key = weight_key(item.name, item.file_name) if item.weight else f"{item.name}/{item.file_name}"
+        target = self.raw_root / key
+        extract = is_archive(target) and not item.weight
+        expected = self._expected(item, key)
+        if self._is_current(key, item.source, target, expected, extracted_in=target.parent if extract else None):
+            return self._up_to_date(key, item.source)
+        receipt = self.receipts.get(key)
+        if target.exists() and (receipt is None or receipt["source"] == item.source):
+            sha256, size = file_sha256(target, progress=self.progress), target.stat().st_size
+            self._check(item, key, target, sha256, expected, move_aside=True)
+            action = "verified"  # put there by hand, or a receipt lost
+        else:
+            part = target.with_name(target.name + ".part")
+            try:
+                sha256, size = download_to_part(item.url, part, **self.http)
+            except DownloadError as exc:
+                raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
+            self._check(item, key, part, sha256, expected, move_aside=True, final=target)
+            os.replace(part, target)
+            action = "downloaded"
+        self._record_lock(key, item.source, sha256, size)
+        entries = None
+        if extract:
+            extracted = extract_archive(target, target.parent, progress=self.progress)
+            entries, action = extracted.entries, f"{action}, extracted {extracted.members} members"
+        self._record_receipt(key, item.source, sha256, target, entries)
+        return FetchResult(key, item.source, action, sha256, size)
+
+    def _by_hand(self, item: Fetch, target: Path) -> str:
+        hint = f"{item.hint}\n" if item.hint else ""
+        return (
+            f"{hint}To fetch it by hand, download {item.url} and put it at {target.resolve()} "
+            f"(it is checked and used on the next run), or point params.yaml at a local copy: "
+            f"replace `url` with `path: <your copy>` at {item.params_key}."
+        )
+
+    # -- local sources
+
+    def _local_path(self, item: Fetch) -> Path:
+        local = Path(str(item.path)).expanduser()
+        local = local if local.is_absolute() else self.base_dir / local
+        if local.exists():
+            return local
+        hint = f"{item.hint}\n" if item.hint else ""
+        raise MissingSourceError(
+            f"{item.params_key}.path: {item.path} does not exist (looked for {local.resolve()}).\n"
+            f"{hint}Put it at {local.resolve()}, or set {item.params_key}.path in params.yaml to where your copy is."
+        )
+
+    def _fetch_local_file(self, item: Fetch, local: Path, key: str, extract_to: Path) -> FetchResult:
+        """Check a local file, then extract it (archive of a dataset) or link it to `raw_root/key`."""
+        extract = is_archive(local) and not item.weight
+        target = None if extract else self.raw_root / key
+        expected = self._expected(item, key)
+        if self._is_current(key, item.source, local, expected, extracted_in=extract_to if extract else None,
+                            target=target):
+            return self._up_to_date(key, item.source)
+        sha256, size = file_sha256(local, progress=self.progress), local.stat().st_size
+        self._check(item, key, local, sha256, expected, move_aside=False)
+        self._record_lock(key, item.source, sha256, size)
+        entries = None
+        if extract:
+            extracted = extract_archive(local, extract_to, progress=self.progress)
+            entries, action = extracted.entries, f"extracted {extracted.members} members"
+        else:
+            action = _link_or_copy(local, target)
+        self._record_receipt(key, item.source, sha256, local, entries)
+        return FetchResult(key, item.source, action, sha256, size)
+
+    def _fetch_folder(self, item: Fetch, folder: Path) -> list[FetchResult]:
+        """Link a folder's files into `raw_root/<dataset>/`, extracting (and locking) the archives in it."""
+        if item.weight:
+            raise DownloadError(f"{item.params_key}.path: {item.path} is a folder; a weight must be one file")
+        if item.sha256:
+            raise DownloadError(
+                f"{item.params_key}.sha256: a checksum can only be pinned on a file, and {item.path} is a folder; "
+                "remove the sha256, or point path at the archive itself"
+            )
+        dest = self.raw_root / item.name
+        if _overlaps(folder, dest):
+            raise DownloadError(f"{item.params_key}.path: {item.path} overlaps {dest}; point it at a folder outside it")
+        files = sorted(path for path in folder.rglob("*") if path.is_file())
+        key = f"{item.name}/{folder.name}/"
+        signature = _listing_signature(folder, files)
+        receipt = self.receipts.get(key)
+        archives = [path for path in files if is_archive(path)]
+        results = [
+            self._fetch_local_file(item, path, f"{item.name}/{path.relative_to(folder).as_posix()}",
+                                   dest / path.relative_to(folder).parent)
+            for path in archives
+        ]
+        if receipt and receipt["source"] == item.source and receipt["signature"] == signature:
+            return [FetchResult(key, item.source, "up to date"), *results]
+        loose = [path for path in files if not is_archive(path)]
+        actions = [
+            _link_or_copy(path, dest / path.relative_to(folder))
+            for path in tqdm(loose, desc=f"link {folder.name}", unit="file", disable=None if self.progress else True)
+        ]
+        how = " and ".join(f"{actions.count(verb)} {verb}" for verb in ("linked", "copied") if actions.count(verb))
+        self.receipts[key] = {"source": item.source, "signature": signature}
+        self._save_receipts()
+        return [FetchResult(key, item.source, f"{how or '0 linked'} files"), *results]
+
+    # -- checksums, lock and receipts
+
+    def _expected(self, item: Fetch, key: str) -> _Expected | None:
+        if item.sha256:
+            return _Expected(item.sha256, f"{item.params_key}.sha256 in params.yaml",
+                             f"update {item.params_key}.sha256 in params.yaml")
+        entry = self.lock.get(key)
+        if entry:
+            return _Expected(entry["sha256"], f"the entry {key!r} of {self.lock_path} (from {entry.get('source')})",
+                             f"delete the entry {key!r} from {self.lock_path}")
+        return None
+
+    def _check(
+        self, item: Fetch, key: str, path: Path, sha256: str, expected: _Expected | None, *,
+        move_aside: bool, final: Path | None = None,
+    ) -> None:
+        """Raise ChecksumError when `sha256` is not the expected one; a fetched file is moved aside first."""
+        if expected is None or sha256 == expected.sha256:
+            return
+        shown = final or path
+        if move_aside:
+            aside = shown.with_name(f"{shown.name}.bad-{sha256[:8]}")
+            os.replace(path, aside)
+            kept = f"It was moved aside to {aside} (not deleted)."
+            otherwise = f"otherwise the file is corrupt or was tampered with: delete {aside} and run again to re-fetch it"
+        else:
+            kept = "It was left where it is."
+            otherwise = "otherwise put the original file back"
+        raise ChecksumError(
+            f"checksum mismatch for {shown} (from {item.source}):\n"
+            f"  expected sha256 {expected.sha256} ({expected.where})\n"
+            f"  got      sha256 {sha256}\n"
+            f"{kept} If the source changed on purpose, {expected.change} and run again; {otherwise}."
+        )
+
+    def _is_current(
+        self, key: str, source: str, stat_path: Path, expected: _Expected | None, *,
+        extracted_in: Path | None = None, target: Path | None = None,
+    ) -> bool:
+        """Whether the receipt says `stat_path` was fetched from `source`, unchanged since, and still in place."""
+        receipt = self.receipts.get(key)
+        if not receipt or receipt.get("source") != source or not stat_path.exists():
+            return False
+        stat = stat_path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (receipt["size"], receipt["mtime_ns"]):
+            return False
+        if expected is not None and receipt["sha256"] != expected.sha256:
+            return False
+        if extracted_in is not None and not all(os.path.lexists(extracted_in / name) for name in receipt["entries"] or []):
+            return False
+        return target is None or target.exists()
+
+    def _up_to_date(self, key: str, source: str) -> FetchResult:
+        receipt = self.receipts[key]
+        self._record_lock(key, source, receipt["sha256"], receipt["size"])  # restores a deleted lock entry
+        return FetchResult(key, source, "up to date", receipt["sha256"], receipt["size"])
+
+    def _record_lock(self, key: str, source: str, sha256: str, size: int) -> None:
+        entry = {"source": source, "sha256": sha256, "size": size}
+        if self.lock.get(key) != entry:
+            self.lock[key] = entry
+            write_lock(self.lock_path, self.lock)
+
+    def _record_receipt(self, key: str, source: str, sha256: str, stat_path: Path, entries: list[str] | None) -> None:
+        stat = stat_path.stat()
+        self.receipts[key] = {
+            "source": source, "sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "entries": entries,
+        }
+        self._save_receipts()
+
+    def _save_receipts(self) -> None:
+        _atomic_write(self.receipts_path, json.dumps(self.receipts, indent=1, sort_keys=True))
+
+
+def _read_receipts(path: Path) -> dict[str, dict]:
+    """The receipts are only a cache of work done: an unreadable file means everything is re-checked."""
+    if not path.exists():
+        return {}
+    try:
+        receipts = json.loads(path.read_text())
+    except ValueError:
+        log.warning("%s is unreadable; every file will be checked again", path)
+        return {}
+    return receipts if isinstance(receipts, dict) else {}
+
+
+def _link_or_copy(source: Path, dest: Path) -> str:
+    """Hard-link `source` at `dest` (replacing what is there), or copy it across file systems."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and os.path.samefile(source, dest):
+        return "linked"
+    temporary = dest.with_name(dest.name + ".part")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+        how = "linked"
+    except OSError:
+        shutil.copy2(source, temporary)
+        how = "copied"
+    os.replace(temporary, dest)
+    return how
+
+
+def _listing_signature(folder: Path, files: list[Path]) -> str:
+    """A digest of the folder's file names, sizes and mtimes: it changes when any file does."""
+    hasher = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        hasher.update(f"{path.relative_to(folder).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return hasher.hexdigest()
+
+
+def _overlaps(first: Path, second: Path) -> bool:
+    a, b = first.resolve(), second.resolve()
+    return a == b or a in b.parents or b in a.parents

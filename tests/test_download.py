@@ -498,7 +498,7 @@ def test_only_the_active_datasets_are_planned(raw_params):
         "weights.yunet", "weights.vgg_face", "weights.age", "weights.gender",
     ]
     demo = plan_fetches(validate({**raw_params, "profile": "demo"}))
-    assert [f.params_key for f in demo] == ["weights.yunet"]  # synthetic has no sources
+    assert [f.params_key for f in demo] == []  # synthetic has no sources; its faces carry boxes (haar, no download)
 
 
 def test_only_picks_named_sources_and_rejects_unknown_names(raw_params):

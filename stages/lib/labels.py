@@ -43,7 +43,7 @@ def _as_code(value) -> int | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    if math.isnan(number) or number != int(number):
+    if not math.isfinite(number) or number != int(number):
         return None
     return int(number)
 

@@ -1,0 +1,204 @@
+"""Audit anyone's age predictions: the study's breakdown by race, gender and age band.
+
+    python -m stages.audit PREDICTIONS.csv --out DIR [--age-col C] [--pred-col C] [--argmax-col C]
+        [--gender-col C] [--race-col C] [--filename-col C] [--gender-pred-col C] [--gender-prob-col C]
+        [--age-bands 0,16,31,46,61] [--min-age A] [--max-age A] [--split test] [--correction] [--no-figures]
+
+Columns default to common names (`age`, `age_pred`/`pre_age`/`Weighted_Avg`, `gender`, `race`,
+`filename`, ...; case-insensitive). Without label columns, labels are read from UTKFace-style file
+names. Gender and race accept UTKFace codes (0, 1, also 0.0) and words (M/F, male, White, ...). A
+missing gender or race column skips that breakdown, and the report says so.
+
+Writes DIR/groups.csv (the groups contract), DIR/gaps.csv, DIR/significance.csv, DIR/metrics.json,
+DIR/rejects.csv (rows with unusable labels, with the reason), DIR/tables/*.csv, DIR/plots/*.csv
+(DVC plot data), DIR/figures/*.png and DIR/report.md. Age bands, bootstrap resamples, confidence and
+minimum group size default to params.yaml's when it is in the current folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from stages.evaluate import write_evaluation, write_json
+from stages.lib import plots
+from stages.lib.correction import compare_corrections, cross_fitted_corrections
+from stages.lib.labels import band_labels
+from stages.lib.metrics import Bootstrap, Evaluation, evaluate
+from stages.lib.params import PARAMS_FILE, Params, load_params
+from stages.lib.predictions import ColumnError, Normalised, normalise_predictions, read_table
+from stages.lib.report import Markdown, correction_section, evaluation_sections
+
+DEFAULT_BANDS = (0, 16, 31, 46, 61)
+COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES
+    "age_col": "age", "pred_col": "age_pred", "argmax_col": "age_pred_argmax", "gender_col": "gender",
+    "race_col": "race", "filename_col": "filename", "gender_pred_col": "gender_pred",
+    "gender_prob_col": "gender_prob_female", "id_col": "id", "split_col": "split",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    edges: tuple[int, ...]
+    bootstrap: Bootstrap
+    min_group_size: int
+    source: str   # where the defaults came from
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m stages.audit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions", type=Path, help="CSV, TSV or parquet table of predictions")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the outputs (created)")
+    for flag, field in COLUMN_FLAGS.items():
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="C",
+                            help=f"column holding {field} (default: a common name, see module docs)")
+    parser.add_argument("--sep", help="CSV separator (default: ',' or tab for .tsv)")
+    parser.add_argument("--age-bands", help="lower edges, e.g. 0,16,31,46,61 (default: params.yaml age_bands)")
+    parser.add_argument("--min-age", type=int, help="reject rows with a true age below this (default: none)")
+    parser.add_argument("--max-age", type=int, help="reject rows with a true age above this (default: none)")
+    parser.add_argument("--split", help="evaluate only rows of this split (needs a split column)")
+    parser.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: params evaluate.bootstrap)")
+    parser.add_argument("--confidence", type=float, help="CI level (default: params evaluate.confidence)")
+    parser.add_argument("--min-group-size", type=int, help="flag smaller groups (default: params evaluate.min_group_size)")
+    parser.add_argument("--seed", type=int, help="bootstrap seed (default: params seed)")
+    parser.add_argument("--correction", action="store_true",
+                        help="also fit the study's post-hoc correction models (R9): on the val split and judged "
+                             "on test when the table has both, else 5-fold cross-fitted")
+    parser.add_argument("--no-figures", action="store_true", help="tables and report only (faster, for batches)")
+    parser.add_argument("--title", help="name used in titles (default: the file name)")
+    return parser.parse_args(argv)
+
+
+def parse_bands(text: str) -> tuple[int, ...]:
+    try:
+        edges = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise SystemExit(f"--age-bands {text!r}: give whole numbers separated by commas, e.g. 0,16,31,46,61") from None
+    if not edges or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise SystemExit(f"--age-bands {text!r}: lower edges must be non-negative and strictly increasing")
+    return edges
+
+
+def settings_from(args: argparse.Namespace, params: Params | None) -> Settings:
+    """Flags first, then params.yaml (when present), then the study's defaults."""
+    base = params.evaluate if params else None
+    return Settings(
+        edges=parse_bands(args.age_bands) if args.age_bands else tuple(params.age_bands if params else DEFAULT_BANDS),
+        bootstrap=Bootstrap(
+            resamples=args.bootstrap if args.bootstrap is not None else (base.bootstrap if base else 1000),
+            confidence=args.confidence if args.confidence is not None else (base.confidence if base else 0.95),
+            seed=args.seed if args.seed is not None else (params.seed if params else 42)),
+        min_group_size=args.min_group_size if args.min_group_size is not None else (base.min_group_size if base else 30),
+        source=f"{PARAMS_FILE}" if params else "built-in defaults (no params.yaml here)",
+    )
+
+
+def run_correction(frame: pd.DataFrame, kept: pd.DataFrame, bootstrap: Bootstrap) -> tuple[pd.DataFrame, str]:
+    """R9 on the val/test splits of `frame` when it has both, else cross-fitted over the evaluated rows."""
+    if {"val", "test"} <= set(frame["split"]):
+        fit, judged = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
+        return compare_corrections(fit, judged, bootstrap), (
+            f"Fitted on the val split ({len(fit):,} faces), judged on the test split ({len(judged):,}).")
+    return cross_fitted_corrections(kept, 5, bootstrap), (
+        f"The table has no val and test splits, so each face is judged by a model fitted on the other "
+        f"four fifths (5-fold cross-fitting over {len(kept):,} faces).")
+
+
+def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFrame, evaluation: Evaluation,
+                 figures: dict[str, Path], settings: Settings, correction: tuple[pd.DataFrame, str] | None,
+                 rows_read: int, title: str) -> str:
+    md = Markdown(out)
+    md.heading(f"Audit of {title}", 1)
+    md.paragraph(f"Predictions read from `{path}`: {rows_read:,} rows; **{len(kept):,} evaluated**, "
+                 f"{len(normalised.rejects):,} rejected (see `rejects.csv`).")
+    md.heading("Input", 2)
+    md.bullets([f"{field}: {source}" for field, source in normalised.sources.items()])
+    if normalised.skipped:
+        md.paragraph("Breakdowns skipped:")
+        md.bullets([f"**{label}**: {why}" for label, why in normalised.skipped.items()])
+    if normalised.notes:
+        md.paragraph("Notes:")
+        md.bullets(normalised.notes)
+    if not normalised.rejects.empty:
+        reasons = normalised.rejects["reason"].value_counts().rename_axis("reason").reset_index(name="rows")
+        md.table(reasons.head(15).astype(str), "rejected rows by reason (first 15 reasons)")
+    if len(kept) < len(normalised.frame):
+        md.paragraph(f"{len(normalised.frame) - len(kept):,} readable rows outside the requested split were not "
+                     "evaluated.")
+    md.paragraph("Settings:")
+    md.bullets([
+        f"age bands: {', '.join(band_labels(settings.edges))}",
+        f"{settings.bootstrap.resamples:,} bootstrap resamples, {settings.bootstrap.confidence:.0%} intervals, "
+        f"seed {settings.bootstrap.seed}; groups under {settings.min_group_size} faces flagged small "
+        f"(settings from {settings.source} and flags)",
+    ])
+    below = int((kept["age"] < settings.edges[0]).sum())
+    if below:
+        md.paragraph(f"{below:,} faces are younger than the first band edge ({settings.edges[0]}): in every "
+                     "figure except the age-band breakdowns.")
+    evaluation_sections(md, evaluation, figures, settings.bootstrap.confidence, settings.min_group_size)
+    if correction is not None:
+        correction_section(md, correction[0], correction[1], settings.bootstrap.confidence)
+    md.heading("Files", 2)
+    md.table(pd.DataFrame({"file": ["groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv",
+                                    "tables/", "plots/", "figures/"],
+                           "what": ["one row per group (the groups contract)", "worst vs best group",
+                                    "each group's interval against the reference", "overall figures",
+                                    "rows not evaluated, with the reason", "the study's tables as CSV",
+                                    "DVC plot data", "the figures above"]}))
+    return md.text()
+
+
+def audit(args: argparse.Namespace) -> dict:
+    params = load_params() if PARAMS_FILE.exists() else None
+    settings = settings_from(args, params)
+    raw = read_table(args.predictions, args.sep)
+    requested = {field: getattr(args, flag) for flag, field in COLUMN_FLAGS.items()}
+    title = args.title or args.predictions.name
+    normalised = normalise_predictions(raw, requested, dataset=args.predictions.stem, min_age=args.min_age,
+                                       max_age=args.max_age)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    normalised.rejects.to_csv(out / "rejects.csv", index=False)
+    kept = normalised.frame
+    if args.split:
+        kept = kept[kept["split"] == args.split.lower()]
+    if kept.empty:
+        raise SystemExit(f"{args.predictions}: no row left to evaluate ({len(normalised.rejects):,} rejected; "
+                         f"reasons in {out / 'rejects.csv'})")
+    evaluation = evaluate(kept, settings.edges, settings.bootstrap, settings.min_group_size, series=title)
+    write_evaluation(evaluation, out)
+    for name, table in plots.dvc_tables(evaluation).items():
+        (out / "plots").mkdir(exist_ok=True)
+        table.to_csv(out / "plots" / f"{name}.csv", index=False)
+    figures = {} if args.no_figures else plots.write_figures(evaluation, out / "figures", title)
+    correction = run_correction(normalised.frame, kept, settings.bootstrap) if args.correction else None
+    if correction is not None:
+        correction[0].to_csv(out / "correction.csv", index=False)
+    report = build_report(args.predictions, out, normalised, kept, evaluation, figures, settings, correction,
+                          len(raw), title)
+    (out / "report.md").write_text(report)
+    metrics = {**evaluation.overall, "rows_read": len(raw), "rows_rejected": len(normalised.rejects)}
+    write_json(metrics, out / "metrics.json")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        metrics = audit(args)
+    except (ColumnError, FileNotFoundError) as error:
+        sys.exit(f"audit: {error}")
+    line = f"{args.predictions.name}: n={metrics['n']:,} MAE {metrics['mae']:.2f} RMSE {metrics['rmse']:.2f}"
+    if "mae_argmax" in metrics:
+        line += f" (argmax MAE {metrics['mae_argmax']:.2f})"
+    print(line + f"; {metrics['rows_rejected']:,} rows rejected; report: {args.out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

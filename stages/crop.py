@@ -1,0 +1,78 @@
+"""DVC stage `crop`: a square face crop of every prepared row of the active datasets.
+
+    python -m stages.crop [--no-progress]
+
+Reads data/interim/<dataset>/manifest.parquet for each active dataset and writes
+data/crops/<dataset>/<file>.jpg, data/crops/manifest.parquet (the kept rows + crop_path, crop_box,
+detector, faces_found), data/crops/rejects.csv and data/crops/quality.json (who got lost, by group).
+How each row is cropped (its own box, a ready crop, or a detector) is described in stages/lib/faces.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from stages.lib.download import weight_path
+from stages.lib.faces import CropError, CropSettings, crop_manifest, crop_quality
+from stages.lib.params import Params, ParamsError, load_params
+from stages.lib.schema import read_manifest, write_manifest, write_rejects
+
+INTERIM = Path("data/interim")
+OUT = Path("data/crops")
+
+
+def settings_from(params: Params) -> CropSettings:
+    """The crop settings; the YuNet model is where the download stage puts `weights.yunet`."""
+    model = None
+    if params.crop.detector == "yunet" and "yunet" in params.weights:
+        model = weight_path(params, "yunet")
+    return CropSettings(
+        detector=params.crop.detector, margin=params.crop.margin, size=params.crop.size,
+        min_score=params.crop.min_score, yunet_model=model,
+    )
+
+
+def read_prepared(datasets: list[str]) -> pd.DataFrame:
+    """The active datasets' prepared manifests, concatenated in params order."""
+    frames = [read_manifest(INTERIM / name / "manifest.parquet") for name in datasets]
+    return pd.concat(frames, ignore_index=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.crop", description=__doc__.splitlines()[0])
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params()
+        manifest = read_prepared(params.active_datasets)
+        result = crop_manifest(
+            manifest, OUT, settings_from(params), workers=params.crop.workers,
+            progress=False if args.no_progress else None,
+        )
+    except (ParamsError, CropError, FileNotFoundError) as exc:
+        print(f"crop: {exc}", file=sys.stderr)
+        return 2
+    write_manifest(result.manifest, OUT / "manifest.parquet")
+    write_rejects(result.rejects, OUT / "rejects.csv")
+    quality = {
+        "settings": params.crop.model_dump(),
+        "datasets": crop_quality(manifest, result.outcomes, params.age_bands),
+    }
+    (OUT / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+    for name, entry in quality["datasets"].items():
+        rejected = ", ".join(f"{code} {n:,}" for code, n in entry["rejected_by_reason"].items()) or "none"
+        line = f"crop: {name}: {entry['kept']:,} of {entry['rows_in']:,} kept (rejected: {rejected})"
+        detection = entry.get("detection")
+        if detection and detection["rate"] is not None:
+            line += f"; {detection['detector']} found a face in {detection['rate']:.1%} of {detection['attempted']:,} photos"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Dataset adapters: each turns one dataset's raw files into manifest rows and reject rows.
+
+`ADAPTERS` maps the `adapter` named in params.yaml (`datasets.<name>.adapter`) to its options model
+and its reader. `run_adapter` validates the dataset's `options` (unknown keys and bad values raise
+`OptionsError` naming `datasets.<name>.options.<key>`) and reads the dataset's folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from stages.lib.datasets import fairface, folder, imdb_wiki, synthetic, utkface
+from stages.lib.datasets.common import AdapterResult, DatasetError, Options
+from stages.lib.params import Labels, ParamsError
+
+__all__ = ["ADAPTERS", "Adapter", "AdapterResult", "DatasetError", "OptionsError", "parse_options", "run_adapter"]
+
+
+class OptionsError(ParamsError):
+    """A dataset's `options` in params.yaml that its adapter cannot use."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    options: type[Options]
+    read: Callable[[Path, str, Any, Labels], AdapterResult]
+    # True when the adapter makes its own images in the folder it is given (synthetic), rather than
+    # reading what the download stage put there.
+    generates: bool = False
+
+
+ADAPTERS: dict[str, Adapter] = {
+    "imdb_wiki": Adapter(imdb_wiki.ImdbWikiOptions, imdb_wiki.read),
+    "utkface": Adapter(utkface.UTKFaceOptions, utkface.read),
+    "fairface": Adapter(fairface.FairFaceOptions, fairface.read),
+    "folder": Adapter(folder.FolderOptions, folder.read),
+    "synthetic": Adapter(synthetic.SyntheticOptions, synthetic.read, generates=True),
+}
+
+
+def _describe(error: dict, prefix: str) -> str:
+    location = ".".join([prefix, *(str(part) for part in error["loc"])])
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown option"
+    if error["type"] == "missing":
+        return f"{location}: required option is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{location}: {message} (got {error.get('input')!r})"
+
+
+def parse_options(adapter_name: str, dataset: str, options: dict) -> Options:
+    """The adapter's validated options; OptionsError naming every bad `datasets.<dataset>.options.<key>`."""
+    if adapter_name not in ADAPTERS:
+        raise OptionsError(f"datasets.{dataset}.adapter: {adapter_name!r} is not one of {', '.join(ADAPTERS)}")
+    model = ADAPTERS[adapter_name].options
+    try:
+        return model.model_validate(options or {})
+    except ValidationError as exc:
+        prefix = f"datasets.{dataset}.options"
+        allowed = ", ".join(model.model_fields)
+        lines = "\n  ".join(_describe(e, prefix) for e in exc.errors())
+        raise OptionsError(f"params.yaml is not valid:\n  {lines}\n  ({adapter_name} options: {allowed})") from None
+
+
+def run_adapter(adapter_name: str, root: Path, dataset: str, options: dict, labels: Labels) -> AdapterResult:
+    """Validate `options` and read the dataset `dataset` from `root` with the adapter `adapter_name`."""
+    return ADAPTERS[adapter_name].read(Path(root), dataset, parse_options(adapter_name, dataset, options), labels)

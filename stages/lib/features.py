@@ -1,0 +1,330 @@
+"""The features pass: the frozen VGG-Face trunk run once over every crop, cached as float16.
+
+Outputs in the features folder (row i belongs to row i of data/processed/manifest.parquet):
+    features.npy     float16 (N, k*k*C5), the trunk's output flattened channels-last; a .npy, so
+                     `np.load(path, mmap_mode="r")` maps it without reading it (see `read_features`)
+    index.parquet    id, row
+    meta.json        shape, dtype, cut, backbone params, weights and their sha256, precision, device
+    throughput.json  images/s of the pass (a DVC metrics file)
+
+The pass is the only expensive step of the pipeline (hours on a CPU for IMDB-Wiki), hence resumable.
+It writes into a scratch folder beside the outputs (`data/.features-partial/`: features.npy and
+progress.json), chunk by chunk; a chunk is flushed to the memory-mapped file before progress.json
+records it, so a killed run loses at most the chunk in flight, and a restart with the same inputs
+skips the chunks already written. Any change to the inputs (crops, manifest order, params, weights,
+precision) changes the fingerprint and the pass starts over. Only a finished pass is moved into the
+features folder. The scratch folder is not a DVC output: DVC deletes a stage's outputs before it
+runs it, and keeping the partial pass out of them keeps the outputs ordinary (no `persist`), so
+DVC's run cache can still restore features for parameters it has seen before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm import tqdm
+
+from stages.lib.backbone import cut_shape, require_weights_file, resize_uint8, to_unit_range, trunk_from_params
+
+FEATURES_FILE = "features.npy"
+INDEX_FILE = "index.parquet"
+META_FILE = "meta.json"
+THROUGHPUT_FILE = "throughput.json"
+PROGRESS_FILE = "progress.json"
+FEATURE_DTYPE = np.float16
+PREPROCESSING = "decode RGB, bilinear antialiased resize to input_size rounded to uint8, scale to [0, 1]"
+DEFAULT_CHUNK_ROWS = 2048
+WEIGHTS_FILE = Path("data/raw/weights/vgg_face.h5")  # written by the download stage
+
+
+class FeaturesError(RuntimeError):
+    """The features pass cannot run on these inputs, or its outputs are incomplete."""
+
+
+class FeatureStore(NamedTuple):
+    values: np.ndarray      # float16 (N, D), memory-mapped, read-only
+    index: pd.DataFrame     # id, row
+    meta: dict
+
+
+def crop_files(manifest: pd.DataFrame, root: Path) -> list[Path]:
+    """Each row's crop file (relative paths resolve against `root`); FeaturesError if any is missing."""
+    if "crop_path" not in manifest.columns:
+        raise FeaturesError("the manifest has no `crop_path` column: it must come from the crop and split stages")
+    paths = [Path(p) if Path(p).is_absolute() else root / p for p in manifest["crop_path"]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FeaturesError(
+            f"{len(missing)} of {len(paths)} crops are missing, e.g. {missing[:3]}: "
+            "run `dvc repro crop` (or `dvc checkout data/crops`) so that data/crops matches the manifest"
+        )
+    return paths
+
+
+def sha256_file(path: Path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def inputs_fingerprint(ids: Sequence[str], paths: Sequence[Path], config: dict) -> str:
+    """A hash of everything the features depend on: rows in order, each crop's size and mtime, config.
+
+    Sizes and mtimes stand in for the crops' bytes (hashing every crop would read them twice);
+    a re-crop rewrites the files, so it changes the fingerprint.
+    """
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for row_id, path in zip(ids, paths):
+        stat = path.stat()
+        digest.update(f"{row_id}\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def image_dataset(paths: Sequence[Path], rows: Sequence[int], input_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches of (rows, uint8 images): files read, decoded and resized in parallel, in order, prefetched."""
+
+    def load(row, path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return row, resize_uint8(image, input_size)
+
+    rows_tensor = tf.constant(rows, tf.int64, shape=[len(rows)])
+    paths_tensor = tf.constant([str(p) for p in paths], tf.string, shape=[len(paths)])
+    dataset = tf.data.Dataset.from_tensor_slices((rows_tensor, paths_tensor))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def flat_features_fn(trunk: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A compiled function: uint8 images -> the trunk's output flattened channels-last, as float16."""
+
+    @tf.function(reduce_retracing=True)
+    def infer(images):
+        out = trunk(to_unit_range(images), training=False)
+        return tf.cast(tf.reshape(out, (tf.shape(out)[0], -1)), tf.float16)
+
+    return infer
+
+
+def _next_batch(batches, paths: Sequence[Path], rows: Sequence[int], position: int):
+    """The next (rows, images) batch, or None at the end; an undecodable file raises FeaturesError naming it.
+
+    tf.data's decode error does not say which file failed, so on error the files from the current
+    position on are decoded one by one to find it.
+    """
+    try:
+        return next(batches)
+    except StopIteration:
+        return None
+    except tf.errors.InvalidArgumentError as exc:
+        for row in rows[position:]:
+            try:
+                tf.io.decode_image(tf.io.read_file(str(paths[row])), channels=3, expand_animations=False)
+            except tf.errors.InvalidArgumentError:
+                raise FeaturesError(
+                    f"{paths[row]} (manifest row {row}) is not a readable image: "
+                    "re-run the crop stage (`dvc repro -f crop`) to rewrite the crops"
+                ) from None
+        raise FeaturesError(f"reading the crops failed: {exc.message}") from None
+
+
+def chunk_bounds(rows: int, chunk_rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) of each chunk; a chunk is a whole number of batches, so a resumed pass feeds the
+    model exactly the batches an uninterrupted one does (the same numbers, bit for bit, on a CPU)."""
+    size = max(batch_size, -(-chunk_rows // batch_size) * batch_size)
+    return [(start, min(start + size, rows)) for start in range(0, rows, size)]
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write atomically (temp file, then rename), so a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def partial_dir(out_dir: Path) -> Path:
+    """The scratch folder of an unfinished pass: `data/.features-partial` for `data/features`."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}-partial"
+
+
+def _open_or_start(work_dir: Path, fingerprint: str, shape: tuple[int, int], chunk_rows: int) -> tuple[np.memmap, dict]:
+    """The memmap and progress of an interrupted pass with the same fingerprint, or fresh ones."""
+    features_path, progress_path = work_dir / FEATURES_FILE, work_dir / PROGRESS_FILE
+    progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
+    if progress and progress.get("fingerprint") == fingerprint and progress.get("chunk_rows") == chunk_rows:
+        if features_path.exists():
+            values = np.lib.format.open_memmap(features_path, mode="r+")
+            if values.shape == shape and values.dtype == FEATURE_DTYPE:
+                return values, progress
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in (FEATURES_FILE, PROGRESS_FILE):
+        (work_dir / name).unlink(missing_ok=True)
+    values = np.lib.format.open_memmap(features_path, mode="w+", dtype=FEATURE_DTYPE, shape=shape)
+    progress = {"fingerprint": fingerprint, "chunk_rows": chunk_rows, "done": [], "rows_computed": 0, "seconds": 0.0}
+    _write_json(progress_path, progress)
+    return values, progress
+
+
+def extract_features(
+    trunk: keras.Model,
+    paths: Sequence[Path],
+    work_dir: Path,
+    *,
+    input_size: int,
+    batch_size: int,
+    fingerprint: str,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_chunk_done: Callable[[int], None] | None = None,
+    show_progress: bool | None = None,
+) -> None:
+    """Run `trunk` over the images at `paths` into work_dir/features.npy, resuming an interrupted pass.
+
+    `on_chunk_done(chunk_index)` is called after each chunk is safely on disk. `show_progress`
+    None shows the bar only on a terminal.
+    """
+    work_dir = Path(work_dir)
+    dim = int(np.prod(trunk.output.shape[1:]))
+    values, progress = _open_or_start(work_dir, fingerprint, (len(paths), dim), chunk_rows)
+    chunks = chunk_bounds(len(paths), chunk_rows, batch_size)
+    pending = [i for i in range(len(chunks)) if i not in set(progress["done"])]
+    rows = [r for i in pending for r in range(*chunks[i])]
+    infer = flat_features_fn(trunk)
+    batches = iter(image_dataset([paths[r] for r in rows], rows, input_size, batch_size))
+    position, started = 0, time.perf_counter()
+    with tqdm(total=len(paths), initial=len(paths) - len(rows), unit="img", desc="features",
+              disable=None if show_progress is None else not show_progress) as bar:
+        if progress["done"]:
+            bar.write(f"features: resuming, {len(progress['done'])} of {len(chunks)} chunks already written")
+        while (item := _next_batch(batches, paths, rows, position)) is not None:
+            batch_rows = item[0].numpy()
+            values[batch_rows] = _checked_finite(infer(item[1]).numpy(), batch_rows)
+            position += len(batch_rows)
+            bar.update(len(batch_rows))
+            while pending and chunks[pending[0]][1] <= batch_rows[-1] + 1:
+                values.flush()
+                chunk = pending.pop(0)
+                elapsed, started = time.perf_counter() - started, time.perf_counter()
+                progress["done"].append(chunk)
+                progress["rows_computed"] += chunks[chunk][1] - chunks[chunk][0]
+                progress["seconds"] += elapsed
+                _write_json(work_dir / PROGRESS_FILE, progress)
+                if on_chunk_done is not None:
+                    on_chunk_done(chunk)
+    del values
+
+
+def _checked_finite(batch: np.ndarray, batch_rows: np.ndarray) -> np.ndarray:
+    if not np.isfinite(batch).all():
+        raise FeaturesError(
+            f"features of rows {int(batch_rows[0])}..{int(batch_rows[-1])} overflow float16 (|x| > 65504): "
+            "the weights are not the VGG-Face weights this pipeline expects"
+        )
+    return batch
+
+
+def weights_file_for(backbone) -> Path | None:
+    """The published weights the params ask for (relative to the project root); None for a random backbone."""
+    return WEIGHTS_FILE if backbone.weights == "vgg_face" else None
+
+
+def run_features(
+    manifest: pd.DataFrame,
+    params,
+    out_dir: Path,
+    *,
+    root: Path = Path("."),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_chunk_done: Callable[[int], None] | None = None,
+    show_progress: bool | None = None,
+) -> dict:
+    """The whole stage on a manifest: check inputs, build the trunk, run or resume the pass in
+    `partial_dir(out_dir)`, then write the finished outputs into out_dir. Returns the meta written."""
+    root, out_dir = Path(root), Path(out_dir)
+    work_dir = partial_dir(out_dir)
+    if manifest.empty:
+        raise FeaturesError("the manifest has no rows: nothing to compute features for (check the split stage)")
+    duplicated = manifest["id"][manifest["id"].duplicated()]
+    if len(duplicated):
+        raise FeaturesError(
+            f"the manifest repeats ids, e.g. {list(duplicated[:3])}: ids must be unique (prepare stage)"
+        )
+    backbone = params.backbone
+    paths = crop_files(manifest, root)
+    weights_file = weights_file_for(backbone)
+    if weights_file is not None:
+        require_weights_file(root / weights_file)
+    config = {
+        "backbone": backbone.model_dump(),
+        "seed": params.seed if backbone.weights == "random" else None,
+        "weights_file": str(weights_file) if weights_file is not None else None,
+        "weights_sha256": sha256_file(root / weights_file) if weights_file is not None else None,
+        "precision": keras.mixed_precision.global_policy().name,
+        "dtype": np.dtype(FEATURE_DTYPE).name,
+        "preprocessing": PREPROCESSING,
+    }
+    trunk = trunk_from_params(backbone, params.seed, root / weights_file if weights_file is not None else None)
+    extract_features(
+        trunk, paths, work_dir, input_size=backbone.input_size, batch_size=backbone.batch_size,
+        fingerprint=inputs_fingerprint(list(manifest["id"]), paths, config),
+        chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
+    )
+    shape = cut_shape(backbone.input_size, backbone.conv_widths, backbone.cut)
+    meta = {
+        **config,
+        "file": FEATURES_FILE,
+        "shape": [len(paths), int(np.prod(shape))],
+        "cut": backbone.cut,
+        "cut_shape": list(shape),
+        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
+    }
+    _finish(work_dir, out_dir, list(manifest["id"]), meta)
+    return meta
+
+
+def _finish(work_dir: Path, out_dir: Path, ids: list[str], meta: dict) -> None:
+    """Move a complete pass into out_dir with its index and throughput, write meta.json last (it marks
+    the folder complete for `read_features`), then drop the scratch folder. The features file is
+    moved, not copied (same file system): it can be tens of GB."""
+    progress = json.loads((work_dir / PROGRESS_FILE).read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / META_FILE).unlink(missing_ok=True)
+    # os.replace swaps a link into DVC's cache for the new file; it never writes through the link.
+    os.replace(work_dir / FEATURES_FILE, out_dir / FEATURES_FILE)
+    pd.DataFrame({"id": ids, "row": np.arange(len(ids), dtype=np.int64)}).to_parquet(out_dir / INDEX_FILE, index=False)
+    seconds = progress["seconds"]
+    _write_json(out_dir / THROUGHPUT_FILE, {
+        "images_per_second": round(progress["rows_computed"] / seconds, 2) if seconds > 0 else 0.0,
+        "images": progress["rows_computed"],
+        "seconds": round(seconds, 3),
+    })
+    _write_json(out_dir / META_FILE, meta)
+    shutil.rmtree(work_dir)
+
+
+def read_features(features_dir: Path) -> FeatureStore:
+    """The cached features, memory-mapped read-only, with their index and meta; FeaturesError when the
+    pass is unfinished or the files disagree."""
+    features_dir = Path(features_dir)
+    if not (features_dir / META_FILE).exists() or not (features_dir / FEATURES_FILE).exists():
+        raise FeaturesError(f"{features_dir} holds no finished features pass: run `dvc repro features`")
+    meta = json.loads((features_dir / META_FILE).read_text())
+    values = np.load(features_dir / meta["file"], mmap_mode="r")
+    index = pd.read_parquet(features_dir / INDEX_FILE)
+    if list(values.shape) != meta["shape"] or len(index) != values.shape[0]:
+        raise FeaturesError(
+            f"{features_dir}: features {values.shape}, meta {meta['shape']} and index ({len(index)} rows) disagree: "
+            "run `dvc repro features`"
+        )
+    return FeatureStore(values, index, meta)

@@ -1,0 +1,337 @@
+"""The study's figures (matplotlib PNGs) and the same data as DVC plot files.
+
+Each `*_figure` function takes tidy data (from `stages.lib.metrics`) and returns a matplotlib Figure;
+`save_figure` writes it and closes it. Every legend or tick label carries its group's n. The
+`dvc_*` functions reshape the same data into small CSV tables with fixed columns, so that a
+`plots:` declaration in dvc.yaml (x/y names) stays valid across experiments and `dvc plots diff`
+can overlay them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from stages.lib.labels import GENDERS, RACES, band_labels  # noqa: E402
+from stages.lib.metrics import pivot  # noqa: E402
+
+plt.rcParams.update({
+    "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "legend.fontsize": 9.5,
+    "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 110, "savefig.bbox": "tight",
+})
+GROUP_COLOURS = {
+    "male": "#1f77b4", "female": "#d62728",
+    "white": "#7f7f7f", "black": "#2ca02c", "asian": "#ff7f0e", "indian": "#9467bd", "others": "#8c564b",
+}
+MIN_POINTS = 10   # age bins with fewer faces are not drawn in the error-by-age lines
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write a PNG (parents created) and release the figure's memory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _n(value) -> str:
+    return f"{int(value):,}"
+
+
+def predicted_vs_actual_figure(curves: pd.DataFrame, title: str,
+                               legend: Mapping[str, str] | None = None) -> Figure:
+    """Mean predicted age per true age, one line per `series`, its interquartile band, the identity line."""
+    figure, axes = plt.subplots(figsize=(8.5, 8))
+    palette = plt.get_cmap("tab10")
+    for index, (series, curve) in enumerate(curves.groupby("series", sort=False)):
+        colour = palette(index % 10)
+        label = (legend or {}).get(series, f"{series} (n={_n(curve['n'].sum())})")
+        axes.fill_between(curve["age"], curve["q25"], curve["q75"], color=colour, alpha=0.15, linewidth=0)
+        axes.plot(curve["age"], curve["mean_pred"], color=colour, linewidth=2, label=label)
+    low = min(curves["age"].min(), curves["q25"].min()) - 2
+    high = max(curves["age"].max(), curves["q75"].max()) + 2
+    axes.plot([low, high], [low, high], color="black", linestyle="--", linewidth=1, label="perfect prediction")
+    axes.set(title=title, xlabel="true age (years)", ylabel="predicted age (years)", xlim=(low, high),
+             ylim=(low, high), aspect="equal")
+    axes.legend(title="line: mean prediction; band: 25th–75th percentile", loc="upper left")
+    return figure
+
+
+def loss_curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "Training and validation loss") -> Figure:
+    """One panel per loss (`loss`, or `age_loss`, `gender_loss`, ...), one colour per experiment;
+    solid: training, dashed: validation, dot: the best validation epoch."""
+    names = list(histories)
+    heads = list(dict.fromkeys(c.removeprefix("val_") for h in histories.values() for c in loss_columns(h)))
+    figure, panels = plt.subplots(1, len(heads), figsize=(7.5 * len(heads), 5.2), squeeze=False)
+    palette = plt.get_cmap("tab10")
+    for panel, head in zip(panels[0], heads):
+        for index, name in enumerate(names):
+            history, colour = histories[name], palette(index % 10)
+            if head in history:
+                panel.plot(history["epoch"], history[head], color=colour, linewidth=1.6, label=name)
+            if f"val_{head}" in history and history[f"val_{head}"].notna().any():
+                values = history[f"val_{head}"]
+                panel.plot(history["epoch"], values, color=colour, linestyle="--", linewidth=1.6,
+                           label=None if head in history else name)
+                best = values.idxmin()
+                panel.scatter(history.loc[best, "epoch"], values[best], color=colour, zorder=3, s=40,
+                              edgecolor="black")
+        panel.set(title=head.replace("_", " "), xlabel="epoch", ylabel="loss")
+        panel.legend(title="experiment", loc="upper right")
+    figure.suptitle(f"{title} (solid: training, dashed: validation, dot: best validation epoch)", fontsize=13)
+    figure.tight_layout()
+    return figure
+
+
+def loss_columns(history: pd.DataFrame) -> list[str]:
+    """The loss columns of a training history: `loss`, `val_loss`, `age_loss`, `val_age_loss`, ..."""
+    return [c for c in history.columns if c != "epoch" and "loss" in c]
+
+
+def share_figure(shares: pd.DataFrame, title: str) -> Figure:
+    """Share of faces per age bin and gender (grouped bars, R5)."""
+    width = float(np.diff(np.sort(shares["age_bin"].unique()))[:1].min()) if shares["age_bin"].nunique() > 1 else 5.0
+    genders = [g for g in GENDERS if g in set(shares["gender"])]
+    figure, axes = plt.subplots(figsize=(10, 5.5))
+    bar = width / (len(genders) + 0.5)
+    for index, gender in enumerate(genders):
+        rows = shares[shares["gender"] == gender]
+        axes.bar(rows["age_bin"] + index * bar, rows["share"] * 100, width=bar, align="edge",
+                 color=GROUP_COLOURS.get(gender), label=f"{gender} (n={_n(rows['n'].sum())})")
+    axes.set(title=title, xlabel=f"true age ({width:g}-year bins, labelled by lower edge)",
+             ylabel="share of all faces (%)")
+    axes.legend()
+    return figure
+
+
+def error_by_age_figure(table: pd.DataFrame, title: str, min_points: int = MIN_POINTS,
+                        order: Sequence[str] | None = None) -> Figure:
+    """Mean signed error and MAE per age bin, one line per group (R7, R8); thin bins left out."""
+    shown = table[table["n"] >= min_points]
+    groups = [g for g in (order or _vocabulary_order(table["group"].unique())) if g in set(table["group"])]
+    figure, (signed, absolute) = plt.subplots(1, 2, figsize=(13, 5.2), sharex=True)
+    for group in groups:
+        rows = shown[shown["group"] == group]
+        total = table.loc[table["group"] == group, "n"].sum()
+        style = {"color": GROUP_COLOURS.get(group), "marker": "o", "markersize": 3.5, "linewidth": 1.8}
+        signed.plot(rows["age_bin"], rows["mean_error"], label=f"{group} (n={_n(total)})", **style)
+        absolute.plot(rows["age_bin"], rows["mae"], label=f"{group} (n={_n(total)})", **style)
+    signed.axhline(0, color="black", linewidth=1)
+    signed.set(title="mean (predicted − true): + over-, − under-estimated", xlabel="true age (bin lower edge)",
+               ylabel="years")
+    absolute.set(title="mean absolute error", xlabel="true age (bin lower edge)", ylabel="years")
+    signed.legend()
+    figure.suptitle(f"{title} (bins with fewer than {min_points} faces not drawn)", fontsize=13)
+    figure.tight_layout()
+    return figure
+
+
+def group_bars_figure(groups: pd.DataFrame, attribute: str, metric: str = "mae", title: str = "",
+                      confidence: float = 0.95) -> Figure:
+    """One horizontal bar per group of `attribute` with its CI whisker, n in the label, the overall value
+    as a line; small groups hatched."""
+    rows = groups[(groups["attribute"] == attribute) & groups[metric].notna()].reset_index(drop=True)
+    overall = groups.loc[groups["attribute"] == "all", metric].iloc[0]
+    label = {"mae": "MAE (years)", "rmse": "RMSE (years)", "gender_accuracy": "gender accuracy",
+             "mean_error": "mean (predicted − true), years"}[metric]
+    figure, axes = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.8))
+    positions = np.arange(len(rows))[::-1]
+    low, high = rows.get(f"{metric}_ci_low"), rows.get(f"{metric}_ci_high")
+    whiskers = None
+    if low is not None and low.notna().any():
+        whiskers = np.vstack([rows[metric] - low, high - rows[metric]]).clip(min=0)
+    colours = [GROUP_COLOURS.get(g.split("*")[0], "#4c72b0") for g in rows["group"]]
+    bars = axes.barh(positions, rows[metric], xerr=whiskers, color=colours, alpha=0.85, capsize=3,
+                     error_kw={"elinewidth": 1.2})
+    for bar_patch, small in zip(bars, rows["small"]):
+        if small:
+            bar_patch.set_hatch("///")
+            bar_patch.set_alpha(0.4)
+    axes.set_yticks(positions, [f"{g.replace('*', ' × ')} (n={_n(n)}){', small' if s else ''}"
+                                for g, n, s in zip(rows["group"], rows["n"], rows["small"])])
+    readable = attribute.replace("*", " × ").replace("age_band", "age band")
+    heading = f"{label} by {readable}"
+    if pd.notna(overall):
+        axes.axvline(overall, color="black", linestyle="--", linewidth=1)
+        heading += f"\nwhiskers: {confidence:.0%} CI; dashed line: all faces ({overall:.3g})"
+    axes.set(title=f"{title}: {heading}" if title else heading, xlabel=label)
+    axes.grid(axis="y", visible=False)
+    return figure
+
+
+def heatmap_figure(values: pd.DataFrame, counts: pd.DataFrame, title: str, value_format: str = "{:.1f}",
+                   diverging: bool = False, colour_label: str = "") -> Figure:
+    """An annotated table as a heatmap: each cell shows its value and n; empty cells stay blank."""
+    data = values.to_numpy(dtype=float)
+    figure, axes = plt.subplots(figsize=(1.35 * values.shape[1] + 3, 0.62 * values.shape[0] + 2))
+    finite = data[np.isfinite(data)]
+    if diverging:
+        # the colour scale follows cells of at least MIN_POINTS faces; thinner, extreme cells saturate
+        sizeable = data[np.isfinite(data) & (counts.to_numpy(dtype=float) >= MIN_POINTS)]
+        reference = sizeable if sizeable.size else finite
+        limit = float(np.abs(reference).max()) if reference.size else 1.0
+        image = axes.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    else:
+        image = axes.imshow(data, cmap="viridis", aspect="auto")
+    for (row, column), value in np.ndenumerate(data):
+        if np.isfinite(value):
+            count = counts.iat[row, column]
+            axes.text(column, row, f"{value_format.format(value)}\nn={_n(count)}", ha="center", va="center",
+                      fontsize=9, color=_text_colour(image, value))
+    axes.set_xticks(range(values.shape[1]), [str(c) for c in values.columns], rotation=30, ha="right")
+    axes.set_yticks(range(values.shape[0]), [str(i) for i in values.index])
+    axes.set(title=title, xlabel=str(values.columns.name or "").replace("_", " "),
+             ylabel=str(values.index.name or "").replace("_", " "))
+    axes.grid(False)
+    figure.colorbar(image, ax=axes, label=colour_label)
+    return figure
+
+
+def _text_colour(image, value) -> str:
+    red, green, blue, _ = image.cmap(image.norm(value))
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+
+
+def experiments_figure(comparison: pd.DataFrame, confidence: float = 0.95) -> Figure:
+    """MAE and RMSE per experiment (bars) and test set (colours), CI whiskers, the value past each whisker."""
+    datasets = list(dict.fromkeys(comparison["dataset"]))
+    experiments = list(dict.fromkeys(comparison["experiment"]))
+    figure, panels = plt.subplots(1, 2, figsize=(13, 0.55 * len(experiments) * len(datasets) + 2.5), sharey=True)
+    palette = plt.get_cmap("tab10")
+    height = 0.8 / len(datasets)
+    for panel, metric in zip(panels, ("mae", "rmse")):
+        for index, dataset in enumerate(datasets):
+            rows = comparison[comparison["dataset"] == dataset].set_index("experiment").reindex(experiments)
+            positions = np.arange(len(experiments))[::-1] + (len(datasets) - 1 - index) * height - 0.4 + height / 2
+            low, high = rows[f"{metric}_ci_low"].fillna(rows[metric]), rows[f"{metric}_ci_high"].fillna(rows[metric])
+            whiskers = np.vstack([rows[metric] - low, high - rows[metric]]).clip(min=0)
+            panel.barh(positions, rows[metric], height=height * 0.9, xerr=np.nan_to_num(whiskers), capsize=3,
+                       color=palette(index % 10), label=f"{dataset} (n={_n(rows['n'].max())})")
+            for y, value, end in zip(positions, rows[metric], high):
+                if pd.notna(value):
+                    panel.text(end, y, f"  {value:.2f}", va="center", fontsize=9)
+        panel.set(title=metric.upper() + " (years)", xlabel="years")
+        panel.set_xlim(0, comparison[f"{metric}_ci_high"].fillna(comparison[metric]).max() * 1.15)
+        panel.grid(axis="y", visible=False)
+    panels[0].set_yticks(np.arange(len(experiments))[::-1], experiments)
+    panels[1].legend(title="test set", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.suptitle(f"Experiments: test error with {confidence:.0%} CI", fontsize=13)
+    figure.tight_layout()
+    return figure
+
+
+def _vocabulary_order(groups) -> list[str]:
+    known = list(GENDERS) + list(RACES)
+    return sorted(groups, key=lambda g: (known.index(g) if g in known else len(known), g))
+
+
+# ---------------------------------------------------------------------------------------------------
+# DVC plot data: fixed columns so that one dvc.yaml declaration fits every experiment
+
+
+def dvc_predicted_vs_actual(curve: pd.DataFrame) -> pd.DataFrame:
+    """age, n, mean_pred, q25, q75 (x: age, y: mean_pred)."""
+    return curve[["age", "n", "mean_pred", "q25", "q75"]].reset_index(drop=True)
+
+
+def dvc_by_age(table: pd.DataFrame, vocabulary: Sequence[str], value: str = "mean_error") -> pd.DataFrame:
+    """Wide table: age bin, then one column per group of the vocabulary (empty where no face)."""
+    wide = table.pivot_table(index="age_bin", columns="group", values=value, observed=True)
+    wide = wide.reindex(columns=list(vocabulary))
+    wide.columns.name = None
+    return wide.reset_index().rename(columns={"age_bin": "age"})
+
+
+def dvc_group_bars(groups: pd.DataFrame, metric: str = "mae") -> pd.DataFrame:
+    """group (`attribute:group`), n, metric, its CI (template bar_horizontal, x: metric, y: group)."""
+    rows = groups[groups[metric].notna()]
+    return pd.DataFrame({
+        "group": rows["attribute"] + ":" + rows["group"],
+        "n": rows["n"],
+        metric: rows[metric],
+        f"{metric}_ci_low": rows[f"{metric}_ci_low"],
+        f"{metric}_ci_high": rows[f"{metric}_ci_high"],
+    }).reset_index(drop=True)
+
+
+def dvc_tables(evaluation) -> dict[str, pd.DataFrame]:
+    """Every DVC plot file of one evaluation, by file stem; columns fixed whatever the data holds."""
+    tables = evaluation.tables
+    empty_by_age = lambda vocabulary: pd.DataFrame(columns=["age", *vocabulary])  # noqa: E731
+    result = {"predicted_vs_actual": dvc_predicted_vs_actual(tables["predicted_vs_actual"]),
+              "mae_by_group": dvc_group_bars(evaluation.groups, "mae")}
+    for attribute, vocabulary in (("gender", GENDERS), ("race", RACES)):
+        table = tables.get(f"error_by_age_{attribute}")
+        result[f"error_by_age_{attribute}"] = (dvc_by_age(table, vocabulary) if table is not None
+                                               else empty_by_age(vocabulary))
+    shares = tables.get("share_by_age_gender")
+    result["share_by_age_gender"] = (
+        dvc_by_age(shares.rename(columns={"gender": "group"}), GENDERS, "share") if shares is not None
+        else empty_by_age(GENDERS))
+    return result
+
+
+def write_figures(evaluation, folder: Path, title: str) -> dict[str, Path]:
+    """Every figure the evaluation's data allows, as PNGs in `folder`; name -> path."""
+    folder = Path(folder)
+    tables, groups = evaluation.tables, evaluation.groups
+    bands = band_labels(evaluation.edges)
+    written: dict[str, Path] = {}
+
+    def save(name: str, figure: Figure) -> None:
+        written[name] = save_figure(figure, folder / f"{name}.png")
+
+    overall = evaluation.overall
+    save("predicted_vs_actual", predicted_vs_actual_figure(
+        tables["predicted_vs_actual"], f"{title}: mean predicted vs true age",
+        {s: f"{s} (n={_n(overall['n'])}, MAE {overall['mae']:.2f})"
+         for s in tables["predicted_vs_actual"]["series"].unique()}))
+    if "share_by_age_gender" in tables:
+        save("share_by_age_gender", share_figure(tables["share_by_age_gender"], f"{title}: faces by age and gender"))
+    for attribute in ("gender", "race"):
+        if f"error_by_age_{attribute}" in tables:
+            save(f"error_by_age_{attribute}", error_by_age_figure(
+                tables[f"error_by_age_{attribute}"], f"{title}: error across age by {attribute}"))
+    for attribute in ("race", "gender", "age_band", "race*gender", "gender*age_band"):
+        if (groups["attribute"] == attribute).any():
+            save(f"mae_by_{attribute.replace('*', '_x_')}", group_bars_figure(groups, attribute, "mae", title,
+                                                                                  evaluation.confidence))
+    race_band = groups[groups["attribute"] == "race*age_band"]
+    if not race_band.empty:
+        split = race_band.assign(race=race_band["group"].str.split("*").str[0],
+                                 age_band=race_band["group"].str.split("*").str[1])
+        values, counts = pivot(split, "age_band", ["race"], "mae", bands)
+        save("mae_by_race_x_age_band", heatmap_figure(values, counts, f"{title}: MAE (years) by age band × race",
+                                                      colour_label="MAE (years)"))
+    signed = tables.get("signed_error_by_predicted_band")
+    columns = [c for c in ("race", "gender") if signed is not None and c in signed.columns]
+    if columns:
+        values, counts = pivot(signed, "predicted_band", columns, "mean_error", bands)
+        save("signed_error_by_predicted_band", heatmap_figure(
+            values, counts, f"{title}: mean (predicted − true) by predicted-age band", diverging=True,
+            colour_label="years (+ over-, − under-estimated)"))
+    race_gender = groups[(groups["attribute"] == "race*gender") & groups["gender_accuracy"].notna()]
+    if not race_gender.empty:
+        split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
+                                   gender=race_gender["group"].str.split("*").str[1])
+        values, counts = pivot(split, "race", ["gender"], "gender_accuracy", list(RACES))
+        save("gender_accuracy_race_gender", heatmap_figure(values * 100, counts, f"{title}: gender accuracy (%)",
+                                                           "{:.0f}%", colour_label="accuracy (%)"))
+    women = tables.get("women_gender_accuracy")
+    if women is not None and (women["attribute"] == "race*age_band").any():
+        rows = women[women["attribute"] == "race*age_band"]
+        split = rows.assign(race=rows["group"].str.split("*").str[0], age_band=rows["group"].str.split("*").str[1])
+        values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", bands)
+        save("women_gender_accuracy", heatmap_figure(values * 100, counts,
+                                                     f"{title}: gender accuracy for women (%)", "{:.0f}%",
+                                                     colour_label="accuracy (%)"))
+    return written

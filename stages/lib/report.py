@@ -1,0 +1,364 @@
+"""Markdown reports: a small builder plus the sections every evaluation report shares.
+
+Pure text: the callers pass the evaluation (tidy frames from `stages.lib.metrics`) and the paths of the
+figures they wrote; links are made relative to the report's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.labels import RACES, band_labels
+from stages.lib.metrics import Evaluation, age_standardised_mae, pivot
+
+ATTRIBUTE_TITLES = {
+    "all": "all faces", "race": "race", "gender": "gender", "age_band": "age band",
+    "race*gender": "race × gender", "race*age_band": "race × age band", "gender*age_band": "gender × age band",
+}
+
+
+class Markdown:
+    """Accumulates markdown blocks; `figure` links an image relative to the report's own folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.blocks: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append("#" * level + " " + text)
+
+    def paragraph(self, text: str) -> None:
+        self.blocks.append(text)
+
+    def bullets(self, items: Iterable[str]) -> None:
+        items = list(items)
+        if items:
+            self.blocks.append("\n".join(f"- {item}" for item in items))
+
+    def table(self, frame: pd.DataFrame, caption: str | None = None) -> None:
+        if caption:
+            self.blocks.append(f"*{caption}*")
+        self.blocks.append(markdown_table(frame))
+
+    def figure(self, path: Path | None, caption: str) -> None:
+        if path is None:
+            return
+        link = Path(os.path.relpath(Path(path), self.folder)).as_posix()
+        self.blocks.append(f"![{caption}]({link})\n\n*{caption}*")
+
+    def text(self) -> str:
+        return "\n\n".join(self.blocks) + "\n"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table; cells are already formatted text (see `formatted`)."""
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value).replace("|", "\\|")
+
+
+def number(value, digits: int = 2) -> str:
+    """A float with `digits` decimals, '' for missing."""
+    if value is None or pd.isna(value):
+        return ""
+    return f"{float(value):.{digits}f}"
+
+
+def percent(value, digits: int = 1) -> str:
+    return "" if value is None or pd.isna(value) else f"{100 * float(value):.{digits}f}%"
+
+
+def with_interval(value, low, high, digits: int = 2, as_percent: bool = False) -> str:
+    """'10.07 [9.94, 10.21]' (or percentages); the value alone when there is no interval."""
+    show = (lambda v: percent(v, digits - 1)) if as_percent else (lambda v: number(v, digits))
+    if value is None or pd.isna(value):
+        return ""
+    if low is None or pd.isna(low):
+        return show(value)
+    return f"{show(value)} [{show(low)}, {show(high)}]"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sections
+
+
+def overall_table(overall: Mapping, confidence: float) -> pd.DataFrame:
+    """The headline figures as a two-column table."""
+    ci = f"{confidence:.0%} CI"
+    rows = [("faces", f"{overall['n']:,}"),
+            (f"MAE, years [{ci}]", with_interval(overall["mae"], overall["mae_ci_low"], overall["mae_ci_high"])),
+            (f"RMSE, years [{ci}]", with_interval(overall["rmse"], overall["rmse_ci_low"], overall["rmse_ci_high"])),
+            (f"mean (predicted − true), years [{ci}]",
+             with_interval(overall["mean_error"], overall["mean_error_ci_low"], overall["mean_error_ci_high"]))]
+    if "mae_argmax" in overall:
+        rows += [("MAE of the argmax prediction, years", number(overall["mae_argmax"])),
+                 ("RMSE of the argmax prediction, years", number(overall["rmse_argmax"]))]
+    if overall.get("gender_accuracy") is not None:
+        rows += [(f"gender accuracy [{ci}] (n={overall['n_gender']:,})",
+                  with_interval(overall["gender_accuracy"], overall["gender_accuracy_ci_low"],
+                                overall["gender_accuracy_ci_high"], 2, as_percent=True))]
+    return pd.DataFrame(rows, columns=["measure", "value"])
+
+
+def groups_display(groups: pd.DataFrame, attribute: str, confidence: float, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """One attribute's groups as report rows: n, MAE [CI], RMSE, signed error, accuracy, verdicts."""
+    rows = groups[groups["attribute"] == attribute]
+    mae_verdict = _verdicts(verdicts, attribute, "mae", {"above": "worse than all", "below": "better than all"})
+    sign_verdict = _verdicts(verdicts, attribute, "mean_error", {"above": "over-estimated", "below": "under-estimated"})
+    not_judged = rows["small"].to_numpy()
+    table = pd.DataFrame({
+        "group": rows["group"] + np.where(rows["small"], " (small)", ""),
+        "n": rows["n"].map(lambda n: f"{n:,}"),
+        f"MAE [{confidence:.0%} CI]": [with_interval(v, lo, hi) for v, lo, hi in
+                                       zip(rows["mae"], rows["mae_ci_low"], rows["mae_ci_high"])],
+        "RMSE": rows["rmse"].map(number),
+        "mean (pred − true)": rows["mean_error"].map(number),
+        "MAE vs all": np.where(not_judged, "not judged", rows["group"].map(mae_verdict).fillna("")),
+        "bias": np.where(not_judged, "not judged", rows["group"].map(sign_verdict).fillna("")),
+    })
+    standardised = age_standardised_mae(groups, attribute) if attribute in ("race", "gender") else pd.Series(dtype=float)
+    if standardised.notna().any():
+        table["MAE at the overall age mix"] = rows["group"].map(standardised).map(number).to_numpy()
+    if rows["gender_accuracy"].notna().any():
+        table[f"gender accuracy [{confidence:.0%} CI]"] = [
+            with_interval(v, lo, hi, 2, as_percent=True) for v, lo, hi in
+            zip(rows["gender_accuracy"], rows["gender_accuracy_ci_low"], rows["gender_accuracy_ci_high"])]
+    return table.reset_index(drop=True)
+
+
+def _verdicts(verdicts: pd.DataFrame, attribute: str, metric: str, words: Mapping[str, str]) -> dict:
+    rows = verdicts[(verdicts["attribute"] == attribute) & (verdicts["metric"] == metric)]
+    return {g: words.get(v, "n.s." if v == "n.s." else "") for g, v in zip(rows["group"], rows["verdict"])}
+
+
+def gaps_display(gaps: pd.DataFrame) -> pd.DataFrame:
+    """The gaps table as report rows."""
+    accuracy = gaps["metric"] == "gender_accuracy"
+    show = lambda values: [percent(v) if a else number(v) for v, a in zip(values, accuracy)]  # noqa: E731
+    return pd.DataFrame({
+        "breakdown": gaps["attribute"].map(lambda a: ATTRIBUTE_TITLES.get(a, a)),
+        "metric": gaps["metric"],
+        "worst group (n)": [f"{g} ({n:,})" for g, n in zip(gaps["worst_group"], gaps["worst_n"])],
+        "worst": show(gaps["worst"]),
+        "best group (n)": [f"{g} ({n:,})" for g, n in zip(gaps["best_group"], gaps["best_n"])],
+        "best": show(gaps["best"]),
+        "worst − best": show(gaps["difference"]),
+        "worst / best": gaps["ratio"].map(lambda r: number(r, 2)),
+        "CIs overlap": gaps["cis_overlap"].map(_yes_no),
+        "small groups left out": gaps["small_left_out"],
+    })
+
+
+def _yes_no(value) -> str:
+    """A flag as 'yes'/'no' whether it is a bool or its text read back from CSV; '' when missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return "yes" if str(value).strip().lower() in ("true", "1", "yes") else "no"
+
+
+def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number) -> pd.DataFrame:
+    """A pivot with 'value (n)' cells, for markdown."""
+    cells = pd.DataFrame(index=values.index, columns=values.columns, dtype=object)
+    for row in values.index:
+        for column in values.columns:
+            value, count = values.at[row, column], counts.at[row, column]
+            cells.at[row, column] = "" if pd.isna(value) else f"{formatter(value)} ({int(count):,})"
+    cells = cells.reset_index()
+    cells.columns = [str(values.index.name or "")] + [str(c) for c in values.columns]
+    return cells
+
+
+def significance_bullets(evaluation: Evaluation, min_group_size: int) -> tuple[list[str], list[str]]:
+    """(what is significant, what is not): MAE vs all and systematic bias, judged groups only."""
+    verdicts = evaluation.significance
+    judged = verdicts[~verdicts["small"]]
+    significant, not_significant = [], []
+    for metric, above, below in (("mae", "larger MAE than all faces", "smaller MAE than all faces"),
+                                 ("gender_accuracy", "higher gender accuracy than all faces",
+                                  "lower gender accuracy than all faces"),
+                                 ("mean_error", "over-estimated on average", "under-estimated on average")):
+        rows = judged[judged["metric"] == metric]
+        if rows.empty:
+            continue
+        for verdict, words in (("above", above), ("below", below)):
+            hits = rows[rows["verdict"] == verdict]
+            if not hits.empty:
+                listed = ", ".join(f"{g} ({_value(metric, v)})" for g, v in zip(hits["group"], hits["value"]))
+                significant.append(f"**{words}**: {listed}")
+        unclear = rows[rows["verdict"] == "n.s."]
+        if not unclear.empty:
+            not_significant.append(f"{metric.replace('_', ' ')}: {', '.join(unclear['group'])} "
+                                   "(interval includes the reference)")
+    small = verdicts.loc[verdicts["small"], "group"].unique()
+    if len(small):
+        not_significant.append(f"not judged, fewer than {min_group_size} faces: {', '.join(small)}")
+    return significant, not_significant
+
+
+def _value(metric: str, value) -> str:
+    return percent(value) if metric == "gender_accuracy" else number(value, 1)
+
+
+def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Path], confidence: float,
+                        min_group_size: int, level: int = 2) -> None:
+    """The breakdown of one predictions table: headline, figures, group tables, gaps, study tables,
+    what is significant. `figures` maps names (as written by `stages.audit.write_figures`) to PNGs."""
+    md.heading("Overall", level)
+    md.table(overall_table(evaluation.overall, confidence))
+    md.figure(figures.get("predicted_vs_actual"),
+              "Mean predicted age against true age; the dashed line is a perfect prediction.")
+    md.figure(figures.get("share_by_age_gender"), "Share of faces by age and gender.")
+    md.figure(figures.get("error_by_age_gender"), "Error across age, by gender (R7).")
+    md.figure(figures.get("error_by_age_race"), "Error across age, by race (R8).")
+
+    md.heading("Groups", level)
+    md.paragraph(f"Every group with its size n; intervals are {confidence:.0%} bootstrap CIs. "
+                 f"Groups under {min_group_size} faces are marked *(small)*: shown, not judged. "
+                 "*MAE vs all*: the group's interval lies wholly above (worse) or below (better) the MAE of "
+                 "all faces; *bias*: its mean signed error's interval excludes zero. *MAE at the overall age "
+                 "mix*: the group's MAE in each age band, weighted by the age bands' shares of all faces, so "
+                 "that a group is not judged by how old its members are (blank when it lacks a band).")
+    for attribute in [a for a in evaluation.groups["attribute"].unique() if a != "all"]:
+        title = ATTRIBUTE_TITLES.get(attribute, attribute)
+        md.heading(title, level + 1)
+        kind = "cells: MAE and n" if attribute == "race*age_band" else f"bars: MAE, whiskers: {confidence:.0%} CI"
+        md.figure(figures.get(f"mae_by_{attribute.replace('*', '_x_')}"), f"MAE by {title} ({kind}).")
+        md.table(groups_display(evaluation.groups, attribute, confidence, evaluation.significance))
+
+    if not evaluation.gaps.empty:
+        md.heading("Gaps", level)
+        md.paragraph("Worst and best group per breakdown (small groups left out when two or more others "
+                     "remain). Non-overlapping intervals are a conservative sign that the gap is real.")
+        md.table(gaps_display(evaluation.gaps))
+
+    study_tables(md, evaluation, figures, level)
+
+    md.heading("What is significant and what is not", level)
+    significant, not_significant = significance_bullets(evaluation, min_group_size)
+    md.paragraph("Significant (the interval excludes the reference):")
+    md.bullets(significant or ["nothing"])
+    md.paragraph("Not significant or not judged:")
+    md.bullets(not_significant or ["nothing"])
+
+
+def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Path], level: int) -> None:
+    """R10 (signed error by predicted band × race × gender), R11 and R12 (gender accuracy)."""
+    bands = band_labels(evaluation.edges)
+    signed = evaluation.tables.get("signed_error_by_predicted_band")
+    if signed is not None and not signed.empty:
+        md.heading("Mean (predicted − true) by predicted-age band (R10)", level)
+        columns = [c for c in ("race", "gender") if c in signed.columns]
+        if columns:
+            values, counts = pivot(signed, "predicted_band", columns, "mean_error", bands)
+            md.figure(figures.get("signed_error_by_predicted_band"),
+                      "Mean (predicted − true) by band of the predicted age; red: over-, blue: under-estimated.")
+            md.table(pivot_display(values, counts), "cells: mean (predicted − true) in years (n)")
+    groups = evaluation.groups
+    race_gender = groups[(groups["attribute"] == "race*gender") & groups["gender_accuracy"].notna()]
+    if not race_gender.empty:
+        md.heading("Gender accuracy by race × gender (R11)", level)
+        split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
+                                   gender=race_gender["group"].str.split("*").str[1])
+        values, counts = pivot(split, "race", ["gender"], "gender_accuracy", list(RACES))
+        md.figure(figures.get("gender_accuracy_race_gender"), "Gender accuracy by race and gender (R11).")
+        md.table(pivot_display(values, counts, percent), "cells: accuracy (n)")
+    women = evaluation.tables.get("women_gender_accuracy")
+    if women is not None and not women.empty:
+        by_band = women[women["attribute"] == "race*age_band"]
+        if not by_band.empty:
+            md.heading("Gender accuracy for women by age band × race (R12)", level)
+            split = by_band.assign(race=by_band["group"].str.split("*").str[0],
+                                   age_band=by_band["group"].str.split("*").str[1])
+            values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", bands)
+            md.figure(figures.get("women_gender_accuracy"), "Gender accuracy for women by age band and race (R12).")
+            md.table(pivot_display(values, counts, percent), "cells: accuracy among women (n)")
+
+
+def correction_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    return pd.DataFrame({
+        "model": table["model"],
+        "fitted on": table["n_fit"].map(lambda n: f"{n:,}" if n else "—"),
+        "judged on": table["n_judged"].map(lambda n: f"{n:,}"),
+        "MAE": table["mae"].map(number),
+        "RMSE": table["rmse"].map(number),
+        f"MAE change [{confidence:.0%} CI]": [
+            "—" if m == "none" else with_interval(v, lo, hi)
+            for m, v, lo, hi in zip(table["model"], table["mae_change"], table["mae_change_ci_low"],
+                                    table["mae_change_ci_high"])],
+        "verdict": table["verdict"],
+    })
+
+
+def correction_section(md: Markdown, table: pd.DataFrame, protocol: str, confidence: float, level: int = 2) -> None:
+    """R9: each correction model against no correction, with the paired interval of the MAE change."""
+    md.heading("Post-hoc correction on (predicted age, gender, race) (R9)", level)
+    md.paragraph(f"{protocol} Each model learns true − predicted age from the predicted age, gender and race; "
+                 "*better* means the whole interval of the MAE change is below zero. Like the study, it uses "
+                 "the true gender and race, which a deployed system would not have.")
+    md.table(correction_display(table, confidence))
+    winners = table[table["verdict"] == "better"]
+    if winners.empty:
+        md.paragraph("No correction model beats the uncorrected predictions (the study's finding too).")
+    else:
+        best = winners.loc[winners["mae"].idxmin()]
+        md.paragraph(f"**{len(winners)} of {len(table) - 1} models beat no correction**; the best, {best['model']}, "
+                     f"changes MAE by {number(best['mae_change'])} years. The study found none did.")
+
+
+def json_section(md: Markdown, title: str, data, level: int = 3) -> None:
+    """A JSON summary of another stage, shape unknown: scalars as bullets, mappings as tables."""
+    md.heading(title, level)
+    if not isinstance(data, Mapping):
+        md.paragraph(f"`{data}`")
+        return
+    _json_block(md, "", data)
+
+
+def _json_block(md: Markdown, path: str, data: Mapping) -> None:
+    """Scalars as bullets; a mapping of scalars as a two-column table; a mapping of mappings that share
+    their keys as one matrix; anything deeper, one level at a time under its path."""
+    scalars = {k: v for k, v in data.items() if not isinstance(v, (Mapping, list))}
+    if scalars:
+        if path:
+            md.table(pd.DataFrame({path.split(" / ")[-1]: list(map(str, scalars)),
+                                   "value": [_json_cell(v) for v in scalars.values()]}), path)
+        else:
+            md.bullets(f"{k}: {_json_cell(v)}" for k, v in scalars.items())
+    for key, value in data.items():
+        where = f"{path} / {key}" if path else str(key)
+        if isinstance(value, list):
+            md.paragraph(f"*{where}*: " + ", ".join(_json_cell(v) for v in value))
+        elif isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if not (isinstance(v, Mapping) and not v)}
+            if not value:
+                continue
+            inner = list(value.values())
+            flat = all(isinstance(v, Mapping) and not any(isinstance(x, (Mapping, list)) for x in v.values())
+                       for v in inner)
+            if flat and len({tuple(v) for v in inner}) == 1:
+                frame = pd.DataFrame.from_dict(value, orient="index").map(_json_cell)
+                frame.insert(0, key, frame.index.astype(str))
+                md.table(frame.reset_index(drop=True), where)
+            else:
+                _json_block(md, where, value)
+
+
+def _json_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (Mapping, list)):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)

@@ -1,0 +1,286 @@
+"""Fitting and running the dense heads on the cached features, and the files that go around it.
+
+Features are read from the float16 memmap the features stage writes (`features.read_features`) a
+batch of rows at a time, and turned into float32 only batch by batch: the real pool5 features are
+25,088 wide, so 20k faces are 1 GB in float16 and twice that in float32.
+
+Starting weights (`starting_weights`) come from the `pretrain` stage's folder, so that `train` never
+reads a published weights file itself:
+- `<pretrain_dir>/age.keras`, `gender.keras`: the baseline heads. With backbone.weights = vgg_face
+  they are the published age/gender models' heads, converted; with backbone.weights = random (no
+  published files: the offline demo) they are heads trained from a seeded start on the pretrain-role
+  dataset's train split, as the published models were trained on another dataset than UTKFace.
+- `<pretrain_dir>/vgg_face.keras` (backbone.weights = vgg_face only): VGG-Face's own fc6/fc7 (and
+  its identity softmax), the study's starting point for retraining.
+Init `published` takes all of a baseline head; init `vgg_face` takes fc6/fc7 from `vgg_face.keras`,
+or, with a random backbone, from the baseline head of the same task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from dvclive import Live
+from tqdm import tqdm
+
+from stages.lib.backbone import head_weights, require_weights_file
+from stages.lib.features import FeaturesError, read_features
+from stages.lib.heads import (FC_LAYERS, HEAD_LAYERS, TASKS, Init, build_head, init_head, layer_weights,
+                              prediction_frame, task_classes, task_labels)
+from stages.lib.params import Params
+
+@dataclass(frozen=True)
+class Features:
+    """The features memmap (N, D) float16 and the row of each manifest id in it."""
+
+    array: np.ndarray
+    row_of: pd.Series  # index: manifest id, value: row in `array`
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[1])
+
+    def rows_for(self, ids: Sequence[str]) -> np.ndarray:
+        """Memmap rows of these manifest ids; FeaturesError naming the first ids that have none."""
+        ids = pd.Index(ids)
+        missing = ids[~ids.isin(self.row_of.index)]
+        if len(missing):
+            raise FeaturesError(f"{len(missing)} manifest rows have no features (e.g. {list(missing[:3])}): "
+                                "re-run the features stage (`dvc repro features`)")
+        return self.row_of.loc[ids].to_numpy(dtype=np.int64)
+
+
+def open_features(directory: str | Path) -> Features:
+    """The features stage's output in `directory`, memory-mapped read-only, rows looked up by id."""
+    store = read_features(Path(directory))
+    return Features(store.values, pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy()))
+
+
+def configure_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (also on GPU): same seed, same heads."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def row_dataset(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int,
+                weights: np.ndarray | None = None, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches (x float32, y int64[, w float32]) read from `features[rows]` one batch at a time.
+
+    With `shuffle_seed` the order is reshuffled every epoch, the same way for the same seed.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+    if not len(rows) == len(labels) == (len(rows) if weights is None else len(weights)):
+        raise ValueError("rows, labels and weights must have the same length")
+    dim = features.shape[1]
+
+    def load(positions: np.ndarray):
+        positions = positions[np.argsort(rows[positions], kind="stable")]  # read the memmap in file order
+        x = np.asarray(features[rows[positions]], dtype=np.float32)
+        batch = (x, labels[positions])
+        return batch if weights is None else (*batch, weights[positions])
+
+    types = [tf.float32, tf.int64] + ([] if weights is None else [tf.float32])
+
+    def load_tensors(positions):
+        tensors = tf.numpy_function(load, [positions], types, stateful=False)
+        tensors[0].set_shape([None, dim])
+        for tensor in tensors[1:]:
+            tensor.set_shape([None])
+        return tuple(tensors)
+
+    dataset = tf.data.Dataset.range(len(rows))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(load_tensors).prefetch(2)
+
+
+def compile_head(model: keras.Model, learning_rate: float) -> None:
+    """The study's optimisation: Adam on the cross-entropy of the softmax, labels as class indices."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy())
+
+
+def fit_head(model: keras.Model, features: np.ndarray, train_rows: np.ndarray, train_labels: np.ndarray,
+             val_rows: np.ndarray, val_labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
+             epochs: int, patience: int, batch_size: int, learning_rate: float, seed: int,
+             verbose: int = 0) -> dict[str, list[float]]:
+    """Train `model` in place with Adam and sparse categorical cross-entropy; keep the best val loss.
+
+    Stops after `patience` epochs without a better validation loss and restores the weights of the best
+    epoch. Labels are class indices. Returns Keras' history: {'loss': [...], 'val_loss': [...]}.
+    """
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ValueError(f"training needs rows in both train ({len(train_rows)}) and val ({len(val_rows)}) "
+                         "splits: check split.val and the finetune dataset's size")
+    keras.utils.set_random_seed(seed)
+    compile_head(model, learning_rate)
+    train = row_dataset(features, train_rows, train_labels, batch_size, sample_weight, shuffle_seed=seed)
+    val = row_dataset(features, val_rows, val_labels, batch_size)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop], verbose=verbose, shuffle=False)
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def predict_probs(model: keras.Model, features: np.ndarray, rows: np.ndarray, batch_size: int,
+                  desc: str = "predict") -> np.ndarray:
+    """Softmax outputs (len(rows), classes) of `model` on `features[rows]`, in the order of `rows`."""
+    rows = np.asarray(rows, dtype=np.int64)
+    outputs = np.empty((len(rows), model.output_shape[-1]), dtype=np.float32)
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", disable=None):
+        batch = rows[start:start + batch_size]
+        outputs[start:start + len(batch)] = model.predict_on_batch(np.asarray(features[batch], dtype=np.float32))
+    return outputs
+
+
+def history_frame(histories: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    """One row per epoch (1-based): `epoch`, then `<head>_loss` and `val_<head>_loss` of each trained head.
+
+    A head that stopped earlier than another has empty cells after its last epoch; with no trained
+    head the table has only the `epoch` column and no rows.
+    """
+    trained = {head: h for head, h in histories.items() if h.get("loss")}
+    epochs = max((len(h["loss"]) for h in trained.values()), default=0)
+    frame = pd.DataFrame({"epoch": np.arange(1, epochs + 1)})
+    for head, history in trained.items():
+        for key in ("loss", "val_loss"):
+            values = np.full(epochs, np.nan)
+            values[:len(history[key])] = history[key]
+            frame[key.replace("loss", f"{head}_loss")] = values
+    return frame
+
+
+def history_summary(history: dict[str, list[float]]) -> dict[str, float | int]:
+    """Epochs run, the best (lowest) validation loss and its 1-based epoch; {} for an untrained head."""
+    if not history.get("val_loss"):
+        return {}
+    best = int(np.argmin(history["val_loss"]))
+    return {"epochs": len(history["val_loss"]), "best_epoch": best + 1,
+            "best_val_loss": history["val_loss"][best], "loss_at_best": history["loss"][best]}
+
+
+def log_histories(live_dir: str | Path, histories: dict[str, dict[str, list[float]]], summary: dict) -> None:
+    """Write the loss curves with dvclive (`<head>/loss`, `<head>/val_loss`, step = epoch - 1) and `summary`.
+
+    Written after training, one step per epoch across heads, so `dvc plots` shows each head's curves.
+    dvclive is told not to touch dvc.yaml nor start its own experiment: the stage's outputs are declared
+    in dvc.yaml, `<live_dir>/plots/metrics` among them, so that folder exists even when no head was
+    trained (init `published`).
+    """
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        Path(live.plots_dir, "metrics").mkdir(parents=True, exist_ok=True)
+        for epoch in range(max((len(h.get("loss", [])) for h in histories.values()), default=0)):
+            for head, history in histories.items():
+                for key in ("loss", "val_loss"):
+                    if epoch < len(history.get(key, [])):
+                        live.log_metric(f"{head}/{key}", history[key][epoch])
+            live.next_step()
+        live.summary = summary
+
+
+def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, backbone_weights: str):
+    """The starting layer weights for `init` of `head` ('age' | 'gender'); None for `random`.
+
+    See the module docstring for where each init's weights come from.
+    """
+    if init == "random":
+        return None
+    if pretrain_dir is None:
+        raise ValueError(f"init {init!r} starts from the pretrain stage's heads: give their folder")
+    pretrain_dir = Path(pretrain_dir)
+    if init == "published":
+        return layer_weights(_load_head(pretrain_dir / f"{head}.keras"), HEAD_LAYERS)
+    source = pretrain_dir / ("vgg_face.keras" if backbone_weights == "vgg_face" else f"{head}.keras")
+    return layer_weights(_load_head(source), FC_LAYERS)
+
+
+def _load_head(path: Path) -> keras.Model:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the pretrain stage first (`dvc repro pretrain`)")
+    return keras.models.load_model(path, compile=False)
+
+
+def role_splits(manifest: pd.DataFrame, dataset: str, role: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and val rows of `dataset` (the dataset playing `role`) in the split manifest."""
+    rows = manifest[manifest["dataset"] == dataset]
+    if rows.empty:
+        raise ValueError(f"roles.{role} names dataset {dataset!r}, but the split manifest has no rows of it: "
+                         f"it has {sorted(manifest['dataset'].unique())}; re-run `dvc repro split`")
+    return rows[rows["split"] == "train"], rows[rows["split"] == "val"]
+
+
+def train_heads(params: Params, features: Features, train: pd.DataFrame, val: pd.DataFrame, init: Init,
+                plan: tuple[np.ndarray, np.ndarray | None], pretrain_dir: str | Path | None = None
+                ) -> tuple[dict[str, keras.Model], dict[str, dict[str, list[float]]]]:
+    """Build, initialise and (unless init is `published`) fit the age and the gender head.
+
+    `train`/`val` are manifest rows; `plan` is `sampling.training_plan`'s (indices into `train`, loss
+    weights or None). Returns the heads and the training history of each head that was trained.
+    """
+    indices, weights = plan
+    train_rows, val_rows = features.rows_for(train["id"])[indices], features.rows_for(val["id"])
+    max_age = params.labels.max_age
+    models, histories = {}, {}
+    for task in TASKS:
+        model = build_head(features.dim, params.backbone.fc_width, task_classes(task, max_age),
+                           params.train.dropout, name=task, seed=params.seed)
+        init_head(model, init, starting_weights(init, task, pretrain_dir, params.backbone.weights))
+        if init != "published":
+            histories[task] = fit_head(
+                model, features.array, train_rows, task_labels(task, train, max_age)[indices],
+                val_rows, task_labels(task, val, max_age), sample_weight=weights,
+                epochs=params.train.epochs, patience=params.train.patience,
+                batch_size=params.train.batch_size, learning_rate=params.train.learning_rate, seed=params.seed,
+                verbose=2)
+        models[task] = model
+    return models, histories
+
+
+def predict_heads(models: dict[str, keras.Model], features: Features, rows: pd.DataFrame, batch_size: int,
+                  experiment: str) -> pd.DataFrame:
+    """The predictions table of manifest `rows` from the age and gender heads."""
+    feature_rows = features.rows_for(rows["id"])
+    probs = {task: predict_probs(models[task], features.array, feature_rows, batch_size, desc=f"predict {task}")
+             for task in TASKS}
+    return prediction_frame(rows, probs["age"], probs["gender"], experiment)
+
+
+def save_heads(models: dict[str, keras.Model], histories: dict[str, dict[str, list[float]]],
+               directory: str | Path, summary: dict) -> None:
+    """`<directory>/<task>.keras`, `history.csv` (`history_frame`) and the dvclive folder `live/`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for task, model in models.items():
+        model.save(directory / f"{task}.keras")
+    history_frame(histories).to_csv(directory / "history.csv", index=False)
+    log_histories(directory / "live", histories,
+                  {**summary, **{task: history_summary(h) for task, h in histories.items()}})
+
+
+def published_heads(weights_dir: str | Path, names: Sequence[str], input_dim: int, params: Params
+                    ) -> dict[str, keras.Model]:
+    """Heads holding the published files' fc6, fc7 and output layer, for `names` among age, gender, vgg_face.
+
+    `<weights_dir>/<name>.h5` is read with `backbone.head_weights` (conv kernels turned dense). The
+    age/gender heads are built from params (backbone.fc_width, labels.max_age), so a mismatch with
+    the file fails here, naming the layer and the params to check; vgg_face keeps its 2,622-way fc8.
+    """
+    heads = {}
+    for name in names:
+        path = Path(weights_dir) / f"{name}.h5"
+        require_weights_file(path)
+        weights = head_weights(path)
+        if "fc8" in weights:
+            weights["predictions"] = weights.pop("fc8")
+        classes = weights["predictions"][0].shape[1] if name == "vgg_face" else task_classes(name, params.labels.max_age)
+        model = build_head(input_dim, params.backbone.fc_width, classes, params.train.dropout, name=name,
+                           seed=params.seed)
+        heads[name] = init_head(model, "published", weights)
+    return heads

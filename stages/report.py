@@ -1,0 +1,276 @@
+"""Stage report: `reports/report.md` and `reports/figures/*.png` over every experiment.
+
+    python -m stages.report
+
+Reads what the earlier stages wrote, and says so in the report where something is absent:
+    data/interim/<dataset>/quality.json, data/crops/quality.json, data/processed/split.json  (data summaries)
+    models/<exp>/history.csv                   training history (epoch, loss, val_loss, ...)
+    reports/<exp>/predictions.parquet          predictions (figures, the correction model)
+    reports/<exp>/evaluation/<dataset>/        the evaluate stage's groups, gaps, tables and metrics
+Writes reports/report.md, reports/figures/*.png, reports/correction.csv and
+reports/plots/experiments/<dataset>.csv (DVC plot data: MAE and RMSE per experiment with CIs).
+The report follows the study's order (R1–R14 in shared/reference/study.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from stages.evaluate import REPORTS, bootstrap_from, load_evaluation
+from stages.lib import plots
+from stages.lib.correction import compare_corrections, cross_fitted_corrections
+from stages.lib.metrics import Evaluation, predicted_vs_actual, share_by_age_gender
+from stages.lib.params import Params, load_params
+from stages.lib.report import (Markdown, correction_section, evaluation_sections, json_section, number, percent,
+                               with_interval)
+
+DATA = Path("data")
+MODELS = Path("models")
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    name: str
+    init: str
+    evaluations: dict[str, Evaluation]     # dataset -> its evaluation (test split)
+    predictions: pd.DataFrame | None
+    history: pd.DataFrame | None
+
+
+def load_experiment(name: str, params: Params, reports: Path, models: Path) -> ExperimentResults | None:
+    folder = reports / name / "evaluation"
+    if not folder.exists():
+        return None
+    evaluations = {path.name: load_evaluation(path, params.age_bands, params.evaluate.confidence)
+                   for path in sorted(folder.iterdir()) if (path / "metrics.json").exists()}
+    predictions_path = reports / name / "predictions.parquet"
+    predictions = pd.read_parquet(predictions_path) if predictions_path.exists() else None
+    history_path = models / name / "history.csv"
+    history = pd.read_csv(history_path) if history_path.exists() else None
+    return ExperimentResults(name, params.experiments[name].init, evaluations, predictions, history)
+
+
+def comparison_table(results: list[ExperimentResults]) -> pd.DataFrame:
+    """One row per experiment and dataset: n, MAE and RMSE with CIs, gender accuracy."""
+    rows = []
+    for result in results:
+        for dataset, evaluation in result.evaluations.items():
+            overall = evaluation.overall
+            rows.append({"experiment": result.name, "dataset": dataset, "n": overall["n"],
+                         **{key: overall.get(key) for key in (
+                             "mae", "mae_ci_low", "mae_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high",
+                             "mae_argmax", "gender_accuracy", "gender_accuracy_ci_low", "gender_accuracy_ci_high")}})
+    return pd.DataFrame(rows)
+
+
+def comparison_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    ci = f"{confidence:.0%} CI"
+    return pd.DataFrame({
+        "experiment": table["experiment"], "test set": table["dataset"], "n": table["n"].map(lambda n: f"{n:,}"),
+        f"MAE [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in
+                         zip(table["mae"], table["mae_ci_low"], table["mae_ci_high"])],
+        f"RMSE [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in
+                          zip(table["rmse"], table["rmse_ci_low"], table["rmse_ci_high"])],
+        "argmax MAE": table["mae_argmax"].map(number),
+        "gender accuracy": table["gender_accuracy"].map(percent),
+    })
+
+
+def main_dataset(params: Params, comparison: pd.DataFrame) -> str:
+    """The fine-tuning dataset when it was evaluated, else the first evaluated one."""
+    datasets = list(dict.fromkeys(comparison["dataset"]))
+    return params.roles.finetune if params.roles.finetune in datasets else datasets[0]
+
+
+def data_section(md: Markdown, data: Path) -> None:
+    md.heading("Data", 2)
+    summaries = sorted(data.glob("interim/*/quality.json")) + [data / "crops" / "quality.json",
+                                                               data / "processed" / "split.json"]
+    missing = []
+    for path in summaries:
+        if path.exists():
+            json_section(md, f"`{path}`", json.loads(path.read_text()))
+        else:
+            missing.append(f"`{path}`")
+    if not any(data.glob("interim/*/quality.json")):
+        missing.insert(0, f"`{data}/interim/<dataset>/quality.json`")
+    if missing:
+        md.paragraph("Not available (run `dvc repro` up to the stage that writes them): " + ", ".join(missing) + ".")
+
+
+def share_source(params: Params, data: Path, best: ExperimentResults, dataset: str) -> tuple[pd.DataFrame, str]:
+    """Faces of the fine-tuning dataset for R5: the whole split manifest if present, else the predictions."""
+    manifest = data / "processed" / "manifest.parquet"
+    if manifest.exists():
+        frame = pd.read_parquet(manifest, columns=["dataset", "age", "gender"])
+        return frame[frame["dataset"] == dataset], f"all {dataset} faces of `{manifest}`"
+    if best.predictions is not None:
+        frame = best.predictions
+        return frame[frame["dataset"] == dataset].drop_duplicates("id"), f"{dataset} faces in {best.name}'s predictions"
+    return pd.DataFrame(columns=["age", "gender"]), "no table of faces"
+
+
+def correction_for(best: ExperimentResults, dataset: str, params: Params) -> tuple[pd.DataFrame, str] | None:
+    if best.predictions is None:
+        return None
+    rows = best.predictions[best.predictions["dataset"] == dataset]
+    bootstrap = bootstrap_from(params)
+    fit, judged = rows[rows["split"] == "val"], rows[rows["split"] == "test"]
+    if len(fit) >= 2 and not judged.empty:
+        return compare_corrections(fit, judged, bootstrap), (
+            f"{best.name} on {dataset}: fitted on the val split ({len(fit):,} faces), judged on test ({len(judged):,}).")
+    if len(judged) >= 10:
+        return cross_fitted_corrections(judged, 5, bootstrap), (
+            f"{best.name} on {dataset}: the predictions hold no val split, so the test split is 5-fold "
+            f"cross-fitted ({len(judged):,} faces).")
+    return None
+
+
+def gap_trend(results: list[ExperimentResults], dataset: str) -> pd.DataFrame:
+    """MAE worst − best per breakdown and experiment: does rebalancing narrow the gaps?"""
+    rows = {}
+    for result in results:
+        evaluation = result.evaluations.get(dataset)
+        if evaluation is None:
+            continue
+        mae_gaps = evaluation.gaps[evaluation.gaps["metric"] == "mae"]
+        rows[result.name] = {a: f"{number(d)} ({w} vs {b})" for a, d, w, b in zip(
+            mae_gaps["attribute"], mae_gaps["difference"], mae_gaps["worst_group"], mae_gaps["best_group"])}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.insert(0, "experiment", table.index)
+    return table.reset_index(drop=True)
+
+
+def build_report(params: Params, reports: Path = REPORTS, data: Path = DATA, models: Path = MODELS) -> Path:
+    """Write reports/report.md and its figures; returns the report's path."""
+    figures_dir = reports / "figures"
+    md = Markdown(reports)
+    md.heading("Face age and gender bias study: results", 1)
+    results = [r for r in (load_experiment(name, params, reports, models) for name in params.experiments) if r]
+    absent = [name for name in params.experiments if name not in {r.name for r in results}]
+    results = [r for r in results if r.evaluations]
+    if not results:
+        md.paragraph("No experiment has been evaluated yet: run `dvc repro` (train and evaluate stages).")
+        data_section(md, data)
+        return _write(md, reports)
+    comparison = comparison_table(results)
+    dataset = main_dataset(params, comparison)
+    on_main = comparison[comparison["dataset"] == dataset]
+    best = next(r for r in results if r.name == on_main.loc[on_main["mae"].idxmin(), "experiment"])
+    confidence = params.evaluate.confidence
+
+    md.paragraph(f"Experiments evaluated: {', '.join(r.name for r in results)}"
+                 + (f"; not evaluated yet: {', '.join(absent)}" if absent else "") + f". Main test set: {dataset}. "
+                 f"Every interval is a {confidence:.0%} bootstrap CI ({params.evaluate.bootstrap:,} resamples); "
+                 f"groups under {params.evaluate.min_group_size} faces are flagged, not judged.")
+    md.table(comparison_display(comparison, confidence))
+    baseline = next((r for r in results if r.init == "published"), None)
+    if baseline is not None and baseline is not best and dataset in baseline.evaluations:
+        before, after = baseline.evaluations[dataset].overall["mae"], best.evaluations[dataset].overall["mae"]
+        md.paragraph(f"**R14**: on {dataset}, {best.name} cuts MAE from {before:.2f} ({baseline.name}) to "
+                     f"{after:.2f}, a {100 * (before - after) / before:.0f}% reduction (the study: 24%, 10 → 7.8).")
+
+    data_section(md, data)
+
+    if baseline is not None:
+        md.heading(f"The published model on each test set (R1–R3): {baseline.name}", 2)
+        curves = pd.concat([predicted_vs_actual(_test_rows(baseline, d), f"{d}") for d in baseline.evaluations
+                            if not _test_rows(baseline, d).empty] or [pd.DataFrame()], ignore_index=True)
+        if not curves.empty:
+            path = plots.save_figure(plots.predicted_vs_actual_figure(
+                curves, f"{baseline.name}: mean predicted vs true age", _legend(baseline)),
+                figures_dir / "published_predicted_vs_actual.png")
+            md.figure(path, "Mean predicted age against true age per test set; the dashed line is a perfect prediction.")
+
+    md.heading("Training (R4)", 2)
+    histories = {r.name: r.history for r in results if r.history is not None and plots.loss_columns(r.history)}
+    if histories:
+        path = plots.save_figure(plots.loss_curves_figure(histories), figures_dir / "loss_curves.png")
+        md.figure(path, "Training (solid) and validation (dashed) loss per epoch; dots mark the best validation epoch.")
+    else:
+        md.paragraph(f"No training history found (`{models}/<experiment>/history.csv`).")
+
+    md.heading(f"Who is in {dataset} (R5)", 2)
+    faces, described = share_source(params, data, best, dataset)
+    if not faces.empty and faces["gender"].notna().any():
+        path = plots.save_figure(plots.share_figure(share_by_age_gender(faces), f"{dataset}: faces by age and gender"),
+                                 figures_dir / "share_by_age_gender.png")
+        md.figure(path, f"Share of faces by age and gender ({described}).")
+    else:
+        md.paragraph("No faces with gender labels to count.")
+
+    md.heading("Experiments compared (R6)", 2)
+    path = plots.save_figure(plots.experiments_figure(comparison, confidence), figures_dir / "experiments.png")
+    md.figure(path, f"MAE and RMSE per experiment and test set, whiskers: {confidence:.0%} CI.")
+    _write_experiment_plots(comparison, reports / "plots" / "experiments")
+    curves = pd.concat([predicted_vs_actual(_test_rows(r, dataset), r.name) for r in results
+                        if not _test_rows(r, dataset).empty] or [pd.DataFrame()], ignore_index=True)
+    if not curves.empty:
+        legend = {r.name: f"{r.name} (MAE {r.evaluations[dataset].overall['mae']:.2f})" for r in results
+                  if dataset in r.evaluations}
+        path = plots.save_figure(plots.predicted_vs_actual_figure(curves, f"Every experiment on {dataset}", legend),
+                                 figures_dir / "experiments_predicted_vs_actual.png")
+        md.figure(path, f"Mean predicted against true age on {dataset}, one line per experiment.")
+    trend = gap_trend(results, dataset)
+    if not trend.empty:
+        md.table(trend, f"MAE gap (worst − best group) per breakdown on {dataset}: does rebalancing narrow it?")
+
+    md.heading(f"The best model, {best.name}, on {dataset} (R7, R8, R10–R12)", 2)
+    evaluation = best.evaluations[dataset]
+    figures = plots.write_figures(evaluation, figures_dir / "best", f"{best.name} on {dataset}")
+    evaluation_sections(md, evaluation, figures, confidence, params.evaluate.min_group_size, level=3)
+
+    correction = correction_for(best, dataset, params)
+    if correction is not None:
+        correction[0].to_csv(reports / "correction.csv", index=False)
+        correction_section(md, correction[0], correction[1], confidence)
+    else:
+        md.heading("Post-hoc correction (R9)", 2)
+        md.paragraph(f"Not run: {best.name}'s predictions table is absent or too small.")
+
+    md.heading("Every experiment's tables", 2)
+    md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)
+               for r in results)
+    return _write(md, reports)
+
+
+def _test_rows(result: ExperimentResults, dataset: str) -> pd.DataFrame:
+    if result.predictions is None:
+        return pd.DataFrame()
+    frame = result.predictions
+    rows = frame[frame["split"] == "test"]
+    return rows if dataset == "all" else rows[rows["dataset"] == dataset]
+
+
+def _legend(result: ExperimentResults) -> dict[str, str]:
+    return {d: f"{d} (n={e.overall['n']:,}, MAE {e.overall['mae']:.2f})" for d, e in result.evaluations.items()}
+
+
+def _write_experiment_plots(comparison: pd.DataFrame, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for dataset, rows in comparison.groupby("dataset", sort=False):
+        rows[["experiment", "n", "mae", "mae_ci_low", "mae_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high"]].to_csv(
+            folder / f"{dataset}.csv", index=False)
+
+
+def _write(md: Markdown, reports: Path) -> Path:
+    reports.mkdir(parents=True, exist_ok=True)
+    path = reports / "report.md"
+    path.write_text(md.text())
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+    path = build_report(load_params())
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Stage `train@<experiment>`: fit the age and gender heads of one experiment on the cached features.
+
+    python -m stages.train EXPERIMENT
+
+Reads params.yaml once, the split manifest, the features memmap and the pretrain stage's heads
+(`models/_pretrain/`, see stages/lib/training.py for which init starts from what). Trains on the
+finetune-role dataset's train split with the experiment's oversampling / re-weighting, stops on the
+val split's loss, and writes:
+    models/<exp>/age.keras, gender.keras      the heads (init `published`: the baseline, untrained)
+    models/<exp>/history.csv                  epoch, age_loss, val_age_loss, gender_loss, val_gender_loss
+    models/<exp>/live/                        dvclive: loss curves per head, metrics.json summary
+    reports/<exp>/predictions.parquet         every face of every evaluate-role dataset, all splits
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.lib.params import ParamsError, load_params
+from stages.lib.sampling import training_plan
+from stages.lib.schema import read_manifest
+from stages.lib.training import (configure_determinism, open_features, predict_heads, role_splits, save_heads,
+                                 train_heads)
+
+MANIFEST = Path("data/processed/manifest.parquet")
+FEATURES = Path("data/features")
+PRETRAIN = Path("models/_pretrain")
+
+
+def run(experiment_name: str) -> None:
+    """Train one experiment's heads and write its models and predictions (paths relative to the cwd)."""
+    params = load_params()
+    if experiment_name not in params.experiments:
+        raise ParamsError(f"experiment {experiment_name!r} is not in params.yaml's experiments: "
+                          f"{', '.join(params.experiments)}")
+    experiment = params.experiments[experiment_name]
+    configure_determinism(params.seed)
+    manifest = read_manifest(MANIFEST)
+    features = open_features(FEATURES)
+    train, val = role_splits(manifest, params.roles.finetune, "finetune")
+    plan = training_plan(train["age"].to_numpy(), experiment.oversample, experiment.reweight, params.age_bands)
+    models, histories = train_heads(params, features, train, val, experiment.init, plan, PRETRAIN)
+    summary = {"init": experiment.init}
+    if histories:
+        summary.update(train_faces=len(train), train_rows=len(plan[0]), val_faces=len(val))
+    save_heads(models, histories, Path("models") / experiment_name, summary)
+    evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate)]
+    predictions = predict_heads(models, features, evaluated, params.train.batch_size, experiment_name)
+    out = Path("reports") / experiment_name / "predictions.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictions.to_parquet(out, index=False)
+    print(f"{experiment_name}: {len(predictions)} predictions -> {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help="a key of params.yaml's `experiments`")
+    run(parser.parse_args(argv).experiment)
+
+
+if __name__ == "__main__":
+    main()

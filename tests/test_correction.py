@@ -1,0 +1,67 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.lib.correction import (MODEL_KINDS, compare_corrections, correction_features, cross_fitted_corrections,
+                                   make_model)
+from stages.lib.labels import RACES
+from stages.lib.metrics import Bootstrap
+
+
+def faces(n, planted_bias, seed):
+    """Predictions with noise; women's ages over-estimated by `planted_bias` years."""
+    rng = np.random.default_rng(seed)
+    gender = rng.choice(["male", "female"], n)
+    age = rng.integers(16, 80, n)
+    pred = age + rng.normal(0, 3, n) + np.where(gender == "female", planted_bias, 0)
+    return pd.DataFrame({"age": age, "age_pred": pred, "gender": gender, "race": rng.choice(RACES, n),
+                         "split": rng.choice(["val", "test"], n)})
+
+
+BOOT = Bootstrap(resamples=300, seed=1)
+
+
+def test_features_are_prediction_gender_and_race_indicators():
+    features = correction_features(faces(10, 0, 0))
+    assert features.shape == (10, 1 + 1 + len(RACES) - 1)
+    assert set(np.unique(features[:, 1])) <= {0.0, 1.0}
+    no_race = correction_features(faces(10, 0, 0).assign(race=None))
+    assert no_race.shape == (10, 2)
+
+
+def test_a_planted_bias_is_corrected():
+    frame = faces(1200, planted_bias=10, seed=0)
+    result = compare_corrections(frame[frame["split"] == "val"], frame[frame["split"] == "test"], BOOT,
+                                 kinds=["linear", "gradient_boosting"]).set_index("model")
+    assert result.loc["none", "verdict"] == "baseline"
+    assert result.loc["linear", "verdict"] == "better"
+    assert result.loc["linear", "mae"] < result.loc["none", "mae"] - 3
+    assert result.loc["linear", "mae_change_ci_high"] < 0
+
+
+def test_nothing_to_correct_is_not_called_better():
+    frame = faces(1200, planted_bias=0, seed=1)
+    result = compare_corrections(frame[frame["split"] == "val"], frame[frame["split"] == "test"], BOOT,
+                                 kinds=["linear", "knn"]).set_index("model")
+    assert result.loc["linear", "verdict"] != "better"
+    assert abs(result.loc["linear", "mae_change"]) < 0.3
+
+
+def test_cross_fitting_judges_every_face_once_and_is_reproducible():
+    frame = faces(300, planted_bias=6, seed=2)
+    first = cross_fitted_corrections(frame, folds=5, bootstrap=BOOT, kinds=["linear"])
+    again = cross_fitted_corrections(frame, folds=5, bootstrap=BOOT, kinds=["linear"])
+    pd.testing.assert_frame_equal(first, again)
+    assert (first["n_judged"] == 300).all() and first.loc[1, "n_fit"] == 240
+    assert first.loc[1, "verdict"] == "better"
+
+
+def test_every_model_kind_fits_and_unknown_kinds_are_refused():
+    frame = faces(200, planted_bias=5, seed=3)
+    result = compare_corrections(frame[frame["split"] == "val"], frame[frame["split"] == "test"], Bootstrap(0))
+    assert list(result["model"]) == ["none", *MODEL_KINDS]
+    assert result["mae"].notna().all() and (result.loc[1:, "verdict"] == "no interval").all()
+    with pytest.raises(ValueError, match="allowed"):
+        make_model("oracle", 0)
+    with pytest.raises(ValueError, match="faces to fit"):
+        compare_corrections(frame.iloc[:1], frame, BOOT)

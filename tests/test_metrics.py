@@ -1,0 +1,222 @@
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.lib.labels import RACES
+from stages.lib.metrics import (
+    GROUP_COLUMNS, Bootstrap, age_standardised_mae, evaluate, gaps, group_metrics, mean_interval, percentile_interval, pivot,
+    predicted_vs_actual, resample_sums, signed_error_by_predicted_band, significance, summarise_group,
+)
+from stages.lib.schema import PREDICTION_COLUMNS
+
+EDGES = [0, 16, 31, 46, 61]
+NO_CI = Bootstrap(resamples=0)
+
+
+def table(rows):
+    """A predictions table from (age, age_pred, gender, race, gender_pred) tuples."""
+    frame = pd.DataFrame(rows, columns=["age", "age_pred", "gender", "race", "gender_pred"])
+    frame["id"] = [f"f{i}" for i in range(len(frame))]
+    frame["dataset"], frame["split"], frame["experiment"] = "toy", "test", "exp"
+    frame["age_pred_argmax"] = np.nan
+    frame["gender_prob_female"] = np.nan
+    return frame[PREDICTION_COLUMNS]
+
+
+TOY = table([
+    # age, predicted, gender, race, predicted gender
+    (20, 22.0, "male", "white", "male"),      # error +2
+    (25, 21.0, "female", "white", "male"),    # error -4, gender wrong
+    (40, 46.0, "female", "black", "female"),  # error +6
+    (70, 60.0, "male", "black", "male"),      # error -10
+    (65, 64.0, "female", "black", "male"),    # error -1, gender wrong
+])
+
+
+def row(groups, attribute, group):
+    match = groups[(groups["attribute"] == attribute) & (groups["group"] == group)]
+    assert len(match) == 1, f"{attribute}={group} not found once in {groups[['attribute', 'group']]}"
+    return match.iloc[0]
+
+
+def test_overall_metrics_match_hand_computation():
+    groups = group_metrics(TOY, EDGES, NO_CI, min_group_size=3)
+    overall = row(groups, "all", "all")
+    assert overall["n"] == 5
+    assert overall["mae"] == pytest.approx((2 + 4 + 6 + 10 + 1) / 5)
+    assert overall["rmse"] == pytest.approx(np.sqrt((4 + 16 + 36 + 100 + 1) / 5))
+    assert overall["mean_error"] == pytest.approx((2 - 4 + 6 - 10 - 1) / 5)
+    assert overall["gender_accuracy"] == pytest.approx(3 / 5)
+    assert np.isnan(overall["mae_ci_low"]) and not overall["small"]
+
+
+def test_group_metrics_by_attribute_and_intersection():
+    groups = group_metrics(TOY, EDGES, NO_CI, min_group_size=3)
+    black = row(groups, "race", "black")
+    assert (black["n"], black["mae"], black["mean_error"]) == (3, pytest.approx(17 / 3), pytest.approx(-5 / 3))
+    assert black["gender_accuracy"] == pytest.approx(2 / 3)
+    white_female = row(groups, "race*gender", "white*female")
+    assert white_female["n"] == 1 and white_female["mae"] == 4 and white_female["gender_accuracy"] == 0
+    assert white_female["small"]                         # flagged, not hidden
+    old = row(groups, "age_band", "61+")
+    assert old["n"] == 2 and old["rmse"] == pytest.approx(np.sqrt((100 + 1) / 2))
+    assert row(groups, "gender*age_band", "female*16-30")["mae"] == 4
+    assert row(groups, "race*age_band", "black*31-45")["mean_error"] == 6
+
+
+def test_groups_table_follows_the_contract():
+    groups = group_metrics(TOY, EDGES, Bootstrap(resamples=50), min_group_size=2)
+    assert list(groups.columns[:len(GROUP_COLUMNS)]) == GROUP_COLUMNS
+    assert set(groups["attribute"]) == {"all", "race", "gender", "age_band", "race*gender", "race*age_band",
+                                        "gender*age_band"}
+    assert list(groups.loc[groups["attribute"] == "race", "group"]) == ["white", "black"]     # vocabulary order
+    assert list(groups.loc[groups["attribute"] == "gender", "group"]) == ["male", "female"]
+    assert list(groups.loc[groups["attribute"] == "age_band", "group"]) == ["16-30", "31-45", "61+"]
+    assert (groups["group"] == groups["group"].str.lower()).all()
+
+
+def test_breakdowns_without_race_or_gender_predictions_are_skipped_not_faked():
+    frame = TOY.assign(race=None, gender_pred=None)
+    groups = group_metrics(frame, EDGES, NO_CI)
+    assert not groups["attribute"].str.contains("race").any()
+    assert groups["gender_accuracy"].isna().all()
+
+
+def test_ages_below_the_first_edge_count_overall_but_not_in_bands():
+    frame = table([(5, 7.0, "male", "white", None), (30, 30.0, "male", "white", None)])
+    groups = group_metrics(frame, [16, 31], NO_CI)
+    assert row(groups, "all", "all")["n"] == 2
+    assert groups.loc[groups["attribute"] == "age_band", "n"].sum() == 1
+
+
+def test_interval_of_a_two_point_sample_is_its_range():
+    # Resampling [1, 3]: the mean is 1, 2 or 3 with probability 1/4, 1/2, 1/4: the central 95% is [1, 3],
+    # the central 40% is [2, 2].
+    errors = np.array([1.0, -3.0])             # MAE resamples are the means of |e| = [1, 3]
+    summary = summarise_group(errors, np.full(2, np.nan), Bootstrap(resamples=4000, confidence=0.95), "k")
+    assert (summary["mae_ci_low"], summary["mae_ci_high"]) == (1.0, 3.0)
+    narrow = summarise_group(errors, np.full(2, np.nan), Bootstrap(resamples=4000, confidence=0.4), "k")
+    assert (narrow["mae_ci_low"], narrow["mae_ci_high"]) == (2.0, 2.0)
+
+
+def test_interval_of_a_proportion_matches_the_normal_approximation():
+    correct = np.array([1.0, 0.0] * 200)       # p = 0.5, n = 400: 0.5 ± 1.96 * 0.025
+    summary = summarise_group(np.zeros(400), correct, Bootstrap(resamples=4000), "p")
+    assert summary["gender_accuracy"] == 0.5
+    assert summary["gender_accuracy_ci_low"] == pytest.approx(0.451, abs=0.01)
+    assert summary["gender_accuracy_ci_high"] == pytest.approx(0.549, abs=0.01)
+
+
+def test_interval_of_a_constant_is_the_constant_and_width_shrinks_with_n():
+    assert mean_interval(np.full(50, 7.0), Bootstrap(resamples=200), "c") == (7.0, 7.0)
+    rng = np.random.default_rng(1)
+    small = mean_interval(rng.normal(0, 10, 100), Bootstrap(resamples=2000), "s")
+    large = mean_interval(rng.normal(0, 10, 10_000), Bootstrap(resamples=2000), "l")
+    assert small[1] - small[0] == pytest.approx(2 * 1.96 * 10 / np.sqrt(100), rel=0.15)
+    assert large[1] - large[0] == pytest.approx(2 * 1.96 * 10 / np.sqrt(10_000), rel=0.15)
+
+
+def test_bootstrap_is_seeded_per_group():
+    first = group_metrics(TOY, EDGES, Bootstrap(resamples=200, seed=7), 1)
+    again = group_metrics(TOY, EDGES, Bootstrap(resamples=200, seed=7), 1)
+    other_seed = group_metrics(TOY, EDGES, Bootstrap(resamples=200, seed=8), 1)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first["mae_ci_low"].equals(other_seed["mae_ci_low"])
+    # A group's interval does not depend on which other rows exist.
+    fewer = group_metrics(TOY[TOY["race"] == "black"], EDGES, Bootstrap(resamples=200, seed=7), 1)
+    assert row(fewer, "race", "black")["mae_ci_low"] == row(first, "race", "black")["mae_ci_low"]
+
+
+def test_resample_sums_draws_whole_resamples():
+    values = np.column_stack([np.ones(7), np.arange(7.0)])
+    sums = resample_sums(values, 300, np.random.default_rng(0))
+    assert sums.shape == (300, 2)
+    assert (sums[:, 0] == 7).all()                             # every resample has n rows
+    assert sums[:, 1].min() >= 0 and sums[:, 1].max() <= 6 * 7
+    assert sums[:, 1].mean() / 7 == pytest.approx(3.0, abs=0.2)
+
+
+def test_percentile_interval_ignores_missing_statistics():
+    assert percentile_interval(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == (1.5, 2.5)
+    low, high = percentile_interval(np.array([np.nan]), 0.95)
+    assert np.isnan(low) and np.isnan(high)
+
+
+def test_gaps_name_worst_and_best_and_leave_small_groups_out():
+    groups = group_metrics(TOY, EDGES, NO_CI, min_group_size=2)
+    race = gaps(groups).query("attribute == 'race' and metric == 'mae'").iloc[0]
+    assert (race["worst_group"], race["best_group"]) == ("black", "white")
+    assert race["difference"] == pytest.approx(17 / 3 - 3)
+    assert race["ratio"] == pytest.approx((17 / 3) / 3)
+    accuracy = gaps(groups).query("attribute == 'race' and metric == 'gender_accuracy'").iloc[0]
+    assert (accuracy["worst_group"], accuracy["best_group"]) == ("white", "black")   # lower is worse
+    bands = gaps(groups).query("attribute == 'age_band' and metric == 'mae'").iloc[0]
+    assert (bands["worst_group"], bands["best_group"], bands["small_left_out"]) == ("61+", "16-30", "31-45")
+    assert bands["groups_compared"] == 2
+
+
+def test_significance_compares_intervals_with_the_reference():
+    rng = np.random.default_rng(3)
+    rows = [(40, 40 + rng.normal(0, 2), "male", "white", None) for _ in range(300)]
+    rows += [(40, 40 + 12 + rng.normal(0, 2), "male", "black", None) for _ in range(300)]
+    groups = group_metrics(table(rows), EDGES, Bootstrap(resamples=300), 30)
+    verdicts = significance(groups).set_index(["group", "metric"])["verdict"]
+    assert verdicts[("black", "mae")] == "above" and verdicts[("white", "mae")] == "below"
+    assert verdicts[("black", "mean_error")] == "above"
+    assert verdicts[("white", "mean_error")] == "n.s."
+
+
+def test_signed_error_by_predicted_band_uses_the_prediction():
+    frame = table([(70, 50.0, "female", "white", None), (20, 40.0, "female", "white", None),
+                   (60, 58.0, "male", "black", None)])
+    result = signed_error_by_predicted_band(frame, EDGES).set_index(["predicted_band", "race", "gender"])
+    assert result.loc[("46-60", "white", "female"), "mean_error"] == -20
+    assert result.loc[("31-45", "white", "female"), "mean_error"] == 20
+    assert result.loc[("46-60", "black", "male"), "n"] == 1
+    values, counts = pivot(result.reset_index(), "predicted_band", ["race", "gender"], "mean_error", ["31-45", "46-60"])
+    assert list(values.columns) == ["white × female", "black × male"]
+    assert counts.loc["46-60", "black × male"] == 1
+
+
+def test_predicted_vs_actual_per_true_age():
+    curve = predicted_vs_actual(table([(30, 20.0, "male", None, None), (30, 40.0, "male", None, None),
+                                       (50, 45.0, "male", None, None)]), "model")
+    assert curve.set_index("age").loc[30, "mean_pred"] == 30 and curve.set_index("age").loc[30, "n"] == 2
+    assert set(curve["series"]) == {"model"}
+
+
+def test_evaluate_bundles_everything_and_refuses_an_empty_table():
+    evaluation = evaluate(TOY, EDGES, Bootstrap(resamples=20), 2)
+    assert evaluation.overall["n"] == 5 and "gaps" in evaluation.overall
+    assert {"predicted_vs_actual", "signed_error_by_predicted_band", "error_by_age_race",
+            "women_gender_accuracy"} <= set(evaluation.tables)
+    with pytest.raises(ValueError, match="no predictions"):
+        evaluate(TOY.iloc[:0], EDGES)
+
+
+def test_bootstrap_of_twenty_thousand_faces_takes_seconds():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    frame = table(list(zip(rng.integers(16, 90, n), rng.normal(40, 10, n), rng.choice(["male", "female"], n),
+                           rng.choice(RACES, n), rng.choice(["male", "female"], n))))
+    start = time.perf_counter()
+    groups = group_metrics(frame, EDGES, Bootstrap(resamples=1000), 30)
+    elapsed = time.perf_counter() - start
+    assert len(groups) >= 40
+    assert elapsed < 30, f"1000 resamples over {n} faces and {len(groups)} groups took {elapsed:.1f} s"
+
+
+def test_age_standardised_mae_removes_the_age_mix():
+    # Both races have MAE 2 when young and 10 when old, but black faces are mostly old: the plain MAE
+    # differs, the MAE at the overall age mix does not.
+    rows = [(20, 22.0, "male", "white", None)] * 9 + [(70, 60.0, "male", "white", None)] * 1
+    rows += [(20, 22.0, "male", "black", None)] * 1 + [(70, 60.0, "male", "black", None)] * 9
+    groups = group_metrics(table(rows), EDGES, NO_CI, 1)
+    assert row(groups, "race", "white")["mae"] == pytest.approx(2.8)
+    assert row(groups, "race", "black")["mae"] == pytest.approx(9.2)
+    standardised = age_standardised_mae(groups, "race")
+    assert standardised["white"] == pytest.approx(6.0) and standardised["black"] == pytest.approx(6.0)
+    missing_band = group_metrics(table(rows[:10] + rows[10:11]), EDGES, NO_CI, 1)
+    assert np.isnan(age_standardised_mae(missing_band, "race")["black"])

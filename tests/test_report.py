@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages import evaluate as evaluate_stage
+from stages import report as report_stage
+from stages.lib.labels import RACES
+from stages.lib.metrics import GROUP_COLUMNS, Bootstrap, evaluate
+from stages.lib.report import Markdown, json_section, markdown_table, with_interval
+from stages.lib.schema import PREDICTION_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_params(folder: Path, bootstrap: int = 40) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["evaluate"]["bootstrap"] = bootstrap
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
+def write_predictions(folder: Path, experiment: str, noise: float, seed: int, splits=("train", "val", "test")):
+    """utkface rows with race, wiki rows without (as the real manifests): the predictions contract."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for dataset, n, has_race in (("utkface", 500, True), ("wiki", 300, False)):
+        age = rng.integers(16, 90, n)
+        gender = rng.choice(["male", "female"], n)
+        pred = age + rng.normal(0, noise, n) - 0.2 * (age - 40)
+        prob = np.clip(rng.normal(np.where(gender == "female", 0.7, 0.3), 0.2), 0, 1)
+        parts.append(pd.DataFrame({
+            "id": [f"{dataset}/{i}" for i in range(n)], "dataset": dataset, "split": rng.choice(splits, n),
+            "age": age, "age_pred": pred, "age_pred_argmax": pred.round(), "gender": gender,
+            "gender_prob_female": prob, "gender_pred": np.where(prob >= 0.5, "female", "male"),
+            "race": rng.choice(RACES, n) if has_race else None, "experiment": experiment}))
+    path = folder / "reports" / experiment / "predictions.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat(parts)[PREDICTION_COLUMNS].to_parquet(path)
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path)
+    write_predictions(tmp_path, "published", noise=9, seed=0)
+    write_predictions(tmp_path, "retrained", noise=5, seed=1)
+    return tmp_path
+
+
+def test_markdown_helpers():
+    assert markdown_table(pd.DataFrame({"a": ["x|y"], "b": [None]})) == "| a | b |\n|---|---|\n| x\\|y |  |"
+    assert with_interval(10.0746, 9.935, 10.21) == "10.07 [9.94, 10.21]"
+    assert with_interval(0.5, 0.45, 0.55, as_percent=True) == "50.0% [45.0%, 55.0%]"
+    assert with_interval(3.0, np.nan, np.nan) == "3.00"
+    md = Markdown(Path("reports"))
+    md.figure(Path("reports/figures/a.png"), "cap")
+    json_section(md, "quality", {"rows": 1200, "by_reason": {"too young": 3}, "by_group": {"white": {"kept": 5}}})
+    text = md.text()
+    assert "](figures/a.png)" in text and "- rows: 1,200" in text and "| too young | 3 |" in text
+    assert "| white | 5 |" in text
+
+
+def test_evaluate_stage_writes_contract_outputs_per_dataset(project):
+    evaluate_stage.main(["retrained"])
+    folder = project / "reports" / "retrained"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics) == {"utkface", "wiki", "all", "rejected_rows"} and metrics["rejected_rows"] == 0
+    test = pd.read_parquet(folder / "predictions.parquet").query("split == 'test'")
+    assert metrics["utkface"]["n"] == (test["dataset"] == "utkface").sum()
+    error = (test["age_pred"] - test["age"]).abs()
+    assert metrics["all"]["mae"] == pytest.approx(error.mean(), abs=1e-5)
+    for dataset in ("utkface", "wiki", "all"):
+        groups = pd.read_csv(folder / "evaluation" / dataset / "groups.csv")
+        assert list(groups.columns) == GROUP_COLUMNS
+    wiki = pd.read_csv(folder / "evaluation" / "wiki" / "groups.csv")
+    assert not wiki["attribute"].str.contains("race").any()
+    for kind in evaluate_stage.PLOT_KINDS:
+        assert (project / "reports" / "plots" / kind / "retrained" / "utkface.csv").exists()
+    race = pd.read_csv(project / "reports" / "plots" / "error_by_age_race" / "retrained" / "wiki.csv")
+    assert list(race.columns) == ["age", *RACES] and race.empty
+
+
+def test_evaluate_stage_refuses_what_it_cannot_use(project):
+    with pytest.raises(SystemExit, match="known"):
+        evaluate_stage.main(["nonexistent"])
+    with pytest.raises(FileNotFoundError, match="train stage"):
+        evaluate_stage.main(["reweight"])
+    write_predictions(project, "oversample_x2", noise=5, seed=2, splits=("train",))
+    with pytest.raises(SystemExit, match="no test rows"):
+        evaluate_stage.main(["oversample_x2"])
+
+
+def test_evaluation_round_trips_through_its_files(tmp_path):
+    write_predictions(tmp_path, "e", noise=5, seed=3)
+    frame = pd.read_parquet(tmp_path / "reports" / "e" / "predictions.parquet").query("dataset == 'utkface'")
+    evaluation = evaluate(frame, [0, 16, 31, 46, 61], Bootstrap(30), 30)
+    evaluate_stage.write_evaluation(evaluation, tmp_path / "out")
+    loaded = evaluate_stage.load_evaluation(tmp_path / "out", [0, 16, 31, 46, 61])
+    pd.testing.assert_frame_equal(loaded.groups, evaluation.groups, check_dtype=False)
+    assert loaded.overall == json.loads(json.dumps(evaluation.overall))
+    assert set(loaded.tables) == set(evaluation.tables)
+
+
+def test_report_reads_every_experiment_and_says_what_is_missing(project):
+    for experiment in ("published", "retrained"):
+        evaluate_stage.main([experiment])
+    history = project / "models" / "retrained" / "history.csv"
+    history.parent.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2, 3], "loss": [2.0, 1.5, 1.2], "val_loss": [2.1, 1.7, 1.8]}).to_csv(history, index=False)
+    quality = project / "data" / "interim" / "utkface" / "quality.json"
+    quality.parent.mkdir(parents=True)
+    quality.write_text(json.dumps({"rows": 800, "rejected": {"age out of range": 4}}))
+    report_stage.main([])
+    text = (project / "reports" / "report.md").read_text()
+    for expected in ("R1–R3", "Training (R4)", "R5", "Experiments compared (R6)", "best model, retrained",
+                     "R10", "R11", "R12", "(R9)", "**R14**", "not evaluated yet: oversample_x2",
+                     "age out of range", "Not available", "data/crops/quality.json",
+                     "What is significant and what is not"):
+        assert expected in text, expected
+    links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert len(links) > 10
+    for link in links:
+        assert (project / "reports" / link).exists(), link
+    assert (project / "reports" / "figures" / "loss_curves.png").exists()
+    correction = pd.read_csv(project / "reports" / "correction.csv")
+    assert correction["model"].iloc[0] == "none" and correction["n_fit"].iloc[1] > 0
+    experiments = pd.read_csv(project / "reports" / "plots" / "experiments" / "utkface.csv")
+    assert list(experiments["experiment"]) == ["published", "retrained"]
+
+
+def test_report_without_any_evaluation_says_so(project):
+    report_stage.main([])
+    text = (project / "reports" / "report.md").read_text()
+    assert "No experiment has been evaluated yet" in text and "## Data" in text

@@ -9,12 +9,25 @@ Checksums of what was fetched are recorded in downloads.lock.yaml: commit it.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
-from stages.lib.download import LOCK_FILE, RAW_ROOT, DownloadError, Fetcher, format_summary, plan_fetches
+from stages.lib.download import (
+    LOCK_FILE, RAW_ROOT, WEIGHTS_DIR, DownloadError, Fetcher, format_summary, needed_weights, plan_fetches,
+)
 from stages.lib.params import ParamsError, load_params
+
+
+def write_weights_receipt(folder: Path, names: list[str]) -> None:
+    """Name the model files this run needs in `needed.json`, so the weights folder always exists.
+
+    Later stages depend on `data/raw/weights` whatever the profile (DVC has no conditional deps), and
+    DVC cannot restore an empty folder.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "needed.json").write_text(json.dumps({"needed": names}, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"download: {exc}", file=sys.stderr)
         return 2
     report = fetcher.fetch_all(items)
+    write_weights_receipt(RAW_ROOT / WEIGHTS_DIR, needed_weights(params))
     print(format_summary(report))
     return 1 if report.errors else 0
 

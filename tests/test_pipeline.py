@@ -48,6 +48,8 @@ def demo_project(tmp_path_factory) -> Path:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["profile"] = "demo"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "add", "-A"], project)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "demo"], project)
     _run(DVC + ["repro"], project)
     return project
 

@@ -73,3 +73,12 @@ def test_second_repro_does_nothing(demo_project):
     output = _run(DVC + ["repro"], demo_project)
     assert "up to date" in output.lower()
     assert "Running stage" not in output
+
+
+def test_demo_report_shows_the_planted_gap(demo_project):
+    """The synthetic data under-represents black women and offsets their labels: the gap must show."""
+    groups = pd.read_csv(demo_project / "reports/retrained/evaluation/synthetic/groups.csv")
+    planted = groups.query("attribute == 'race*gender' and group == 'black*female'").iloc[0]
+    others = groups.query("attribute == 'race*gender' and group != 'black*female'")
+    assert planted["mae_ci_low"] > others["mae_ci_high"].max()
+    assert (demo_project / "reports/report.md").read_text().count("black*female") >= 1

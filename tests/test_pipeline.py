@@ -30,7 +30,9 @@ def _tracked_files() -> list[str]:
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
+    # dvc.yaml's commands call `python`: make it this interpreter, whatever the caller's PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     if done.returncode:
         raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")

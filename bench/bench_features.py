@@ -26,8 +26,9 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib.backbone import backbone_trunk, build_vgg_face, resize_uint8, set_precision_for_device  # noqa: E402
-from stages.lib.features import extract_features, flat_features_fn, image_dataset  # noqa: E402
+from stages.lib.backbone import (backbone_trunk, build_vgg_face, flat_features_fn, resize_uint8,  # noqa: E402
+                                 set_precision_for_device)
+from stages.lib.features import extract_features, image_dataset  # noqa: E402
 
 
 def write_jpegs(folder: Path, count: int, size: int, seed: int = 0) -> list[Path]:
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         def stage():
             out = Path(tmp) / "features"
             (out / "progress.json").unlink(missing_ok=True)  # a fresh pass every time
-            extract_features(trunk, paths, out, input_size=args.input_size, batch_size=args.batch_size,
+            extract_features(lambda images: infer(images).numpy(), int(np.prod(trunk.output.shape[1:])), paths, out,
+                             input_size=args.input_size, batch_size=args.batch_size,
                              fingerprint="bench", chunk_rows=4 * args.batch_size, show_progress=False)
 
         rates = best_rates(len(paths), {"model": model_only, "pipeline": pipeline, "stage": stage}, args.repeats)

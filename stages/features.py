@@ -1,4 +1,4 @@
-"""Stage `features`: the frozen VGG-Face trunk over every crop, cached as float16 in data/features/.
+"""Stage `features`: the frozen backbone (VGG-Face by default) over every crop, cached as float16 in data/features/.
 
     python -m stages.features [--chunk-rows N] [--no-progress]
 
@@ -15,7 +15,7 @@ from stages.lib.features import DEFAULT_CHUNK_ROWS, run_features
 from stages.lib.params import load_params
 from stages.lib.schema import read_manifest
 
-MANIFEST = Path("data/processed/manifest.parquet")
+MANIFEST = Path("data/crops/manifest.parquet")
 OUT_DIR = Path("data/features")
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     meta = run_features(manifest, params, OUT_DIR, chunk_rows=args.chunk_rows,
                         show_progress=False if args.no_progress else None)
     print(f"features: {meta['shape'][0]} crops -> {OUT_DIR / meta['file']} {tuple(meta['shape'])} float16 "
-          f"({meta['device']}, {policy}, weights: {params.backbone.weights})")
+          f"({params.backbone.name}, {meta['device']}, {policy})")
 
 
 if __name__ == "__main__":

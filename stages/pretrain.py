@@ -2,11 +2,12 @@
 
     python -m stages.pretrain
 
-- backbone.weights = vgg_face: the published files' heads in dense form (no training):
+- VGG-Face with its published weights: the published files' heads in dense form (no training):
   `age.keras`, `gender.keras` from data/raw/weights/age.h5 and gender.h5 (init `published`, the
   study's baseline) and `vgg_face.keras` from vgg_face.h5 (init `vgg_face` takes its fc6/fc7);
-  only those some experiment's init needs.
-- backbone.weights = random (offline, no published files): `age.keras` and `gender.keras` trained
+  whatever the experiments' inits (so that editing an experiment never re-runs this stage).
+- any other backbone (dlib_resnet, VGG-Face with backbone.weights = random: no published files fit
+  their features): `age.keras` and `gender.keras` trained
   from a seeded start on the pretrain-role dataset's train split (early stopping on its val split),
   standing in for the published models, which were trained on another dataset than the finetune one.
   Init `published` uses them as they are; init `vgg_face` starts from their fc6/fc7.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib.download import needed_weights
+from stages.lib.backbones import uses_published_weights
 from stages.lib.params import load_params
 from stages.lib.sampling import training_plan
 from stages.lib.schema import read_manifest
@@ -35,18 +36,14 @@ def main() -> None:
     params = load_params()
     configure_determinism(params.seed)
     features = open_features(FEATURES)
-    inits = {experiment.init for experiment in params.experiments.values()}
-    if params.backbone.weights == "vgg_face":
-        names = [name for name in needed_weights(params) if name in STARTS]
-        models, histories = published_heads(WEIGHTS, names, features.dim, params), {}
-        summary = {"source": "published weights", "heads": names}
-    elif inits & {"published", "vgg_face"}:
+    if uses_published_weights(params.backbone):
+        models, histories = published_heads(WEIGHTS, STARTS, features.dim, params), {}
+        summary = {"source": "published weights", "heads": list(STARTS)}
+    else:
         train, val = role_splits(read_manifest(MANIFEST), params.roles.pretrain, "pretrain")
         plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
         models, histories = train_heads(params, features, train, val, "random", plan)
         summary = {"source": f"trained on {params.roles.pretrain}", "train_faces": len(train), "val_faces": len(val)}
-    else:
-        models, histories, summary = {}, {}, {"source": "none: every experiment starts from random"}
     save_heads(models, histories, OUT, summary)
     print(f"pretrain: {', '.join(models) or 'no heads'} -> {OUT} ({summary['source']})")
 

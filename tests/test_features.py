@@ -91,7 +91,7 @@ def test_outputs_are_row_aligned_with_the_manifest(crops):
     meta = run(root, manifest)
     store = read_features(root / "features")
     assert store.values.dtype == np.float16 and store.values.shape == (N_CROPS, 1 * 1 * 8)
-    assert meta["shape"] == [N_CROPS, 8] and meta["cut"] == "pool5" and meta["cut_shape"] == [1, 1, 8]
+    assert meta["shape"] == [N_CROPS, 8] and meta["spec"]["name"] == "vgg_face" and meta["spec"]["feature_dim"] == 8
     assert meta["backbone"]["conv_widths"] == [4, 4, 8, 8, 8] and meta["weights_sha256"] is None
     assert list(store.index["id"]) == list(manifest["id"]) and list(store.index["row"]) == list(range(N_CROPS))
     assert not partial_dir(root / "features").exists()
@@ -219,7 +219,7 @@ def test_published_weights_are_loaded_from_data_raw_weights(crops):
     write_keras2_weights(weights, [(f"conv2d_{i}", layer.get_weights())
                                    for i, layer in enumerate((l for l in source.layers if l.weights), start=1)])
     meta = run(root, manifest, params=params)
-    assert meta["weights_file"] == "data/raw/weights/vgg_face.h5" and len(meta["weights_sha256"]) == 64
+    assert meta["spec"]["weights_file"] == "data/raw/weights/vgg_face.h5" and len(meta["weights_sha256"]) == 64
     images = [cv2.cvtColor(cv2.imread(str(root / p)), cv2.COLOR_BGR2RGB) for p in manifest["crop_path"][:4]]
     expected = backbone_trunk(source)(preprocess(images, 32)).numpy().reshape(4, -1)
     np.testing.assert_allclose(read_features(root / "features").values[:4].astype(np.float32), expected,
@@ -250,8 +250,8 @@ def test_stage_module_end_to_end(crops, monkeypatch):
         raw = yaml.safe_load(handle)
     raw["backbone"] = {**raw["backbone"], **BACKBONE}
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    (root / "data/processed").mkdir(parents=True)
-    manifest.to_parquet(root / "data/processed/manifest.parquet", index=False)
+    (root / "data/crops").mkdir(parents=True, exist_ok=True)
+    manifest.to_parquet(root / "data/crops/manifest.parquet", index=False)
     monkeypatch.chdir(root)
     stage.main(["--no-progress", "--chunk-rows", "16"])
     store = read_features(root / "data/features")

@@ -15,7 +15,7 @@ from stages.lib.backbone import backbone_trunk, build_vgg_face
 from stages.lib.h5weights import weighted_layers, write_keras2_weights
 from stages.lib.heads import build_head, layer_weights
 from stages.lib.params import ParamsError, validate
-from stages.lib.schema import PREDICTION_COLUMNS
+from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
 from stages.lib.training import (
     fit_head,
     history_frame,
@@ -131,17 +131,17 @@ def save_head(path, classes, seed):
 def test_starting_weights_resolve_from_the_pretrain_folder(tmp_path):
     age = save_head(tmp_path / "age.keras", 101, seed=1)
     vgg = save_head(tmp_path / "vgg_face.keras", 2622, seed=2)
-    published = starting_weights("published", "age", tmp_path, "vgg_face")
+    published = starting_weights("published", "age", tmp_path, True)
     assert set(published) == {"fc6", "fc7", "predictions"}
     np.testing.assert_array_equal(published["predictions"][0], age["predictions"][0])
-    real = starting_weights("vgg_face", "age", tmp_path, "vgg_face")       # published VGG-Face's fc6/fc7
-    offline = starting_weights("vgg_face", "age", tmp_path, "random")      # the pretrain-trained head's
+    real = starting_weights("vgg_face", "age", tmp_path, True)     # published VGG-Face's fc6/fc7
+    offline = starting_weights("vgg_face", "age", tmp_path, False)    # the pretrain-trained head's
     assert set(real) == set(offline) == {"fc6", "fc7"}
     np.testing.assert_array_equal(real["fc6"][0], vgg["fc6"][0])
     np.testing.assert_array_equal(offline["fc6"][0], age["fc6"][0])
-    assert starting_weights("random", "age", None, "random") is None
+    assert starting_weights("random", "age", None, False) is None
     with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
-        starting_weights("published", "gender", tmp_path, "vgg_face")
+        starting_weights("published", "gender", tmp_path, True)
 
 
 # ----- the stages, end to end on a fake features cache ------------------------------------------
@@ -202,7 +202,7 @@ def test_offline_pretrain_then_train_writes_models_and_contract_predictions(tmp_
     train.run("published")
     published = pd.read_parquet(tmp_path / "reports/published/predictions.parquet")
     evaluated = manifest[manifest["dataset"].isin(["utkface", "wiki"])]
-    assert list(published.columns) == PREDICTION_COLUMNS
+    assert list(published.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
     assert published["id"].tolist() == evaluated["id"].tolist()
     assert set(published["split"]) == {"train", "val", "test"} and set(published["experiment"]) == {"published"}
     features = open_features(tmp_path / "data/features")
@@ -224,7 +224,7 @@ def test_offline_pretrain_then_train_writes_models_and_contract_predictions(tmp_
     retrained = keras.models.load_model(tmp_path / "models/oversample_x2/age.keras")
     assert retrained.output_shape == (None, 101)
     predictions = pd.read_parquet(tmp_path / "reports/oversample_x2/predictions.parquet")
-    assert list(predictions.columns) == PREDICTION_COLUMNS
+    assert list(predictions.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
     assert predictions["age_pred"].between(0, 100).all()
     assert not np.allclose(predictions["age_pred"], published["age_pred"])
 

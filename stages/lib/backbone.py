@@ -15,7 +15,7 @@ previews and predictions all share them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -201,6 +201,17 @@ def preprocess(images_uint8_rgb, input_size: int) -> np.ndarray:
     if images.ndim not in (3, 4) or images.shape[-1] != 3:
         raise ValueError(f"preprocess expects (H, W, 3) or (N, H, W, 3) RGB, got shape {images.shape}")
     return to_unit_range(resize_uint8(images, input_size)).numpy()
+
+
+def flat_features_fn(trunk: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A compiled function: uint8 images -> the trunk's output flattened channels-last, as float16."""
+
+    @tf.function(reduce_retracing=True)
+    def infer(images):
+        out = trunk(to_unit_range(images), training=False)
+        return tf.cast(tf.reshape(out, (tf.shape(out)[0], -1)), tf.float16)
+
+    return infer
 
 
 def precision_policy(gpus: Sequence) -> str:

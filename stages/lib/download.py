@@ -42,6 +42,7 @@ import yaml
 from tqdm import tqdm
 
 from stages.lib.archives import ArchiveError, archive_suffix, extract_archive, is_archive
+from stages.lib.backbones import uses_published_weights
 from stages.lib.params import Params, ParamsError
 
 log = logging.getLogger(__name__)
@@ -135,17 +136,15 @@ class FetchReport:
 def needed_weights(params: Params) -> list[str]:
     """The model files this run needs.
 
-    yunet: the crop stage detects faces with YuNet. vgg_face: the backbone starts from the published
-    VGG-Face weights. age and gender: an experiment starts from the published age/gender models,
-    which only exist for the VGG-Face backbone.
+    yunet: the crop stage detects faces with YuNet. vgg_face, age and gender: the backbone is VGG-Face
+    with its published weights, and the published age/gender models are the study's baseline (fetched
+    whatever the experiments' inits, so that editing an experiment never re-runs the download).
     """
     names = []
     if params.crop.detector == "yunet":
         names.append("yunet")
-    if params.backbone.weights == "vgg_face":
-        names.append("vgg_face")
-        if any(experiment.init == "published" for experiment in params.experiments.values()):
-            names += ["age", "gender"]
+    if uses_published_weights(params.backbone):
+        names += ["vgg_face", "age", "gender"]
     return names
 
 

@@ -1,10 +1,14 @@
-"""The features pass: the frozen VGG-Face trunk run once over every crop, cached as float16.
+"""The features pass: the frozen backbone run once over every crop, cached as float16.
 
-Outputs in the features folder (row i belongs to row i of data/processed/manifest.parquet):
-    features.npy     float16 (N, k*k*C5), the trunk's output flattened channels-last; a .npy, so
-                     `np.load(path, mmap_mode="r")` maps it without reading it (see `read_features`)
+The backbone is the one params' `backbone.name` selects (stages/lib/backbones.py): by default the
+study's VGG-Face cut at pool5, whose output is flattened channels-last (N, k*k*C5).
+
+Outputs in the features folder (row i belongs to row i of data/crops/manifest.parquet, every crop,
+before any split: the split stage reads these features to keep look-alike faces on one side):
+    features.npy     float16 (N, D); a .npy, so `np.load(path, mmap_mode="r")` maps it without
+                     reading it (see `read_features`)
     index.parquet    id, row
-    meta.json        shape, dtype, cut, backbone params, weights and their sha256, precision, device
+    meta.json        shape, dtype, the backbone's params and spec, weights' sha256, precision, device
     throughput.json  images/s of the pass (a DVC metrics file)
 
 The pass is the only expensive step of the pipeline (hours on a CPU for IMDB-Wiki), hence resumable.
@@ -34,7 +38,8 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from stages.lib.backbone import cut_shape, require_weights_file, resize_uint8, to_unit_range, trunk_from_params
+from stages.lib.backbone import require_weights_file, resize_uint8
+from stages.lib.backbones import Embed, load
 
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.parquet"
@@ -42,9 +47,8 @@ META_FILE = "meta.json"
 THROUGHPUT_FILE = "throughput.json"
 PROGRESS_FILE = "progress.json"
 FEATURE_DTYPE = np.float16
-PREPROCESSING = "decode RGB, bilinear antialiased resize to input_size rounded to uint8, scale to [0, 1]"
+PREPROCESSING = "decode RGB, bilinear antialiased resize to input_size rounded to uint8, then the backbone's own"
 DEFAULT_CHUNK_ROWS = 2048
-WEIGHTS_FILE = Path("data/raw/weights/vgg_face.h5")  # written by the download stage
 
 
 class FeaturesError(RuntimeError):
@@ -104,17 +108,6 @@ def image_dataset(paths: Sequence[Path], rows: Sequence[int], input_size: int, b
     dataset = tf.data.Dataset.from_tensor_slices((rows_tensor, paths_tensor))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def flat_features_fn(trunk: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A compiled function: uint8 images -> the trunk's output flattened channels-last, as float16."""
-
-    @tf.function(reduce_retracing=True)
-    def infer(images):
-        out = trunk(to_unit_range(images), training=False)
-        return tf.cast(tf.reshape(out, (tf.shape(out)[0], -1)), tf.float16)
-
-    return infer
 
 
 def _next_batch(batches, paths: Sequence[Path], rows: Sequence[int], position: int):
@@ -178,7 +171,8 @@ def _open_or_start(work_dir: Path, fingerprint: str, shape: tuple[int, int], chu
 
 
 def extract_features(
-    trunk: keras.Model,
+    embed: Embed,
+    dim: int,
     paths: Sequence[Path],
     work_dir: Path,
     *,
@@ -189,18 +183,17 @@ def extract_features(
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
 ) -> None:
-    """Run `trunk` over the images at `paths` into work_dir/features.npy, resuming an interrupted pass.
+    """Run `embed` (uint8 batches -> (n, dim)) over the images at `paths` into work_dir/features.npy,
+    resuming an interrupted pass.
 
     `on_chunk_done(chunk_index)` is called after each chunk is safely on disk. `show_progress`
     None shows the bar only on a terminal.
     """
     work_dir = Path(work_dir)
-    dim = int(np.prod(trunk.output.shape[1:]))
     values, progress = _open_or_start(work_dir, fingerprint, (len(paths), dim), chunk_rows)
     chunks = chunk_bounds(len(paths), chunk_rows, batch_size)
     pending = [i for i in range(len(chunks)) if i not in set(progress["done"])]
     rows = [r for i in pending for r in range(*chunks[i])]
-    infer = flat_features_fn(trunk)
     batches = iter(image_dataset([paths[r] for r in rows], rows, input_size, batch_size))
     position, started = 0, time.perf_counter()
     with tqdm(total=len(paths), initial=len(paths) - len(rows), unit="img", desc="features",
@@ -209,7 +202,7 @@ def extract_features(
             bar.write(f"features: resuming, {len(progress['done'])} of {len(chunks)} chunks already written")
         while (item := _next_batch(batches, paths, rows, position)) is not None:
             batch_rows = item[0].numpy()
-            values[batch_rows] = _checked_finite(infer(item[1]).numpy(), batch_rows)
+            values[batch_rows] = _checked_finite(np.asarray(embed(item[1])), batch_rows)
             position += len(batch_rows)
             bar.update(len(batch_rows))
             while pending and chunks[pending[0]][1] <= batch_rows[-1] + 1:
@@ -229,14 +222,9 @@ def _checked_finite(batch: np.ndarray, batch_rows: np.ndarray) -> np.ndarray:
     if not np.isfinite(batch).all():
         raise FeaturesError(
             f"features of rows {int(batch_rows[0])}..{int(batch_rows[-1])} overflow float16 (|x| > 65504): "
-            "the weights are not the VGG-Face weights this pipeline expects"
+            "the backbone's weights are not the ones this pipeline expects"
         )
     return batch
-
-
-def weights_file_for(backbone) -> Path | None:
-    """The published weights the params ask for (relative to the project root); None for a random backbone."""
-    return WEIGHTS_FILE if backbone.weights == "vgg_face" else None
 
 
 def run_features(
@@ -249,7 +237,7 @@ def run_features(
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
 ) -> dict:
-    """The whole stage on a manifest: check inputs, build the trunk, run or resume the pass in
+    """The whole stage on a manifest: check inputs, load the params' backbone, run or resume the pass in
     `partial_dir(out_dir)`, then write the finished outputs into out_dir. Returns the meta written."""
     root, out_dir = Path(root), Path(out_dir)
     work_dir = partial_dir(out_dir)
@@ -260,33 +248,29 @@ def run_features(
         raise FeaturesError(
             f"the manifest repeats ids, e.g. {list(duplicated[:3])}: ids must be unique (prepare stage)"
         )
-    backbone = params.backbone
     paths = crop_files(manifest, root)
-    weights_file = weights_file_for(backbone)
+    spec, embed = load(params.backbone, params.seed, root)
+    weights_file = spec.weights_file
     if weights_file is not None:
         require_weights_file(root / weights_file)
     config = {
-        "backbone": backbone.model_dump(),
-        "seed": params.seed if backbone.weights == "random" else None,
-        "weights_file": str(weights_file) if weights_file is not None else None,
+        "backbone": params.backbone.model_dump(),
+        "spec": spec.as_dict(),
+        "seed": params.seed,
         "weights_sha256": sha256_file(root / weights_file) if weights_file is not None else None,
         "precision": keras.mixed_precision.global_policy().name,
         "dtype": np.dtype(FEATURE_DTYPE).name,
         "preprocessing": PREPROCESSING,
     }
-    trunk = trunk_from_params(backbone, params.seed, root / weights_file if weights_file is not None else None)
     extract_features(
-        trunk, paths, work_dir, input_size=backbone.input_size, batch_size=backbone.batch_size,
+        embed, spec.feature_dim, paths, work_dir, input_size=spec.input_size, batch_size=params.backbone.batch_size,
         fingerprint=inputs_fingerprint(list(manifest["id"]), paths, config),
         chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
     )
-    shape = cut_shape(backbone.input_size, backbone.conv_widths, backbone.cut)
     meta = {
         **config,
         "file": FEATURES_FILE,
-        "shape": [len(paths), int(np.prod(shape))],
-        "cut": backbone.cut,
-        "cut_shape": list(shape),
+        "shape": [len(paths), spec.feature_dim],
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
     _finish(work_dir, out_dir, list(manifest["id"]), meta)

@@ -6,11 +6,11 @@ batch of rows at a time, and turned into float32 only batch by batch: the real p
 
 Starting weights (`starting_weights`) come from the `pretrain` stage's folder, so that `train` never
 reads a published weights file itself:
-- `<pretrain_dir>/age.keras`, `gender.keras`: the baseline heads. With backbone.weights = vgg_face
-  they are the published age/gender models' heads, converted; with backbone.weights = random (no
-  published files: the offline demo) they are heads trained from a seeded start on the pretrain-role
+- `<pretrain_dir>/age.keras`, `gender.keras`: the baseline heads. With VGG-Face and its published
+  weights they are the published age/gender models' heads, converted; otherwise (a random VGG-Face in
+  the offline demo, or another backbone: no published files fit its features) they are heads trained from a seeded start on the pretrain-role
   dataset's train split, as the published models were trained on another dataset than UTKFace.
-- `<pretrain_dir>/vgg_face.keras` (backbone.weights = vgg_face only): VGG-Face's own fc6/fc7 (and
+- `<pretrain_dir>/vgg_face.keras` (published VGG-Face weights only): VGG-Face's own fc6/fc7 (and
   its identity softmax), the study's starting point for retraining.
 Init `published` takes all of a baseline head; init `vgg_face` takes fc6/fc7 from `vgg_face.keras`,
 or, with a random backbone, from the baseline head of the same task.
@@ -30,6 +30,7 @@ from dvclive import Live
 from tqdm import tqdm
 
 from stages.lib.backbone import head_weights, require_weights_file
+from stages.lib.backbones import uses_published_weights
 from stages.lib.features import FeaturesError, read_features
 from stages.lib.heads import (FC_LAYERS, HEAD_LAYERS, TASKS, Init, build_head, init_head, layer_weights,
                               prediction_frame, task_classes, task_labels)
@@ -185,7 +186,7 @@ def log_histories(live_dir: str | Path, histories: dict[str, dict[str, list[floa
         live.summary = summary
 
 
-def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, backbone_weights: str):
+def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, published_backbone: bool):
     """The starting layer weights for `init` of `head` ('age' | 'gender'); None for `random`.
 
     See the module docstring for where each init's weights come from.
@@ -197,7 +198,7 @@ def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, bac
     pretrain_dir = Path(pretrain_dir)
     if init == "published":
         return layer_weights(_load_head(pretrain_dir / f"{head}.keras"), HEAD_LAYERS)
-    source = pretrain_dir / ("vgg_face.keras" if backbone_weights == "vgg_face" else f"{head}.keras")
+    source = pretrain_dir / ("vgg_face.keras" if published_backbone else f"{head}.keras")
     return layer_weights(_load_head(source), FC_LAYERS)
 
 
@@ -205,6 +206,16 @@ def _load_head(path: Path) -> keras.Model:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the pretrain stage first (`dvc repro pretrain`)")
     return keras.models.load_model(path, compile=False)
+
+
+def with_split(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The manifest with `split` set to the split an experiment trains and is evaluated on:
+    `grouped` (the split stage's `split` column) or `naive` (its `split_naive`)."""
+    if split == "grouped":
+        return manifest
+    if "split_naive" not in manifest.columns:
+        raise ValueError("the split manifest has no `split_naive` column: re-run `dvc repro split`")
+    return manifest.assign(split=manifest["split_naive"])
 
 
 def role_splits(manifest: pd.DataFrame, dataset: str, role: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -231,7 +242,7 @@ def train_heads(params: Params, features: Features, train: pd.DataFrame, val: pd
     for task in TASKS:
         model = build_head(features.dim, params.backbone.fc_width, task_classes(task, max_age),
                            params.train.dropout, name=task, seed=params.seed)
-        init_head(model, init, starting_weights(init, task, pretrain_dir, params.backbone.weights))
+        init_head(model, init, starting_weights(init, task, pretrain_dir, uses_published_weights(params.backbone)))
         if init != "published":
             histories[task] = fit_head(
                 model, features.array, train_rows, task_labels(task, train, max_age)[indices],

@@ -1,0 +1,138 @@
+"""The backbone registry: which frozen network turns a face crop into the features the heads learn from.
+
+`backbone.name` in params.yaml picks an entry. An entry answers two questions:
+
+- `describe(config)`, cheap, no model built: the backbone's `BackboneSpec` — the size crops are
+  resized to, how it aligns a face, the width of a feature row, the width of the heads' hidden
+  layers, and whether the study's published age/gender heads fit its features. The download,
+  pretrain and train stages only need this.
+- `load(config, seed, root)`: an `Embed` function, uint8 RGB crops (N, s, s, 3) -> float (N, D),
+  used by the features stage and by `stages.predict`.
+
+Everything after the features stage (heads, sampling, evaluation, report) sees only (N, D) rows, so
+a new backbone is one `register(name, entry)` call; tests/test_backbones.py plugs in a fake one.
+
+Entries:
+- `vgg_face` (default): the study's VGG-Face cut at pool5 (stages/lib/backbone.py); reads
+  `weights`, `input_size`, `conv_widths`, `fc_width`, `cut`. Heads: fc6/fc7 of `fc_width`.
+- `dlib_resnet`: dlib's face-recognition ResNet, 128-d embeddings of the face aligned on its
+  5-point landmarks (stages/lib/dlib_resnet.py); an optional extra, `pip install -e ".[dlib]"`.
+  Reads `input_size` (crops are decoded at that size) and `fc_width` (its heads' hidden width).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from stages.lib.params import Backbone as BackboneConfig
+from stages.lib.params import ParamsError
+
+Embed = Callable[[np.ndarray], np.ndarray]
+VGG_WEIGHTS_FILE = Path("data/raw/weights/vgg_face.h5")  # written by the download stage
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    input_size: int        # crops are decoded and resized to input_size x input_size before `embed`
+    alignment: str         # what the backbone does to a crop before its network, for the report
+    feature_dim: int       # width of one cached feature row
+    head_width: int        # width of the heads' two hidden layers (fc6, fc7)
+    published_heads: bool  # the study's published age/gender files fit these features
+    weights_file: Path | None  # the download stage's file it reads (its sha256 goes into the cache key)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "weights_file": None if self.weights_file is None else str(self.weights_file)}
+
+
+class BackboneEntry(Protocol):
+    def describe(self, config: BackboneConfig) -> BackboneSpec: ...
+
+    def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed: ...
+
+
+def uses_published_weights(config: BackboneConfig) -> bool:
+    """True when the features come from the published VGG-Face weights, so the study's published
+    age/gender heads fit them (no TensorFlow import: the download stage asks this)."""
+    return config.name == "vgg_face" and config.weights == "vgg_face"
+
+
+class VggFace:
+    """The study's VGG-Face to pool5; published weights or, for the offline demo, a seeded random init."""
+
+    def describe(self, config: BackboneConfig) -> BackboneSpec:
+        from stages.lib.backbone import cut_shape
+
+        published = uses_published_weights(config)
+        return BackboneSpec(
+            name="vgg_face", input_size=config.input_size,
+            alignment="none: the crop, resized, RGB scaled to [0, 1]",
+            feature_dim=int(np.prod(cut_shape(config.input_size, config.conv_widths, config.cut))),
+            head_width=config.fc_width, published_heads=published,
+            weights_file=VGG_WEIGHTS_FILE if published else None,
+        )
+
+    def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed:
+        from stages.lib.backbone import flat_features_fn, trunk_from_params
+
+        spec = self.describe(config)
+        trunk = trunk_from_params(config, seed, None if spec.weights_file is None else root / spec.weights_file)
+        infer = flat_features_fn(trunk)
+        return lambda images: infer(images).numpy()
+
+
+class DlibResnet:
+    """dlib's face-recognition ResNet (128-d), aligned on its 5-point landmarks; the optional `dlib` extra."""
+
+    def describe(self, config: BackboneConfig) -> BackboneSpec:
+        from stages.lib.dlib_resnet import ALIGNMENT, FEATURE_DIM
+
+        return BackboneSpec(
+            name="dlib_resnet", input_size=config.input_size, alignment=ALIGNMENT, feature_dim=FEATURE_DIM,
+            head_width=config.fc_width, published_heads=False, weights_file=None,
+        )
+
+    def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed:
+        from stages.lib.dlib_resnet import DlibEmbedder
+
+        embedder = DlibEmbedder.from_installed()
+        return lambda images: embedder.embed(np.asarray(images))
+
+
+_REGISTRY: dict[str, BackboneEntry] = {"vgg_face": VggFace(), "dlib_resnet": DlibResnet()}
+
+
+def register(name: str, entry: BackboneEntry) -> None:
+    """Add (or replace) a backbone under `name`, so that `backbone.name: <name>` selects it."""
+    _REGISTRY[name] = entry
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def registered() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def entry_for(config: BackboneConfig) -> BackboneEntry:
+    """The registry entry `backbone.name` names; ParamsError listing the registered names otherwise."""
+    if config.name not in _REGISTRY:
+        raise ParamsError(f"params.yaml: backbone.name: {config.name!r} is not a registered backbone; "
+                          f"allowed: {', '.join(registered())}")
+    return _REGISTRY[config.name]
+
+
+def describe(config: BackboneConfig) -> BackboneSpec:
+    """The spec of the backbone the params select, without building it."""
+    return entry_for(config).describe(config)
+
+
+def load(config: BackboneConfig, seed: int, root: Path = Path(".")) -> tuple[BackboneSpec, Embed]:
+    """The spec and the embedding function of the backbone the params select."""
+    entry = entry_for(config)
+    return entry.describe(config), entry.load(config, seed, Path(root))

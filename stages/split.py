@@ -2,10 +2,16 @@
 
     python -m stages.split
 
-Reads data/crops/manifest.parquet, adds `split` (fractions from params split.*, seeded by params
-seed, stratified by params age_bands; see stages/lib/split.py) and writes
-data/processed/manifest.parquet and data/processed/split.json (rows per split x dataset x age band,
-identities per split).
+Reads data/crops/manifest.parquet and writes data/processed/manifest.parquet with two split columns
+(fractions from params split.*, seeded by params seed, stratified by params age_bands; see
+stages/lib/split.py):
+- `split`: grouped. Faces of one identity stay on one side; with `split.clusters` set, faces without
+  an identity label (UTKFace, FairFace, folders) are grouped into look-alike clusters first (faces
+  within `threshold` of each other in the cached features, single linkage), so one person's photos
+  cannot sit in train and test at once. `cluster` holds each row's cluster.
+- `split_naive`: the study's split, every face on its own; experiments with `split: naive` use it.
+And data/processed/split.json: rows per split x dataset x age band, identities per split, and with
+clusters on, the leakage of each split: how many test faces have a training face within threshold.
 """
 
 from __future__ import annotations
@@ -15,12 +21,53 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from stages.lib.features import FeaturesError, read_features
+from stages.lib.leakage import identity_clusters, leakage_summary
 from stages.lib.params import ParamsError, load_params
 from stages.lib.schema import read_manifest, write_manifest
-from stages.lib.split import split_manifest, split_summary
+from stages.lib.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
 
 CROPS = Path("data/crops/manifest.parquet")
+FEATURES = Path("data/features")
 OUT = Path("data/processed")
+
+
+def dataset_features(manifest: pd.DataFrame, features_dir: Path) -> dict[str, np.ndarray]:
+    """Each dataset's feature rows (float32, in manifest order), from the features stage's cache."""
+    store = read_features(features_dir)
+    row_of = pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy())
+    missing = manifest.loc[~manifest["id"].isin(row_of.index), "id"]
+    if len(missing):
+        raise FeaturesError(f"{len(missing)} crops have no features (e.g. {list(missing[:3])}): "
+                            "run `dvc repro features`")
+    return {str(dataset): np.asarray(store.values[row_of.loc[rows["id"]].to_numpy()], dtype=np.float32)
+            for dataset, rows in manifest.groupby("dataset", sort=True)}
+
+
+def cluster_labels(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters) -> pd.Series:
+    """Each row's look-alike cluster, `<dataset>:<n>`, clustered within its dataset."""
+    parts = [pd.Series([f"{dataset}:{label}" for label in
+                        identity_clusters(embeddings[str(dataset)], clusters.threshold, clusters.metric)],
+                       index=rows.index, dtype=object)
+             for dataset, rows in manifest.groupby("dataset", sort=True)]
+    return pd.concat(parts).reindex(manifest.index).rename("cluster")
+
+
+def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters) -> dict:
+    """Per dataset and split column: test faces with a training face within the cluster threshold."""
+    report = {}
+    for dataset, rows in manifest.groupby("dataset", sort=True):
+        report[str(dataset)] = {
+            name: leakage_summary(embeddings[str(dataset)], rows[column].to_numpy(), rows["age"].to_numpy(),
+                                  clusters.threshold, clusters.metric)
+            for name, column in (("naive", "split_naive"), ("grouped", "split"))
+        }
+        report[str(dataset)]["clusters"] = int(rows["cluster"].nunique())
+        report[str(dataset)]["faces_in_shared_clusters"] = int(rows["cluster"].duplicated(keep=False).sum())
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,17 +76,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params()
         manifest = read_manifest(CROPS)
-    except (ParamsError, FileNotFoundError) as exc:
+        clusters = params.split.clusters
+        embeddings = dataset_features(manifest, FEATURES) if clusters else {}
+    except (ParamsError, FileNotFoundError, FeaturesError) as exc:
         print(f"split: {exc}", file=sys.stderr)
         return 2
-    fractions = params.split.model_dump()
-    manifest["split"] = split_manifest(manifest, fractions, params.age_bands, params.seed)
+    fractions, edges = params.split.fractions(), params.age_bands
+    grouped = manifest
+    if clusters:
+        manifest = manifest.assign(cluster=cluster_labels(manifest, embeddings, clusters))
+        grouped = manifest.assign(identity=with_cluster_identities(manifest, manifest["cluster"]))
+    manifest = manifest.assign(
+        split=split_manifest(grouped, fractions, edges, params.seed),
+        split_naive=naive_split_manifest(manifest, fractions, edges, params.seed),
+    )
     write_manifest(manifest, OUT / "manifest.parquet")
-    summary = {"seed": params.seed, "fractions": fractions, "datasets": split_summary(manifest, params.age_bands)}
+    summary = {
+        "seed": params.seed, "fractions": fractions,
+        "clusters": clusters.model_dump() if clusters else None,
+        "datasets": split_summary(manifest, edges),
+        "leakage": leakage(manifest, embeddings, clusters) if clusters else {},
+    }
     (OUT / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
     for name, entry in summary["datasets"].items():
         rows = ", ".join(f"{split} {n}" for split, n in entry["rows"].items())
-        print(f"split: {name}: {rows}")
+        leaks = summary["leakage"].get(name)
+        shared = (f"; test faces with a look-alike in train: naive {leaks['naive']['test_faces_with_near_train']}, "
+                  f"grouped {leaks['grouped']['test_faces_with_near_train']}") if leaks else ""
+        print(f"split: {name}: {rows}{shared}")
     return 0
 
 

@@ -4,8 +4,8 @@
 
 Reads params.yaml once, the split manifest, the features memmap and the pretrain stage's heads
 (`models/_pretrain/`, see stages/lib/training.py for which init starts from what). Trains on the
-finetune-role dataset's train split with the experiment's oversampling / re-weighting, stops on the
-val split's loss, and writes:
+finetune-role dataset's train split (the grouped split, or the study's naive one with `split: naive`)
+with the experiment's oversampling / re-weighting, stops on the val split's loss, and writes:
     models/<exp>/age.keras, gender.keras      the heads (init `published`: the baseline, untrained)
     models/<exp>/history.csv                  epoch, age_loss, val_age_loss, gender_loss, val_gender_loss
     models/<exp>/live/                        dvclive: loss curves per head, metrics.json summary
@@ -21,7 +21,7 @@ from stages.lib.params import ParamsError, load_params
 from stages.lib.sampling import training_plan
 from stages.lib.schema import read_manifest
 from stages.lib.training import (configure_determinism, open_features, predict_heads, role_splits, save_heads,
-                                 train_heads)
+                                 train_heads, with_split)
 
 MANIFEST = Path("data/processed/manifest.parquet")
 FEATURES = Path("data/features")
@@ -36,7 +36,7 @@ def run(experiment_name: str) -> None:
                           f"{', '.join(params.experiments)}")
     experiment = params.experiments[experiment_name]
     configure_determinism(params.seed)
-    manifest = read_manifest(MANIFEST)
+    manifest = with_split(read_manifest(MANIFEST), experiment.split)
     features = open_features(FEATURES)
     train, val = role_splits(manifest, params.roles.finetune, "finetune")
     plan = training_plan(train["age"].to_numpy(), experiment.oversample, experiment.reweight, params.age_bands)

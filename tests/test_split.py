@@ -1,5 +1,7 @@
 """Train/val/test assignment: identity-disjoint, stratified by age band, seeded, sane on tiny inputs."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,3 +147,57 @@ def test_summary_reports_an_identity_put_in_two_splits_by_hand():
     frame = pd.DataFrame({"dataset": "d", "identity": ["x", "x", "y"], "age": [20, 21, 50],
                           "split": ["train", "test", "train"]})
     assert split_summary(frame, EDGES)["d"]["identities_in_several_splits"] == 1
+
+
+def test_with_cluster_identities_keeps_known_identities():
+    from stages.lib.split import with_cluster_identities
+
+    frame = pd.DataFrame({"identity": ["ann", None, None], "age": [30, 31, 32]})
+    assert with_cluster_identities(frame, ["d:0", "d:0", "d:1"]).tolist() == ["ann", "cluster:d:0", "cluster:d:1"]
+    with pytest.raises(ValueError, match="2 cluster labels for 3 rows"):
+        with_cluster_identities(frame, ["d:0", "d:1"])
+
+
+def test_split_stage_keeps_look_alikes_together_and_reports_leakage(tmp_path, monkeypatch):
+    """Planted near-duplicates (same person, two photos) never straddle the grouped split; the naive
+    split is kept beside it, and split.json counts the test faces with a look-alike in train."""
+    import json
+
+    import yaml
+
+    from stages import split as stage
+    from stages.lib.features import FEATURES_FILE, INDEX_FILE, META_FILE
+    from stages.lib.schema import MANIFEST_COLUMNS
+
+    rng = np.random.default_rng(0)
+    n_people = 150
+    people = rng.normal(size=(n_people, 16)).astype(np.float32) * 3   # people far apart
+    embeddings = np.concatenate([people, people + rng.normal(scale=0.01, size=people.shape)])  # 2 photos each
+    ages = np.tile(rng.integers(1, 90, n_people), 2)
+    manifest = pd.DataFrame({"id": [f"u/{i}" for i in range(2 * n_people)], "dataset": "utkface", "path": "x",
+                             "age": ages, "gender": "female", "race": "white", "identity": None, "box": None,
+                             "cropped": True, "source_meta": "", "crop_path": "x"})[MANIFEST_COLUMNS + ["crop_path"]]
+    (tmp_path / "data/crops").mkdir(parents=True)
+    manifest.to_parquet(tmp_path / "data/crops/manifest.parquet", index=False)
+    features = tmp_path / "data/features"
+    features.mkdir(parents=True)
+    order = rng.permutation(len(manifest))  # feature rows need not follow the manifest's order
+    np.save(features / FEATURES_FILE, embeddings[order].astype(np.float16))
+    pd.DataFrame({"id": manifest["id"].to_numpy()[order], "row": np.arange(len(order))}).to_parquet(features / INDEX_FILE)
+    (features / META_FILE).write_text(json.dumps({"file": FEATURES_FILE, "shape": [len(order), 16]}))
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["split"]["clusters"] = {"threshold": 0.4, "metric": "euclidean"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+
+    assert stage.main([]) == 0
+    out = pd.read_parquet("data/processed/manifest.parquet")
+    assert out["cluster"].nunique() == n_people
+    assert (out.groupby("cluster")["split"].nunique() == 1).all()
+    straddling = (out.groupby("cluster")["split_naive"].nunique() > 1).sum()
+    assert straddling > 0  # the naive split does put one person on both sides
+    leakage = json.loads(Path("data/processed/split.json").read_text())["leakage"]["utkface"]
+    assert leakage["grouped"]["test_faces_with_near_train"] == 0
+    assert leakage["naive"]["test_faces_with_near_train"] > 0
+    assert leakage["naive"]["near_train_same_age"] == leakage["naive"]["test_faces_with_near_train"]
+    assert leakage["clusters"] == n_people and leakage["faces_in_shared_clusters"] == 2 * n_people

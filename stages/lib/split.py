@@ -109,3 +109,27 @@ def split_summary(manifest: pd.DataFrame, edges: Sequence[int]) -> dict:
             "identities_in_several_splits": int((splits_per_identity > 1).sum()),
         }
     return summary
+
+
+def with_cluster_identities(frame: pd.DataFrame, clusters: np.ndarray) -> pd.Series:
+    """`identity`, where a row has none, replaced by its look-alike cluster (`cluster:<label>`).
+
+    `clusters` holds one cluster label per row of `frame` (from `leakage.identity_clusters` on its
+    faces' features). Known identities are kept as they are: a label beats a distance.
+    """
+    clusters = np.asarray(clusters)
+    if len(clusters) != len(frame):
+        raise ValueError(f"{len(clusters)} cluster labels for {len(frame)} rows")
+    identity = frame["identity"].astype(object) if "identity" in frame.columns else pd.Series(None, index=frame.index)
+    fill = pd.Series([f"cluster:{c}" for c in clusters], index=frame.index, dtype=object)
+    return identity.where(identity.notna(), fill).rename("identity")
+
+
+def naive_split_manifest(manifest: pd.DataFrame, fractions: Mapping[str, float], edges: Sequence[int],
+                         seed: int) -> pd.Series:
+    """The study's split: every face on its own (identities ignored), otherwise as `split_manifest`.
+
+    Kept beside the grouped split so that an experiment can train on it (`split: naive`) and the
+    report can show how much a split that lets a person into both train and test flatters the metrics.
+    """
+    return split_manifest(manifest.drop(columns=["identity"], errors="ignore"), fractions, edges, seed)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from stages.evaluate import REPORTS, bootstrap_from, load_evaluation
 from stages.lib import plots
+from stages.lib.comparisons import backbones_section, leakage_section
 from stages.lib.correction import compare_corrections, cross_fitted_corrections
 from stages.lib.metrics import Evaluation, predicted_vs_actual, share_by_age_gender
 from stages.lib.params import Params, load_params
@@ -233,10 +234,32 @@ def build_report(params: Params, reports: Path = REPORTS, data: Path = DATA, mod
         md.heading("Post-hoc correction (R9)", 2)
         md.paragraph(f"Not run: {best.name}'s predictions table is absent or too small.")
 
+    by_name = {r.name: r.evaluations for r in results}
+    split_path = data / "processed" / "split.json"
+    split_summary = json.loads(split_path.read_text()) if split_path.exists() else {}
+    naive = next((r.name for r in results if params.experiments[r.name].split == "naive"), None)
+    leakage_section(md, split_summary, by_name.get("retrained"), by_name.get(naive))
+    compared, specs = load_compared(reports / "compare", params)
+    backbones_section(md, compared, specs, confidence)
+
     md.heading("Every experiment's tables", 2)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)
                for r in results)
     return _write(md, reports)
+
+
+def load_compared(folder: Path, params: Params) -> tuple[dict[str, dict[str, Evaluation]], dict[str, dict]]:
+    """The compare stage's evaluations {label: {dataset: Evaluation}} and specs, in params' order."""
+    compared, specs = {}, {}
+    for label in params.compare_backbones:
+        spec_path = folder / label / "spec.json"
+        if not spec_path.exists():
+            continue
+        specs[label] = json.loads(spec_path.read_text())
+        compared[label] = {path.name: load_evaluation(path, params.age_bands, params.evaluate.confidence)
+                           for path in sorted((folder / label / "evaluation").iterdir())
+                           if (path / "metrics.json").exists()}
+    return compared, specs
 
 
 def _test_rows(result: ExperimentResults, dataset: str) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from stages import audit
 from stages.lib.labels import LabelError
 from stages.lib.metrics import GROUP_COLUMNS
 from stages.lib.predictions import ColumnError, normalise_predictions, parse_utkface_name, read_table
-from stages.lib.schema import PREDICTION_COLUMNS
+from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PUBLISHED = SHARED / "reference" / "published-predictions"
@@ -52,7 +52,7 @@ def test_codes_floats_and_words_all_normalise():
     assert list(result.frame["gender"]) == ["male", "female", "male", "male", "female", "female"]
     assert list(result.frame["race"]) == ["white", "black", "asian", "indian", "others", "asian"]
     assert list(result.frame["age"]) == [20, 30, 40, 50, 60, 70]
-    assert list(result.frame.columns) == PREDICTION_COLUMNS
+    assert list(result.frame.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
 
 
 def test_labels_come_from_file_names_when_label_columns_are_missing():

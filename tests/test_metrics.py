@@ -220,3 +220,20 @@ def test_age_standardised_mae_removes_the_age_mix():
     assert standardised["white"] == pytest.approx(6.0) and standardised["black"] == pytest.approx(6.0)
     missing_band = group_metrics(table(rows[:10] + rows[10:11]), EDGES, NO_CI, 1)
     assert np.isnan(age_standardised_mae(missing_band, "race")["black"])
+
+
+def test_band_only_ages_are_judged_by_band_accuracy():
+    from stages.lib.metrics import in_source_band
+
+    hits = in_source_band([29.9, 30.0, 71.2, 5.0, 40.0], ["20-29", "20-29", "more than 70", None, "bad"])
+    np.testing.assert_array_equal(hits[:3], [1.0, 0.0, 1.0])
+    assert np.isnan(hits[3:]).all()  # no band: exact-age rows are not judged this way
+
+    frame = TOY.assign(age_band_source=["20-29", "20-29", None, "more than 70", "60-69"])
+    evaluation = evaluate(frame, EDGES, NO_CI)
+    bands = evaluation.tables["age_band_accuracy"]
+    assert row(bands, "all", "all")["n"] == 4 and row(bands, "all", "all")["age_band_accuracy"] == 0.75
+    assert row(bands, "gender", "female")["age_band_accuracy"] == 1.0  # 21 in 20-29, 64 in 60-69
+    assert row(bands, "race", "black")["age_band_accuracy"] == 0.5     # 60 is not more than 70
+    assert evaluation.overall["age_band_accuracy"] == 0.75 and evaluation.overall["n_age_band"] == 4
+    assert "age_band_accuracy" not in evaluate(TOY, EDGES, NO_CI).tables

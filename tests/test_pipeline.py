@@ -84,3 +84,23 @@ def test_demo_report_shows_the_planted_gap(demo_project):
     others = groups.query("attribute == 'race*gender' and group != 'black*female'")
     assert planted["mae_ci_low"] > others["mae_ci_high"].max()
     assert (demo_project / "reports/report.md").read_text().count("black*female") >= 1
+
+
+def test_demo_report_compares_backbones_and_splits(demo_project):
+    report = (demo_project / "reports/report.md").read_text()
+    assert "Backbones compared" in report and "vgg_face_narrow MAE" in report
+    assert "Leakage: the study's split" in report and "naive (the study's)" in report
+    manifest = pd.read_parquet(demo_project / "data/processed/manifest.parquet")
+    assert set(manifest["split_naive"]) == {"train", "val", "test"}
+    naive = pd.read_parquet(demo_project / "reports/naive_split/predictions.parquet").set_index("id")["split"]
+    assert naive.equals(manifest.set_index("id").loc[naive.index, "split_naive"].rename("split"))
+
+
+def test_a_sampling_change_reruns_only_its_experiment(demo_project):
+    """Changing an oversampling factor must not re-run the features pass (nor any other experiment)."""
+    params = yaml.safe_load((demo_project / "params.yaml").read_text())
+    params["experiments"]["oversample_x2"]["oversample"][0]["factor"] = 4
+    (demo_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = _run(DVC + ["repro"], demo_project)
+    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train@oversample_x2", "evaluate@oversample_x2", "report"}

@@ -116,10 +116,12 @@ def test_report_reads_every_experiment_and_says_what_is_missing(project):
     report_stage.main([])
     text = (project / "reports" / "report.md").read_text()
     for expected in ("R1–R3", "Training (R4)", "R5", "Experiments compared (R6)", "best model, retrained",
-                     "R10", "R11", "R12", "(R9)", "**R14**", "not evaluated yet: oversample_x2",
+                     "R10", "R11", "R12", "(R9)", "**R14**", "not evaluated yet: ",
                      "age out of range", "Not available", "data/crops/quality.json",
                      "What is significant and what is not"):
         assert expected in text, expected
+    absent = text.split("not evaluated yet: ")[1].split(".")[0]
+    assert set(absent.split(", ")) == {"oversample_x2", "oversample_x3", "reweight", "naive_split"}
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert len(links) > 10
     for link in links:

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.lib.schema import PREDICTION_COLUMNS, require_columns
+from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS, require_columns
 
 TASKS = ("age", "gender")
 GENDER_CLASSES = ("female", "male")  # index = class of the gender softmax (deepface: 'Woman', 'Man')
@@ -164,4 +164,6 @@ def prediction_frame(rows: pd.DataFrame, age_probs: np.ndarray, gender_probs: np
     frame["gender_prob_female"] = prob_female(gender_probs).astype("float64")
     frame["gender_pred"] = predicted_gender(gender_probs)
     frame["experiment"] = experiment
-    return frame[PREDICTION_COLUMNS]
+    # FairFace's ages are bands: keep the band, so that evaluation can judge band accuracy.
+    bands = rows[BAND_COLUMN].to_numpy() if BAND_COLUMN in rows.columns else None
+    return frame[PREDICTION_COLUMNS].assign(**{BAND_COLUMN: bands})

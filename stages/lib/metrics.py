@@ -12,6 +12,7 @@ from the params' lower edges, never read from the table.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.labels import GENDERS, RACES, age_band, band_labels
+from stages.lib.schema import BAND_COLUMN
 
 # The contract of groups.csv, in this order.
 GROUP_COLUMNS = [
@@ -425,6 +427,44 @@ def _column_order(labels: list[str]) -> list[str]:
     return sorted(labels, key=key)
 
 
+_SOURCE_BAND = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$|^\s*more than\s+(\d+)\s*$", re.IGNORECASE)
+
+
+def in_source_band(age_pred, bands) -> np.ndarray:
+    """1.0 where the predicted age (whole years) lies in the row's labelled band (`20-29`, `more than 70`),
+    0.0 where it does not, NaN where the row has no band (exact-age datasets).
+
+    For datasets labelled with age bands only (FairFace), whose `age` is a band's midpoint: an MAE
+    against a midpoint mixes the model's error with the band's width, band accuracy does not.
+    """
+    years = np.floor(np.asarray(age_pred, dtype=float))
+    result = np.full(len(years), np.nan)
+    for position, band in enumerate(bands):
+        match = _SOURCE_BAND.match(band) if isinstance(band, str) else None
+        if match is None:
+            continue
+        low, high = (int(match.group(1)), int(match.group(2))) if match.group(1) else (int(match.group(3)), np.inf)
+        result[position] = float(low <= years[position] <= high)
+    return result
+
+
+def source_band_accuracy(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap,
+                         attributes: Sequence[str] = ("all", "race", "gender", "race*gender")) -> pd.DataFrame:
+    """Age band accuracy with its CI per group, over the rows that carry an `age_band_source`."""
+    banded = frame[frame[BAND_COLUMN].notna()].reset_index(drop=True)
+    hits = in_source_band(banded["age_pred"], banded[BAND_COLUMN])
+    prepared = prepare(banded, edges)
+    rows = []
+    for attribute in [a for a in breakdowns(prepared) if a in attributes]:
+        for label, positions in _ordered(group_positions(prepared, attribute), attribute, edges):
+            low, high = mean_interval(hits[positions], bootstrap, f"band:{attribute}={label}")
+            rows.append({"attribute": attribute, "group": label, "n": len(positions),
+                         "age_band_accuracy": float(np.mean(hits[positions])),
+                         "age_band_accuracy_ci_low": low, "age_band_accuracy_ci_high": high})
+    return pd.DataFrame(rows, columns=["attribute", "group", "n", "age_band_accuracy", "age_band_accuracy_ci_low",
+                                       "age_band_accuracy_ci_high"])
+
+
 def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
              min_group_size: int = 30, age_bin_width: int = 5, series: str = "predictions") -> Evaluation:
     """Groups, gaps, significance, overall figures and the study's tables for one predictions table."""
@@ -445,6 +485,10 @@ def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = B
     if not women.empty:
         tables["women_gender_accuracy"] = group_metrics(
             women, edges, bootstrap, min_group_size, attributes=["age_band", "race", "race*age_band"])
+    overall = overall_metrics(groups, gap_table, frame)
+    if BAND_COLUMN in frame.columns and frame[BAND_COLUMN].notna().any():
+        tables["age_band_accuracy"] = source_band_accuracy(frame, edges, bootstrap)
+        whole = tables["age_band_accuracy"].iloc[0]
+        overall.update(age_band_accuracy=_plain(whole["age_band_accuracy"]), n_age_band=int(whole["n"]))
     return Evaluation(groups=groups, gaps=gap_table, significance=significance(groups),
-                      overall=overall_metrics(groups, gap_table, frame), edges=tuple(edges), tables=tables,
-                      confidence=bootstrap.confidence)
+                      overall=overall, edges=tuple(edges), tables=tables, confidence=bootstrap.confidence)

@@ -74,10 +74,19 @@ class Crop(Strict):
     workers: int = Field(2, ge=1)
 
 
+class Clusters(Strict):
+    threshold: float = Field(gt=0.0)
+    metric: Literal["euclidean", "cosine"] = "euclidean"
+
+
 class Split(Strict):
     train: float = Field(gt=0.0, lt=1.0)
     val: float = Field(ge=0.0, lt=1.0)
     test: float = Field(gt=0.0, lt=1.0)
+    clusters: Clusters | None = None  # look-alike faces kept on one side; None: identities only
+
+    def fractions(self) -> dict[str, float]:
+        return {"train": self.train, "val": self.val, "test": self.test}
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> "Split":
@@ -88,8 +97,8 @@ class Split(Strict):
 
 
 class Backbone(Strict):
-    name: Literal["vgg_face"] = "vgg_face"
-    weights: Literal["vgg_face", "random"] = "vgg_face"  # random: seeded init, for the offline demo and tests
+    name: str = "vgg_face"  # a key of stages/lib/backbones.py's registry: vgg_face | dlib_resnet | a plug-in
+    weights: Literal["vgg_face", "random"] = "vgg_face"  # vgg_face only; random: seeded init (demo, tests)
     input_size: int = Field(224, ge=32)
     conv_widths: list[int] = Field(default_factory=lambda: [64, 128, 256, 512, 512], min_length=5, max_length=5)
     fc_width: int = Field(4096, ge=1)
@@ -122,6 +131,7 @@ class Experiment(Strict):
     init: Literal["published", "vgg_face", "random"]
     oversample: list[Oversample] = Field(default_factory=list)
     reweight: Literal["none", "inverse_band_frequency"] = "none"
+    split: Literal["grouped", "naive"] = "grouped"  # naive: the study's, every face on its own
 
 
 class Evaluate(Strict):
@@ -144,6 +154,7 @@ class Params(Strict):
     train: Train = Train()
     experiments: dict[str, Experiment]
     evaluate: Evaluate = Evaluate()
+    compare_backbones: dict[str, dict[str, Any]] = Field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("age_bands")
@@ -162,6 +173,20 @@ class Params(Strict):
             if name not in self.datasets:
                 raise ValueError(f"roles.{role} names dataset {name!r}; known datasets: {', '.join(known)}")
         return self
+
+    @model_validator(mode="after")
+    def _compared_backbones_are_valid(self) -> "Params":
+        for label in self.compare_backbones:
+            self.compared_backbone(label)
+        return self
+
+    def compared_backbone(self, label: str) -> Backbone:
+        """`backbone` with compare_backbones[label]'s keys replacing its own."""
+        try:
+            return Backbone.model_validate({**self.backbone.model_dump(), **self.compare_backbones[label]})
+        except ValidationError as exc:
+            problems = "; ".join(_describe(e) for e in exc.errors())
+            raise ValueError(f"compare_backbones.{label}: {problems}") from None
 
     @property
     def active_datasets(self) -> list[str]:
@@ -201,6 +226,8 @@ def _describe(error: dict) -> str:
         return f"{location}: {error['input']!r} is not allowed; {error['msg'].lower()}"
     if error["type"] == "missing":
         return f"{location}: required key is missing"
+    if error["type"] == "value_error":
+        return f"{location}: {error['msg'].removeprefix('Value error, ')}"
     return f"{location}: {error['msg']} (got {error.get('input')!r})"
 
 

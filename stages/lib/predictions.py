@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.labels import LabelError, normalise_age, normalise_gender, normalise_race
-from stages.lib.schema import PREDICTION_COLUMNS
+from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
 # Field -> names tried in order (case-insensitive) when the user names no column for it.
 DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
@@ -268,7 +268,8 @@ def normalise_predictions(
     rejects = table.loc[rejected].copy()
     rejects.insert(0, "reason", reasons[rejected].map("; ".join))
     rejects.insert(0, "row", rejects.index.astype("int64"))
-    frame = out.loc[~rejected, PREDICTION_COLUMNS].reset_index(drop=True)
+    out[BAND_COLUMN] = table[BAND_COLUMN] if BAND_COLUMN in table.columns else None
+    frame = out.loc[~rejected, PREDICTION_COLUMNS + [BAND_COLUMN]].reset_index(drop=True)
     frame["age"] = frame["age"].astype("int64")
     return Normalised(frame=frame, rejects=rejects.reset_index(drop=True), sources=sources, skipped=skipped,
                       notes=notes)

@@ -31,6 +31,9 @@ PREDICTION_COLUMNS = [
     "id", "dataset", "split", "age", "age_pred", "age_pred_argmax",
     "gender", "gender_prob_female", "gender_pred", "race", "experiment",
 ]
+# Written after those: the labelled age band of datasets that give bands only (FairFace: `20-29`; then
+# `age` is the band's midpoint), null elsewhere; evaluation judges band accuracy on it. Optional on input.
+BAND_COLUMN = "age_band_source"
 
 
 class SchemaError(ValueError):

@@ -1,0 +1,89 @@
+"""Stage `compare`: is the bias in the embedding? The same heads trained alike on each backbone.
+
+    python -m stages.compare
+
+For each entry of params' `compare_backbones` (a label and the `backbone` keys it changes): the
+features of every crop through that backbone (the features stage's own cache when the entry is the
+pipeline's backbone, else data/compare/<label>/features, resumable), then age and gender heads from
+the same seeded random start with the same budget (params.train) on the finetune dataset's grouped
+train split, evaluated on the test split of each evaluate dataset with bootstrap CIs:
+    reports/compare/<label>/evaluation/<dataset>/...   as the evaluate stage writes them
+    reports/compare/<label>/spec.json                  the backbone's spec and params
+The report sets them side by side. data/compare/backbones.json lists the compared configurations (an
+empty `compare_backbones` compares nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from stages.evaluate import bootstrap_from, write_evaluation
+from stages.lib.backbone import set_precision_for_device
+from stages.lib.backbones import describe
+from stages.lib.features import run_features
+from stages.lib.metrics import evaluate
+from stages.lib.params import Params, load_params
+from stages.lib.sampling import training_plan
+from stages.lib.schema import read_manifest
+from stages.lib.training import configure_determinism, open_features, predict_heads, role_splits, train_heads
+
+CROPS = Path("data/crops/manifest.parquet")
+MANIFEST = Path("data/processed/manifest.parquet")
+FEATURES = Path("data/features")
+DATA_OUT = Path("data/compare")
+REPORTS_OUT = Path("reports/compare")
+
+
+def features_for(label: str, params: Params, compared: Params) -> Path:
+    """The features folder of a compared backbone, computing it unless it is the pipeline's own."""
+    if compared.backbone == params.backbone:
+        return FEATURES
+    folder = DATA_OUT / label / "features"
+    run_features(read_manifest(CROPS), compared, folder, show_progress=False)
+    return folder
+
+
+def compare_one(label: str, params: Params) -> dict:
+    """Train and evaluate one compared backbone; returns {dataset: overall metrics}."""
+    compared = params.model_copy(update={"backbone": params.compared_backbone(label)})
+    configure_determinism(params.seed)
+    features = open_features(features_for(label, params, compared))
+    manifest = read_manifest(MANIFEST)
+    train, val = role_splits(manifest, params.roles.finetune, "finetune")
+    plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
+    models, _ = train_heads(compared, features, train, val, "random", plan)
+    evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
+    predictions = predict_heads(models, features, evaluated, params.train.batch_size, label)
+    out = REPORTS_OUT / label
+    overall = {}
+    for dataset, rows in predictions.groupby("dataset", sort=False):
+        evaluation = evaluate(rows, params.age_bands, bootstrap_from(params), params.evaluate.min_group_size,
+                              series=f"{label} on {dataset}")
+        write_evaluation(evaluation, out / "evaluation" / str(dataset))
+        overall[str(dataset)] = evaluation.overall
+    spec = describe(compared.backbone).as_dict()
+    (out / "spec.json").write_text(json.dumps({"spec": spec, "backbone": compared.backbone.model_dump(),
+                                               "init": "random", "train": params.train.model_dump()}, indent=2) + "\n")
+    return overall
+
+
+def main() -> None:
+    params = load_params()
+    set_precision_for_device()
+    shutil.rmtree(REPORTS_OUT, ignore_errors=True)
+    REPORTS_OUT.mkdir(parents=True)
+    DATA_OUT.mkdir(parents=True, exist_ok=True)
+    (DATA_OUT / "backbones.json").write_text(json.dumps(
+        {label: params.compared_backbone(label).model_dump() for label in params.compare_backbones}, indent=2) + "\n")
+    for label in params.compare_backbones:
+        for dataset, figures in compare_one(label, params).items():
+            print(f"compare: {label} on {dataset}: n={figures['n']:,} MAE {figures['mae']:.2f}"
+                  + (f", gender accuracy {figures['gender_accuracy']:.1%}" if figures.get("gender_accuracy") is not None else ""))
+    if not params.compare_backbones:
+        print("compare: no compare_backbones in params.yaml; nothing to compare")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Report sections that set two things side by side: backbones (is the bias in the embedding?) and
+splits (how much does a split that lets one person into train and test flatter the metrics?).
+
+Pure table builders over `Evaluation`s and split.json's leakage figures, then the section writers.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+
+from stages.lib.metrics import Evaluation
+from stages.lib.report import Markdown, number, percent, with_interval
+
+COMPARED_ATTRIBUTES = ("race", "gender", "age_band", "race*gender")
+
+
+def _mae(row, digits: int = 2) -> str:
+    return with_interval(row["mae"], row["mae_ci_low"], row["mae_ci_high"], digits)
+
+
+def _accuracy(row) -> str:
+    if pd.isna(row["gender_accuracy"]):
+        return ""
+    return with_interval(row["gender_accuracy"], row["gender_accuracy_ci_low"], row["gender_accuracy_ci_high"],
+                         as_percent=True)
+
+
+def side_by_side_groups(evaluations: Mapping[str, Evaluation], attributes=COMPARED_ATTRIBUTES) -> pd.DataFrame:
+    """One row per group of the first model (overall first), for each compared model `<name> MAE` and
+    `<name> gender acc.` with their CIs, and the group's size (the models were evaluated on the same faces)."""
+    frames = []
+    for name, evaluation in evaluations.items():
+        groups = evaluation.groups[evaluation.groups["attribute"].isin(("all", *attributes))]
+        frame = pd.DataFrame({
+            "attribute": groups["attribute"].to_numpy(), "group": groups["group"].to_numpy(),
+            "n": groups["n"].to_numpy(),
+            f"{name} MAE": [_mae(row) for _, row in groups.iterrows()],
+            f"{name} gender acc.": [_accuracy(row) for _, row in groups.iterrows()],
+        })
+        bands = evaluation.tables.get("age_band_accuracy")
+        if bands is not None and not bands.empty:
+            shown = bands.assign(**{f"{name} age-band acc.": [
+                with_interval(r["age_band_accuracy"], r["age_band_accuracy_ci_low"], r["age_band_accuracy_ci_high"],
+                              as_percent=True) for _, r in bands.iterrows()]})
+            frame = frame.merge(shown[["attribute", "group", f"{name} age-band acc."]], on=["attribute", "group"],
+                                how="left")
+        frames.append(frame)
+    table = frames[0]
+    for frame in frames[1:]:
+        table = table.merge(frame.drop(columns="n"), on=["attribute", "group"], how="left", sort=False)
+    return table
+
+
+def side_by_side_gaps(evaluations: Mapping[str, Evaluation], attributes=COMPARED_ATTRIBUTES) -> pd.DataFrame:
+    """Per attribute and model: the MAE gap (years) and gender accuracy gap (percentage points) between
+    the worst and the best group, naming both, and whether their CIs overlap."""
+    rows = []
+    for name, evaluation in evaluations.items():
+        for attribute in attributes:
+            row = {"attribute": attribute, "model": name}
+            for metric, label, digits in (("mae", "MAE gap", 2), ("gender_accuracy", "gender acc. gap", 1)):
+                gap = evaluation.gaps[(evaluation.gaps["attribute"] == attribute) & (evaluation.gaps["metric"] == metric)]
+                if gap.empty:
+                    row[label] = ""
+                    continue
+                gap = gap.iloc[0]
+                difference = abs(gap["difference"])  # accuracy: worst − best is negative; shown as points
+                shown = f"{100 * difference:.1f} pts" if metric == "gender_accuracy" else number(difference, digits)
+                overlap = "" if pd.isna(gap["cis_overlap"]) else (" (CIs overlap)" if gap["cis_overlap"] else " (CIs apart)")
+                row[label] = f"{shown}: {gap['worst_group']} vs {gap['best_group']}{overlap}"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["attribute", "model", "MAE gap", "gender acc. gap"])
+
+
+def leakage_table(leakage: Mapping[str, Mapping]) -> pd.DataFrame:
+    """Per dataset and split: test faces, those with a training face within the threshold, and how many
+    of those share the exact age label (split.json's `leakage`)."""
+    rows = []
+    for dataset, entry in leakage.items():
+        for split in ("naive", "grouped"):
+            figures = entry[split]
+            rows.append({
+                "dataset": dataset, "split": split, "test faces": figures["test_faces"],
+                "with a look-alike in train": f"{figures['test_faces_with_near_train']:,} "
+                                              f"({percent(figures['share_with_near_train'])})",
+                "… of the same age": figures["near_train_same_age"],
+                "median distance to train": number(figures["median_nearest_train_distance"], 3),
+            })
+    return pd.DataFrame(rows)
+
+
+def split_comparison(grouped: Mapping[str, Evaluation], naive: Mapping[str, Evaluation]) -> pd.DataFrame:
+    """Overall MAE and gender accuracy per dataset under the grouped and the naive split."""
+    rows = []
+    for dataset in [d for d in grouped if d in naive]:
+        for split, evaluations in (("grouped", grouped), ("naive (the study's)", naive)):
+            overall = evaluations[dataset].groups.query("attribute == 'all'").iloc[0]
+            rows.append({"dataset": dataset, "split": split, "n": int(overall["n"]), "MAE": _mae(overall),
+                         "gender accuracy": _accuracy(overall)})
+    return pd.DataFrame(rows)
+
+
+def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluation]],
+                      specs: Mapping[str, Mapping], confidence: float) -> None:
+    """The backbone comparison: per dataset, every group's metrics per backbone, then the gaps."""
+    md.heading("Backbones compared: is the bias in the embedding?", 2)
+    if not compared:
+        md.paragraph("No backbones compared: list some under `compare_backbones` in params.yaml "
+                     "(e.g. `{vgg_face: {}, dlib_resnet: {name: dlib_resnet, fc_width: 256}}`).")
+        return
+    md.paragraph("The same faces, the same grouped split, the same heads from the same seeded random start "
+                 f"and training budget; only the frozen features differ. Intervals: {confidence:.0%} bootstrap CIs.")
+    md.bullets(f"{label}: {spec['spec']['name']}, {spec['spec']['feature_dim']}-d features, input "
+               f"{spec['spec']['input_size']} px, alignment: {spec['spec']['alignment']}"
+               for label, spec in specs.items())
+    datasets = list(dict.fromkeys(d for evaluations in compared.values() for d in evaluations))
+    for dataset in datasets:
+        evaluations = {label: e[dataset] for label, e in compared.items() if dataset in e}
+        md.heading(f"On {dataset}", 3)
+        md.table(side_by_side_groups(evaluations), f"{dataset}: per group, each backbone's heads")
+        md.table(side_by_side_gaps(evaluations), f"{dataset}: worst − best group per attribute and backbone")
+
+
+def leakage_section(md: Markdown, split_summary: Mapping, grouped: Mapping[str, Evaluation] | None,
+                    naive: Mapping[str, Evaluation] | None) -> None:
+    """How many test faces had a look-alike in training under each split, and the metrics under both."""
+    md.heading("Leakage: the study's split against a grouped split", 2)
+    clusters = split_summary.get("clusters")
+    if clusters:
+        md.paragraph(f"Faces without an identity label were grouped into look-alike clusters (features within "
+                     f"{clusters['threshold']} {clusters['metric']}, single linkage) kept on one side of the "
+                     "grouped split. A test face with a training face that close is, most likely, the same "
+                     "person, often from the same photo session.")
+        md.table(leakage_table(split_summary.get("leakage", {})))
+    else:
+        md.paragraph("Look-alike clustering is off (`split.clusters: null`): the grouped split keeps only "
+                     "labelled identities together, so for datasets without identities the two splits differ by "
+                     "chance alone. Set `split.clusters` (e.g. `{threshold: 0.4, metric: euclidean}` with "
+                     "dlib_resnet) to measure leakage.")
+    if grouped and naive:
+        md.table(split_comparison(grouped, naive),
+                 "The same training (retrained) on each split; a naive split that scores better is flattered by leakage.")

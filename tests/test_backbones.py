@@ -29,7 +29,7 @@ class ColourStats:
                             weights_file=None)
 
     def load(self, config, seed, root):
-        def embed(images):
+        def embed(images, margins):
             pixels = np.asarray(images, dtype=np.float32).reshape(len(images), -1, 3) / 255.0
             return np.concatenate([pixels.mean(axis=1), pixels.std(axis=1)], axis=1)
 
@@ -61,7 +61,7 @@ def test_a_registered_backbone_runs_through_features_and_training(tmp_path, fake
 
     spec, embed = backbones.load(params.backbone, params.seed, tmp_path)
     crops = [np.full((40, 40, 3), value, np.uint8) for value in (10, 200)]
-    predictions = predict_crops(crops, embed, spec.input_size, models)
+    predictions = predict_crops(crops, [0.4, np.nan], embed, spec.input_size, models)
     assert list(predictions.columns) == ["age", "age_argmax", "gender", "p_female"] and len(predictions) == 2
 
 
@@ -89,3 +89,12 @@ def test_dlib_spec_needs_no_dlib_installed():
     spec = describe(make_params(name="dlib_resnet", fc_width=256).backbone)
     assert (spec.feature_dim, spec.head_width, spec.published_heads, spec.weights_file) == (128, 256, False, None)
     assert "landmark" in spec.alignment
+
+
+def test_each_crop_tells_the_backbone_its_margin():
+    from stages.lib.features import crop_margins
+
+    manifest = pd.DataFrame({"detector": ["precropped", "yunet", "dataset_box"]})
+    np.testing.assert_array_equal(crop_margins(manifest, 0.4), [np.nan, 0.4, 0.4])
+    legacy = pd.DataFrame({"cropped": [True, False]})  # no route recorded: `cropped` decides
+    np.testing.assert_array_equal(crop_margins(legacy, 0.25), [np.nan, 0.25])

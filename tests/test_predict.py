@@ -66,7 +66,7 @@ def test_predictions_equal_the_pipelines_on_the_same_crop(tmp_path):
     cached = np.asarray(read_features(tmp_path / "features").values, np.float32)
     spec, embed = load(params.backbone, params.seed, tmp_path)
     models = heads(spec.feature_dim)
-    ours = predict_crops([crop], embed, spec.input_size, models)
+    ours = predict_crops([crop], [np.nan], embed, spec.input_size, models)
     pipeline_age = models["age"].predict(cached, verbose=0) @ np.arange(101)
     np.testing.assert_allclose(ours["age"], pipeline_age, rtol=1e-3)
 

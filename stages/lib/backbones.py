@@ -6,8 +6,10 @@
   resized to, how it aligns a face, the width of a feature row, the width of the heads' hidden
   layers, and whether the study's published age/gender heads fit its features. The download,
   pretrain and train stages only need this.
-- `load(config, seed, root)`: an `Embed` function, uint8 RGB crops (N, s, s, 3) -> float (N, D),
-  used by the features stage and by `stages.predict`.
+- `load(config, seed, root)`: an `Embed` function, `embed(images, margins)`: uint8 RGB crops
+  (N, s, s, 3) and each crop's margin (the fraction of the face box added on each side by the crop
+  stage; NaN for a dataset's own face crop) -> float (N, D). The features stage and `stages.predict`
+  call it; a backbone that aligns faces itself needs to know where in the crop the face is.
 
 Everything after the features stage (heads, sampling, evaluation, report) sees only (N, D) rows, so
 a new backbone is one `register(name, entry)` call; tests/test_backbones.py plugs in a fake one.
@@ -31,7 +33,7 @@ import numpy as np
 from stages.lib.params import Backbone as BackboneConfig
 from stages.lib.params import ParamsError
 
-Embed = Callable[[np.ndarray], np.ndarray]
+Embed = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, margins) -> features
 VGG_WEIGHTS_FILE = Path("data/raw/weights/vgg_face.h5")  # written by the download stage
 
 
@@ -82,7 +84,7 @@ class VggFace:
         spec = self.describe(config)
         trunk = trunk_from_params(config, seed, None if spec.weights_file is None else root / spec.weights_file)
         infer = flat_features_fn(trunk)
-        return lambda images: infer(images).numpy()
+        return lambda images, margins: infer(images).numpy()
 
 
 class DlibResnet:
@@ -97,10 +99,10 @@ class DlibResnet:
         )
 
     def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed:
-        from stages.lib.dlib_resnet import DlibEmbedder
+        from stages.lib.dlib_resnet import load_dlib_models, margin_embedder
 
-        embedder = DlibEmbedder.from_installed()
-        return lambda images: embedder.embed(np.asarray(images))
+        embed = margin_embedder(load_dlib_models())
+        return lambda images, margins: embed(np.asarray(images), margins)
 
 
 _REGISTRY: dict[str, BackboneEntry] = {"vgg_face": VggFace(), "dlib_resnet": DlibResnet()}

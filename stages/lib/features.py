@@ -170,10 +170,23 @@ def _open_or_start(work_dir: Path, fingerprint: str, shape: tuple[int, int], chu
     return values, progress
 
 
+def crop_margins(manifest: pd.DataFrame, margin: float) -> np.ndarray:
+    """Each crop's margin for the backbone: NaN for a dataset's own face crop (route `precropped`,
+    or `cropped` rows where the route is not recorded), else the crop stage's margin."""
+    if "detector" in manifest.columns:
+        own = manifest["detector"].eq("precropped")
+    elif "cropped" in manifest.columns:
+        own = manifest["cropped"].fillna(False).astype(bool)
+    else:
+        own = pd.Series(False, index=manifest.index)
+    return np.where(own.to_numpy(), np.nan, float(margin))
+
+
 def extract_features(
     embed: Embed,
     dim: int,
     paths: Sequence[Path],
+    margins: np.ndarray,
     work_dir: Path,
     *,
     input_size: int,
@@ -183,8 +196,8 @@ def extract_features(
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
 ) -> None:
-    """Run `embed` (uint8 batches -> (n, dim)) over the images at `paths` into work_dir/features.npy,
-    resuming an interrupted pass.
+    """Run `embed` (uint8 batches and their `margins` -> (n, dim)) over the images at `paths` into
+    work_dir/features.npy, resuming an interrupted pass.
 
     `on_chunk_done(chunk_index)` is called after each chunk is safely on disk. `show_progress`
     None shows the bar only on a terminal.
@@ -202,7 +215,7 @@ def extract_features(
             bar.write(f"features: resuming, {len(progress['done'])} of {len(chunks)} chunks already written")
         while (item := _next_batch(batches, paths, rows, position)) is not None:
             batch_rows = item[0].numpy()
-            values[batch_rows] = _checked_finite(np.asarray(embed(item[1])), batch_rows)
+            values[batch_rows] = _checked_finite(np.asarray(embed(item[1], margins[batch_rows])), batch_rows)
             position += len(batch_rows)
             bar.update(len(batch_rows))
             while pending and chunks[pending[0]][1] <= batch_rows[-1] + 1:
@@ -253,8 +266,10 @@ def run_features(
     weights_file = spec.weights_file
     if weights_file is not None:
         require_weights_file(root / weights_file)
+    margins = crop_margins(manifest, params.crop.margin)
     config = {
         "backbone": params.backbone.model_dump(),
+        "crop_margin": params.crop.margin,
         "spec": spec.as_dict(),
         "seed": params.seed,
         "weights_sha256": sha256_file(root / weights_file) if weights_file is not None else None,
@@ -263,7 +278,7 @@ def run_features(
         "preprocessing": PREPROCESSING,
     }
     extract_features(
-        embed, spec.feature_dim, paths, work_dir, input_size=spec.input_size, batch_size=params.backbone.batch_size,
+        embed, spec.feature_dim, paths, margins, work_dir, input_size=spec.input_size, batch_size=params.backbone.batch_size,
         fingerprint=inputs_fingerprint(list(manifest["id"]), paths, config),
         chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
     )

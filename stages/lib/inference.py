@@ -72,13 +72,14 @@ def load_heads(models_dir: Path) -> dict[str, keras.Model]:
     return heads
 
 
-def predict_crops(crops_rgb: Sequence[np.ndarray], embed: Embed, input_size: int,
+def predict_crops(crops_rgb: Sequence[np.ndarray], margins: Sequence[float], embed: Embed, input_size: int,
                   heads: dict[str, keras.Model]) -> pd.DataFrame:
-    """age (expected value), age_argmax, gender and p_female for each uint8 RGB face crop."""
+    """age (expected value), age_argmax, gender and p_female for each uint8 RGB face crop (each cut
+    with its `margin`, NaN for a ready face crop)."""
     if not len(crops_rgb):
         return pd.DataFrame(columns=["age", "age_argmax", "gender", "p_female"])
     batch = resize_uint8(np.stack(crops_rgb), input_size)
-    features = np.asarray(embed(batch), dtype=np.float32)
+    features = np.asarray(embed(batch, np.asarray(margins, dtype=float)), dtype=np.float32)
     age_probs = heads["age"].predict(features, verbose=0)
     gender_probs = heads["gender"].predict(features, verbose=0)
     return pd.DataFrame({
@@ -106,7 +107,9 @@ def predict_photos(paths: Sequence[Path], detector: Detector | None, margin: flo
         if not faces:
             rows.append({"photo": str(path), "problem": f"no_face: {detector.name} found no face"})
             continue
-        predictions = predict_crops([face.crop_rgb for face in faces], embed, input_size, heads)
+        margin_used = np.nan if detector is None else margin
+        predictions = predict_crops([face.crop_rgb for face in faces], [margin_used] * len(faces), embed,
+                                    input_size, heads)
         for number, (face, prediction) in enumerate(zip(faces, predictions.to_dict("records")), start=1):
             x, y, w, h = (round(v) for v in face.detection.box)
             rows.append({"photo": str(path), "face": number, "x": x, "y": y, "w": w, "h": h,

@@ -27,7 +27,7 @@ from stages.lib.comparisons import backbones_section, leakage_section
 from stages.lib.correction import compare_corrections, cross_fitted_corrections
 from stages.lib.metrics import Evaluation, predicted_vs_actual, share_by_age_gender
 from stages.lib.params import Params, load_params
-from stages.lib.report import (Markdown, correction_section, evaluation_sections, json_section, number, percent,
+from stages.lib.report import (Markdown, correction_section, evaluation_sections, number, percent,
                                with_interval)
 
 DATA = Path("data")
@@ -88,17 +88,62 @@ def main_dataset(params: Params, comparison: pd.DataFrame) -> str:
     return params.roles.finetune if params.roles.finetune in datasets else datasets[0]
 
 
+def _reasons(counts: dict | None) -> str:
+    return "; ".join(f"{reason} {n:,}" for reason, n in (counts or {}).items()) or "none"
+
+
+def pipeline_counts(prepared: dict[str, dict], crops: dict, split: dict) -> pd.DataFrame:
+    """One row per dataset: rows read, kept and rejected (with reasons) by prepare and crop, how the
+    crops were made, and the rows per split."""
+    rows = []
+    for name in sorted(set(prepared) | set(crops.get("datasets", {}))):
+        prepare, crop = prepared.get(name, {}), crops.get("datasets", {}).get(name, {})
+        splits = split.get("datasets", {}).get(name, {}).get("rows", {})
+        rows.append({
+            "dataset": name,
+            "read": prepare.get("rows_in", ""), "kept by prepare": prepare.get("kept", ""),
+            "rejected by prepare": _reasons(prepare.get("rejected_by_reason")),
+            "cropped": crop.get("kept", ""), "rejected by crop": _reasons(crop.get("rejected_by_reason")),
+            "crops made by": ", ".join(f"{route} {n:,}" for route, n in crop.get("routes", {}).items()),
+            "train / val / test": " / ".join(f"{splits[s]:,}" for s in ("train", "val", "test")) if splits else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def crop_rejection_by_race(crops: dict) -> pd.DataFrame:
+    """Share of each race's faces the crop stage lost, per dataset (the detector is part of the bias)."""
+    rates = {name: entry.get("rejection_rate_by", {}).get("race", {})
+             for name, entry in crops.get("datasets", {}).items()}
+    rates = {name: by_race for name, by_race in rates.items() if any(by_race.values())}
+    if not rates:
+        return pd.DataFrame()
+    table = pd.DataFrame(rates).T.map(percent)
+    table.insert(0, "dataset", table.index)
+    return table.reset_index(drop=True)
+
+
 def data_section(md: Markdown, data: Path) -> None:
+    """What went in and what was lost at each step, per dataset; the full summaries are linked."""
     md.heading("Data", 2)
-    summaries = sorted(data.glob("interim/*/quality.json")) + [data / "crops" / "quality.json",
-                                                               data / "processed" / "split.json"]
-    missing = []
-    for path in summaries:
-        if path.exists():
-            json_section(md, f"`{path}`", json.loads(path.read_text()))
-        else:
-            missing.append(f"`{path}`")
-    if not any(data.glob("interim/*/quality.json")):
+    prepared_paths = sorted(data.glob("interim/*/quality.json"))
+    crops_path, split_path = data / "crops" / "quality.json", data / "processed" / "split.json"
+    prepared = {path.parent.name: json.loads(path.read_text()) for path in prepared_paths}
+    crops = json.loads(crops_path.read_text()) if crops_path.exists() else {}
+    split = json.loads(split_path.read_text()) if split_path.exists() else {}
+    if prepared or crops:
+        detector = crops.get("settings", {}).get("detector", "?")
+        md.table(pipeline_counts(prepared, crops, split),
+                 f"Rows kept and lost per stage (crop detector: {detector}); every rejected row is kept with its "
+                 "reason in the stage's rejects.parquet")
+        lost = crop_rejection_by_race(crops)
+        if not lost.empty:
+            md.table(lost, "Share of each race's faces lost at the crop stage")
+    present = [path for path in [*prepared_paths, crops_path, split_path] if path.exists()]
+    if present:
+        md.paragraph("Full summaries (by gender, race, age band and their intersections): "
+                     + ", ".join(f"`{path}`" for path in present) + ".")
+    missing = [f"`{path}`" for path in (crops_path, split_path) if not path.exists()]
+    if not prepared_paths:
         missing.insert(0, f"`{data}/interim/<dataset>/quality.json`")
     if missing:
         md.paragraph("Not available (run `dvc repro` up to the stage that writes them): " + ", ".join(missing) + ".")

@@ -10,7 +10,7 @@ from stages import evaluate as evaluate_stage
 from stages import report as report_stage
 from stages.lib.labels import RACES
 from stages.lib.metrics import GROUP_COLUMNS, Bootstrap, evaluate
-from stages.lib.report import Markdown, json_section, markdown_table, with_interval
+from stages.lib.report import Markdown, markdown_table, with_interval
 from stages.lib.schema import PREDICTION_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,10 +57,24 @@ def test_markdown_helpers():
     assert with_interval(3.0, np.nan, np.nan) == "3.00"
     md = Markdown(Path("reports"))
     md.figure(Path("reports/figures/a.png"), "cap")
-    json_section(md, "quality", {"rows": 1200, "by_reason": {"too young": 3}, "by_group": {"white": {"kept": 5}}})
-    text = md.text()
-    assert "](figures/a.png)" in text and "- rows: 1,200" in text and "| too young | 3 |" in text
-    assert "| white | 5 |" in text
+    assert "](figures/a.png)" in md.text()
+
+
+def test_data_tables_count_what_each_stage_kept_and_lost():
+    from stages.report import crop_rejection_by_race, pipeline_counts
+
+    prepared = {"utkface": {"rows_in": 5002, "kept": 5000, "rejected_by_reason": {"name_unparsed": 2}}}
+    crops = {"datasets": {"utkface": {"kept": 4990, "rejected_by_reason": {"no_face": 10},
+                                      "routes": {"yunet": 5000},
+                                      "rejection_rate_by": {"race": {"white": 0.0, "black": 0.004}}}}}
+    split = {"datasets": {"utkface": {"rows": {"train": 2994, "val": 499, "test": 1497}}}}
+    row = pipeline_counts(prepared, crops, split).iloc[0]
+    assert (row["read"], row["kept by prepare"], row["cropped"]) == (5002, 5000, 4990)
+    assert row["rejected by prepare"] == "name_unparsed 2" and row["rejected by crop"] == "no_face 10"
+    assert row["crops made by"] == "yunet 5,000" and row["train / val / test"] == "2,994 / 499 / 1,497"
+    lost = crop_rejection_by_race(crops)
+    assert lost.iloc[0].to_dict() == {"dataset": "utkface", "white": "0.0%", "black": "0.4%"}
+    assert crop_rejection_by_race({"datasets": {"d": {"rejection_rate_by": {"race": {"white": 0.0}}}}}).empty
 
 
 def test_evaluate_stage_writes_contract_outputs_per_dataset(project):
@@ -112,7 +126,8 @@ def test_report_reads_every_experiment_and_says_what_is_missing(project):
     pd.DataFrame({"epoch": [1, 2, 3], "loss": [2.0, 1.5, 1.2], "val_loss": [2.1, 1.7, 1.8]}).to_csv(history, index=False)
     quality = project / "data" / "interim" / "utkface" / "quality.json"
     quality.parent.mkdir(parents=True)
-    quality.write_text(json.dumps({"rows": 800, "rejected": {"age out of range": 4}}))
+    quality.write_text(json.dumps({"rows_in": 804, "kept": 800, "rejected": 4,
+                                   "rejected_by_reason": {"age out of range": 4}}))
     report_stage.main([])
     text = (project / "reports" / "report.md").read_text()
     for expected in ("R1–R3", "Training (R4)", "R5", "Experiments compared (R6)", "best model, retrained",

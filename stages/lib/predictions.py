@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.labels import LabelError, normalise_age, normalise_gender, normalise_race
+from stages.lib.datasets.utkface import name_fields
 from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
 # Field -> names tried in order (case-insensitive) when the user names no column for it.
@@ -136,7 +137,7 @@ def parse_utkface_name(name) -> dict[str, str | None]:
     if name is None or (isinstance(name, float) and np.isnan(name)) or str(name).strip() == "":
         raise LabelError("file name is missing")
     base = PureWindowsPath(str(name).strip()).name
-    fields = base.split(".", 1)[0].split("_")
+    fields = name_fields(base.split(".", 1)[0])
     if len(fields) < 3 or not fields[0].isdigit():
         raise LabelError(f"file name {base!r} is not in UTKFace form age_gender_race_datetime.jpg")
     return {"age": fields[0], "gender": fields[1], "race": fields[2] if len(fields) >= 4 else None}

@@ -53,6 +53,13 @@ class UTKName:
     aligned: bool  # the name ends in .jpg.chip.jpg
 
 
+def name_fields(stem: str) -> list[str]:
+    """The fields of a UTKFace file name without its suffix: age, gender, race, datetime (fewer when
+    the name is malformed; the real dataset has a few without race). The one place the name is split:
+    the prepare stage rejects a name with a missing field, the audit keeps its age and gender."""
+    return stem.split("_", 3)
+
+
 def parse_utkface_name(name: str) -> UTKName:
     """Labels from a UTKFace file name (no folders); Rejected(not_an_image | name_unparsed | label_invalid).
 
@@ -65,7 +72,7 @@ def parse_utkface_name(name: str) -> UTKName:
         stem, aligned = name.rsplit(".", 1)[0], False
     else:
         raise Rejected("not_an_image", f"{name!r} is not an image file (.jpg, .jpeg, .png, .bmp)")
-    fields = stem.split("_", 3)
+    fields = name_fields(stem)
     if len(fields) < 4 or not fields[3]:
         raise Rejected("name_unparsed", f"{name!r} has {len([f for f in fields if f])} of the 4 fields "
                        "age_gender_race_datetime (a label field is missing)")

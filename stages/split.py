@@ -67,6 +67,7 @@ def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters)
         }
         report[str(dataset)]["clusters"] = int(rows["cluster"].nunique())
         report[str(dataset)]["faces_in_shared_clusters"] = int(rows["cluster"].duplicated(keep=False).sum())
+        report[str(dataset)]["largest_cluster"] = int(rows["cluster"].value_counts().max())
     return report
 
 

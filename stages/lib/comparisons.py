@@ -87,6 +87,7 @@ def leakage_table(leakage: Mapping[str, Mapping]) -> pd.DataFrame:
                                               f"({percent(figures['share_with_near_train'])})",
                 "… of the same age": figures["near_train_same_age"],
                 "median distance to train": number(figures["median_nearest_train_distance"], 3),
+                "clusters (largest)": f"{entry['clusters']:,} ({entry['largest_cluster']:,})",
             })
     return pd.DataFrame(rows)
 

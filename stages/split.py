@@ -7,8 +7,9 @@ Reads data/crops/manifest.parquet and writes data/processed/manifest.parquet wit
 stages/lib/split.py):
 - `split`: grouped. Faces of one identity stay on one side; with `split.clusters` set, faces without
   an identity label (UTKFace, FairFace, folders) are grouped into look-alike clusters first (faces
-  within `threshold` of each other in the cached features, single linkage), so one person's photos
-  cannot sit in train and test at once. `cluster` holds each row's cluster.
+  within `threshold` of each other in the cached features, single linkage; a cluster over `max_size`
+  faces is a crowded region, not a person, and is re-split tighter), so one person's photos cannot sit
+  in train and test at once. `cluster` holds each row's cluster.
 - `split_naive`: the study's split, every face on its own; experiments with `split: naive` use it.
 And data/processed/split.json: rows per split x dataset x age band, identities per split, and with
 clusters on, the leakage of each split: how many test faces have a training face within threshold.
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.features import FeaturesError, read_features
-from stages.lib.leakage import identity_clusters, leakage_summary
+from stages.lib.leakage import bounded_clusters, leakage_summary
 from stages.lib.params import ParamsError, load_params
 from stages.lib.schema import read_manifest, write_manifest
 from stages.lib.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
@@ -47,16 +48,18 @@ def dataset_features(manifest: pd.DataFrame, features_dir: Path) -> dict[str, np
             for dataset, rows in manifest.groupby("dataset", sort=True)}
 
 
-def cluster_labels(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters) -> pd.Series:
-    """Each row's look-alike cluster, `<dataset>:<n>`, clustered within its dataset."""
-    parts = [pd.Series([f"{dataset}:{label}" for label in
-                        identity_clusters(embeddings[str(dataset)], clusters.threshold, clusters.metric)],
-                       index=rows.index, dtype=object)
-             for dataset, rows in manifest.groupby("dataset", sort=True)]
-    return pd.concat(parts).reindex(manifest.index).rename("cluster")
+def cluster_labels(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters) -> tuple[pd.Series, dict]:
+    """Each row's look-alike cluster, `<dataset>:<n>`, clustered within its dataset, and per dataset
+    how many over-large clusters were re-split at a tighter threshold."""
+    parts, resplit = [], {}
+    for dataset, rows in manifest.groupby("dataset", sort=True):
+        labels, resplit[str(dataset)] = bounded_clusters(embeddings[str(dataset)], clusters.threshold,
+                                                         clusters.max_size, clusters.metric)
+        parts.append(pd.Series([f"{dataset}:{label}" for label in labels], index=rows.index, dtype=object))
+    return pd.concat(parts).reindex(manifest.index).rename("cluster"), resplit
 
 
-def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters) -> dict:
+def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters, resplit: dict) -> dict:
     """Per dataset and split column: test faces with a training face within the cluster threshold."""
     report = {}
     for dataset, rows in manifest.groupby("dataset", sort=True):
@@ -68,6 +71,7 @@ def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters)
         report[str(dataset)]["clusters"] = int(rows["cluster"].nunique())
         report[str(dataset)]["faces_in_shared_clusters"] = int(rows["cluster"].duplicated(keep=False).sum())
         report[str(dataset)]["largest_cluster"] = int(rows["cluster"].value_counts().max())
+        report[str(dataset)]["crowded_clusters_resplit"] = resplit[str(dataset)]
     return report
 
 
@@ -83,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"split: {exc}", file=sys.stderr)
         return 2
     fractions, edges = params.split.fractions(), params.age_bands
-    grouped = manifest
+    grouped, resplit = manifest, {}
     if clusters:
-        manifest = manifest.assign(cluster=cluster_labels(manifest, embeddings, clusters))
+        found, resplit = cluster_labels(manifest, embeddings, clusters)
+        manifest = manifest.assign(cluster=found)
         grouped = manifest.assign(identity=with_cluster_identities(manifest, manifest["cluster"]))
     manifest = manifest.assign(
         split=split_manifest(grouped, fractions, edges, params.seed),
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": params.seed, "fractions": fractions,
         "clusters": clusters.model_dump() if clusters else None,
         "datasets": split_summary(manifest, edges),
-        "leakage": leakage(manifest, embeddings, clusters) if clusters else {},
+        "leakage": leakage(manifest, embeddings, clusters, resplit) if clusters else {},
     }
     (OUT / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
     for name, entry in summary["datasets"].items():

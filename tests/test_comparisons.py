@@ -36,7 +36,7 @@ def test_leakage_and_split_tables():
     none = {**figures, "test_faces_with_near_train": 0, "share_with_near_train": 0.0, "near_train_same_age": 0}
     table = leakage_table({"utkface": {"naive": figures, "grouped": none, "clusters": 250, "largest_cluster": 4}})
     assert table["with a look-alike in train"].tolist() == ["60 (20.0%)", "0 (0.0%)"]
-    assert table["clusters (largest)"].tolist() == ["250 (4)"] * 2
+    assert table["clusters (largest; crowded ones re-split)"].tolist() == ["250 (4; 0)"] * 2
     evaluation = evaluate(TOY, EDGES, BOOT)
     both = split_comparison({"toy": evaluation}, {"toy": evaluation, "other": evaluation})
     assert both["split"].tolist() == ["grouped", "naive (the study's)"] and set(both["dataset"]) == {"toy"}

@@ -218,3 +218,23 @@ def test_clusters_as_identities_never_cross_splits():
     assert (split.groupby(frame["identity"]).nunique() == 1).all()
     assert split[299] == split[5] and split[297] == split[298] == split[7]
     assert set(split) == {"train", "test"}
+
+
+def test_bounded_clusters_resplit_crowded_chains_but_keep_real_pairs():
+    from stages.lib.leakage import bounded_clusters
+
+    # a chain of 30 points 0.3 apart (single linkage joins them all at 0.4) and five tight pairs far away
+    chain = np.column_stack([np.arange(30) * 0.3, np.zeros(30)])
+    pairs = np.concatenate([[[100.0 * k, 50.0], [100.0 * k + 0.05, 50.0]] for k in range(1, 6)])
+    points = np.concatenate([chain, pairs])
+    plain = identity_clusters(points, 0.4)
+    assert np.bincount(plain).max() == 30
+    labels, resplit = bounded_clusters(points, 0.4, max_size=5)
+    assert np.bincount(labels).max() <= 5 and resplit >= 1
+    for k in range(5):  # the planted pairs are untouched
+        assert labels[30 + 2 * k] == labels[31 + 2 * k]
+    same, none = bounded_clusters(points, 0.4, max_size=30)
+    np.testing.assert_array_equal(same, plain)
+    assert none == 0
+    with pytest.raises(ValueError, match="max_size must be at least 2"):
+        bounded_clusters(points, 0.4, max_size=1)

@@ -201,4 +201,4 @@ def test_split_stage_keeps_look_alikes_together_and_reports_leakage(tmp_path, mo
     assert leakage["naive"]["test_faces_with_near_train"] > 0
     assert leakage["naive"]["near_train_same_age"] == leakage["naive"]["test_faces_with_near_train"]
     assert leakage["clusters"] == n_people and leakage["faces_in_shared_clusters"] == 2 * n_people
-    assert leakage["largest_cluster"] == 2
+    assert leakage["largest_cluster"] == 2 and leakage["crowded_clusters_resplit"] == 0

@@ -87,7 +87,8 @@ def leakage_table(leakage: Mapping[str, Mapping]) -> pd.DataFrame:
                                               f"({percent(figures['share_with_near_train'])})",
                 "… of the same age": figures["near_train_same_age"],
                 "median distance to train": number(figures["median_nearest_train_distance"], 3),
-                "clusters (largest)": f"{entry['clusters']:,} ({entry['largest_cluster']:,})",
+                "clusters (largest; crowded ones re-split)": f"{entry['clusters']:,} ({entry['largest_cluster']:,}; "
+                                                             f"{entry.get('crowded_clusters_resplit', 0):,})",
             })
     return pd.DataFrame(rows)
 
@@ -132,8 +133,11 @@ def leakage_section(md: Markdown, split_summary: Mapping, grouped: Mapping[str, 
     if clusters:
         md.paragraph(f"Faces without an identity label were grouped into look-alike clusters (features within "
                      f"{clusters['threshold']} {clusters['metric']}, single linkage) kept on one side of the "
-                     "grouped split. A test face with a training face that close is, most likely, the same "
-                     "person, often from the same photo session.")
+                     "grouped split. A test face with a training face that close is often the same person, "
+                     "from the same photo session, but also, where the embedding crowds a group together, "
+                     f"merely a face it cannot tell apart: a cluster over {clusters.get('max_size', '?')} faces "
+                     "cannot be one person, so it is re-split at a tighter threshold, and those faces may "
+                     "still have a look-alike across the grouped split.")
         md.table(leakage_table(split_summary.get("leakage", {})))
     else:
         md.paragraph("Look-alike clustering is off (`split.clusters: null`): the grouped split keeps only "

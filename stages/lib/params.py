@@ -77,6 +77,7 @@ class Crop(Strict):
 class Clusters(Strict):
     threshold: float = Field(gt=0.0)
     metric: Literal["euclidean", "cosine"] = "euclidean"
+    max_size: int = Field(20, ge=2)  # a bigger cluster is a crowded region, not a person: re-split tighter
 
 
 class Split(Strict):

@@ -104,3 +104,61 @@ def test_a_sampling_change_reruns_only_its_experiment(demo_project):
     output = _run(DVC + ["repro"], demo_project)
     ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
     assert ran == {"train@oversample_x2", "evaluate@oversample_x2", "report"}
+
+
+SHARED = ROOT.parent / "shared" / "datasets"
+SAMPLE = 300  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
+
+
+def _sample_folder(target: Path) -> tuple[Path, Path]:
+    """Links to SAMPLE UTKFace files and SAMPLE FairFace rows (with their label file) under target."""
+    utkface = target / "utkface"
+    utkface.mkdir(parents=True)
+    for path in sorted((SHARED / "utkface-aligned-sample").glob("*.jpg"))[:: 5002 // SAMPLE][:SAMPLE]:
+        (utkface / path.name).symlink_to(path)
+    fairface = target / "fairface"
+    (fairface / "val").mkdir(parents=True)
+    labels = pd.read_csv(SHARED / "fairface-sample" / "fairface_label_val.csv").iloc[:SAMPLE]
+    labels.to_csv(fairface / "fairface_label_val.csv", index=False)
+    for name in labels["file"]:
+        (fairface / name).symlink_to(SHARED / "fairface-sample" / name)
+    return utkface, fairface
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir(),
+                    reason=f"the real photos are not in {SHARED}")
+def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path):
+    pytest.importorskip("dlib", reason='the dlib extra is not installed: pip install -e ".[dlib]"')
+    project = tmp_path / "project"
+    for name in _tracked_files():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    utkface, fairface = _sample_folder(tmp_path / "photos")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["profile"] = "real-offline"
+    profile = params["profiles"]["real-offline"]
+    profile["datasets"]["utkface"]["sources"] = [{"path": str(utkface)}]
+    profile["datasets"]["fairface"]["sources"] = [{"path": str(fairface)}]
+    profile["weights"]["yunet"]["path"] = str(ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx")
+    profile["evaluate"] = {"bootstrap": 100}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], project)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "real"], project)
+    _run(DVC + ["repro"], project)
+
+    meta = json.loads((project / "data/features/meta.json").read_text())
+    assert meta["shape"] == [2 * SAMPLE, 128] and meta["spec"]["name"] == "dlib_resnet"
+    split = json.loads((project / "data/processed/split.json").read_text())
+    assert set(split["leakage"]) == {"utkface", "fairface"}
+    assert all(entry["grouped"]["test_faces"] > 0 for entry in split["leakage"].values())
+    metrics = json.loads((project / "reports/retrained/metrics.json").read_text())
+    predictions = pd.read_parquet(project / "reports/retrained/predictions.parquet").query("dataset == 'utkface'")
+    test, train = predictions[predictions["split"] == "test"], predictions[predictions["split"] == "train"]
+    guess_median = (test["age"] - train["age"].median()).abs().mean()
+    assert metrics["utkface"]["mae"] < guess_median  # the heads learn age from the embeddings ...
+    assert metrics["utkface"]["gender_accuracy"] > 0.75  # ... and gender
+    assert 0 < metrics["fairface"]["age_band_accuracy"] < 1
+    report = (project / "reports/report.md").read_text()
+    assert "dlib_resnet MAE" in report and "vgg_face_random MAE" in report and "look-alike" in report

@@ -52,6 +52,7 @@ def project(tmp_path, monkeypatch):
 
 def test_markdown_helpers():
     assert markdown_table(pd.DataFrame({"a": ["x|y"], "b": [None]})) == "| a | b |\n|---|---|\n| x\\|y |  |"
+    assert markdown_table(pd.DataFrame({"n": [1499], "flag": [True]})) == "| n | flag |\n|---|---|\n| 1,499 | True |"
     assert with_interval(10.0746, 9.935, 10.21) == "10.07 [9.94, 10.21]"
     assert with_interval(0.5, 0.45, 0.55, as_percent=True) == "50.0% [45.0%, 55.0%]"
     assert with_interval(3.0, np.nan, np.nan) == "3.00"

@@ -65,8 +65,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def _cell(value) -> str:
+    """A table cell: counts with thousands separators, missing values empty, pipes escaped."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return f"{int(value):,}"
     return str(value).replace("|", "\\|")
 
 

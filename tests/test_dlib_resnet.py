@@ -154,6 +154,7 @@ def test_non_square_or_non_uint8_crops_are_refused(embedder, faces):
     assert embedder.embed([]).shape == (0, FEATURE_DIM)
 
 
+@real
 def test_margin_embedder_aligns_each_crop_by_its_own_margin(embedder, faces):
     from stages.lib.dlib_resnet import margin_embedder
 

@@ -15,7 +15,6 @@ no face was found at all. Run it from the project root, after `dvc repro` (or th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """The side-by-side report tables: backbones per group with CIs, gaps per backbone, leakage per split."""
 
-import pandas as pd
 
 from stages.lib.comparisons import leakage_table, side_by_side_gaps, side_by_side_groups, split_comparison
 from stages.lib.metrics import Bootstrap, evaluate

@@ -513,6 +513,7 @@ def test_synthetic_is_seeded(tmp_path):
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 40
     assert [r["id"] for r in first.rows] == [r["id"] for r in second.rows]
     assert digest(tmp_path / "a") != digest(tmp_path / "c")
+    assert [(r["age"], r["box"]) for r in other.rows] != [(r["age"], r["box"]) for r in first.rows]
     assert [r["box"] for r in first.rows] == [r["box"] for r in second.rows]
     image = cv2.imread(first.rows[0]["path"])
     assert image.shape == (64, 64, 3)

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.correction import (MODEL_KINDS, compare_corrections, correction_features, cross_fitted_corrections,
-                                   make_model)
+from stages.lib.correction import (MODEL_KINDS, compare_corrections, corrected_predictions, correction_features,
+                                   cross_fitted_corrections, make_model)
 from stages.lib.labels import RACES
 from stages.lib.metrics import Bootstrap
 
@@ -65,3 +65,11 @@ def test_every_model_kind_fits_and_unknown_kinds_are_refused():
         make_model("oracle", 0)
     with pytest.raises(ValueError, match="faces to fit"):
         compare_corrections(frame.iloc[:1], frame, BOOT)
+
+
+def test_every_model_fits_a_val_split_smaller_than_its_neighbourhood():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.integers(1, 90, 60), "gender": "female", "race": "white"})
+    frame["age_pred"] = frame["age"] + rng.normal(0, 5, 60)
+    for kind in MODEL_KINDS:  # 30 faces to fit: fewer than k-NN's 50 neighbours
+        assert np.isfinite(corrected_predictions(kind, frame.iloc[:30], frame.iloc[30:], seed=0)).all()

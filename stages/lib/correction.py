@@ -42,12 +42,13 @@ def correction_features(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def make_model(kind: str, seed: int):
-    """A fresh, unfitted regressor of the given kind (seeded where it draws random numbers)."""
+def make_model(kind: str, seed: int, n_fit: int = 50):
+    """A fresh, unfitted regressor of the given kind (seeded where it draws random numbers); k-NN
+    averages 50 neighbours, or all `n_fit` faces when there are fewer (a small val split)."""
     models = {
         "linear": lambda: LinearRegression(),
         "polynomial": lambda: make_pipeline(StandardScaler(), PolynomialFeatures(degree=3), Ridge(alpha=1.0)),
-        "knn": lambda: make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=50)),
+        "knn": lambda: make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=max(1, min(50, n_fit)))),
         "random_forest": lambda: RandomForestRegressor(n_estimators=100, min_samples_leaf=20, n_jobs=-1,
                                                        random_state=seed),
         "gradient_boosting": lambda: HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05,
@@ -69,7 +70,7 @@ def _usable(frame: pd.DataFrame) -> pd.DataFrame:
 
 def corrected_predictions(kind: str, fit: pd.DataFrame, judged: pd.DataFrame, seed: int) -> np.ndarray:
     """Predicted ages of `judged`, corrected by a `kind` model fitted on `fit`."""
-    model = make_model(kind, seed)
+    model = make_model(kind, seed, len(fit))
     model.fit(correction_features(fit), fit["age"].to_numpy(dtype=float) - fit["age_pred"].to_numpy(dtype=float))
     return judged["age_pred"].to_numpy(dtype=float) + model.predict(correction_features(judged))
 

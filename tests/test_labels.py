@@ -52,3 +52,15 @@ def test_age_band_assigns_edges_to_the_band_they_open():
 def test_age_band_below_first_edge_is_missing():
     bands = age_band([10, 20], [16, 31])
     assert bands.isna().tolist() == [True, False]
+
+
+def test_labelled_band_bounds_read_bands_as_datasets_write_them():
+    import math
+
+    from stages.lib.labels import labelled_band_bounds
+
+    assert labelled_band_bounds("20-29") == (20, 29) and labelled_band_bounds(" 0 - 2 ") == (0, 2)
+    assert labelled_band_bounds("more than 70") == (70, math.inf)
+    for bad in ("29-20", "70+", "", None, 25):
+        with pytest.raises(LabelError, match="is not `a-b` or `more than N`"):
+            labelled_band_bounds(bad)

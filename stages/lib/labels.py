@@ -8,6 +8,7 @@ breakdown derives its band labels from them with `band_labels` / `age_band`.
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -99,6 +100,22 @@ def normalise_age(value) -> int:
     if number < 0 or number != int(number):
         raise LabelError(f"age {value!r} is not a whole non-negative number of years")
     return int(number)
+
+
+_CLOSED_BAND = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+_OPEN_BAND = re.compile(r"^\s*more than\s+(\d+)\s*$", re.IGNORECASE)
+
+
+def labelled_band_bounds(band) -> tuple[int, float]:
+    """(lowest, highest) whole age of a labelled age band, as datasets that give bands only write them
+    (FairFace): `20-29` -> (20, 29), `more than 70` -> (70, inf). LabelError for anything else."""
+    closed = _CLOSED_BAND.match(band) if isinstance(band, str) else None
+    if closed and int(closed.group(1)) <= int(closed.group(2)):
+        return int(closed.group(1)), int(closed.group(2))
+    opened = _OPEN_BAND.match(band) if isinstance(band, str) else None
+    if opened:
+        return int(opened.group(1)), math.inf
+    raise LabelError(f"age band {band!r} is not `a-b` or `more than N`")
 
 
 def band_labels(edges: Sequence[int]) -> list[str]:

@@ -12,7 +12,6 @@ from the params' lower edges, never read from the table.
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -20,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.labels import GENDERS, RACES, age_band, band_labels
+from stages.lib.labels import GENDERS, RACES, LabelError, age_band, band_labels, labelled_band_bounds
 from stages.lib.schema import BAND_COLUMN
 
 # The contract of groups.csv, in this order.
@@ -427,9 +426,6 @@ def _column_order(labels: list[str]) -> list[str]:
     return sorted(labels, key=key)
 
 
-_SOURCE_BAND = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$|^\s*more than\s+(\d+)\s*$", re.IGNORECASE)
-
-
 def in_source_band(age_pred, bands) -> np.ndarray:
     """1.0 where the predicted age (whole years) lies in the row's labelled band (`20-29`, `more than 70`),
     0.0 where it does not, NaN where the row has no band (exact-age datasets).
@@ -440,10 +436,10 @@ def in_source_band(age_pred, bands) -> np.ndarray:
     years = np.floor(np.asarray(age_pred, dtype=float))
     result = np.full(len(years), np.nan)
     for position, band in enumerate(bands):
-        match = _SOURCE_BAND.match(band) if isinstance(band, str) else None
-        if match is None:
+        try:
+            low, high = labelled_band_bounds(band)
+        except LabelError:
             continue
-        low, high = (int(match.group(1)), int(match.group(2))) if match.group(1) else (int(match.group(3)), np.inf)
         result[position] = float(low <= years[position] <= high)
     return result
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
-import re
+import math
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -29,13 +29,11 @@ from pydantic import Field
 from stages.lib.datasets.common import (
     AdapterResult, DatasetError, Options, Rejected, check_age, list_files, manifest_row, project_path, reject_row,
 )
-from stages.lib.labels import LabelError, normalise_gender, normalise_race
+from stages.lib.labels import LabelError, labelled_band_bounds, normalise_gender, normalise_race
 from stages.lib.params import Labels
 
 LABEL_FILES = {"val": "fairface_label_val.csv", "train": "fairface_label_train.csv"}
 COLUMNS = ("file", "age", "gender", "race")
-_CLOSED_BAND = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
-_OPEN_BAND = re.compile(r"^\s*more than\s+(\d+)\s*$", re.IGNORECASE)
 
 
 class FairFaceOptions(Options):
@@ -45,14 +43,8 @@ class FairFaceOptions(Options):
 
 def band_age(band: str, top_band_age: int) -> int:
     """The age stored for a FairFace band: the midpoint of `a-b`, `top_band_age` for `more than N`."""
-    closed = _CLOSED_BAND.match(band)
-    if closed:
-        low, high = int(closed.group(1)), int(closed.group(2))
-        if low <= high:
-            return (low + high) // 2
-    elif _OPEN_BAND.match(band):
-        return top_band_age
-    raise LabelError(f"age band {band!r} is not `a-b` or `more than N`")
+    low, high = labelled_band_bounds(band)
+    return top_band_age if math.isinf(high) else (low + int(high)) // 2
 
 
 def read_label_csv(text: str, source: str) -> list[dict[str, str]]:

@@ -152,11 +152,15 @@ def cut_square(image: np.ndarray, region: Region, size: int) -> np.ndarray:
     return canvas
 
 
+def largest_first(detections: Sequence[Detection]) -> list[Detection]:
+    """Detections from the largest box down (a higher score breaks a tie)."""
+    return sorted(detections, key=lambda d: (d.box[2] * d.box[3], d.score), reverse=True)
+
+
 def choose_face(detections: Sequence[Detection]) -> Detection | None:
     """The largest detection (higher score breaks a tie); None when there is none."""
-    if not detections:
-        return None
-    return max(detections, key=lambda d: (d.box[2] * d.box[3], d.score))
+    ordered = largest_first(detections)
+    return ordered[0] if ordered else None
 
 
 def route_of(box, cropped: bool, detector: str) -> str:

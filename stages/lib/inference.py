@@ -20,7 +20,8 @@ import pandas as pd
 
 from stages.lib.backbone import resize_uint8
 from stages.lib.backbones import BackboneSpec, Embed
-from stages.lib.faces import Detection, Detector, FaceRejected, Region, cut_square, read_image, square_region
+from stages.lib.faces import (Detection, Detector, FaceRejected, Region, cut_square, largest_first, read_image,
+                              square_region)
 from stages.lib.heads import argmax_age, expected_age, predicted_gender, prob_female
 
 RESULT_COLUMNS = ["photo", "face", "x", "y", "w", "h", "score", "age", "age_argmax", "gender", "p_female", "problem"]
@@ -44,7 +45,7 @@ def photo_faces(image_bgr: np.ndarray, detector: Detector | None, margin: float,
         detections = [Detection((0.0, 0.0, float(width), float(height)), 1.0)]
         regions = [square_region((0, 0, width, height), 0.0)]
     else:
-        detections = sorted(detector.detect(image_bgr), key=lambda d: (d.box[2] * d.box[3], d.score), reverse=True)
+        detections = largest_first(detector.detect(image_bgr))
         regions = [square_region(d.box, margin) for d in detections]
     return [FoundFace(d, r, cv2.cvtColor(cut_square(image_bgr, r, size), cv2.COLOR_BGR2RGB))
             for d, r in zip(detections, regions)]

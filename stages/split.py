@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib.features import FeaturesError, read_features
+from stages.lib.features import FeaturesError
 from stages.lib.leakage import bounded_clusters, leakage_summary
 from stages.lib.params import ParamsError, load_params
 from stages.lib.schema import read_manifest, write_manifest
 from stages.lib.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
+from stages.lib.training import open_features
 
 CROPS = Path("data/crops/manifest.parquet")
 FEATURES = Path("data/features")
@@ -38,13 +39,8 @@ OUT = Path("data/processed")
 
 def dataset_features(manifest: pd.DataFrame, features_dir: Path) -> dict[str, np.ndarray]:
     """Each dataset's feature rows (float32, in manifest order), from the features stage's cache."""
-    store = read_features(features_dir)
-    row_of = pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy())
-    missing = manifest.loc[~manifest["id"].isin(row_of.index), "id"]
-    if len(missing):
-        raise FeaturesError(f"{len(missing)} crops have no features (e.g. {list(missing[:3])}): "
-                            "run `dvc repro features`")
-    return {str(dataset): np.asarray(store.values[row_of.loc[rows["id"]].to_numpy()], dtype=np.float32)
+    features = open_features(features_dir)
+    return {str(dataset): np.asarray(features.array[features.rows_for(rows["id"])], dtype=np.float32)
             for dataset, rows in manifest.groupby("dataset", sort=True)}
 
 

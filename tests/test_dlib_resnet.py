@@ -23,7 +23,6 @@ from stages.lib.dlib_resnet import (
     crop_face_fraction,
     face_rect,
     load_dlib_models,
-    share_within,
 )
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -61,14 +60,6 @@ def test_face_fraction_follows_the_crop_convention():
     assert crop_face_fraction(None) == PRECROPPED_FACE_FRACTION
     with pytest.raises(ValueError):
         crop_face_fraction(-0.1)
-
-
-def test_share_within_counts_queries_with_a_near_reference():
-    references = np.array([[0.0, 0.0], [1.0, 0.0]])
-    queries = np.array([[0.0, 0.3], [1.0, 0.5], [5.0, 5.0], [0.9, 0.0]])
-    assert share_within(queries, references, 0.4) == 0.5
-    assert share_within(queries, references, 0.4, chunk=1) == 0.5
-    assert share_within(queries[:0], references, 0.4) == 0.0
 
 
 def test_missing_dlib_names_the_extra(monkeypatch):

@@ -126,20 +126,6 @@ def face_rect(side: int, face_fraction: float) -> tuple[int, int, int, int]:
     return left, left, left + width - 1, left + width - 1
 
 
-def share_within(queries: np.ndarray, references: np.ndarray, radius: float, chunk: int = 1024) -> float:
-    """Share of `queries` rows with some `references` row within Euclidean distance `radius`."""
-    if len(queries) == 0:
-        return 0.0
-    references = np.asarray(references, dtype=np.float64)
-    reference_norms = (references**2).sum(1)
-    hits = 0
-    for start in range(0, len(queries), chunk):
-        block = np.asarray(queries[start:start + chunk], dtype=np.float64)
-        squared = (block**2).sum(1)[:, None] - 2 * block @ references.T + reference_norms[None, :]
-        hits += int((squared.min(1) <= radius**2).sum())
-    return hits / len(queries)
-
-
 class DlibEmbedder:
     """128-d dlib embeddings of square uint8 RGB face crops: one per crop, deterministic (no jitter)."""
 

@@ -4,7 +4,8 @@
 
 For each entry of params' `compare_backbones` (a label and the `backbone` keys it changes): the
 features of every crop through that backbone (the features stage's own cache when the entry is the
-pipeline's backbone, else data/compare/<label>/features, resumable), then age and gender heads from
+pipeline's backbone, else data/compare/<label>/features: resumable, and persisted, so that a change
+to the heads' training or the evaluation never runs that backbone again), then age and gender heads from
 the same seeded random start with the same budget (params.train) on the finetune dataset's grouped
 train split, evaluated on the test split of each evaluate dataset with bootstrap CIs:
     reports/compare/<label>/evaluation/<dataset>/...   as the evaluate stage writes them
@@ -75,6 +76,8 @@ def main() -> None:
     shutil.rmtree(REPORTS_OUT, ignore_errors=True)
     REPORTS_OUT.mkdir(parents=True)
     DATA_OUT.mkdir(parents=True, exist_ok=True)
+    for stale in [p for p in DATA_OUT.iterdir() if p.is_dir() and p.name not in params.compare_backbones]:
+        shutil.rmtree(stale)  # a backbone no longer compared
     (DATA_OUT / "backbones.json").write_text(json.dumps(
         {label: params.compared_backbone(label).model_dump() for label in params.compare_backbones}, indent=2) + "\n")
     for label in params.compare_backbones:

@@ -257,3 +257,23 @@ def test_stage_module_end_to_end(crops, monkeypatch):
     store = read_features(root / "data/features")
     assert store.values.shape == (N_CROPS, 8) and store.meta["precision"] == "float32"
     assert pd.read_parquet(root / "data/features" / INDEX_FILE)["id"].tolist() == manifest["id"].tolist()
+
+
+def test_a_finished_pass_with_the_same_inputs_is_kept_not_recomputed(crops, monkeypatch):
+    """What lets the compare stage keep the other backbones' features across runs."""
+    import os
+
+    from stages.lib import features as features_module
+
+    root, manifest = crops
+    first = run(root, manifest)
+    written = (root / "features" / FEATURES_FILE).stat().st_mtime_ns
+    monkeypatch.setattr(features_module, "load", lambda *a, **k: pytest.fail("the backbone ran again"))
+    assert run(root, manifest) == first
+    assert (root / "features" / FEATURES_FILE).stat().st_mtime_ns == written
+    monkeypatch.undo()
+    crop = root / manifest["crop_path"][0]
+    os.utime(crop, ns=(crop.stat().st_atime_ns, crop.stat().st_mtime_ns + 10**9))  # a re-crop
+    done = []
+    run(root, manifest, on_chunk_done=done.append)
+    assert done  # computed again

@@ -39,7 +39,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from stages.lib.backbone import require_weights_file, resize_uint8
-from stages.lib.backbones import Embed, load
+from stages.lib.backbones import Embed, describe, load
 
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.parquet"
@@ -251,7 +251,8 @@ def run_features(
     show_progress: bool | None = None,
 ) -> dict:
     """The whole stage on a manifest: check inputs, load the params' backbone, run or resume the pass in
-    `partial_dir(out_dir)`, then write the finished outputs into out_dir. Returns the meta written."""
+    `partial_dir(out_dir)`, then write the finished outputs into out_dir. Returns the meta written.
+    A finished pass over the same inputs already in out_dir is kept as it is (its meta returned)."""
     root, out_dir = Path(root), Path(out_dir)
     work_dir = partial_dir(out_dir)
     if manifest.empty:
@@ -262,11 +263,10 @@ def run_features(
             f"the manifest repeats ids, e.g. {list(duplicated[:3])}: ids must be unique (prepare stage)"
         )
     paths = crop_files(manifest, root)
-    spec, embed = load(params.backbone, params.seed, root)
+    spec = describe(params.backbone)
     weights_file = spec.weights_file
     if weights_file is not None:
         require_weights_file(root / weights_file)
-    margins = crop_margins(manifest, params.crop.margin)
     config = {
         "backbone": params.backbone.model_dump(),
         "crop_margin": params.crop.margin,
@@ -277,18 +277,38 @@ def run_features(
         "dtype": np.dtype(FEATURE_DTYPE).name,
         "preprocessing": PREPROCESSING,
     }
+    fingerprint = inputs_fingerprint(list(manifest["id"]), paths, config)
+    finished = _finished_meta(out_dir, fingerprint)
+    if finished is not None:
+        return finished
+    _, embed = load(params.backbone, params.seed, root)
     extract_features(
-        embed, spec.feature_dim, paths, margins, work_dir, input_size=spec.input_size, batch_size=params.backbone.batch_size,
-        fingerprint=inputs_fingerprint(list(manifest["id"]), paths, config),
+        embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
+        input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
         chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
     )
     meta = {
         **config,
+        "fingerprint": fingerprint,
         "file": FEATURES_FILE,
         "shape": [len(paths), spec.feature_dim],
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
     _finish(work_dir, out_dir, list(manifest["id"]), meta)
+    return meta
+
+
+def _finished_meta(out_dir: Path, fingerprint: str) -> dict | None:
+    """The meta of a finished pass already in out_dir with these very inputs (nothing to redo), else None.
+
+    The features stage's own folder is deleted by DVC before it runs; this matters where the folder
+    persists, as the compare stage's caches of the other backbones do."""
+    meta_path = Path(out_dir) / META_FILE
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("fingerprint") != fingerprint or not (Path(out_dir) / meta["file"]).exists():
+        return None
     return meta
 
 

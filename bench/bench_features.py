@@ -26,9 +26,9 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib.backbone import (backbone_trunk, build_vgg_face, flat_features_fn, resize_uint8,  # noqa: E402
+from stages.lib.backbones.vgg_face import (backbone_trunk, build_vgg_face, flat_features_fn, resize_uint8,  # noqa: E402
                                  set_precision_for_device)
-from stages.lib.features import extract_features, image_dataset  # noqa: E402
+from stages.lib.backbones.store import extract_features, image_dataset  # noqa: E402
 
 
 def write_jpegs(folder: Path, count: int, size: int, seed: int = 0) -> list[Path]:

@@ -31,9 +31,9 @@ import cv2  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from stages.lib.backbone import backbone_trunk, build_vgg_face, preprocess  # noqa: E402
-from stages.lib.heads import build_head  # noqa: E402
-from stages.lib.training import compile_head, row_dataset  # noqa: E402
+from stages.lib.backbones.vgg_face import backbone_trunk, build_vgg_face, preprocess  # noqa: E402
+from stages.lib.heads.model import build_head  # noqa: E402
+from stages.lib.heads.training import compile_head, row_dataset  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "utkface-aligned-sample"
 

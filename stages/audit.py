@@ -25,13 +25,13 @@ from pathlib import Path
 import pandas as pd
 
 from stages.evaluate import write_evaluation, write_json
-from stages.lib import plots
-from stages.lib.correction import compare_corrections, cross_fitted_corrections
-from stages.lib.labels import band_labels
-from stages.lib.metrics import Bootstrap, Evaluation, evaluate
-from stages.lib.params import PARAMS_FILE, Params, load_params
-from stages.lib.predictions import ColumnError, Normalised, normalise_predictions, read_table
-from stages.lib.report import Markdown, correction_section, evaluation_sections
+from stages.lib.reporting import figures as plots
+from stages.lib.evaluation.correction import compare_corrections, cross_fitted_corrections
+from stages.lib.core.labels import band_labels
+from stages.lib.evaluation.groups import Bootstrap, Evaluation, evaluate
+from stages.lib.core.params import PARAMS_FILE, Params, load_params
+from stages.lib.evaluation.predictions import ColumnError, Normalised, normalise_predictions, read_table
+from stages.lib.reporting.markdown import Markdown, correction_section, evaluation_sections
 
 DEFAULT_BANDS = (0, 16, 31, 46, 61)
 COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES

@@ -21,14 +21,14 @@ import shutil
 from pathlib import Path
 
 from stages.evaluate import bootstrap_from, write_evaluation
-from stages.lib.backbone import set_precision_for_device
-from stages.lib.backbones import describe
-from stages.lib.features import run_features
-from stages.lib.metrics import evaluate
-from stages.lib.params import Params, load_params
-from stages.lib.sampling import training_plan
-from stages.lib.schema import read_manifest
-from stages.lib.training import configure_determinism, open_features, predict_heads, role_splits, train_heads
+from stages.lib.backbones.vgg_face import set_precision_for_device
+from stages.lib.backbones.registry import describe
+from stages.lib.backbones.store import run_features
+from stages.lib.evaluation.groups import evaluate
+from stages.lib.core.params import Params, load_params
+from stages.lib.heads.sampling import training_plan
+from stages.lib.core.schema import read_manifest
+from stages.lib.heads.training import configure_determinism, open_features, predict_heads, role_splits, train_heads
 
 CROPS = Path("data/crops/manifest.parquet")
 MANIFEST = Path("data/processed/manifest.parquet")

@@ -5,7 +5,7 @@
 Reads data/interim/<dataset>/manifest.parquet for each active dataset and writes
 data/crops/<dataset>/<file>.jpg, data/crops/manifest.parquet (the kept rows + crop_path, crop_box,
 detector, faces_found), data/crops/rejects.csv and data/crops/quality.json (who got lost, by group).
-How each row is cropped (its own box, a ready crop, or a detector) is described in stages/lib/faces.py.
+How each row is cropped (its own box, a ready crop, or a detector) is described in stages/lib/faces/crop.py.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.download import weight_path
-from stages.lib.faces import CropError, CropSettings, crop_manifest, crop_quality
-from stages.lib.params import Params, ParamsError, load_params
-from stages.lib.schema import read_manifest, write_manifest, write_rejects
+from stages.lib.sources.fetch import weight_path
+from stages.lib.faces.crop import CropError, CropSettings, crop_manifest, crop_quality
+from stages.lib.core.params import Params, ParamsError, load_params
+from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
 
 INTERIM = Path("data/interim")
 OUT = Path("data/crops")

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib import plots
-from stages.lib.metrics import Bootstrap, Evaluation, contract_groups, evaluate
-from stages.lib.params import Params, load_params
-from stages.lib.predictions import normalise_predictions
-from stages.lib.schema import PREDICTION_COLUMNS, SchemaError, require_columns
+from stages.lib.reporting import figures as plots
+from stages.lib.evaluation.groups import Bootstrap, Evaluation, contract_groups, evaluate
+from stages.lib.core.params import Params, load_params
+from stages.lib.evaluation.predictions import normalise_predictions
+from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError, require_columns
 
 REPORTS = Path("reports")
 PLOT_KINDS = ("predicted_vs_actual", "error_by_age_gender", "error_by_age_race", "share_by_age_gender",

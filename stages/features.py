@@ -2,7 +2,7 @@
 
     python -m stages.features [--chunk-rows N] [--no-progress]
 
-Resumable: kill it and run it again, it skips the chunks already written (see stages/lib/features.py).
+Resumable: kill it and run it again, it skips the chunks already written (see stages/lib/backbones/store.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.lib.backbone import set_precision_for_device
-from stages.lib.features import DEFAULT_CHUNK_ROWS, run_features
-from stages.lib.params import load_params
-from stages.lib.schema import read_manifest
+from stages.lib.backbones.vgg_face import set_precision_for_device
+from stages.lib.backbones.store import DEFAULT_CHUNK_ROWS, run_features
+from stages.lib.core.params import load_params
+from stages.lib.core.schema import read_manifest
 
 MANIFEST = Path("data/crops/manifest.parquet")
 OUT_DIR = Path("data/features")

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import cv2
 
-from stages.lib.backbones import load
-from stages.lib.download import weight_path
-from stages.lib.faces import CropError, make_detector
-from stages.lib.inference import annotate, check_heads, format_table, load_heads, predict_photos
-from stages.lib.params import ParamsError, load_params
+from stages.lib.backbones.registry import load
+from stages.lib.sources.fetch import weight_path
+from stages.lib.faces.crop import CropError, make_detector
+from stages.lib.heads.inference import annotate, check_heads, format_table, load_heads, predict_photos
+from stages.lib.core.params import ParamsError, load_params
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

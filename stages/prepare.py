@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.datasets import ADAPTERS, AdapterResult, DatasetError, parse_options
-from stages.lib.download import MANUAL_DOWNLOAD
-from stages.lib.params import Params, ParamsError, load_params
-from stages.lib.quality import summarise
-from stages.lib.schema import SchemaError, manifest_frame, rejects_frame, write_manifest, write_rejects
+from stages.lib.sources.fetch import MANUAL_DOWNLOAD
+from stages.lib.core.params import Params, ParamsError, load_params
+from stages.lib.datasets.quality import summarise
+from stages.lib.core.schema import SchemaError, manifest_frame, rejects_frame, write_manifest, write_rejects
 
 RAW_ROOT = Path("data/raw")
 INTERIM_ROOT = Path("data/interim")

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.lib.backbones import uses_published_weights
-from stages.lib.params import load_params
-from stages.lib.sampling import training_plan
-from stages.lib.schema import read_manifest
-from stages.lib.training import (configure_determinism, open_features, published_heads, role_splits, save_heads,
+from stages.lib.backbones.registry import uses_published_weights
+from stages.lib.core.params import load_params
+from stages.lib.heads.sampling import training_plan
+from stages.lib.core.schema import read_manifest
+from stages.lib.heads.training import (configure_determinism, open_features, published_heads, role_splits, save_heads,
                                  train_heads)
 
 MANIFEST = Path("data/processed/manifest.parquet")

@@ -22,12 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 from stages.evaluate import REPORTS, bootstrap_from, load_evaluation
-from stages.lib import plots
-from stages.lib.comparisons import backbones_section, leakage_section
-from stages.lib.correction import compare_corrections, cross_fitted_corrections
-from stages.lib.metrics import Evaluation, predicted_vs_actual, share_by_age_gender
-from stages.lib.params import Params, load_params
-from stages.lib.report import (Markdown, correction_section, evaluation_sections, number, percent,
+from stages.lib.reporting import figures as plots
+from stages.lib.reporting.comparisons import backbones_section, leakage_section
+from stages.lib.evaluation.correction import compare_corrections, cross_fitted_corrections
+from stages.lib.evaluation.groups import Evaluation, predicted_vs_actual, share_by_age_gender
+from stages.lib.core.params import Params, load_params
+from stages.lib.reporting.markdown import (Markdown, correction_section, evaluation_sections, number, percent,
                                with_interval)
 
 DATA = Path("data")

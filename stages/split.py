@@ -4,7 +4,7 @@
 
 Reads data/crops/manifest.parquet and writes data/processed/manifest.parquet with two split columns
 (fractions from params split.*, seeded by params seed, stratified by params age_bands; see
-stages/lib/split.py):
+stages/lib/splitting/split.py):
 - `split`: grouped. Faces of one identity stay on one side; with `split.clusters` set, faces without
   an identity label (UTKFace, FairFace, folders) are grouped into look-alike clusters first (faces
   within `threshold` of each other in the cached features, single linkage; a cluster over `max_size`
@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib.features import FeaturesError
-from stages.lib.leakage import bounded_clusters, leakage_summary
-from stages.lib.params import ParamsError, load_params
-from stages.lib.schema import read_manifest, write_manifest
-from stages.lib.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
-from stages.lib.training import open_features
+from stages.lib.backbones.store import FeaturesError
+from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
+from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.schema import read_manifest, write_manifest
+from stages.lib.splitting.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
+from stages.lib.heads.training import open_features
 
 CROPS = Path("data/crops/manifest.parquet")
 FEATURES = Path("data/features")

@@ -3,7 +3,7 @@
     python -m stages.train EXPERIMENT
 
 Reads params.yaml once, the split manifest, the features memmap and the pretrain stage's heads
-(`models/_pretrain/`, see stages/lib/training.py for which init starts from what). Trains on the
+(`models/_pretrain/`, see stages/lib/heads/training.py for which init starts from what). Trains on the
 finetune-role dataset's train split (the grouped split, or the study's naive one with `split: naive`)
 with the experiment's oversampling / re-weighting, stops on the val split's loss, and writes:
     models/<exp>/age.keras, gender.keras      the heads (init `published`: the baseline, untrained)
@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.lib.params import ParamsError, load_params
-from stages.lib.sampling import training_plan
-from stages.lib.schema import read_manifest
-from stages.lib.training import (configure_determinism, open_features, predict_heads, role_splits, save_heads,
+from stages.lib.core.params import ParamsError, load_params
+from stages.lib.heads.sampling import training_plan
+from stages.lib.core.schema import read_manifest
+from stages.lib.heads.training import (configure_determinism, open_features, predict_heads, role_splits, save_heads,
                                  train_heads, with_split)
 
 MANIFEST = Path("data/processed/manifest.parquet")

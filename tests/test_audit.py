@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from stages import audit
-from stages.lib.labels import LabelError
-from stages.lib.metrics import GROUP_COLUMNS
-from stages.lib.predictions import ColumnError, normalise_predictions, parse_utkface_name, read_table
-from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
+from stages.lib.core.labels import LabelError
+from stages.lib.evaluation.groups import GROUP_COLUMNS
+from stages.lib.evaluation.predictions import ColumnError, normalise_predictions, parse_utkface_name, read_table
+from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PUBLISHED = SHARED / "reference" / "published-predictions"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages.lib.backbone import (
+from stages.lib.backbones.vgg_face import (
     backbone_trunk,
     build_vgg_face,
     cut_shape,
@@ -15,7 +15,7 @@ from stages.lib.backbone import (
     preprocess,
     set_precision_for_device,
 )
-from stages.lib.h5weights import write_keras2_weights
+from stages.lib.backbones.h5weights import write_keras2_weights
 
 TINY = dict(input_size=64, conv_widths=(4, 4, 8, 8, 8), fc_width=16)
 RNG = np.random.default_rng(0)

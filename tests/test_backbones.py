@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib import backbones
-from stages.lib.backbones import BackboneSpec, describe, register, unregister, uses_published_weights
-from stages.lib.download import needed_weights
-from stages.lib.features import read_features, run_features
-from stages.lib.inference import predict_crops
-from stages.lib.params import ParamsError
-from stages.lib.sampling import training_plan
-from stages.lib.training import open_features, train_heads
+from stages.lib.backbones import registry as backbones
+from stages.lib.backbones.registry import BackboneSpec, describe, register, unregister, uses_published_weights
+from stages.lib.sources.fetch import needed_weights
+from stages.lib.backbones.store import read_features, run_features
+from stages.lib.heads.inference import predict_crops
+from stages.lib.core.params import ParamsError
+from stages.lib.heads.sampling import training_plan
+from stages.lib.heads.training import open_features, train_heads
 from tests.test_features import make_params, write_crops
 
 FAKE_DIM = 6
@@ -92,7 +92,7 @@ def test_dlib_spec_needs_no_dlib_installed():
 
 
 def test_each_crop_tells_the_backbone_its_margin():
-    from stages.lib.features import crop_margins
+    from stages.lib.backbones.store import crop_margins
 
     manifest = pd.DataFrame({"detector": ["precropped", "yunet", "dataset_box"]})
     np.testing.assert_array_equal(crop_margins(manifest, 0.4), [np.nan, 0.4, 0.4])

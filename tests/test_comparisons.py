@@ -1,8 +1,8 @@
 """The side-by-side report tables: backbones per group with CIs, gaps per backbone, leakage per split."""
 
 
-from stages.lib.comparisons import leakage_table, side_by_side_gaps, side_by_side_groups, split_comparison
-from stages.lib.metrics import Bootstrap, evaluate
+from stages.lib.reporting.comparisons import leakage_table, side_by_side_gaps, side_by_side_groups, split_comparison
+from stages.lib.evaluation.groups import Bootstrap, evaluate
 from tests.test_metrics import EDGES, TOY
 
 BOOT = Bootstrap(resamples=50)

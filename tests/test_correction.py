@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.correction import (MODEL_KINDS, compare_corrections, corrected_predictions, correction_features,
+from stages.lib.evaluation.correction import (MODEL_KINDS, compare_corrections, corrected_predictions, correction_features,
                                    cross_fitted_corrections, make_model)
-from stages.lib.labels import RACES
-from stages.lib.metrics import Bootstrap
+from stages.lib.core.labels import RACES
+from stages.lib.evaluation.groups import Bootstrap
 
 
 def faces(n, planted_bias, seed):

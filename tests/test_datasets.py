@@ -18,8 +18,8 @@ from stages.lib.datasets.fairface import band_age
 from stages.lib.datasets.imdb_wiki import birth_year
 from stages.lib.datasets.synthetic import SyntheticOptions, draw_face, parse_group, plan_faces
 from stages.lib.datasets.utkface import landmark_box, parse_landmark_line, parse_utkface_name
-from stages.lib.labels import GENDERS, RACES, LabelError, normalise_age, normalise_gender, normalise_race
-from stages.lib.params import Labels
+from stages.lib.core.labels import GENDERS, RACES, LabelError, normalise_age, normalise_gender, normalise_race
+from stages.lib.core.params import Labels
 
 LABELS = Labels(min_age=0, max_age=100)
 

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.lib import dlib_resnet
-from stages.lib.dlib_resnet import (
+from stages.lib.backbones import dlib_resnet
+from stages.lib.backbones.dlib_resnet import (
     CHIP_SIZE,
     FEATURE_DIM,
     INSTALL_HINT,
@@ -147,7 +147,7 @@ def test_non_square_or_non_uint8_crops_are_refused(embedder, faces):
 
 @real
 def test_margin_embedder_aligns_each_crop_by_its_own_margin(embedder, faces):
-    from stages.lib.dlib_resnet import margin_embedder
+    from stages.lib.backbones.dlib_resnet import margin_embedder
 
     embed = margin_embedder(embedder.models)
     mixed = embed(np.stack(faces[:2]), np.array([np.nan, 0.4]))

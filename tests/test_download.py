@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from stages import download as stage
-from stages.lib.archives import UnsafeArchiveError, extract_archive
-from stages.lib.download import (
+from stages.lib.sources.archives import UnsafeArchiveError, extract_archive
+from stages.lib.sources.fetch import (
     ChecksumError,
     DownloadError,
     Fetch,
@@ -32,7 +32,7 @@ from stages.lib.download import (
     read_lock,
     weight_path,
 )
-from stages.lib.params import ParamsError, validate
+from stages.lib.core.params import ParamsError, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.lib.backbone import backbone_trunk, build_vgg_face, preprocess
-from stages.lib.features import (
+from stages.lib.backbones.vgg_face import backbone_trunk, build_vgg_face, preprocess
+from stages.lib.backbones.store import (
     FEATURES_FILE,
     INDEX_FILE,
     META_FILE,
@@ -23,9 +23,9 @@ from stages.lib.features import (
     read_features,
     run_features,
 )
-from stages.lib.h5weights import write_keras2_weights
-from stages.lib.params import validate
-from stages.lib.schema import MANIFEST_COLUMNS
+from stages.lib.backbones.h5weights import write_keras2_weights
+from stages.lib.core.params import validate
+from stages.lib.core.schema import MANIFEST_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CROPS = 40
@@ -263,7 +263,7 @@ def test_a_finished_pass_with_the_same_inputs_is_kept_not_recomputed(crops, monk
     """What lets the compare stage keep the other backbones' features across runs."""
     import os
 
-    from stages.lib import features as features_module
+    from stages.lib.backbones import store as features_module
 
     root, manifest = crops
     first = run(root, manifest)

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from stages.lib.backbone import build_vgg_face
-from stages.lib.h5weights import (
+from stages.lib.backbones.vgg_face import build_vgg_face
+from stages.lib.backbones.h5weights import (
     WeightsFileError,
     load_into,
     read_keras2_weights,

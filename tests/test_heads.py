@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.heads import (
+from stages.lib.heads.model import (
     GENDER_CLASSES,
     HeadWeightsError,
     age_codes,
@@ -19,7 +19,7 @@ from stages.lib.heads import (
     prob_female,
     task_classes,
 )
-from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
+from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
 DIM, WIDTH = 12, 6
 

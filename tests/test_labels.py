@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.lib.labels import LabelError, age_band, band_labels, normalise_age, normalise_gender, normalise_race
+from stages.lib.core.labels import LabelError, age_band, band_labels, normalise_age, normalise_gender, normalise_race
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -57,7 +57,7 @@ def test_age_band_below_first_edge_is_missing():
 def test_labelled_band_bounds_read_bands_as_datasets_write_them():
     import math
 
-    from stages.lib.labels import labelled_band_bounds
+    from stages.lib.core.labels import labelled_band_bounds
 
     assert labelled_band_bounds("20-29") == (20, 29) and labelled_band_bounds(" 0 - 2 ") == (0, 2)
     assert labelled_band_bounds("more than 70") == (70, math.inf)

@@ -13,9 +13,9 @@ from hypothesis.extra.numpy import arrays
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
-from stages.lib import leakage
-from stages.lib.leakage import identity_clusters, leakage_summary, nearest_distances
-from stages.lib.split import assign_splits
+from stages.lib.splitting import leakage
+from stages.lib.splitting.leakage import identity_clusters, leakage_summary, nearest_distances
+from stages.lib.splitting.split import assign_splits
 
 EDGES = [0, 16, 31, 46, 61]
 
@@ -221,7 +221,7 @@ def test_clusters_as_identities_never_cross_splits():
 
 
 def test_bounded_clusters_resplit_crowded_chains_but_keep_real_pairs():
-    from stages.lib.leakage import bounded_clusters
+    from stages.lib.splitting.leakage import bounded_clusters
 
     # a chain of 30 points 0.3 apart (single linkage joins them all at 0.4) and five tight pairs far away
     chain = np.column_stack([np.arange(30) * 0.3, np.zeros(30)])

@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.labels import RACES
-from stages.lib.metrics import (
+from stages.lib.core.labels import RACES
+from stages.lib.evaluation.groups import (
     GROUP_COLUMNS, Bootstrap, age_standardised_mae, evaluate, gaps, group_metrics, mean_interval, percentile_interval, pivot,
     predicted_vs_actual, resample_sums, signed_error_by_predicted_band, significance, summarise_group,
 )
-from stages.lib.schema import PREDICTION_COLUMNS
+from stages.lib.core.schema import PREDICTION_COLUMNS
 
 EDGES = [0, 16, 31, 46, 61]
 NO_CI = Bootstrap(resamples=0)
@@ -223,7 +223,7 @@ def test_age_standardised_mae_removes_the_age_mix():
 
 
 def test_band_only_ages_are_judged_by_band_accuracy():
-    from stages.lib.metrics import in_source_band
+    from stages.lib.evaluation.groups import in_source_band
 
     hits = in_source_band([29.9, 30.0, 71.2, 5.0, 40.0], ["20-29", "20-29", "more than 70", None, "bad"])
     np.testing.assert_array_equal(hits[:3], [1.0, 0.0, 1.0])

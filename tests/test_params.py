@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib.params import ParamsError, deep_merge, load_params, validate
+from stages.lib.core.params import ParamsError, deep_merge, load_params, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

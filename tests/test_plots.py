@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib import plots
-from stages.lib.labels import GENDERS, RACES
-from stages.lib.metrics import Bootstrap, evaluate, group_metrics
-from stages.lib.schema import PREDICTION_COLUMNS
+from stages.lib.reporting import figures as plots
+from stages.lib.core.labels import GENDERS, RACES
+from stages.lib.evaluation.groups import Bootstrap, evaluate, group_metrics
+from stages.lib.core.schema import PREDICTION_COLUMNS
 
 EDGES = [0, 16, 31, 46, 61]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from stages import predict as stage
-from stages.lib.backbones import load
-from stages.lib.faces import Detection, cut_square, square_region
-from stages.lib.features import read_features, run_features
-from stages.lib.heads import build_head
-from stages.lib.inference import photo_faces, predict_crops, predict_photos
+from stages.lib.backbones.registry import load
+from stages.lib.faces.crop import Detection, cut_square, square_region
+from stages.lib.backbones.store import read_features, run_features
+from stages.lib.heads.model import build_head
+from stages.lib.heads.inference import photo_faces, predict_crops, predict_photos
 from tests.test_features import BACKBONE, ROOT, make_params
 
 CROP_SIZE = 32  # = BACKBONE's input_size

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from stages import prepare
-from stages.lib.quality import reason_code, summarise
-from stages.lib.schema import MANIFEST_COLUMNS, REJECT_COLUMNS
+from stages.lib.datasets.quality import reason_code, summarise
+from stages.lib.core.schema import MANIFEST_COLUMNS, REJECT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 BANDS = [0, 16, 31, 46, 61]

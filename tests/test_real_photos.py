@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.faces import CropSettings, HaarDetector, YuNetDetector, crop_manifest, crop_quality
-from stages.lib.labels import RACES
-from stages.lib.schema import manifest_frame
+from stages.lib.faces.crop import CropSettings, HaarDetector, YuNetDetector, crop_manifest, crop_quality
+from stages.lib.core.labels import RACES
+from stages.lib.core.schema import manifest_frame
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 UTKFACE = SHARED / "datasets" / "utkface-aligned-sample"

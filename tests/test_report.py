@@ -8,10 +8,10 @@ import yaml
 
 from stages import evaluate as evaluate_stage
 from stages import report as report_stage
-from stages.lib.labels import RACES
-from stages.lib.metrics import GROUP_COLUMNS, Bootstrap, evaluate
-from stages.lib.report import Markdown, markdown_table, with_interval
-from stages.lib.schema import PREDICTION_COLUMNS
+from stages.lib.core.labels import RACES
+from stages.lib.evaluation.groups import GROUP_COLUMNS, Bootstrap, evaluate
+from stages.lib.reporting.markdown import Markdown, markdown_table, with_interval
+from stages.lib.core.schema import PREDICTION_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.lib.params import Oversample
-from stages.lib.sampling import SamplingError, inverse_band_weights, oversample_indices, training_plan
+from stages.lib.core.params import Oversample
+from stages.lib.heads.sampling import SamplingError, inverse_band_weights, oversample_indices, training_plan
 
 BANDS = [0, 16, 31, 46, 61]
 AGES = np.array([10, 60, 70, 59, 100])

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.labels import age_band
-from stages.lib.split import SPLITS, assign_splits, split_manifest, split_summary
+from stages.lib.core.labels import age_band
+from stages.lib.splitting.split import SPLITS, assign_splits, split_manifest, split_summary
 
 FRACTIONS = {"train": 0.6, "val": 0.1, "test": 0.3}
 EDGES = [0, 16, 31, 46, 61]
@@ -150,7 +150,7 @@ def test_summary_reports_an_identity_put_in_two_splits_by_hand():
 
 
 def test_with_cluster_identities_keeps_known_identities():
-    from stages.lib.split import with_cluster_identities
+    from stages.lib.splitting.split import with_cluster_identities
 
     frame = pd.DataFrame({"identity": ["ann", None, None], "age": [30, 31, 32]})
     assert with_cluster_identities(frame, ["d:0", "d:0", "d:1"]).tolist() == ["ann", "cluster:d:0", "cluster:d:1"]
@@ -166,8 +166,8 @@ def test_split_stage_keeps_look_alikes_together_and_reports_leakage(tmp_path, mo
     import yaml
 
     from stages import split as stage
-    from stages.lib.features import FEATURES_FILE, INDEX_FILE, META_FILE
-    from stages.lib.schema import MANIFEST_COLUMNS
+    from stages.lib.backbones.store import FEATURES_FILE, INDEX_FILE, META_FILE
+    from stages.lib.core.schema import MANIFEST_COLUMNS
 
     rng = np.random.default_rng(0)
     n_people = 150

@@ -11,12 +11,12 @@ import tensorflow as tf
 import yaml
 
 from stages import pretrain, train
-from stages.lib.backbone import backbone_trunk, build_vgg_face
-from stages.lib.h5weights import weighted_layers, write_keras2_weights
-from stages.lib.heads import build_head, layer_weights
-from stages.lib.params import ParamsError, validate
-from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
-from stages.lib.training import (
+from stages.lib.backbones.vgg_face import backbone_trunk, build_vgg_face
+from stages.lib.backbones.h5weights import weighted_layers, write_keras2_weights
+from stages.lib.heads.model import build_head, layer_weights
+from stages.lib.core.params import ParamsError, validate
+from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
+from stages.lib.heads.training import (
     fit_head,
     history_frame,
     open_features,

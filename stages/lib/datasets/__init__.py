@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from stages.lib.datasets import fairface, folder, imdb_wiki, synthetic, utkface
 from stages.lib.datasets.common import AdapterResult, DatasetError, Options
-from stages.lib.params import Labels, ParamsError
+from stages.lib.core.params import Labels, ParamsError
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterResult", "DatasetError", "OptionsError", "parse_options", "run_adapter"]
 

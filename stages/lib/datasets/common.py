@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from stages.lib.params import Labels
+from stages.lib.core.params import Labels
 
 STAGE = "prepare"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

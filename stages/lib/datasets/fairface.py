@@ -29,8 +29,8 @@ from pydantic import Field
 from stages.lib.datasets.common import (
     AdapterResult, DatasetError, Options, Rejected, check_age, list_files, manifest_row, project_path, reject_row,
 )
-from stages.lib.labels import LabelError, labelled_band_bounds, normalise_gender, normalise_race
-from stages.lib.params import Labels
+from stages.lib.core.labels import LabelError, labelled_band_bounds, normalise_gender, normalise_race
+from stages.lib.core.params import Labels
 
 LABEL_FILES = {"val": "fairface_label_val.csv", "train": "fairface_label_train.csv"}
 COLUMNS = ("file", "age", "gender", "race")

@@ -22,14 +22,14 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import field_validator
 
-from stages.lib.archives import is_archive
+from stages.lib.sources.archives import is_archive
 from stages.lib.datasets.common import (
     AdapterResult, DatasetError, Options, Rejected, check_age, check_image_file, is_image_name, list_files,
     manifest_row, project_path, reject_row,
 )
 from stages.lib.datasets.utkface import parse_utkface_name
-from stages.lib.labels import LabelError, normalise_age, normalise_gender, normalise_race
-from stages.lib.params import Labels
+from stages.lib.core.labels import LabelError, normalise_age, normalise_gender, normalise_race
+from stages.lib.core.params import Labels
 
 CSV_COLUMNS = ("path", "age", "gender")
 

@@ -30,8 +30,8 @@ from stages.lib.datasets.common import (
     AdapterResult, DatasetError, Options, Rejected, check_age, check_image_file, find_one, list_files, manifest_row,
     project_path, reject_row, unique_ids,
 )
-from stages.lib.labels import normalise_gender
-from stages.lib.params import Labels
+from stages.lib.core.labels import normalise_gender
+from stages.lib.core.params import Labels
 
 # IMDB-Wiki's own codes (not UTKFace's): 1 is male, 0 is female.
 IMDB_WIKI_GENDERS = {1: "male", 0: "female"}

@@ -44,8 +44,8 @@ from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from stages.lib.datasets.common import AdapterResult, DatasetError, Options, manifest_row
-from stages.lib.labels import GENDERS, RACES
-from stages.lib.params import Labels
+from stages.lib.core.labels import GENDERS, RACES
+from stages.lib.core.params import Labels
 
 MAX_DRAWN_AGE = 90
 FILE_NAME = re.compile(r"^\d+_\d_\d_\d{17}\.jpg$")

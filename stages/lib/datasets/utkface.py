@@ -27,13 +27,13 @@ from typing import Literal
 
 import numpy as np
 
-from stages.lib.archives import is_archive
+from stages.lib.sources.archives import is_archive
 from stages.lib.datasets.common import (
     AdapterResult, DatasetError, Options, Rejected, check_age, is_image_name, list_files, manifest_row,
     project_path, reject_row,
 )
-from stages.lib.labels import LabelError, normalise_age, normalise_gender, normalise_race
-from stages.lib.params import Labels
+from stages.lib.core.labels import LabelError, normalise_age, normalise_gender, normalise_race
+from stages.lib.core.params import Labels
 
 ALIGNED_SUFFIX = ".jpg.chip.jpg"
 LANDMARK_LIST = re.compile(r"^landmark_list.*\.txt$", re.IGNORECASE)

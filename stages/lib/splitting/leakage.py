@@ -8,7 +8,7 @@ face within Euclidean distance 0.4, and about half of those share its exact age 
 `identity_clusters` groups faces into putative identities: single linkage, i.e. the connected
 components of the graph joining every two rows within `threshold`. Single linkage is what a split
 needs: if a is near b and b near c, all three must land on one side, even when a and c are far
-apart. The `identity` column of `stages.lib.split` takes these labels, so `assign_splits` keeps each
+apart. The `identity` column of `stages.lib.splitting.split` takes these labels, so `assign_splits` keeps each
 cluster on one side. `leakage_summary` measures what a split leaks.
 
 The threshold is in the embedding's own units: dlib calls two faces the same person below 0.6
@@ -30,7 +30,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from stages.lib.split import SPLITS
+from stages.lib.splitting.split import SPLITS
 
 METRICS = ("euclidean", "cosine")
 BLOCK_ROWS = 1024

@@ -15,10 +15,10 @@ Everything after the features stage (heads, sampling, evaluation, report) sees o
 a new backbone is one `register(name, entry)` call; tests/test_backbones.py plugs in a fake one.
 
 Entries:
-- `vgg_face` (default): the study's VGG-Face cut at pool5 (stages/lib/backbone.py); reads
+- `vgg_face` (default): the study's VGG-Face cut at pool5 (stages/lib/backbones/vgg_face.py); reads
   `weights`, `input_size`, `conv_widths`, `fc_width`, `cut`. Heads: fc6/fc7 of `fc_width`.
 - `dlib_resnet`: dlib's face-recognition ResNet, 128-d embeddings of the face aligned on its
-  5-point landmarks (stages/lib/dlib_resnet.py); an optional extra, `pip install -e ".[dlib]"`.
+  5-point landmarks (stages/lib/backbones/dlib_resnet.py); an optional extra, `pip install -e ".[dlib]"`.
   Reads `input_size` (crops are decoded at that size) and `fc_width` (its heads' hidden width).
 """
 
@@ -30,8 +30,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from stages.lib.params import Backbone as BackboneConfig
-from stages.lib.params import ParamsError
+from stages.lib.core.params import Backbone as BackboneConfig
+from stages.lib.core.params import ParamsError
 
 Embed = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, margins) -> features
 VGG_WEIGHTS_FILE = Path("data/raw/weights/vgg_face.h5")  # written by the download stage
@@ -67,7 +67,7 @@ class VggFace:
     """The study's VGG-Face to pool5; published weights or, for the offline demo, a seeded random init."""
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
-        from stages.lib.backbone import cut_shape
+        from stages.lib.backbones.vgg_face import cut_shape
 
         published = uses_published_weights(config)
         return BackboneSpec(
@@ -79,7 +79,7 @@ class VggFace:
         )
 
     def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed:
-        from stages.lib.backbone import flat_features_fn, trunk_from_params
+        from stages.lib.backbones.vgg_face import flat_features_fn, trunk_from_params
 
         spec = self.describe(config)
         trunk = trunk_from_params(config, seed, None if spec.weights_file is None else root / spec.weights_file)
@@ -91,7 +91,7 @@ class DlibResnet:
     """dlib's face-recognition ResNet (128-d), aligned on its 5-point landmarks; the optional `dlib` extra."""
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
-        from stages.lib.dlib_resnet import ALIGNMENT, FEATURE_DIM
+        from stages.lib.backbones.dlib_resnet import ALIGNMENT, FEATURE_DIM
 
         return BackboneSpec(
             name="dlib_resnet", input_size=config.input_size, alignment=ALIGNMENT, feature_dim=FEATURE_DIM,
@@ -99,7 +99,7 @@ class DlibResnet:
         )
 
     def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed:
-        from stages.lib.dlib_resnet import load_dlib_models, margin_embedder
+        from stages.lib.backbones.dlib_resnet import load_dlib_models, margin_embedder
 
         embed = margin_embedder(load_dlib_models())
         return lambda images, margins: embed(np.asarray(images), margins)

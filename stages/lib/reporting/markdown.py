@@ -1,6 +1,6 @@
 """Markdown reports: a small builder plus the sections every evaluation report shares.
 
-Pure text: the callers pass the evaluation (tidy frames from `stages.lib.metrics`) and the paths of the
+Pure text: the callers pass the evaluation (tidy frames from `stages.lib.evaluation.groups`) and the paths of the
 figures they wrote; links are made relative to the report's folder.
 """
 
@@ -13,8 +13,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from stages.lib.labels import RACES, band_labels
-from stages.lib.metrics import Evaluation, age_standardised_mae, pivot
+from stages.lib.core.labels import RACES, band_labels
+from stages.lib.evaluation.groups import Evaluation, age_standardised_mae, pivot
 
 ATTRIBUTE_TITLES = {
     "all": "all faces", "race": "race", "gender": "gender", "age_band": "age band",

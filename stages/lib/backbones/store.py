@@ -1,6 +1,6 @@
 """The features pass: the frozen backbone run once over every crop, cached as float16.
 
-The backbone is the one params' `backbone.name` selects (stages/lib/backbones.py): by default the
+The backbone is the one params' `backbone.name` selects (stages/lib/backbones/registry.py): by default the
 study's VGG-Face cut at pool5, whose output is flattened channels-last (N, k*k*C5).
 
 Outputs in the features folder (row i belongs to row i of data/crops/manifest.parquet, every crop,
@@ -38,8 +38,8 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from stages.lib.backbone import require_weights_file, resize_uint8
-from stages.lib.backbones import Embed, describe, load
+from stages.lib.backbones.vgg_face import require_weights_file, resize_uint8
+from stages.lib.backbones.registry import Embed, describe, load
 
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.parquet"

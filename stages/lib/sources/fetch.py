@@ -41,9 +41,9 @@ from urllib.request import Request, urlopen
 import yaml
 from tqdm import tqdm
 
-from stages.lib.archives import ArchiveError, archive_suffix, extract_archive, is_archive
-from stages.lib.backbones import uses_published_weights
-from stages.lib.params import Params, ParamsError
+from stages.lib.sources.archives import ArchiveError, archive_suffix, extract_archive, is_archive
+from stages.lib.backbones.registry import uses_published_weights
+from stages.lib.core.params import Params, ParamsError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Mapping
 
 import pandas as pd
 
-from stages.lib.metrics import Evaluation
-from stages.lib.report import Markdown, number, percent, with_interval
+from stages.lib.evaluation.groups import Evaluation
+from stages.lib.reporting.markdown import Markdown, number, percent, with_interval
 
 COMPARED_ATTRIBUTES = ("race", "gender", "age_band", "race*gender")
 

@@ -23,9 +23,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from stages.lib.labels import LabelError, normalise_age, normalise_gender, normalise_race
+from stages.lib.core.labels import LabelError, normalise_age, normalise_gender, normalise_race
 from stages.lib.datasets.utkface import name_fields
-from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS
+from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
 # Field -> names tried in order (case-insensitive) when the user names no column for it.
 DEFAULT_NAMES: dict[str, tuple[str, ...]] = {

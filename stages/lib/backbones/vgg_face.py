@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages.lib.h5weights import (
+from stages.lib.backbones.h5weights import (
     CONV_LAYERS_PER_BLOCK,
     PUBLISHED_CONV_WIDTHS,
     PUBLISHED_FC_WIDTH,

@@ -23,8 +23,8 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from stages.lib.labels import RACES
-from stages.lib.metrics import Bootstrap, mean_interval
+from stages.lib.core.labels import RACES
+from stages.lib.evaluation.groups import Bootstrap, mean_interval
 
 MODEL_KINDS = ("linear", "polynomial", "knn", "random_forest", "gradient_boosting")
 COLUMNS = ["model", "n_fit", "n_judged", "mae", "rmse", "mae_change", "mae_change_ci_low", "mae_change_ci_high",

@@ -98,7 +98,7 @@ class Split(Strict):
 
 
 class Backbone(Strict):
-    name: str = "vgg_face"  # a key of stages/lib/backbones.py's registry: vgg_face | dlib_resnet | a plug-in
+    name: str = "vgg_face"  # a key of stages/lib/backbones/registry.py's registry: vgg_face | dlib_resnet | a plug-in
     weights: Literal["vgg_face", "random"] = "vgg_face"  # vgg_face only; random: seeded init (demo, tests)
     input_size: int = Field(224, ge=32)
     conv_widths: list[int] = Field(default_factory=lambda: [64, 128, 256, 512, 512], min_length=5, max_length=5)

@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.labels import GENDERS, RACES, LabelError, age_band, band_labels, labelled_band_bounds
-from stages.lib.schema import BAND_COLUMN
+from stages.lib.core.labels import GENDERS, RACES, LabelError, age_band, band_labels, labelled_band_bounds
+from stages.lib.core.schema import BAND_COLUMN
 
 # The contract of groups.csv, in this order.
 GROUP_COLUMNS = [

@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.labels import age_band, band_labels
+from stages.lib.core.labels import age_band, band_labels
 
 SPLITS = ("train", "val", "test")
 NO_BAND = "below bands"

@@ -18,11 +18,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.lib.backbone import resize_uint8
-from stages.lib.backbones import BackboneSpec, Embed
-from stages.lib.faces import (Detection, Detector, FaceRejected, Region, cut_square, largest_first, read_image,
+from stages.lib.backbones.vgg_face import resize_uint8
+from stages.lib.backbones.registry import BackboneSpec, Embed
+from stages.lib.faces.crop import (Detection, Detector, FaceRejected, Region, cut_square, largest_first, read_image,
                               square_region)
-from stages.lib.heads import argmax_age, expected_age, predicted_gender, prob_female
+from stages.lib.heads.model import argmax_age, expected_age, predicted_gender, prob_female
 
 RESULT_COLUMNS = ["photo", "face", "x", "y", "w", "h", "score", "age", "age_argmax", "gender", "p_female", "problem"]
 

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.lib.schema import BAND_COLUMN, PREDICTION_COLUMNS, require_columns
+from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS, require_columns
 
 TASKS = ("age", "gender")
 GENDER_CLASSES = ("female", "male")  # index = class of the gender softmax (deepface: 'Woman', 'Man')

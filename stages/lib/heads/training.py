@@ -29,12 +29,12 @@ import tensorflow as tf
 from dvclive import Live
 from tqdm import tqdm
 
-from stages.lib.backbone import head_weights, require_weights_file
-from stages.lib.backbones import uses_published_weights
-from stages.lib.features import FeaturesError, read_features
-from stages.lib.heads import (FC_LAYERS, HEAD_LAYERS, TASKS, Init, build_head, init_head, layer_weights,
+from stages.lib.backbones.vgg_face import head_weights, require_weights_file
+from stages.lib.backbones.registry import uses_published_weights
+from stages.lib.backbones.store import FeaturesError, read_features
+from stages.lib.heads.model import (FC_LAYERS, HEAD_LAYERS, TASKS, Init, build_head, init_head, layer_weights,
                               prediction_frame, task_classes, task_labels)
-from stages.lib.params import Params
+from stages.lib.core.params import Params
 
 @dataclass(frozen=True)
 class Features:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from stages.lib.labels import GENDERS, RACES, age_band, band_labels
+from stages.lib.core.labels import GENDERS, RACES, age_band, band_labels
 
 UNKNOWN = "unknown"
 BELOW_BANDS = "below first band"

@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stages.lib.labels import age_band
-from stages.lib.quality import reason_code, summarise
-from stages.lib.schema import rejects_frame
+from stages.lib.core.labels import age_band
+from stages.lib.datasets.quality import reason_code, summarise
+from stages.lib.core.schema import rejects_frame
 
 DETECTORS = ("yunet", "haar")
 ROUTES = ("dataset_box", "precropped", *DETECTORS)

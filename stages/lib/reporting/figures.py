@@ -1,6 +1,6 @@
 """The study's figures (matplotlib PNGs) and the same data as DVC plot files.
 
-Each `*_figure` function takes tidy data (from `stages.lib.metrics`) and returns a matplotlib Figure;
+Each `*_figure` function takes tidy data (from `stages.lib.evaluation.groups`) and returns a matplotlib Figure;
 `save_figure` writes it and closes it. Every legend or tick label carries its group's n. The
 `dvc_*` functions reshape the same data into small CSV tables with fixed columns, so that a
 `plots:` declaration in dvc.yaml (x/y names) stays valid across experiments and `dvc plots diff`
@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from stages.lib.labels import GENDERS, RACES, band_labels  # noqa: E402
-from stages.lib.metrics import pivot  # noqa: E402
+from stages.lib.core.labels import GENDERS, RACES, band_labels  # noqa: E402
+from stages.lib.evaluation.groups import pivot  # noqa: E402
 
 plt.rcParams.update({
     "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "legend.fontsize": 9.5,

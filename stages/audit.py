@@ -24,11 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.evaluate import write_evaluation, write_json
 from stages.lib.reporting import figures as plots
-from stages.lib.evaluation.correction import compare_corrections, cross_fitted_corrections
+from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.core.labels import band_labels
 from stages.lib.evaluation.groups import Bootstrap, Evaluation, evaluate
+from stages.lib.evaluation.plot_data import dvc_tables
+from stages.lib.evaluation.results import write_evaluation, write_json
 from stages.lib.core.params import PARAMS_FILE, Params, load_params
 from stages.lib.evaluation.predictions import ColumnError, Normalised, normalise_predictions, read_table
 from stages.lib.reporting.markdown import Markdown, correction_section, evaluation_sections
@@ -98,17 +99,6 @@ def settings_from(args: argparse.Namespace, params: Params | None) -> Settings:
     )
 
 
-def run_correction(frame: pd.DataFrame, kept: pd.DataFrame, bootstrap: Bootstrap) -> tuple[pd.DataFrame, str]:
-    """R9 on the val/test splits of `frame` when it has both, else cross-fitted over the evaluated rows."""
-    if {"val", "test"} <= set(frame["split"]):
-        fit, judged = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
-        return compare_corrections(fit, judged, bootstrap), (
-            f"Fitted on the val split ({len(fit):,} faces), judged on the test split ({len(judged):,}).")
-    return cross_fitted_corrections(kept, 5, bootstrap), (
-        f"The table has no val and test splits, so each face is judged by a model fitted on the other "
-        f"four fifths (5-fold cross-fitting over {len(kept):,} faces).")
-
-
 def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFrame, evaluation: Evaluation,
                  figures: dict[str, Path], settings: Settings, correction: tuple[pd.DataFrame, str] | None,
                  rows_read: int, title: str) -> str:
@@ -173,11 +163,11 @@ def audit(args: argparse.Namespace) -> dict:
                          f"reasons in {out / 'rejects.csv'})")
     evaluation = evaluate(kept, settings.edges, settings.bootstrap, settings.min_group_size, series=title)
     write_evaluation(evaluation, out)
-    for name, table in plots.dvc_tables(evaluation).items():
+    for name, table in dvc_tables(evaluation).items():
         (out / "plots").mkdir(exist_ok=True)
         table.to_csv(out / "plots" / f"{name}.csv", index=False)
     figures = {} if args.no_figures else plots.write_figures(evaluation, out / "figures", title)
-    correction = run_correction(normalised.frame, kept, settings.bootstrap) if args.correction else None
+    correction = correction_protocol(normalised.frame, kept, settings.bootstrap) if args.correction else None
     if correction is not None:
         correction[0].to_csv(out / "correction.csv", index=False)
     report = build_report(args.predictions, out, normalised, kept, evaluation, figures, settings, correction,

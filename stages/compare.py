@@ -20,29 +20,25 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.evaluate import bootstrap_from, write_evaluation
 from stages.lib.backbones.vgg_face import set_precision_for_device
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import run_features
 from stages.lib.evaluation.groups import evaluate
+from stages.lib.evaluation.results import bootstrap_from, write_evaluation
 from stages.lib.core.params import Params, load_params
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
-from stages.lib.heads.training import configure_determinism, open_features, predict_heads, role_splits, train_heads
+from stages.lib.backbones.store import open_features
+from stages.lib.heads.training import configure_determinism, predict_heads, role_splits, train_heads
 
-CROPS = Path("data/crops/manifest.parquet")
-MANIFEST = Path("data/processed/manifest.parquet")
-FEATURES = Path("data/features")
-DATA_OUT = Path("data/compare")
-REPORTS_OUT = Path("reports/compare")
 
 
 def features_for(label: str, params: Params, compared: Params) -> Path:
     """The features folder of a compared backbone, computing it unless it is the pipeline's own."""
     if compared.backbone == params.backbone:
-        return FEATURES
-    folder = DATA_OUT / label / "features"
-    run_features(read_manifest(CROPS), compared, folder, show_progress=False)
+        return params.paths.features
+    folder = params.paths.compare_features / label / "features"
+    run_features(read_manifest(params.paths.crops_manifest), compared, folder, show_progress=False)
     return folder
 
 
@@ -51,13 +47,13 @@ def compare_one(label: str, params: Params) -> dict:
     compared = params.model_copy(update={"backbone": params.compared_backbone(label)})
     configure_determinism(params.seed)
     features = open_features(features_for(label, params, compared))
-    manifest = read_manifest(MANIFEST)
+    manifest = read_manifest(params.paths.manifest)
     train, val = role_splits(manifest, params.roles.finetune, "finetune")
     plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
     models, _ = train_heads(compared, features, train, val, "random", plan)
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
     predictions = predict_heads(models, features, evaluated, params.train.batch_size, label)
-    out = REPORTS_OUT / label
+    out = params.paths.compare_reports / label
     overall = {}
     for dataset, rows in predictions.groupby("dataset", sort=False):
         evaluation = evaluate(rows, params.age_bands, bootstrap_from(params), params.evaluate.min_group_size,
@@ -73,12 +69,13 @@ def compare_one(label: str, params: Params) -> dict:
 def main() -> None:
     params = load_params()
     set_precision_for_device()
-    shutil.rmtree(REPORTS_OUT, ignore_errors=True)
-    REPORTS_OUT.mkdir(parents=True)
-    DATA_OUT.mkdir(parents=True, exist_ok=True)
-    for stale in [p for p in DATA_OUT.iterdir() if p.is_dir() and p.name not in params.compare_backbones]:
+    reports_out, data_out = params.paths.compare_reports, params.paths.compare_features
+    shutil.rmtree(reports_out, ignore_errors=True)
+    reports_out.mkdir(parents=True)
+    data_out.mkdir(parents=True, exist_ok=True)
+    for stale in [p for p in data_out.iterdir() if p.is_dir() and p.name not in params.compare_backbones]:
         shutil.rmtree(stale)  # a backbone no longer compared
-    (DATA_OUT / "backbones.json").write_text(json.dumps(
+    (data_out / "backbones.json").write_text(json.dumps(
         {label: params.compared_backbone(label).model_dump() for label in params.compare_backbones}, indent=2) + "\n")
     for label in params.compare_backbones:
         for dataset, figures in compare_one(label, params).items():

@@ -22,8 +22,6 @@ from stages.lib.faces.crop import CropError, CropSettings, crop_manifest, crop_q
 from stages.lib.core.params import Params, ParamsError, load_params
 from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
 
-INTERIM = Path("data/interim")
-OUT = Path("data/crops")
 
 
 def settings_from(params: Params) -> CropSettings:
@@ -37,9 +35,9 @@ def settings_from(params: Params) -> CropSettings:
     )
 
 
-def read_prepared(datasets: list[str]) -> pd.DataFrame:
+def read_prepared(params: Params) -> pd.DataFrame:
     """The active datasets' prepared manifests, concatenated in params order."""
-    frames = [read_manifest(INTERIM / name / "manifest.parquet") for name in datasets]
+    frames = [read_manifest(params.paths.interim / name / "manifest.parquet") for name in params.active_datasets]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -49,21 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params()
-        manifest = read_prepared(params.active_datasets)
+        manifest = read_prepared(params)
         result = crop_manifest(
-            manifest, OUT, settings_from(params), workers=params.crop.workers,
+            manifest, params.paths.crops, settings_from(params), workers=params.crop.workers,
             progress=False if args.no_progress else None,
         )
     except (ParamsError, CropError, FileNotFoundError) as exc:
         print(f"crop: {exc}", file=sys.stderr)
         return 2
-    write_manifest(result.manifest, OUT / "manifest.parquet")
-    write_rejects(result.rejects, OUT / "rejects.csv")
+    write_manifest(result.manifest, params.paths.crops_manifest)
+    write_rejects(result.rejects, params.paths.crops / "rejects.csv")
     quality = {
         "settings": params.crop.model_dump(),
         "datasets": crop_quality(manifest, result.outcomes, params.age_bands),
     }
-    (OUT / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+    params.paths.crops_quality.write_text(json.dumps(quality, indent=2) + "\n")
     for name, entry in quality["datasets"].items():
         rejected = ", ".join(f"{code} {n:,}" for code, n in entry["rejected_by_reason"].items()) or "none"
         line = f"crop: {name}: {entry['kept']:,} of {entry['rows_in']:,} kept (rejected: {rejected})"

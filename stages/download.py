@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from stages.lib.sources.fetch import (
-    LOCK_FILE, RAW_ROOT, WEIGHTS_DIR, DownloadError, Fetcher, format_summary, needed_weights, plan_fetches,
+    DownloadError, Fetcher, format_summary, needed_weights, plan_fetches,
 )
+from stages.lib.backbones.registry import describe
 from stages.lib.core.params import ParamsError, load_params
 
 
@@ -38,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         params = load_params()
-        items = plan_fetches(params, only=args.only)
-        fetcher = Fetcher(RAW_ROOT, LOCK_FILE, base_dir=Path.cwd(), progress=not args.no_progress)
+        backbone_weights = describe(params.backbone).weights
+        items = plan_fetches(params, backbone_weights, only=args.only)
+        fetcher = Fetcher(params.paths.raw, params.paths.lock, base_dir=Path.cwd(), progress=not args.no_progress)
     except (ParamsError, DownloadError) as exc:
         print(f"download: {exc}", file=sys.stderr)
         return 2
     report = fetcher.fetch_all(items)
-    write_weights_receipt(RAW_ROOT / WEIGHTS_DIR, needed_weights(params))
+    write_weights_receipt(params.paths.weights, needed_weights(params, backbone_weights))
     print(format_summary(report))
     return 1 if report.errors else 0
 

@@ -1,22 +1,20 @@
-"""Stage `features`: the frozen backbone (VGG-Face by default) over every crop, cached as float16 in data/features/.
+"""Stage `features`: the frozen backbone (VGG-Face by default) over every crop, cached as float16.
 
     python -m stages.features [--chunk-rows N] [--no-progress]
 
 Resumable: kill it and run it again, it skips the chunks already written (see stages/lib/backbones/store.py).
+Writes params.paths.features and the pass's throughput (params.paths.throughput, a DVC metric).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
 
-from stages.lib.backbones.vgg_face import set_precision_for_device
 from stages.lib.backbones.store import DEFAULT_CHUNK_ROWS, run_features
+from stages.lib.backbones.vgg_face import set_precision_for_device
 from stages.lib.core.params import load_params
 from stages.lib.core.schema import read_manifest
-
-MANIFEST = Path("data/crops/manifest.parquet")
-OUT_DIR = Path("data/features")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,12 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     params = load_params()
+    paths = params.paths
     policy = set_precision_for_device()
-    manifest = read_manifest(MANIFEST)
-    meta = run_features(manifest, params, OUT_DIR, chunk_rows=args.chunk_rows,
+    manifest = read_manifest(paths.crops_manifest)
+    meta = run_features(manifest, params, paths.features, chunk_rows=args.chunk_rows,
                         show_progress=False if args.no_progress else None)
-    print(f"features: {meta['shape'][0]} crops -> {OUT_DIR / meta['file']} {tuple(meta['shape'])} float16 "
-          f"({params.backbone.name}, {meta['device']}, {policy})")
+    paths.throughput.parent.mkdir(parents=True, exist_ok=True)
+    paths.throughput.write_text(json.dumps(meta["throughput"], indent=2) + "\n")
+    print(f"features: {meta['shape'][0]} crops -> {paths.features / meta['file']} {tuple(meta['shape'])} float16 "
+          f"({params.backbone.name}, {meta['device']}, {policy}, {meta['throughput']['images_per_second']} images/s)")
 
 
 if __name__ == "__main__":

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.experiment not in params.experiments:
             raise ParamsError(f"--experiment {args.experiment!r} is not in params.yaml's experiments: "
                               f"{', '.join(params.experiments)}")
-        models_dir = Path("models") / args.experiment
+        models_dir = params.paths.models / args.experiment
         heads = load_heads(models_dir)
-        spec, embed = load(params.backbone, params.seed)
+        spec, embed = load(params.backbone, params.seed, params.paths.weights)
         check_heads(heads, spec, models_dir)
         detector = None if args.precropped else make_detector(
             params.crop.detector, weight_path(params, "yunet"), params.crop.min_score)

@@ -24,8 +24,6 @@ from stages.lib.core.params import Params, ParamsError, load_params
 from stages.lib.datasets.quality import summarise
 from stages.lib.core.schema import SchemaError, manifest_frame, rejects_frame, write_manifest, write_rejects
 
-RAW_ROOT = Path("data/raw")
-INTERIM_ROOT = Path("data/interim")
 GENERATED_IMAGES = "images"
 
 
@@ -33,7 +31,7 @@ class PrepareError(RuntimeError):
     """A dataset this stage cannot prepare; the message says what to do."""
 
 
-def source_root(name: str, adapter: str, raw_root: Path = RAW_ROOT, interim_root: Path = INTERIM_ROOT) -> Path:
+def source_root(name: str, adapter: str, raw_root: Path, interim_root: Path) -> Path:
     """Where the adapter reads (or, for a generating adapter, draws) the dataset's images."""
     if ADAPTERS[adapter].generates:
         return interim_root / name / GENERATED_IMAGES
@@ -59,8 +57,9 @@ def result_tables(result: AdapterResult) -> tuple[pd.DataFrame, pd.DataFrame, pd
     return manifest, rejects_frame(result.rejects), labelled_rejects
 
 
-def prepare_dataset(name: str, params: Params, raw_root: Path = RAW_ROOT, interim_root: Path = INTERIM_ROOT) -> dict:
+def prepare_dataset(name: str, params: Params, raw_root: Path | None = None, interim_root: Path | None = None) -> dict:
     """Run one dataset's adapter, write its three outputs, and return its quality summary."""
+    raw_root, interim_root = raw_root or params.paths.raw, interim_root or params.paths.interim
     dataset = params.datasets[name]
     options = parse_options(dataset.adapter, name, dataset.options)
     root = source_root(name, dataset.adapter, raw_root, interim_root)
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             parse_options(params.datasets[name].adapter, name, params.datasets[name].options)
         for name in names:
             quality = prepare_dataset(name, params)
-            print(format_summary(quality, INTERIM_ROOT / name))
+            print(format_summary(quality, params.paths.interim / name))
     except (ParamsError, DatasetError, PrepareError, SchemaError) as error:
         print(f"prepare: {error}", file=sys.stderr)
         return 1

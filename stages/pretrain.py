@@ -16,36 +16,32 @@ Also writes history.csv and live/ (dvclive) as the train stage does.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from stages.lib.backbones.registry import uses_published_weights
 from stages.lib.core.params import load_params
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
-from stages.lib.heads.training import (configure_determinism, open_features, published_heads, role_splits, save_heads,
+from stages.lib.backbones.store import open_features
+from stages.lib.heads.training import (configure_determinism, published_heads, role_splits, save_heads,
                                  train_heads)
 
-MANIFEST = Path("data/processed/manifest.parquet")
-FEATURES = Path("data/features")
-WEIGHTS = Path("data/raw/weights")
-OUT = Path("models/_pretrain")
 STARTS = ("age", "gender", "vgg_face")  # the published files a head can start from
 
 
 def main() -> None:
     params = load_params()
+    paths = params.paths
     configure_determinism(params.seed)
-    features = open_features(FEATURES)
+    features = open_features(paths.features)
     if uses_published_weights(params.backbone):
-        models, histories = published_heads(WEIGHTS, STARTS, features.dim, params), {}
+        models, histories = published_heads(paths.weights, STARTS, features.dim, params), {}
         summary = {"source": "published weights", "heads": list(STARTS)}
     else:
-        train, val = role_splits(read_manifest(MANIFEST), params.roles.pretrain, "pretrain")
+        train, val = role_splits(read_manifest(paths.manifest), params.roles.pretrain, "pretrain")
         plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
         models, histories = train_heads(params, features, train, val, "random", plan)
         summary = {"source": f"trained on {params.roles.pretrain}", "train_faces": len(train), "val_faces": len(val)}
-    save_heads(models, histories, OUT, summary)
-    print(f"pretrain: {', '.join(models) or 'no heads'} -> {OUT} ({summary['source']})")
+    save_heads(models, histories, paths.pretrain, summary)
+    print(f"pretrain: {', '.join(models) or 'no heads'} -> {paths.pretrain} ({summary['source']})")
 
 
 if __name__ == "__main__":

@@ -25,16 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib.backbones.store import FeaturesError
+from stages.lib.backbones.store import FeaturesError, open_features
 from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
 from stages.lib.core.params import ParamsError, load_params
 from stages.lib.core.schema import read_manifest, write_manifest
 from stages.lib.splitting.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
-from stages.lib.heads.training import open_features
-
-CROPS = Path("data/crops/manifest.parquet")
-FEATURES = Path("data/features")
-OUT = Path("data/processed")
 
 
 def dataset_features(manifest: pd.DataFrame, features_dir: Path) -> dict[str, np.ndarray]:
@@ -76,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     try:
         params = load_params()
-        manifest = read_manifest(CROPS)
+        manifest = read_manifest(params.paths.crops_manifest)
         clusters = params.split.clusters
-        embeddings = dataset_features(manifest, FEATURES) if clusters else {}
+        embeddings = dataset_features(manifest, params.paths.features) if clusters else {}
     except (ParamsError, FileNotFoundError, FeaturesError) as exc:
         print(f"split: {exc}", file=sys.stderr)
         return 2
@@ -92,14 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         split=split_manifest(grouped, fractions, edges, params.seed),
         split_naive=naive_split_manifest(manifest, fractions, edges, params.seed),
     )
-    write_manifest(manifest, OUT / "manifest.parquet")
+    write_manifest(manifest, params.paths.manifest)
     summary = {
         "seed": params.seed, "fractions": fractions,
         "clusters": clusters.model_dump() if clusters else None,
         "datasets": split_summary(manifest, edges),
         "leakage": leakage(manifest, embeddings, clusters, resplit) if clusters else {},
     }
-    (OUT / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
+    params.paths.split_summary.write_text(json.dumps(summary, indent=2) + "\n")
     for name, entry in summary["datasets"].items():
         rows = ", ".join(f"{split} {n}" for split, n in entry["rows"].items())
         leaks = summary["leakage"].get(name)

@@ -15,18 +15,13 @@ with the experiment's oversampling / re-weighting, stops on the val split's loss
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from stages.lib.core.params import ParamsError, load_params
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
-from stages.lib.heads.training import (configure_determinism, open_features, predict_heads, role_splits, save_heads,
+from stages.lib.backbones.store import open_features
+from stages.lib.heads.training import (configure_determinism, predict_heads, role_splits, save_heads,
                                  train_heads, with_split)
-
-MANIFEST = Path("data/processed/manifest.parquet")
-FEATURES = Path("data/features")
-PRETRAIN = Path("models/_pretrain")
-
 
 def run(experiment_name: str) -> None:
     """Train one experiment's heads and write its models and predictions (paths relative to the cwd)."""
@@ -34,20 +29,20 @@ def run(experiment_name: str) -> None:
     if experiment_name not in params.experiments:
         raise ParamsError(f"experiment {experiment_name!r} is not in params.yaml's experiments: "
                           f"{', '.join(params.experiments)}")
-    experiment = params.experiments[experiment_name]
+    experiment, paths = params.experiments[experiment_name], params.paths
     configure_determinism(params.seed)
-    manifest = with_split(read_manifest(MANIFEST), experiment.split)
-    features = open_features(FEATURES)
+    manifest = with_split(read_manifest(paths.manifest), experiment.split)
+    features = open_features(paths.features)
     train, val = role_splits(manifest, params.roles.finetune, "finetune")
     plan = training_plan(train["age"].to_numpy(), experiment.oversample, experiment.reweight, params.age_bands)
-    models, histories = train_heads(params, features, train, val, experiment.init, plan, PRETRAIN)
+    models, histories = train_heads(params, features, train, val, experiment.init, plan, paths.pretrain)
     summary = {"init": experiment.init}
     if histories:
         summary.update(train_faces=len(train), train_rows=len(plan[0]), val_faces=len(val))
-    save_heads(models, histories, Path("models") / experiment_name, summary)
+    save_heads(models, histories, paths.models / experiment_name, summary)
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate)]
     predictions = predict_heads(models, features, evaluated, params.train.batch_size, experiment_name)
-    out = Path("reports") / experiment_name / "predictions.parquet"
+    out = paths.experiments / experiment_name / "predictions.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(out, index=False)
     print(f"{experiment_name}: {len(predictions)} predictions -> {out}")

@@ -9,12 +9,12 @@ import pytest
 
 from stages.lib.backbones import registry as backbones
 from stages.lib.backbones.registry import BackboneSpec, describe, register, unregister, uses_published_weights
-from stages.lib.sources.fetch import needed_weights
 from stages.lib.backbones.store import read_features, run_features
 from stages.lib.heads.inference import predict_crops
 from stages.lib.core.params import ParamsError
 from stages.lib.heads.sampling import training_plan
-from stages.lib.heads.training import open_features, train_heads
+from stages.lib.backbones.store import open_features
+from stages.lib.heads.training import train_heads
 from tests.test_features import make_params, write_crops
 
 FAKE_DIM = 6
@@ -59,7 +59,7 @@ def test_a_registered_backbone_runs_through_features_and_training(tmp_path, fake
                                     features, train, val, "random", plan)
     assert models["age"].input_shape[-1] == FAKE_DIM and set(histories) == {"age", "gender"}
 
-    spec, embed = backbones.load(params.backbone, params.seed, tmp_path)
+    spec, embed = backbones.load(params.backbone, params.seed, tmp_path / params.paths.weights)
     crops = [np.full((40, 40, 3), value, np.uint8) for value in (10, 200)]
     predictions = predict_crops(crops, [0.4, np.nan], embed, spec.input_size, models)
     assert list(predictions.columns) == ["age", "age_argmax", "gender", "p_female"] and len(predictions) == 2
@@ -70,14 +70,14 @@ def test_only_published_vgg_face_needs_the_published_files(fake_backbone):
     assert not uses_published_weights(make_params(weights="random").backbone)
     fake = make_params(name="colour_stats", weights="vgg_face")
     assert not uses_published_weights(fake.backbone) and not describe(fake.backbone).published_heads
-    assert "vgg_face" not in needed_weights(fake) and "age" not in needed_weights(fake)
+    assert not describe(fake.backbone).weights
 
 
 def test_vgg_face_spec_matches_the_real_model():
     spec = describe(make_params(weights="vgg_face", input_size=224, conv_widths=[64, 128, 256, 512, 512],
                                 fc_width=4096).backbone)
     assert (spec.feature_dim, spec.head_width, spec.published_heads) == (7 * 7 * 512, 4096, True)
-    assert spec.weights_file == Path("data/raw/weights/vgg_face.h5")
+    assert spec.weights_file == "vgg_face.h5"
 
 
 def test_an_unknown_backbone_name_lists_the_registered_ones():

@@ -36,6 +36,15 @@ from stages.lib.core.params import ParamsError, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB
+from stages.lib.backbones.registry import describe
+
+
+def needed(params):
+    return needed_weights(params, describe(params.backbone).weights)
+
+
+def plan(params, **kwargs):
+    return plan_fetches(params, describe(params.backbone).weights, **kwargs)
 
 
 def sha(data: bytes) -> str:
@@ -329,7 +338,7 @@ def test_a_local_folder_is_linked_file_by_file_and_its_archives_extracted(tmp_pa
 ])
 def test_a_missing_manual_dataset_says_where_to_download_it_and_where_to_put_it(tmp_path, raw_params, adapter, where):
     params = validate({**raw_params, "roles": {"pretrain": adapter, "finetune": adapter, "evaluate": [adapter]}})
-    [item] = [fetch for fetch in plan_fetches(params) if not fetch.weight]
+    [item] = [fetch for fetch in plan(params) if not fetch.weight]
     with pytest.raises(MissingSourceError) as caught:
         make_fetcher(tmp_path).fetch(item)
     message = str(caught.value)
@@ -484,52 +493,51 @@ def with_changes(raw, merge=True, **sections):
 
 
 def test_needed_weights_follow_the_detector_and_backbone_not_the_experiments(raw_params):
-    assert needed_weights(validate(raw_params)) == ["yunet", "vgg_face", "age", "gender"]
-    assert needed_weights(with_changes(raw_params, crop={"detector": "haar"})) == ["vgg_face", "age", "gender"]
-    assert needed_weights(with_changes(raw_params, backbone={"weights": "random"})) == ["yunet"]
-    assert needed_weights(with_changes(raw_params, backbone={"name": "dlib_resnet"})) == ["yunet"]
+    assert needed(validate(raw_params)) == ["yunet", "vgg_face", "age", "gender"]
+    assert needed(with_changes(raw_params, crop={"detector": "haar"})) == ["vgg_face", "age", "gender"]
+    assert needed(with_changes(raw_params, backbone={"weights": "random"})) == ["yunet"]
+    assert needed(with_changes(raw_params, backbone={"name": "dlib_resnet"})) == ["yunet"]
     # editing experiments never changes what is fetched (so it never re-runs the download stage)
     no_published = {k: v for k, v in raw_params["experiments"].items() if v["init"] != "published"}
-    assert needed_weights(with_changes(raw_params, merge=False, experiments=no_published)) == needed_weights(
-        validate(raw_params))
+    assert needed(with_changes(raw_params, merge=False, experiments=no_published)) == needed(validate(raw_params))
 
 
 def test_only_the_active_datasets_are_planned(raw_params):
-    fetches = plan_fetches(validate(raw_params))
+    fetches = plan(validate(raw_params))
     assert [f.params_key for f in fetches] == [
         "datasets.wiki.sources[0]", "datasets.utkface.sources[0]",
         "weights.yunet", "weights.vgg_face", "weights.age", "weights.gender",
     ]
-    demo = plan_fetches(validate({**raw_params, "profile": "demo"}))
+    demo = plan(validate({**raw_params, "profile": "demo"}))
     assert [f.params_key for f in demo] == []  # synthetic has no sources; its faces carry boxes (haar, no download)
 
 
 def test_only_picks_named_sources_and_rejects_unknown_names(raw_params):
     params = validate(raw_params)
-    assert [f.params_key for f in plan_fetches(params, only=["yunet", "fairface"])] == [
+    assert [f.params_key for f in plan(params, only=["yunet", "fairface"])] == [
         "datasets.fairface.sources[0]", "weights.yunet",
     ]
     with pytest.raises(ParamsError, match=r"--only nope: .*known: age, fairface"):
-        plan_fetches(params, only=["nope"])
+        plan(params, only=["nope"])
 
 
 def test_a_needed_weight_missing_from_params_is_named(raw_params):
     weights = {k: v for k, v in raw_params["weights"].items() if k != "age"}
     with pytest.raises(ParamsError, match=r"weights\.age: required key is missing"):
-        plan_fetches(with_changes(raw_params, merge=False, weights=weights))
+        plan(with_changes(raw_params, merge=False, weights=weights))
 
 
 def test_two_sources_with_one_file_name_are_refused(raw_params):
     datasets = copy.deepcopy(raw_params["datasets"])
     datasets["wiki"]["sources"].append({"url": "https://mirror.example.org/wiki_crop.tar"})
     with pytest.raises(ParamsError, match=r"datasets\.wiki\.sources\[1\]: .*'wiki_crop.tar'.*datasets\.wiki\.sources\[0\]"):
-        plan_fetches(with_changes(raw_params, merge=False, datasets=datasets))
+        plan(with_changes(raw_params, merge=False, datasets=datasets))
 
 
 def test_weight_paths_take_the_extension_of_their_source(raw_params):
     params = validate(raw_params)
-    assert weight_path(params, "vgg_face", Path("r")) == Path("r/weights/vgg_face.h5")
-    assert weight_path(params, "yunet", Path("r")) == Path("r/weights/yunet.onnx")
+    assert weight_path(params, "vgg_face") == params.paths.raw / "weights/vgg_face.h5"
+    assert weight_path(params, "yunet") == params.paths.raw / "weights/yunet.onnx"
 
 
 # ----------------------------------------------------------------------------- the stage

@@ -79,7 +79,7 @@ def test_second_repro_does_nothing(demo_project):
 
 def test_demo_report_shows_the_planted_gap(demo_project):
     """The synthetic data under-represents black women and offsets their labels: the gap must show."""
-    groups = pd.read_csv(demo_project / "reports/retrained/evaluation/synthetic/groups.csv")
+    groups = pd.read_csv(demo_project / "reports/experiments/retrained/evaluation/synthetic/groups.csv")
     planted = groups.query("attribute == 'race*gender' and group == 'black*female'").iloc[0]
     others = groups.query("attribute == 'race*gender' and group != 'black*female'")
     assert planted["mae_ci_low"] > others["mae_ci_high"].max()
@@ -92,7 +92,7 @@ def test_demo_report_compares_backbones_and_splits(demo_project):
     assert "Leakage: the study's split" in report and "naive (the study's)" in report
     manifest = pd.read_parquet(demo_project / "data/processed/manifest.parquet")
     assert set(manifest["split_naive"]) == {"train", "val", "test"}
-    naive = pd.read_parquet(demo_project / "reports/naive_split/predictions.parquet").set_index("id")["split"]
+    naive = pd.read_parquet(demo_project / "reports/experiments/naive_split/predictions.parquet").set_index("id")["split"]
     assert naive.equals(manifest.set_index("id").loc[naive.index, "split_naive"].rename("split"))
 
 
@@ -153,8 +153,8 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path):
     split = json.loads((project / "data/processed/split.json").read_text())
     assert set(split["leakage"]) == {"utkface", "fairface"}
     assert all(entry["grouped"]["test_faces"] > 0 for entry in split["leakage"].values())
-    metrics = json.loads((project / "reports/retrained/metrics.json").read_text())
-    predictions = pd.read_parquet(project / "reports/retrained/predictions.parquet").query("dataset == 'utkface'")
+    metrics = json.loads((project / "reports/experiments/retrained/metrics.json").read_text())
+    predictions = pd.read_parquet(project / "reports/experiments/retrained/predictions.parquet").query("dataset == 'utkface'")
     test, train = predictions[predictions["split"] == "test"], predictions[predictions["split"] == "train"]
     guess_median = (test["age"] - train["age"].median()).abs().mean()
     assert metrics["utkface"]["mae"] < guess_median  # the heads learn age from the embeddings ...

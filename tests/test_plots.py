@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.reporting import figures as plots
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.evaluation.groups import Bootstrap, evaluate, group_metrics
@@ -100,13 +101,13 @@ def test_write_figures_draws_what_the_data_allows(tmp_path):
 
 
 def test_dvc_tables_keep_fixed_columns():
-    tables = plots.dvc_tables(evaluate(predictions(race=False), EDGES, Bootstrap(0)))
+    tables = dvc_tables(evaluate(predictions(race=False), EDGES, Bootstrap(0)))
     assert list(tables["error_by_age_race"].columns) == ["age", *RACES]
     assert tables["error_by_age_race"].empty                       # header only: no race in the data
     assert list(tables["error_by_age_gender"].columns) == ["age", *GENDERS]
     assert list(tables["predicted_vs_actual"].columns) == ["age", "n", "mean_pred", "q25", "q75"]
-    with_race = plots.dvc_tables(evaluate(predictions(), EDGES, Bootstrap(0)))["error_by_age_race"]
+    with_race = dvc_tables(evaluate(predictions(), EDGES, Bootstrap(0)))["error_by_age_race"]
     assert list(with_race.columns) == ["age", *RACES] and with_race["others"].isna().all()
     assert with_race["white"].notna().any()
-    bars = plots.dvc_tables(evaluate(predictions(), EDGES, Bootstrap(0)))["mae_by_group"]
+    bars = dvc_tables(evaluate(predictions(), EDGES, Bootstrap(0)))["mae_by_group"]
     assert bars["group"].iloc[0] == "all:all" and "race:white" in set(bars["group"])

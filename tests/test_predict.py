@@ -64,7 +64,7 @@ def test_predictions_equal_the_pipelines_on_the_same_crop(tmp_path):
     manifest = pd.DataFrame([{"id": "x/one", "crop_path": "data/crops/one.png"}])
     run_features(manifest, params, tmp_path / "features", root=tmp_path, show_progress=False)
     cached = np.asarray(read_features(tmp_path / "features").values, np.float32)
-    spec, embed = load(params.backbone, params.seed, tmp_path)
+    spec, embed = load(params.backbone, params.seed, tmp_path / params.paths.weights)
     models = heads(spec.feature_dim)
     ours = predict_crops([crop], [np.nan], embed, spec.input_size, models)
     pipeline_age = models["age"].predict(cached, verbose=0) @ np.arange(101)
@@ -73,7 +73,7 @@ def test_predictions_equal_the_pipelines_on_the_same_crop(tmp_path):
 
 def test_every_photo_is_accounted_for(tmp_path):
     params = make_params()
-    spec, embed = load(params.backbone, params.seed, tmp_path)
+    spec, embed = load(params.backbone, params.seed, tmp_path / params.paths.weights)
     good, empty, broken = tmp_path / "two.png", tmp_path / "none.png", tmp_path / "broken.jpg"
     cv2.imwrite(str(good), photo())
     cv2.imwrite(str(empty), photo(1))
@@ -106,7 +106,7 @@ def project(tmp_path, monkeypatch):
     raw["crop"] = {**raw["crop"], "detector": "haar", "size": CROP_SIZE}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     params = make_params()
-    spec, _ = load(params.backbone, params.seed, tmp_path)
+    spec, _ = load(params.backbone, params.seed, tmp_path / params.paths.weights)
     (tmp_path / "models/retrained").mkdir(parents=True)
     for task, model in heads(spec.feature_dim).items():
         model.save(tmp_path / "models/retrained" / f"{task}.keras")

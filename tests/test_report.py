@@ -8,6 +8,8 @@ import yaml
 
 from stages import evaluate as evaluate_stage
 from stages import report as report_stage
+from stages.lib.evaluation import results
+from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.core.labels import RACES
 from stages.lib.evaluation.groups import GROUP_COLUMNS, Bootstrap, evaluate
 from stages.lib.reporting.markdown import Markdown, markdown_table, with_interval
@@ -36,7 +38,7 @@ def write_predictions(folder: Path, experiment: str, noise: float, seed: int, sp
             "age": age, "age_pred": pred, "age_pred_argmax": pred.round(), "gender": gender,
             "gender_prob_female": prob, "gender_pred": np.where(prob >= 0.5, "female", "male"),
             "race": rng.choice(RACES, n) if has_race else None, "experiment": experiment}))
-    path = folder / "reports" / experiment / "predictions.parquet"
+    path = folder / "reports" / "experiments" / experiment / "predictions.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.concat(parts)[PREDICTION_COLUMNS].to_parquet(path)
 
@@ -62,7 +64,7 @@ def test_markdown_helpers():
 
 
 def test_data_tables_count_what_each_stage_kept_and_lost():
-    from stages.report import crop_rejection_by_race, pipeline_counts
+    from stages.lib.reporting.report import crop_rejection_by_race, pipeline_counts
 
     prepared = {"utkface": {"rows_in": 5002, "kept": 5000, "rejected_by_reason": {"name_unparsed": 2}}}
     crops = {"datasets": {"utkface": {"kept": 4990, "rejected_by_reason": {"no_face": 10},
@@ -80,40 +82,48 @@ def test_data_tables_count_what_each_stage_kept_and_lost():
 
 def test_evaluate_stage_writes_contract_outputs_per_dataset(project):
     evaluate_stage.main(["retrained"])
-    folder = project / "reports" / "retrained"
+    folder = project / "reports" / "experiments" / "retrained"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert set(metrics) == {"utkface", "wiki", "all", "rejected_rows"} and metrics["rejected_rows"] == 0
     test = pd.read_parquet(folder / "predictions.parquet").query("split == 'test'")
     assert metrics["utkface"]["n"] == (test["dataset"] == "utkface").sum()
     error = (test["age_pred"] - test["age"]).abs()
-    assert metrics["all"]["mae"] == pytest.approx(error.mean(), abs=1e-5)
+    assert metrics["all"]["mae"] == pytest.approx(error.mean(), abs=1e-3)
     for dataset in ("utkface", "wiki", "all"):
         groups = pd.read_csv(folder / "evaluation" / dataset / "groups.csv")
         assert list(groups.columns) == GROUP_COLUMNS
     wiki = pd.read_csv(folder / "evaluation" / "wiki" / "groups.csv")
     assert not wiki["attribute"].str.contains("race").any()
-    for kind in evaluate_stage.PLOT_KINDS:
+    for kind in dvc_tables(results.load_evaluation(folder / "evaluation" / "utkface", [0, 16, 31, 46, 61])):
         assert (project / "reports" / "plots" / kind / "retrained" / "utkface.csv").exists()
     race = pd.read_csv(project / "reports" / "plots" / "error_by_age_race" / "retrained" / "wiki.csv")
     assert list(race.columns) == ["age", *RACES] and race.empty
 
 
-def test_evaluate_stage_refuses_what_it_cannot_use(project):
-    with pytest.raises(SystemExit, match="known"):
-        evaluate_stage.main(["nonexistent"])
-    with pytest.raises(FileNotFoundError, match="train stage"):
-        evaluate_stage.main(["reweight"])
+def test_evaluate_stage_refuses_what_it_cannot_use(project, capsys):
     write_predictions(project, "oversample_x2", noise=5, seed=2, splits=("train",))
-    with pytest.raises(SystemExit, match="no test rows"):
-        evaluate_stage.main(["oversample_x2"])
+    for experiment, said in (("nonexistent", "known"), ("reweight", "train stage"), ("oversample_x2", "no test rows")):
+        assert evaluate_stage.main([experiment]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("evaluate: ") and said in error and "Traceback" not in error
+
+
+def test_headline_metrics_stay_few(project):
+    evaluate_stage.main(["retrained"])
+    metrics = json.loads((project / "reports" / "experiments" / "retrained" / "metrics.json").read_text())
+    assert set(metrics["utkface"]) == {"n", "mae", "gender_accuracy", "mae_gap_race", "mae_gap_gender",
+                                       "mae_gap_race_x_gender"}
+    assert set(metrics["wiki"]) == {"n", "mae", "gender_accuracy", "mae_gap_gender"}  # no race labels
+    full = json.loads((project / "reports" / "experiments" / "retrained" / "evaluation" / "utkface" / "metrics.json").read_text())
+    assert full["mae_ci_low"] < metrics["utkface"]["mae"] < full["mae_ci_high"]
 
 
 def test_evaluation_round_trips_through_its_files(tmp_path):
     write_predictions(tmp_path, "e", noise=5, seed=3)
-    frame = pd.read_parquet(tmp_path / "reports" / "e" / "predictions.parquet").query("dataset == 'utkface'")
+    frame = pd.read_parquet(tmp_path / "reports" / "experiments" / "e" / "predictions.parquet").query("dataset == 'utkface'")
     evaluation = evaluate(frame, [0, 16, 31, 46, 61], Bootstrap(30), 30)
-    evaluate_stage.write_evaluation(evaluation, tmp_path / "out")
-    loaded = evaluate_stage.load_evaluation(tmp_path / "out", [0, 16, 31, 46, 61])
+    results.write_evaluation(evaluation, tmp_path / "out")
+    loaded = results.load_evaluation(tmp_path / "out", [0, 16, 31, 46, 61])
     pd.testing.assert_frame_equal(loaded.groups, evaluation.groups, check_dtype=False)
     assert loaded.overall == json.loads(json.dumps(evaluation.overall))
     assert set(loaded.tables) == set(evaluation.tables)

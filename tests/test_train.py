@@ -16,10 +16,10 @@ from stages.lib.backbones.h5weights import weighted_layers, write_keras2_weights
 from stages.lib.heads.model import build_head, layer_weights
 from stages.lib.core.params import ParamsError, validate
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
+from stages.lib.backbones.store import open_features
 from stages.lib.heads.training import (
     fit_head,
     history_frame,
-    open_features,
     predict_probs,
     row_dataset,
     starting_weights,
@@ -149,6 +149,7 @@ def test_starting_weights_resolve_from_the_pretrain_folder(tmp_path):
 def write_project(root: Path, backbone: dict, features: np.ndarray | None = None, n_per_dataset=120) -> pd.DataFrame:
     """params.yaml, a split manifest of two datasets and a features cache as the features stage writes it."""
     raw = {
+        "paths": yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["paths"],
         "seed": 7,
         "roles": {"pretrain": "wiki", "finetune": "utkface", "evaluate": ["utkface", "wiki"]},
         "datasets": {"wiki": {"adapter": "imdb_wiki"}, "utkface": {"adapter": "utkface"}},
@@ -200,7 +201,7 @@ def test_offline_pretrain_then_train_writes_models_and_contract_predictions(tmp_
     assert len(pd.read_csv(tmp_path / "models/_pretrain/history.csv").dropna()) == 3  # 3 epochs, both heads
 
     train.run("published")
-    published = pd.read_parquet(tmp_path / "reports/published/predictions.parquet")
+    published = pd.read_parquet(tmp_path / "reports/experiments/published/predictions.parquet")
     evaluated = manifest[manifest["dataset"].isin(["utkface", "wiki"])]
     assert list(published.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
     assert published["id"].tolist() == evaluated["id"].tolist()
@@ -223,7 +224,7 @@ def test_offline_pretrain_then_train_writes_models_and_contract_predictions(tmp_
     assert (tmp_path / "models/oversample_x2/live/plots/metrics/age/val_loss.tsv").exists()
     retrained = keras.models.load_model(tmp_path / "models/oversample_x2/age.keras")
     assert retrained.output_shape == (None, 101)
-    predictions = pd.read_parquet(tmp_path / "reports/oversample_x2/predictions.parquet")
+    predictions = pd.read_parquet(tmp_path / "reports/experiments/oversample_x2/predictions.parquet")
     assert list(predictions.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
     assert predictions["age_pred"].between(0, 100).all()
     assert not np.allclose(predictions["age_pred"], published["age_pred"])

@@ -6,7 +6,7 @@
   resized to, how it aligns a face, the width of a feature row, the width of the heads' hidden
   layers, and whether the study's published age/gender heads fit its features. The download,
   pretrain and train stages only need this.
-- `load(config, seed, root)`: an `Embed` function, `embed(images, margins)`: uint8 RGB crops
+- `load(config, seed, weights_dir)`: an `Embed` function, `embed(images, margins)`: uint8 RGB crops
   (N, s, s, 3) and each crop's margin (the fraction of the face box added on each side by the crop
   stage; NaN for a dataset's own face crop) -> float (N, D). The features stage and `stages.predict`
   call it; a backbone that aligns faces itself needs to know where in the crop the face is.
@@ -34,7 +34,7 @@ from stages.lib.core.params import Backbone as BackboneConfig
 from stages.lib.core.params import ParamsError
 
 Embed = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, margins) -> features
-VGG_WEIGHTS_FILE = Path("data/raw/weights/vgg_face.h5")  # written by the download stage
+VGG_WEIGHTS_FILE = "vgg_face.h5"  # in the weights folder, written there by the download stage
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,17 @@ class BackboneSpec:
     feature_dim: int       # width of one cached feature row
     head_width: int        # width of the heads' two hidden layers (fc6, fc7)
     published_heads: bool  # the study's published age/gender files fit these features
-    weights_file: Path | None  # the download stage's file it reads (its sha256 goes into the cache key)
+    weights_file: str | None  # its file in the weights folder (params.paths.weights; its sha256 goes into the cache key)
+    weights: tuple[str, ...] = ()  # the `weights` entries of params.yaml the download stage must fetch for it
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "weights_file": None if self.weights_file is None else str(self.weights_file)}
+        return {**asdict(self), "weights": list(self.weights)}  # as JSON reads it back
 
 
 class BackboneEntry(Protocol):
     def describe(self, config: BackboneConfig) -> BackboneSpec: ...
 
-    def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed: ...
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed: ...
 
 
 def uses_published_weights(config: BackboneConfig) -> bool:
@@ -76,13 +77,14 @@ class VggFace:
             feature_dim=int(np.prod(cut_shape(config.input_size, config.conv_widths, config.cut))),
             head_width=config.fc_width, published_heads=published,
             weights_file=VGG_WEIGHTS_FILE if published else None,
+            weights=("vgg_face", "age", "gender") if published else (),  # the published heads are the baseline
         )
 
-    def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed:
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
         from stages.lib.backbones.vgg_face import flat_features_fn, trunk_from_params
 
         spec = self.describe(config)
-        trunk = trunk_from_params(config, seed, None if spec.weights_file is None else root / spec.weights_file)
+        trunk = trunk_from_params(config, seed, None if spec.weights_file is None else weights_dir / spec.weights_file)
         infer = flat_features_fn(trunk)
         return lambda images, margins: infer(images).numpy()
 
@@ -98,7 +100,7 @@ class DlibResnet:
             head_width=config.fc_width, published_heads=False, weights_file=None,
         )
 
-    def load(self, config: BackboneConfig, seed: int, root: Path) -> Embed:
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
         from stages.lib.backbones.dlib_resnet import load_dlib_models, margin_embedder
 
         embed = margin_embedder(load_dlib_models())
@@ -134,7 +136,8 @@ def describe(config: BackboneConfig) -> BackboneSpec:
     return entry_for(config).describe(config)
 
 
-def load(config: BackboneConfig, seed: int, root: Path = Path(".")) -> tuple[BackboneSpec, Embed]:
-    """The spec and the embedding function of the backbone the params select."""
+def load(config: BackboneConfig, seed: int, weights_dir: Path) -> tuple[BackboneSpec, Embed]:
+    """The spec and the embedding function of the backbone the params select; its weights file, if it
+    has one, is read from `weights_dir` (params.paths.weights)."""
     entry = entry_for(config)
-    return entry.describe(config), entry.load(config, seed, Path(root))
+    return entry.describe(config), entry.load(config, seed, Path(weights_dir))

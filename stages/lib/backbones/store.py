@@ -9,7 +9,6 @@ before any split: the split stage reads these features to keep look-alike faces 
                      reading it (see `read_features`)
     index.parquet    id, row
     meta.json        shape, dtype, the backbone's params and spec, weights' sha256, precision, device
-    throughput.json  images/s of the pass (a DVC metrics file)
 
 The pass is the only expensive step of the pipeline (hours on a CPU for IMDB-Wiki), hence resumable.
 It writes into a scratch folder beside the outputs (`data/.features-partial/`: features.npy and
@@ -29,6 +28,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -44,7 +44,6 @@ from stages.lib.backbones.registry import Embed, describe, load
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.parquet"
 META_FILE = "meta.json"
-THROUGHPUT_FILE = "throughput.json"
 PROGRESS_FILE = "progress.json"
 FEATURE_DTYPE = np.float16
 PREPROCESSING = "decode RGB, bilinear antialiased resize to input_size rounded to uint8, then the backbone's own"
@@ -264,15 +263,16 @@ def run_features(
         )
     paths = crop_files(manifest, root)
     spec = describe(params.backbone)
-    weights_file = spec.weights_file
+    weights_dir = root / params.paths.weights
+    weights_file = None if spec.weights_file is None else weights_dir / spec.weights_file
     if weights_file is not None:
-        require_weights_file(root / weights_file)
+        require_weights_file(weights_file)
     config = {
         "backbone": params.backbone.model_dump(),
         "crop_margin": params.crop.margin,
         "spec": spec.as_dict(),
         "seed": params.seed,
-        "weights_sha256": sha256_file(root / weights_file) if weights_file is not None else None,
+        "weights_sha256": sha256_file(weights_file) if weights_file is not None else None,
         "precision": keras.mixed_precision.global_policy().name,
         "dtype": np.dtype(FEATURE_DTYPE).name,
         "preprocessing": PREPROCESSING,
@@ -281,7 +281,7 @@ def run_features(
     finished = _finished_meta(out_dir, fingerprint)
     if finished is not None:
         return finished
-    _, embed = load(params.backbone, params.seed, root)
+    _, embed = load(params.backbone, params.seed, weights_dir)
     extract_features(
         embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
         input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
@@ -294,8 +294,7 @@ def run_features(
         "shape": [len(paths), spec.feature_dim],
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
-    _finish(work_dir, out_dir, list(manifest["id"]), meta)
-    return meta
+    return _finish(work_dir, out_dir, list(manifest["id"]), meta)
 
 
 def _finished_meta(out_dir: Path, fingerprint: str) -> dict | None:
@@ -312,8 +311,8 @@ def _finished_meta(out_dir: Path, fingerprint: str) -> dict | None:
     return meta
 
 
-def _finish(work_dir: Path, out_dir: Path, ids: list[str], meta: dict) -> None:
-    """Move a complete pass into out_dir with its index and throughput, write meta.json last (it marks
+def _finish(work_dir: Path, out_dir: Path, ids: list[str], meta: dict) -> dict:
+    """Move a complete pass into out_dir with its index, write meta.json last (it marks
     the folder complete for `read_features`), then drop the scratch folder. The features file is
     moved, not copied (same file system): it can be tens of GB."""
     progress = json.loads((work_dir / PROGRESS_FILE).read_text())
@@ -322,14 +321,14 @@ def _finish(work_dir: Path, out_dir: Path, ids: list[str], meta: dict) -> None:
     # os.replace swaps a link into DVC's cache for the new file; it never writes through the link.
     os.replace(work_dir / FEATURES_FILE, out_dir / FEATURES_FILE)
     pd.DataFrame({"id": ids, "row": np.arange(len(ids), dtype=np.int64)}).to_parquet(out_dir / INDEX_FILE, index=False)
+    _write_json(out_dir / META_FILE, meta)
+    shutil.rmtree(work_dir)
     seconds = progress["seconds"]
-    _write_json(out_dir / THROUGHPUT_FILE, {
+    return {**meta, "throughput": {  # returned, not written: meta.json stays the same for the same inputs
         "images_per_second": round(progress["rows_computed"] / seconds, 2) if seconds > 0 else 0.0,
         "images": progress["rows_computed"],
         "seconds": round(seconds, 3),
-    })
-    _write_json(out_dir / META_FILE, meta)
-    shutil.rmtree(work_dir)
+    }}
 
 
 def read_features(features_dir: Path) -> FeatureStore:
@@ -347,3 +346,30 @@ def read_features(features_dir: Path) -> FeatureStore:
             "run `dvc repro features`"
         )
     return FeatureStore(values, index, meta)
+
+
+@dataclass(frozen=True)
+class Features:
+    """The features memmap (N, D) float16 and the row of each manifest id in it."""
+
+    array: np.ndarray
+    row_of: pd.Series  # index: manifest id, value: row in `array`
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[1])
+
+    def rows_for(self, ids: Sequence[str]) -> np.ndarray:
+        """Memmap rows of these manifest ids; FeaturesError naming the first ids that have none."""
+        ids = pd.Index(ids)
+        missing = ids[~ids.isin(self.row_of.index)]
+        if len(missing):
+            raise FeaturesError(f"{len(missing)} manifest rows have no features (e.g. {list(missing[:3])}): "
+                                "re-run the features stage (`dvc repro features`)")
+        return self.row_of.loc[ids].to_numpy(dtype=np.int64)
+
+
+def open_features(directory: str | Path) -> Features:
+    """The features stage's output in `directory`, memory-mapped read-only, rows looked up by id."""
+    store = read_features(Path(directory))
+    return Features(store.values, pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy()))

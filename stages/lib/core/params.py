@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_FILE = Path("params.yaml")
+WEIGHTS_FOLDER = "weights"  # the model files' folder inside paths.raw (a dataset cannot take this name)
 
 
 class ParamsError(ValueError):
@@ -141,6 +142,43 @@ class Evaluate(Strict):
     min_group_size: int = Field(30, ge=1)
 
 
+class Paths(Strict):
+    """Where every stage reads and writes: params.yaml's `paths`, the one place a path is said.
+
+    dvc.yaml names them through `${paths.<key>}`; stages take them from `params.paths`. Profiles
+    cannot change them (the pipeline's graph would change under DVC's feet).
+    """
+
+    params: Path           # the params each stage reads, the active profile applied (stage `params`)
+    lock: Path             # sha256 of every downloaded file
+    raw: Path              # downloads, one folder per dataset, and weights/
+    weights: Path          # the downloaded model files
+    interim: Path          # prepare: one manifest and rejects per dataset
+    crops: Path            # crop: face crops, manifest.parquet, rejects.csv, quality.json
+    crops_manifest: Path
+    crops_quality: Path
+    features: Path         # features: the backbone's output for every crop (the one expensive pass)
+    throughput: Path       # features: images/s of that pass (a DVC metric)
+    processed: Path        # split: the manifest with its split column, and split.json
+    manifest: Path
+    split_summary: Path
+    models: Path           # <experiment>/ heads, history; _pretrain/ the heads' starting points
+    pretrain: Path
+    reports: Path          # report.md, correction.csv
+    experiments: Path      # <experiment>/ predictions.parquet, evaluation/, metrics.json
+    plots: Path            # DVC plot data, one folder per kind
+    figures: Path          # the report's PNGs
+    compare_features: Path  # compare: the other backbones' features (kept while their inputs match)
+    compare_reports: Path   # compare: the other backbones' evaluations
+
+    @model_validator(mode="after")
+    def _weights_inside_raw(self) -> "Paths":
+        if self.weights != self.raw / WEIGHTS_FOLDER:
+            raise ValueError(f"weights must be {self.raw / WEIGHTS_FOLDER} (the download stage's `{WEIGHTS_FOLDER}` "
+                             f"folder inside raw), got {self.weights}")
+        return self
+
+
 class Params(Strict):
     profile: str = "full"
     seed: int = 42
@@ -157,6 +195,7 @@ class Params(Strict):
     evaluate: Evaluate = Evaluate()
     compare_backbones: dict[str, dict[str, Any]] = Field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    paths: Paths
 
     @field_validator("age_bands")
     @classmethod
@@ -216,7 +255,16 @@ def resolve_profile(raw: dict) -> dict:
     if profile not in profiles:
         allowed = ", ".join(["full", *sorted(profiles)])
         raise ParamsError(f"params.yaml: profile: {profile!r} is not defined; allowed: {allowed}")
-    return deep_merge(raw, profiles[profile])
+    override = profiles[profile] or {}
+    if "paths" in override:
+        raise ParamsError(f"params.yaml: profiles.{profile}.paths: a profile cannot move files; "
+                          "edit the top-level `paths` instead")
+    new_experiments = sorted(set(override.get("experiments") or {}) - set(raw.get("experiments") or {}))
+    if new_experiments:
+        raise ParamsError(f"params.yaml: profiles.{profile}.experiments.{new_experiments[0]}: a profile can change "
+                          "an experiment but not add one (dvc.yaml runs one train stage per top-level experiment); "
+                          "add it under the top-level `experiments`")
+    return deep_merge(raw, override)
 
 
 def _describe(error: dict) -> str:
@@ -239,6 +287,15 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
     except ValidationError as exc:
         lines = "\n  ".join(_describe(e) for e in exc.errors())
         raise ParamsError(f"{source} is not valid:\n  {lines}") from None
+
+
+def resolved(params: Params) -> dict:
+    """What the stages read, the profile applied: the `params` stage writes it for DVC to track per key.
+
+    Without `profiles` (an unused profile's edit must re-run nothing) and `paths` (dvc.yaml's outs
+    track those).
+    """
+    return params.model_dump(mode="json", exclude={"profiles", "paths"})
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

@@ -119,3 +119,20 @@ def cross_fitted_corrections(frame: pd.DataFrame, folds: int = 5, bootstrap: Boo
                 kind, rows_used.iloc[fit_index], rows_used.iloc[judged_index], bootstrap.seed)
         results.append(_judge(kind, len(rows_used) * (folds - 1) // folds, rows_used, predictions, bootstrap))
     return pd.DataFrame(results, columns=COLUMNS)
+
+
+def correction_protocol(frame: pd.DataFrame, judged_when_unsplit: pd.DataFrame, bootstrap: Bootstrap = Bootstrap(),
+                        min_fit: int = 2, min_cross_fitted: int = 10) -> tuple[pd.DataFrame, str] | None:
+    """R9 as the report and the audit run it: fitted on the val split and judged on test when `frame`
+    has both, else 5-fold cross-fitted over `judged_when_unsplit`. Returns (table, protocol sentence),
+    or None when there are too few faces for either."""
+    splits = frame["split"] if "split" in frame else pd.Series(dtype=object)
+    fit, judged = frame[splits == "val"], frame[splits == "test"]
+    if len(fit) >= min_fit and not judged.empty:
+        return compare_corrections(fit, judged, bootstrap), (
+            f"Fitted on the val split ({len(fit):,} faces), judged on the test split ({len(judged):,}).")
+    if len(judged_when_unsplit) >= min_cross_fitted:
+        return cross_fitted_corrections(judged_when_unsplit, 5, bootstrap), (
+            f"No val and test splits to fit and judge on, so each face is judged by a model fitted on the other "
+            f"four fifths (5-fold cross-fitting over {len(judged_when_unsplit):,} faces).")
+    return None

@@ -18,7 +18,6 @@ or, with a random backbone, from the baseline head of the same task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,37 +30,10 @@ from tqdm import tqdm
 
 from stages.lib.backbones.vgg_face import head_weights, require_weights_file
 from stages.lib.backbones.registry import uses_published_weights
-from stages.lib.backbones.store import FeaturesError, read_features
+from stages.lib.backbones.store import Features
 from stages.lib.heads.model import (FC_LAYERS, HEAD_LAYERS, TASKS, Init, build_head, init_head, layer_weights,
                               prediction_frame, task_classes, task_labels)
 from stages.lib.core.params import Params
-
-@dataclass(frozen=True)
-class Features:
-    """The features memmap (N, D) float16 and the row of each manifest id in it."""
-
-    array: np.ndarray
-    row_of: pd.Series  # index: manifest id, value: row in `array`
-
-    @property
-    def dim(self) -> int:
-        return int(self.array.shape[1])
-
-    def rows_for(self, ids: Sequence[str]) -> np.ndarray:
-        """Memmap rows of these manifest ids; FeaturesError naming the first ids that have none."""
-        ids = pd.Index(ids)
-        missing = ids[~ids.isin(self.row_of.index)]
-        if len(missing):
-            raise FeaturesError(f"{len(missing)} manifest rows have no features (e.g. {list(missing[:3])}): "
-                                "re-run the features stage (`dvc repro features`)")
-        return self.row_of.loc[ids].to_numpy(dtype=np.int64)
-
-
-def open_features(directory: str | Path) -> Features:
-    """The features stage's output in `directory`, memory-mapped read-only, rows looked up by id."""
-    store = read_features(Path(directory))
-    return Features(store.values, pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy()))
-
 
 def configure_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (also on GPU): same seed, same heads."""

@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 from pathlib import Path, PurePosixPath
 from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urlparse
@@ -42,15 +43,12 @@ import yaml
 from tqdm import tqdm
 
 from stages.lib.sources.archives import ArchiveError, archive_suffix, extract_archive, is_archive
-from stages.lib.backbones.registry import uses_published_weights
+from stages.lib.core.params import WEIGHTS_FOLDER as WEIGHTS_DIR
 from stages.lib.core.params import Params, ParamsError
 
 log = logging.getLogger(__name__)
 
-RAW_ROOT = Path("data/raw")
-LOCK_FILE = Path("downloads.lock.yaml")
 RECEIPTS_NAME = ".receipts.json"
-WEIGHTS_DIR = "weights"
 USER_AGENT = "face-bias-study/0.1 (+python-urllib)"
 _CHUNK = 1 << 20
 _RETRY_HTTP_CODES = {408, 425, 429, 500, 502, 503, 504}
@@ -133,28 +131,22 @@ class FetchReport:
     errors: list[str] = field(default_factory=list)
 
 
-def needed_weights(params: Params) -> list[str]:
-    """The model files this run needs.
-
-    yunet: the crop stage detects faces with YuNet. vgg_face, age and gender: the backbone is VGG-Face
-    with its published weights, and the published age/gender models are the study's baseline (fetched
-    whatever the experiments' inits, so that editing an experiment never re-runs the download).
-    """
-    names = []
-    if params.crop.detector == "yunet":
-        names.append("yunet")
-    if uses_published_weights(params.backbone):
-        names += ["vgg_face", "age", "gender"]
-    return names
+def needed_weights(params: Params, backbone_weights: Sequence[str]) -> list[str]:
+    """The model files this run needs: yunet when the crop stage detects faces with YuNet, then the
+    backbone's own (its spec's `weights`: for VGG-Face with its published weights, vgg_face and the
+    published age and gender models, the study's baseline, fetched whatever the experiments' inits so
+    that editing an experiment never re-runs the download)."""
+    names = ["yunet"] if params.crop.detector == "yunet" else []
+    return names + [name for name in backbone_weights if name not in names]
 
 
-def plan_fetches(params: Params, only: list[str] | None = None) -> list[Fetch]:
+def plan_fetches(params: Params, backbone_weights: Sequence[str], only: list[str] | None = None) -> list[Fetch]:
     """The sources to fetch: the active datasets' and the needed weights', or the ones `only` names.
 
     `only` may name any dataset or weight defined in params, needed by this run or not.
     """
     if WEIGHTS_DIR in params.datasets:
-        raise ParamsError(f"datasets.{WEIGHTS_DIR}: this name is reserved for data/raw/{WEIGHTS_DIR}; rename the dataset")
+        raise ParamsError(f"datasets.{WEIGHTS_DIR}: this name is reserved for {params.paths.weights}; rename the dataset")
     if only:
         unknown = [name for name in only if name not in params.datasets and name not in params.weights]
         if unknown:
@@ -163,7 +155,7 @@ def plan_fetches(params: Params, only: list[str] | None = None) -> list[Fetch]:
         datasets = [name for name in only if name in params.datasets]
         weights = [name for name in only if name in params.weights and name not in params.datasets]
     else:
-        datasets, weights = params.active_datasets, needed_weights(params)
+        datasets, weights = params.active_datasets, needed_weights(params, backbone_weights)
         missing = [name for name in weights if name not in params.weights]
         if missing:
             raise ParamsError(
@@ -207,12 +199,12 @@ def weight_key(name: str, file_name: str) -> str:
     return f"{WEIGHTS_DIR}/{name}{archive_suffix(file_name)}"
 
 
-def weight_path(params: Params, name: str, raw_root: Path = RAW_ROOT) -> Path:
+def weight_path(params: Params, name: str) -> Path:
     """Where the download stage puts the weight `name` (for the stages that load it)."""
     if name not in params.weights:
         raise ParamsError(f"weights.{name}: required key is missing")
     source = params.weights[name]
-    return Path(raw_root) / weight_key(name, Fetch(name, f"weights.{name}", source.url, source.path).file_name)
+    return params.paths.raw / weight_key(name, Fetch(name, f"weights.{name}", source.url, source.path).file_name)
 
 
 def format_summary(report: FetchReport) -> str:

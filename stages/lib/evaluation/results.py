@@ -1,0 +1,143 @@
+"""An experiment's evaluation on disk: written by the evaluate stage, read back by report, compare and audit.
+
+    <experiment>/evaluation/<dataset>/groups.csv      the groups.csv contract (groups.GROUP_COLUMNS)
+    <experiment>/evaluation/<dataset>/gaps.csv        worst vs best group per breakdown
+    <experiment>/evaluation/<dataset>/significance.csv
+    <experiment>/evaluation/<dataset>/metrics.json    overall figures, in full
+    <experiment>/evaluation/<dataset>/tables/*.csv    the study's tables and the data behind the figures
+    <experiment>/evaluation/rejects.csv               rows whose labels could not be read (with reason)
+    <experiment>/metrics.json                         the headline figures per test set, for `dvc metrics`
+                                                      and `dvc exp show` (`headline`)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from stages.lib.core.params import Params
+from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError, require_columns
+from stages.lib.evaluation.groups import Bootstrap, Evaluation, contract_groups, evaluate
+from stages.lib.evaluation.plot_data import write_dvc_plots
+from stages.lib.evaluation.predictions import normalise_predictions
+
+POOLED = "all"
+GROUPS_DETAIL = "groups_detail"   # groups.csv plus the extra intervals (groups.EXTRA_COLUMNS)
+HEADLINE_ATTRIBUTES = ("race", "gender", "race*gender")
+
+
+def bootstrap_from(params: Params) -> Bootstrap:
+    return Bootstrap(resamples=params.evaluate.bootstrap, confidence=params.evaluate.confidence, seed=params.seed)
+
+
+def write_json(data, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_evaluation(evaluation: Evaluation, folder: Path) -> None:
+    """groups.csv (contract columns), gaps.csv, significance.csv, metrics.json and tables/*.csv."""
+    folder = Path(folder)
+    (folder / "tables").mkdir(parents=True, exist_ok=True)
+    contract_groups(evaluation.groups).to_csv(folder / "groups.csv", index=False)
+    evaluation.gaps.to_csv(folder / "gaps.csv", index=False)
+    evaluation.significance.to_csv(folder / "significance.csv", index=False)
+    write_json(evaluation.overall, folder / "metrics.json")
+    evaluation.groups.to_csv(folder / "tables" / f"{GROUPS_DETAIL}.csv", index=False)
+    for name, table in evaluation.tables.items():
+        table.to_csv(folder / "tables" / f"{name}.csv", index=False)
+
+
+def load_evaluation(folder: Path, edges, confidence: float = 0.95) -> Evaluation:
+    """An Evaluation back from the files `write_evaluation` wrote."""
+    folder = Path(folder)
+    if not (folder / "metrics.json").exists():
+        raise FileNotFoundError(f"{folder / 'metrics.json'} not found: run the evaluate stage first")
+    tables = {path.stem: _read_csv(path) for path in sorted((folder / "tables").glob("*.csv"))}
+    groups = tables.pop(GROUPS_DETAIL)
+    return Evaluation(groups=groups, gaps=_read_csv(folder / "gaps.csv"),
+                      significance=_read_csv(folder / "significance.csv"),
+                      overall=json.loads((folder / "metrics.json").read_text()), edges=tuple(edges), tables=tables,
+                      confidence=confidence)
+
+
+def load_evaluations(folder: Path, edges, confidence: float = 0.95) -> dict[str, Evaluation]:
+    """Every test set's evaluation under `folder` ({dataset: Evaluation}); {} when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {path.name: load_evaluation(path, edges, confidence)
+            for path in sorted(folder.iterdir()) if (path / "metrics.json").exists()}
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def headline(evaluation: Evaluation) -> dict:
+    """The few numbers `dvc exp show` and `dvc metrics diff` show for one test set: n, MAE, gender
+    accuracy (and age-band accuracy where ages are bands) and the worst-minus-best MAE gap per
+    attribute. Everything else stays in the evaluation folder."""
+    overall, gaps = evaluation.overall, evaluation.gaps
+    figures = {"n": overall["n"], "mae": _rounded(overall.get("mae"), 3),
+               "gender_accuracy": _rounded(overall.get("gender_accuracy"), 4),
+               "age_band_accuracy": _rounded(overall.get("age_band_accuracy"), 4)}
+    for attribute in HEADLINE_ATTRIBUTES:
+        rows = gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == "mae")] if not gaps.empty else gaps
+        if len(rows):
+            figures[f"mae_gap_{attribute.replace('*', '_x_')}"] = _rounded(rows["difference"].iloc[0], 3)
+    return {key: value for key, value in figures.items() if value is not None}
+
+
+def _rounded(value, digits: int):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), digits)
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the train stage for this experiment first "
+                                "(`dvc repro train@<experiment>`)")
+    frame = pd.read_parquet(path)
+    try:
+        require_columns(frame, PREDICTION_COLUMNS, f"predictions {path}")
+    except SchemaError as error:
+        raise SchemaError(f"{error}; the train stage must write schema.PREDICTION_COLUMNS") from None
+    return frame
+
+
+def evaluate_experiment(experiment: str, params: Params) -> dict:
+    """Evaluate the test split of `<experiments>/<experiment>/predictions.parquet` per test set (and `all`
+    pooled when there are several with exact ages); write the folder, DVC plot data and headline
+    metrics. Returns {dataset: overall figures}."""
+    reports = params.paths.experiments
+    table = read_predictions(reports / experiment / "predictions.parquet")
+    requested = {field: field for field in PREDICTION_COLUMNS if field in table.columns}
+    normalised = normalise_predictions(table, requested, experiment=experiment)
+    out = reports / experiment / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    normalised.rejects.to_csv(out / "rejects.csv", index=False)
+    test = normalised.frame[normalised.frame["split"] == "test"]
+    if test.empty:
+        splits = sorted(normalised.frame["split"].unique())
+        raise SchemaError(f"{reports / experiment / 'predictions.parquet'} has no test rows (splits: {splits})")
+    datasets = list(dict.fromkeys(test["dataset"]))
+    subsets = {name: test[test["dataset"] == name] for name in datasets}
+    if len(datasets) > 1:
+        subsets[POOLED] = test
+    bootstrap = bootstrap_from(params)
+    overall, headlines = {}, {}
+    for name, rows in subsets.items():
+        evaluation = evaluate(rows, params.age_bands, bootstrap, params.evaluate.min_group_size,
+                              series=f"{experiment} on {name}")
+        write_evaluation(evaluation, out / name)
+        write_dvc_plots(evaluation, params.paths.plots, experiment, name)
+        overall[name], headlines[name] = evaluation.overall, headline(evaluation)
+    headlines["rejected_rows"] = int(len(normalised.rejects))
+    write_json(headlines, reports / experiment / "metrics.json")
+    return overall

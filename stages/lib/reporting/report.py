@@ -1,0 +1,344 @@
+"""The study's report: `report.md` and its figures over every experiment, in the study's order (R1–R14
+of shared/reference/study.md).
+
+Reads what the earlier stages wrote, and says so in the report where something is absent:
+    <interim>/<dataset>/quality.json, crops quality.json, split.json  (data summaries)
+    <models>/<exp>/history.csv                  training history (epoch, loss, val_loss, ...)
+    <experiments>/<exp>/predictions.parquet     predictions (figures, the correction model)
+    <experiments>/<exp>/evaluation/<dataset>/   the evaluate stage's groups, gaps, tables and metrics
+Writes report.md, the figures, correction.csv and `<plots>/experiments/<dataset>.csv` (DVC plot data:
+MAE and RMSE per experiment with CIs). Each section is a function of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from stages.lib.core.params import Params, Paths
+from stages.lib.evaluation.correction import correction_protocol
+from stages.lib.evaluation.groups import Evaluation, predicted_vs_actual, share_by_age_gender
+from stages.lib.evaluation.results import bootstrap_from, load_evaluations
+from stages.lib.reporting import figures as plots
+from stages.lib.reporting.comparisons import backbones_section, leakage_section
+from stages.lib.reporting.markdown import (Markdown, correction_section, evaluation_sections, number, percent,
+                                           with_interval)
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    name: str
+    init: str
+    evaluations: dict[str, Evaluation]     # dataset -> its evaluation (test split)
+    predictions: pd.DataFrame | None
+    history: pd.DataFrame | None
+
+
+def load_experiment(name: str, params: Params) -> ExperimentResults | None:
+    reports, models = params.paths.experiments, params.paths.models
+    folder = reports / name / "evaluation"
+    if not folder.exists():
+        return None
+    evaluations = load_evaluations(folder, params.age_bands, params.evaluate.confidence)
+    predictions_path = reports / name / "predictions.parquet"
+    predictions = pd.read_parquet(predictions_path) if predictions_path.exists() else None
+    history_path = models / name / "history.csv"
+    history = pd.read_csv(history_path) if history_path.exists() else None
+    return ExperimentResults(name, params.experiments[name].init, evaluations, predictions, history)
+
+
+def comparison_table(results: list[ExperimentResults]) -> pd.DataFrame:
+    """One row per experiment and dataset: n, MAE and RMSE with CIs, gender accuracy."""
+    rows = []
+    for result in results:
+        for dataset, evaluation in result.evaluations.items():
+            overall = evaluation.overall
+            rows.append({"experiment": result.name, "dataset": dataset, "n": overall["n"],
+                         **{key: overall.get(key) for key in (
+                             "mae", "mae_ci_low", "mae_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high",
+                             "mae_argmax", "gender_accuracy", "gender_accuracy_ci_low", "gender_accuracy_ci_high")}})
+    return pd.DataFrame(rows)
+
+
+def comparison_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    ci = f"{confidence:.0%} CI"
+    return pd.DataFrame({
+        "experiment": table["experiment"], "test set": table["dataset"], "n": table["n"].map(lambda n: f"{n:,}"),
+        f"MAE [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in
+                         zip(table["mae"], table["mae_ci_low"], table["mae_ci_high"])],
+        f"RMSE [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in
+                          zip(table["rmse"], table["rmse_ci_low"], table["rmse_ci_high"])],
+        "argmax MAE": table["mae_argmax"].map(number),
+        "gender accuracy": table["gender_accuracy"].map(percent),
+    })
+
+
+def main_dataset(params: Params, comparison: pd.DataFrame) -> str:
+    """The fine-tuning dataset when it was evaluated, else the first evaluated one."""
+    datasets = list(dict.fromkeys(comparison["dataset"]))
+    return params.roles.finetune if params.roles.finetune in datasets else datasets[0]
+
+
+def _reasons(counts: dict | None) -> str:
+    return "; ".join(f"{reason} {n:,}" for reason, n in (counts or {}).items()) or "none"
+
+
+def pipeline_counts(prepared: dict[str, dict], crops: dict, split: dict) -> pd.DataFrame:
+    """One row per dataset: rows read, kept and rejected (with reasons) by prepare and crop, how the
+    crops were made, and the rows per split."""
+    rows = []
+    for name in sorted(set(prepared) | set(crops.get("datasets", {}))):
+        prepare, crop = prepared.get(name, {}), crops.get("datasets", {}).get(name, {})
+        splits = split.get("datasets", {}).get(name, {}).get("rows", {})
+        rows.append({
+            "dataset": name,
+            "read": prepare.get("rows_in", ""), "kept by prepare": prepare.get("kept", ""),
+            "rejected by prepare": _reasons(prepare.get("rejected_by_reason")),
+            "cropped": crop.get("kept", ""), "rejected by crop": _reasons(crop.get("rejected_by_reason")),
+            "crops made by": ", ".join(f"{route} {n:,}" for route, n in crop.get("routes", {}).items()),
+            "train / val / test": " / ".join(f"{splits[s]:,}" for s in ("train", "val", "test")) if splits else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def crop_rejection_by_race(crops: dict) -> pd.DataFrame:
+    """Share of each race's faces the crop stage lost, per dataset (the detector is part of the bias)."""
+    rates = {name: entry.get("rejection_rate_by", {}).get("race", {})
+             for name, entry in crops.get("datasets", {}).items()}
+    rates = {name: by_race for name, by_race in rates.items() if any(by_race.values())}
+    if not rates:
+        return pd.DataFrame()
+    table = pd.DataFrame(rates).T.map(percent)
+    table.insert(0, "dataset", table.index)
+    return table.reset_index(drop=True)
+
+
+def data_section(md: Markdown, paths: Paths) -> None:
+    """What went in and what was lost at each step, per dataset; the full summaries are linked."""
+    md.heading("Data", 2)
+    prepared_paths = sorted(paths.interim.glob("*/quality.json"))
+    crops_path, split_path = paths.crops_quality, paths.split_summary
+    prepared = {path.parent.name: json.loads(path.read_text()) for path in prepared_paths}
+    crops = json.loads(crops_path.read_text()) if crops_path.exists() else {}
+    split = json.loads(split_path.read_text()) if split_path.exists() else {}
+    if prepared or crops:
+        detector = crops.get("settings", {}).get("detector", "?")
+        md.table(pipeline_counts(prepared, crops, split),
+                 f"Rows kept and lost per stage (crop detector: {detector}); every rejected row is kept with its "
+                 "reason in the stage's rejects.parquet")
+        lost = crop_rejection_by_race(crops)
+        if not lost.empty:
+            md.table(lost, "Share of each race's faces lost at the crop stage")
+    present = [path for path in [*prepared_paths, crops_path, split_path] if path.exists()]
+    if present:
+        md.paragraph("Full summaries (by gender, race, age band and their intersections): "
+                     + ", ".join(f"`{path}`" for path in present) + ".")
+    missing = [f"`{path}`" for path in (crops_path, split_path) if not path.exists()]
+    if not prepared_paths:
+        missing.insert(0, f"`{paths.interim}/<dataset>/quality.json`")
+    if missing:
+        md.paragraph("Not available (run `dvc repro` up to the stage that writes them): " + ", ".join(missing) + ".")
+
+
+def share_source(params: Params, best: ExperimentResults, dataset: str) -> tuple[pd.DataFrame, str]:
+    """Faces of the fine-tuning dataset for R5: the whole split manifest if present, else the predictions."""
+    manifest = params.paths.manifest
+    if manifest.exists():
+        frame = pd.read_parquet(manifest, columns=["dataset", "age", "gender"])
+        return frame[frame["dataset"] == dataset], f"all {dataset} faces of `{manifest}`"
+    if best.predictions is not None:
+        frame = best.predictions
+        return frame[frame["dataset"] == dataset].drop_duplicates("id"), f"{dataset} faces in {best.name}'s predictions"
+    return pd.DataFrame(columns=["age", "gender"]), "no table of faces"
+
+
+def correction_for(best: ExperimentResults, dataset: str, params: Params) -> tuple[pd.DataFrame, str] | None:
+    if best.predictions is None:
+        return None
+    rows = best.predictions[best.predictions["dataset"] == dataset]
+    found = correction_protocol(rows, rows[rows["split"] == "test"], bootstrap_from(params))
+    return None if found is None else (found[0], f"{best.name} on {dataset}: {found[1]}")
+
+
+def gap_trend(results: list[ExperimentResults], dataset: str) -> pd.DataFrame:
+    """MAE worst − best per breakdown and experiment: does rebalancing narrow the gaps?"""
+    rows = {}
+    for result in results:
+        evaluation = result.evaluations.get(dataset)
+        if evaluation is None:
+            continue
+        mae_gaps = evaluation.gaps[evaluation.gaps["metric"] == "mae"]
+        rows[result.name] = {a: f"{number(d)} ({w} vs {b})" for a, d, w, b in zip(
+            mae_gaps["attribute"], mae_gaps["difference"], mae_gaps["worst_group"], mae_gaps["best_group"])}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.insert(0, "experiment", table.index)
+    return table.reset_index(drop=True)
+
+
+def build_report(params: Params) -> Path:
+    """Write the report and its figures (params.paths.reports / report.md); returns the report's path."""
+    reports = params.paths.reports
+    md = Markdown(reports)
+    md.heading("Face age and gender bias study: results", 1)
+    results = [r for r in (load_experiment(name, params) for name in params.experiments) if r]
+    absent = [name for name in params.experiments if name not in {r.name for r in results}]
+    results = [r for r in results if r.evaluations]
+    if not results:
+        md.paragraph("No experiment has been evaluated yet: run `dvc repro` (train and evaluate stages).")
+        data_section(md, params.paths)
+        return _write(md, reports)
+    comparison = comparison_table(results)
+    dataset = main_dataset(params, comparison)
+    on_main = comparison[comparison["dataset"] == dataset]
+    best = next(r for r in results if r.name == on_main.loc[on_main["mae"].idxmin(), "experiment"])
+    baseline = next((r for r in results if r.init == "published"), None)
+
+    summary_section(md, params, results, absent, comparison, dataset, best, baseline)
+    data_section(md, params.paths)
+    if baseline is not None:
+        published_section(md, params, baseline)
+    training_section(md, params, results)
+    population_section(md, params, best, dataset)
+    experiments_section(md, params, results, comparison, dataset)
+    best_model_section(md, params, best, dataset)
+    by_name = {r.name: r.evaluations for r in results}
+    split_summary = json.loads(params.paths.split_summary.read_text()) if params.paths.split_summary.exists() else {}
+    naive = next((r.name for r in results if params.experiments[r.name].split == "naive"), None)
+    leakage_section(md, split_summary, by_name.get("retrained"), by_name.get(naive))
+    compared, specs = load_compared(params)
+    backbones_section(md, compared, specs, params.evaluate.confidence)
+    md.heading("Every experiment's tables", 2)
+    folder = params.paths.experiments.relative_to(params.paths.reports)
+    md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)
+               for r in results)
+    return _write(md, reports)
+
+
+def summary_section(md: Markdown, params: Params, results: list[ExperimentResults], absent: list[str],
+                    comparison: pd.DataFrame, dataset: str, best: ExperimentResults,
+                    baseline: ExperimentResults | None) -> None:
+    """What was run, the headline table, and R14 (the overall cut from the published model)."""
+    confidence = params.evaluate.confidence
+    md.paragraph(f"Experiments evaluated: {', '.join(r.name for r in results)}"
+                 + (f"; not evaluated yet: {', '.join(absent)}" if absent else "") + f". Main test set: {dataset}. "
+                 f"Every interval is a {confidence:.0%} bootstrap CI ({params.evaluate.bootstrap:,} resamples); "
+                 f"groups under {params.evaluate.min_group_size} faces are flagged, not judged.")
+    md.table(comparison_display(comparison, confidence))
+    if baseline is not None and baseline is not best and dataset in baseline.evaluations:
+        before, after = baseline.evaluations[dataset].overall["mae"], best.evaluations[dataset].overall["mae"]
+        md.paragraph(f"**R14**: on {dataset}, {best.name} cuts MAE from {before:.2f} ({baseline.name}) to "
+                     f"{after:.2f}, a {100 * (before - after) / before:.0f}% reduction (the study: 24%, 10 → 7.8).")
+
+
+def published_section(md: Markdown, params: Params, baseline: ExperimentResults) -> None:
+    """R1–R3: the published model's mean prediction against true age on every test set."""
+    md.heading(f"The published model on each test set (R1–R3): {baseline.name}", 2)
+    curves = pd.concat([predicted_vs_actual(_test_rows(baseline, d), f"{d}") for d in baseline.evaluations
+                        if not _test_rows(baseline, d).empty] or [pd.DataFrame()], ignore_index=True)
+    if not curves.empty:
+        path = plots.save_figure(plots.predicted_vs_actual_figure(
+            curves, f"{baseline.name}: mean predicted vs true age", _legend(baseline)),
+            params.paths.figures / "published_predicted_vs_actual.png")
+        md.figure(path, "Mean predicted age against true age per test set; the dashed line is a perfect prediction.")
+
+
+def training_section(md: Markdown, params: Params, results: list[ExperimentResults]) -> None:
+    """R4: training and validation loss per experiment."""
+    md.heading("Training (R4)", 2)
+    histories = {r.name: r.history for r in results if r.history is not None and plots.loss_columns(r.history)}
+    if histories:
+        path = plots.save_figure(plots.loss_curves_figure(histories), params.paths.figures / "loss_curves.png")
+        md.figure(path, "Training (solid) and validation (dashed) loss per epoch; dots mark the best validation epoch.")
+    else:
+        md.paragraph(f"No training history found (`{params.paths.models}/<experiment>/history.csv`).")
+
+
+def population_section(md: Markdown, params: Params, best: ExperimentResults, dataset: str) -> None:
+    """R5: who is in the main test set, by age and gender."""
+    md.heading(f"Who is in {dataset} (R5)", 2)
+    faces, described = share_source(params, best, dataset)
+    if not faces.empty and faces["gender"].notna().any():
+        path = plots.save_figure(plots.share_figure(share_by_age_gender(faces), f"{dataset}: faces by age and gender"),
+                                 params.paths.figures / "share_by_age_gender.png")
+        md.figure(path, f"Share of faces by age and gender ({described}).")
+    else:
+        md.paragraph("No faces with gender labels to count.")
+
+
+def experiments_section(md: Markdown, params: Params, results: list[ExperimentResults], comparison: pd.DataFrame,
+                        dataset: str) -> None:
+    """R6: every experiment side by side, and whether rebalancing narrows the gaps."""
+    confidence, figures_dir = params.evaluate.confidence, params.paths.figures
+    md.heading("Experiments compared (R6)", 2)
+    path = plots.save_figure(plots.experiments_figure(comparison, confidence), figures_dir / "experiments.png")
+    md.figure(path, f"MAE and RMSE per experiment and test set, whiskers: {confidence:.0%} CI.")
+    _write_experiment_plots(comparison, params.paths.plots / "experiments")
+    curves = pd.concat([predicted_vs_actual(_test_rows(r, dataset), r.name) for r in results
+                        if not _test_rows(r, dataset).empty] or [pd.DataFrame()], ignore_index=True)
+    if not curves.empty:
+        legend = {r.name: f"{r.name} (MAE {r.evaluations[dataset].overall['mae']:.2f})" for r in results
+                  if dataset in r.evaluations}
+        path = plots.save_figure(plots.predicted_vs_actual_figure(curves, f"Every experiment on {dataset}", legend),
+                                 figures_dir / "experiments_predicted_vs_actual.png")
+        md.figure(path, f"Mean predicted against true age on {dataset}, one line per experiment.")
+    trend = gap_trend(results, dataset)
+    if not trend.empty:
+        md.table(trend, f"MAE gap (worst − best group) per breakdown on {dataset}: does rebalancing narrow it?")
+
+
+def best_model_section(md: Markdown, params: Params, best: ExperimentResults, dataset: str) -> None:
+    """R7, R8, R10–R12 on the best model, then R9 (post-hoc correction)."""
+    confidence = params.evaluate.confidence
+    md.heading(f"The best model, {best.name}, on {dataset} (R7, R8, R10–R12)", 2)
+    evaluation = best.evaluations[dataset]
+    figures = plots.write_figures(evaluation, params.paths.figures / "best", f"{best.name} on {dataset}")
+    evaluation_sections(md, evaluation, figures, confidence, params.evaluate.min_group_size, level=3)
+    correction = correction_for(best, dataset, params)
+    if correction is not None:
+        correction[0].to_csv(params.paths.reports / "correction.csv", index=False)
+        correction_section(md, correction[0], correction[1], confidence)
+    else:
+        md.heading("Post-hoc correction (R9)", 2)
+        md.paragraph(f"Not run: {best.name}'s predictions table is absent or too small.")
+
+
+def load_compared(params: Params) -> tuple[dict[str, dict[str, Evaluation]], dict[str, dict]]:
+    """The compare stage's evaluations {label: {dataset: Evaluation}} and specs, in params' order."""
+    compared, specs, folder = {}, {}, params.paths.compare_reports
+    for label in params.compare_backbones:
+        spec_path = folder / label / "spec.json"
+        if not spec_path.exists():
+            continue
+        specs[label] = json.loads(spec_path.read_text())
+        compared[label] = load_evaluations(folder / label / "evaluation", params.age_bands,
+                                           params.evaluate.confidence)
+    return compared, specs
+
+
+def _test_rows(result: ExperimentResults, dataset: str) -> pd.DataFrame:
+    if result.predictions is None:
+        return pd.DataFrame()
+    frame = result.predictions
+    rows = frame[frame["split"] == "test"]
+    return rows if dataset == "all" else rows[rows["dataset"] == dataset]
+
+
+def _legend(result: ExperimentResults) -> dict[str, str]:
+    return {d: f"{d} (n={e.overall['n']:,}, MAE {e.overall['mae']:.2f})" for d, e in result.evaluations.items()}
+
+
+def _write_experiment_plots(comparison: pd.DataFrame, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for dataset, rows in comparison.groupby("dataset", sort=False):
+        rows[["experiment", "n", "mae", "mae_ci_low", "mae_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high"]].to_csv(
+            folder / f"{dataset}.csv", index=False)
+
+
+def _write(md: Markdown, reports: Path) -> Path:
+    reports.mkdir(parents=True, exist_ok=True)
+    path = reports / "report.md"
+    path.write_text(md.text())
+    return path

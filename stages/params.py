@@ -1,0 +1,42 @@
+"""Stage `params`: check params.yaml whole, then write what the stages read, the active profile applied.
+
+    python -m stages.params
+
+Every later stage declares in dvc.yaml only the keys it reads, from this resolved file
+(params.paths.params), so editing a profile that is not in use, or a key a stage does not read,
+re-runs nothing. It runs first, so a wrong key or an unknown backbone fails here, in one line, before
+hours of download, crop or features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from stages.lib.backbones.registry import describe
+from stages.lib.core.params import ParamsError, load_params, resolved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+    try:
+        params = load_params()
+        describe(params.backbone)
+        for label in params.compare_backbones:
+            describe(params.compared_backbone(label))
+    except ParamsError as error:
+        print(f"params: {error}", file=sys.stderr)
+        return 2
+    target = params.paths.params
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("# Written by `python -m stages.params` from params.yaml (profile applied): do not edit.\n"
+                      + yaml.safe_dump(resolved(params), sort_keys=False))
+    print(f"params: profile {params.profile} -> {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,9 +101,28 @@ def test_a_sampling_change_reruns_only_its_experiment(demo_project):
     params = yaml.safe_load((demo_project / "params.yaml").read_text())
     params["experiments"]["oversample_x2"]["oversample"][0]["factor"] = 4
     (demo_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    output = _run(DVC + ["repro"], demo_project)
-    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@oversample_x2", "evaluate@oversample_x2", "report"}
+    assert _stages_run(_run(DVC + ["repro"], demo_project)) == {
+        "params", "train@oversample_x2", "evaluate@oversample_x2", "report"}
+
+
+def _stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_editing_a_profile_not_in_use_reruns_nothing(demo_project):
+    params = yaml.safe_load((demo_project / "params.yaml").read_text())
+    params["profiles"]["real-offline"]["train"]["epochs"] += 1
+    params["backbone"]["fc_width"] += 1  # the full profile's value: the demo overrides it
+    (demo_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _stages_run(_run(DVC + ["repro"], demo_project)) == {"params"}
+
+
+def test_one_seed_gives_byte_identical_predictions_and_metrics(demo_project):
+    experiment = demo_project / "reports/experiments/retrained"
+    before = {name: (experiment / name).read_bytes() for name in ("predictions.parquet", "metrics.json")}
+    _run(DVC + ["repro", "--force", "--single-item", "train@retrained"], demo_project)
+    _run(DVC + ["repro", "--force", "--single-item", "evaluate@retrained"], demo_project)
+    assert {name: (experiment / name).read_bytes() for name in before} == before
 
 
 SHARED = ROOT.parent / "shared" / "datasets"

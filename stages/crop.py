@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.sources.fetch import weight_path
-from stages.lib.faces.crop import CropError, CropSettings, crop_manifest, crop_quality
+from stages.lib.faces.crop import CropError, CropSettings, crop_manifest
+from stages.lib.faces.stats import crop_quality
+from stages.lib.sources.plan import weight_path
 from stages.lib.core.params import Params, ParamsError, load_params
 from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
 

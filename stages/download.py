@@ -1,6 +1,6 @@
 """DVC stage `download`: fetch the active datasets' sources and the needed model files into data/raw/.
 
-    python -m stages.download               everything this run needs (see stages/lib/sources/fetch.py)
+    python -m stages.download               everything this run needs (see stages/lib/sources/plan.py)
     python -m stages.download --only yunet  just the named datasets or weights
 
 Checksums of what was fetched are recorded in downloads.lock.yaml: commit it.
@@ -14,11 +14,10 @@ import logging
 import sys
 from pathlib import Path
 
-from stages.lib.sources.fetch import (
-    DownloadError, Fetcher, format_summary, needed_weights, plan_fetches,
-)
 from stages.lib.backbones.registry import describe
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.sources.fetch import DownloadError, Fetcher, format_summary
+from stages.lib.sources.plan import needed_weights, plan_fetches
 
 
 def write_weights_receipt(folder: Path, names: list[str]) -> None:

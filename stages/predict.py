@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 
 from stages.lib.backbones.registry import load
-from stages.lib.sources.fetch import weight_path
-from stages.lib.faces.crop import CropError, make_detector
+from stages.lib.faces.detect import CropError, make_detector
+from stages.lib.sources.plan import weight_path
 from stages.lib.heads.inference import annotate, check_heads, format_table, load_heads, predict_photos
 from stages.lib.core.params import ParamsError, load_params
 

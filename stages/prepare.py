@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.datasets import ADAPTERS, AdapterResult, DatasetError, parse_options
-from stages.lib.sources.fetch import MANUAL_DOWNLOAD
+from stages.lib.sources.plan import MANUAL_DOWNLOAD
 from stages.lib.core.params import Params, ParamsError, load_params
 from stages.lib.datasets.quality import summarise
 from stages.lib.core.schema import SchemaError, manifest_frame, rejects_frame, write_manifest, write_rejects

@@ -12,10 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stages.lib.faces import crop as faces
-from stages.lib.faces.crop import (
-    CropError, CropSettings, CropTask, Detection, Region, choose_face, crop_file_name, crop_manifest,
-    crop_quality, crop_row, cut_square, route_of, square_region, valid_box, visible_part,
-)
+from stages.lib.faces.crop import CropError, CropSettings, CropTask, crop_file_name, crop_manifest, crop_row, route_of
+from stages.lib.faces.geometry import Detection, Region, choose_face, cut_square, square_region, valid_box, visible_part
+from stages.lib.faces.stats import crop_quality
 from stages.lib.core.schema import REJECT_COLUMNS, manifest_frame
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

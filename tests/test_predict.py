@@ -12,7 +12,7 @@ import yaml
 
 from stages import predict as stage
 from stages.lib.backbones.registry import load
-from stages.lib.faces.crop import Detection, cut_square, square_region
+from stages.lib.faces.geometry import Detection, cut_square, square_region
 from stages.lib.backbones.store import read_features, run_features
 from stages.lib.heads.model import build_head
 from stages.lib.heads.inference import photo_faces, predict_crops, predict_photos

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.faces.crop import CropSettings, HaarDetector, YuNetDetector, crop_manifest, crop_quality
+from stages.lib.faces.crop import CropSettings, crop_manifest
+from stages.lib.faces.detect import HaarDetector, YuNetDetector
+from stages.lib.faces.stats import crop_quality
 from stages.lib.core.labels import RACES
 from stages.lib.core.schema import manifest_frame
 

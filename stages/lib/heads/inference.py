@@ -20,8 +20,9 @@ import pandas as pd
 
 from stages.lib.backbones.vgg_face import resize_uint8
 from stages.lib.backbones.registry import BackboneSpec, Embed
-from stages.lib.faces.crop import (Detection, Detector, FaceRejected, Region, cut_square, largest_first, read_image,
-                              square_region)
+from stages.lib.faces.detect import Detector
+from stages.lib.faces.geometry import Detection, Region, cut_square, largest_first, square_region
+from stages.lib.faces.images import FaceRejected, read_image
 from stages.lib.heads.model import argmax_age, expected_age, predicted_gender, prob_female
 
 RESULT_COLUMNS = ["photo", "face", "x", "y", "w", "h", "score", "age", "age_argmax", "gender", "p_female", "problem"]

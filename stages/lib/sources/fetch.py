@@ -1,16 +1,12 @@
-"""Fetching the raw datasets and the published model files into `data/raw/`.
+"""Fetching the planned sources (`plan.py`) into `data/raw/`: HTTP with resume, checks, the lock.
 
-What is fetched comes from params (`plan_fetches`, pure): every source of every active dataset, and
-the model files `needed_weights` names. Each source is an https URL or a local file, folder or archive:
+Each source is an https URL or a local file, folder or archive:
 
 - a URL is downloaded with urllib to `<file>.part` (resumed with an HTTP Range request when a
   `.part` is already there, retried with backoff on server errors and dropped transfers, but not on
   DNS failures or refused connections: offline, it fails at once), then checked and renamed;
 - a local file is hard-linked (copied across file systems) into place; a local folder likewise,
   file by file; archives (.tar, .tar.gz, .tgz, .zip) are extracted safely (`archives.py`).
-
-Layout: `data/raw/<dataset>/<file>` (archives extracted beside it, in `data/raw/<dataset>/`) and
-`data/raw/weights/<name><ext>`. The key of a file is its path relative to `data/raw`.
 
 Checksums: a sha256 pinned in params is enforced. Otherwise the first fetch records the file's sha256
 in the lock file (`downloads.lock.yaml`, for the user to commit), and a later file that differs is
@@ -33,18 +29,16 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.error import HTTPError, URLError
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
 import yaml
 from tqdm import tqdm
 
-from stages.lib.sources.archives import ArchiveError, archive_suffix, extract_archive, is_archive
-from stages.lib.core.params import WEIGHTS_FOLDER as WEIGHTS_DIR
-from stages.lib.core.params import Params, ParamsError
+from stages.lib.sources.archives import ArchiveError, extract_archive, is_archive
+from stages.lib.sources.plan import Fetch, weight_key
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +50,6 @@ _LOCK_HEADER = (
     "# sha256 of every file the download stage fetched (python -m stages.download). Commit this file:\n"
     "# a later file that differs is refused. To accept a changed source on purpose, delete its entry.\n"
 )
-
-# How to get, by hand, the datasets that cannot be fetched by script (keyed by adapter).
-MANUAL_DOWNLOAD = {
-    "utkface": (
-        "UTKFace is shared on Google Drive and cannot be fetched by script: open "
-        "https://susanqq.github.io/UTKFace/, follow its Google Drive link and download UTKFace.tar.gz "
-        "(the aligned & cropped faces), or part1.tar.gz, part2.tar.gz, part3.tar.gz and the "
-        "landmark_list_part*.txt files for the in-the-wild version (set options.version to match)."
-    ),
-    "fairface": (
-        "FairFace is distributed through the Google Drive links of https://github.com/joojs/fairface: "
-        "download fairface-img-margin025-trainval.zip (padding 0.25) and the label files "
-        "fairface_label_train.csv and fairface_label_val.csv, and put all three in one folder."
-    ),
-}
 
 
 class DownloadError(RuntimeError):
@@ -89,33 +68,6 @@ class MissingSourceError(DownloadError):
     """A local `path` source that does not exist."""
 
 
-# ----------------------------------------------------------------------------- planning (pure)
-
-
-@dataclass(frozen=True)
-class Fetch:
-    """One source to fetch, as read from params."""
-
-    name: str  # the dataset's or the weight's name in params
-    params_key: str  # where it is set, for messages: datasets.wiki.sources[0], weights.yunet
-    url: str | None = None
-    path: str | None = None
-    sha256: str | None = None
-    weight: bool = False
-    hint: str = ""  # how to get the file by hand, for sources that cannot be fetched by script
-
-    @property
-    def source(self) -> str:
-        return self.url if self.url is not None else str(self.path)
-
-    @property
-    def file_name(self) -> str:
-        """The file's name: the last component of the URL's path, or of the local path."""
-        if self.url is not None:
-            return PurePosixPath(unquote(urlparse(self.url).path)).name
-        return Path(str(self.path)).name
-
-
 @dataclass(frozen=True)
 class FetchResult:
     key: str  # path relative to the raw root (for a local archive: where it would be, had it been copied)
@@ -129,82 +81,6 @@ class FetchResult:
 class FetchReport:
     results: list[FetchResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-
-
-def needed_weights(params: Params, backbone_weights: Sequence[str]) -> list[str]:
-    """The model files this run needs: yunet when the crop stage detects faces with YuNet, then the
-    backbone's own (its spec's `weights`: for VGG-Face with its published weights, vgg_face and the
-    published age and gender models, the study's baseline, fetched whatever the experiments' inits so
-    that editing an experiment never re-runs the download)."""
-    names = ["yunet"] if params.crop.detector == "yunet" else []
-    return names + [name for name in backbone_weights if name not in names]
-
-
-def plan_fetches(params: Params, backbone_weights: Sequence[str], only: list[str] | None = None) -> list[Fetch]:
-    """The sources to fetch: the active datasets' and the needed weights', or the ones `only` names.
-
-    `only` may name any dataset or weight defined in params, needed by this run or not.
-    """
-    if WEIGHTS_DIR in params.datasets:
-        raise ParamsError(f"datasets.{WEIGHTS_DIR}: this name is reserved for {params.paths.weights}; rename the dataset")
-    if only:
-        unknown = [name for name in only if name not in params.datasets and name not in params.weights]
-        if unknown:
-            known = ", ".join(sorted({*params.datasets, *params.weights}))
-            raise ParamsError(f"--only {' '.join(unknown)}: not a dataset or weight in params; known: {known}")
-        datasets = [name for name in only if name in params.datasets]
-        weights = [name for name in only if name in params.weights and name not in params.datasets]
-    else:
-        datasets, weights = params.active_datasets, needed_weights(params, backbone_weights)
-        missing = [name for name in weights if name not in params.weights]
-        if missing:
-            raise ParamsError(
-                f"weights.{missing[0]}: required key is missing (this run needs the weights "
-                f"{', '.join(weights)}; give each a url or a path)"
-            )
-    fetches = []
-    for name in datasets:
-        dataset = params.datasets[name]
-        for index, source in enumerate(dataset.sources):
-            fetches.append(Fetch(
-                name=name, params_key=f"datasets.{name}.sources[{index}]", url=source.url, path=source.path,
-                sha256=source.sha256, hint=MANUAL_DOWNLOAD.get(dataset.adapter, ""),
-            ))
-    for name in weights:
-        source = params.weights[name]
-        fetches.append(Fetch(
-            name=name, params_key=f"weights.{name}", url=source.url, path=source.path, sha256=source.sha256,
-            weight=True,
-        ))
-    _refuse_same_file_name(fetches)
-    return fetches
-
-
-def _refuse_same_file_name(fetches: list[Fetch]) -> None:
-    """Two sources of one dataset with the same file name would land on the same path in data/raw."""
-    seen: dict[tuple[str, str], str] = {}
-    for fetch in fetches:
-        if fetch.weight:
-            continue
-        first = seen.setdefault((fetch.name, fetch.file_name), fetch.params_key)
-        if first != fetch.params_key:
-            raise ParamsError(
-                f"{fetch.params_key}: its file name {fetch.file_name!r} is the same as {first}'s; "
-                f"both would land in data/raw/{fetch.name}/ under that name: rename one of the files"
-            )
-
-
-def weight_key(name: str, file_name: str) -> str:
-    """`weights/<name><ext>`, the extension taken from the source's file name (vgg_face.h5, yunet.onnx)."""
-    return f"{WEIGHTS_DIR}/{name}{archive_suffix(file_name)}"
-
-
-def weight_path(params: Params, name: str) -> Path:
-    """Where the download stage puts the weight `name` (for the stages that load it)."""
-    if name not in params.weights:
-        raise ParamsError(f"weights.{name}: required key is missing")
-    source = params.weights[name]
-    return params.paths.raw / weight_key(name, Fetch(name, f"weights.{name}", source.url, source.path).file_name)
 
 
 def format_summary(report: FetchReport) -> str:

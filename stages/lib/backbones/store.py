@@ -36,10 +36,10 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm import tqdm
 
 from stages.lib.backbones.vgg_face import require_weights_file, resize_uint8
 from stages.lib.backbones.registry import Embed, describe, load
+from stages.lib.core.progress import progress as progress_display
 
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.parquet"
@@ -199,7 +199,7 @@ def extract_features(
     work_dir/features.npy, resuming an interrupted pass.
 
     `on_chunk_done(chunk_index)` is called after each chunk is safely on disk. `show_progress`
-    None shows the bar only on a terminal.
+    None shows a bar on a terminal and a line now and then elsewhere (`core.progress`).
     """
     work_dir = Path(work_dir)
     values, progress = _open_or_start(work_dir, fingerprint, (len(paths), dim), chunk_rows)
@@ -208,8 +208,7 @@ def extract_features(
     rows = [r for i in pending for r in range(*chunks[i])]
     batches = iter(image_dataset([paths[r] for r in rows], rows, input_size, batch_size))
     position, started = 0, time.perf_counter()
-    with tqdm(total=len(paths), initial=len(paths) - len(rows), unit="img", desc="features",
-              disable=None if show_progress is None else not show_progress) as bar:
+    with progress_display(len(paths), "features", "img", show=show_progress, initial=len(paths) - len(rows)) as bar:
         if progress["done"]:
             bar.write(f"features: resuming, {len(progress['done'])} of {len(chunks)} chunks already written")
         while (item := _next_batch(batches, paths, rows, position)) is not None:

@@ -32,8 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
-
+from stages.lib.core.progress import progress as show_progress
 from stages.lib.core.schema import rejects_frame
 from stages.lib.faces.detect import DETECTORS, CropError, Detector, make_detector
 from stages.lib.faces.geometry import Region, choose_face, cut_square, has_box, square_region, valid_box, visible_part
@@ -159,9 +158,8 @@ def _crop_in_worker(task: CropTask) -> CropOutcome:
 def run_tasks(tasks: list[CropTask], settings: CropSettings, workers: int, progress: bool | None = None) -> list[CropOutcome]:
     """Every task's outcome, in task order; `workers` > 1 crops in that many processes.
 
-    progress: None shows a bar only on a terminal."""
-    bar = tqdm(total=len(tasks), desc="crop", unit="img", disable=None if progress is None else not progress)
-    with bar:
+    progress: None shows a bar on a terminal and a line now and then elsewhere (`core.progress`)."""
+    with show_progress(len(tasks), "crop", "img", show=progress) as bar:
         if workers <= 1 or len(tasks) < 2:
             cropper = RowCropper(settings)
             outcomes = []

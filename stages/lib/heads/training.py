@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from dvclive import Live
-from tqdm import tqdm
 
 from stages.lib.backbones.vgg_face import head_weights, require_weights_file
 from stages.lib.backbones.registry import uses_published_weights
@@ -34,6 +33,7 @@ from stages.lib.backbones.store import Features
 from stages.lib.heads.model import (FC_LAYERS, HEAD_LAYERS, TASKS, Init, build_head, init_head, layer_weights,
                               prediction_frame, task_classes, task_labels)
 from stages.lib.core.params import Params
+from stages.lib.core.progress import Progress, progress
 
 def configure_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (also on GPU): same seed, same heads."""
@@ -84,11 +84,12 @@ def compile_head(model: keras.Model, learning_rate: float) -> None:
 def fit_head(model: keras.Model, features: np.ndarray, train_rows: np.ndarray, train_labels: np.ndarray,
              val_rows: np.ndarray, val_labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
              epochs: int, patience: int, batch_size: int, learning_rate: float, seed: int,
-             verbose: int = 0) -> dict[str, list[float]]:
+             show_progress: bool | None = False, desc: str = "train") -> dict[str, list[float]]:
     """Train `model` in place with Adam and sparse categorical cross-entropy; keep the best val loss.
 
     Stops after `patience` epochs without a better validation loss and restores the weights of the best
     epoch. Labels are class indices. Returns Keras' history: {'loss': [...], 'val_loss': [...]}.
+    `show_progress` counts epochs under `desc` (`core.progress`; None: a bar on a terminal, lines elsewhere).
     """
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"training needs rows in both train ({len(train_rows)}) and val ({len(val_rows)}) "
@@ -98,8 +99,25 @@ def fit_head(model: keras.Model, features: np.ndarray, train_rows: np.ndarray, t
     train = row_dataset(features, train_rows, train_labels, batch_size, sample_weight, shuffle_seed=seed)
     val = row_dataset(features, val_rows, val_labels, batch_size)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    history = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop], verbose=verbose, shuffle=False)
+    with progress(epochs, desc, "epoch", show=show_progress, at_most=True) as bar:
+        history = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop, _EpochProgress(bar)],
+                            verbose=0, shuffle=False)
     return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+class _EpochProgress(keras.callbacks.Callback):
+    """Counts epochs on a progress display, with the last and the best validation loss."""
+
+    def __init__(self, bar: Progress):
+        super().__init__()
+        self.bar, self.best = bar, float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if loss is not None:
+            self.best = min(self.best, float(loss))
+            self.bar.note(f"val_loss {float(loss):.4f} (best {self.best:.4f})")
+        self.bar.update()
 
 
 def predict_probs(model: keras.Model, features: np.ndarray, rows: np.ndarray, batch_size: int,
@@ -107,9 +125,11 @@ def predict_probs(model: keras.Model, features: np.ndarray, rows: np.ndarray, ba
     """Softmax outputs (len(rows), classes) of `model` on `features[rows]`, in the order of `rows`."""
     rows = np.asarray(rows, dtype=np.int64)
     outputs = np.empty((len(rows), model.output_shape[-1]), dtype=np.float32)
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", disable=None):
-        batch = rows[start:start + batch_size]
-        outputs[start:start + len(batch)] = model.predict_on_batch(np.asarray(features[batch], dtype=np.float32))
+    with progress(len(rows), desc, "row") as bar:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start:start + batch_size]
+            outputs[start:start + len(batch)] = model.predict_on_batch(np.asarray(features[batch], dtype=np.float32))
+            bar.update(len(batch))
     return outputs
 
 
@@ -221,7 +241,7 @@ def train_heads(params: Params, features: Features, train: pd.DataFrame, val: pd
                 val_rows, task_labels(task, val, max_age), sample_weight=weights,
                 epochs=params.train.epochs, patience=params.train.patience,
                 batch_size=params.train.batch_size, learning_rate=params.train.learning_rate, seed=params.seed,
-                verbose=2)
+                show_progress=None, desc=f"train {task}")
         models[task] = model
     return models, histories
 

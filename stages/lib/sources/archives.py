@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+from stages.lib.core.progress import Progress, progress as show_progress
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 _MAX_LINK_HOPS = 40  # like the kernel's limit: deeper chains are loops or attacks
@@ -262,8 +262,5 @@ def _top_level(names: Iterable[str]) -> list[str]:
     return sorted({parts[0] for parts in map(_parts, names) if parts})
 
 
-def _bar(archive: Path, total: int, progress: bool) -> tqdm:
-    return tqdm(
-        total=total, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=f"extract {archive.name}", disable=None if progress else True,
-    )
+def _bar(archive: Path, total: int, progress: bool) -> Progress:
+    return show_progress(total, f"extract {archive.name}", "B", show=None if progress else False)

@@ -35,8 +35,8 @@ from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
 import yaml
-from tqdm import tqdm
 
+from stages.lib.core.progress import Progress, progress as show_progress
 from stages.lib.sources.archives import ArchiveError, extract_archive, is_archive
 from stages.lib.sources.plan import Fetch, weight_key
 
@@ -244,11 +244,9 @@ def _hash_into(hasher, path: Path) -> None:
             hasher.update(chunk)
 
 
-def _bar(desc: str, total: int | None, initial: int, progress: bool) -> tqdm:
-    return tqdm(
-        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-        disable=None if progress else True,
-    )
+def _bar(desc: str, total: int | None, initial: int, progress: bool) -> Progress:
+    """Bytes done: a bar on a terminal, a line now and then in a log; nothing when `progress` is False."""
+    return show_progress(total, desc, "B", show=None if progress else False, initial=initial)
 
 
 # ----------------------------------------------------------------------------- fetching
@@ -403,7 +401,7 @@ class Fetcher:
         loose = [path for path in files if not is_archive(path)]
         actions = [
             _link_or_copy(path, dest / path.relative_to(folder))
-            for path in tqdm(loose, desc=f"link {folder.name}", unit="file", disable=None if self.progress else True)
+            for path in _counted(loose, f"link {folder.name}", self.progress)
         ]
         how = " and ".join(f"{actions.count(verb)} {verb}" for verb in ("linked", "copied") if actions.count(verb))
         self.receipts[key] = {"source": item.source, "signature": signature}
@@ -494,6 +492,14 @@ def _read_receipts(path: Path) -> dict[str, dict]:
         log.warning("%s is unreadable; every file will be checked again", path)
         return {}
     return receipts if isinstance(receipts, dict) else {}
+
+
+def _counted(paths: list[Path], desc: str, progress: bool):
+    """The paths, one by one, counted on a progress display."""
+    with show_progress(len(paths), desc, "file", show=None if progress else False) as bar:
+        for path in paths:
+            yield path
+            bar.update()
 
 
 def _link_or_copy(source: Path, dest: Path) -> str:

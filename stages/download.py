@@ -3,7 +3,9 @@
     python -m stages.download               everything this run needs (see stages/lib/sources/plan.py)
     python -m stages.download --only yunet  just the named datasets or weights
 
-Checksums of what was fetched are recorded in downloads.lock.yaml: commit it.
+Every file is checked before its sha256 is recorded in downloads.lock.yaml (commit it): an archive is
+extracted only when its listing is safe and complete, and a weight file whose checksum params do not
+pin must be laid out as the published file (HDF5) or load as a YuNet model (ONNX).
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
+from stages.lib.backbones.h5weights import PUBLISHED_OUTPUT_CLASSES, check_published_file
 from stages.lib.backbones.registry import describe
 from stages.lib.core.params import ParamsError, load_params
-from stages.lib.sources.fetch import DownloadError, Fetcher, format_summary
+from stages.lib.faces.detect import check_yunet_model
+from stages.lib.sources.fetch import DownloadError, Fetcher, FileCheck, format_summary
 from stages.lib.sources.plan import needed_weights, plan_fetches
+
+
+def weight_checks() -> dict[str, FileCheck]:
+    """The structure check of each weight file the pipeline reads, by its key in params' `weights`."""
+    checks: dict[str, FileCheck] = {name: partial(check_published_file, name=name) for name in PUBLISHED_OUTPUT_CLASSES}
+    checks["yunet"] = check_yunet_model
+    return checks
 
 
 def write_weights_receipt(folder: Path, names: list[str]) -> None:
@@ -33,14 +45,15 @@ def write_weights_receipt(folder: Path, names: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.download", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these datasets or weights")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         params = load_params()
         backbone_weights = describe(params.backbone).weights
         items = plan_fetches(params, backbone_weights, only=args.only)
-        fetcher = Fetcher(params.paths.raw, params.paths.lock, base_dir=Path.cwd(), progress=not args.no_progress)
+        fetcher = Fetcher(params.paths.raw, params.paths.lock, base_dir=Path.cwd(), progress=not args.no_progress,
+                          checks=weight_checks())
     except (ParamsError, DownloadError) as exc:
         print(f"download: {exc}", file=sys.stderr)
         return 2

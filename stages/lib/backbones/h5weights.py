@@ -29,6 +29,9 @@ VGG_FACE_CLASSES = 2622
 CONV_LAYERS_PER_BLOCK = (2, 2, 3, 3, 3)
 N_CONV_LAYERS = sum(CONV_LAYERS_PER_BLOCK)  # 13; then fc6, fc7 and the output layer
 
+# The published files (keys of params' `weights`) and the classes of their output layer.
+PUBLISHED_OUTPUT_CLASSES = {"vgg_face": VGG_FACE_CLASSES, "age": 101, "gender": 2}
+
 NamedWeights = list[tuple[str, list[np.ndarray]]]
 
 
@@ -83,6 +86,32 @@ def read_keras2_weights(path: str | Path) -> NamedWeights:
     if not layers:
         raise WeightsFileError(f"{path} holds no weights")
     return layers
+
+
+def check_published_file(path: str | Path, name: str) -> None:
+    """WeightsFileError unless `path` is laid out as the published `name` file (a key of
+    PUBLISHED_OUTPUT_CLASSES): a Keras-2 HDF5 weights file with 13 conv layers, fc6, fc7 and an output
+    layer of the right number of classes. Reads the shapes only, not the arrays (the download stage
+    checks a file this way before it trusts its hash)."""
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise WeightsFileError(f"not an HDF5 file ({exc})") from None
+    with handle:
+        root = handle["model_weights"] if "model_weights" in handle else handle
+        names = _name_list(root, "layer_names")
+        if names is None:
+            raise WeightsFileError("an HDF5 file without `layer_names`: not a Keras-2 `save_weights` file")
+        shapes = [[root[layer][weight].shape for weight in _name_list(root[layer], "weight_names") or []]
+                  for layer in names if layer in root]
+    weighted = [layer for layer in shapes if layer]
+    if len(weighted) != N_CONV_LAYERS + 3:
+        raise WeightsFileError(f"{len(weighted)} weighted layers where the published files have {N_CONV_LAYERS + 3} "
+                               "(13 conv layers, fc6, fc7 and an output layer)")
+    classes = weighted[-1][0][-1]
+    if classes != PUBLISHED_OUTPUT_CLASSES[name]:
+        raise WeightsFileError(f"its output layer has {classes} classes where the published {name} file has "
+                               f"{PUBLISHED_OUTPUT_CLASSES[name]}: is it another of the published files?")
 
 
 def write_keras2_weights(path: str | Path, named_weights: Sequence[tuple[str, Sequence[np.ndarray]]]) -> None:

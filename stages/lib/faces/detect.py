@@ -70,6 +70,14 @@ class YuNetDetector:
         return [Detection(tuple(float(v) / scale for v in face[:4]), float(face[-1])) for face in faces]
 
 
+def check_yunet_model(path: Path) -> None:
+    """ValueError unless OpenCV loads `path` as a YuNet face detector (the download stage's check)."""
+    try:
+        cv2.FaceDetectorYN.create(str(path), "", (320, 320))
+    except cv2.error as exc:
+        raise ValueError(f"OpenCV cannot load it as a YuNet ONNX model ({str(exc).strip().splitlines()[-1]})") from None
+
+
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade (ships with opencv-python; no download), scale 1.1, 5 neighbours."""
 

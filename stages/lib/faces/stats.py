@@ -9,6 +9,7 @@ import pandas as pd
 from stages.lib.core.labels import age_band
 from stages.lib.datasets.quality import reason_code, summarise
 from stages.lib.faces.detect import DETECTORS
+from stages.lib.faces.images import IMAGE_CODES
 
 
 def _rates(found: pd.Series, groups: pd.Series) -> dict:
@@ -53,7 +54,7 @@ def crop_quality(manifest: pd.DataFrame, outcomes: pd.DataFrame, edges: Sequence
         if detected.any():
             # readable photos only: a file OpenCV cannot open says nothing about the detector
             codes = outcome["reason"].map(reason_code, na_action="ignore")
-            attempted = detected & ~codes.isin(["image_missing", "image_empty", "image_unreadable"])
+            attempted = detected & ~codes.isin(IMAGE_CODES)
             found = outcome.loc[attempted, "kept"]
             entry["detection"] = {
                 "detector": str(outcome.loc[detected, "route"].iloc[0]),

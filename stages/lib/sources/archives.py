@@ -1,7 +1,9 @@
 """Safe extraction of the archives datasets ship in (.tar, .tar.gz, .tgz, .zip).
 
 Every member is checked before anything is written, so a hostile archive fails with
-`UnsafeArchiveError` (naming the archive and the member) and leaves the target untouched:
+`UnsafeArchiveError` (naming the archive and the member) and leaves the target untouched, and a
+truncated or corrupt one with `ArchiveError` (the whole listing is read first: a tar must reach its
+end-of-archive marker, a compressed stream its end):
 - absolute names (`/etc/x`, `C:\\x`) and names with a `..` component are refused;
 - symlinks and hard links must resolve inside the target. Links are resolved through the
   archive's own symlinks, so a chain such as `a -> ..` then `b -> a/..` is caught;
@@ -15,12 +17,14 @@ target (the download stage hard-links local copies) never lets extraction write 
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +46,7 @@ class UnsafeArchiveError(ArchiveError):
     def __init__(self, archive: Path, member: str, why: str):
         super().__init__(
             f"refusing to extract {archive}: member {member!r} {why}. Nothing was extracted. "
-            "The archive is corrupt or hostile: download it again from the official source."
+            "The archive is corrupt or hostile."
         )
         self.archive = archive
         self.member = member
@@ -80,10 +84,9 @@ def extract_archive(archive: Path, target: Path, *, progress: bool = True) -> Ex
         if archive.name.lower().endswith(".zip"):
             return _extract_zip(archive, target, progress)
         return _extract_tar(archive, target, progress)
-    except (tarfile.ReadError, zipfile.BadZipFile, EOFError) as exc:
+    except (tarfile.ReadError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ArchiveError(
-            f"cannot read {archive} ({exc}): the file is truncated or not a valid archive; "
-            "delete it and fetch it again"
+            f"cannot read {archive} ({exc}): the file is truncated or not a valid archive"
         ) from None
 
 
@@ -205,6 +208,7 @@ _TAR_FILTER_ERROR = getattr(tarfile, "FilterError", ())
 def _extract_tar(archive: Path, target: Path, progress: bool) -> Extracted:
     with tarfile.open(archive, "r:*") as tar:
         infos = tar.getmembers()
+        _check_tar_end(archive, tar)
         check_members(archive, [_tar_member(info) for info in infos])
         total = sum(info.size for info in infos if info.isfile())
         with _bar(archive, total, progress) as bar:
@@ -216,6 +220,17 @@ def _extract_tar(archive: Path, target: Path, progress: bool) -> Extracted:
                     raise UnsafeArchiveError(archive, info.name, f"was refused by the tar data filter ({exc})") from None
                 bar.update(info.size if info.isfile() else 0)
     return Extracted(_top_level(info.name for info in infos), len(infos), total)
+
+
+def _check_tar_end(archive: Path, tar: tarfile.TarFile) -> None:
+    """ArchiveError when an uncompressed tar stops after a member instead of at its end-of-archive marker
+    (two zero blocks): cut at a member boundary, it reads as a shorter, valid-looking archive. A
+    compressed tar cut anywhere fails earlier, at the end of its stream."""
+    if tar.fileobj is None or not archive.name.lower().endswith(".tar"):
+        return
+    tar.fileobj.seek(tar.offset)
+    if tar.fileobj.read(2 * tarfile.BLOCKSIZE) != bytes(2 * tarfile.BLOCKSIZE):
+        raise tarfile.ReadError(f"no end-of-archive marker after the last member read, at byte {tar.offset}")
 
 
 def _extract_zip(archive: Path, target: Path, progress: bool) -> Extracted:

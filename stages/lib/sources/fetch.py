@@ -8,11 +8,15 @@ Each source is an https URL or a local file, folder or archive:
 - a local file is hard-linked (copied across file systems) into place; a local folder likewise,
   file by file; archives (.tar, .tar.gz, .tgz, .zip) are extracted safely (`archives.py`).
 
-Checksums: a sha256 pinned in params is enforced. Otherwise the first fetch records the file's sha256
-in the lock file (`downloads.lock.yaml`, for the user to commit), and a later file that differs is
-refused. A downloaded file that fails its check is moved aside to `<file>.bad-<sha8>`, never deleted
-or accepted; a local file that fails is left where the user put it. Archives inside a local folder
-are checked and locked like files; the folder's loose files are linked as they are.
+Checks, then the lock: a sha256 pinned in params is enforced. Otherwise a file must first pass the
+checks that fit it: an archive's listing must be safe and complete (it is extracted), a weight file
+must pass the structure check the stage gives for its name (an HDF5 with the expected layers, an
+ONNX model that loads); and a file that also matches its lock entry, or has none yet, is accepted.
+Only then is its sha256 recorded in the lock file (`downloads.lock.yaml`, for the user to commit),
+so a later file that differs is refused, and nothing refused is ever pinned. A file in data/raw that
+fails a check is moved aside to `<file>.bad-<sha8>`, never deleted or accepted; a local file that
+fails is left where the user put it; either way the message says how to recover. Archives inside a
+local folder are checked and locked like files; the folder's loose files are linked as they are.
 
 Idempotence: `data/raw/.receipts.json` remembers, per key, what was fetched from which source, with
 the file's size and mtime. A second run trusts a file whose receipt still matches (and whose
@@ -30,6 +34,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Mapping, NoReturn
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
@@ -37,12 +42,14 @@ from urllib.request import Request, urlopen
 import yaml
 
 from stages.lib.core.progress import Progress, progress as show_progress
-from stages.lib.sources.archives import ArchiveError, extract_archive, is_archive
+from stages.lib.sources.archives import ArchiveError, Extracted, extract_archive, is_archive
 from stages.lib.sources.plan import Fetch, weight_key
 
 log = logging.getLogger(__name__)
 
 RECEIPTS_NAME = ".receipts.json"
+# Receipts written since files are checked before they are locked; an older receipt is not trusted.
+RECEIPT_VERSION = 2
 USER_AGENT = "face-bias-study/0.1 (+python-urllib)"
 _CHUNK = 1 << 20
 _RETRY_HTTP_CODES = {408, 425, 429, 500, 502, 503, 504}
@@ -60,8 +67,17 @@ class UnreachableError(DownloadError):
     """The server could not be reached at all (offline, DNS, connection refused): not retried."""
 
 
-class ChecksumError(DownloadError):
+class RefusedError(DownloadError):
+    """A file that failed a check (checksum, structure, archive): not locked, not used; the message says
+    how to recover."""
+
+
+class ChecksumError(RefusedError):
     """A file whose sha256 differs from the one pinned in params or recorded in the lock file."""
+
+
+# A structure check of one kind of file: raises ValueError saying what is wrong with the file at the path.
+FileCheck = Callable[[Path], None]
 
 
 class MissingSourceError(DownloadError):
@@ -262,13 +278,16 @@ class _Expected:
 class Fetcher:
     """Fetches `Fetch` items into `raw_root`, checking against and recording into `lock_path`.
 
-    Relative local paths are resolved against `base_dir` (the project root).
+    Relative local paths are resolved against `base_dir` (the project root). `checks` maps a weight's
+    name to its structure check, run on every file of that weight whose sha256 params do not pin.
     """
 
     def __init__(
         self, raw_root: Path, lock_path: Path, base_dir: Path = Path("."), *,
         timeout: float = 15.0, attempts: int = 4, backoff: float = 2.0, progress: bool = True,
+        checks: Mapping[str, FileCheck] | None = None,
     ):
+        self.checks = dict(checks or {})
         self.raw_root = Path(raw_root)
         self.lock_path = Path(lock_path)
         self.base_dir = Path(base_dir)
@@ -314,7 +333,6 @@ class Fetcher:
         receipt = self.receipts.get(key)
         if target.exists() and (receipt is None or receipt["source"] == item.source):
             sha256, size = file_sha256(target, progress=self.progress), target.stat().st_size
-            self._check(item, key, target, sha256, expected, move_aside=True)
             action = "verified"  # put there by hand, or a receipt lost
         else:
             part = target.with_name(target.name + ".part")
@@ -322,15 +340,14 @@ class Fetcher:
                 sha256, size = download_to_part(item.url, part, **self.http)
             except DownloadError as exc:
                 raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
-            self._check(item, key, part, sha256, expected, move_aside=True, final=target)
             os.replace(part, target)
             action = "downloaded"
-        self._record_lock(key, item.source, sha256, size)
+        self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
         entries = None
         if extract:
-            extracted = extract_archive(target, target.parent, progress=self.progress)
+            extracted = self._extract(item, key, target, target.parent, sha256, ours=True)
             entries, action = extracted.entries, f"{action}, extracted {extracted.members} members"
-        self._record_receipt(key, item.source, sha256, target, entries)
+        self._record(key, item.source, sha256, size, target, entries)
         return FetchResult(key, item.source, action, sha256, size)
 
     def _by_hand(self, item: Fetch, target: Path) -> str:
@@ -363,15 +380,14 @@ class Fetcher:
                             target=target):
             return self._up_to_date(key, item.source)
         sha256, size = file_sha256(local, progress=self.progress), local.stat().st_size
-        self._check(item, key, local, sha256, expected, move_aside=False)
-        self._record_lock(key, item.source, sha256, size)
+        self._refuse_unless_valid(item, key, local, sha256, expected, ours=False)
         entries = None
         if extract:
-            extracted = extract_archive(local, extract_to, progress=self.progress)
+            extracted = self._extract(item, key, local, extract_to, sha256, ours=False)
             entries, action = extracted.entries, f"extracted {extracted.members} members"
         else:
             action = _link_or_copy(local, target)
-        self._record_receipt(key, item.source, sha256, local, entries)
+        self._record(key, item.source, sha256, size, local, entries)
         return FetchResult(key, item.source, action, sha256, size)
 
     def _fetch_folder(self, item: Fetch, folder: Path) -> list[FetchResult]:
@@ -420,16 +436,60 @@ class Fetcher:
                              f"delete the entry {key!r} from {self.lock_path}")
         return None
 
-    def _check(
-        self, item: Fetch, key: str, path: Path, sha256: str, expected: _Expected | None, *,
-        move_aside: bool, final: Path | None = None,
+    def _refuse_unless_valid(
+        self, item: Fetch, key: str, path: Path, sha256: str, expected: _Expected | None, *, ours: bool,
     ) -> None:
-        """Raise ChecksumError when `sha256` is not the expected one; a fetched file is moved aside first."""
+        """Raise RefusedError unless the file has the expected sha256 and passes its structure check.
+
+        `ours`: the file lies in raw_root (downloaded or put there by hand) and is moved aside when
+        refused; a user's local file is left where it is."""
+        self._check_sha256(item, path, sha256, expected, ours=ours)
+        check = self.checks.get(item.name) if item.weight and not item.sha256 else None
+        if check is None:
+            return  # a checksum pinned in params is the stronger check
+        try:
+            check(path)
+        except ValueError as exc:
+            self._refuse(item, key, path, sha256, ours, f"{path} (from {item.source}) is not a usable {item.name} "
+                                                         f"file: {exc}")
+
+    def _extract(self, item: Fetch, key: str, archive: Path, target: Path, sha256: str, *, ours: bool) -> Extracted:
+        """Check the archive's listing (safe, complete), then extract it; RefusedError when it fails."""
+        try:
+            return extract_archive(archive, target, progress=self.progress)
+        except ArchiveError as exc:
+            self._refuse(item, key, archive, sha256, ours, str(exc))
+
+    def _refuse(self, item: Fetch, key: str, path: Path, sha256: str, ours: bool, why: str) -> NoReturn:
+        """Raise RefusedError for a file that failed a check, saying exactly how to recover. The lock keeps
+        its entries, but one that pins this very file (an older version locked files before checking
+        them) is removed, or the good file that follows would be refused as a mismatch."""
+        rerun = f"`python -m stages.download --only {item.name}` (or `dvc repro download`)"
+        if self.lock.get(key, {}).get("sha256") == sha256:
+            del self.lock[key]
+            write_lock(self.lock_path, self.lock)
+            lock = f"Its entry {key!r} in {self.lock_path}, which pinned this very file, was removed."
+        else:
+            lock = f"{self.lock_path} was left as it was."
+        if ours:
+            aside = path.with_name(f"{path.name}.bad-{sha256[:8]}")
+            os.replace(path, aside)
+            how = (f"run {rerun} to fetch it again" if item.url is not None else
+                   f"check {item.source}, then run {rerun}")
+            fix = (f"It was moved aside to {aside} (not deleted). {lock} To recover: {how}; or put a good copy at "
+                   f"{path.resolve()} and run that.")
+        else:
+            hint = f" {item.hint}" if item.hint else ""
+            fix = (f"It was left where it is. {lock} To recover: replace {path.resolve()} with a good copy "
+                   f"(or point {item.params_key}.path in params.yaml at one), then run {rerun}.{hint}")
+        raise RefusedError(f"{why}\n{fix}")
+
+    def _check_sha256(self, item: Fetch, path: Path, sha256: str, expected: _Expected | None, *, ours: bool) -> None:
+        """Raise ChecksumError when `sha256` is not the expected one; a file in raw_root is moved aside first."""
         if expected is None or sha256 == expected.sha256:
             return
-        shown = final or path
-        if move_aside:
-            aside = shown.with_name(f"{shown.name}.bad-{sha256[:8]}")
+        if ours:
+            aside = path.with_name(f"{path.name}.bad-{sha256[:8]}")
             os.replace(path, aside)
             kept = f"It was moved aside to {aside} (not deleted)."
             otherwise = f"otherwise the file is corrupt or was tampered with: delete {aside} and run again to re-fetch it"
@@ -437,7 +497,7 @@ class Fetcher:
             kept = "It was left where it is."
             otherwise = "otherwise put the original file back"
         raise ChecksumError(
-            f"checksum mismatch for {shown} (from {item.source}):\n"
+            f"checksum mismatch for {path} (from {item.source}):\n"
             f"  expected sha256 {expected.sha256} ({expected.where})\n"
             f"  got      sha256 {sha256}\n"
             f"{kept} If the source changed on purpose, {expected.change} and run again; {otherwise}."
@@ -449,7 +509,9 @@ class Fetcher:
     ) -> bool:
         """Whether the receipt says `stat_path` was fetched from `source`, unchanged since, and still in place."""
         receipt = self.receipts.get(key)
-        if not receipt or receipt.get("source") != source or not stat_path.exists():
+        if not receipt or receipt.get("source") != source or receipt.get("version") != RECEIPT_VERSION:
+            return False
+        if not stat_path.exists():
             return False
         stat = stat_path.stat()
         if (stat.st_size, stat.st_mtime_ns) != (receipt["size"], receipt["mtime_ns"]):
@@ -465,6 +527,11 @@ class Fetcher:
         self._record_lock(key, source, receipt["sha256"], receipt["size"])  # restores a deleted lock entry
         return FetchResult(key, source, "up to date", receipt["sha256"], receipt["size"])
 
+    def _record(self, key: str, source: str, sha256: str, size: int, stat_path: Path, entries: list[str] | None) -> None:
+        """Lock and remember a file that passed every check (and was extracted or linked)."""
+        self._record_lock(key, source, sha256, size)
+        self._record_receipt(key, source, sha256, stat_path, entries)
+
     def _record_lock(self, key: str, source: str, sha256: str, size: int) -> None:
         entry = {"source": source, "sha256": sha256, "size": size}
         if self.lock.get(key) != entry:
@@ -475,6 +542,7 @@ class Fetcher:
         stat = stat_path.stat()
         self.receipts[key] = {
             "source": source, "sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "entries": entries,
+            "version": RECEIPT_VERSION,
         }
         self._save_receipts()
 

@@ -1,0 +1,250 @@
+"""Fault injection: each kind of bad input gets its named outcome, and the counts reconcile.
+
+1. The lock pins only what passed every check; a refused file leaves it as it was and says how to recover.
+2. Truncated and corrupt photos are rejected with a named reason (crop), or a problem line (predict).
+3. Expected mistakes (bad tables, bad --out, bad params) are one named line and a non-zero exit.
+4. Implausible input to the audit is rejected or noted, and a re-run leaves no stale outputs.
+"""
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages import download as download_stage
+from stages.lib.backbones.h5weights import N_CONV_LAYERS, write_keras2_weights
+from stages.lib.core.schema import manifest_frame
+from stages.lib.faces.crop import CropSettings, crop_manifest
+from stages.lib.faces.images import FaceRejected, read_image
+from stages.lib.sources.fetch import RefusedError, read_lock
+from stages.lib.sources.plan import Fetch
+from tests.test_download import file_member, make_fetcher, server, url_fetch, write_tar  # noqa: F401 (fixture)
+from tests.test_predict import project  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. The lock pins only what passed every check
+
+
+def published_like(path: Path, classes: int) -> bytes:
+    """A tiny file laid out as the published weight files: 13 convs, fc6, fc7, an output of `classes`."""
+    layers = [(f"conv2d_{i + 1}", [np.zeros((3, 3, 1, 1)), np.zeros(1)]) for i in range(N_CONV_LAYERS)]
+    layers += [("fc6", [np.zeros((1, 1, 1, 1)), np.zeros(1)]), ("fc7", [np.zeros((1, 1, 1, 1)), np.zeros(1)]),
+               ("predictions", [np.zeros((1, 1, 1, classes)), np.zeros(classes)])]
+    write_keras2_weights(path, [("zero_padding2d_1", []), *layers])
+    return path.read_bytes()
+
+
+@pytest.fixture()
+def download_project(tmp_path, monkeypatch):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_garbage_weights_file_is_refused_and_the_good_one_that_follows_is_accepted(download_project, capsys):
+    target = download_project / "data/raw/weights/vgg_face.h5"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"<html>404</html>\n")
+    assert download_stage.main(["--only", "vgg_face", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "not a usable vgg_face file: not an HDF5 file" in out
+    assert "moved aside to" in out and "python -m stages.download --only vgg_face" in out
+    assert "weights/vgg_face.h5" not in read_lock(download_project / "downloads.lock.yaml")
+    assert not target.exists() and list(target.parent.glob("vgg_face.h5.bad-*"))
+
+    good = published_like(target, 2622)  # the advice followed: a good copy put where it goes
+    assert download_stage.main(["--only", "vgg_face", "--no-progress"]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert read_lock(download_project / "downloads.lock.yaml")["weights/vgg_face.h5"]["sha256"] == sha(good)
+
+
+def test_a_weights_file_of_the_wrong_model_is_refused(download_project, capsys):
+    target = download_project / "data/raw/weights/age.h5"
+    target.parent.mkdir(parents=True)
+    published_like(target, 2)  # the gender file saved under the age name
+    assert download_stage.main(["--only", "age", "--no-progress"]) == 1
+    assert "output layer has 2 classes where the published age file has 101" in capsys.readouterr().out
+
+
+def test_a_lock_entry_that_pinned_a_broken_file_is_dropped_so_the_good_file_gets_in(download_project, capsys):
+    """What the old code left behind: the garbage file's sha256 in the lock (and no way out but editing it)."""
+    target = download_project / "data/raw/weights/vgg_face.h5"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"<html>404</html>\n")
+    (download_project / "downloads.lock.yaml").write_text(yaml.safe_dump({"weights/vgg_face.h5": {
+        "source": "x", "sha256": sha(b"<html>404</html>\n"), "size": 17}}))
+    assert download_stage.main(["--only", "vgg_face", "--no-progress"]) == 1
+    assert "which pinned this very file, was removed" in capsys.readouterr().out
+    good = published_like(target, 2622)
+    assert download_stage.main(["--only", "vgg_face", "--no-progress"]) == 0
+    assert read_lock(download_project / "downloads.lock.yaml")["weights/vgg_face.h5"]["sha256"] == sha(good)
+
+
+def test_a_yunet_model_without_a_pinned_checksum_must_load(download_project, capsys):
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["weights"]["yunet"] = {"path": "manual/yunet.onnx"}
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    Path("manual").mkdir()
+    Path("manual/yunet.onnx").write_bytes(b"<html>404</html>")
+    assert download_stage.main(["--only", "yunet", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "not a usable yunet file: OpenCV cannot load it as a YuNet ONNX model" in out
+    assert "It was left where it is" in out and f"replace {Path('manual/yunet.onnx').resolve()}" in out
+    assert read_lock(Path("downloads.lock.yaml")) == {}
+    assert Path("manual/yunet.onnx").exists()  # the user's file is never moved
+
+
+def test_a_truncated_download_is_not_pinned_and_the_good_file_that_follows_is_accepted(server, tmp_path):
+    good = tmp_path / "good.tar.gz"
+    write_tar(good, [file_member("wiki/a.jpg", os.urandom(30_000)), file_member("wiki/b.jpg", os.urandom(30_000))])
+    server.files["/wiki.tar.gz"] = good.read_bytes()[:20_000]  # the server sends a truncated file
+    item = url_fetch(server.url + "/wiki.tar.gz")
+    with pytest.raises(RefusedError) as caught:
+        make_fetcher(tmp_path).fetch(item)
+    message = str(caught.value)
+    assert "truncated or not a valid archive" in message and "run `python -m stages.download --only wiki`" in message
+    assert read_lock(tmp_path / "downloads.lock.yaml") == {}
+
+    server.files["/wiki.tar.gz"] = good.read_bytes()  # fixed upstream: the advice, followed, recovers
+    [result] = make_fetcher(tmp_path).fetch(item)
+    assert result.action == "downloaded, extracted 2 members"
+    assert read_lock(tmp_path / "downloads.lock.yaml")["wiki/wiki.tar.gz"]["sha256"] == sha(good.read_bytes())
+
+
+def test_an_uncompressed_tar_cut_at_a_member_boundary_is_refused(tmp_path):
+    archive = tmp_path / "manual" / "faces.tar"
+    archive.parent.mkdir()
+    write_tar(archive, [file_member("a.jpg", b"a" * 512), file_member("b.jpg", b"b" * 512)])
+    archive.write_bytes(archive.read_bytes()[:1024])  # exactly the first member: looks like a valid tar
+    with pytest.raises(RefusedError, match="no end-of-archive marker"):
+        make_fetcher(tmp_path).fetch(Fetch("utkface", "datasets.utkface.sources[0]", path="manual/faces.tar"))
+    assert read_lock(tmp_path / "downloads.lock.yaml") == {}
+
+
+def test_a_hostile_local_archive_is_not_pinned_and_its_replacement_is_accepted(tmp_path):
+    archive = tmp_path / "manual" / "UTKFace.tar.gz"
+    archive.parent.mkdir()
+    write_tar(archive, [file_member("UTKFace/1_0_0_1.jpg"), file_member("../escape.txt")])
+    item = Fetch("utkface", "datasets.utkface.sources[0]", path="manual/UTKFace.tar.gz")
+    with pytest.raises(RefusedError) as caught:
+        make_fetcher(tmp_path).fetch(item)
+    assert "'../escape.txt'" in str(caught.value) and f"replace {archive.resolve()}" in str(caught.value)
+    assert read_lock(tmp_path / "downloads.lock.yaml") == {} and not (tmp_path / "escape.txt").exists()
+
+    write_tar(archive, [file_member("UTKFace/1_0_0_1.jpg")])
+    [result] = make_fetcher(tmp_path).fetch(item)
+    assert result.action == "extracted 1 members"
+    assert read_lock(tmp_path / "downloads.lock.yaml")["utkface/UTKFace.tar.gz"]["sha256"] == sha(archive.read_bytes())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Truncated and corrupt photos
+
+
+def jpeg_bytes(seed: int = 0, side: int = 96) -> bytes:
+    """A real JPEG of a textured image (so its scan is long enough to cut or damage in the middle)."""
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), (5, 5), 0)
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def damaged(data: bytes, how: str) -> bytes:
+    middle = len(data) // 2
+    if how == "truncated":
+        return data[:middle]
+    if how == "zeros":
+        return data[:middle] + bytes(200) + data[middle + 200:]
+    raise ValueError(how)
+
+
+def test_opencv_alone_would_accept_the_first_half_of_a_jpeg(tmp_path):
+    """Why images.read_image checks: cv2.imread fills the missing half with grey and goes on."""
+    path = tmp_path / "half.jpg"
+    path.write_bytes(damaged(jpeg_bytes(), "truncated"))
+    assert cv2.imread(str(path)) is not None
+    with pytest.raises(FaceRejected, match=r"^image_truncated: .*half.jpg is cut short"):
+        read_image(str(path), upright=True)
+
+
+@pytest.mark.parametrize("how, code", [("truncated", "image_truncated"), ("zeros", "image_corrupt")])
+def test_damaged_jpegs_are_refused_with_a_named_reason(tmp_path, how, code):
+    path = tmp_path / "face.jpg"
+    path.write_bytes(damaged(jpeg_bytes(), how))
+    with pytest.raises(FaceRejected) as caught:
+        read_image(str(path), upright=True)
+    assert caught.value.code == code
+
+
+def test_a_truncated_png_is_refused(tmp_path):
+    data = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))[1].tobytes()
+    (tmp_path / "face.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FaceRejected, match="^image_truncated"):
+        read_image(str(tmp_path / "face.png"), upright=True)
+
+
+def test_whole_images_with_bytes_after_the_end_marker_are_read(tmp_path):
+    data = jpeg_bytes()
+    (tmp_path / "tail.jpg").write_bytes(data + b"camera data appended after EOI")
+    np.testing.assert_array_equal(read_image(str(tmp_path / "tail.jpg"), upright=True),
+                                  cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+
+
+def test_the_crop_stage_rejects_damaged_photos_by_name_and_every_row_is_accounted_for(tmp_path):
+    photos = {"whole": jpeg_bytes(1), "truncated": damaged(jpeg_bytes(2), "truncated"),
+              "zeros": damaged(jpeg_bytes(3), "zeros"), "empty": b""}
+    rows = []
+    for name, data in photos.items():
+        (tmp_path / f"{name}.jpg").write_bytes(data)
+        rows.append({"id": f"utkface/{name}", "dataset": "utkface", "path": str(tmp_path / f"{name}.jpg"), "age": 30,
+                     "gender": "female", "race": "black", "identity": None, "box": None, "cropped": True,
+                     "source_meta": ""})
+    manifest = manifest_frame(rows)
+    result = crop_manifest(manifest, tmp_path / "crops", CropSettings("haar", 0.4, 32, 0.6), progress=False)
+    assert len(manifest) == len(result.manifest) + len(result.rejects)  # in = kept + rejected
+    assert list(result.manifest["id"]) == ["utkface/whole"]
+    codes = {Path(path).stem: reason.split(":")[0] for path, reason in zip(result.rejects["path"], result.rejects["reason"])}
+    assert codes == {"truncated": "image_truncated", "zeros": "image_corrupt", "empty": "image_empty"}
+
+
+@pytest.mark.shared
+def test_half_a_real_utkface_chip_is_refused():
+    photos = sorted((SHARED / "datasets" / "utkface-aligned-sample").glob("*.jpg"))[:20]
+    if not photos:
+        pytest.skip(f"{SHARED / 'datasets' / 'utkface-aligned-sample'} is absent (real photos beside the repo)")
+    for path in photos:
+        read_image(str(path), upright=True)  # the whole photos are read
+    cut = Path(os.environ.get("TMPDIR", "/tmp")) / f"half-{os.getpid()}.jpg"
+    try:
+        for path in photos:
+            cut.write_bytes(damaged(path.read_bytes(), "truncated"))
+            with pytest.raises(FaceRejected, match="^image_truncated"):
+                read_image(str(cut), upright=True)
+    finally:
+        cut.unlink(missing_ok=True)
+
+
+def test_predict_gives_a_truncated_photo_a_problem_line_not_an_age(project, capsys):
+    from stages import predict as predict_stage
+
+    cv2.imwrite("whole.jpg", np.random.default_rng(5).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    Path("half.jpg").write_bytes(damaged(Path("whole.jpg").read_bytes(), "truncated"))
+    assert predict_stage.main(["whole.jpg", "half.jpg", "--precropped", "--json"]) == 0
+    records = {record["photo"]: record for record in json.loads(capsys.readouterr().out)}
+    assert records["whole.jpg"]["problem"] is None and records["whole.jpg"]["age"] is not None
+    assert records["half.jpg"]["problem"].startswith("image_truncated") and records["half.jpg"]["age"] is None

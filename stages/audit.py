@@ -13,11 +13,18 @@ Writes DIR/groups.csv (the groups contract), DIR/gaps.csv, DIR/significance.csv,
 DIR/rejects.csv (rows with unusable labels, with the reason), DIR/tables/*.csv, DIR/plots/*.csv
 (DVC plot data), DIR/figures/*.png and DIR/report.md. Age bands, bootstrap resamples, confidence and
 minimum group size default to params.yaml's when it is in the current folder.
+
+Bad input is one line naming the file and the fix, and exit status 1: a file that is empty, has a
+header only, is not a table (a photo, a ragged CSV), an --out that cannot be a writable folder. A true
+age over 122 years is rejected (`rejects.csv`); duplicate rows and implausible predictions are
+evaluated as given, with a note in the report and on stderr. The outputs of an earlier audit into the
+same --out are removed first, so no figure or correction.csv of another run is left beside the tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +37,25 @@ from stages.lib.core.labels import band_labels
 from stages.lib.evaluation.groups import Bootstrap, Evaluation, evaluate
 from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.evaluation.results import write_evaluation, write_json
-from stages.lib.core.params import PARAMS_FILE, Params, load_params
-from stages.lib.evaluation.predictions import ColumnError, Normalised, normalise_predictions, read_table
+from stages.lib.core.params import PARAMS_FILE, Params, ParamsError, load_params
+from stages.lib.evaluation.predictions import (PLAUSIBLE_MAX_AGE, ColumnError, Normalised, normalise_predictions,
+                                               read_table)
 from stages.lib.reporting.markdown import Markdown, correction_section, evaluation_sections
 
 DEFAULT_BANDS = (0, 16, 31, 46, 61)
+# What an audit writes into --out: files, and folders of which only these files are ours.
+OUTPUT_FILES = ("groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv", "correction.csv",
+                "report.md")
+OUTPUT_FOLDERS = {"tables": "*.csv", "plots": "*.csv", "figures": "*.png"}
 COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES
     "age_col": "age", "pred_col": "age_pred", "argmax_col": "age_pred_argmax", "gender_col": "gender",
     "race_col": "race", "filename_col": "filename", "gender_pred_col": "gender_pred",
     "gender_prob_col": "gender_prob_female", "id_col": "id", "split_col": "split",
 }
+
+
+class AuditError(ValueError):
+    """Input the audit cannot use (the table, --out); the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,70 @@ def settings_from(args: argparse.Namespace, params: Params | None) -> Settings:
     )
 
 
+def read_predictions(path: Path, sep: str | None) -> pd.DataFrame:
+    """The predictions table; AuditError when it is empty, has a header only, or is not a table at all."""
+    try:
+        raw = read_table(path, sep)
+    except pd.errors.EmptyDataError:
+        raise AuditError(f"{path} is empty (no header, no rows): pass a CSV, TSV or parquet table with one row "
+                         "per face") from None
+    except UnicodeDecodeError:
+        raise AuditError(f"{path} is not a text table (it is not UTF-8 text; an image or a binary file?): pass "
+                         "the CSV, TSV or parquet table of predictions") from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
+        raise AuditError(f"{path} is not a readable table ({detail}): every line needs as many fields as the "
+                         "header; fix the file, or give its separator with --sep") from None
+    except (ValueError, OSError) as exc:  # parquet: pyarrow's errors are ValueError or OSError subclasses
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise AuditError(f"{path} cannot be read as a table ({str(exc).strip().splitlines()[0]}): pass a CSV, "
+                         "TSV or parquet table of predictions") from None
+    if raw.empty:
+        raise AuditError(f"{path} has a header ({', '.join(map(str, raw.columns))}) but no rows: nothing to audit")
+    return raw
+
+
+def prepare_out(out: Path) -> None:
+    """Make --out a writable folder (AuditError naming the fix when it cannot be), and remove what an
+    earlier audit wrote there, so that every file in it is this run's."""
+    if out.exists() and not out.is_dir():
+        raise AuditError(f"--out {out} is a file: give a folder (it is created when missing)")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise AuditError(f"--out {out}: {blocking} is a file, so no folder can be made under it; give another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AuditError(f"--out {out} cannot be created ({exc.strerror}): give a folder you can write to") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise AuditError(f"--out {out} is not writable: give a folder you can write to")
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    for folder, pattern in OUTPUT_FOLDERS.items():
+        for path in (out / folder).glob(pattern):
+            path.unlink()
+
+
+def input_notes(raw: pd.DataFrame, normalised: Normalised) -> list[str]:
+    """Facts about the table the report and the terminal should state: repeated rows and faces, and
+    predictions no human age could be (each still evaluated as given)."""
+    notes = []
+    repeated_rows = int(raw.duplicated().sum())
+    if repeated_rows:
+        notes.append(f"{repeated_rows:,} rows repeat an earlier row exactly, and each is evaluated: a face listed "
+                     "twice counts twice; de-duplicate the table if that is a mistake")
+    repeated_ids = int(normalised.frame["id"].duplicated().sum())  # ids are row numbers without an id column
+    if repeated_ids > repeated_rows:
+        notes.append(f"{repeated_ids:,} evaluated rows repeat the id or file name of an earlier row")
+    predictions = normalised.frame["age_pred"]
+    wild = predictions[(predictions < 0) | (predictions > PLAUSIBLE_MAX_AGE)]
+    if len(wild):
+        notes.append(f"{len(wild):,} age predictions lie outside 0..{PLAUSIBLE_MAX_AGE} years ({wild.min():g} to "
+                     f"{wild.max():g}): evaluated as given")
+    return notes
+
+
 def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFrame, evaluation: Evaluation,
                  figures: dict[str, Path], settings: Settings, correction: tuple[pd.DataFrame, str] | None,
                  rows_read: int, title: str) -> str:
@@ -147,13 +227,17 @@ def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFra
 def audit(args: argparse.Namespace) -> dict:
     params = load_params() if PARAMS_FILE.exists() else None
     settings = settings_from(args, params)
-    raw = read_table(args.predictions, args.sep)
+    raw = read_predictions(args.predictions, args.sep)
     requested = {field: getattr(args, flag) for flag, field in COLUMN_FLAGS.items()}
     title = args.title or args.predictions.name
     normalised = normalise_predictions(raw, requested, dataset=args.predictions.stem, min_age=args.min_age,
                                        max_age=args.max_age)
+    extra_notes = input_notes(raw, normalised)
+    normalised.notes.extend(extra_notes)
+    for note in extra_notes:
+        print(f"audit: note: {note}", file=sys.stderr)
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out)
     normalised.rejects.to_csv(out / "rejects.csv", index=False)
     kept = normalised.frame
     if args.split:
@@ -182,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         metrics = audit(args)
-    except (ColumnError, FileNotFoundError) as error:
+    except (AuditError, ColumnError, ParamsError, OSError) as error:
         sys.exit(f"audit: {error}")
     line = f"{args.predictions.name}: n={metrics['n']:,} MAE {metrics['mae']:.2f} RMSE {metrics['rmse']:.2f}"
     if "mae_argmax" in metrics:

@@ -248,3 +248,162 @@ def test_predict_gives_a_truncated_photo_a_problem_line_not_an_age(project, caps
     records = {record["photo"]: record for record in json.loads(capsys.readouterr().out)}
     assert records["whole.jpg"]["problem"] is None and records["whole.jpg"]["age"] is not None
     assert records["half.jpg"]["problem"].startswith("image_truncated") and records["half.jpg"]["age"] is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Expected mistakes: one named line, a non-zero exit, no traceback
+
+
+def audit_run(argv: list[str]) -> str:
+    """What `python -m stages.audit` exits with: SystemExit's message (the one line printed) or 0."""
+    from stages import audit
+
+    with pytest.raises(SystemExit) as caught:
+        audit.main(argv)
+        raise SystemExit(0)
+    return caught.value.code
+
+
+def predictions_csv(path: Path, n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ages = rng.integers(1, 90, n)
+    table = pd.DataFrame({"age": ages, "age_pred": np.clip(ages + rng.normal(0, 5, n), 0, None).round(1),
+                          "gender": rng.integers(0, 2, n), "race": rng.integers(0, 5, n)})
+    table.to_csv(path, index=False)
+    return table
+
+
+BAD_TABLES = {
+    "empty": (lambda path: path.write_bytes(b""), "is empty (no header, no rows)"),
+    "photo": (lambda path: path.write_bytes(jpeg_bytes()), "is not a text table"),
+    "ragged": (lambda path: path.write_text("age,age_pred\n30,31\n40,41,9,9\n"),
+               "is not a readable table (Expected 2 fields in line 3, saw 4)"),
+    "header only": (lambda path: path.write_text("age,age_pred,gender\n"), "has a header (age, age_pred, gender) but no rows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TABLES))
+def test_a_table_the_audit_cannot_use_is_one_line_naming_it(tmp_path, monkeypatch, case):
+    monkeypatch.chdir(tmp_path)
+    write, expected = BAD_TABLES[case]
+    write(tmp_path / "table.csv")
+    message = audit_run(["table.csv", "--out", "out", "--no-figures"])
+    assert message.startswith("audit: table.csv ") and expected in message and "\n" not in message
+
+
+@pytest.mark.parametrize("out, expected", [
+    ("taken", "audit: --out taken is a file: give a folder (it is created when missing)"),
+    ("taken/sub", "audit: --out taken/sub: taken is a file, so no folder can be made under it; give another --out"),
+])
+def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, monkeypatch, out, expected):
+    monkeypatch.chdir(tmp_path)
+    predictions_csv(tmp_path / "p.csv")
+    Path("taken").write_text("a file the user keeps")
+    assert audit_run(["p.csv", "--out", out, "--no-figures", "--bootstrap", "10"]) == expected
+    assert Path("taken").read_text() == "a file the user keeps"
+
+
+def test_a_read_only_out_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    predictions_csv(tmp_path / "p.csv")
+    Path("locked").mkdir()
+    Path("locked").chmod(0o555)
+    if os.access("locked", os.W_OK):
+        pytest.skip("running as root: a read-only folder is writable anyway")
+    assert audit_run(["p.csv", "--out", "locked/out", "--no-figures"]).startswith("audit: --out locked/out cannot be created")
+    assert audit_run(["p.csv", "--out", "locked", "--no-figures"]) == (
+        "audit: --out locked is not writable: give a folder you can write to")
+
+
+@pytest.fixture()
+def stage_project(tmp_path, monkeypatch):
+    """A project folder with the repository's params.yaml, to be spoilt by each test."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def spoil_params(**sections) -> None:
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    for section, values in sections.items():
+        raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"split": {"train": 0.8, "val": 0.2, "test": 0.3}}, "split: train + val + test must be 1, got 1.3"),
+    ({"experiments": {"x2": {"init": "vgg_face", "oversample": [{"min_age": 60, "factor": 0}]}}},
+     "experiments.x2.oversample.0.factor"),
+])
+def test_the_features_stage_names_bad_params_in_one_line(stage_project, capsys, change, key):
+    from stages import features as features_stage
+
+    spoil_params(**change)
+    assert features_stage.main(["--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("features: params.yaml is not valid") and key in err and "Traceback" not in err
+
+
+def test_an_unknown_backbone_fails_in_the_first_stages_before_any_work(stage_project, capsys):
+    from stages import features as features_stage
+    from stages import params as params_stage
+
+    spoil_params(backbone={"name": "resnet_nope"})
+    expected = "backbone.name: 'resnet_nope' is not a registered backbone; allowed: dlib_resnet, vgg_face"
+    for stage in (params_stage, download_stage, features_stage):
+        assert stage.main(["--no-progress"] if stage is not params_stage else []) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1
+    assert not (stage_project / "data").exists()  # nothing fetched, nothing written
+
+
+def test_an_unknown_compared_backbone_fails_in_the_first_stage(stage_project, capsys):
+    from stages import params as params_stage
+
+    spoil_params(compare_backbones={"other": {"name": "resnet_nope"}})
+    assert params_stage.main([]) == 2
+    assert "'resnet_nope' is not a registered backbone" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. Plausibility
+
+
+def test_impossible_true_ages_are_rejected_not_evaluated(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    table = predictions_csv(tmp_path / "clean.csv")
+    spoilt = table.copy()
+    spoilt.loc[[3, 7], "age"] = [150, 200]
+    spoilt.to_csv("spoilt.csv", index=False)
+    audit_run(["clean.csv", "--out", "clean", "--no-figures", "--bootstrap", "10"])
+    audit_run(["spoilt.csv", "--out", "spoilt", "--no-figures", "--bootstrap", "10"])
+    clean = json.loads(Path("clean/metrics.json").read_text())
+    spoilt_metrics = json.loads(Path("spoilt/metrics.json").read_text())
+    rejects = pd.read_csv("spoilt/rejects.csv")
+    assert rejects["row"].tolist() == [3, 7]
+    assert rejects["reason"].str.contains("not a plausible human age").all()
+    assert spoilt_metrics["rows_read"] == spoilt_metrics["n"] + spoilt_metrics["rows_rejected"]  # in = kept + rejected
+    kept = table.drop(index=[3, 7])
+    assert spoilt_metrics["rmse"] == pytest.approx(np.sqrt(((kept["age_pred"] - kept["age"]) ** 2).mean()), abs=1e-6)
+    assert clean["n"] == spoilt_metrics["n"] + 2
+
+
+def test_duplicate_rows_are_evaluated_with_a_note(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    table = predictions_csv(tmp_path / "p.csv")
+    pd.concat([table, table.iloc[:4]]).to_csv("p.csv", index=False)
+    audit_run(["p.csv", "--out", "out", "--no-figures", "--bootstrap", "10"])
+    note = "4 rows repeat an earlier row exactly"
+    assert note in capsys.readouterr().err and note in Path("out/report.md").read_text()
+    assert json.loads(Path("out/metrics.json").read_text())["n"] == len(table) + 4
+
+
+def test_a_second_audit_into_the_same_out_leaves_nothing_of_the_first(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    predictions_csv(tmp_path / "p.csv")
+    audit_run(["p.csv", "--out", "out", "--bootstrap", "10", "--correction"])
+    assert list(Path("out/figures").glob("*.png")) and Path("out/correction.csv").exists()
+    Path("out/mine.txt").write_text("the user's own file")
+    audit_run(["p.csv", "--out", "out", "--bootstrap", "10", "--no-figures"])
+    assert not list(Path("out/figures").glob("*.png")) and not Path("out/correction.csv").exists()
+    assert Path("out/report.md").exists() and Path("out/mine.txt").read_text() == "the user's own file"

@@ -44,6 +44,7 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
     "experiment": ("experiment",),
 }
 LABEL_FIELDS = ("age", "gender", "race")
+PLAUSIBLE_MAX_AGE = 122  # the oldest documented human: an older true age is a typo or a code, never a label
 OPTIONAL_LABELS = ("gender", "race")   # a row without them is kept (unknown); a row without age is not
 REJECTS_LEAD_COLUMNS = ["row", "reason"]
 
@@ -211,7 +212,7 @@ def normalise_predictions(
 
     `requested` maps fields (keys of DEFAULT_NAMES) to column names the user gave. `min_age`/`max_age`
     keep only rows with ages in that range (the rest are rejected with the reason); none by default,
-    since real tables hold ages above 100.
+    since real tables hold ages above 100, but a true age over PLAUSIBLE_MAX_AGE is always rejected.
     """
     columns = resolve_columns(list(raw.columns), requested or {})
     if columns["age_pred"] is None:
@@ -374,4 +375,7 @@ def _age_range_reasons(ages: pd.Series, min_age: int | None, max_age: int | None
     if max_age is not None:
         high = numbers > max_age
         reason[high] = numbers[high].map(lambda a: f"age {int(a)} above --max-age {max_age}")
+    implausible = (numbers > PLAUSIBLE_MAX_AGE) & reason.isna()
+    reason[implausible] = numbers[implausible].map(
+        lambda a: f"age {int(a)} is not a plausible human age (over {PLAUSIBLE_MAX_AGE}); fix the label")
     return reason

@@ -153,6 +153,13 @@ def test_a_hostile_local_archive_is_not_pinned_and_its_replacement_is_accepted(t
     assert read_lock(tmp_path / "downloads.lock.yaml")["utkface/UTKFace.tar.gz"]["sha256"] == sha(archive.read_bytes())
 
 
+def test_a_lock_file_that_is_not_yaml_is_one_line_naming_the_fix(download_project, capsys):
+    Path("downloads.lock.yaml").write_text("<<<<<<< HEAD\nweights/yunet.onnx: {sha256: [\n")  # a merge gone wrong
+    assert download_stage.main(["--only", "yunet", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "downloads.lock.yaml is not a lock file this stage wrote" in err and "restore it from git" in err
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 2. Truncated and corrupt photos
 

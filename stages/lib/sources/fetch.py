@@ -137,7 +137,10 @@ def read_lock(path: Path) -> dict[str, dict]:
     """The lock file's entries (key -> {source, sha256, size}); empty when the file does not exist."""
     if not path.exists():
         return {}
-    entries = yaml.safe_load(path.read_text()) or {}
+    try:
+        entries = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        entries = None  # a merge conflict or a hand edit gone wrong: refused below, naming the fix
     if not isinstance(entries, dict) or not all(
         isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in entries.values()
     ):

@@ -22,7 +22,8 @@ from stages import download as stage
 from stages.lib.sources.archives import UnsafeArchiveError, extract_archive
 from stages.lib.backbones.registry import describe
 from stages.lib.core.params import ParamsError, validate
-from stages.lib.sources.fetch import ChecksumError, DownloadError, Fetcher, MissingSourceError, UnreachableError, read_lock
+from stages.lib.sources.fetch import (ChecksumError, DownloadError, Fetcher, MissingSourceError, UnreachableError,
+                                      read_lock)
 from stages.lib.sources.plan import Fetch, needed_weights, plan_fetches, weight_path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -225,7 +225,8 @@ def test_the_crop_stage_rejects_damaged_photos_by_name_and_every_row_is_accounte
     result = crop_manifest(manifest, tmp_path / "crops", CropSettings("haar", 0.4, 32, 0.6), progress=False)
     assert len(manifest) == len(result.manifest) + len(result.rejects)  # in = kept + rejected
     assert list(result.manifest["id"]) == ["utkface/whole"]
-    codes = {Path(path).stem: reason.split(":")[0] for path, reason in zip(result.rejects["path"], result.rejects["reason"])}
+    codes = {Path(path).stem: reason.split(":")[0]
+             for path, reason in zip(result.rejects["path"], result.rejects["reason"])}
     assert codes == {"truncated": "image_truncated", "zeros": "image_corrupt", "empty": "image_empty"}
 
 
@@ -285,7 +286,8 @@ BAD_TABLES = {
     "photo": (lambda path: path.write_bytes(jpeg_bytes()), "is not a text table"),
     "ragged": (lambda path: path.write_text("age,age_pred\n30,31\n40,41,9,9\n"),
                "is not a readable table (Expected 2 fields in line 3, saw 4)"),
-    "header only": (lambda path: path.write_text("age,age_pred,gender\n"), "has a header (age, age_pred, gender) but no rows"),
+    "header only": (lambda path: path.write_text("age,age_pred,gender\n"),
+                    "has a header (age, age_pred, gender) but no rows"),
 }
 
 
@@ -317,7 +319,8 @@ def test_a_read_only_out_is_one_line(tmp_path, monkeypatch):
     Path("locked").chmod(0o555)
     if os.access("locked", os.W_OK):
         pytest.skip("running as root: a read-only folder is writable anyway")
-    assert audit_run(["p.csv", "--out", "locked/out", "--no-figures"]).startswith("audit: --out locked/out cannot be created")
+    message = audit_run(["p.csv", "--out", "locked/out", "--no-figures"])
+    assert message.startswith("audit: --out locked/out cannot be created")
     assert audit_run(["p.csv", "--out", "locked", "--no-figures"]) == (
         "audit: --out locked is not writable: give a folder you can write to")
 

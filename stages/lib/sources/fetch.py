@@ -530,7 +530,9 @@ class Fetcher:
         self._record_lock(key, source, receipt["sha256"], receipt["size"])  # restores a deleted lock entry
         return FetchResult(key, source, "up to date", receipt["sha256"], receipt["size"])
 
-    def _record(self, key: str, source: str, sha256: str, size: int, stat_path: Path, entries: list[str] | None) -> None:
+    def _record(
+        self, key: str, source: str, sha256: str, size: int, stat_path: Path, entries: list[str] | None,
+    ) -> None:
         """Lock and remember a file that passed every check (and was extracted or linked)."""
         self._record_lock(key, source, sha256, size)
         self._record_receipt(key, source, sha256, stat_path, entries)

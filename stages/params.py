@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params()
         describe(params.backbone)
         for label in params.compare_backbones:
-            describe(params.compared_backbone(label))
+            try:
+                describe(params.compared_backbone(label))
+            except ParamsError as error:
+                raise ParamsError(str(error).replace("backbone.name", f"compare_backbones.{label}.name")) from None
     except ParamsError as error:
         print(f"params: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.labels import RACES, band_labels
-from stages.lib.evaluation.groups import Evaluation, age_standardised_mae, pivot
+from stages.lib.evaluation.curves import pivot
+from stages.lib.evaluation.groups import Evaluation, age_standardised_mae
 
 ATTRIBUTE_TITLES = {
     "all": "all faces", "race": "race", "gender": "gender", "age_band": "age band",

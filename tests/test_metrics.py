@@ -353,3 +353,6 @@ def test_retraining_gets_the_cut_it_made_and_rebalancing_only_its_own():
     # The old R14 line compared oversample_x2 with published directly and credited it with the whole cut.
     direct = training_gains(predictions, [("both", "published", "oversample_x2")], Bootstrap(resamples=200))
     assert direct.loc[0, "cut_share"] == pytest.approx(0.24, abs=0.01)
+    other_faces = {**predictions, "retrained": predictions["retrained"].assign(age=lambda t: t["age"] + 1)}
+    with pytest.raises(ValueError, match="not predictions on the same faces"):
+        training_gains(other_faces, steps, Bootstrap(resamples=0))

@@ -44,8 +44,14 @@ def _rebalanced(experiment: Experiment) -> bool:
 
 
 def paired_absolute_errors(before: pd.DataFrame, after: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """|predicted − true age| of each model on the faces both predicted, matched by `id`."""
-    merged = before[["id", "age", "age_pred"]].merge(after[["id", "age_pred"]], on="id", suffixes=("", "_after"))
+    """|predicted − true age| of each model on the faces both predicted, matched by `id`; ValueError when
+    a matched face has two different true ages (then the tables are not of the same faces)."""
+    merged = before[["id", "age", "age_pred"]].merge(after[["id", "age", "age_pred"]], on="id",
+                                                     suffixes=("", "_after"))
+    differing = int((merged["age"] != merged["age_after"]).sum())
+    if differing:
+        raise ValueError(f"{differing:,} of {len(merged):,} faces matched by id have different true ages in the "
+                         "two predictions tables: they are not predictions on the same faces")
     truth = merged["age"].to_numpy(dtype=float)
     return (np.abs(merged["age_pred"].to_numpy(dtype=float) - truth),
             np.abs(merged["age_pred_after"].to_numpy(dtype=float) - truth))

@@ -19,7 +19,7 @@ from the params' lower edges, never read from the table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -279,8 +279,8 @@ def gaps(disaggregated: Disaggregated, metrics: Sequence[str] = ("mae", "rmse", 
             higher_worse = HIGHER_IS_WORSE[metric]
             worst = judged.loc[judged[metric].idxmax() if higher_worse else judged[metric].idxmin()]
             best = judged.loc[judged[metric].idxmin() if higher_worse else judged[metric].idxmax()]
-            gap = _gap(_pool(disaggregated, attribute, [worst["group"]]), _pool(disaggregated, attribute, [best["group"]]),
-                       metric, disaggregated.confidence)
+            gap = _gap(_pool(disaggregated, attribute, [worst["group"]]),
+                       _pool(disaggregated, attribute, [best["group"]]), metric, disaggregated.confidence)
             rows.append({
                 "attribute": attribute, "metric": metric,
                 "worst_group": worst["group"], "worst": worst[metric], "worst_n": int(worst["n"]),
@@ -383,6 +383,18 @@ def overall_metrics(groups: pd.DataFrame, gap_table: pd.DataFrame, frame: pd.Dat
     if gap_figures:
         result["gaps"] = gap_figures
     return result
+
+
+def ages_are_bands(overall: Mapping) -> bool:
+    """Is every face's age a labelled band (FairFace: `age` is the band's midpoint)? Then an MAE mixes the
+    model's error with the band's width: such a set is judged by age-band accuracy, and never pooled
+    with exact ages."""
+    return bool(overall.get("n")) and overall.get("n_age_band") == overall.get("n")
+
+
+def exact_age_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose age is exact (no labelled band)."""
+    return frame[frame[BAND_COLUMN].isna()] if BAND_COLUMN in frame.columns else frame
 
 
 def _plain(value):

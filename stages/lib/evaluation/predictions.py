@@ -69,8 +69,9 @@ class Normalised:
     """A predictions table in contract form, the rows refused with their reasons, and what was done.
 
     `sources` says where each field came from (e.g. `age: column 'age'`, `race: file names in
-    'filename'`, `gender: column 'sex' (codes read as utkface: 0 = male, 1 = female)`); `skipped` names each breakdown that the table cannot support and why; `notes` are
-    facts a reader of the report should know (unreadable gender predictions, label disagreements).
+    'filename'`, `gender: column 'sex' (codes read as utkface: 0 = male, 1 = female)`); `skipped`
+    names each breakdown that the table cannot support and why; `notes` are facts a reader of the
+    report should know (unreadable gender predictions, label disagreements).
     """
 
     frame: pd.DataFrame

@@ -2,12 +2,16 @@
 
     python -m stages.audit PREDICTIONS.csv --out DIR [--age-col C] [--pred-col C] [--argmax-col C]
         [--gender-col C] [--race-col C] [--filename-col C] [--gender-pred-col C] [--gender-prob-col C]
-        [--age-bands 0,16,31,46,61] [--min-age A] [--max-age A] [--split test] [--correction] [--no-figures]
+        [--gender-codes utkface|imdb_wiki|deepface] [--age-bands 0,16,31,46,61] [--min-age A] [--max-age A]
+        [--split test] [--correction] [--no-figures]
 
 Columns default to common names (`age`, `age_pred`/`pre_age`/`Weighted_Avg`, `gender`, `race`,
 `filename`, ...; case-insensitive). Without label columns, labels are read from UTKFace-style file
-names. Gender and race accept UTKFace codes (0, 1, also 0.0) and words (M/F, male, White, ...). A
-missing gender or race column skips that breakdown, and the report says so.
+names. Race accepts UTKFace codes (0..4, also 0.0) and words (White, Black, ...). Gender, true or
+predicted, accepts words (M/F, male, Woman, ...); numeric gender codes only with `--gender-codes`,
+because conventions disagree (UTKFace: 0 = male; IMDB-Wiki and deepface's argmax: 0 = female): a table
+with numeric gender and no flag is refused, never guessed. A missing gender or race column skips that
+breakdown, and the report says so.
 
 Writes DIR/groups.csv (the groups contract), DIR/gaps.csv, DIR/significance.csv, DIR/metrics.json,
 DIR/rejects.csv (rows with unusable labels, with the reason), DIR/tables/*.csv, DIR/plots/*.csv
@@ -34,12 +38,13 @@ import pandas as pd
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.core.labels import band_labels
-from stages.lib.evaluation.groups import Bootstrap, Evaluation, evaluate
+from stages.lib.evaluation.groups import Evaluation, evaluate
+from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.evaluation.results import write_evaluation, write_json
 from stages.lib.core.params import PARAMS_FILE, Params, ParamsError, load_params
-from stages.lib.evaluation.predictions import (PLAUSIBLE_MAX_AGE, ColumnError, Normalised, normalise_predictions,
-                                               read_table)
+from stages.lib.evaluation.predictions import (GENDER_CODES, PLAUSIBLE_MAX_AGE, ColumnError, Normalised,
+                                               describe_codes, normalise_predictions, read_table)
 from stages.lib.reporting.markdown import Markdown, correction_section, evaluation_sections
 
 DEFAULT_BANDS = (0, 16, 31, 46, 61)
@@ -75,6 +80,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="C",
                             help=f"column holding {field} (default: a common name, see module docs)")
     parser.add_argument("--sep", help="CSV separator (default: ',' or tab for .tsv)")
+    parser.add_argument("--gender-codes", choices=list(GENDER_CODES),
+                        help="how numeric gender codes read, in the gender and gender prediction columns: "
+                             + "; ".join(describe_codes(codes) for codes in GENDER_CODES)
+                             + " (required when either column holds numbers)")
     parser.add_argument("--age-bands", help="lower edges, e.g. 0,16,31,46,61 (default: params.yaml age_bands)")
     parser.add_argument("--min-age", type=int, help="reject rows with a true age below this (default: none)")
     parser.add_argument("--max-age", type=int, help="reject rows with a true age above this (default: none)")
@@ -179,9 +188,18 @@ def input_notes(raw: pd.DataFrame, normalised: Normalised) -> list[str]:
     return notes
 
 
+def gender_codes_line(normalised: Normalised, requested: str | None) -> str:
+    """Which convention numeric gender codes were read with, said in the report."""
+    if normalised.gender_codes:
+        return f"numeric gender codes read as {describe_codes(normalised.gender_codes)} (--gender-codes)"
+    if requested:
+        return f"--gender-codes {requested} given, but no gender column holds numeric codes: read as words"
+    return "gender read as words (no numeric codes)"
+
+
 def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFrame, evaluation: Evaluation,
                  figures: dict[str, Path], settings: Settings, correction: tuple[pd.DataFrame, str] | None,
-                 rows_read: int, title: str) -> str:
+                 rows_read: int, title: str, requested_codes: str | None = None) -> str:
     md = Markdown(out)
     md.heading(f"Audit of {title}", 1)
     md.paragraph(f"Predictions read from `{path}`: {rows_read:,} rows; **{len(kept):,} evaluated**, "
@@ -206,6 +224,7 @@ def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFra
         f"{settings.bootstrap.resamples:,} bootstrap resamples, {settings.bootstrap.confidence:.0%} intervals, "
         f"seed {settings.bootstrap.seed}; groups under {settings.min_group_size} faces flagged small "
         f"(settings from {settings.source} and flags)",
+        gender_codes_line(normalised, requested_codes),
     ])
     below = int((kept["age"] < settings.edges[0]).sum())
     if below:
@@ -231,7 +250,7 @@ def audit(args: argparse.Namespace) -> dict:
     requested = {field: getattr(args, flag) for flag, field in COLUMN_FLAGS.items()}
     title = args.title or args.predictions.name
     normalised = normalise_predictions(raw, requested, dataset=args.predictions.stem, min_age=args.min_age,
-                                       max_age=args.max_age)
+                                       max_age=args.max_age, gender_codes=args.gender_codes)
     extra_notes = input_notes(raw, normalised)
     normalised.notes.extend(extra_notes)
     for note in extra_notes:
@@ -255,9 +274,10 @@ def audit(args: argparse.Namespace) -> dict:
     if correction is not None:
         correction[0].to_csv(out / "correction.csv", index=False)
     report = build_report(args.predictions, out, normalised, kept, evaluation, figures, settings, correction,
-                          len(raw), title)
+                          len(raw), title, args.gender_codes)
     (out / "report.md").write_text(report)
-    metrics = {**evaluation.overall, "rows_read": len(raw), "rows_rejected": len(normalised.rejects)}
+    metrics = {**evaluation.overall, "rows_read": len(raw), "rows_rejected": len(normalised.rejects),
+               "gender_codes": normalised.gender_codes}
     write_json(metrics, out / "metrics.json")
     return metrics
 
@@ -266,7 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         metrics = audit(args)
-    except (AuditError, ColumnError, ParamsError, OSError) as error:
+    except ColumnError as error:
+        sys.exit(f"audit: {args.predictions}: {error}")
+    except (AuditError, ParamsError, OSError) as error:
         sys.exit(f"audit: {error}")
     line = f"{args.predictions.name}: n={metrics['n']:,} MAE {metrics['mae']:.2f} RMSE {metrics['rmse']:.2f}"
     if "mae_argmax" in metrics:

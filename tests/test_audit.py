@@ -47,9 +47,10 @@ def test_codes_floats_and_words_all_normalise():
         "gender": [0, 1.0, "0.0", "M", "female", "F"],
         "race": [0, "1.0", 2.0, "Indian", "others", "East Asian"],
     })
-    result = normalise_predictions(raw, {"age_pred": "pred"})
+    result = normalise_predictions(raw, {"age_pred": "pred"}, gender_codes="utkface")
     assert result.rejects.empty
     assert list(result.frame["gender"]) == ["male", "female", "male", "male", "female", "female"]
+    assert result.gender_codes == "utkface" and "0 = male" in result.sources["gender"]
     assert list(result.frame["race"]) == ["white", "black", "asian", "indian", "others", "asian"]
     assert list(result.frame["age"]) == [20, 30, 40, 50, 60, 70]
     assert list(result.frame.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
@@ -71,7 +72,7 @@ def test_unusable_rows_are_rejected_with_reasons_and_nothing_else_is_lost():
     raw = pd.DataFrame({"Age": [20, -3, 25.5, None, 30, 116],
                         "Gender": ["m", "f", "m", "f", "robot", 1],
                         "age_pred": [20, 20, 20, 20, "n/a", 80]})
-    result = normalise_predictions(raw)
+    result = normalise_predictions(raw, gender_codes="utkface")
     assert len(result.frame) + len(result.rejects) == len(raw)
     reasons = dict(zip(result.rejects["row"], result.rejects["reason"]))
     assert set(reasons) == {1, 2, 3, 4}
@@ -103,11 +104,35 @@ def test_columns_by_name_case_insensitive_and_refused_when_absent():
 def test_gender_predictions_from_words_or_probability():
     raw = pd.DataFrame({"age": [20, 30, 40], "age_pred": [20, 30, 40], "gender": [0, 1, 1],
                         "gender_prob_female": [0.1, 0.8, np.nan]})
-    result = normalise_predictions(raw)
+    result = normalise_predictions(raw, gender_codes="utkface")
     assert list(result.frame["gender_pred"]) == ["male", "female", None]
-    words = normalise_predictions(raw.drop(columns="gender_prob_female").assign(predicted_gender=["F", "M", "x"]))
+    words = normalise_predictions(raw.drop(columns="gender_prob_female").assign(predicted_gender=["F", "M", "x"],
+                                                                                gender=["M", "F", "F"]))
     assert list(words.frame["gender_pred"]) == ["female", "male", None]
     assert any("unreadable" in note for note in words.notes)
+
+
+def test_numeric_gender_is_never_guessed():
+    raw = pd.DataFrame({"age": [20, 30], "age_pred": [21, 29], "gender": ["male", "female"], "gender_pred": [1, 0]})
+    with pytest.raises(ColumnError, match="'gender_pred' holds numeric gender codes.*--gender-codes"):
+        normalise_predictions(raw)
+    with pytest.raises(ColumnError, match="'gender' holds numeric gender codes"):
+        normalise_predictions(raw.assign(gender=[0.0, 1.0], gender_pred=["m", "f"]))
+    deepface = normalise_predictions(raw, gender_codes="deepface")    # argmax over (Woman, Man): 1 = man
+    assert list(deepface.frame["gender_pred"]) == ["male", "female"] and deepface.gender_codes == "deepface"
+    assert "deepface: 0 = female, 1 = male" in deepface.sources["gender_pred"]
+    utkface = normalise_predictions(raw, gender_codes="utkface")      # the same column read as UTKFace: inverted
+    assert list(utkface.frame["gender_pred"]) == ["female", "male"]
+    bad = normalise_predictions(raw.assign(gender=[2, 0], gender_pred=["m", "f"]), gender_codes="imdb_wiki")
+    assert "gender code 2 is not one of imdb_wiki: 0 = female, 1 = male" in bad.rejects.loc[0, "reason"]
+    words = normalise_predictions(raw.assign(gender_pred=["Woman", "Man"]))
+    assert words.gender_codes is None and list(words.frame["gender_pred"]) == ["female", "male"]
+
+
+def test_file_names_are_utkface_codes_whatever_the_flag():
+    raw = pd.DataFrame({"filename": ["26_1_2_2017.jpg", "70_0_0_2017.jpg"], "age_pred": [30, 60]})
+    for codes in (None, "imdb_wiki"):
+        assert list(normalise_predictions(raw, gender_codes=codes).frame["gender"]) == ["female", "male"]
 
 
 def test_a_wholly_empty_label_column_counts_as_absent():
@@ -190,6 +215,21 @@ def test_audit_reads_parquet_and_evaluates_one_split(tmp_path):
     assert "fitted on the val split" in (tmp_path / "o" / "report.md").read_text().lower()
 
 
+def test_audit_refuses_numeric_gender_without_a_convention(tmp_path, capsys):
+    table = synthetic_table(100).assign(gender_pred=lambda t: (t["Sex"] == "M").astype(int))   # deepface style
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(SystemExit) as refused:
+        audit.main([str(tmp_path / "t.csv"), "--out", str(tmp_path / "o"), "--bootstrap", "0", "--no-figures"])
+    message = str(refused.value.code)
+    assert message.startswith(f"audit: {tmp_path / 't.csv'}: ") and "--gender-codes" in message
+    assert "\n" not in message
+    audit.main([str(tmp_path / "t.csv"), "--out", str(tmp_path / "o"), "--bootstrap", "0", "--no-figures",
+                "--gender-codes", "deepface"])
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["gender_codes"] == "deepface" and metrics["gender_accuracy"] == 1.0
+    assert "numeric gender codes read as deepface: 0 = female, 1 = male" in (tmp_path / "o" / "report.md").read_text()
+
+
 def test_bad_age_bands_are_refused():
     with pytest.raises(SystemExit, match="increasing"):
         audit.parse_bands("0,30,20")
@@ -207,7 +247,7 @@ def independent_figures(path: Path, pred_column: str) -> tuple[float, float]:
 
 @pytest.mark.shared
 @pytest.mark.parametrize("file, flags, study", [
-    ("utk_uncropped_age_predictions.csv", [], {"mae": 10.1, "rmse": 14.4}),
+    ("utk_uncropped_age_predictions.csv", ["--pred-col", "pre_age"], {"mae": 10.1, "rmse": 14.4}),
     ("error_wiki_test_utk_adam.csv", ["--pred-col", "Weighted_Avg", "--argmax-col", "ArgMax"],
      {"mae": 8.4, "rmse": 11.3, "mae_argmax": 8.7}),
 ])
@@ -215,9 +255,9 @@ def test_audit_reproduces_the_published_numbers(tmp_path, file, flags, study):
     path = PUBLISHED / file
     if not path.exists():
         pytest.skip(f"{path} absent: the study's published predictions live in ../shared beside the repo")
-    audit.main([str(path), "--out", str(tmp_path), "--bootstrap", "100", *flags])
+    audit.main([str(path), "--out", str(tmp_path), "--bootstrap", "100", "--gender-codes", "utkface", *flags])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    mae, rmse = independent_figures(path, flags[1] if flags else "pre_age")
+    mae, rmse = independent_figures(path, flags[1])
     assert metrics["rows_rejected"] == 0 and metrics["n"] == len(read_table(path))
     assert metrics["mae"] == pytest.approx(mae, abs=0.01)
     assert metrics["rmse"] == pytest.approx(rmse, abs=0.01)

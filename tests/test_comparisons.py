@@ -2,7 +2,8 @@
 
 
 from stages.lib.reporting.comparisons import leakage_table, side_by_side_gaps, side_by_side_groups, split_comparison
-from stages.lib.evaluation.groups import Bootstrap, evaluate
+from stages.lib.evaluation.groups import evaluate
+from stages.lib.evaluation.intervals import Bootstrap
 from tests.test_metrics import EDGES, TOY
 
 BOOT = Bootstrap(resamples=50)
@@ -16,9 +17,12 @@ def test_groups_and_gaps_side_by_side():
     black = groups.query("attribute == 'race' and group == 'black'").iloc[0]
     assert black["n"] == 3 and black["a MAE"].startswith("5.67") and black["b MAE"].startswith("8.33")
     gaps = side_by_side_gaps(evaluations).set_index(["attribute", "model"])
-    assert gaps.loc[("race", "a"), "MAE gap"].startswith("2.67: black vs white")
-    assert gaps.loc[("race", "b"), "MAE gap"].startswith("5.33: black vs white")
-    assert gaps.loc[("gender", "a"), "gender acc. gap"].startswith("66.7 pts: female vs male")
+    assert gaps.loc[("race", "a"), "MAE gap"].startswith("+2.67 [")              # worst − best [its interval]
+    assert gaps.loc[("race", "a"), "MAE gap"].endswith(": black vs white (" + evaluations["a"].gaps.query(
+        "attribute == 'race' and metric == 'mae'")["verdict"].iloc[0] + ")")
+    assert gaps.loc[("race", "b"), "MAE gap"].startswith("+5.33 [")
+    assert gaps.loc[("gender", "a"), "gender acc. gap"].startswith("-66.7 [")
+    assert "pts: female vs male" in gaps.loc[("gender", "a"), "gender acc. gap"]
     assert groups["group"].tolist()[0] == "all"  # overall first, then the groups in evaluation order
 
 

@@ -5,7 +5,7 @@ import pytest
 from stages.lib.evaluation.correction import (MODEL_KINDS, compare_corrections, corrected_predictions, correction_features,
                                    cross_fitted_corrections, make_model)
 from stages.lib.core.labels import RACES
-from stages.lib.evaluation.groups import Bootstrap
+from stages.lib.evaluation.intervals import Bootstrap
 
 
 def faces(n, planted_bias, seed):

@@ -276,7 +276,7 @@ def predictions_csv(path: Path, n: int = 120, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ages = rng.integers(1, 90, n)
     table = pd.DataFrame({"age": ages, "age_pred": np.clip(ages + rng.normal(0, 5, n), 0, None).round(1),
-                          "gender": rng.integers(0, 2, n), "race": rng.integers(0, 5, n)})
+                          "gender": rng.choice(["male", "female"], n), "race": rng.integers(0, 5, n)})
     table.to_csv(path, index=False)
     return table
 

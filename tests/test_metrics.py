@@ -5,9 +5,16 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.labels import RACES
+from stages.lib.core.params import Experiment
+from stages.lib.evaluation.curves import pivot, predicted_vs_actual, signed_error_by_predicted_band
+from stages.lib.evaluation.gains import training_gains, training_steps
 from stages.lib.evaluation.groups import (
-    GROUP_COLUMNS, Bootstrap, age_standardised_mae, evaluate, gaps, group_metrics, mean_interval, percentile_interval, pivot,
-    predicted_vs_actual, resample_sums, signed_error_by_predicted_band, significance, summarise_group,
+    GAP_COLUMNS, GROUP_COLUMNS, SIGNIFICANCE_COLUMNS, age_standardised_mae, disaggregate, evaluate, gaps, group_metrics,
+    in_source_band, significance,
+)
+from stages.lib.evaluation.intervals import (
+    Bootstrap, binomial_interval, direction, mean_interval, paired_mean_gap, percentile_interval, proportion_gap,
+    resample_sums,
 )
 from stages.lib.core.schema import PREDICTION_COLUMNS
 
@@ -94,19 +101,28 @@ def test_ages_below_the_first_edge_count_overall_but_not_in_bands():
 def test_interval_of_a_two_point_sample_is_its_range():
     # Resampling [1, 3]: the mean is 1, 2 or 3 with probability 1/4, 1/2, 1/4: the central 95% is [1, 3],
     # the central 40% is [2, 2].
-    errors = np.array([1.0, -3.0])             # MAE resamples are the means of |e| = [1, 3]
-    summary = summarise_group(errors, np.full(2, np.nan), Bootstrap(resamples=4000, confidence=0.95), "k")
-    assert (summary["mae_ci_low"], summary["mae_ci_high"]) == (1.0, 3.0)
-    narrow = summarise_group(errors, np.full(2, np.nan), Bootstrap(resamples=4000, confidence=0.4), "k")
-    assert (narrow["mae_ci_low"], narrow["mae_ci_high"]) == (2.0, 2.0)
+    assert mean_interval(np.array([1.0, 3.0]), Bootstrap(resamples=4000, confidence=0.95), "k") == (1.0, 3.0)
+    assert mean_interval(np.array([1.0, 3.0]), Bootstrap(resamples=4000, confidence=0.4), "k") == (2.0, 2.0)
+    groups = group_metrics(table([(40, 41.0, "male", "white", None), (40, 37.0, "male", "white", None)]), EDGES,
+                           Bootstrap(resamples=4000), 1)       # errors +1 and -3: MAE resamples are means of [1, 3]
+    assert (row(groups, "all", "all")["mae_ci_low"], row(groups, "all", "all")["mae_ci_high"]) == (1.0, 3.0)
 
 
-def test_interval_of_a_proportion_matches_the_normal_approximation():
-    correct = np.array([1.0, 0.0] * 200)       # p = 0.5, n = 400: 0.5 ± 1.96 * 0.025
-    summary = summarise_group(np.zeros(400), correct, Bootstrap(resamples=4000), "p")
-    assert summary["gender_accuracy"] == 0.5
-    assert summary["gender_accuracy_ci_low"] == pytest.approx(0.451, abs=0.01)
-    assert summary["gender_accuracy_ci_high"] == pytest.approx(0.549, abs=0.01)
+def test_interval_of_a_proportion_is_wilsons():
+    assert binomial_interval(200, 400, 0.95) == pytest.approx((0.451, 0.549), abs=0.001)   # 0.5 ± 1.96 · 0.025
+    assert binomial_interval(20, 20, 0.95) == pytest.approx((0.8389, 1.0), abs=1e-4)
+    assert binomial_interval(20, 20, 0.95, "clopper_pearson") == pytest.approx((0.8316, 1.0), abs=1e-4)
+    assert np.isnan(binomial_interval(0, 0, 0.95)).all()
+    with pytest.raises(ValueError, match="allowed"):
+        binomial_interval(1, 2, 0.95, "bootstrap")
+
+
+def test_a_small_group_that_is_all_right_is_not_certain():
+    # 20 faces, every gender right: a percentile bootstrap says 100% [100%, 100%]; the interval must not.
+    frame = table([(30 + i, 30.0 + i, "female", "asian", "female") for i in range(20)])
+    asian = row(group_metrics(frame, EDGES, Bootstrap(resamples=500), 30), "race", "asian")
+    assert asian["gender_accuracy"] == 1.0 and asian["gender_accuracy_ci_high"] == 1.0
+    assert asian["gender_accuracy_ci_low"] == pytest.approx(0.839, abs=0.001)
 
 
 def test_interval_of_a_constant_is_the_constant_and_width_shrinks_with_n():
@@ -145,27 +161,90 @@ def test_percentile_interval_ignores_missing_statistics():
 
 
 def test_gaps_name_worst_and_best_and_leave_small_groups_out():
-    groups = group_metrics(TOY, EDGES, NO_CI, min_group_size=2)
-    race = gaps(groups).query("attribute == 'race' and metric == 'mae'").iloc[0]
+    result = gaps(disaggregate(TOY, EDGES, NO_CI, min_group_size=2))
+    assert list(result.columns) == GAP_COLUMNS
+    race = result.query("attribute == 'race' and metric == 'mae'").iloc[0]
     assert (race["worst_group"], race["best_group"]) == ("black", "white")
     assert race["difference"] == pytest.approx(17 / 3 - 3)
     assert race["ratio"] == pytest.approx((17 / 3) / 3)
-    accuracy = gaps(groups).query("attribute == 'race' and metric == 'gender_accuracy'").iloc[0]
+    assert race["verdict"] == "no interval"                 # no bootstrap, no claim
+    accuracy = result.query("attribute == 'race' and metric == 'gender_accuracy'").iloc[0]
     assert (accuracy["worst_group"], accuracy["best_group"]) == ("white", "black")   # lower is worse
-    bands = gaps(groups).query("attribute == 'age_band' and metric == 'mae'").iloc[0]
+    bands = result.query("attribute == 'age_band' and metric == 'mae'").iloc[0]
     assert (bands["worst_group"], bands["best_group"], bands["small_left_out"]) == ("61+", "16-30", "31-45")
     assert bands["groups_compared"] == 2
 
 
-def test_significance_compares_intervals_with_the_reference():
-    rng = np.random.default_rng(3)
-    rows = [(40, 40 + rng.normal(0, 2), "male", "white", None) for _ in range(300)]
-    rows += [(40, 40 + 12 + rng.normal(0, 2), "male", "black", None) for _ in range(300)]
-    groups = group_metrics(table(rows), EDGES, Bootstrap(resamples=300), 30)
-    verdicts = significance(groups).set_index(["group", "metric"])["verdict"]
-    assert verdicts[("black", "mae")] == "above" and verdicts[("white", "mae")] == "below"
-    assert verdicts[("black", "mean_error")] == "above"
-    assert verdicts[("white", "mean_error")] == "n.s."
+def two_races(shift: float, n: int = 300, seed: int = 3) -> pd.DataFrame:
+    """n white faces with errors ~ N(0, 2), n black ones with errors ~ N(shift, 2)."""
+    rng = np.random.default_rng(seed)
+    rows = [(40, 40 + rng.normal(0, 2), "male", "white", None) for _ in range(n)]
+    rows += [(40, 40 + shift + rng.normal(0, 2), "male", "black", None) for _ in range(n)]
+    return table(rows)
+
+
+def test_a_gap_carries_its_own_intervals_of_difference_and_ratio():
+    real = gaps(disaggregate(two_races(shift=3), EDGES, Bootstrap(resamples=500), 30))
+    mae = real.query("attribute == 'race' and metric == 'mae'").iloc[0]
+    assert mae["worst_group"] == "black" and mae["verdict"] == "worse"
+    assert 0 < mae["difference_ci_low"] < mae["difference"] < mae["difference_ci_high"]
+    assert 1 < mae["ratio_ci_low"] < mae["ratio"] < mae["ratio_ci_high"]
+    same = gaps(disaggregate(two_races(shift=0), EDGES, Bootstrap(resamples=500), 30))
+    mae = same.query("attribute == 'race' and metric == 'mae'").iloc[0]
+    assert mae["difference_ci_low"] < 0 < mae["difference_ci_high"] and mae["verdict"] == "n.s."
+    assert mae["ratio_ci_low"] < 1 < mae["ratio_ci_high"]
+
+
+def test_an_accuracy_gap_to_a_small_perfect_group_is_not_called_real():
+    # 20 faces all right against 1,000 at 90%: a bootstrap of the 20 never moves, so its difference's
+    # interval would be the other group's alone and exclude zero; Newcombe's does not.
+    rows = [(30, 30.0, "female", "asian", "female")] * 20
+    rows += [(30, 30.0, "female", "white", "female")] * 900 + [(30, 30.0, "female", "white", "male")] * 100
+    gap = gaps(disaggregate(table(rows), EDGES, Bootstrap(resamples=300), 10))
+    accuracy = gap.query("attribute == 'race' and metric == 'gender_accuracy'").iloc[0]
+    assert (accuracy["worst_group"], accuracy["best_group"]) == ("white", "asian")
+    assert accuracy["difference"] == pytest.approx(-0.1)
+    assert accuracy["difference_ci_low"] < -0.1 and accuracy["difference_ci_high"] > 0
+    assert accuracy["verdict"] == "n.s."
+    assert proportion_gap(900, 1000, 20, 20, 0.95).as_dict() == pytest.approx(
+        accuracy[["difference", "difference_ci_low", "difference_ci_high", "ratio", "ratio_ci_low",
+                  "ratio_ci_high"]].astype(float).to_dict())
+
+
+def test_significance_rests_on_the_difference_with_the_rest():
+    verdicts = significance(disaggregate(two_races(shift=12), EDGES, Bootstrap(resamples=300), 30))
+    assert list(verdicts.columns) == SIGNIFICANCE_COLUMNS
+    verdicts = verdicts.set_index(["group", "metric"])
+    assert verdicts.loc[("black", "mae"), "verdict"] == "above" and verdicts.loc[("white", "mae"), "verdict"] == "below"
+    black = verdicts.loc[("black", "mae")]
+    assert black["compared_with"] == "the rest" and black["reference"] == verdicts.loc[("white", "mae"), "value"]
+    assert black["difference"] == pytest.approx(black["value"] - black["reference"])
+    assert black["difference_ci_low"] > 0
+    assert verdicts.loc[("black", "mean_error"), "verdict"] == "above"
+    assert verdicts.loc[("white", "mean_error"), "verdict"] == "n.s."
+    assert verdicts.loc[("white", "mean_error"), "compared_with"] == "zero"
+
+
+def test_direction_of_an_interval():
+    assert [direction(0.1, 2), direction(-2, -0.1), direction(-1, 1), direction(np.nan, np.nan)] == [
+        "above", "below", "n.s.", "no interval"]
+
+
+def test_a_paired_gap_sees_what_two_unpaired_intervals_miss():
+    # Two models on the same faces: b is a's error plus 0.2 years on every face. The faces' own spread
+    # (sd 5) makes each model's interval ±0.3 wide, but the paired difference is exactly 0.2.
+    rng = np.random.default_rng(0)
+    a = np.abs(rng.normal(0, 5, 1000))
+    b = a + 0.2
+    gap = paired_mean_gap(b, a, Bootstrap(resamples=500), "models")
+    assert gap.difference == pytest.approx(0.2)
+    assert gap.difference_ci_low == pytest.approx(0.2) and gap.difference_ci_high == pytest.approx(0.2)
+    assert gap.ratio_ci_low > 1
+    low_b, _ = mean_interval(b, Bootstrap(resamples=500), "b")
+    _, high_a = mean_interval(a, Bootstrap(resamples=500), "a")
+    assert low_b < high_a                                   # the two intervals overlap all the same
+    with pytest.raises(ValueError, match="same faces"):
+        paired_mean_gap(a, b[:10], Bootstrap(), "x")
 
 
 def test_signed_error_by_predicted_band_uses_the_prediction():
@@ -223,8 +302,6 @@ def test_age_standardised_mae_removes_the_age_mix():
 
 
 def test_band_only_ages_are_judged_by_band_accuracy():
-    from stages.lib.evaluation.groups import in_source_band
-
     hits = in_source_band([29.9, 30.0, 71.2, 5.0, 40.0], ["20-29", "20-29", "more than 70", None, "bad"])
     np.testing.assert_array_equal(hits[:3], [1.0, 0.0, 1.0])
     assert np.isnan(hits[3:]).all()  # no band: exact-age rows are not judged this way
@@ -237,3 +314,45 @@ def test_band_only_ages_are_judged_by_band_accuracy():
     assert row(bands, "race", "black")["age_band_accuracy"] == 0.5     # 60 is not more than 70
     assert evaluation.overall["age_band_accuracy"] == 0.75 and evaluation.overall["n_age_band"] == 4
     assert "age_band_accuracy" not in evaluate(TOY, EDGES, NO_CI).tables
+
+
+def test_training_steps_split_r14_into_retraining_and_rebalancing():
+    experiments = {"published": Experiment(init="published"), "retrained": Experiment(init="vgg_face"),
+                   "oversample_x2": Experiment(init="vgg_face", oversample=[{"min_age": 60, "factor": 2}]),
+                   "reweight": Experiment(init="vgg_face", reweight="inverse_band_frequency"),
+                   "naive_split": Experiment(init="vgg_face", split="naive")}
+    assert training_steps(experiments) == [("retraining", "published", "retrained"),
+                                           ("rebalancing", "retrained", "oversample_x2"),
+                                           ("rebalancing", "retrained", "reweight")]
+    assert training_steps({"published": Experiment(init="published")}) == []
+
+
+def test_retraining_gets_the_cut_it_made_and_rebalancing_only_its_own():
+    # Published MAE ~10, retrained ~7.6 (a 24% cut, the study's), oversampled = retrained give or take
+    # noise: the whole cut belongs to retraining, none to rebalancing.
+    rng = np.random.default_rng(0)
+    n = 2000
+    faces = pd.DataFrame({"id": [f"f{i}" for i in range(n)], "age": rng.integers(16, 90, n)})
+    error = rng.normal(0, 1, n)
+    predictions = {
+        "published": faces.assign(age_pred=faces["age"] + 12.5 * error),
+        "retrained": faces.assign(age_pred=faces["age"] + 9.5 * error),
+        "oversample_x2": faces.assign(age_pred=faces["age"] + 9.5 * error + rng.normal(0, 0.3, n)),
+    }
+    predictions["oversample_x2"] = predictions["oversample_x2"].iloc[::-1]          # matched by id, not by order
+    steps = [("retraining", "published", "retrained"), ("rebalancing", "retrained", "oversample_x2"),
+             ("rebalancing", "retrained", "absent")]
+    gains = training_gains(predictions, steps, Bootstrap(resamples=500)).set_index("after")
+    assert list(gains.index) == ["retrained", "oversample_x2"]
+    retraining, rebalancing = gains.loc["retrained"], gains.loc["oversample_x2"]
+    assert retraining["cut_share"] == pytest.approx(0.24, abs=0.005) and retraining["verdict"] == "better"
+    assert retraining["change_ci_high"] < 0 and retraining["cut_share_ci_low"] > 0.2
+    assert rebalancing["n"] == n and abs(rebalancing["cut_share"]) < 0.01
+    assert rebalancing["change_ci_low"] < 0 < rebalancing["change_ci_high"]
+    assert rebalancing["verdict"] == "no clear difference"
+    # The old R14 line compared oversample_x2 with published directly and credited it with the whole cut.
+    direct = training_gains(predictions, [("both", "published", "oversample_x2")], Bootstrap(resamples=200))
+    assert direct.loc[0, "cut_share"] == pytest.approx(0.24, abs=0.01)
+    other_faces = {**predictions, "retrained": predictions["retrained"].assign(age=lambda t: t["age"] + 1)}
+    with pytest.raises(ValueError, match="not predictions on the same faces"):
+        training_gains(other_faces, steps, Bootstrap(resamples=0))

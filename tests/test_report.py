@@ -11,7 +11,8 @@ from stages import report as report_stage
 from stages.lib.evaluation import results
 from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.core.labels import RACES
-from stages.lib.evaluation.groups import GROUP_COLUMNS, Bootstrap, evaluate
+from stages.lib.evaluation.groups import GROUP_COLUMNS, evaluate
+from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.reporting.markdown import Markdown, markdown_table, with_interval
 from stages.lib.core.schema import PREDICTION_COLUMNS
 
@@ -24,23 +25,34 @@ def write_params(folder: Path, bootstrap: int = 40) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
 
 
-def write_predictions(folder: Path, experiment: str, noise: float, seed: int, splits=("train", "val", "test")):
-    """utkface rows with race, wiki rows without (as the real manifests): the predictions contract."""
-    rng = np.random.default_rng(seed)
+def write_predictions(folder: Path, experiment: str, noise: float, seed: int, splits=("train", "val", "test"),
+                      fairface: bool = False):
+    """utkface rows with race, wiki rows without (as the real manifests), fairface rows with age bands
+    only if asked: the predictions contract. Every experiment predicts the same faces; `seed` draws its
+    errors."""
+    faces, rng = np.random.default_rng(0), np.random.default_rng(seed)
     parts = []
-    for dataset, n, has_race in (("utkface", 500, True), ("wiki", 300, False)):
-        age = rng.integers(16, 90, n)
-        gender = rng.choice(["male", "female"], n)
+    for dataset, n, has_race in (("utkface", 500, True), ("wiki", 300, False), ("fairface", 200, True)):
+        if dataset == "fairface" and not fairface:
+            continue
+        age = faces.integers(16, 90, n)
+        gender = faces.choice(["male", "female"], n)
+        race, split = faces.choice(RACES, n), faces.choice(splits, n)
         pred = age + rng.normal(0, noise, n) - 0.2 * (age - 40)
         prob = np.clip(rng.normal(np.where(gender == "female", 0.7, 0.3), 0.2), 0, 1)
-        parts.append(pd.DataFrame({
-            "id": [f"{dataset}/{i}" for i in range(n)], "dataset": dataset, "split": rng.choice(splits, n),
+        part = pd.DataFrame({
+            "id": [f"{dataset}/{i}" for i in range(n)], "dataset": dataset, "split": split,
             "age": age, "age_pred": pred, "age_pred_argmax": pred.round(), "gender": gender,
             "gender_prob_female": prob, "gender_pred": np.where(prob >= 0.5, "female", "male"),
-            "race": rng.choice(RACES, n) if has_race else None, "experiment": experiment}))
+            "race": race if has_race else None, "experiment": experiment})
+        if dataset == "fairface":     # a band's midpoint as the age, the band beside it
+            low = (age // 10) * 10
+            part = part.assign(age=low + 5, age_band_source=[f"{a}-{a + 9}" for a in low])
+        parts.append(part)
     path = folder / "reports" / "experiments" / experiment / "predictions.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.concat(parts)[PREDICTION_COLUMNS].to_parquet(path)
+    table = pd.concat(parts)
+    table[PREDICTION_COLUMNS + (["age_band_source"] if fairface else [])].to_parquet(path)
 
 
 @pytest.fixture()
@@ -157,6 +169,37 @@ def test_report_reads_every_experiment_and_says_what_is_missing(project):
     assert correction["model"].iloc[0] == "none" and correction["n_fit"].iloc[1] > 0
     experiments = pd.read_csv(project / "reports" / "plots" / "experiments" / "utkface.csv")
     assert list(experiments["experiment"]) == ["published", "retrained"]
+
+
+def test_r14_credits_retraining_and_rebalancing_each_with_its_own_cut(project):
+    write_predictions(project, "oversample_x2", noise=5, seed=1)       # the retrained model's very predictions
+    for experiment in ("published", "retrained", "oversample_x2"):
+        evaluate_stage.main([experiment])
+    report_stage.main([])
+    text = (project / "reports" / "report.md").read_text()
+    r14 = text.split("**R14**")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in r14.splitlines() if line.startswith("| ")}
+    assert "published → retrained" in rows["retraining"] and rows["retraining"].endswith("| better |")
+    assert "retrained → oversample_x2" in rows["rebalancing"]
+    assert "+0.00 [+0.00, +0.00]" in rows["rebalancing"] and rows["rebalancing"].endswith("| no clear difference |")
+
+
+def test_band_only_ages_show_band_accuracy_and_are_never_pooled(project):
+    write_predictions(project, "retrained", noise=5, seed=1, fairface=True)
+    evaluate_stage.main(["retrained"])
+    folder = project / "reports" / "experiments" / "retrained" / "evaluation"
+    pooled = pd.read_csv(folder / "all" / "groups.csv").query("attribute == 'all'")["n"].iloc[0]
+    per_set = {name: pd.read_csv(folder / name / "groups.csv").query("attribute == 'all'")["n"].iloc[0]
+               for name in ("utkface", "wiki", "fairface")}
+    assert pooled == per_set["utkface"] + per_set["wiki"]                 # FairFace's midpoints stay out
+    headline = json.loads((folder.parent / "metrics.json").read_text())
+    assert "mae" not in headline["fairface"] and 0 <= headline["fairface"]["age_band_accuracy"] <= 1
+    report_stage.main([])
+    table = (project / "reports" / "report.md").read_text().split("\n\n")[2]   # the main table
+    row = next(line for line in table.splitlines() if "| fairface |" in line).split(" | ")
+    header = table.splitlines()[0].split(" | ")
+    mae = next(i for i, name in enumerate(header) if name.startswith("MAE"))
+    assert row[mae] == "" and row[-1].rstrip(" |").endswith("%")
 
 
 def test_report_without_any_evaluation_says_so(project):

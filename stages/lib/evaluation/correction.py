@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from stages.lib.core.labels import RACES
-from stages.lib.evaluation.groups import Bootstrap, mean_interval
+from stages.lib.evaluation.intervals import Bootstrap, direction, mean_interval
 
 MODEL_KINDS = ("linear", "polynomial", "knn", "random_forest", "gradient_boosting")
 COLUMNS = ["model", "n_fit", "n_judged", "mae", "rmse", "mae_change", "mae_change_ci_low", "mae_change_ci_high",
@@ -81,12 +81,8 @@ def _judge(model: str, n_fit: int, judged: pd.DataFrame, predictions: np.ndarray
     errors = np.abs(predictions - truth)
     change = errors - baseline
     low, high = mean_interval(change, bootstrap, f"correction={model}")
-    if model == "none":
-        verdict = "baseline"
-    elif pd.isna(low):
-        verdict = "no interval"
-    else:
-        verdict = "better" if high < 0 else "worse" if low > 0 else "no clear difference"
+    words = {"below": "better", "above": "worse", "n.s.": "no clear difference", "no interval": "no interval"}
+    verdict = "baseline" if model == "none" else words[direction(low, high)]
     return {"model": model, "n_fit": n_fit, "n_judged": len(judged), "mae": float(errors.mean()),
             "rmse": float(np.sqrt(np.mean((predictions - truth) ** 2))), "mae_change": float(change.mean()),
             "mae_change_ci_low": low, "mae_change_ci_high": high, "verdict": verdict}

@@ -1,10 +1,16 @@
 """Disaggregated metrics of age and gender predictions: pure functions over a predictions table.
 
-Every number comes with its group size and, for the judged metrics, a percentile-bootstrap confidence
-interval. Groups are the whole set, each race, gender and age band, and the intersections
-race×gender, race×age band and gender×age band. Groups smaller than `min_group_size` are flagged
-`small`, never hidden. The resampling is vectorised (counts of each row per resample, times the row
-values), seeded per group so that a group's interval does not depend on which other groups exist.
+Groups are the whole set, each race, gender and age band, and the intersections race×gender,
+race×age band and gender×age band. Groups smaller than `min_group_size` are flagged `small`, never
+hidden. Each group's point values (n, MAE, RMSE, mean signed error, gender accuracy) come from
+fairlearn's `MetricFrame`, one per breakdown. Kept by hand, because MetricFrame has no such thing:
+
+- the intervals (`intervals`: bootstrap of the means seeded per group, Wilson for proportions), and
+  the intervals of the gap between two named groups and between a group and the rest of its
+  breakdown, on which every verdict rests (MetricFrame's difference_ci() is the interval of
+  max − min over all groups, ≥ 0 by construction: see `intervals`);
+- the MAE at the overall age mix (direct age standardisation);
+- age-band accuracy for datasets that give age bands only (FairFace).
 
 Input: a frame in the predictions contract (`schema.PREDICTION_COLUMNS`); the age band is derived here
 from the params' lower edges, never read from the table.
@@ -12,15 +18,19 @@ from the params' lower edges, never read from the table.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from fairlearn.metrics import MetricFrame, count
 
 from stages.lib.core.labels import GENDERS, RACES, LabelError, age_band, band_labels, labelled_band_bounds
 from stages.lib.core.schema import BAND_COLUMN
+from stages.lib.evaluation.curves import (error_by_age, predicted_vs_actual, share_by_age_gender,
+                                          signed_error_by_predicted_band)
+from stages.lib.evaluation.intervals import (Bootstrap, Gap, binomial_interval, direction, group_rng,
+                                             percentile_interval, proportion_gap, resample_sums, resampled_gap)
 
 # The contract of groups.csv, in this order.
 GROUP_COLUMNS = [
@@ -29,21 +39,22 @@ GROUP_COLUMNS = [
 ]
 # Also computed (for metrics.json, significance and the experiments comparison), not in groups.csv.
 EXTRA_COLUMNS = ["rmse_ci_low", "rmse_ci_high", "mean_error_ci_low", "mean_error_ci_high", "n_gender"]
+GAP_COLUMNS = ["attribute", "metric", "worst_group", "worst", "worst_n", "best_group", "best", "best_n",
+               "difference", "difference_ci_low", "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
+               "groups_compared", "small_left_out", "verdict"]
+SIGNIFICANCE_COLUMNS = ["attribute", "group", "n", "small", "metric", "value", "ci_low", "ci_high", "compared_with",
+                        "reference", "difference", "difference_ci_low", "difference_ci_high", "verdict"]
 ATTRIBUTES = ("race", "gender", "age_band")
 INTERSECTIONS = ("race*gender", "race*age_band", "gender*age_band")
 # For each metric a gap is judged on: is a higher value worse?
 HIGHER_IS_WORSE = {"mae": True, "rmse": True, "gender_accuracy": False}
 HEADLINE_GAPS = ("mae", "gender_accuracy")    # the gaps metrics.json carries, per single attribute
-_CELLS_PER_CHUNK = 1_000_000   # rows x resamples drawn at once: bounds memory at ~8 MB per chunk
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """How confidence intervals are drawn: `resamples` (0 = no intervals), `confidence`, `seed`."""
-
-    resamples: int = 1000
-    confidence: float = 0.95
-    seed: int = 42
+# The means the bootstrap resamples, each from the per-resample sums of |e|, e² and e (columns 0, 1, 2).
+MEANS = {
+    "mae": lambda sums, n: sums[..., 0] / n,
+    "rmse": lambda sums, n: np.sqrt(sums[..., 1] / n),
+    "mean_error": lambda sums, n: sums[..., 2] / n,
+}
 
 
 @dataclass(frozen=True)
@@ -59,85 +70,14 @@ class Evaluation:
     confidence: float = 0.95
 
 
-# ---------------------------------------------------------------------------------------------------
-# Bootstrap
+@dataclass(frozen=True)
+class Disaggregated:
+    """The groups table and, per (attribute, group), the bootstrap sums of |e|, e², e of each resample
+    (resamples × 3; 0 × 3 without a bootstrap), kept to give gaps between groups their intervals."""
 
-
-def resample_sums(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Column sums of `resamples` bootstrap resamples of the rows of `values` (n × k) -> (resamples × k).
-
-    Each resample draws n row indices with replacement; their counts per row times `values` give the
-    sums in one matrix product, a chunk of resamples at a time.
-    """
-    values = np.asarray(values, dtype=float)
-    if values.ndim == 1:
-        values = values[:, None]
-    n = len(values)
-    sums = np.empty((resamples, values.shape[1]))
-    per_chunk = max(1, _CELLS_PER_CHUNK // max(n, 1))
-    for start in range(0, resamples, per_chunk):
-        size = min(per_chunk, resamples - start)
-        draws = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
-        sums[start:start + size] = counts @ values
-    return sums
-
-
-def percentile_interval(statistics: np.ndarray, confidence: float) -> tuple[float, float]:
-    """The central `confidence` interval of bootstrap statistics (NaN-tolerant; (nan, nan) if none)."""
-    statistics = np.asarray(statistics, dtype=float)
-    if statistics.size == 0 or np.isnan(statistics).all():
-        return float("nan"), float("nan")
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(statistics, [tail, 1.0 - tail])
-    return float(low), float(high)
-
-
-def group_rng(bootstrap: Bootstrap, key: str) -> np.random.Generator:
-    """A generator seeded by the run's seed and the group's name, independent of group order."""
-    return np.random.default_rng([bootstrap.seed, zlib.crc32(key.encode())])
-
-
-def mean_interval(values, bootstrap: Bootstrap, key: str) -> tuple[float, float]:
-    """Bootstrap interval of the mean of `values` (e.g. paired differences)."""
-    values = np.asarray(values, dtype=float)
-    if bootstrap.resamples == 0 or len(values) == 0:
-        return float("nan"), float("nan")
-    sums = resample_sums(values, bootstrap.resamples, group_rng(bootstrap, key))[:, 0]
-    return percentile_interval(sums / len(values), bootstrap.confidence)
-
-
-def summarise_group(errors: np.ndarray, correct: np.ndarray, bootstrap: Bootstrap, key: str) -> dict:
-    """n, MAE, RMSE, mean signed error and gender accuracy of one group, each judged one with its CI.
-
-    `errors` are predicted − true ages; `correct` is 1/0 where a gender prediction exists, NaN elsewhere.
-    """
-    n = len(errors)
-    has_gender = ~np.isnan(correct)
-    n_gender = int(has_gender.sum())
-    row = {
-        "n": n,
-        "mae": float(np.mean(np.abs(errors))),
-        "rmse": float(np.sqrt(np.mean(errors ** 2))),
-        "mean_error": float(np.mean(errors)),
-        "gender_accuracy": float(np.mean(correct[has_gender])) if n_gender else float("nan"),
-        "n_gender": n_gender,
-    }
-    intervals = dict.fromkeys(["mae", "rmse", "mean_error", "gender_accuracy"], (float("nan"), float("nan")))
-    if bootstrap.resamples > 0:
-        values = np.column_stack([np.abs(errors), errors ** 2, errors, np.where(has_gender, correct, 0.0),
-                                  has_gender.astype(float)])
-        sums = resample_sums(values, bootstrap.resamples, group_rng(bootstrap, key))
-        intervals["mae"] = percentile_interval(sums[:, 0] / n, bootstrap.confidence)
-        intervals["rmse"] = percentile_interval(np.sqrt(sums[:, 1] / n), bootstrap.confidence)
-        intervals["mean_error"] = percentile_interval(sums[:, 2] / n, bootstrap.confidence)
-        if n_gender:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                accuracy = np.where(sums[:, 4] > 0, sums[:, 3] / sums[:, 4], np.nan)
-            intervals["gender_accuracy"] = percentile_interval(accuracy, bootstrap.confidence)
-    for metric, (low, high) in intervals.items():
-        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = low, high
-    return row
+    table: pd.DataFrame
+    resampled: dict[tuple[str, str], np.ndarray]
+    confidence: float
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -171,26 +111,92 @@ def group_positions(prepared: pd.DataFrame, attribute: str) -> list[tuple[str, n
         return [("all", np.arange(len(prepared)))]
     columns = attribute.split("*")
     grouped = prepared.groupby(columns if len(columns) > 1 else columns[0], observed=True, sort=True, dropna=True)
-    return [("*".join(str(k) for k in (key if isinstance(key, tuple) else (key,))).lower(), rows.to_numpy())
-            for key, rows in grouped.groups.items()]
+    return [(_label(key), rows.to_numpy()) for key, rows in grouped.groups.items()]
+
+
+def _label(key) -> str:
+    return "*".join(str(k) for k in (key if isinstance(key, tuple) else (key,))).lower()
+
+
+def _scored_accuracy(y_true, y_pred, correct) -> float:
+    scored = correct[~np.isnan(correct)]
+    return float(scored.mean()) if len(scored) else float("nan")
+
+
+def _scored(y_true, y_pred, correct) -> int:
+    return int((~np.isnan(correct)).sum())
+
+
+def point_metrics(prepared: pd.DataFrame, attribute: str) -> pd.DataFrame:
+    """n, MAE, RMSE, mean signed error, gender accuracy and n_gender (faces with a gender prediction)
+    per group of one breakdown, by fairlearn's MetricFrame; indexed by the lower-case group label."""
+    columns = attribute.split("*")
+    rows = prepared if attribute == "all" else prepared.dropna(subset=columns)
+    if attribute == "all":
+        features = pd.Series("all", index=rows.index, name="all")
+    else:
+        features = rows[columns].astype(str)
+    correct = {"correct": rows["gender_correct"].to_numpy(dtype=float)}
+    frame = MetricFrame(
+        metrics={"n": count,
+                 "mae": lambda t, p: float(np.mean(np.abs(p - t))),
+                 "rmse": lambda t, p: float(np.sqrt(np.mean((p - t) ** 2))),
+                 "mean_error": lambda t, p: float(np.mean(p - t)),
+                 "gender_accuracy": _scored_accuracy, "n_gender": _scored},
+        y_true=rows["age"].to_numpy(dtype=float), y_pred=rows["age_pred"].to_numpy(dtype=float),
+        sensitive_features=features, sample_params={"gender_accuracy": correct, "n_gender": correct})
+    table = frame.by_group.dropna(subset=["n"])
+    table.index = [_label(key) for key in table.index]
+    return table.astype({"n": int, "n_gender": int})
+
+
+def disaggregate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
+                 min_group_size: int = 30, attributes: Sequence[str] | None = None) -> Disaggregated:
+    """One row per group (GROUP_COLUMNS + EXTRA_COLUMNS) and each group's resamples; `attributes`
+    restricts the breakdowns."""
+    prepared = prepare(frame, edges)
+    errors = prepared["error"].to_numpy(dtype=float)
+    rows, resampled = [], {}
+    for attribute in breakdowns(prepared):
+        if attributes is not None and attribute not in attributes:
+            continue
+        points = point_metrics(prepared, attribute)
+        for label, positions in _ordered(group_positions(prepared, attribute), attribute, edges):
+            point = points.loc[label]
+            key = (attribute, label)
+            resampled[key] = _resample_errors(errors[positions], bootstrap, f"{attribute}={label}")
+            rows.append({"attribute": attribute, "group": label, **point.to_dict(),
+                         **_intervals(point, resampled[key], bootstrap.confidence)})
+    table = pd.DataFrame(rows, columns=["attribute", "group", *GROUP_COLUMNS[2:-1], *EXTRA_COLUMNS])
+    table["small"] = table["n"] < min_group_size
+    table = table[GROUP_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True)
+    return Disaggregated(table=table.astype({"n": int, "n_gender": int}), resampled=resampled,
+                         confidence=bootstrap.confidence)
 
 
 def group_metrics(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
                   min_group_size: int = 30, attributes: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per group (GROUP_COLUMNS + EXTRA_COLUMNS); `attributes` restricts the breakdowns."""
-    prepared = prepare(frame, edges)
-    errors = prepared["error"].to_numpy(dtype=float)
-    correct = prepared["gender_correct"].to_numpy(dtype=float)
-    rows = []
-    for attribute in breakdowns(prepared):
-        if attributes is not None and attribute not in attributes:
-            continue
-        for label, positions in _ordered(group_positions(prepared, attribute), attribute, edges):
-            summary = summarise_group(errors[positions], correct[positions], bootstrap, f"{attribute}={label}")
-            rows.append({"attribute": attribute, "group": label, **summary})
-    table = pd.DataFrame(rows, columns=["attribute", "group", *GROUP_COLUMNS[2:-1], *EXTRA_COLUMNS])
-    table["small"] = table["n"] < min_group_size
-    return table[GROUP_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True)
+    """The groups table alone (see `disaggregate`)."""
+    return disaggregate(frame, edges, bootstrap, min_group_size, attributes).table
+
+
+def _resample_errors(errors: np.ndarray, bootstrap: Bootstrap, key: str) -> np.ndarray:
+    """Sums of |e|, e², e in each of the bootstrap's resamples of one group (resamples × 3)."""
+    if bootstrap.resamples == 0:
+        return np.empty((0, 3))
+    values = np.column_stack([np.abs(errors), errors ** 2, errors])
+    return resample_sums(values, bootstrap.resamples, group_rng(bootstrap, key))
+
+
+def _intervals(point: pd.Series, resampled: np.ndarray, confidence: float) -> dict:
+    """The percentile intervals of the means and the Wilson interval of gender accuracy."""
+    row = {}
+    for metric, mean in MEANS.items():
+        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(mean(resampled, point["n"]), confidence)
+    successes = round(point["gender_accuracy"] * point["n_gender"]) if point["n_gender"] else 0
+    row["gender_accuracy_ci_low"], row["gender_accuracy_ci_high"] = binomial_interval(
+        successes, point["n_gender"], confidence)
+    return row
 
 
 def _ordered(groups: list[tuple[str, np.ndarray]], attribute: str, edges) -> list[tuple[str, np.ndarray]]:
@@ -211,15 +217,56 @@ def contract_groups(groups: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Gaps and significance
+# Gaps and significance: every verdict from the interval of a difference
 
 
-def gaps(groups: pd.DataFrame, metrics: Sequence[str] = ("mae", "rmse", "gender_accuracy")) -> pd.DataFrame:
-    """Worst − best and worst / best per attribute and metric, naming both groups.
+@dataclass(frozen=True)
+class _Pool:
+    """One group, or several pooled: size, exact sums of |e|, e², e, their resampled sums, gender hits."""
+
+    n: int
+    sums: np.ndarray
+    resampled: np.ndarray
+    successes: int
+    scored: int
+
+
+def _pool(disaggregated: Disaggregated, attribute: str, labels: Sequence[str]) -> _Pool:
+    table = disaggregated.table
+    rows = table[(table["attribute"] == attribute) & table["group"].isin(labels)]
+    n = rows["n"].to_numpy(dtype=float)
+    sums = np.array([(n * rows["mae"]).sum(), (n * rows["rmse"] ** 2).sum(), (n * rows["mean_error"]).sum()])
+    resampled = sum(disaggregated.resampled[(attribute, label)] for label in rows["group"])
+    hits = (rows["gender_accuracy"].fillna(0.0) * rows["n_gender"]).sum()
+    return _Pool(n=int(n.sum()), sums=sums, resampled=resampled, successes=round(hits),
+                 scored=int(rows["n_gender"].sum()))
+
+
+def _value(pool: _Pool, metric: str) -> float:
+    if metric == "gender_accuracy":
+        return pool.successes / pool.scored if pool.scored else float("nan")
+    return float(MEANS[metric](pool.sums, pool.n))
+
+
+def _gap(a: _Pool, b: _Pool, metric: str, confidence: float) -> Gap:
+    """Metric of A − metric of B, and their ratio, with intervals (see `intervals`)."""
+    if metric == "gender_accuracy":
+        return proportion_gap(a.successes, a.scored, b.successes, b.scored, confidence)
+    mean = MEANS[metric]
+    return resampled_gap(_value(a, metric), _value(b, metric), mean(a.resampled, a.n), mean(b.resampled, b.n),
+                         confidence)
+
+
+def gaps(disaggregated: Disaggregated, metrics: Sequence[str] = ("mae", "rmse", "gender_accuracy")) -> pd.DataFrame:
+    """Worst − best and worst / best per attribute and metric, naming both groups, with the intervals
+    of the difference and of the ratio; `verdict` is `worse` only where the difference's interval
+    excludes zero on the worse side.
 
     Groups flagged `small` are left out of the comparison (and listed) unless fewer than two groups
-    would remain. `cis_overlap` tells whether the two groups' intervals overlap (where both exist).
+    would remain. The worst and best are picked by their point values, so a verdict on them is the
+    most favourable of the breakdown's comparisons: read it with the number of groups compared.
     """
+    groups = disaggregated.table
     rows = []
     for attribute in [a for a in groups["attribute"].unique() if a != "all"]:
         for metric in metrics:
@@ -232,51 +279,56 @@ def gaps(groups: pd.DataFrame, metrics: Sequence[str] = ("mae", "rmse", "gender_
             higher_worse = HIGHER_IS_WORSE[metric]
             worst = judged.loc[judged[metric].idxmax() if higher_worse else judged[metric].idxmin()]
             best = judged.loc[judged[metric].idxmin() if higher_worse else judged[metric].idxmax()]
-            low, high = f"{metric}_ci_low", f"{metric}_ci_high"
-            overlap = (np.nan if pd.isna(worst[low]) or pd.isna(best[low])
-                       else bool(worst[low] <= best[high] and best[low] <= worst[high]))
+            gap = _gap(_pool(disaggregated, attribute, [worst["group"]]),
+                       _pool(disaggregated, attribute, [best["group"]]), metric, disaggregated.confidence)
             rows.append({
                 "attribute": attribute, "metric": metric,
                 "worst_group": worst["group"], "worst": worst[metric], "worst_n": int(worst["n"]),
                 "best_group": best["group"], "best": best[metric], "best_n": int(best["n"]),
-                "difference": worst[metric] - best[metric],
-                "ratio": worst[metric] / best[metric] if best[metric] else np.nan,
+                **gap.as_dict(),
                 "groups_compared": len(judged),
                 "small_left_out": ", ".join(candidates.loc[~candidates.index.isin(judged.index), "group"]),
-                "cis_overlap": overlap,
+                "verdict": _worse_or_not(gap, higher_worse),
             })
-    columns = ["attribute", "metric", "worst_group", "worst", "worst_n", "best_group", "best", "best_n",
-               "difference", "ratio", "groups_compared", "small_left_out", "cis_overlap"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=GAP_COLUMNS)
 
 
-def significance(groups: pd.DataFrame) -> pd.DataFrame:
-    """Per group and metric: does its interval exclude the reference? (MAE, accuracy: the overall value;
-    mean signed error: zero, i.e. systematic over- or under-estimation)."""
-    overall = groups[groups["attribute"] == "all"]
-    if overall.empty:
-        raise ValueError("the groups table has no `all` row to compare groups with")
-    overall = overall.iloc[0]
-    references = {"mae": overall["mae"], "gender_accuracy": overall["gender_accuracy"], "mean_error": 0.0}
+def _worse_or_not(gap: Gap, higher_is_worse: bool) -> str:
+    side = direction(gap.difference_ci_low, gap.difference_ci_high)
+    if side in ("above", "below"):
+        return "worse" if (side == "above") == higher_is_worse else "better"
+    return side
+
+
+def significance(disaggregated: Disaggregated) -> pd.DataFrame:
+    """Per group and metric, the difference that its verdict rests on: MAE and gender accuracy against
+    the rest of the breakdown's faces (the group's value − theirs, with its interval); mean signed error
+    against zero (systematic over- or under-estimation). `verdict`: `above`/`below` where the interval of
+    the difference excludes zero, `n.s.` where it holds it, `no interval` without one."""
+    groups = disaggregated.table
     rows = []
     for _, group in groups[groups["attribute"] != "all"].iterrows():
-        for metric, reference in references.items():
-            low, high, value = group[f"{metric}_ci_low"], group[f"{metric}_ci_high"], group[metric]
-            if pd.isna(value) or pd.isna(reference):
+        attribute, label = group["attribute"], group["group"]
+        others = [g for g in groups.loc[groups["attribute"] == attribute, "group"] if g != label]
+        base = {"attribute": attribute, "group": label, "n": int(group["n"]), "small": bool(group["small"])}
+        for metric in ("mae", "gender_accuracy"):
+            if not others or pd.isna(group[metric]):
                 continue
-            if pd.isna(low):
-                verdict = "no interval"
-            elif low > reference:
-                verdict = "above"
-            elif high < reference:
-                verdict = "below"
-            else:
-                verdict = "n.s."
-            rows.append({"attribute": group["attribute"], "group": group["group"], "n": int(group["n"]),
-                         "small": bool(group["small"]), "metric": metric, "value": value, "ci_low": low,
-                         "ci_high": high, "reference": reference, "verdict": verdict})
-    columns = ["attribute", "group", "n", "small", "metric", "value", "ci_low", "ci_high", "reference", "verdict"]
-    return pd.DataFrame(rows, columns=columns)
+            rest = _pool(disaggregated, attribute, others)
+            reference = _value(rest, metric)
+            if pd.isna(reference):
+                continue
+            gap = _gap(_pool(disaggregated, attribute, [label]), rest, metric, disaggregated.confidence)
+            rows.append({**base, "metric": metric, "value": group[metric], "ci_low": group[f"{metric}_ci_low"],
+                         "ci_high": group[f"{metric}_ci_high"], "compared_with": "the rest", "reference": reference,
+                         "difference": gap.difference, "difference_ci_low": gap.difference_ci_low,
+                         "difference_ci_high": gap.difference_ci_high,
+                         "verdict": direction(gap.difference_ci_low, gap.difference_ci_high)})
+        low, high = group["mean_error_ci_low"], group["mean_error_ci_high"]
+        rows.append({**base, "metric": "mean_error", "value": group["mean_error"], "ci_low": low, "ci_high": high,
+                     "compared_with": "zero", "reference": 0.0, "difference": group["mean_error"],
+                     "difference_ci_low": low, "difference_ci_high": high, "verdict": direction(low, high)})
+    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 
 def age_standardised_mae(groups: pd.DataFrame, attribute: str) -> pd.Series:
@@ -333,6 +385,18 @@ def overall_metrics(groups: pd.DataFrame, gap_table: pd.DataFrame, frame: pd.Dat
     return result
 
 
+def ages_are_bands(overall: Mapping) -> bool:
+    """Is every face's age a labelled band (FairFace: `age` is the band's midpoint)? Then an MAE mixes the
+    model's error with the band's width: such a set is judged by age-band accuracy, and never pooled
+    with exact ages."""
+    return bool(overall.get("n")) and overall.get("n_age_band") == overall.get("n")
+
+
+def exact_age_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose age is exact (no labelled band)."""
+    return frame[frame[BAND_COLUMN].isna()] if BAND_COLUMN in frame.columns else frame
+
+
 def _plain(value):
     """A JSON-friendly Python scalar (NaN -> None)."""
     if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
@@ -344,86 +408,7 @@ def _plain(value):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The study's tables and the data behind its figures
-
-
-def predicted_vs_actual(frame: pd.DataFrame, series: str) -> pd.DataFrame:
-    """Per true age: n, mean prediction and its interquartile range (R1–R3), labelled `series`."""
-    grouped = frame.groupby("age")["age_pred"]
-    table = pd.DataFrame({
-        "n": grouped.size(),
-        "mean_pred": grouped.mean(),
-        "q25": grouped.quantile(0.25),
-        "q75": grouped.quantile(0.75),
-    }).reset_index()
-    table.insert(0, "series", series)
-    return table
-
-
-def age_bins(ages, width: int) -> np.ndarray:
-    """The lower edge of each age's `width`-year bin."""
-    return (np.asarray(ages, dtype=int) // width) * width
-
-
-def error_by_age(frame: pd.DataFrame, attribute: str, width: int = 5) -> pd.DataFrame:
-    """Per `width`-year bin of true age and group of `attribute`: n, MAE, mean signed error (R7, R8)."""
-    rows = frame[frame[attribute].notna()].copy()
-    rows["age_bin"] = age_bins(rows["age"], width)
-    rows["error"] = rows["age_pred"].astype(float) - rows["age"].astype(float)
-    rows["abs_error"] = rows["error"].abs()
-    grouped = rows.groupby([attribute, "age_bin"], observed=True)
-    table = grouped.agg(n=("error", "size"), mae=("abs_error", "mean"), mean_error=("error", "mean")).reset_index()
-    table = table.rename(columns={attribute: "group"})
-    table.insert(0, "attribute", attribute)
-    table["group"] = table["group"].astype(str)
-    return table
-
-
-def share_by_age_gender(frame: pd.DataFrame, width: int = 5) -> pd.DataFrame:
-    """Per `width`-year bin and gender: the number of faces and their share of all faces (R5)."""
-    rows = frame[frame["gender"].notna()].copy()
-    rows["age_bin"] = age_bins(rows["age"], width)
-    table = rows.groupby(["age_bin", "gender"], observed=True).size().rename("n").reset_index()
-    table["gender"] = table["gender"].astype(str)
-    table["share"] = table["n"] / table["n"].sum()
-    return table
-
-
-def signed_error_by_predicted_band(frame: pd.DataFrame, edges: Sequence[int]) -> pd.DataFrame:
-    """Mean (predicted − true) by band of the *predicted* age × race × gender (R10), with n."""
-    rows = frame.copy()
-    rows["predicted_band"] = age_band(rows["age_pred"], edges)
-    rows["error"] = rows["age_pred"].astype(float) - rows["age"].astype(float)
-    keys = ["predicted_band"] + [c for c in ("race", "gender") if rows[c].notna().any()]
-    table = rows.dropna(subset=keys).groupby(keys, observed=True)["error"].agg(n="size", mean_error="mean")
-    table = table.reset_index()
-    for key in keys:
-        table[key] = table[key].astype(str)
-    return table
-
-
-def pivot(table: pd.DataFrame, index: str, columns: list[str], value: str,
-          index_order: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(values, counts) pivoted for a heatmap or a report table; column labels joined with ' × '."""
-    frame = table.copy()
-    frame["_column"] = frame[columns].astype(str).agg(" × ".join, axis=1)
-    values = frame.pivot_table(index=index, columns="_column", values=value, aggfunc="first", observed=True)
-    counts = frame.pivot_table(index=index, columns="_column", values="n", aggfunc="first", observed=True)
-    order = _column_order(list(values.columns))
-    rows = [i for i in (index_order or list(values.index)) if i in values.index]
-    values, counts = values.reindex(index=rows, columns=order), counts.reindex(index=rows, columns=order)
-    values.columns.name = counts.columns.name = " × ".join(columns)
-    values.index.name = counts.index.name = index
-    return values, counts
-
-
-def _column_order(labels: list[str]) -> list[str]:
-    vocabulary = list(RACES) + list(GENDERS)
-
-    def key(label):
-        return tuple(vocabulary.index(p) if p in vocabulary else 99 for p in label.split(" × "))
-
-    return sorted(labels, key=key)
+# Datasets labelled with age bands only
 
 
 def in_source_band(age_pred, bands) -> np.ndarray:
@@ -444,21 +429,26 @@ def in_source_band(age_pred, bands) -> np.ndarray:
     return result
 
 
-def source_band_accuracy(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap,
+def source_band_accuracy(frame: pd.DataFrame, edges: Sequence[int], confidence: float,
                          attributes: Sequence[str] = ("all", "race", "gender", "race*gender")) -> pd.DataFrame:
-    """Age band accuracy with its CI per group, over the rows that carry an `age_band_source`."""
+    """Age band accuracy with its Wilson interval per group, over the rows that carry an `age_band_source`."""
     banded = frame[frame[BAND_COLUMN].notna()].reset_index(drop=True)
     hits = in_source_band(banded["age_pred"], banded[BAND_COLUMN])
     prepared = prepare(banded, edges)
     rows = []
     for attribute in [a for a in breakdowns(prepared) if a in attributes]:
         for label, positions in _ordered(group_positions(prepared, attribute), attribute, edges):
-            low, high = mean_interval(hits[positions], bootstrap, f"band:{attribute}={label}")
-            rows.append({"attribute": attribute, "group": label, "n": len(positions),
-                         "age_band_accuracy": float(np.mean(hits[positions])),
+            judged = hits[positions][~np.isnan(hits[positions])]
+            low, high = binomial_interval(int(judged.sum()), len(judged), confidence)
+            rows.append({"attribute": attribute, "group": label, "n": len(judged),
+                         "age_band_accuracy": float(judged.mean()) if len(judged) else np.nan,
                          "age_band_accuracy_ci_low": low, "age_band_accuracy_ci_high": high})
     return pd.DataFrame(rows, columns=["attribute", "group", "n", "age_band_accuracy", "age_band_accuracy_ci_low",
                                        "age_band_accuracy_ci_high"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# One predictions table, evaluated
 
 
 def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
@@ -466,8 +456,8 @@ def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = B
     """Groups, gaps, significance, overall figures and the study's tables for one predictions table."""
     if frame.empty:
         raise ValueError("no predictions to evaluate: every row was rejected or the table is empty")
-    groups = group_metrics(frame, edges, bootstrap, min_group_size)
-    gap_table = gaps(groups)
+    disaggregated = disaggregate(frame, edges, bootstrap, min_group_size)
+    groups, gap_table = disaggregated.table, gaps(disaggregated)
     tables = {
         "predicted_vs_actual": predicted_vs_actual(frame, series),
         "signed_error_by_predicted_band": signed_error_by_predicted_band(frame, edges),
@@ -483,8 +473,8 @@ def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = B
             women, edges, bootstrap, min_group_size, attributes=["age_band", "race", "race*age_band"])
     overall = overall_metrics(groups, gap_table, frame)
     if BAND_COLUMN in frame.columns and frame[BAND_COLUMN].notna().any():
-        tables["age_band_accuracy"] = source_band_accuracy(frame, edges, bootstrap)
+        tables["age_band_accuracy"] = source_band_accuracy(frame, edges, bootstrap.confidence)
         whole = tables["age_band_accuracy"].iloc[0]
         overall.update(age_band_accuracy=_plain(whole["age_band_accuracy"]), n_age_band=int(whole["n"]))
-    return Evaluation(groups=groups, gaps=gap_table, significance=significance(groups),
+    return Evaluation(groups=groups, gaps=gap_table, significance=significance(disaggregated),
                       overall=overall, edges=tuple(edges), tables=tables, confidence=bootstrap.confidence)

@@ -6,8 +6,12 @@ reading is forgiving about names and strict about values:
 - columns are found by an explicit name (`--age-col C`, case-insensitive) or else by the first of a
   few common names (`age`, `pre_age`, `Weighted_Avg`, ...); unknown extra columns are ignored;
 - labels come from their columns or, where a label column is absent, from UTKFace-style file names
-  (`{age}_{gender}_{race}_{datetime}.jpg[.chip.jpg]`); gender and race accept the UTKFace integer codes
-  (also as floats such as `0.0`) and words (`labels.normalise_*`);
+  (`{age}_{gender}_{race}_{datetime}.jpg[.chip.jpg]`); race accepts the UTKFace integer codes (also as
+  floats such as `0.0`) and words (`labels.normalise_*`);
+- gender (true or predicted) in a column accepts words; numeric codes only with a named convention
+  (`gender_codes`, the audit's `--gender-codes`), since conventions disagree: UTKFace writes 0 for
+  male, IMDB-Wiki and deepface's argmax 0 for female. A code is never guessed: without the convention
+  the table is refused (ColumnError naming the flag). File names are UTKFace's, read as such;
 - a row whose age, prediction or a given gender/race cannot be read goes to the rejects with its
   reason, never dropped silently; a row with no gender or race (empty cell, a file name without the
   race field) is kept as unknown and left out of that breakdown only; a label column that is
@@ -19,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Callable
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -47,6 +53,12 @@ LABEL_FIELDS = ("age", "gender", "race")
 PLAUSIBLE_MAX_AGE = 122  # the oldest documented human: an older true age is a typo or a code, never a label
 OPTIONAL_LABELS = ("gender", "race")   # a row without them is kept (unknown); a row without age is not
 REJECTS_LEAD_COLUMNS = ["row", "reason"]
+# Numeric gender codes per convention (--gender-codes): they disagree, so none is assumed.
+GENDER_CODES: dict[str, dict[int, str]] = {
+    "utkface": {0: "male", 1: "female"},      # UTKFace's file names and the tables built from them
+    "imdb_wiki": {0: "female", 1: "male"},    # IMDB-Wiki's `gender` field
+    "deepface": {0: "female", 1: "male"},     # the argmax of deepface's (Woman, Man) gender output
+}
 
 
 class ColumnError(ValueError):
@@ -58,8 +70,9 @@ class Normalised:
     """A predictions table in contract form, the rows refused with their reasons, and what was done.
 
     `sources` says where each field came from (e.g. `age: column 'age'`, `race: file names in
-    'filename'`); `skipped` names each breakdown that the table cannot support and why; `notes` are
-    facts a reader of the report should know (unreadable gender predictions, label disagreements).
+    'filename'`, `gender: column 'sex' (codes read as utkface: 0 = male, 1 = female)`); `skipped`
+    names each breakdown that the table cannot support and why; `notes` are facts a reader of the
+    report should know (unreadable gender predictions, label disagreements).
     """
 
     frame: pd.DataFrame
@@ -67,6 +80,7 @@ class Normalised:
     sources: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    gender_codes: str | None = None   # the convention numeric gender codes in columns were read with, if any
 
 
 def read_table(path: Path, sep: str | None = None) -> pd.DataFrame:
@@ -186,6 +200,52 @@ def _normalise_series(values: pd.Series, normalise: Callable, what: str) -> tupl
             pd.Series(reason_array[codes], index=values.index))
 
 
+def describe_codes(codes: str) -> str:
+    """`utkface: 0 = male, 1 = female`."""
+    return f"{codes}: " + ", ".join(f"{code} = {word}" for code, word in GENDER_CODES[codes].items())
+
+
+def _code(value) -> int | None:
+    """The integer in 0, '1', 1.0 or '0.0'; None for anything that is not a whole number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number == int(number) else None
+
+
+def holds_codes(values: pd.Series) -> bool:
+    """Does any cell hold a numeric code rather than a word?"""
+    return any(_code(value) is not None for value in pd.unique(values.dropna()))
+
+
+def gender_reader(codes: str | None, column: str) -> Callable[[object], str]:
+    """Reads one cell of the gender column `column`: a word, or a numeric code in the convention `codes`.
+
+    A code without a convention raises ColumnError (the whole table is refused, with the flag to give);
+    a code the convention does not know, or an unknown word, raises LabelError (that row is rejected).
+    """
+    if codes is not None and codes not in GENDER_CODES:
+        raise ColumnError(f"unknown --gender-codes {codes!r}; allowed: {', '.join(GENDER_CODES)}")
+
+    def read(value) -> str:
+        code = _code(value)
+        if code is None:
+            return normalise_gender(value)
+        if codes is None:
+            raise ColumnError(
+                f"column {column!r} holds numeric gender codes ({value!r}), and conventions disagree (UTKFace: "
+                f"0 = male; IMDB-Wiki, deepface: 0 = female): name yours with --gender-codes "
+                f"{'|'.join(GENDER_CODES)}, or write the genders as words")
+        if code not in GENDER_CODES[codes]:
+            raise LabelError(f"gender code {value!r} is not one of {describe_codes(codes)}")
+        return GENDER_CODES[codes][code]
+
+    return read
+
+
 def _numeric(values: pd.Series) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     return numbers.where(np.isfinite(numbers))
@@ -207,12 +267,15 @@ def normalise_predictions(
     experiment: str = "audit",
     min_age: int | None = None,
     max_age: int | None = None,
+    gender_codes: str | None = None,
 ) -> Normalised:
     """The predictions contract from any table; see the module docstring for the rules.
 
     `requested` maps fields (keys of DEFAULT_NAMES) to column names the user gave. `min_age`/`max_age`
     keep only rows with ages in that range (the rest are rejected with the reason); none by default,
     since real tables hold ages above 100, but a true age over PLAUSIBLE_MAX_AGE is always rejected.
+    `gender_codes` (a key of GENDER_CODES) is how numeric gender codes in the gender and gender
+    prediction columns read; without it such codes are refused.
     """
     columns = resolve_columns(list(raw.columns), requested or {})
     if columns["age_pred"] is None:
@@ -227,7 +290,9 @@ def normalise_predictions(
     file_labels = labels_from_file_names(table[columns["filename"]]) if columns["filename"] else None
 
     out = pd.DataFrame(index=table.index)
-    for label, normalise in (("age", normalise_age), ("gender", normalise_gender), ("race", normalise_race)):
+    readers = {"age": normalise_age, "gender": gender_reader(gender_codes, columns["gender"]), "race": normalise_race}
+    codes_read = False
+    for label, read in readers.items():
         values, problems, source = _label_values(table, columns, label, file_labels)
         if values is None:
             if label == "age":
@@ -237,8 +302,14 @@ def normalise_predictions(
             skipped[label] = source
             out[label] = None
             continue
+        from_names = problems is not None        # only labels read from file names carry parse problems
+        if label == "gender" and not from_names and holds_codes(values):
+            codes_read = True
+            source += f" (codes read as {describe_codes(gender_codes)})" if gender_codes else ""
         sources[label] = source
-        normalised, why = _normalise_series(values, normalise, label)
+        if label == "gender" and from_names:
+            read = normalise_gender                 # file names are UTKFace's: 0 = male, 1 = female
+        normalised, why = _normalise_series(values, read, label)
         out[label] = normalised
         if problems is not None:
             why = problems.combine_first(why)
@@ -256,9 +327,11 @@ def normalise_predictions(
     out["age_pred_argmax"] = _optional_numeric(table, columns["age_pred_argmax"], sources, notes, "age_pred_argmax")
     out["gender_prob_female"] = _optional_numeric(table, columns["gender_prob_female"], sources, notes,
                                                   "gender_prob_female")
-    out["gender_pred"] = _gender_predictions(table, columns, out["gender_prob_female"], sources, notes)
+    out["gender_pred"] = _gender_predictions(table, columns, out["gender_prob_female"], sources, notes,
+                                             gender_codes)
+    codes_read |= columns["gender_pred"] is not None and holds_codes(table[columns["gender_pred"]])
     if file_labels is not None:
-        notes.extend(_disagreements(table, columns, file_labels))
+        notes.extend(_disagreements(table, columns, file_labels, readers))
 
     out["id"] = _text_column(table, columns["id"], columns["filename"])
     out["dataset"] = table[columns["dataset"]].astype(str) if columns["dataset"] else dataset
@@ -274,7 +347,7 @@ def normalise_predictions(
     frame = out.loc[~rejected, PREDICTION_COLUMNS + [BAND_COLUMN]].reset_index(drop=True)
     frame["age"] = frame["age"].astype("int64")
     return Normalised(frame=frame, rejects=rejects.reset_index(drop=True), sources=sources, skipped=skipped,
-                      notes=notes)
+                      notes=notes, gender_codes=gender_codes if codes_read else None)
 
 
 def _label_values(table, columns, label, file_labels) -> tuple[pd.Series | None, pd.Series | None, str]:
@@ -318,15 +391,18 @@ def _optional_numeric(table, column, sources, notes, what) -> pd.Series:
     return numbers
 
 
-def _gender_predictions(table, columns, prob_female, sources, notes) -> pd.Series:
-    """`male`/`female` per row from the prediction column, else from p(female) >= 0.5; None if neither."""
+def _gender_predictions(table, columns, prob_female, sources, notes, codes: str | None) -> pd.Series:
+    """`male`/`female` per row from the prediction column (words, or codes in the convention `codes`),
+    else from p(female) >= 0.5; None if neither."""
     from_prob = pd.Series(np.where(prob_female >= 0.5, "female", "male"), index=table.index).where(prob_female.notna())
     if columns["gender_pred"] is None:
         if prob_female.notna().any():
             sources["gender_pred"] = "p(female) >= 0.5"
         return from_prob.astype(object).where(from_prob.notna(), None)
-    predicted, why = _normalise_series(table[columns["gender_pred"]], normalise_gender, "gender prediction")
-    sources["gender_pred"] = f"column {columns['gender_pred']!r}"
+    values = table[columns["gender_pred"]]
+    predicted, why = _normalise_series(values, gender_reader(codes, columns["gender_pred"]), "gender prediction")
+    sources["gender_pred"] = f"column {columns['gender_pred']!r}" + (
+        f" (codes read as {describe_codes(codes)})" if codes and holds_codes(values) else "")
     unreadable = int((why.notna() & table[columns["gender_pred"]].notna()).sum())
     if unreadable:
         notes.append(f"{unreadable} gender predictions in {columns['gender_pred']!r} are unreadable: "
@@ -335,16 +411,18 @@ def _gender_predictions(table, columns, prob_female, sources, notes) -> pd.Serie
     return combined.astype(object).where(combined.notna(), None)
 
 
-def _disagreements(table, columns, file_labels: FileLabels) -> list[str]:
-    """Notes where a label column and the file names disagree (both readable): a sign of a shifted table."""
+def _disagreements(table, columns, file_labels: FileLabels, readers: dict[str, Callable]) -> list[str]:
+    """Notes where a label column and the file names disagree (both readable): a sign of a shifted table,
+    or of gender codes read in the wrong convention."""
     notes = []
     agreed = []
-    for label, normalise in (("age", normalise_age), ("gender", normalise_gender), ("race", normalise_race)):
+    for label, read in readers.items():
         column = columns[label]
         if column is None or _entirely_missing(table[column]):
             continue
-        from_column, bad_column = _normalise_series(table[column], normalise, label)
-        from_file, bad_file = _normalise_series(file_labels.values[label], normalise, label)
+        from_column, bad_column = _normalise_series(table[column], read, label)
+        from_file, bad_file = _normalise_series(file_labels.values[label],
+                                                normalise_gender if label == "gender" else read, label)
         both = bad_column.isna() & bad_file.isna()
         differ = int((from_column[both] != from_file[both]).sum())
         if differ:

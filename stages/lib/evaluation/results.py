@@ -20,7 +20,8 @@ import pandas as pd
 
 from stages.lib.core.params import Params
 from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError, require_columns
-from stages.lib.evaluation.groups import Bootstrap, Evaluation, contract_groups, evaluate
+from stages.lib.evaluation.groups import Evaluation, ages_are_bands, contract_groups, evaluate, exact_age_rows
+from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import write_dvc_plots
 from stages.lib.evaluation.predictions import normalise_predictions
 
@@ -80,13 +81,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def headline(evaluation: Evaluation) -> dict:
     """The few numbers `dvc exp show` and `dvc metrics diff` show for one test set: n, MAE, gender
-    accuracy (and age-band accuracy where ages are bands) and the worst-minus-best MAE gap per
-    attribute. Everything else stays in the evaluation folder."""
+    accuracy and the worst-minus-best MAE gap per attribute; where ages are bands (FairFace), age-band
+    accuracy instead of MAE and its gaps. Everything else stays in the evaluation folder."""
     overall, gaps = evaluation.overall, evaluation.gaps
-    figures = {"n": overall["n"], "mae": _rounded(overall.get("mae"), 3),
+    bands = ages_are_bands(overall)
+    figures = {"n": overall["n"], "mae": None if bands else _rounded(overall.get("mae"), 3),
                "gender_accuracy": _rounded(overall.get("gender_accuracy"), 4),
                "age_band_accuracy": _rounded(overall.get("age_band_accuracy"), 4)}
-    for attribute in HEADLINE_ATTRIBUTES:
+    for attribute in HEADLINE_ATTRIBUTES if not bands else ():
         rows = gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == "mae")] if not gaps.empty else gaps
         if len(rows):
             figures[f"mae_gap_{attribute.replace('*', '_x_')}"] = _rounded(rows["difference"].iloc[0], 3)
@@ -128,8 +130,9 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
         raise SchemaError(f"{reports / experiment / 'predictions.parquet'} has no test rows (splits: {splits})")
     datasets = list(dict.fromkeys(test["dataset"]))
     subsets = {name: test[test["dataset"] == name] for name in datasets}
-    if len(datasets) > 1:
-        subsets[POOLED] = test
+    exact = exact_age_rows(test)          # band-only ages (FairFace) are never pooled with exact ones
+    if exact["dataset"].nunique() > 1:
+        subsets[POOLED] = exact
     bootstrap = bootstrap_from(params)
     overall, headlines = {}, {}
     for name, rows in subsets.items():

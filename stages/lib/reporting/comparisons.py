@@ -10,8 +10,8 @@ from typing import Mapping
 
 import pandas as pd
 
-from stages.lib.evaluation.groups import Evaluation
-from stages.lib.reporting.markdown import Markdown, number, percent, with_interval
+from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.reporting.markdown import Markdown, difference, number, percent, with_interval
 
 COMPARED_ATTRIBUTES = ("race", "gender", "age_band", "race*gender")
 
@@ -29,14 +29,16 @@ def _accuracy(row) -> str:
 
 def side_by_side_groups(evaluations: Mapping[str, Evaluation], attributes=COMPARED_ATTRIBUTES) -> pd.DataFrame:
     """One row per group of the first model (overall first), for each compared model `<name> MAE` and
-    `<name> gender acc.` with their CIs, and the group's size (the models were evaluated on the same faces)."""
+    `<name> gender acc.` with their CIs, and the group's size (the models were evaluated on the same faces).
+    Where ages are bands (FairFace) the MAE is left blank: its age-band accuracy stands instead."""
     frames = []
     for name, evaluation in evaluations.items():
         groups = evaluation.groups[evaluation.groups["attribute"].isin(("all", *attributes))]
+        bands_only = ages_are_bands(evaluation.overall)
         frame = pd.DataFrame({
             "attribute": groups["attribute"].to_numpy(), "group": groups["group"].to_numpy(),
             "n": groups["n"].to_numpy(),
-            f"{name} MAE": [_mae(row) for _, row in groups.iterrows()],
+            f"{name} MAE": ["" if bands_only else _mae(row) for _, row in groups.iterrows()],
             f"{name} gender acc.": [_accuracy(row) for _, row in groups.iterrows()],
         })
         bands = evaluation.tables.get("age_band_accuracy")
@@ -55,21 +57,21 @@ def side_by_side_groups(evaluations: Mapping[str, Evaluation], attributes=COMPAR
 
 def side_by_side_gaps(evaluations: Mapping[str, Evaluation], attributes=COMPARED_ATTRIBUTES) -> pd.DataFrame:
     """Per attribute and model: the MAE gap (years) and gender accuracy gap (percentage points) between
-    the worst and the best group, naming both, and whether their CIs overlap."""
+    the worst and the best group, with the interval of that difference, naming both, and the verdict
+    (`worse` where the interval excludes zero). No MAE gap where ages are bands."""
     rows = []
     for name, evaluation in evaluations.items():
         for attribute in attributes:
             row = {"attribute": attribute, "model": name}
-            for metric, label, digits in (("mae", "MAE gap", 2), ("gender_accuracy", "gender acc. gap", 1)):
+            for metric, label in (("mae", "MAE gap"), ("gender_accuracy", "gender acc. gap")):
                 gap = evaluation.gaps[(evaluation.gaps["attribute"] == attribute) & (evaluation.gaps["metric"] == metric)]
-                if gap.empty:
+                if gap.empty or (metric == "mae" and ages_are_bands(evaluation.overall)):
                     row[label] = ""
                     continue
                 gap = gap.iloc[0]
-                difference = abs(gap["difference"])  # accuracy: worst − best is negative; shown as points
-                shown = f"{100 * difference:.1f} pts" if metric == "gender_accuracy" else number(difference, digits)
-                overlap = "" if pd.isna(gap["cis_overlap"]) else (" (CIs overlap)" if gap["cis_overlap"] else " (CIs apart)")
-                row[label] = f"{shown}: {gap['worst_group']} vs {gap['best_group']}{overlap}"
+                shown = difference(gap["difference"], gap["difference_ci_low"], gap["difference_ci_high"],
+                                   points=metric == "gender_accuracy")
+                row[label] = f"{shown}: {gap['worst_group']} vs {gap['best_group']} ({gap['verdict']})"
             rows.append(row)
     return pd.DataFrame(rows, columns=["attribute", "model", "MAE gap", "gender acc. gap"])
 
@@ -94,14 +96,22 @@ def leakage_table(leakage: Mapping[str, Mapping]) -> pd.DataFrame:
 
 
 def split_comparison(grouped: Mapping[str, Evaluation], naive: Mapping[str, Evaluation]) -> pd.DataFrame:
-    """Overall MAE and gender accuracy per dataset under the grouped and the naive split."""
+    """Overall MAE (age-band accuracy where ages are bands) and gender accuracy per dataset under the
+    grouped and the naive split."""
     rows = []
     for dataset in [d for d in grouped if d in naive]:
         for split, evaluations in (("grouped", grouped), ("naive (the study's)", naive)):
-            overall = evaluations[dataset].groups.query("attribute == 'all'").iloc[0]
-            rows.append({"dataset": dataset, "split": split, "n": int(overall["n"]), "MAE": _mae(overall),
+            evaluation = evaluations[dataset]
+            overall = evaluation.groups.query("attribute == 'all'").iloc[0]
+            bands_only = ages_are_bands(evaluation.overall)
+            rows.append({"dataset": dataset, "split": split, "n": int(overall["n"]),
+                         "MAE": "" if bands_only else _mae(overall),
+                         "age-band accuracy": percent(evaluation.overall.get("age_band_accuracy")),
                          "gender accuracy": _accuracy(overall)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not table.empty and (table["age-band accuracy"] == "").all():
+        table = table.drop(columns="age-band accuracy")
+    return table
 
 
 def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluation]],

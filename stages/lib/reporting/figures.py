@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from stages.lib.core.labels import GENDERS, RACES, band_labels  # noqa: E402
-from stages.lib.evaluation.groups import pivot  # noqa: E402
+from stages.lib.evaluation.curves import pivot  # noqa: E402
 
 plt.rcParams.update({
     "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "legend.fontsize": 9.5,

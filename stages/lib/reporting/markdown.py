@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.labels import RACES, band_labels
-from stages.lib.evaluation.groups import Evaluation, age_standardised_mae, pivot
+from stages.lib.evaluation.curves import pivot
+from stages.lib.evaluation.groups import Evaluation, age_standardised_mae, ages_are_bands
 
 ATTRIBUTE_TITLES = {
     "all": "all faces", "race": "race", "gender": "gender", "age_band": "age band",
@@ -84,6 +85,18 @@ def percent(value, digits: int = 1) -> str:
     return "" if value is None or pd.isna(value) else f"{100 * float(value):.{digits}f}%"
 
 
+def difference(value, low, high, points: bool = False) -> str:
+    """A signed difference with its interval: '+1.20 [+0.40, +2.00]', or in percentage points
+    ('−4.5 [−7.0, −2.0] pts') for a difference of proportions; the value alone without an interval."""
+    if value is None or pd.isna(value):
+        return ""
+    show = (lambda v: f"{100 * float(v):+.1f}") if points else (lambda v: f"{float(v):+.2f}")
+    unit = " pts" if points else ""
+    if low is None or pd.isna(low):
+        return show(value) + unit
+    return f"{show(value)} [{show(low)}, {show(high)}]{unit}"
+
+
 def with_interval(value, low, high, digits: int = 2, as_percent: bool = False) -> str:
     """'10.07 [9.94, 10.21]' (or percentages); the value alone when there is no interval."""
     show = (lambda v: percent(v, digits - 1)) if as_percent else (lambda v: number(v, digits))
@@ -106,6 +119,9 @@ def overall_table(overall: Mapping, confidence: float) -> pd.DataFrame:
             (f"RMSE, years [{ci}]", with_interval(overall["rmse"], overall["rmse_ci_low"], overall["rmse_ci_high"])),
             (f"mean (predicted − true), years [{ci}]",
              with_interval(overall["mean_error"], overall["mean_error_ci_low"], overall["mean_error_ci_high"]))]
+    if ages_are_bands(overall):
+        rows = [rows[0]] + [(f"{label} (ages are band midpoints: not the model's error)", value)
+                            for label, value in rows[1:]]
     if "mae_argmax" in overall:
         rows += [("MAE of the argmax prediction, years", number(overall["mae_argmax"])),
                  ("RMSE of the argmax prediction, years", number(overall["rmse_argmax"]))]
@@ -113,13 +129,16 @@ def overall_table(overall: Mapping, confidence: float) -> pd.DataFrame:
         rows += [(f"gender accuracy [{ci}] (n={overall['n_gender']:,})",
                   with_interval(overall["gender_accuracy"], overall["gender_accuracy_ci_low"],
                                 overall["gender_accuracy_ci_high"], 2, as_percent=True))]
+    if overall.get("age_band_accuracy") is not None:
+        rows += [(f"age-band accuracy (n={overall['n_age_band']:,})", percent(overall["age_band_accuracy"]))]
     return pd.DataFrame(rows, columns=["measure", "value"])
 
 
 def groups_display(groups: pd.DataFrame, attribute: str, confidence: float, verdicts: pd.DataFrame) -> pd.DataFrame:
-    """One attribute's groups as report rows: n, MAE [CI], RMSE, signed error, accuracy, verdicts."""
+    """One attribute's groups as report rows: n, MAE [CI], RMSE, signed error, accuracy, and the verdicts,
+    each on the interval of a difference (MAE: the group's − the rest's; bias: the mean signed error)."""
     rows = groups[groups["attribute"] == attribute]
-    mae_verdict = _verdicts(verdicts, attribute, "mae", {"above": "worse than all", "below": "better than all"})
+    mae_verdict = _against_the_rest(verdicts, attribute, "mae")
     sign_verdict = _verdicts(verdicts, attribute, "mean_error", {"above": "over-estimated", "below": "under-estimated"})
     not_judged = rows["small"].to_numpy()
     table = pd.DataFrame({
@@ -129,7 +148,8 @@ def groups_display(groups: pd.DataFrame, attribute: str, confidence: float, verd
                                        zip(rows["mae"], rows["mae_ci_low"], rows["mae_ci_high"])],
         "RMSE": rows["rmse"].map(number),
         "mean (pred − true)": rows["mean_error"].map(number),
-        "MAE vs all": np.where(not_judged, "not judged", rows["group"].map(mae_verdict).fillna("")),
+        f"MAE − the rest [{confidence:.0%} CI]": np.where(not_judged, "not judged",
+                                                          rows["group"].map(mae_verdict).fillna("")),
         "bias": np.where(not_judged, "not judged", rows["group"].map(sign_verdict).fillna("")),
     })
     standardised = age_standardised_mae(groups, attribute) if attribute in ("race", "gender") else pd.Series(dtype=float)
@@ -142,15 +162,30 @@ def groups_display(groups: pd.DataFrame, attribute: str, confidence: float, verd
     return table.reset_index(drop=True)
 
 
+def _against_the_rest(verdicts: pd.DataFrame, attribute: str, metric: str) -> dict:
+    """{group: '+1.20 [+0.40, +2.00] worse'}: the difference to the rest of the breakdown, its interval and
+    the word it earns (`worse`/`better` only where the interval excludes zero)."""
+    rows = verdicts[(verdicts["attribute"] == attribute) & (verdicts["metric"] == metric)]
+    higher_is_worse = metric != "gender_accuracy"
+    words = {"above": "worse" if higher_is_worse else "better", "below": "better" if higher_is_worse else "worse",
+             "n.s.": "n.s."}
+    cells = {}
+    for _, row in rows.iterrows():
+        shown = difference(row["difference"], row["difference_ci_low"], row["difference_ci_high"], not higher_is_worse)
+        cells[row["group"]] = f"{shown} {words.get(row['verdict'], '')}".strip()
+    return cells
+
+
 def _verdicts(verdicts: pd.DataFrame, attribute: str, metric: str, words: Mapping[str, str]) -> dict:
     rows = verdicts[(verdicts["attribute"] == attribute) & (verdicts["metric"] == metric)]
     return {g: words.get(v, "n.s." if v == "n.s." else "") for g, v in zip(rows["group"], rows["verdict"])}
 
 
-def gaps_display(gaps: pd.DataFrame) -> pd.DataFrame:
-    """The gaps table as report rows."""
+def gaps_display(gaps: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """The gaps table as report rows: worst and best, their difference and ratio with intervals, verdict."""
     accuracy = gaps["metric"] == "gender_accuracy"
     show = lambda values: [percent(v) if a else number(v) for v, a in zip(values, accuracy)]  # noqa: E731
+    ci = f"{confidence:.0%} CI"
     return pd.DataFrame({
         "breakdown": gaps["attribute"].map(lambda a: ATTRIBUTE_TITLES.get(a, a)),
         "metric": gaps["metric"],
@@ -158,18 +193,14 @@ def gaps_display(gaps: pd.DataFrame) -> pd.DataFrame:
         "worst": show(gaps["worst"]),
         "best group (n)": [f"{g} ({n:,})" for g, n in zip(gaps["best_group"], gaps["best_n"])],
         "best": show(gaps["best"]),
-        "worst − best": show(gaps["difference"]),
-        "worst / best": gaps["ratio"].map(lambda r: number(r, 2)),
-        "CIs overlap": gaps["cis_overlap"].map(_yes_no),
+        f"worst − best [{ci}]": [difference(v, lo, hi, a) for v, lo, hi, a in zip(
+            gaps["difference"], gaps["difference_ci_low"], gaps["difference_ci_high"], accuracy)],
+        f"worst / best [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in zip(
+            gaps["ratio"], gaps["ratio_ci_low"], gaps["ratio_ci_high"])],
+        "verdict": gaps["verdict"],
+        "groups compared": gaps["groups_compared"],
         "small groups left out": gaps["small_left_out"],
     })
-
-
-def _yes_no(value) -> str:
-    """A flag as 'yes'/'no' whether it is a bool or its text read back from CSV; '' when missing."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    return "yes" if str(value).strip().lower() in ("true", "1", "yes") else "no"
 
 
 def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number) -> pd.DataFrame:
@@ -185,13 +216,14 @@ def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number) 
 
 
 def significance_bullets(evaluation: Evaluation, min_group_size: int) -> tuple[list[str], list[str]]:
-    """(what is significant, what is not): MAE vs all and systematic bias, judged groups only."""
+    """(what is significant, what is not), judged groups only: MAE and gender accuracy against the rest of
+    the breakdown, mean signed error against zero, each by the interval of that difference."""
     verdicts = evaluation.significance
     judged = verdicts[~verdicts["small"]]
     significant, not_significant = [], []
-    for metric, above, below in (("mae", "larger MAE than all faces", "smaller MAE than all faces"),
-                                 ("gender_accuracy", "higher gender accuracy than all faces",
-                                  "lower gender accuracy than all faces"),
+    for metric, above, below in (("mae", "larger MAE than the rest", "smaller MAE than the rest"),
+                                 ("gender_accuracy", "higher gender accuracy than the rest",
+                                  "lower gender accuracy than the rest"),
                                  ("mean_error", "over-estimated on average", "under-estimated on average")):
         rows = judged[judged["metric"] == metric]
         if rows.empty:
@@ -199,16 +231,25 @@ def significance_bullets(evaluation: Evaluation, min_group_size: int) -> tuple[l
         for verdict, words in (("above", above), ("below", below)):
             hits = rows[rows["verdict"] == verdict]
             if not hits.empty:
-                listed = ", ".join(f"{g} ({_value(metric, v)})" for g, v in zip(hits["group"], hits["value"]))
+                listed = ", ".join(_judged_group(metric, row) for _, row in hits.iterrows())
                 significant.append(f"**{words}**: {listed}")
         unclear = rows[rows["verdict"] == "n.s."]
         if not unclear.empty:
             not_significant.append(f"{metric.replace('_', ' ')}: {', '.join(unclear['group'])} "
-                                   "(interval includes the reference)")
+                                   "(the interval of the difference holds zero)")
     small = verdicts.loc[verdicts["small"], "group"].unique()
     if len(small):
         not_significant.append(f"not judged, fewer than {min_group_size} faces: {', '.join(small)}")
     return significant, not_significant
+
+
+def _judged_group(metric: str, row: pd.Series) -> str:
+    """'black (12.3; +4.10 [+3.20, +5.00] against the rest)'; for the mean signed error the value is the difference."""
+    shown = difference(row["difference"], row["difference_ci_low"], row["difference_ci_high"],
+                       metric == "gender_accuracy")
+    if metric == "mean_error":
+        return f"{row['group']} ({shown} years)"
+    return f"{row['group']} ({_value(metric, row['value'])}; {shown} against the rest)"
 
 
 def _value(metric: str, value) -> str:
@@ -228,11 +269,13 @@ def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[s
     md.figure(figures.get("error_by_age_race"), "Error across age, by race (R8).")
 
     md.heading("Groups", level)
-    md.paragraph(f"Every group with its size n; intervals are {confidence:.0%} bootstrap CIs. "
-                 f"Groups under {min_group_size} faces are marked *(small)*: shown, not judged. "
-                 "*MAE vs all*: the group's interval lies wholly above (worse) or below (better) the MAE of "
-                 "all faces; *bias*: its mean signed error's interval excludes zero. *MAE at the overall age "
-                 "mix*: the group's MAE in each age band, weighted by the age bands' shares of all faces, so "
+    md.paragraph(f"Every group with its size n; MAE, RMSE and mean signed error carry {confidence:.0%} bootstrap "
+                 "intervals, accuracies Wilson intervals (which, unlike a bootstrap, do not shrink to nothing for a "
+                 f"small group that happens to be all right). Groups under {min_group_size} faces are marked "
+                 "*(small)*: shown, not judged. *MAE − the rest*: the group's MAE minus that of the breakdown's "
+                 "other faces, with the interval of that difference; *worse* or *better* only where the interval "
+                 "excludes zero. *bias*: the interval of its mean signed error excludes zero. *MAE at the overall "
+                 "age mix*: the group's MAE in each age band, weighted by the age bands' shares of all faces, so "
                  "that a group is not judged by how old its members are (blank when it lacks a band).")
     for attribute in [a for a in evaluation.groups["attribute"].unique() if a != "all"]:
         title = ATTRIBUTE_TITLES.get(attribute, attribute)
@@ -244,14 +287,17 @@ def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[s
     if not evaluation.gaps.empty:
         md.heading("Gaps", level)
         md.paragraph("Worst and best group per breakdown (small groups left out when two or more others "
-                     "remain). Non-overlapping intervals are a conservative sign that the gap is real.")
-        md.table(gaps_display(evaluation.gaps))
+                     "remain), with the intervals of their difference and of their ratio (accuracy: Newcombe's, "
+                     "from the two Wilson intervals). *worse*: the difference's interval excludes zero. The two are "
+                     "the extremes of their breakdown, so the more groups compared, the more easily a gap this "
+                     "size arises by chance.")
+        md.table(gaps_display(evaluation.gaps, evaluation.confidence))
 
     study_tables(md, evaluation, figures, level)
 
     md.heading("What is significant and what is not", level)
     significant, not_significant = significance_bullets(evaluation, min_group_size)
-    md.paragraph("Significant (the interval excludes the reference):")
+    md.paragraph("Significant (the interval of the difference excludes zero):")
     md.bullets(significant or ["nothing"])
     md.paragraph("Not significant or not judged:")
     md.bullets(not_significant or ["nothing"])

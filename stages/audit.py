@@ -37,17 +37,16 @@ import pandas as pd
 
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
-from stages.lib.core.labels import band_labels
+from stages.lib.core.labels import DEFAULT_AGE_BANDS, band_labels
 from stages.lib.evaluation.groups import Evaluation, evaluate
 from stages.lib.evaluation.intervals import Bootstrap
-from stages.lib.evaluation.plot_data import dvc_tables
+from stages.lib.evaluation.plot_data import write_plot_tables
 from stages.lib.evaluation.results import write_evaluation, write_json
 from stages.lib.core.params import PARAMS_FILE, Params, ParamsError, load_params
 from stages.lib.evaluation.predictions import (GENDER_CODES, PLAUSIBLE_MAX_AGE, ColumnError, Normalised,
                                                describe_codes, normalise_predictions, read_table)
 from stages.lib.reporting.markdown import Markdown, correction_section, evaluation_sections
 
-DEFAULT_BANDS = (0, 16, 31, 46, 61)
 # What an audit writes into --out: files, and folders of which only these files are ours.
 OUTPUT_FILES = ("groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv", "correction.csv",
                 "report.md")
@@ -114,7 +113,7 @@ def settings_from(args: argparse.Namespace, params: Params | None) -> Settings:
     """Flags first, then params.yaml (when present), then the study's defaults."""
     base = params.evaluate if params else None
     return Settings(
-        edges=parse_bands(args.age_bands) if args.age_bands else tuple(params.age_bands if params else DEFAULT_BANDS),
+        edges=parse_bands(args.age_bands) if args.age_bands else tuple(params.age_bands if params else DEFAULT_AGE_BANDS),
         bootstrap=Bootstrap(
             resamples=args.bootstrap if args.bootstrap is not None else (base.bootstrap if base else 1000),
             confidence=args.confidence if args.confidence is not None else (base.confidence if base else 0.95),
@@ -266,9 +265,7 @@ def audit(args: argparse.Namespace) -> dict:
                          f"reasons in {out / 'rejects.csv'})")
     evaluation = evaluate(kept, settings.edges, settings.bootstrap, settings.min_group_size, series=title)
     write_evaluation(evaluation, out)
-    for name, table in dvc_tables(evaluation).items():
-        (out / "plots").mkdir(exist_ok=True)
-        table.to_csv(out / "plots" / f"{name}.csv", index=False)
+    write_plot_tables(evaluation, lambda kind: out / "plots" / f"{kind}.csv")
     figures = {} if args.no_figures else plots.write_figures(evaluation, out / "figures", title)
     correction = correction_protocol(normalised.frame, kept, settings.bootstrap) if args.correction else None
     if correction is not None:

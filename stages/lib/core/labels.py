@@ -16,6 +16,7 @@ import pandas as pd
 
 GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")
+DEFAULT_AGE_BANDS = (0, 16, 31, 46, 61)  # the study's bands' lower edges: 0-15, 16-30, 31-45, 46-60, 61+
 
 # UTKFace codes: gender 0 male, 1 female; race 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others.
 _GENDER_WORDS = {

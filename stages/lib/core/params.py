@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stages.lib.core.labels import DEFAULT_AGE_BANDS
+
 PARAMS_FILE = Path("params.yaml")
 WEIGHTS_FOLDER = "weights"  # the model files' folder inside paths.raw (a dataset cannot take this name)
 
@@ -184,7 +186,7 @@ class Params(Strict):
     seed: int = 42
     roles: Roles
     labels: Labels = Labels()
-    age_bands: list[int] = Field(default_factory=lambda: [0, 16, 31, 46, 61], min_length=1)
+    age_bands: list[int] = Field(default_factory=lambda: list(DEFAULT_AGE_BANDS), min_length=1)
     datasets: dict[str, Dataset]
     weights: dict[str, Source] = Field(default_factory=dict)
     crop: Crop = Crop()

@@ -8,7 +8,7 @@ dvc.yaml fit every experiment and test set; `write_dvc_plots` lays them out kind
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -58,12 +58,17 @@ def dvc_tables(evaluation) -> dict[str, pd.DataFrame]:
     return result
 
 
-def write_dvc_plots(evaluation, plots_root: Path, experiment: str, dataset: str) -> list[Path]:
-    """`plots_root/<kind>/<experiment>/<dataset>.csv` for every kind (header only where no data)."""
+def write_plot_tables(evaluation, path_of: Callable[[str], Path]) -> list[Path]:
+    """Every kind's table at `path_of(kind)` (header only where no data); the paths written."""
     written = []
     for kind, table in dvc_tables(evaluation).items():
-        path = Path(plots_root) / kind / experiment / f"{dataset}.csv"
+        path = Path(path_of(kind))
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=False)
         written.append(path)
     return written
+
+
+def write_dvc_plots(evaluation, plots_root: Path, experiment: str, dataset: str) -> list[Path]:
+    """`plots_root/<kind>/<experiment>/<dataset>.csv` for every kind: the layout dvc.yaml's `plots` reads."""
+    return write_plot_tables(evaluation, lambda kind: Path(plots_root) / kind / experiment / f"{dataset}.csv")

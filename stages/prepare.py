@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.datasets import ADAPTERS, AdapterResult, DatasetError, parse_options
+from stages.lib.datasets import ADAPTERS, AdapterResult, DatasetError, parse_options, read_dataset
 from stages.lib.sources.plan import MANUAL_DOWNLOAD
 from stages.lib.core.params import Params, ParamsError, load_params
 from stages.lib.datasets.quality import summarise
@@ -61,11 +61,11 @@ def prepare_dataset(name: str, params: Params, raw_root: Path | None = None, int
     """Run one dataset's adapter, write its three outputs, and return its quality summary."""
     raw_root, interim_root = raw_root or params.paths.raw, interim_root or params.paths.interim
     dataset = params.datasets[name]
-    options = parse_options(dataset.adapter, name, dataset.options)
+    options = parse_options(dataset.adapter, name, dataset.options, params.labels)
     root = source_root(name, dataset.adapter, raw_root, interim_root)
     if not ADAPTERS[dataset.adapter].generates and not root.is_dir():
         raise PrepareError(missing_raw_message(name, dataset.adapter, root))
-    result = ADAPTERS[dataset.adapter].read(root, name, options, params.labels)
+    result = read_dataset(dataset.adapter, root, name, options, params.labels)
     manifest, rejects, labelled_rejects = result_tables(result)
     out = interim_root / name
     write_manifest(manifest, out / "manifest.parquet")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         names = chosen_datasets(params, args.only)
         for name in names:  # every dataset's options are checked before any work is done
-            parse_options(params.datasets[name].adapter, name, params.datasets[name].options)
+            parse_options(params.datasets[name].adapter, name, params.datasets[name].options, params.labels)
         for name in names:
             quality = prepare_dataset(name, params)
             print(format_summary(quality, params.paths.interim / name))

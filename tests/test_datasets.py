@@ -618,3 +618,115 @@ def test_real_fairface_sample():
     assert set(r["race_source"] for r in result.rows) == {
         "White", "Black", "East Asian", "Southeast Asian", "Indian", "Middle Eastern", "Latino_Hispanic"}
     assert all(Path(r["path"]).is_file() for r in result.rows[:50])
+
+
+# ---------------------------------------------------------------- options every adapter takes
+
+
+def test_a_dataset_narrows_the_age_range_with_its_own_options(wiki_folder):
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "min_age": 25}, LABELS)
+    assert reasons(result)["good_female.jpg"] == "age_out_of_range"
+    assert "age 20 is outside this dataset's age range 25..100" in {
+        r["path"].rsplit("/", 1)[-1]: r["reason"] for r in result.rejects}["good_female.jpg"]
+    with pytest.raises(OptionsError, match=r"datasets\.wiki\.options: max_age 120 is above labels\.max_age 100"):
+        run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "max_age": 120}, LABELS)
+    with pytest.raises(OptionsError, match=r"datasets\.wiki\.options: min_age 50 must be below max_age 40"):
+        run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "min_age": 50, "max_age": 40}, LABELS)
+
+
+def utkface_aligned_names(n: int) -> list[str]:
+    return [f"{20 + i % 60}_{i % 2}_{i % 5}_2017011617452{i:04d}.jpg.chip.jpg" for i in range(n)]
+
+
+def test_sample_keeps_a_seeded_share_and_rejects_the_rest_with_their_labels(tmp_path):
+    for name in utkface_aligned_names(50):
+        write_jpg(tmp_path / name)
+    whole = run_adapter("utkface", tmp_path, "u", {}, LABELS)
+    drawn = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 3}, LABELS)
+    again = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 3}, LABELS)
+    other = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 4}, LABELS)
+    ids = [row["id"] for row in drawn.rows]
+    assert len(ids) == 20 and ids == [row["id"] for row in again.rows] != [row["id"] for row in other.rows]
+    assert ids == [row["id"] for row in whole.rows if row["id"] in set(ids)]  # the dataset's order is kept
+    assert len(drawn.rejects) == 30 and {r["reason"].split(":")[0] for r in drawn.rejects} == {"not_sampled"}
+    assert "keeps 20 of the 50 rows" in drawn.rejects[0]["reason"]
+    assert all({"age", "gender", "race"} <= set(r) for r in drawn.rejects)  # the quality summary sees who was left out
+    assert len(run_adapter("utkface", tmp_path, "u", {"sample": 80}, LABELS).rows) == 50
+
+
+# ---------------------------------------------------------------- the full profile follows the study
+
+
+def full_profile():
+    import yaml
+
+    from stages.lib.core.params import validate
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    return validate({**raw, "profile": "full"})
+
+
+def read_full_profile_dataset(name: str, root: Path):
+    """`name` as the full profile reads it: its adapter and options, the params' labels."""
+    params = full_profile()
+    dataset = params.datasets[name]
+    return run_adapter(dataset.adapter, root, name, dataset.options, params.labels)
+
+
+def test_full_profile_utkface_in_the_wild_starts_at_17(tmp_path):
+    """The study's in-the-wild tables hold no one under 17 and no one over 100 (its training cut)."""
+    names = ["16_0_0_20170104165545457.jpg", "17_0_0_20170104165545458.jpg", "100_1_0_20170104165545459.jpg",
+             "101_1_0_20170104165545460.jpg"]
+    for name in names:
+        write_jpg(tmp_path / "part1" / name)
+    result = read_full_profile_dataset("utkface_wild", tmp_path)
+    assert sorted(row["age"] for row in result.rows) == [17, 100]
+    assert reasons(result) == {names[0]: "age_out_of_range", names[3]: "age_out_of_range"}
+
+
+def test_full_profile_utkface_aligned_keeps_ages_from_1(tmp_path):
+    names = ["0_0_0_20170104165545457.jpg.chip.jpg", "1_0_0_20170104165545458.jpg.chip.jpg",
+             "16_1_2_20170104165545459.jpg.chip.jpg"]
+    for name in names:
+        write_jpg(tmp_path / name)
+    result = read_full_profile_dataset("utkface", tmp_path)
+    assert sorted(row["age"] for row in result.rows) == [1, 16]
+    assert reasons(result) == {names[0]: "age_out_of_range"}
+
+
+@pytest.mark.parametrize("name", ["wiki", "imdb"])
+def test_full_profile_imdb_wiki_uses_serengils_filter(tmp_path, name):
+    """face_score >= 3, no second face, 0 < age <= 100 (serengil's 22,578 wiki faces)."""
+    born = datenum(1950, 6, 1)
+    photos = [
+        photo("score_3.jpg", score=3.0, dob=born, taken=1990),
+        photo("score_2.9.jpg", score=2.9, dob=born, taken=1990),
+        photo("second_face.jpg", second=0.5, dob=born, taken=1990),
+        photo("age_0.jpg", dob=born, taken=1950),
+        photo("age_1.jpg", dob=born, taken=1951),
+        photo("age_100.jpg", dob=born, taken=2050),
+        photo("age_101.jpg", dob=born, taken=2051),
+    ]
+    photos = [{**p, "celeb_id": i + 1, "name": f"p{i}"} for i, p in enumerate(photos)]
+    save_imdb_wiki_mat(tmp_path / f"{name}_crop" / f"{name}.mat", name, photos)
+    for p in photos:
+        write_jpg(tmp_path / f"{name}_crop" / p["path"])
+    result = read_full_profile_dataset(name, tmp_path)
+    assert sorted(row["id"].rsplit("/", 1)[-1] for row in result.rows) == ["age_1.jpg", "age_100.jpg", "score_3.jpg"]
+    assert reasons(result) == {"score_2.9.jpg": "face_score_low", "second_face.jpg": "second_face",
+                               "age_0.jpg": "age_out_of_range", "age_101.jpg": "age_out_of_range"}
+
+
+def test_full_profile_runs_both_utkface_versions_and_a_held_out_imdb():
+    """R2 from the aligned chips, R3-R14 from the in-the-wild photos (the finetune set); wiki's figures
+    are in-sample for the published weights, imdb's are not, and imdb is sampled."""
+    params = full_profile()
+    versions = {name: params.datasets[name].options.get("version", "aligned")
+                for name in params.roles.evaluate if params.datasets[name].adapter == "utkface"}
+    assert sorted(versions.values()) == ["aligned", "wild"]
+    assert params.datasets[params.roles.finetune].options["version"] == "wild"
+    assert params.datasets[params.roles.pretrain].published_in_sample
+    held_out = [name for name in params.roles.evaluate
+                if params.datasets[name].adapter == "imdb_wiki" and not params.datasets[name].published_in_sample]
+    assert [params.datasets[name].options["variant"] for name in held_out] == ["imdb"]
+    assert params.datasets[held_out[0]].options["sample"] >= 1000

@@ -38,7 +38,8 @@ def test_demo_profile_overrides_only_what_it_names(raw):
     assert demo.backbone.input_size == 64 and demo.backbone.weights == "random"
     assert demo.roles.finetune == "synthetic"
     assert demo.crop.margin == full.crop.margin  # merged, not replaced
-    assert demo.split == full.split
+    assert demo.split.fractions() == full.split.fractions()  # merged: only `clusters` is replaced
+    assert demo.split.clusters is None and full.split.clusters.embedding == "dlib_resnet"
 
 
 def test_unknown_key_is_named(raw):

@@ -50,6 +50,9 @@ class Dataset(Strict):
     adapter: Literal["imdb_wiki", "utkface", "fairface", "folder", "synthetic"]
     sources: list[Source] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    # The published age/gender weights were trained on (most of) these very faces, so their figures on
+    # any split of this dataset are in-sample; the report says so beside them.
+    published_in_sample: bool = False
 
 
 class Roles(Strict):
@@ -78,6 +81,10 @@ class Crop(Strict):
 
 
 class Clusters(Strict):
+    # The embedding the look-alike distance is measured in: dlib_resnet (its own cached pass, the
+    # `identity` stage; a threshold in dlib's calibrated units, same person below 0.6), or `features`
+    # (the heads' backbone's cached features, in their own units).
+    embedding: Literal["dlib_resnet", "features"] = "features"
     threshold: float = Field(gt=0.0)
     metric: Literal["euclidean", "cosine"] = "euclidean"
     max_size: int = Field(20, ge=2)  # a bigger cluster is a crowded region, not a person: re-split tighter
@@ -136,6 +143,9 @@ class Experiment(Strict):
     oversample: list[Oversample] = Field(default_factory=list)
     reweight: Literal["none", "inverse_band_frequency"] = "none"
     split: Literal["grouped", "naive"] = "grouped"  # naive: the study's, every face on its own
+    # ours: `train`'s budget, early stopping on the val split. study: the study's way (heads/protocol.py):
+    # Adam at 1e-3, an "epoch" of one random batch, the checkpoint picked on the test split.
+    protocol: Literal["ours", "study"] = "ours"
 
 
 class Evaluate(Strict):

@@ -9,6 +9,13 @@ data-quality summary counts, the detail says what was wrong with that row.
 Reject rows may also carry the labels that could be read before the row was refused (`age`,
 `gender`, `race`), so the data-quality summary can show which groups lose rows. They are dropped
 when rejects.csv is written (its contract has four columns).
+
+Options every adapter takes (`Options`, the base of each adapter's options model):
+- `min_age`, `max_age`: the dataset's own age range, inside labels.min_age..max_age by default.
+  Datasets differ: the study kept UTKFace in the wild from 17 (its published tables hold no one
+  younger), the aligned faces from 1, and serengil's IMDB-Wiki filter keeps 0 < age <= 100.
+- `sample`, `sample_seed`: keep a seeded random `sample` of the rows that pass every check (a large
+  dataset, e.g. IMDB, evaluated on a share of its faces); the others are rejected as `not_sampled`.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from stages.lib.core.params import Labels
 
@@ -57,11 +65,12 @@ def reject_row(dataset: str, path: str, rejected: Rejected) -> dict:
 
 
 def check_age(age: int, labels: Labels, **known) -> int:
-    """`age` when it lies in [labels.min_age, labels.max_age]; Rejected(age_out_of_range) otherwise."""
+    """`age` when it lies in [labels.min_age, labels.max_age] (the dataset's range, see `dataset_labels`);
+    Rejected(age_out_of_range) otherwise."""
     if not labels.min_age <= age <= labels.max_age:
         raise Rejected(
             "age_out_of_range",
-            f"age {age} is outside labels.min_age..max_age = {labels.min_age}..{labels.max_age}",
+            f"age {age} is outside this dataset's age range {labels.min_age}..{labels.max_age}",
             age=age, **known,
         )
     return age
@@ -135,6 +144,43 @@ def find_one(files: dict[str, int], name: str, root: Path, hint: str) -> str:
 
 
 class Options(BaseModel):
-    """Base of every adapter's options model: unknown keys are refused, so typos fail loudly."""
+    """Base of every adapter's options model: unknown keys are refused, so typos fail loudly.
+
+    The fields here are the options every adapter takes (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_age: int | None = Field(None, ge=0)   # None: labels.min_age
+    max_age: int | None = Field(None, ge=0)   # None: labels.max_age; never above it (the age head's classes)
+    sample: int | None = Field(None, ge=1)    # keep this many of the rows that pass every check; None: all
+    sample_seed: int = Field(0, ge=0)
+
+
+def dataset_labels(options: Options, labels: Labels) -> Labels:
+    """labels.min_age..max_age narrowed to the dataset's own `min_age`/`max_age` options.
+
+    ValueError when the range is empty or reaches past labels.max_age: the age head has
+    labels.max_age + 1 classes, so no dataset can hold an older label."""
+    low = labels.min_age if options.min_age is None else options.min_age
+    high = labels.max_age if options.max_age is None else options.max_age
+    if high > labels.max_age:
+        raise ValueError(f"max_age {high} is above labels.max_age {labels.max_age} (the age head's oldest class)")
+    if low >= high:
+        raise ValueError(f"min_age {low} must be below max_age {high}")
+    return Labels(min_age=low, max_age=high)
+
+
+def sample_rows(result: AdapterResult, dataset: str, size: int, seed: int) -> AdapterResult:
+    """A seeded random `size` of `result.rows` (in their order); the others become `not_sampled` rejects
+    carrying their labels. All rows are kept when there are no more than `size`."""
+    if len(result.rows) <= size:
+        return result
+    drawn = np.zeros(len(result.rows), dtype=bool)
+    drawn[np.random.default_rng(seed).choice(len(result.rows), size=size, replace=False)] = True
+    detail = f"options.sample keeps {size:,} of the {len(result.rows):,} rows that passed every check (seed {seed})"
+    left_out = [
+        reject_row(dataset, row["path"], Rejected("not_sampled", detail, age=row["age"], gender=row["gender"],
+                                                  race=row["race"]))
+        for row, keep in zip(result.rows, drawn) if not keep
+    ]
+    return AdapterResult([row for row, keep in zip(result.rows, drawn) if keep], result.rejects + left_out)

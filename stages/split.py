@@ -7,12 +7,16 @@ Reads data/crops/manifest.parquet and writes data/processed/manifest.parquet wit
 stages/lib/splitting/split.py):
 - `split`: grouped. Faces of one identity stay on one side; with `split.clusters` set, faces without
   an identity label (UTKFace, FairFace, folders) are grouped into look-alike clusters first (faces
-  within `threshold` of each other in the cached features, single linkage; a cluster over `max_size`
-  faces is a crowded region, not a person, and is re-split tighter), so one person's photos cannot sit
-  in train and test at once. `cluster` holds each row's cluster.
+  within `threshold` of each other, single linkage; a cluster over `max_size` faces is a crowded
+  region, not a person, and is re-split tighter), so one person's photos cannot sit in train and test
+  at once. `cluster` holds each row's cluster. The distances are measured in dlib's face descriptor
+  (data/identity, the identity stage's cached pass) or, with `embedding: features`, in the heads'
+  own cached features (data/features); nothing is computed here.
 - `split_naive`: the study's split, every face on its own; experiments with `split: naive` use it.
-And data/processed/split.json: rows per split x dataset x age band, identities per split, and with
-clusters on, the leakage of each split: how many test faces have a training face within threshold.
+And data/processed/split.json: rows per split x dataset x age band, identities per split, whether the
+naive split came out identical to the grouped one (`naive_equals_grouped`), why asked-for clusters
+were not used (`clusters_skipped`: the dlib extra is not installed), and with clusters on, the
+leakage of each split: how many test faces have a training face within threshold.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.backbones.store import FeaturesError, open_features
+from stages.lib.splitting.identity import needs_identity_pass, read_status
 from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
-from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.params import Clusters, ParamsError, load_params
 from stages.lib.core.schema import read_manifest, write_manifest
 from stages.lib.splitting.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
 
@@ -37,6 +42,20 @@ def dataset_features(manifest: pd.DataFrame, features_dir: Path) -> dict[str, np
     features = open_features(features_dir)
     return {str(dataset): np.asarray(features.array[features.rows_for(rows["id"])], dtype=np.float32)
             for dataset, rows in manifest.groupby("dataset", sort=True)}
+
+
+def usable_clusters(clusters: Clusters | None, features_dir: Path, identity_dir: Path
+                    ) -> tuple[Clusters | None, Path | None, str | None]:
+    """The clusters to form, the folder of the embedding they are measured in, and why clusters that
+    params ask for cannot be formed (the identity stage made no pass: the dlib extra is missing)."""
+    if clusters is None:
+        return None, None, None
+    if not needs_identity_pass(clusters):
+        return clusters, features_dir, None
+    status = read_status(identity_dir)
+    if not status["computed"]:
+        return None, None, f"split.clusters asks for dlib_resnet, but the identity stage made no pass: {status['reason']}"
+    return clusters, identity_dir, None
 
 
 def cluster_labels(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters) -> tuple[pd.Series, dict]:
@@ -72,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params()
         manifest = read_manifest(params.paths.crops_manifest)
-        clusters = params.split.clusters
-        embeddings = dataset_features(manifest, params.paths.features) if clusters else {}
+        clusters, embedding_dir, skipped = usable_clusters(params.split.clusters, params.paths.features,
+                                                           params.paths.identity)
+        embeddings = dataset_features(manifest, embedding_dir) if clusters else {}
     except (ParamsError, FileNotFoundError, FeaturesError) as exc:
         print(f"split: {exc}", file=sys.stderr)
         return 2
@@ -91,16 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "seed": params.seed, "fractions": fractions,
         "clusters": clusters.model_dump() if clusters else None,
+        "clusters_skipped": skipped,
         "datasets": split_summary(manifest, edges),
         "leakage": leakage(manifest, embeddings, clusters, resplit) if clusters else {},
     }
     params.paths.split_summary.write_text(json.dumps(summary, indent=2) + "\n")
+    if skipped:
+        print(f"split: {skipped}; identities only", file=sys.stderr)
     for name, entry in summary["datasets"].items():
         rows = ", ".join(f"{split} {n}" for split, n in entry["rows"].items())
         leaks = summary["leakage"].get(name)
         shared = (f"; test faces with a look-alike in train: naive {leaks['naive']['test_faces_with_near_train']}, "
                   f"grouped {leaks['grouped']['test_faces_with_near_train']}") if leaks else ""
-        print(f"split: {name}: {rows}{shared}")
+        same = "; the naive split is identical to the grouped one" if entry["naive_equals_grouped"] else ""
+        print(f"split: {name}: {rows}{shared}{same}")
     return 0
 
 

@@ -158,47 +158,209 @@ def test_with_cluster_identities_keeps_known_identities():
         with_cluster_identities(frame, ["d:0", "d:1"])
 
 
-def test_split_stage_keeps_look_alikes_together_and_reports_leakage(tmp_path, monkeypatch):
-    """Planted near-duplicates (same person, two photos) never straddle the grouped split; the naive
-    split is kept beside it, and split.json counts the test faces with a look-alike in train."""
-    import json
+ROOT = Path(__file__).resolve().parents[1]
 
-    import yaml
 
-    from stages import split as stage
-    from stages.lib.backbones.store import FEATURES_FILE, INDEX_FILE, META_FILE
+def planted_look_alikes(n_people: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A crops manifest of 2 photos per person (UTKFace-like: no identity labels) and embeddings in
+    which each person's two photos are near-duplicates and people lie far apart."""
     from stages.lib.core.schema import MANIFEST_COLUMNS
 
-    rng = np.random.default_rng(0)
-    n_people = 150
-    people = rng.normal(size=(n_people, 16)).astype(np.float32) * 3   # people far apart
-    embeddings = np.concatenate([people, people + rng.normal(scale=0.01, size=people.shape)])  # 2 photos each
+    rng = np.random.default_rng(seed)
+    people = rng.normal(size=(n_people, 16)).astype(np.float32) * 3
+    embeddings = np.concatenate([people, people + rng.normal(scale=0.01, size=people.shape)])
     ages = np.tile(rng.integers(1, 90, n_people), 2)
     manifest = pd.DataFrame({"id": [f"u/{i}" for i in range(2 * n_people)], "dataset": "utkface", "path": "x",
                              "age": ages, "gender": "female", "race": "white", "identity": None, "box": None,
                              "cropped": True, "source_meta": "", "crop_path": "x"})[MANIFEST_COLUMNS + ["crop_path"]]
+    return manifest, embeddings
+
+
+def write_store(folder: Path, ids, embeddings: np.ndarray, seed: int = 0) -> None:
+    """A finished features store (the features / identity stages' format), rows in a shuffled order."""
+    import json
+
+    from stages.lib.backbones.store import FEATURES_FILE, INDEX_FILE, META_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(seed).permutation(len(ids))  # feature rows need not follow the manifest's order
+    np.save(folder / FEATURES_FILE, embeddings[order].astype(np.float16))
+    pd.DataFrame({"id": np.asarray(ids)[order], "row": np.arange(len(order))}).to_parquet(folder / INDEX_FILE)
+    (folder / META_FILE).write_text(json.dumps({"file": FEATURES_FILE, "shape": list(embeddings.shape)}))
+
+
+def split_project(tmp_path, monkeypatch, manifest: pd.DataFrame, clusters, features: np.ndarray,
+                  identity: np.ndarray | None = None, identity_status: dict | None = None) -> None:
+    """A project folder holding the crops manifest, the features, optionally the identity stage's
+    output, and params with `split.clusters` = clusters."""
+    import yaml
+
+    from stages.lib.splitting.identity import write_status
+
     (tmp_path / "data/crops").mkdir(parents=True)
     manifest.to_parquet(tmp_path / "data/crops/manifest.parquet", index=False)
-    features = tmp_path / "data/features"
-    features.mkdir(parents=True)
-    order = rng.permutation(len(manifest))  # feature rows need not follow the manifest's order
-    np.save(features / FEATURES_FILE, embeddings[order].astype(np.float16))
-    pd.DataFrame({"id": manifest["id"].to_numpy()[order], "row": np.arange(len(order))}).to_parquet(features / INDEX_FILE)
-    (features / META_FILE).write_text(json.dumps({"file": FEATURES_FILE, "shape": [len(order), 16]}))
-    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    raw["split"]["clusters"] = {"threshold": 0.4, "metric": "euclidean"}
+    write_store(tmp_path / "data/features", manifest["id"], features)
+    if identity is not None:
+        write_store(tmp_path / "data/identity", manifest["id"], identity, seed=1)
+    if identity_status is not None:
+        write_status(tmp_path / "data/identity", identity_status)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profile"] = "full"
+    raw["split"]["clusters"] = clusters
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
 
+
+def run_split() -> tuple[pd.DataFrame, dict]:
+    import json
+
+    from stages import split as stage
+
     assert stage.main([]) == 0
-    out = pd.read_parquet("data/processed/manifest.parquet")
+    return pd.read_parquet("data/processed/manifest.parquet"), json.loads(Path("data/processed/split.json").read_text())
+
+
+def test_split_stage_keeps_look_alikes_together_and_reports_leakage(tmp_path, monkeypatch):
+    """Planted near-duplicates (same person, two photos) never straddle the grouped split; the naive
+    split is kept beside it, and split.json counts the test faces with a look-alike in train."""
+    n_people = 150
+    manifest, embeddings = planted_look_alikes(n_people)
+    split_project(tmp_path, monkeypatch, manifest, {"threshold": 0.4, "metric": "euclidean"}, embeddings)
+
+    out, summary = run_split()
     assert out["cluster"].nunique() == n_people
     assert (out.groupby("cluster")["split"].nunique() == 1).all()
     straddling = (out.groupby("cluster")["split_naive"].nunique() > 1).sum()
     assert straddling > 0  # the naive split does put one person on both sides
-    leakage = json.loads(Path("data/processed/split.json").read_text())["leakage"]["utkface"]
+    leakage = summary["leakage"]["utkface"]
     assert leakage["grouped"]["test_faces_with_near_train"] == 0
     assert leakage["naive"]["test_faces_with_near_train"] > 0
     assert leakage["naive"]["near_train_same_age"] == leakage["naive"]["test_faces_with_near_train"]
     assert leakage["clusters"] == n_people and leakage["faces_in_shared_clusters"] == 2 * n_people
     assert leakage["largest_cluster"] == 2 and leakage["crowded_clusters_resplit"] == 0
+    assert summary["datasets"]["utkface"]["naive_equals_grouped"] is False
+
+
+def test_look_alikes_are_measured_in_the_identity_embedding_not_the_heads_features(tmp_path, monkeypatch):
+    """With embedding dlib_resnet the split reads the identity stage's cached descriptors (here the only
+    place the look-alikes show), whatever the heads' features are, at dlib's same-person 0.6."""
+    n_people = 100
+    manifest, embeddings = planted_look_alikes(n_people)
+    noise = np.random.default_rng(5).normal(size=embeddings.shape).astype(np.float32) * 3
+    split_project(tmp_path, monkeypatch, manifest, {"embedding": "dlib_resnet", "threshold": 0.6}, noise,
+                  identity=embeddings, identity_status={"computed": True, "embedding": "dlib_resnet", "reason": None})
+
+    out, summary = run_split()
+    assert out["cluster"].nunique() == n_people and (out.groupby("cluster")["split"].nunique() == 1).all()
+    assert summary["clusters"]["embedding"] == "dlib_resnet" and summary["clusters_skipped"] is None
+    assert summary["datasets"]["utkface"]["naive_equals_grouped"] is False
+
+
+def test_without_identities_or_clusters_the_split_says_naive_equals_grouped(tmp_path, monkeypatch):
+    manifest, embeddings = planted_look_alikes(60)
+    split_project(tmp_path, monkeypatch, manifest, None, embeddings)
+    out, summary = run_split()
+    assert out["split"].equals(out["split_naive"])
+    assert summary["datasets"]["utkface"]["naive_equals_grouped"] is True
+
+
+def test_without_the_dlib_extra_the_split_keeps_identities_and_says_why(tmp_path, monkeypatch, capsys):
+    manifest, embeddings = planted_look_alikes(60)
+    reason = 'dlib is not importable (No module named dlib); the dlib_resnet backbone needs the optional extra'
+    split_project(tmp_path, monkeypatch, manifest, {"embedding": "dlib_resnet", "threshold": 0.6}, embeddings,
+                  identity_status={"computed": False, "embedding": "dlib_resnet", "reason": reason})
+    out, summary = run_split()
+    assert "cluster" not in out.columns and summary["clusters"] is None
+    assert "identity stage made no pass" in summary["clusters_skipped"] and reason in summary["clusters_skipped"]
+    assert summary["datasets"]["utkface"]["naive_equals_grouped"] is True
+    assert "identities only" in capsys.readouterr().err
+
+
+def test_split_names_the_identity_stage_when_its_output_is_missing(tmp_path, monkeypatch, capsys):
+    from stages import split as stage
+
+    manifest, embeddings = planted_look_alikes(10)
+    split_project(tmp_path, monkeypatch, manifest, {"embedding": "dlib_resnet", "threshold": 0.6}, embeddings)
+    assert stage.main([]) == 2
+    assert "dvc repro identity" in capsys.readouterr().err
+
+
+class CountingDescriptor:
+    """Stands in for dlib's descriptor in the registry: colour means, and a count of model loads."""
+
+    def __init__(self, fail: Exception | None = None):
+        self.loads, self.fail = 0, fail
+
+    def describe(self, config):
+        from stages.lib.backbones.registry import BackboneSpec
+
+        return BackboneSpec(name="dlib_resnet", input_size=config.input_size, alignment="fake", feature_dim=3,
+                            head_width=config.fc_width, published_heads=False, weights_file=None)
+
+    def load(self, config, seed, root):
+        if self.fail:
+            raise self.fail
+        self.loads += 1
+        return lambda images, margins: np.asarray(images, np.float32).reshape(len(images), -1, 3).mean(axis=1)
+
+
+@pytest.fixture()
+def identity_project(tmp_path, monkeypatch):
+    """Crops and their manifest, and params asking for dlib look-alike clusters."""
+    import yaml
+
+    from tests.test_features import write_crops
+
+    write_crops(tmp_path, n=12).to_parquet(tmp_path / "data/crops/manifest.parquet", index=False)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["profile"] = "full"
+    raw["split"]["clusters"] = {"embedding": "dlib_resnet", "threshold": 0.6}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    return raw
+
+
+def set_clusters(raw: dict, clusters) -> None:
+    import yaml
+
+    raw["split"]["clusters"] = clusters
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+
+
+def test_identity_stage_runs_dlib_once_and_reuses_it_when_only_the_split_changes(identity_project, monkeypatch):
+    import json
+
+    from stages import identity as stage
+    from stages.lib.backbones import registry
+    from stages.lib.backbones.store import read_features
+
+    fake = CountingDescriptor()
+    monkeypatch.setitem(registry._REGISTRY, "dlib_resnet", fake)
+    assert stage.main(["--no-progress"]) == 0
+    store = read_features(Path("data/identity"))
+    assert store.values.shape == (12, 3) and store.meta["backbone"]["name"] == "dlib_resnet"
+    assert json.loads(Path("data/identity/status.json").read_text())["computed"] is True
+    identity_project["split"].update(train=0.5, test=0.4)
+    set_clusters(identity_project, {"embedding": "dlib_resnet", "threshold": 0.5, "max_size": 5})
+    assert stage.main(["--no-progress"]) == 0
+    assert fake.loads == 1  # the finished pass over the same crops was reused
+
+
+def test_identity_stage_says_why_it_made_no_pass(identity_project, monkeypatch):
+    import json
+
+    from stages import identity as stage
+    from stages.lib.backbones import registry
+    from stages.lib.backbones.dlib_resnet import BackboneUnavailable
+
+    missing = BackboneUnavailable('dlib is not importable (No module named dlib); pip install -e ".[dlib]"')
+    monkeypatch.setitem(registry._REGISTRY, "dlib_resnet", CountingDescriptor(fail=missing))
+    assert stage.main(["--no-progress"]) == 0
+    status = json.loads(Path("data/identity/status.json").read_text())
+    assert status["computed"] is False and 'pip install -e ".[dlib]"' in status["reason"]
+    set_clusters(identity_project, None)
+    assert stage.main(["--no-progress"]) == 0
+    assert "split.clusters is null" in json.loads(Path("data/identity/status.json").read_text())["reason"]
+    set_clusters(identity_project, {"embedding": "features", "threshold": 0.4})
+    assert stage.main(["--no-progress"]) == 0
+    assert "heads' own features" in json.loads(Path("data/identity/status.json").read_text())["reason"]

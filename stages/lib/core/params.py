@@ -170,6 +170,7 @@ class Paths(Strict):
     crops_manifest: Path
     crops_quality: Path
     features: Path         # features: the backbone's output for every crop (the one expensive pass)
+    identity: Path         # identity: dlib's face descriptor of every crop, for the split's look-alikes
     throughput: Path       # features: images/s of that pass (a DVC metric)
     processed: Path        # split: the manifest with its split column, and split.json
     manifest: Path

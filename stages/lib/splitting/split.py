@@ -91,8 +91,11 @@ def split_manifest(manifest: pd.DataFrame, fractions: Mapping[str, float], edges
 
 
 def split_summary(manifest: pd.DataFrame, edges: Sequence[int]) -> dict:
-    """Per dataset: rows per split and per split x age band, distinct identities per split, and the
-    identities found in more than one split (always 0 unless the split was edited by hand)."""
+    """Per dataset: rows per split and per split x age band, distinct identities per split, the
+    identities found in more than one split (always 0 unless the split was edited by hand), and, with
+    a `split_naive` column, whether the naive split came out identical to the grouped one (a dataset
+    without identities or look-alike clusters: then an experiment on the naive split repeats one on
+    the grouped split, and there is no leakage to compare)."""
     summary = {}
     for dataset, rows in manifest.groupby("dataset", sort=True):
         bands = pd.Series(age_band(rows["age"], edges), index=rows.index).astype(object).fillna(NO_BAND)
@@ -108,6 +111,8 @@ def split_summary(manifest: pd.DataFrame, edges: Sequence[int]) -> dict:
             "rows_without_identity": int((~known).sum()),
             "identities_in_several_splits": int((splits_per_identity > 1).sum()),
         }
+        if "split_naive" in rows.columns:
+            summary[str(dataset)]["naive_equals_grouped"] = bool((rows["split"] == rows["split_naive"]).all())
     return summary
 
 

@@ -1,13 +1,16 @@
 """Age and gender of every face in some photos, with a trained experiment's heads.
 
     python -m stages.predict PHOTO [PHOTO...] [--experiment retrained] [--json] [--annotate DIR]
-                             [--precropped]
+                             [--precropped | --margin M]
 
-Faces are found with params' crop.detector (YuNet from data/raw/weights, or Haar) and cut as the crop
-stage cuts them; the params' backbone embeds them and models/<experiment>/{age,gender}.keras predict
-(age: the softmax's expected value, as the study; age_argmax: its most probable year). Prints a table,
-or JSON with --json; --annotate writes each photo with its boxes and labels to DIR/<name>.jpg.
---precropped takes each photo as one ready face crop (like UTKFace's aligned faces), no detector.
+Faces are framed as the experiment's heads were trained (models/<experiment>/framing.json, written by
+the train stage): heads trained on ready face crops (UTKFace's aligned chips) take each photo whole as
+one face crop; heads trained on boxes plus a margin (IMDB-Wiki's crops, UTKFace in the wild) get faces
+found with params' crop.detector (YuNet from data/raw/weights, or Haar) and cut with that same margin.
+--precropped or --margin M override it, with a warning when they differ from the training framing.
+The params' backbone embeds the faces and models/<experiment>/{age,gender}.keras predict (age: the
+softmax's expected value, as the study; age_argmax: its most probable year). Prints a table, or JSON
+with --json; --annotate writes each photo with its boxes and labels to DIR/<name>.jpg.
 A photo without a face or that cannot be read gets a line with the problem; the exit status is 1 when
 no face was found at all. Run it from the project root, after `dvc repro` (or the demo).
 """
@@ -23,7 +26,8 @@ import cv2
 from stages.lib.backbones.registry import load
 from stages.lib.faces.detect import CropError, make_detector
 from stages.lib.sources.plan import weight_path
-from stages.lib.heads.inference import annotate, check_heads, format_table, load_heads, predict_photos
+from stages.lib.heads.inference import (annotate, check_heads, choose_framing, format_table, load_heads, predict_photos,
+                                       read_framing)
 from stages.lib.core.params import ParamsError, load_params
 
 
@@ -34,8 +38,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--experiment", default="retrained", help="a key of params.yaml's experiments")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated copies of the photos here")
-    parser.add_argument("--precropped", action="store_true", help="each photo is already one face crop")
-    return parser.parse_args(argv)
+    framing = parser.add_mutually_exclusive_group()
+    framing.add_argument("--precropped", action="store_true",
+                         help="take each photo whole as one face crop (default: as the heads were trained)")
+    framing.add_argument("--margin", type=float, metavar="M",
+                         help="detect faces and grow each box by M on each side (default: as the heads were trained)")
+    args = parser.parse_args(argv)
+    if args.margin is not None and not 0 <= args.margin <= 2:
+        parser.error(f"--margin must lie between 0 and 2 (a fraction of the face box), got {args.margin:g}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,12 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         heads = load_heads(models_dir)
         spec, embed = load(params.backbone, params.seed, params.paths.weights)
         check_heads(heads, spec, models_dir)
-        detector = None if args.precropped else make_detector(
+        framing, warnings = choose_framing(read_framing(models_dir), args.precropped, args.margin, params.crop.margin)
+        detector = None if framing.kind == "chip" else make_detector(
             params.crop.detector, weight_path(params, "yunet"), params.crop.min_score)
     except (ParamsError, FileNotFoundError, ValueError, CropError, ImportError) as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
-    results, found = predict_photos(args.photos, detector, params.crop.margin, params.crop.size,
+    for warning in warnings:
+        print(f"predict: warning: {warning}", file=sys.stderr)
+    print(f"predict: faces framed as {framing.describe()} ({framing.source})", file=sys.stderr)
+    results, found = predict_photos(args.photos, detector, framing.margin or 0.0, params.crop.size,
                                     embed, spec.input_size, heads)
     print(results.to_json(orient="records", indent=2) if args.json else format_table(results))
     if args.annotate:

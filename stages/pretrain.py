@@ -11,13 +11,15 @@
   from a seeded start on the pretrain-role dataset's train split (early stopping on its val split),
   standing in for the published models, which were trained on another dataset than the finetune one.
   Init `published` uses them as they are; init `vgg_face` starts from their fc6/fc7.
-Also writes history.csv and live/ (dvclive) as the train stage does.
+Also writes history.csv, live/ (dvclive) and framing.json (how the heads' training faces were framed)
+as the train stage does.
 """
 
 from __future__ import annotations
 
 from stages.lib.backbones.registry import uses_published_weights
 from stages.lib.core.params import load_params
+from stages.lib.heads.inference import published_framing, training_framing, write_framing
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
@@ -35,12 +37,15 @@ def main() -> None:
     if uses_published_weights(params.backbone):
         models, histories = published_heads(paths.weights, STARTS, features.dim, params), {}
         summary = {"source": "published weights", "heads": list(STARTS)}
+        framing = published_framing()
     else:
         train, val = role_splits(read_manifest(paths.manifest), params.roles.pretrain, "pretrain")
         plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
         models, histories = train_heads(params, features, train, val, "random", plan)
         summary = {"source": f"trained on {params.roles.pretrain}", "train_faces": len(train), "val_faces": len(val)}
+        framing = training_framing(train, params.crop.margin, params.roles.pretrain)
     save_heads(models, histories, paths.pretrain, summary)
+    write_framing(paths.pretrain, framing)
     print(f"pretrain: {', '.join(models) or 'no heads'} -> {paths.pretrain} ({summary['source']})")
 
 

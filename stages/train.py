@@ -8,6 +8,7 @@ finetune-role dataset's train split (the grouped split, or the study's naive one
 with the experiment's oversampling / re-weighting, stops on the val split's loss, and writes:
     models/<exp>/age.keras, gender.keras      the heads (init `published`: the baseline, untrained)
     models/<exp>/history.csv                  epoch, age_loss, val_age_loss, gender_loss, val_gender_loss
+    models/<exp>/framing.json                 how the training faces were framed (stages.predict frames alike)
     models/<exp>/live/                        dvclive: loss curves per head, metrics.json summary
     reports/<exp>/predictions.parquet         every face of every evaluate-role dataset, all splits
 """
@@ -17,11 +18,25 @@ from __future__ import annotations
 import argparse
 
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.heads.inference import Framing, read_framing, training_framing, write_framing
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
 from stages.lib.heads.training import (configure_determinism, predict_heads, role_splits, save_heads,
                                  train_heads, with_split)
+
+
+def heads_framing(init: str, train, params) -> Framing:
+    """The framing of the faces the heads learned from: the pretrain stage's for init `published`
+    (the heads are used as they are), else the finetune dataset's training faces'."""
+    if init != "published":
+        return training_framing(train, params.crop.margin, params.roles.finetune)
+    framing = read_framing(params.paths.pretrain)
+    if framing is None:
+        raise FileNotFoundError(f"{params.paths.pretrain}/framing.json not found: run the pretrain stage first "
+                                "(`dvc repro pretrain`)")
+    return framing
+
 
 def run(experiment_name: str) -> None:
     """Train one experiment's heads and write its models and predictions (paths relative to the cwd)."""
@@ -40,6 +55,7 @@ def run(experiment_name: str) -> None:
     if histories:
         summary.update(train_faces=len(train), train_rows=len(plan[0]), val_faces=len(val))
     save_heads(models, histories, paths.models / experiment_name, summary)
+    write_framing(paths.models / experiment_name, heads_framing(experiment.init, train, params))
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate)]
     predictions = predict_heads(models, features, evaluated, params.train.batch_size, experiment_name)
     out = paths.experiments / experiment_name / "predictions.parquet"

@@ -141,3 +141,73 @@ def test_cli_names_the_fix_when_heads_are_missing_or_do_not_fit(project, capsys)
     assert stage.main(["face.png", "--precropped"]) == 2
     err = capsys.readouterr().err
     assert "models/retrained/age.keras takes features 8 wide" in err and "run `dvc repro`" in err
+
+
+# ---------------------------------------------------------------- framing: as the heads were trained
+
+
+def crops_rows(routes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"d/{i}" for i in range(len(routes))], "detector": routes})
+
+
+def test_the_training_framing_is_read_from_the_crop_routes():
+    from stages.lib.heads.inference import training_framing
+
+    chips = training_framing(crops_rows(["precropped"] * 3 + ["yunet"]), 0.4, "utkface")
+    assert (chips.kind, chips.margin) == ("chip", None) and "75%" in chips.source
+    boxes = training_framing(crops_rows(["dataset_box"] * 3 + ["precropped"]), 0.3, "utkface_wild")
+    assert (boxes.kind, boxes.margin) == ("margin", 0.3)
+    unrecorded = training_framing(pd.DataFrame({"cropped": [True, True, False]}), 0.4, "folder")
+    assert unrecorded.kind == "chip"
+
+
+def test_an_override_of_the_training_framing_is_warned_about():
+    from stages.lib.heads.inference import Framing, choose_framing
+
+    chip, box = Framing("chip", None, "utkface"), Framing("margin", 0.4, "wiki")
+    assert choose_framing(chip, False, None, 0.4) == (chip, [])
+    assert choose_framing(box, False, None, 0.1) == (box, [])
+    framing, warnings = choose_framing(box, True, None, 0.4)
+    assert framing.kind == "chip" and "trained on face boxes plus a 0.4 margin" in warnings[0]
+    framing, warnings = choose_framing(chip, False, 0.4, 0.4)
+    assert framing.margin == 0.4 and "trained on ready face crops" in warnings[0]
+    assert choose_framing(box, False, 0.4, 0.2)[1] == []  # the same framing, said explicitly
+    framing, warnings = choose_framing(None, False, None, 0.3)
+    assert framing.margin == 0.3 and "no framing.json" in warnings[0]
+
+
+def test_heads_trained_on_chips_take_each_photo_as_a_chip(project, capsys):
+    """No --precropped needed: the heads' recorded framing says they learned from ready face crops (old
+    code ran the detector, which finds no face in this chip)."""
+    from stages.lib.heads.inference import Framing, write_framing
+
+    write_framing(project / "models/retrained", Framing("chip", None, "utkface training faces"))
+    assert stage.main(["face.png", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)) == 1 and "framed as ready face crops" in captured.err
+    assert "warning" not in captured.err
+    assert stage.main(["face.png", "--margin", "0.4"]) == 1  # the override detects (and finds nothing) ...
+    assert "warning: --margin frames faces as face boxes plus a 0.4 margin" in capsys.readouterr().err  # ... and says so
+
+
+def test_train_records_the_framing_of_its_faces(tmp_path, monkeypatch):
+    from stages import train
+    from stages.lib.heads.inference import published_framing, read_framing, write_framing
+
+    params = make_params()
+    rows = crops_rows(["dataset_box"] * 4)
+    assert train.heads_framing("vgg_face", rows, params) == read_framing_of(tmp_path, rows, params)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
+        train.heads_framing("published", rows, params)
+    write_framing(tmp_path / "models/_pretrain", published_framing())
+    assert train.heads_framing("published", rows, params) == published_framing()
+    assert read_framing(tmp_path / "models/_pretrain").margin == 0.4
+
+
+def read_framing_of(folder: Path, rows: pd.DataFrame, params):
+    """training_framing's result after a round trip through framing.json."""
+    from stages.lib.heads.inference import read_framing, training_framing, write_framing
+
+    write_framing(folder / "m", training_framing(rows, params.crop.margin, params.roles.finetune))
+    return read_framing(folder / "m")

@@ -5,7 +5,8 @@
 Reads params.yaml once, the split manifest, the features memmap and the pretrain stage's heads
 (`models/_pretrain/`, see stages/lib/heads/training.py for which init starts from what). Trains on the
 finetune-role dataset's train split (the grouped split, or the study's naive one with `split: naive`)
-with the experiment's oversampling / re-weighting, stops on the val split's loss, and writes:
+with the experiment's oversampling / re-weighting, stops on the val split's loss (with `protocol: study`,
+the study's way instead: stages/lib/heads/protocol.py), and writes:
     models/<exp>/age.keras, gender.keras      the heads (init `published`: the baseline, untrained)
     models/<exp>/history.csv                  epoch, age_loss, val_age_loss, gender_loss, val_gender_loss
     models/<exp>/framing.json                 how the training faces were framed (stages.predict frames alike)
@@ -19,6 +20,7 @@ import argparse
 
 from stages.lib.core.params import ParamsError, load_params
 from stages.lib.heads.inference import Framing, read_framing, training_framing, write_framing
+from stages.lib.heads.protocol import train_heads_study
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
@@ -38,6 +40,20 @@ def heads_framing(init: str, train, params) -> Framing:
     return framing
 
 
+def fit_experiment(params, experiment, manifest, features, train, val, plan) -> tuple[dict, dict, dict]:
+    """The heads, their histories and what the summary adds, trained by the experiment's protocol. The
+    study's picks its checkpoint on the finetune dataset's test split; the summary's `selection` says
+    how much that flatters the test figures."""
+    if experiment.protocol == "study":
+        finetune = manifest[manifest["dataset"] == params.roles.finetune]
+        models, histories, selection = train_heads_study(params, features, train, val,
+                                                         finetune[finetune["split"] == "test"], experiment.init,
+                                                         plan, params.paths.pretrain)
+        return models, histories, {"protocol": "study", "selection": selection}
+    models, histories = train_heads(params, features, train, val, experiment.init, plan, params.paths.pretrain)
+    return models, histories, {}
+
+
 def run(experiment_name: str) -> None:
     """Train one experiment's heads and write its models and predictions (paths relative to the cwd)."""
     params = load_params()
@@ -50,8 +66,8 @@ def run(experiment_name: str) -> None:
     features = open_features(paths.features)
     train, val = role_splits(manifest, params.roles.finetune, "finetune")
     plan = training_plan(train["age"].to_numpy(), experiment.oversample, experiment.reweight, params.age_bands)
-    models, histories = train_heads(params, features, train, val, experiment.init, plan, paths.pretrain)
-    summary = {"init": experiment.init}
+    models, histories, extra = fit_experiment(params, experiment, manifest, features, train, val, plan)
+    summary = {"init": experiment.init, **extra}
     if histories:
         summary.update(train_faces=len(train), train_rows=len(plan[0]), val_faces=len(val))
     save_heads(models, histories, paths.models / experiment_name, summary)

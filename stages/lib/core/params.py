@@ -147,6 +147,13 @@ class Experiment(Strict):
     # Adam at 1e-3, an "epoch" of one random batch, the checkpoint picked on the test split.
     protocol: Literal["ours", "study"] = "ours"
 
+    @model_validator(mode="after")
+    def _study_protocol_trains(self) -> "Experiment":
+        if self.protocol == "study" and self.init == "published":
+            raise ValueError("protocol `study` is a way of training; init `published` trains nothing: "
+                             "use init vgg_face (the study's) or random")
+        return self
+
 
 class Evaluate(Strict):
     bootstrap: int = Field(1000, ge=0)

@@ -364,3 +364,13 @@ def test_identity_stage_says_why_it_made_no_pass(identity_project, monkeypatch):
     set_clusters(identity_project, {"embedding": "features", "threshold": 0.4})
     assert stage.main(["--no-progress"]) == 0
     assert "heads' own features" in json.loads(Path("data/identity/status.json").read_text())["reason"]
+
+
+def test_the_identity_pass_depends_on_the_crop_margin_alone():
+    from stages.lib.splitting.identity import identity_params
+    from tests.test_features import make_params
+
+    base, other = make_params(seed=1), make_params(seed=2, fc_width=64, batch_size=3)
+    assert identity_params(base).backbone == identity_params(other).backbone
+    assert identity_params(base).seed == identity_params(other).seed
+    assert identity_params(base).backbone.name == "dlib_resnet"

@@ -22,6 +22,7 @@ from stages.lib.core.params import Backbone, Clusters, Params
 
 STATUS_FILE = "status.json"
 IDENTITY_INPUT_SIZE = 224  # crops are decoded at this size; dlib then aligns each face to a 150x150 chip
+IDENTITY_BATCH_SIZE = 64
 
 
 def needs_identity_pass(clusters: Clusters | None) -> bool:
@@ -30,9 +31,12 @@ def needs_identity_pass(clusters: Clusters | None) -> bool:
 
 
 def identity_params(params: Params) -> Params:
-    """`params` with the backbone the identity pass runs (dlib's descriptor), for `store.run_features`."""
-    backbone = Backbone(name="dlib_resnet", input_size=IDENTITY_INPUT_SIZE, batch_size=params.backbone.batch_size)
-    return params.model_copy(update={"backbone": backbone})
+    """`params` with the backbone the identity pass runs (dlib's descriptor), for `store.run_features`.
+
+    Only the crops and crop.margin (where the face sits in a crop) shape the descriptors: the seed and
+    the heads' backbone settings are fixed here, so that changing them never re-runs the pass."""
+    backbone = Backbone(name="dlib_resnet", input_size=IDENTITY_INPUT_SIZE, batch_size=IDENTITY_BATCH_SIZE)
+    return params.model_copy(update={"backbone": backbone, "seed": 0})
 
 
 def skipped_status(clusters: Clusters | None) -> dict:

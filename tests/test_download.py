@@ -496,8 +496,8 @@ def test_needed_weights_follow_the_detector_and_backbone_not_the_experiments(raw
 def test_only_the_active_datasets_are_planned(raw_params):
     fetches = plan(validate(raw_params))
     assert [f.params_key for f in fetches] == [
-        "datasets.wiki.sources[0]", "datasets.utkface.sources[0]",
-        "weights.yunet", "weights.vgg_face", "weights.age", "weights.gender",
+        "datasets.wiki.sources[0]", "datasets.utkface_wild.sources[0]", "datasets.imdb.sources[0]",
+        "datasets.utkface.sources[0]", "weights.yunet", "weights.vgg_face", "weights.age", "weights.gender",
     ]
     demo = plan(validate({**raw_params, "profile": "demo"}))
     assert [f.params_key for f in demo] == []  # synthetic has no sources; its faces carry boxes (haar, no download)

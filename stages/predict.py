@@ -26,8 +26,8 @@ import cv2
 from stages.lib.backbones.registry import load
 from stages.lib.faces.detect import CropError, make_detector
 from stages.lib.sources.plan import weight_path
-from stages.lib.heads.inference import (annotate, check_heads, choose_framing, format_table, load_heads, predict_photos,
-                                       read_framing)
+from stages.lib.heads.framing import choose_framing, read_framing
+from stages.lib.heads.inference import annotate, check_heads, format_table, load_heads, predict_photos
 from stages.lib.core.params import ParamsError, load_params
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from stages.lib.backbones.registry import uses_published_weights
 from stages.lib.core.params import load_params
-from stages.lib.heads.inference import published_framing, training_framing, write_framing
+from stages.lib.heads.framing import published_framing, training_framing, write_framing
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features

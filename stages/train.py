@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 from stages.lib.core.params import ParamsError, load_params
-from stages.lib.heads.inference import Framing, read_framing, training_framing, write_framing
+from stages.lib.heads.framing import Framing, read_framing, training_framing, write_framing
 from stages.lib.heads.protocol import train_heads_study
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest

@@ -151,7 +151,7 @@ def crops_rows(routes: list[str]) -> pd.DataFrame:
 
 
 def test_the_training_framing_is_read_from_the_crop_routes():
-    from stages.lib.heads.inference import training_framing
+    from stages.lib.heads.framing import training_framing
 
     chips = training_framing(crops_rows(["precropped"] * 3 + ["yunet"]), 0.4, "utkface")
     assert (chips.kind, chips.margin) == ("chip", None) and "75%" in chips.source
@@ -162,7 +162,7 @@ def test_the_training_framing_is_read_from_the_crop_routes():
 
 
 def test_an_override_of_the_training_framing_is_warned_about():
-    from stages.lib.heads.inference import Framing, choose_framing
+    from stages.lib.heads.framing import Framing, choose_framing
 
     chip, box = Framing("chip", None, "utkface"), Framing("margin", 0.4, "wiki")
     assert choose_framing(chip, False, None, 0.4) == (chip, [])
@@ -179,7 +179,7 @@ def test_an_override_of_the_training_framing_is_warned_about():
 def test_heads_trained_on_chips_take_each_photo_as_a_chip(project, capsys):
     """No --precropped needed: the heads' recorded framing says they learned from ready face crops (old
     code ran the detector, which finds no face in this chip)."""
-    from stages.lib.heads.inference import Framing, write_framing
+    from stages.lib.heads.framing import Framing, write_framing
 
     write_framing(project / "models/retrained", Framing("chip", None, "utkface training faces"))
     assert stage.main(["face.png", "--json"]) == 0
@@ -192,7 +192,7 @@ def test_heads_trained_on_chips_take_each_photo_as_a_chip(project, capsys):
 
 def test_train_records_the_framing_of_its_faces(tmp_path, monkeypatch):
     from stages import train
-    from stages.lib.heads.inference import published_framing, read_framing, write_framing
+    from stages.lib.heads.framing import published_framing, read_framing, write_framing
 
     params = make_params()
     rows = crops_rows(["dataset_box"] * 4)
@@ -207,7 +207,7 @@ def test_train_records_the_framing_of_its_faces(tmp_path, monkeypatch):
 
 def read_framing_of(folder: Path, rows: pd.DataFrame, params):
     """training_framing's result after a round trip through framing.json."""
-    from stages.lib.heads.inference import read_framing, training_framing, write_framing
+    from stages.lib.heads.framing import read_framing, training_framing, write_framing
 
     write_framing(folder / "m", training_framing(rows, params.crop.margin, params.roles.finetune))
     return read_framing(folder / "m")

@@ -64,5 +64,5 @@ def test_train_stage_runs_the_study_protocol_and_records_the_flattery(tmp_path, 
         assert {f"test_{metric}_picked_on_test", f"test_{metric}_picked_on_val", "flattery"} <= set(selection)
     history = pd.read_csv(tmp_path / "models/study_protocol/history.csv")
     assert len(history) == 250  # the study's 250 one-batch epochs, no early stopping
-    predictions = pd.read_parquet(tmp_path / "reports/study_protocol/predictions.parquet")
+    predictions = pd.read_parquet(tmp_path / "reports/experiments/study_protocol/predictions.parquet")
     assert len(predictions) == len(manifest)

@@ -27,7 +27,8 @@ import pandas as pd
 from stages.lib.backbones.registry import uses_published_weights
 from stages.lib.core.params import Params
 from stages.lib.heads.model import TASKS, Init, build_head, expected_age, init_head, task_classes, task_labels
-from stages.lib.heads.training import Features, compile_head, predict_probs, starting_weights
+from stages.lib.backbones.store import Features
+from stages.lib.heads.training import compile_head, predict_probs, starting_weights
 
 STUDY_LEARNING_RATE = 1e-3  # keras.optimizers.Adam()'s default, which the study used
 STUDY_EPOCHS = 250

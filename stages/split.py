@@ -13,6 +13,9 @@ stages/lib/splitting/split.py):
   (data/identity, the identity stage's cached pass) or, with `embedding: features`, in the heads'
   own cached features (data/features); nothing is computed here.
 - `split_naive`: the study's split, every face on its own; experiments with `split: naive` use it.
+In both, a photo found in two datasets (UTKFace aligned and in the wild) takes its split in the
+first of them in params' order (pretrain, finetune, evaluate): heads trained on the in-the-wild photos
+are never tested on the same photos' aligned chips.
 And data/processed/split.json: rows per split x dataset x age band, identities per split, whether the
 naive split came out identical to the grouped one (`naive_equals_grouped`), why asked-for clusters
 were not used (`clusters_skipped`: the dlib extra is not installed), and with clusters on, the
@@ -34,7 +37,8 @@ from stages.lib.splitting.identity import needs_identity_pass, read_status
 from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
 from stages.lib.core.params import Clusters, ParamsError, load_params
 from stages.lib.core.schema import read_manifest, write_manifest
-from stages.lib.splitting.split import naive_split_manifest, split_manifest, split_summary, with_cluster_identities
+from stages.lib.splitting.split import (follow_shared_photos, naive_split_manifest, split_manifest, split_summary,
+                                        with_cluster_identities)
 
 
 def dataset_features(manifest: pd.DataFrame, features_dir: Path) -> dict[str, np.ndarray]:
@@ -103,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         found, resplit = cluster_labels(manifest, embeddings, clusters)
         manifest = manifest.assign(cluster=found)
         grouped = manifest.assign(identity=with_cluster_identities(manifest, manifest["cluster"]))
+    order = params.active_datasets  # a photo in two datasets takes its split in the first (the finetune set)
     manifest = manifest.assign(
-        split=split_manifest(grouped, fractions, edges, params.seed),
-        split_naive=naive_split_manifest(manifest, fractions, edges, params.seed),
+        split=follow_shared_photos(manifest, split_manifest(grouped, fractions, edges, params.seed), order),
+        split_naive=follow_shared_photos(manifest, naive_split_manifest(manifest, fractions, edges, params.seed),
+                                         order),
     )
     write_manifest(manifest, params.paths.manifest)
     summary = {

@@ -730,3 +730,11 @@ def test_full_profile_runs_both_utkface_versions_and_a_held_out_imdb():
                 if params.datasets[name].adapter == "imdb_wiki" and not params.datasets[name].published_in_sample]
     assert [params.datasets[name].options["variant"] for name in held_out] == ["imdb"]
     assert params.datasets[held_out[0]].options["sample"] >= 1000
+
+
+def test_both_utkface_releases_name_the_same_photo(tmp_path):
+    write_jpg(tmp_path / "aligned" / "26_0_1_20170116174525125.jpg.chip.jpg")
+    write_jpg(tmp_path / "wild" / "part1" / "26_0_1_20170116174525125.jpg")
+    aligned = run_adapter("utkface", tmp_path / "aligned", "utkface", {"version": "aligned"}, LABELS)
+    wild = run_adapter("utkface", tmp_path / "wild", "utkface_wild", {"version": "wild"}, LABELS)
+    assert aligned.rows[0]["photo"] == wild.rows[0]["photo"] == "26_0_1_20170116174525125.jpg"

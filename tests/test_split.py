@@ -374,3 +374,29 @@ def test_the_identity_pass_depends_on_the_crop_margin_alone():
     assert identity_params(base).backbone == identity_params(other).backbone
     assert identity_params(base).seed == identity_params(other).seed
     assert identity_params(base).backbone.name == "dlib_resnet"
+
+
+def test_a_photo_in_two_datasets_takes_the_split_of_the_first():
+    """UTKFace aligned and in the wild are the same photos: the aligned copy follows the in-the-wild
+    (finetune) split, so a retrained head is never tested on a photo it trained on."""
+    from stages.lib.splitting.split import follow_shared_photos
+
+    rng = np.random.default_rng(0)
+    photos = [f"{age}_0_0_2017{i:06d}.jpg" for i, age in enumerate(rng.integers(1, 90, 400))]
+    wild = pd.DataFrame({"dataset": "utkface_wild", "photo": photos[100:], "identity": None,
+                         "age": [int(p.split("_")[0]) for p in photos[100:]]})
+    aligned = pd.DataFrame({"dataset": "utkface", "photo": photos, "identity": None,
+                            "age": [int(p.split("_")[0]) for p in photos]})
+    other = pd.DataFrame({"dataset": "fairface", "photo": None, "identity": None, "age": rng.integers(1, 90, 50)})
+    frame = pd.concat([aligned, wild, other], ignore_index=True)
+    independent = split_manifest(frame, FRACTIONS, EDGES, seed=0)
+    followed = follow_shared_photos(frame, independent, ["utkface_wild", "utkface", "fairface"])
+    by_photo = frame.assign(split=followed).dropna(subset=["photo"]).groupby("photo")["split"].nunique()
+    assert (by_photo == 1).all()
+    assert (by_photo.size == 400) and (independent != followed).any()  # they differed before
+    wild_rows = frame["dataset"] == "utkface_wild"
+    assert followed[wild_rows].equals(independent[wild_rows])  # the first dataset keeps its own split
+    only_aligned = (frame["dataset"] == "utkface") & ~frame["photo"].isin(photos[100:])
+    assert followed[only_aligned].equals(independent[only_aligned])
+    assert followed[frame["dataset"] == "fairface"].equals(independent[frame["dataset"] == "fairface"])
+    assert follow_shared_photos(frame.drop(columns="photo"), independent, []).equals(independent)

@@ -8,6 +8,10 @@ Two releases, chosen by `options.version`:
   landmarks' bounding box (x, y, w, h; it can reach past the image edge), `cropped` is False. A photo
   without (readable) landmarks keeps a null box and the crop stage detects its face.
 
+Both releases hold the same photos, so each row also carries `photo`, the photo's name without
+`.chip.jpg`: the split stage gives a photo found in two datasets (the two releases side by side) one
+split, so that heads trained on one release are never tested on the same photo in the other.
+
 Codes: gender 0 male, 1 female; race 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others (labels.py).
 A few real names lack a field (`39_1_20170116174525125.jpg.chip.jpg`): which one is missing cannot be
 told, so they are rejected, like every name that does not parse.
@@ -165,14 +169,14 @@ def rows_from_files(
         except Rejected as rejected:
             result.rejects.append(reject_row(dataset, project_path(root, rel), rejected))
             continue
-        key = landmark_key(rel.rsplit("/", 1)[-1])
+        key = landmark_key(rel.rsplit("/", 1)[-1])  # the photo's name in either release
         box = boxes.get(key) if options.version == "wild" else None
         meta = f"utkface {options.version}; taken {parsed.taken}"
         if options.version == "wild" and box is None:
             meta += "; " + landmark_problems.get(key, "no landmarks listed")
         result.rows.append(manifest_row(
             dataset, root, rel, age=parsed.age, gender=parsed.gender, race=parsed.race, identity=None,
-            box=box, cropped=options.version == "aligned", source_meta=meta,
+            box=box, cropped=options.version == "aligned", source_meta=meta, photo=key,
         ))
     return result
 

@@ -130,6 +130,21 @@ def with_cluster_identities(frame: pd.DataFrame, clusters: np.ndarray) -> pd.Ser
     return identity.where(identity.notna(), fill).rename("identity")
 
 
+def follow_shared_photos(manifest: pd.DataFrame, split: pd.Series, order: Sequence[str]) -> pd.Series:
+    """`split` with every photo found in several datasets (same `photo` key: UTKFace's aligned and
+    in-the-wild releases are the same photos, framed two ways) given its split in the first of those
+    datasets in `order` (the finetune set comes before the evaluate-only ones), so that heads trained
+    on one dataset are never tested on one of its photos in another. Rows without a `photo`, or whose
+    photo is in one dataset only, keep their split."""
+    if "photo" not in manifest.columns:
+        return split
+    rank = {name: position for position, name in enumerate(order)}
+    keyed = pd.DataFrame({"photo": manifest["photo"], "split": split,
+                          "rank": manifest["dataset"].map(rank).fillna(len(rank))}).dropna(subset=["photo"])
+    first = keyed.sort_values("rank", kind="stable").drop_duplicates("photo").set_index("photo")["split"]
+    return keyed["photo"].map(first).reindex(split.index).fillna(split).rename(split.name)
+
+
 def naive_split_manifest(manifest: pd.DataFrame, fractions: Mapping[str, float], edges: Sequence[int],
                          seed: int) -> pd.Series:
     """The study's split: every face on its own (identities ignored), otherwise as `split_manifest`.

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def write_params(folder: Path, bootstrap: int = 40) -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["evaluate"]["bootstrap"] = bootstrap
+    raw["roles"] = {"pretrain": "wiki", "finetune": "utkface", "evaluate": ["wiki", "utkface"]}  # the predictions' sets
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
 
 
@@ -159,7 +160,7 @@ def test_report_reads_every_experiment_and_says_what_is_missing(project):
                      "What is significant and what is not"):
         assert expected in text, expected
     absent = text.split("not evaluated yet: ")[1].split(".")[0]
-    assert set(absent.split(", ")) == {"oversample_x2", "oversample_x3", "reweight", "naive_split"}
+    assert set(absent.split(", ")) == {"oversample_x2", "oversample_x3", "reweight", "naive_split", "study_protocol"}
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert len(links) > 10
     for link in links:

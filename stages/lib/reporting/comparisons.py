@@ -135,25 +135,41 @@ def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluati
         md.table(side_by_side_gaps(evaluations), f"{dataset}: worst − best group per attribute and backbone")
 
 
+def identical_splits(split_summary: Mapping) -> list[str]:
+    """The datasets whose naive split came out identical to the grouped one (split.json's flag)."""
+    return [name for name, entry in split_summary.get("datasets", {}).items() if entry.get("naive_equals_grouped")]
+
+
 def leakage_section(md: Markdown, split_summary: Mapping, grouped: Mapping[str, Evaluation] | None,
                     naive: Mapping[str, Evaluation] | None) -> None:
-    """How many test faces had a look-alike in training under each split, and the metrics under both."""
+    """How many test faces had a look-alike in training under each split, and the metrics under both;
+    for a dataset whose two splits are identical, that fact instead of a comparison."""
     md.heading("Leakage: the study's split against a grouped split", 2)
     clusters = split_summary.get("clusters")
     if clusters:
-        md.paragraph(f"Faces without an identity label were grouped into look-alike clusters (features within "
-                     f"{clusters['threshold']} {clusters['metric']}, single linkage) kept on one side of the "
-                     "grouped split. A test face with a training face that close is often the same person, "
+        measured = ("dlib's 128-d face descriptor (the identity stage's, whatever backbone the heads read)"
+                    if clusters.get("embedding") == "dlib_resnet" else "the heads' own cached features")
+        md.paragraph(f"Faces without an identity label were grouped into look-alike clusters (within "
+                     f"{clusters['threshold']} {clusters['metric']} in {measured}, single linkage) kept on one side "
+                     "of the grouped split. A test face with a training face that close is often the same person, "
                      "from the same photo session, but also, where the embedding crowds a group together, "
                      f"merely a face it cannot tell apart: a cluster over {clusters.get('max_size', '?')} faces "
                      "cannot be one person, so it is re-split at a tighter threshold, and those faces may "
                      "still have a look-alike across the grouped split.")
         md.table(leakage_table(split_summary.get("leakage", {})))
+    elif split_summary.get("clusters_skipped"):
+        md.paragraph(f"No look-alike clusters: {split_summary['clusters_skipped']}. The grouped split keeps only "
+                     "labelled identities together.")
     else:
         md.paragraph("Look-alike clustering is off (`split.clusters: null`): the grouped split keeps only "
-                     "labelled identities together, so for datasets without identities the two splits differ by "
-                     "chance alone. Set `split.clusters` (e.g. `{threshold: 0.4, metric: euclidean}` with "
-                     "dlib_resnet) to measure leakage.")
-    if grouped and naive:
-        md.table(split_comparison(grouped, naive),
+                     "labelled identities together.")
+    same = identical_splits(split_summary)
+    if same:
+        md.paragraph(f"For {', '.join(same)} the naive split is identical to the grouped one (no identity labels and "
+                     "no look-alike clusters to keep together): an experiment on the naive split repeats one on "
+                     "the grouped split there, so there is no leakage to measure and nothing to compare.")
+    differ = set(split_summary.get("datasets", {})) - set(same)
+    compared = {d: e for d, e in (grouped or {}).items() if d not in same and (differ or not split_summary)}
+    if compared and naive:
+        md.table(split_comparison(compared, naive),
                  "The same training (retrained) on each split; a naive split that scores better is flattered by leakage.")

@@ -24,6 +24,7 @@ from stages.lib.evaluation.curves import predicted_vs_actual, share_by_age_gende
 from stages.lib.evaluation.gains import training_gains, training_steps
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
 from stages.lib.evaluation.results import bootstrap_from, load_evaluations
+from stages.lib.reporting import fidelity
 from stages.lib.reporting import figures as plots
 from stages.lib.reporting.comparisons import backbones_section, leakage_section
 from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number,
@@ -55,28 +56,30 @@ def load_experiment(name: str, params: Params) -> ExperimentResults | None:
 AGE_ERRORS = ("mae", "mae_ci_low", "mae_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high", "mae_argmax")
 
 
-def comparison_table(results: list[ExperimentResults]) -> pd.DataFrame:
+def comparison_table(results: list[ExperimentResults], params: Params) -> pd.DataFrame:
     """One row per experiment and dataset: n, MAE and RMSE with CIs, gender accuracy, and age-band
     accuracy where the dataset has bands; where its ages are bands only (FairFace), no MAE or RMSE:
-    against a band's midpoint they measure the band's width as much as the model."""
+    against a band's midpoint they measure the band's width as much as the model. `test set` names the
+    dataset, marked where the published model's figures are in-sample (fidelity.test_set_label)."""
     rows = []
     for result in results:
         for dataset, evaluation in result.evaluations.items():
             overall = evaluation.overall
             bands_only = ages_are_bands(overall)
             rows.append({"experiment": result.name, "dataset": dataset, "n": overall["n"],
+                         "test set": fidelity.test_set_label(params, result.init, dataset),
                          **{key: None if bands_only else overall.get(key) for key in AGE_ERRORS},
                          **{key: overall.get(key) for key in (
                              "gender_accuracy", "gender_accuracy_ci_low", "gender_accuracy_ci_high",
                              "age_band_accuracy")}})
-    return pd.DataFrame(rows, columns=["experiment", "dataset", "n", *AGE_ERRORS, "gender_accuracy",
+    return pd.DataFrame(rows, columns=["experiment", "dataset", "test set", "n", *AGE_ERRORS, "gender_accuracy",
                                        "gender_accuracy_ci_low", "gender_accuracy_ci_high", "age_band_accuracy"])
 
 
 def comparison_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
     ci = f"{confidence:.0%} CI"
     return pd.DataFrame({
-        "experiment": table["experiment"], "test set": table["dataset"], "n": table["n"].map(lambda n: f"{n:,}"),
+        "experiment": table["experiment"], "test set": table["test set"], "n": table["n"].map(lambda n: f"{n:,}"),
         f"MAE [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in
                          zip(table["mae"], table["mae_ci_low"], table["mae_ci_high"])],
         f"RMSE [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in
@@ -202,7 +205,7 @@ def build_report(params: Params) -> Path:
         md.paragraph("No experiment has been evaluated yet: run `dvc repro` (train and evaluate stages).")
         data_section(md, params.paths)
         return _write(md, reports)
-    comparison = comparison_table(results)
+    comparison = comparison_table(results, params)
     dataset = main_dataset(params, comparison)
     on_main = comparison[comparison["dataset"] == dataset]
     ranked = on_main["mae"].idxmin() if on_main["mae"].notna().any() else on_main["age_band_accuracy"].idxmax()
@@ -214,9 +217,13 @@ def build_report(params: Params) -> Path:
     if baseline is not None:
         published_section(md, params, baseline)
     training_section(md, params, results)
+    fidelity.protocol_section(md, params)
     population_section(md, params, best, dataset)
     experiments_section(md, params, results, comparison, dataset)
     best_model_section(md, params, best, dataset)
+    if not _test_rows(best, dataset).empty:
+        fidelity.gender_coding_section(md, params, best.name, dataset, _test_rows(best, dataset),
+                                       best.evaluations[dataset])
     by_name = {r.name: r.evaluations for r in results}
     split_summary = json.loads(params.paths.split_summary.read_text()) if params.paths.split_summary.exists() else {}
     naive = next((r.name for r in results if params.experiments[r.name].split == "naive"), None)
@@ -242,6 +249,9 @@ def summary_section(md: Markdown, params: Params, results: list[ExperimentResult
                  f"{params.evaluate.min_group_size} faces are flagged, not judged. Test sets whose ages are bands "
                  "only show age-band accuracy, not MAE, and are never pooled with exact ages.")
     md.table(comparison_display(comparison, confidence))
+    note = fidelity.in_sample_note(params, list(dict.fromkeys(comparison["dataset"])))
+    if note:
+        md.paragraph(note)
     gains_section(md, params, results, dataset)
 
 
@@ -287,7 +297,7 @@ def published_section(md: Markdown, params: Params, baseline: ExperimentResults)
                         if not _test_rows(baseline, d).empty] or [pd.DataFrame()], ignore_index=True)
     if not curves.empty:
         path = plots.save_figure(plots.predicted_vs_actual_figure(
-            curves, f"{baseline.name}: mean predicted vs true age", _legend(baseline)),
+            curves, f"{baseline.name}: mean predicted vs true age", _legend(baseline, params)),
             params.paths.figures / "published_predicted_vs_actual.png")
         md.figure(path, "Mean predicted age against true age per test set; the dashed line is a perfect prediction.")
 
@@ -374,9 +384,10 @@ def _test_rows(result: ExperimentResults, dataset: str) -> pd.DataFrame:
     return rows if dataset == "all" else rows[rows["dataset"] == dataset]
 
 
-def _legend(result: ExperimentResults) -> dict[str, str]:
-    return {d: f"{d} (n={e.overall['n']:,}, " + (f"age-band accuracy {percent(e.overall['age_band_accuracy'])})"
-                                                  if ages_are_bands(e.overall) else f"MAE {e.overall['mae']:.2f})")
+def _legend(result: ExperimentResults, params: Params) -> dict[str, str]:
+    return {d: f"{fidelity.test_set_label(params, result.init, d)} (n={e.overall['n']:,}, "
+               + (f"age-band accuracy {percent(e.overall['age_band_accuracy'])})" if ages_are_bands(e.overall)
+                  else f"MAE {e.overall['mae']:.2f})")
             for d, e in result.evaluations.items()}
 
 

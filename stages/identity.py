@@ -25,7 +25,7 @@ from stages.lib.splitting.identity import (STATUS_FILE, identity_params, needs_i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.identity", description=__doc__.splitlines()[0])
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     args = parser.parse_args(argv)
     try:
         params = load_params()

@@ -40,7 +40,7 @@ def test_the_studys_young_women_are_utkfaces_men():
     code 0 as woman, but 0 is male: read with UTKFace's coding, its own retrained predictions show the
     young men (code 0) over-estimated more."""
     table = published("error_wiki_test_utk_adam.csv")
-    frame = normalise_predictions(table, {"age_pred": "Weighted_Avg"}).frame
+    frame = normalise_predictions(table, {"age_pred": "Weighted_Avg"}, gender_codes="utkface").frame
     assert dict(zip(table["gender"].head(3), frame["gender"].head(3))) == {0.0: "male"}  # code 0 read as male
     young = frame[frame["age"].between(17, 30)]
     signed = (young["age_pred"] - young["age"]).groupby(young["gender"]).mean()

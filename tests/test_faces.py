@@ -303,6 +303,7 @@ def _stage_params(tmp_path, **crop):
     raw["profile"] = "full"
     raw["roles"] = {"pretrain": "utkface", "finetune": "utkface", "evaluate": ["utkface", "fairface"]}
     raw["crop"] = {**raw["crop"], "detector": "haar", "size": 32, "workers": 1, **crop}
+    raw["split"]["clusters"] = None  # identities only: no identity stage ran here
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
 
 

@@ -8,7 +8,7 @@ import pytest
 from stages import audit
 from stages.lib.core.labels import LabelError
 from stages.lib.evaluation.groups import GROUP_COLUMNS
-from stages.lib.evaluation.predictions import ColumnError, normalise_predictions, parse_utkface_name, read_table
+from stages.lib.evaluation.predictions import ColumnError, normalise_predictions, raw_utkface_fields, read_table
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -27,13 +27,13 @@ PUBLISHED = SHARED / "reference" / "published-predictions"
     ("39_1_20170116174525125.jpg.chip.jpg", {"age": "39", "gender": "1", "race": None}),   # real malformed name
 ])
 def test_utkface_names(name, fields):
-    assert parse_utkface_name(name) == fields
+    assert raw_utkface_fields(name) == fields
 
 
 @pytest.mark.parametrize("name", ["", None, float("nan"), "face.jpg", "x_1_2_3.jpg", "26_1.jpg"])
 def test_names_that_are_not_utkface(name):
     with pytest.raises(LabelError):
-        parse_utkface_name(name)
+        raw_utkface_fields(name)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """The backbone registry's contract: a backbone registered under a new name plugs into the features,
 split, train and predict code through params alone, and a wrong name fails naming the allowed ones."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

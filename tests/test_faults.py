@@ -6,7 +6,6 @@
 4. Implausible input to the audit is rejected or noted, and a re-run leaves no stale outputs.
 """
 
-import copy
 import hashlib
 import json
 import os

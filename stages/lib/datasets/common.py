@@ -20,6 +20,8 @@ Options every adapter takes (`Options`, the base of each adapter's options model
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -115,6 +117,16 @@ def unique_ids(rows: list[dict]) -> list[dict]:
             row["id"] = f"{base}#{seen[base]}"
         seen[base] += 1
     return rows
+
+
+def read_csv_with_columns(path: Path, columns: list[str], what: str) -> list[dict[str, str]]:
+    """The rows of a label file (UTF-8, a BOM allowed) as dicts; DatasetError naming the file when a
+    required column is missing. `what` says what the file should be, for that message."""
+    reader = csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8-sig")))
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DatasetError(f"{path} lacks columns {missing} (it has {reader.fieldnames}); {what}")
+    return list(reader)
 
 
 def list_files(root: Path) -> dict[str, int]:

@@ -18,8 +18,6 @@ Reason codes: label_invalid, age_out_of_range, image_missing, image_empty.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -27,7 +25,8 @@ from typing import Literal
 from pydantic import Field
 
 from stages.lib.datasets.common import (
-    AdapterResult, DatasetError, Options, Rejected, check_age, list_files, manifest_row, project_path, reject_row,
+    AdapterResult, DatasetError, Options, Rejected, check_age, list_files, manifest_row, project_path, read_csv_with_columns,
+    reject_row,
 )
 from stages.lib.core.labels import LabelError, labelled_band_bounds, normalise_gender, normalise_race
 from stages.lib.core.params import Labels
@@ -45,16 +44,6 @@ def band_age(band: str, top_band_age: int) -> int:
     """The age stored for a FairFace band: the midpoint of `a-b`, `top_band_age` for `more than N`."""
     low, high = labelled_band_bounds(band)
     return top_band_age if math.isinf(high) else (low + int(high)) // 2
-
-
-def read_label_csv(text: str, source: str) -> list[dict[str, str]]:
-    """The rows of a FairFace label file; DatasetError when a required column is missing."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise DatasetError(f"{source} lacks columns {missing} (it has {reader.fieldnames}); "
-                           "is it FairFace's official label file?")
-    return list(reader)
 
 
 def tail_index(files: dict[str, int], depth: int) -> dict[str, str]:
@@ -160,7 +149,7 @@ def read(root: Path, dataset: str, options: FairFaceOptions, labels: Labels) -> 
     files = list_files(root)
     result = AdapterResult()
     for label_rel in label_files_for(options.split, files, root):
-        label_rows = read_label_csv(Path(root, label_rel).read_text(encoding="utf-8-sig"), str(Path(root, label_rel)))
+        label_rows = read_csv_with_columns(Path(root, label_rel), COLUMNS, "is it FairFace's official label file?")
         part = rows_from_labels(label_rows, label_rel, files, dataset, root, options, labels)
         result.rows += part.rows
         result.rejects += part.rejects

@@ -15,8 +15,6 @@ Reason codes: not_an_image, name_unparsed, label_invalid, age_out_of_range, imag
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path, PurePosixPath
 
@@ -25,7 +23,7 @@ from pydantic import field_validator
 from stages.lib.sources.archives import is_archive
 from stages.lib.datasets.common import (
     AdapterResult, DatasetError, Options, Rejected, check_age, check_image_file, is_image_name, list_files,
-    manifest_row, project_path, reject_row,
+    manifest_row, project_path, read_csv_with_columns, reject_row,
 )
 from stages.lib.datasets.utkface import parse_utkface_name
 from stages.lib.core.labels import LabelError, normalise_age, normalise_gender, normalise_race
@@ -114,15 +112,6 @@ def rows_from_names(
     return result
 
 
-def read_csv_rows(text: str, source: str) -> list[dict[str, str]]:
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise DatasetError(f"{source} lacks columns {missing} (it has {reader.fieldnames}); it needs path, age, "
-                           "gender, and optionally race and identity")
-    return list(reader)
-
-
 def read(root: Path, dataset: str, options: FolderOptions, labels: Labels) -> AdapterResult:
     files = list_files(root)
     if options.csv is None:
@@ -134,5 +123,6 @@ def read(root: Path, dataset: str, options: FolderOptions, labels: Labels) -> Ad
     if csv_rel not in files:
         raise DatasetError(f"{Path(root, csv_rel)} not found (datasets.{dataset}.options.csv): put the labels "
                            "file there, or fix the path (it is relative to the dataset's folder)")
-    text = Path(root, csv_rel).read_text(encoding="utf-8-sig")
-    return rows_from_csv(read_csv_rows(text, str(Path(root, csv_rel))), csv_rel, files, dataset, root, options, labels)
+    csv_rows = read_csv_with_columns(Path(root, csv_rel), CSV_COLUMNS,
+                                     "it needs path, age, gender, and optionally race and identity")
+    return rows_from_csv(csv_rows, csv_rel, files, dataset, root, options, labels)

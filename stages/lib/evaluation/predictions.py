@@ -142,8 +142,11 @@ class FileLabels:
     problems: dict[str, pd.Series]
 
 
-def parse_utkface_name(name) -> dict[str, str | None]:
+def raw_utkface_fields(name) -> dict[str, str | None]:
     """`{age}_{gender}_{race}_{datetime}.jpg` -> the raw fields (codes as text); LabelError when malformed.
+
+    The audit's lenient reading; the prepare stage's strict one (a missing field rejects the row) is
+    datasets.utkface.parse_utkface_name. Both split the name with `name_fields`.
 
     Directories (`/` or `\\`) are ignored. The real dataset holds a few names without the race field
     (`39_1_20170116174525125.jpg.chip.jpg`): their race comes back as None (unknown), their age and
@@ -165,7 +168,7 @@ def labels_from_file_names(names: pd.Series) -> FileLabels:
     problems = {label: [] for label in LABEL_FIELDS}
     for name in uniques:
         try:
-            fields = parse_utkface_name(name)
+            fields = raw_utkface_fields(name)
         except LabelError as error:
             fields, problem = dict.fromkeys(LABEL_FIELDS), str(error)
         else:

@@ -37,7 +37,7 @@ class LabelError(ValueError):
     """A label that no rule maps to the normalised vocabulary."""
 
 
-def _as_code(value) -> int | None:
+def as_code(value) -> int | None:
     """An integer code from 0, '0', 0.0 or '0.0'; None when the value is not a whole number."""
     if isinstance(value, bool):
         return None
@@ -62,7 +62,7 @@ def normalise_gender(value) -> str:
     """`male`/`female` from a UTKFace code (0/1, also '0.0') or a word; LabelError otherwise."""
     if _is_missing(value):
         raise LabelError("gender is missing")
-    code = _as_code(value)
+    code = as_code(value)
     if code is not None:
         if code in (0, 1):
             return GENDERS[code]
@@ -77,7 +77,7 @@ def normalise_race(value) -> str:
     """One of RACES from a UTKFace code (0..4, also '2.0') or a word (FairFace's seven fold into five)."""
     if _is_missing(value):
         raise LabelError("race is missing")
-    code = _as_code(value)
+    code = as_code(value)
     if code is not None:
         if 0 <= code < len(RACES):
             return RACES[code]

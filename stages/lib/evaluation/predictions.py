@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Callable
 
-import math
 
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.labels import LabelError, normalise_age, normalise_gender, normalise_race
+from stages.lib.core.labels import LabelError, as_code, normalise_age, normalise_gender, normalise_race
 from stages.lib.datasets.utkface import name_fields
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 
@@ -208,20 +207,9 @@ def describe_codes(codes: str) -> str:
     return f"{codes}: " + ", ".join(f"{code} = {word}" for code, word in GENDER_CODES[codes].items())
 
 
-def _code(value) -> int | None:
-    """The integer in 0, '1', 1.0 or '0.0'; None for anything that is not a whole number."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(number) if math.isfinite(number) and number == int(number) else None
-
-
 def holds_codes(values: pd.Series) -> bool:
     """Does any cell hold a numeric code rather than a word?"""
-    return any(_code(value) is not None for value in pd.unique(values.dropna()))
+    return any(as_code(value) is not None for value in pd.unique(values.dropna()))
 
 
 def gender_reader(codes: str | None, column: str) -> Callable[[object], str]:
@@ -234,7 +222,7 @@ def gender_reader(codes: str | None, column: str) -> Callable[[object], str]:
         raise ColumnError(f"unknown --gender-codes {codes!r}; allowed: {', '.join(GENDER_CODES)}")
 
     def read(value) -> str:
-        code = _code(value)
+        code = as_code(value)
         if code is None:
             return normalise_gender(value)
         if codes is None:

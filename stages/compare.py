@@ -10,6 +10,8 @@ the same seeded random start with the same budget (params.train) on the finetune
 train split, evaluated on the test split of each evaluate dataset with bootstrap CIs:
     reports/compare/<label>/evaluation/<dataset>/...   as the evaluate stage writes them
     reports/compare/<label>/spec.json                  the backbone's spec and params
+    reports/compare/<label>/predictions.parquet        the heads' test predictions (the probe stage pairs
+                                                       them with balanced heads on the same faces)
 The report sets them side by side. data/compare/backbones.json lists the compared configurations (an
 empty `compare_backbones` compares nothing).
 """
@@ -54,6 +56,8 @@ def compare_one(label: str, params: Params) -> dict:
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
     predictions = predict_heads(models, features, evaluated, params.train.batch_size, label)
     out = params.paths.compare_reports / label
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.to_parquet(out / "predictions.parquet", index=False)
     overall = {}
     for dataset, rows in predictions.groupby("dataset", sort=False):
         evaluation = evaluate(rows, params.age_bands, bootstrap_from(params), params.evaluate.min_group_size,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stages.lib.core.labels import DEFAULT_AGE_BANDS
 
@@ -138,6 +138,62 @@ class Oversample(Strict):
     factor: int = Field(ge=1)
 
 
+GroupColumn = Literal["race", "gender", "age_band"]
+
+
+def _distinct(columns: list[str]) -> list[str]:
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"list each column at most once, got {columns}")
+    return columns
+
+
+# The columns whose joint values make a group (race x gender: `black*female`), each at most once.
+Groups = Annotated[list[GroupColumn], Field(min_length=1), AfterValidator(_distinct)]
+Attributes = Annotated[list[Literal["race", "gender"]], Field(min_length=1), AfterValidator(_distinct)]
+
+
+class Balanced(Strict):
+    """Equal training counts per group (race x gender by default), drawn as row indices."""
+
+    method: Literal["balanced"]
+    groups: Groups = Field(default_factory=lambda: ["race", "gender"])
+    # Each group's count: that of the smallest group (subsample only), the mean, or the largest
+    # (every row kept; rows of smaller groups repeated).
+    target: Literal["smallest", "mean", "largest"] = "mean"
+
+
+class GroupDRO(Strict):
+    """Group DRO (Sagawa et al. 2020): group weights q_g <- q_g exp(step_size * loss_g), renormalised."""
+
+    method: Literal["group_dro"]
+    groups: Groups = Field(default_factory=lambda: ["race", "gender"])
+    step_size: float = Field(0.01, gt=0.0, le=10.0)
+
+
+class Adversarial(Strict):
+    """The heads' hidden layer (fc7) trained against adversaries through a gradient reversal of
+    `strength` (lambda); each head is trained against every listed attribute but its own task."""
+
+    method: Literal["adversarial"]
+    attributes: Attributes = Field(default_factory=lambda: ["race", "gender"])
+    strength: float = Field(1.0, gt=0.0)
+    adversary_width: int = Field(64, ge=1)   # the adversary: hidden -> Dense(width, relu) -> softmax
+
+
+class LastLayer(Strict):
+    """Deep feature re-weighting (Kirichenko et al. 2022): normal training without a group-balanced
+    held-out set, then only the output layer retrained on that set. `holdout`: the share of the
+    smallest group held out; every group gives that many rows."""
+
+    method: Literal["last_layer"]
+    groups: Groups = Field(default_factory=lambda: ["race", "gender"])
+    holdout: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+Mitigation = Annotated[Union[Balanced, GroupDRO, Adversarial, LastLayer], Field(discriminator="method")]
+MITIGATIONS = ("balanced", "group_dro", "adversarial", "last_layer")
+
+
 class Experiment(Strict):
     init: Literal["published", "vgg_face", "random"]
     oversample: list[Oversample] = Field(default_factory=list)
@@ -146,12 +202,28 @@ class Experiment(Strict):
     # ours: `train`'s budget, early stopping on the val split. study: the study's way (heads/protocol.py):
     # Adam at 1e-3, an "epoch" of one random batch, the checkpoint picked on the test split.
     protocol: Literal["ours", "study"] = "ours"
+    mitigation: Mitigation | None = None
 
     @model_validator(mode="after")
     def _study_protocol_trains(self) -> "Experiment":
         if self.protocol == "study" and self.init == "published":
             raise ValueError("protocol `study` is a way of training; init `published` trains nothing: "
                              "use init vgg_face (the study's) or random")
+        return self
+
+    @model_validator(mode="after")
+    def _mitigation_trains_alone(self) -> "Experiment":
+        if self.mitigation is None:
+            return self
+        if self.init == "published":
+            raise ValueError(f"mitigation {self.mitigation.method!r} trains the heads: init must be vgg_face or "
+                             "random, not published (the published heads are never trained)")
+        if self.oversample or self.reweight != "none":
+            raise ValueError(f"mitigation {self.mitigation.method!r} sets its own training set and loss: "
+                             "leave oversample empty and reweight none")
+        if self.protocol == "study":
+            raise ValueError(f"mitigation {self.mitigation.method!r} trains by our protocol (early stopping on "
+                             "the val split): leave protocol `ours`")
         return self
 
 
@@ -189,7 +261,8 @@ class Paths(Strict):
     plots: Path            # DVC plot data, one folder per kind
     figures: Path          # the report's PNGs
     compare_features: Path  # compare: the other backbones' features (kept while their inputs match)
-    compare_reports: Path   # compare: the other backbones' evaluations
+    compare_reports: Path   # compare: the other backbones' evaluations (and their heads' test predictions)
+    probe: Path             # probe: linear probes of race and gender, and balanced heads, per backbone
 
     @model_validator(mode="after")
     def _weights_inside_raw(self) -> "Paths":
@@ -295,6 +368,10 @@ def _describe(error: dict) -> str:
         return f"{location}: {error['input']!r} is not allowed; {error['msg'].lower()}"
     if error["type"] == "missing":
         return f"{location}: required key is missing"
+    if error["type"] == "union_tag_invalid":
+        return f"{location}: method {error['ctx']['tag']!r} is not allowed; allowed: {error['ctx']['expected_tags']}"
+    if error["type"] == "union_tag_not_found":
+        return f"{location}: give a `method`: one of {', '.join(MITIGATIONS)}"
     if error["type"] == "value_error":
         return f"{location}: {error['msg'].removeprefix('Value error, ')}"
     return f"{location}: {error['msg']} (got {error.get('input')!r})"

@@ -5,6 +5,9 @@
     <experiment>/evaluation/<dataset>/significance.csv
     <experiment>/evaluation/<dataset>/metrics.json    overall figures, in full
     <experiment>/evaluation/<dataset>/tables/*.csv    the study's tables and the data behind the figures
+    <experiment>/evaluation/<dataset>/worst_groups.csv  overall and worst-group error, the race x gender
+                                                      gap, and each one's change against `retrained`
+                                                      on the same faces (worst_groups.SUMMARY_COLUMNS)
     <experiment>/evaluation/rejects.csv               rows whose labels could not be read (with reason)
     <experiment>/metrics.json                         the headline figures per test set, for `dvc metrics`
                                                       and `dvc exp show` (`headline`)
@@ -24,10 +27,14 @@ from stages.lib.evaluation.groups import Evaluation, ages_are_bands, contract_gr
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import write_dvc_plots
 from stages.lib.evaluation.predictions import normalise_predictions
+from stages.lib.evaluation.worst_groups import REFERENCE, against_reference
 
 POOLED = "all"
 GROUPS_DETAIL = "groups_detail"   # groups.csv plus the extra intervals (groups.EXTRA_COLUMNS)
 HEADLINE_ATTRIBUTES = ("race", "gender", "race*gender")
+WORST_GROUPS = "worst_groups"
+# Of worst_groups.csv, in the headline: the worst group's figures and their change against the reference.
+HEADLINE_WORST = ("worst_group_mae", "worst_group_accuracy")
 
 
 def bootstrap_from(params: Params) -> Bootstrap:
@@ -95,6 +102,31 @@ def headline(evaluation: Evaluation) -> dict:
     return {key: value for key, value in figures.items() if value is not None}
 
 
+def worst_group_headline(summary: pd.DataFrame) -> dict:
+    """From one test set's worst_groups rows: the worst race x gender group's MAE and gender accuracy,
+    and each one's change against the reference (`<statistic>_vs_retrained`)."""
+    figures = {}
+    for row in summary[summary["statistic"].isin(HEADLINE_WORST)].itertuples():
+        figures[row.statistic] = _rounded(row.value, 4)
+        figures[f"{row.statistic}_vs_{REFERENCE}"] = _rounded(row.change, 4)
+    return {key: value for key, value in figures.items() if value is not None}
+
+
+def load_worst_groups(folder: Path) -> pd.DataFrame:
+    """Every test set's worst_groups.csv under an experiment's evaluation folder, stacked (empty if none)."""
+    paths = sorted(Path(folder).glob(f"*/{WORST_GROUPS}.csv"))
+    return pd.concat([_read_csv(path) for path in paths], ignore_index=True) if paths else pd.DataFrame()
+
+
+def _reference_predictions(params: Params) -> pd.DataFrame | None:
+    path = params.paths.experiments / REFERENCE / "predictions.parquet"
+    if REFERENCE not in params.experiments or not path.exists():
+        return None
+    table = read_predictions(path)
+    return normalise_predictions(table, {f: f for f in PREDICTION_COLUMNS if f in table.columns},
+                                 experiment=REFERENCE).frame
+
+
 def _rounded(value, digits: int):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -141,6 +173,11 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
         write_evaluation(evaluation, out / name)
         write_dvc_plots(evaluation, params.paths.plots, experiment, name)
         overall[name], headlines[name] = evaluation.overall, headline(evaluation)
+    summary = against_reference(normalised.frame, _reference_predictions(params), experiment, bootstrap,
+                                params.evaluate.min_group_size)
+    for name, rows in summary.groupby("dataset", sort=False):
+        rows.to_csv(out / str(name) / f"{WORST_GROUPS}.csv", index=False)
+        headlines[name].update(worst_group_headline(rows))
     headlines["rejected_rows"] = int(len(normalised.rejects))
     write_json(headlines, reports / experiment / "metrics.json")
     return overall

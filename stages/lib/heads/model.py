@@ -27,6 +27,7 @@ TASKS = ("age", "gender")
 GENDER_CLASSES = ("female", "male")  # index = class of the gender softmax (deepface: 'Woman', 'Man')
 HEAD_LAYERS = ("fc6", "fc7", "predictions")
 FC_LAYERS = ("fc6", "fc7")
+HIDDEN_LAYER = "fc7"   # the representation the output layer reads (probes, adversaries, last-layer refits)
 
 Init = Literal["published", "vgg_face", "random"]
 LayerWeights = Mapping[str, tuple[np.ndarray, np.ndarray]]

@@ -4,13 +4,18 @@
   training index, i.e. factor 2 appends them once more, factor 3 twice more.
 - Re-weighting (ours, for comparison): each row's loss weight is inversely proportional to how many
   training rows share its age band, scaled so the weights average 1 over the rows they weigh.
+- Group balancing (mitigation `balanced`): every group (race x gender by default) gets the same
+  number of rows; and the group-balanced held-out set of mitigation `last_layer`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+
+from stages.lib.core.labels import age_band
 
 
 class SamplingError(ValueError):
@@ -86,3 +91,60 @@ def training_plan(ages: Sequence[int] | np.ndarray, oversample: Sequence[Any], r
     if reweight == "inverse_band_frequency":
         return indices, inverse_band_weights(np.asarray(ages)[indices], edges)
     raise SamplingError(f"reweight {reweight!r} is not one of none, inverse_band_frequency")
+
+
+UNKNOWN = "unknown"   # the group value of a row whose race (or other group column) is not labelled
+
+
+def group_codes(frame: pd.DataFrame, columns: Sequence[str], edges: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+    """(group index of each row, group names): a group is the `*`-joined values of `columns`
+    (`race`, `gender`, `age_band`, the band from `edges`), e.g. `black*female`; names are sorted.
+
+    A row without a value in a column is in that column's `unknown` group; a column no row has a
+    value in cannot group anything and is refused.
+    """
+    parts = []
+    for column in columns:
+        values = (pd.Series(age_band(frame["age"], edges), index=frame.index) if column == "age_band"
+                  else frame[column])
+        if values.isna().all():
+            raise SamplingError(f"no training row has a {column} label, so groups by {column} cannot be formed: "
+                                "drop it from the mitigation's groups or fine-tune on a dataset that has it")
+        parts.append(values.astype(object).where(values.notna(), UNKNOWN).astype(str))
+    names = parts[0].str.cat(parts[1:], sep="*") if len(parts) > 1 else parts[0]
+    groups = sorted(names.unique())
+    return pd.Categorical(names, categories=groups).codes.astype(np.int64), groups
+
+
+def balanced_indices(codes: np.ndarray, target: Literal["smallest", "mean", "largest"], seed: int) -> np.ndarray:
+    """Row indices (sorted) with the same count for every group of `codes`: that of the smallest group,
+    the mean group (rounded) or the largest. A group above the count gives a seeded sample of its rows
+    without repeats; a group below it gives every row ⌊count/n⌋ times and a seeded sample of the
+    remainder once more, so that no row is repeated more than any other of its group by more than one.
+    """
+    codes = np.asarray(codes)
+    present = np.unique(codes)
+    sizes = np.array([np.count_nonzero(codes == g) for g in present])
+    count = {"smallest": sizes.min(), "mean": round(sizes.mean()), "largest": sizes.max()}[target] if len(sizes) else 0
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for group in present:
+        rows = np.flatnonzero(codes == group)
+        whole, remainder = divmod(int(count), len(rows))
+        chosen += [np.tile(rows, whole), rng.choice(rows, remainder, replace=False)]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def balanced_holdout(codes: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) row indices, sorted: every group gives the same number of rows to the held-out
+    set, `share` of the smallest group's rows (at least one), drawn with `seed`."""
+    if not 0 < share < 1:
+        raise SamplingError(f"the held-out share must lie strictly between 0 and 1, got {share}")
+    codes = np.asarray(codes)
+    present = np.unique(codes)
+    if not len(present):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    per_group = max(1, round(share * min(np.count_nonzero(codes == g) for g in present)))
+    rng = np.random.default_rng(seed)
+    held = np.concatenate([rng.choice(np.flatnonzero(codes == g), per_group, replace=False) for g in present])
+    return np.setdiff1d(np.arange(len(codes)), held), np.sort(held)

@@ -219,6 +219,14 @@ def role_splits(manifest: pd.DataFrame, dataset: str, role: str) -> tuple[pd.Dat
     return rows[rows["split"] == "train"], rows[rows["split"] == "val"]
 
 
+def start_head(params: Params, input_dim: int, task: str, init: Init, pretrain_dir: str | Path | None,
+               published_backbone: bool) -> keras.Model:
+    """A new `task` head for `input_dim`-wide features, holding `init`'s starting weights."""
+    model = build_head(input_dim, params.backbone.fc_width, task_classes(task, params.labels.max_age),
+                       params.train.dropout, name=task, seed=params.seed)
+    return init_head(model, init, starting_weights(init, task, pretrain_dir, published_backbone))
+
+
 def train_heads(params: Params, features: Features, train: pd.DataFrame, val: pd.DataFrame, init: Init,
                 plan: tuple[np.ndarray, np.ndarray | None], pretrain_dir: str | Path | None = None
                 ) -> tuple[dict[str, keras.Model], dict[str, dict[str, list[float]]]]:
@@ -232,9 +240,7 @@ def train_heads(params: Params, features: Features, train: pd.DataFrame, val: pd
     max_age = params.labels.max_age
     models, histories = {}, {}
     for task in TASKS:
-        model = build_head(features.dim, params.backbone.fc_width, task_classes(task, max_age),
-                           params.train.dropout, name=task, seed=params.seed)
-        init_head(model, init, starting_weights(init, task, pretrain_dir, uses_published_weights(params.backbone)))
+        model = start_head(params, features.dim, task, init, pretrain_dir, uses_published_weights(params.backbone))
         if init != "published":
             histories[task] = fit_head(
                 model, features.array, train_rows, task_labels(task, train, max_age)[indices],

@@ -6,6 +6,7 @@ Reads what the earlier stages wrote, and says so in the report where something i
     <models>/<exp>/history.csv                  training history (epoch, loss, val_loss, ...)
     <experiments>/<exp>/predictions.parquet     predictions (figures, the correction model)
     <experiments>/<exp>/evaluation/<dataset>/   the evaluate stage's groups, gaps, tables and metrics
+    <probe>/probes.csv, balanced.csv            linear probes and balanced heads per backbone (probe stage)
 Writes report.md, the figures, correction.csv and `<plots>/experiments/<dataset>.csv` (DVC plot data:
 MAE and RMSE per experiment with CIs). Each section is a function of its own.
 """
@@ -29,6 +30,7 @@ from stages.lib.reporting import figures as plots
 from stages.lib.reporting.comparisons import backbones_section, leakage_section
 from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number,
                                            percent, with_interval)
+from stages.lib.reporting.mitigation import mitigation_report
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ def build_report(params: Params) -> Path:
     leakage_section(md, split_summary, by_name.get("retrained"), by_name.get(naive))
     compared, specs = load_compared(params)
     backbones_section(md, compared, specs, params.evaluate.confidence)
+    mitigation_report(md, params)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)

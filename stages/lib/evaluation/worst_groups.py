@@ -1,0 +1,188 @@
+"""Experiments side by side on the same test faces: overall and worst-group error, the gap, and the
+change of each against a reference experiment (`retrained`), all with paired bootstrap intervals.
+
+The groups are race × gender (rows with both labels). Only groups with at least `min_group_size`
+test faces can be named worst or best (all groups when fewer than two are that large, as
+`groups.gaps` does), so that a group of five faces does not decide the verdict by chance. The gap is how far the worst group trails the best:
+MAE worst − best, gender accuracy best − worst, so that a gap is positive and a negative change
+narrows it. Each experiment's worst and best group are named from
+its own point estimates and then held fixed in every resample: the gap is a difference between two
+named groups, not max − min re-chosen per resample (which is ≥ 0 by construction and cannot say "no
+gap").
+
+Pairing: one set of resamples is drawn per test set and shared by every experiment, so the change
+of a statistic against the reference is taken resample by resample, over the same faces (what the
+faces share cancels out). The resampling is stratified by race × gender group: each resample draws
+each group's faces from that group, so every group keeps its size (faces without a race or gender
+label form one more stratum). Experiments evaluated on other test faces (the naive split's) cannot
+be paired with the reference and are left out, by name.
+
+Intervals are percentile bootstrap intervals, also for the accuracies (a group that is all right in
+the test set gets a zero-width interval; it would be the best group, never the worst).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.core.schema import BAND_COLUMN
+from stages.lib.evaluation.groups import Bootstrap, group_rng, percentile_interval
+
+REFERENCE = "retrained"   # the experiment every other is measured against
+# Statistic -> (metric, which), in the order the tables show them.
+STATISTICS = {
+    "mae": ("mae", "overall"), "worst_group_mae": ("mae", "worst"), "mae_gap": ("mae", "gap"),
+    "gender_accuracy": ("gender_accuracy", "overall"), "worst_group_accuracy": ("gender_accuracy", "worst"),
+    "accuracy_gap": ("gender_accuracy", "gap"),
+}
+SUMMARY_COLUMNS = ["dataset", "experiment", "statistic", "n", "value", "ci_low", "ci_high", "worst_group",
+                   "best_group", "change", "change_ci_low", "change_ci_high"]
+
+
+class PairingError(ValueError):
+    """The reference experiment is missing, so nothing can be paired with it."""
+
+
+@dataclass(frozen=True)
+class PairedFaces:
+    """The test faces of one dataset, in one order, with each experiment's per-face outcomes."""
+
+    strata: np.ndarray                 # stratum index per face (race x gender group, or unlabelled)
+    groups: list[str]                  # names of the groups that can be named worst / best
+    group_of: np.ndarray               # index into `groups` per face, -1 for faces in no eligible group
+    errors: dict[str, np.ndarray]      # experiment -> |predicted - true age| (NaN where age is banded)
+    correct: dict[str, np.ndarray]     # experiment -> 1.0 / 0.0 gender right (NaN where unknown)
+
+
+def paired_faces(predictions: Mapping[str, pd.DataFrame], dataset: str, reference: str,
+               min_group_size: int) -> tuple[PairedFaces, list[str]]:
+    """The test set of `dataset`, and the experiments left out because their test faces differ."""
+    frames = {name: frame[(frame["split"] == "test") & (frame["dataset"] == dataset)].sort_values("id")
+              for name, frame in predictions.items()}
+    faces = frames[reference]
+    paired = {name: f for name, f in frames.items() if f["id"].tolist() == faces["id"].tolist()}
+    labelled = faces["race"].notna() & faces["gender"].notna()
+    names = np.where(labelled, faces["race"].astype(str) + "*" + faces["gender"].astype(str), "")
+    _, strata = np.unique(names, return_inverse=True)
+    sizes = pd.Series(names[labelled.to_numpy()]).value_counts()
+    eligible = sorted(sizes[sizes >= min_group_size].index)
+    eligible = eligible if len(eligible) >= 2 else sorted(sizes.index)
+    group_of = np.array([eligible.index(n) if n in eligible else -1 for n in names], dtype=np.int64)
+    banded = BAND_COLUMN in faces.columns and faces[BAND_COLUMN].notna().any()
+    errors = {name: (np.full(len(f), np.nan) if banded
+                     else (f["age_pred"].astype(float) - f["age"].astype(float)).abs().to_numpy())
+              for name, f in paired.items()}
+    correct = {name: np.where(f["gender"].notna() & f["gender_pred"].notna(),
+                              (f["gender_pred"].astype(object) == f["gender"].astype(object)).astype(float), np.nan)
+               for name, f in paired.items()}
+    return PairedFaces(strata, eligible, group_of, errors, correct), sorted(set(frames) - set(paired))
+
+
+def stratified_counts(strata: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples × faces) counts: how often each face is drawn, each stratum resampled within itself."""
+    strata = np.asarray(strata)
+    counts = np.zeros((resamples, len(strata)), dtype=np.float64)
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        size = len(members)
+        draws = rng.integers(0, size, size=(resamples, size)) + (np.arange(resamples) * size)[:, None]
+        counts[:, members] = np.bincount(draws.ravel(), minlength=resamples * size).reshape(resamples, size)
+    return counts
+
+
+def _group_means(values: np.ndarray, group_of: np.ndarray, n_groups: int, weights: np.ndarray) -> np.ndarray:
+    """Weighted means of `values` per group: (len(weights) × n_groups); NaN values left out."""
+    known = ~np.isnan(values)
+    onehot = (group_of[:, None] == np.arange(n_groups)[None, :]) & known[:, None]
+    sums = weights @ (np.where(known, values, 0.0)[:, None] * onehot)
+    totals = weights @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / totals
+
+
+def _overall(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    known = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ np.where(known, values, 0.0)) / (weights @ known)
+
+
+def experiment_statistics(test: PairedFaces, experiment: str, weights: np.ndarray) -> tuple[dict, dict]:
+    """({statistic: value per weights row}, {statistic: (worst group, best group)}) for one experiment.
+
+    Row 0 of `weights` must be all ones (the test set itself): the worst and best groups are named
+    from it and held fixed in the other rows."""
+    values, named = {}, {}
+    for metric, outcome, higher_is_worse in (("mae", test.errors[experiment], True),
+                                             ("gender_accuracy", test.correct[experiment], False)):
+        means = _group_means(outcome, test.group_of, len(test.groups), weights)
+        observed = means[0]
+        if np.isnan(observed).all():
+            nan = np.full(len(weights), np.nan)
+            values.update({s: nan for s, (m, _) in STATISTICS.items() if m == metric})
+            continue
+        order = np.argsort(np.where(np.isnan(observed), -np.inf if higher_is_worse else np.inf, observed))
+        worst, best = (order[-1], order[0]) if higher_is_worse else (order[0], order[-1])
+        for statistic, (m, which) in STATISTICS.items():
+            if m != metric:
+                continue
+            trail = means[:, worst] - means[:, best]
+            values[statistic] = {"overall": _overall(outcome, weights), "worst": means[:, worst],
+                                 "gap": trail if higher_is_worse else -trail}[which]
+            if which in ("worst", "gap"):
+                named[statistic] = (test.groups[worst], test.groups[best] if which == "gap" else "")
+    return values, named
+
+
+def summarise_experiments(predictions: Mapping[str, pd.DataFrame], reference: str, bootstrap: Bootstrap,
+                          min_group_size: int) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """One row per test set, experiment and statistic (SUMMARY_COLUMNS), and per test set the
+    experiments left out (their test faces differ from the reference's)."""
+    if reference not in predictions:
+        raise PairingError(f"the reference experiment {reference!r} has no predictions: "
+                           f"have {', '.join(sorted(predictions))}")
+    rows, left_out = [], {}
+    reference_test = predictions[reference][predictions[reference]["split"] == "test"]
+    for dataset in dict.fromkeys(reference_test["dataset"]):
+        test, left_out[dataset] = paired_faces(predictions, dataset, reference, min_group_size)
+        draws = (stratified_counts(test.strata, bootstrap.resamples, group_rng(bootstrap, f"paired:{dataset}"))
+                 if bootstrap.resamples else np.zeros((0, len(test.strata))))
+        weights = np.vstack([np.ones(len(test.strata)), draws])
+        computed = {name: experiment_statistics(test, name, weights) for name in test.errors}
+        base = computed[reference][0]
+        for name, (values, named) in computed.items():
+            for statistic, series in values.items():
+                change = series - base[statistic]
+                worst, best = named.get(statistic, ("", ""))
+                rows.append({"dataset": dataset, "experiment": name, "statistic": statistic, "n": len(test.strata),
+                             "value": series[0], **_interval("ci", series[1:], bootstrap.confidence),
+                             "worst_group": worst, "best_group": best, "change": change[0],
+                             **_interval("change_ci", change[1:], bootstrap.confidence)})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), left_out
+
+
+def _interval(prefix: str, statistics: np.ndarray, confidence: float) -> dict:
+    low, high = percentile_interval(statistics, confidence)
+    return {f"{prefix}_low": low, f"{prefix}_high": high}
+
+
+def against_reference(frame: pd.DataFrame, reference_frame: pd.DataFrame | None, experiment: str,
+                      bootstrap: Bootstrap, min_group_size: int, reference: str = REFERENCE) -> pd.DataFrame:
+    """`experiment`'s rows of `summarise_experiments` beside `reference`'s predictions; where the
+    reference is absent or was tested on other faces, its own rows with the change columns empty."""
+    paired = {experiment: frame} if experiment == reference or reference_frame is None else {
+        experiment: frame, reference: reference_frame}
+    rows, _ = summarise_experiments(paired, reference if reference in paired else experiment, bootstrap,
+                                    min_group_size)
+    rows = rows[rows["experiment"] == experiment]
+    unpaired = set(frame.loc[frame["split"] == "test", "dataset"]) - set(rows["dataset"])
+    if unpaired:
+        alone, _ = summarise_experiments({experiment: frame}, experiment, bootstrap, min_group_size)
+        alone = alone[alone["dataset"].isin(unpaired)].assign(change=np.nan, change_ci_low=np.nan, change_ci_high=np.nan)
+        rows = pd.concat([rows, alone], ignore_index=True)
+    if reference_frame is None and experiment != reference:
+        rows = rows.assign(change=np.nan, change_ci_low=np.nan, change_ci_high=np.nan)
+    return rows.reset_index(drop=True)

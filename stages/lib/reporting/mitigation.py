@@ -1,0 +1,260 @@
+"""The report's mitigation section: can a fix downstream of the embedding close the gap?
+
+Inputs are tidy tables: every experiment's `worst_groups.csv` rows (stages/lib/evaluation/
+worst_groups.py: overall and worst-group error, the race × gender gap, and the change of each
+against `retrained` on the same faces, with paired bootstrap intervals), and the probe stage's
+`probes.csv` (linear probes of race and gender per backbone) and `balanced.csv` (plain against
+balanced heads per backbone). Every sentence is generated from an interval: a change is called a
+rise or a fall only when its interval lies on one side of zero.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from stages.lib.core.params import Params
+from stages.lib.evaluation.probes import BALANCED_FILE, PROBES_FILE
+from stages.lib.evaluation.results import load_worst_groups
+from stages.lib.evaluation.worst_groups import REFERENCE
+from stages.lib.reporting.figures import save_figure
+from stages.lib.reporting.markdown import Markdown, number, percent, with_interval
+
+# metric row of the figure -> (overall statistic, worst-group statistic, axis label, as an error)
+FIGURE_METRICS = {
+    "mae": ("mae", "worst_group_mae", "MAE (years)", False),
+    "gender": ("gender_accuracy", "worst_group_accuracy", "gender error rate", True),
+}
+# statistic -> (what it is called, unit: years | points, the words for a fall and a rise)
+WORDING = {
+    "mae": ("overall MAE", "years", "falls", "rises"),
+    "worst_group_mae": ("the worst group's MAE", "years", "falls", "rises"),
+    "mae_gap": ("the race × gender MAE gap", "years", "narrows", "widens"),
+    "gender_accuracy": ("overall gender accuracy", "points", "falls", "rises"),
+    "worst_group_accuracy": ("the worst group's gender accuracy", "points", "falls", "rises"),
+    "accuracy_gap": ("the race × gender accuracy gap", "points", "narrows", "widens"),
+}
+
+
+def _scaled(value, unit: str) -> float:
+    return float(value) * (100 if unit == "points" else 1)
+
+
+def change_phrase(statistic: str, change, low, high) -> str:
+    """What the paired interval of a change supports: a fall / rise when it lies on one side of zero,
+    else that no change is shown."""
+    name, unit, fall, rise = WORDING[statistic]
+    if pd.isna(change):
+        return f"{name}: no paired interval"
+    size = f"{abs(_scaled(change, unit)):.2f} {unit}"
+    interval = f"[{_scaled(low, unit):+.2f}, {_scaled(high, unit):+.2f}]"
+    if pd.notna(low) and low > 0:
+        return f"{name} {rise} by {size} {interval}"
+    if pd.notna(high) and high < 0:
+        return f"{name} {fall} by {size} {interval}"
+    return f"{name}: no change shown ({_scaled(change, unit):+.2f} {unit}, {interval} holds 0)"
+
+
+def verdict(rows: pd.DataFrame) -> str:
+    """One sentence on one experiment and test set, from its worst_groups rows."""
+    by = rows.set_index("statistic")
+    first = rows.iloc[0]
+    if by["change"].isna().all():
+        return (f"**{first['experiment']}** on {first['dataset']}: tested on other faces than {REFERENCE}, "
+                "so no paired change can be given.")
+    parts = [change_phrase(s, *by.loc[s, ["change", "change_ci_low", "change_ci_high"]])
+             for s in WORDING if s in by.index and pd.notna(by.loc[s, "value"])]
+    return f"**{first['experiment']}** on {first['dataset']}, against {REFERENCE}: " + "; ".join(parts) + "."
+
+
+def summary_display(summary: pd.DataFrame, metric: str, confidence: float) -> pd.DataFrame:
+    """One row per experiment and test set: the overall, worst-group and gap values with intervals, and
+    each one's change against the reference, for `mae` or `gender`."""
+    statistics = {"mae": ("mae", "worst_group_mae", "mae_gap"),
+                  "gender": ("gender_accuracy", "worst_group_accuracy", "accuracy_gap")}[metric]
+    as_percent = metric == "gender"
+    ci = f"{confidence:.0%} CI"
+    rows = []
+    for (dataset, experiment), group in summary.groupby(["dataset", "experiment"], sort=False):
+        by = group.set_index("statistic")
+        if by.loc[statistics[0], "value"] is None or pd.isna(by.loc[statistics[0], "value"]):
+            continue
+        row = {"test set": dataset, "experiment": experiment}
+        for statistic, title in zip(statistics, ("overall", "worst group", "gap")):
+            entry = by.loc[statistic]
+            label = f" ({entry['worst_group']})" if title == "worst group" else ""
+            row[f"{title} [{ci}]"] = with_interval(entry["value"], entry["ci_low"], entry["ci_high"],
+                                                   as_percent=as_percent) + label
+            row[f"Δ {title} vs {REFERENCE}"] = with_interval(entry["change"], entry["change_ci_low"],
+                                                             entry["change_ci_high"], as_percent=as_percent)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tradeoff_figure(panels: Mapping[str, pd.DataFrame], confidence: float) -> Figure:
+    """Overall against worst-group error, one point per experiment with both intervals as whiskers;
+    one column per panel (a test set of one backbone), one row per metric (MAE, gender error). Panels
+    without a worst group (no race labels) are left out."""
+    points = {title: {m: _points(frame, m).dropna(subset=["x", "y"]) for m in FIGURE_METRICS}
+              for title, frame in panels.items()}
+    points = {title: by_metric for title, by_metric in points.items() if any(len(p) for p in by_metric.values())}
+    metrics = [m for m in FIGURE_METRICS if any(len(by_metric[m]) for by_metric in points.values())]
+    figure, axes = plt.subplots(max(len(metrics), 1), max(len(points), 1), squeeze=False,
+                                figsize=(5.2 * max(len(points), 1), 4.6 * max(len(metrics), 1)))
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(
+        dict.fromkeys(e for by_metric in points.values() for p in by_metric.values() for e in p.index))}
+    for column, (title, by_metric) in enumerate(points.items()):
+        for row, metric in enumerate(metrics):
+            _draw_panel(axes[row][column], by_metric[metric], colours, f"{title}: {FIGURE_METRICS[metric][2]}",
+                        FIGURE_METRICS[metric][2])
+    handles = {h.get_label(): h for axis in figure.axes for h in axis.get_legend_handles_labels()[0]}
+    if handles:
+        figure.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
+    figure.suptitle(f"Overall against worst-group error, whiskers: {confidence:.0%} CI "
+                    "(dotted: worst group = overall)", fontsize=12)
+    figure.tight_layout()
+    return figure
+
+
+def _draw_panel(axis, points: pd.DataFrame, colours: Mapping[str, tuple], title: str, label: str) -> None:
+    if points.empty:
+        axis.set_axis_off()
+        axis.set_title(f"{title}: no worst group")
+        return
+    for experiment, point in points.iterrows():
+        axis.errorbar(point["x"], point["y"], xerr=_whisker(point, "x"), yerr=_whisker(point, "y"),
+                      fmt="D" if experiment in (REFERENCE, "plain") else "o", color=colours[experiment], capsize=3,
+                      label=experiment)
+        axis.annotate(experiment, (point["x"], point["y"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ends = points[["x", "y", "x_low", "y_low", "x_high", "y_high"]].to_numpy(dtype=float)
+    low, high = np.nanmin(ends), np.nanmax(ends)
+    axis.plot([low, high], [low, high], linestyle=":", color="grey", linewidth=1)
+    axis.set(title=title, xlabel=f"overall {label}", ylabel=f"worst group's {label}")
+
+
+def _points(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """x (overall) and y (worst group) with their intervals per experiment; errors for gender."""
+    overall, worst, _, as_error = FIGURE_METRICS[metric]
+    columns = {}
+    for axis, statistic in (("x", overall), ("y", worst)):
+        rows = frame[frame["statistic"] == statistic].set_index("experiment")
+        values = rows[["value", "ci_low", "ci_high"]].astype(float)
+        if as_error:
+            values = pd.DataFrame({"value": 1 - values["value"], "ci_low": 1 - values["ci_high"],
+                                   "ci_high": 1 - values["ci_low"]})
+        columns.update({axis: values["value"], f"{axis}_low": values["ci_low"], f"{axis}_high": values["ci_high"]})
+    return pd.DataFrame(columns)
+
+
+def _whisker(point: pd.Series, axis: str):
+    if pd.isna(point[f"{axis}_low"]):
+        return None
+    return [[max(point[axis] - point[f"{axis}_low"], 0)], [max(point[f"{axis}_high"] - point[axis], 0)]]
+
+
+def probe_display(probes: pd.DataFrame, balanced: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """One row per backbone and test set: each probe's balanced accuracy (chance), and the MAE and
+    accuracy gaps of plain and balanced heads with the change."""
+    ci = f"{confidence:.0%} CI"
+    rows = []
+    for (backbone, dataset), group in probes.groupby(["backbone", "dataset"], sort=False):
+        row = {"backbone": backbone, "test set": dataset}
+        for probe in group.itertuples():
+            row[f"{probe.attribute} probe [{ci}] (chance)"] = (
+                with_interval(probe.balanced_accuracy, probe.ci_low, probe.ci_high, as_percent=True)
+                + f" ({percent(probe.chance)})")
+        heads = balanced[(balanced["backbone"] == backbone) & (balanced["dataset"] == dataset)]
+        for statistic, as_percent in (("mae_gap", False), ("accuracy_gap", True)):
+            plain = heads[(heads["experiment"] == "plain") & (heads["statistic"] == statistic)]
+            after = heads[(heads["experiment"] == "balanced") & (heads["statistic"] == statistic)]
+            if plain.empty or after.empty or pd.isna(after["value"].iloc[0]):
+                continue
+            p, b = plain.iloc[0], after.iloc[0]
+            name = "MAE gap" if statistic == "mae_gap" else "accuracy gap"
+            row[f"{name} plain"] = with_interval(p["value"], p["ci_low"], p["ci_high"], as_percent=as_percent)
+            row[f"{name} balanced"] = with_interval(b["value"], b["ci_low"], b["ci_high"], as_percent=as_percent)
+            row[f"Δ {name}"] = with_interval(b["change"], b["change_ci_low"], b["change_ci_high"], as_percent=as_percent)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def embedding_sentence(backbone: str, dataset: str, probes: pd.DataFrame, balanced: pd.DataFrame) -> str:
+    """What the probe and the balanced heads' intervals say about one backbone's embedding."""
+    parts = []
+    for probe in probes.itertuples():
+        holds = ("holds it above chance" if probe.ci_low > probe.chance else "does not show it above chance")
+        parts.append(f"a linear probe reads {probe.attribute} at {percent(probe.balanced_accuracy)} balanced "
+                     f"accuracy [{percent(probe.ci_low)}, {percent(probe.ci_high)}] (chance {percent(probe.chance)}): "
+                     f"the embedding {holds}")
+    gap = balanced[(balanced["experiment"] == "balanced") & (balanced["statistic"] == "mae_gap")]
+    if not gap.empty and pd.notna(gap["value"].iloc[0]):
+        g = gap.iloc[0]
+        left = ("a gap remains" if g["ci_low"] > 0 else "the gap's interval reaches 0")
+        parts.append(f"heads trained on race × gender-balanced data leave a MAE gap of {number(g['value'])} years "
+                     f"[{number(g['ci_low'])}, {number(g['ci_high'])}] ({g['worst_group']} vs {g['best_group']}): "
+                     f"{left}; against plain heads, {change_phrase('mae_gap', g['change'], g['change_ci_low'], g['change_ci_high'])}")
+    return f"**{backbone}** on {dataset}: " + "; ".join(parts) + "."
+
+
+def mitigation_section(md: Markdown, summary: pd.DataFrame, probes: pd.DataFrame, balanced: pd.DataFrame,
+                       figure_path, backbone: str, confidence: float, level: int = 2) -> None:
+    """The section: the figure, the two tables, a sentence per experiment, then the probes."""
+    md.heading("Mitigation side by side: can a fix downstream of the embedding close the gap?", level)
+    if summary.empty:
+        md.paragraph("No experiment has a worst_groups.csv yet: run the evaluate stages.")
+        return
+    md.paragraph(f"Each experiment trains the heads on the same cached {backbone} features and split. Worst and "
+                 "best groups are race × gender groups with enough test faces, named from each experiment's own "
+                 f"estimates; changes are against {REFERENCE} on the same test faces, with paired, group-stratified "
+                 f"bootstrap {confidence:.0%} intervals. A change is called a rise or a fall only where its interval "
+                 "excludes 0.")
+    md.figure(figure_path, f"Overall against worst-group error per experiment ({backbone}); whiskers: {confidence:.0%} CI.")
+    for metric, caption in (("mae", "Age: MAE in years"), ("gender", "Gender: accuracy")):
+        table = summary_display(summary, metric, confidence)
+        if not table.empty:
+            md.table(table, f"{caption}, overall, for the worst race × gender group and the gap (worst − best), "
+                            f"and each one's change against {REFERENCE}")
+    md.bullets(verdict(rows) for (_, experiment), rows in summary.groupby(["dataset", "experiment"], sort=False)
+               if experiment != REFERENCE)
+    md.heading("Is the bias in the embedding?", level + 1)
+    if probes.empty:
+        md.paragraph("The probe stage has not run (`dvc repro probe`).")
+        return
+    md.paragraph("A linear probe (one softmax layer on the standardised features, class-balanced loss) fitted on "
+                 "the finetune dataset's train split, judged on each test set by balanced accuracy; and, per "
+                 "backbone, heads from the same random start trained on the train split as it is (plain) and "
+                 "rebalanced to equal race × gender counts (balanced).")
+    md.table(probe_display(probes, balanced, confidence), "What each backbone's features hold, and the gap left "
+                                                          "after balanced retraining")
+    md.bullets(embedding_sentence(backbone_, dataset, rows, balanced[(balanced["backbone"] == backbone_)
+                                                                      & (balanced["dataset"] == dataset)])
+               for (backbone_, dataset), rows in probes.groupby(["backbone", "dataset"], sort=False))
+
+
+def figure_panels(summary: pd.DataFrame, balanced: pd.DataFrame, backbone: str) -> dict[str, pd.DataFrame]:
+    """The figure's panels: every experiment per test set, then plain against balanced heads per
+    probed backbone and test set."""
+    panels = {f"{backbone}, {dataset}": rows for dataset, rows in summary.groupby("dataset", sort=False)}
+    if not balanced.empty:
+        for (label, dataset), rows in balanced.groupby(["backbone", "dataset"], sort=False):
+            panels[f"{label} (random start), {dataset}"] = rows
+    return panels
+
+
+def mitigation_report(md: Markdown, params: Params) -> None:
+    """Read every experiment's worst_groups.csv and the probe stage's tables, draw the figure, write the section."""
+    summary = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation")
+                         for name in params.experiments] or [pd.DataFrame()], ignore_index=True)
+    probe_folder = params.paths.probe
+    probes, balanced = (pd.read_csv(probe_folder / name) if (probe_folder / name).exists() else pd.DataFrame()
+                        for name in (PROBES_FILE, BALANCED_FILE))
+    figure_path = None
+    if not summary.empty:
+        panels = figure_panels(summary, balanced, params.backbone.name)
+        figure_path = save_figure(tradeoff_figure(panels, params.evaluate.confidence),
+                                  params.paths.figures / "mitigation.png")
+    mitigation_section(md, summary, probes, balanced, figure_path, params.backbone.name, params.evaluate.confidence)

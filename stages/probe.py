@@ -1,0 +1,125 @@
+"""Stage `probe`: is the bias in the embedding? What each backbone's features hold, and what is left
+of the gap when the heads are trained on group-balanced data.
+
+    python -m stages.probe
+
+For the pipeline's backbone and each of `compare_backbones` (their features as the features and compare
+stages cached them), on the finetune dataset's grouped split:
+- a linear probe of race and one of gender (stages/lib/heads/probe.py), fitted on train, stopped on
+  val, judged on the test split of each evaluate dataset by balanced accuracy (chance: 1 / classes);
+- heads from the compare stage's seeded random start and budget trained on the train split
+  rebalanced to equal counts per race × gender group (`balanced`, target mean, the `balanced`
+  experiment's default), beside the compare stage's heads on the split as it is (`plain`; trained
+  here when the backbone is not compared), and the race × gender gap of each with the change of
+  `balanced` against `plain` on the same test faces (stages/lib/evaluation/worst_groups.py).
+Writes, in params.paths.probe:
+    probes.csv      one row per backbone, attribute and test set (PROBE_COLUMNS)
+    balanced.csv    per backbone: worst_groups' summary of plain and balanced
+    metrics.json    per backbone and test set: probe balanced accuracies and the gaps, for `dvc metrics`
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.backbones.store import FeaturesError, open_features
+from stages.lib.core.params import Params, ParamsError, load_params
+from stages.lib.core.schema import read_manifest
+from stages.lib.evaluation.probes import BALANCED_FILE, PROBE_COLUMNS, PROBES_FILE, probe_summary
+from stages.lib.evaluation.results import bootstrap_from
+from stages.lib.evaluation.worst_groups import summarise_experiments
+from stages.lib.heads.probe import fit_probe, probe_predictions
+from stages.lib.heads.sampling import SamplingError, balanced_indices, group_codes
+from stages.lib.heads.training import configure_determinism, predict_heads, role_splits, train_heads
+
+ATTRIBUTES = ("race", "gender")
+
+
+def probed_backbones(params: Params) -> list[tuple[str, Params, Path]]:
+    """(label, params with that backbone, features folder): the pipeline's backbone first (under its
+    compare label when it is compared), then every other compared backbone."""
+    compared = {label: params.model_copy(update={"backbone": params.compared_backbone(label)})
+                for label in params.compare_backbones}
+    own = next((label for label, p in compared.items() if p.backbone == params.backbone), params.backbone.name)
+    probed = [(own, params, params.paths.features)]
+    for label, other in compared.items():
+        if other.backbone != params.backbone:
+            folder = params.paths.compare_features / label / "features"
+            if not folder.exists():
+                raise FileNotFoundError(f"{folder} not found: run the compare stage first (`dvc repro compare`)")
+            probed.append((label, other, folder))
+    return probed
+
+
+def heads_predictions(params: Params, features, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
+                      plan, name: str) -> pd.DataFrame:
+    """Test predictions of heads from the compare stage's seeded random start, trained on `plan`."""
+    models, _ = train_heads(params, features, train, val, "random", plan)
+    return predict_heads(models, features, test, params.train.batch_size, name)
+
+
+def probe_backbone(label: str, params: Params, folder: Path, manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(probe rows, plain-vs-balanced summary rows) of one backbone."""
+    configure_determinism(params.seed)
+    bootstrap = bootstrap_from(params)
+    features = open_features(folder)
+    train, val = role_splits(manifest, params.roles.finetune, "finetune")
+    test = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
+    probes = []
+    for attribute in ATTRIBUTES:
+        model, classes = fit_probe(params, features, train, val, attribute)
+        predicted = probe_predictions(model, classes, features, test, attribute, params.train.batch_size)
+        probes.append(probe_summary(predicted, label, attribute, bootstrap))
+    compared = params.paths.compare_reports / label / "predictions.parquet"
+    plain = (pd.read_parquet(compared) if label in params.compare_backbones and compared.exists()
+             else heads_predictions(params, features, train, val, test, (np.arange(len(train)), None), "plain"))
+    codes, _ = group_codes(train, ["race", "gender"], params.age_bands)
+    balanced = heads_predictions(params, features, train, val, test,
+                                 (balanced_indices(codes, "mean", params.seed), None), "balanced")
+    summary, _ = summarise_experiments({"plain": plain, "balanced": balanced}, "plain", bootstrap,
+                                       params.evaluate.min_group_size)
+    return pd.concat(probes, ignore_index=True), summary.assign(backbone=label)
+
+
+def headline(probes: pd.DataFrame, balanced: pd.DataFrame) -> dict:
+    """metrics.json: per backbone and test set, each probe's balanced accuracy and the MAE and accuracy
+    gaps of plain and balanced heads."""
+    metrics: dict = {}
+    for row in probes.itertuples():
+        metrics.setdefault(row.backbone, {}).setdefault(row.dataset, {})[f"{row.attribute}_probe"] = round(
+            row.balanced_accuracy, 4)
+    for row in balanced[balanced["statistic"].isin(["mae_gap", "accuracy_gap"])].itertuples():
+        if pd.notna(row.value):
+            metrics.setdefault(row.backbone, {}).setdefault(row.dataset, {})[f"{row.statistic}_{row.experiment}"] = round(
+                float(row.value), 4)
+    return metrics
+
+
+def main() -> int:
+    try:
+        params = load_params()
+        manifest = read_manifest(params.paths.manifest)
+        results = [probe_backbone(label, p, folder, manifest) for label, p, folder in probed_backbones(params)]
+    except (ParamsError, FeaturesError, SamplingError, FileNotFoundError, ValueError) as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 2
+    probes = pd.concat([r[0] for r in results], ignore_index=True)[PROBE_COLUMNS]
+    balanced = pd.concat([r[1] for r in results], ignore_index=True)
+    out = params.paths.probe
+    out.mkdir(parents=True, exist_ok=True)
+    probes.to_csv(out / PROBES_FILE, index=False)
+    balanced[["backbone", *balanced.columns.drop("backbone")]].to_csv(out / BALANCED_FILE, index=False)
+    (out / "metrics.json").write_text(json.dumps(headline(probes, balanced), indent=2) + "\n")
+    for row in probes.itertuples():
+        print(f"probe: {row.backbone} {row.attribute} on {row.dataset}: balanced accuracy {row.balanced_accuracy:.1%} "
+              f"[{row.ci_low:.1%}, {row.ci_high:.1%}], chance {row.chance:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

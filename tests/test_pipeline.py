@@ -125,6 +125,22 @@ def test_one_seed_gives_byte_identical_predictions_and_metrics(demo_project):
     assert {name: (experiment / name).read_bytes() for name in before} == before
 
 
+def test_every_mitigation_is_weighed_in_the_report_and_reruns_alone(demo_project):
+    report = (demo_project / "reports/report.md").read_text()
+    for method in ("balanced", "group_dro", "adversarial", "last_layer"):
+        assert f"**{method}** on synthetic, against retrained: " in report
+        rows = pd.read_csv(demo_project / f"reports/experiments/{method}/evaluation/synthetic/worst_groups.csv")
+        assert rows["change_ci_low"].notna().all() and set(rows["worst_group"].dropna()) != set()
+    assert "Is the bias in the embedding?" in report and "a linear probe reads race at" in report
+    assert (demo_project / "reports/figures/mitigation.png").exists()
+    params = yaml.safe_load((demo_project / "params.yaml").read_text())
+    params["experiments"]["group_dro"]["mitigation"]["step_size"] = 0.05
+    (demo_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = _run(DVC + ["repro"], demo_project)
+    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"params", "train@group_dro", "evaluate@group_dro", "report"}
+
+
 SHARED = ROOT.parent / "shared" / "datasets"
 SAMPLE = 300  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
 

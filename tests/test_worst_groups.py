@@ -19,6 +19,7 @@ from stages.lib.reporting.mitigation import (
     figure_panels,
     mitigation_section,
     save_figure,
+    signed_change,
     summary_display,
     tradeoff_figure,
     verdict,
@@ -133,6 +134,8 @@ def test_change_phrases_claim_only_what_the_interval_supports():
     assert change_phrase("mae_gap", 1.0, 0.5, 1.5) == "the race × gender MAE gap widens by 1.00 years [+0.50, +1.50]"
     assert "no change shown" in change_phrase("accuracy_gap", -0.02, -0.05, 0.01)
     assert "[-5.00, +1.00]" in change_phrase("accuracy_gap", -0.02, -0.05, 0.01)   # accuracies in points
+    assert signed_change(0.8234, 0.64, 0.98) == "+0.82 [+0.64, +0.98]"
+    assert signed_change(0.015, -0.003, 0.027, as_points=True) == "+1.5 pts [-0.3, +2.7]"
 
 
 def test_the_section_has_the_figure_tables_and_a_sentence_per_method(tmp_path):

@@ -124,16 +124,16 @@ def experiment_statistics(test: PairedFaces, experiment: str, weights: np.ndarra
             nan = np.full(len(weights), np.nan)
             values.update({s: nan for s, (m, _) in STATISTICS.items() if m == metric})
             continue
-        order = np.argsort(np.where(np.isnan(observed), -np.inf if higher_is_worse else np.inf, observed))
-        worst, best = (order[-1], order[0]) if higher_is_worse else (order[0], order[-1])
+        worst = int(np.nanargmax(observed) if higher_is_worse else np.nanargmin(observed))
+        best = int(np.nanargmin(observed) if higher_is_worse else np.nanargmax(observed))
+        trail = means[:, worst] - means[:, best]
+        series = {"overall": _overall(outcome, weights), "worst": means[:, worst],
+                  "gap": trail if higher_is_worse else -trail}
         for statistic, (m, which) in STATISTICS.items():
-            if m != metric:
-                continue
-            trail = means[:, worst] - means[:, best]
-            values[statistic] = {"overall": _overall(outcome, weights), "worst": means[:, worst],
-                                 "gap": trail if higher_is_worse else -trail}[which]
-            if which in ("worst", "gap"):
-                named[statistic] = (test.groups[worst], test.groups[best] if which == "gap" else "")
+            if m == metric:
+                values[statistic] = series[which]
+                if which != "overall":
+                    named[statistic] = (test.groups[worst], test.groups[best] if which == "gap" else "")
     return values, named
 
 

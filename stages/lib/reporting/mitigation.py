@@ -44,6 +44,15 @@ def _scaled(value, unit: str) -> float:
     return float(value) * (100 if unit == "points" else 1)
 
 
+def signed_change(change, low, high, as_points: bool = False) -> str:
+    """'+0.82 [+0.64, +0.98]' (years) or '+1.5 pts [+0.3, +2.7]' (accuracy in percentage points)."""
+    if change is None or pd.isna(change):
+        return ""
+    scale, digits, unit = (100, 1, " pts") if as_points else (1, 2, "")
+    text = f"{scale * change:+.{digits}f}{unit}"
+    return text if pd.isna(low) else f"{text} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+
+
 def change_phrase(statistic: str, change, low, high) -> str:
     """What the paired interval of a change supports: a fall / rise when it lies on one side of zero,
     else that no change is shown."""
@@ -89,10 +98,15 @@ def summary_display(summary: pd.DataFrame, metric: str, confidence: float) -> pd
             label = f" ({entry['worst_group']})" if title == "worst group" else ""
             row[f"{title} [{ci}]"] = with_interval(entry["value"], entry["ci_low"], entry["ci_high"],
                                                    as_percent=as_percent) + label
-            row[f"Δ {title} vs {REFERENCE}"] = with_interval(entry["change"], entry["change_ci_low"],
-                                                             entry["change_ci_high"], as_percent=as_percent)
+            row[f"Δ {title} vs {REFERENCE}"] = signed_change(entry["change"], entry["change_ci_low"],
+                                                             entry["change_ci_high"], as_points=as_percent)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+MARKERS = "os^vPX*h<>p"
+BASELINES = (REFERENCE, "plain")
+LABELLED_POINTS = 4   # panels with more points than this rely on the legend: their labels would collide
 
 
 def tradeoff_figure(panels: Mapping[str, pd.DataFrame], confidence: float) -> Figure:
@@ -104,36 +118,46 @@ def tradeoff_figure(panels: Mapping[str, pd.DataFrame], confidence: float) -> Fi
     points = {title: by_metric for title, by_metric in points.items() if any(len(p) for p in by_metric.values())}
     metrics = [m for m in FIGURE_METRICS if any(len(by_metric[m]) for by_metric in points.values())]
     figure, axes = plt.subplots(max(len(metrics), 1), max(len(points), 1), squeeze=False,
-                                figsize=(5.2 * max(len(points), 1), 4.6 * max(len(metrics), 1)))
-    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(
-        dict.fromkeys(e for by_metric in points.values() for p in by_metric.values() for e in p.index))}
+                                figsize=(5.0 * max(len(points), 1), 4.4 * max(len(metrics), 1)))
+    names = [e for e in dict.fromkeys(e for by_metric in points.values() for p in by_metric.values() for e in p.index)
+             if e not in BASELINES]
+    styles = {name: (plt.get_cmap("tab10")(i % 10), MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
+    styles.update({name: ("black", "D") for name in BASELINES})   # what every other point is measured against
     for column, (title, by_metric) in enumerate(points.items()):
+        axes[0][column].set_title(title, fontsize=11)
         for row, metric in enumerate(metrics):
-            _draw_panel(axes[row][column], by_metric[metric], colours, f"{title}: {FIGURE_METRICS[metric][2]}",
-                        FIGURE_METRICS[metric][2])
+            _draw_panel(axes[row][column], by_metric[metric], styles, FIGURE_METRICS[metric][2])
     handles = {h.get_label(): h for axis in figure.axes for h in axis.get_legend_handles_labels()[0]}
     if handles:
         figure.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
     figure.suptitle(f"Overall against worst-group error, whiskers: {confidence:.0%} CI "
-                    "(dotted: worst group = overall)", fontsize=12)
+                    "(dotted, where in view: worst group = overall)", fontsize=12)
     figure.tight_layout()
     return figure
 
 
-def _draw_panel(axis, points: pd.DataFrame, colours: Mapping[str, tuple], title: str, label: str) -> None:
+def _draw_panel(axis, points: pd.DataFrame, styles: Mapping[str, tuple], label: str) -> None:
     if points.empty:
         axis.set_axis_off()
-        axis.set_title(f"{title}: no worst group")
+        axis.text(0.5, 0.5, f"{label}: no worst group", ha="center", transform=axis.transAxes)
         return
     for experiment, point in points.iterrows():
-        axis.errorbar(point["x"], point["y"], xerr=_whisker(point, "x"), yerr=_whisker(point, "y"),
-                      fmt="D" if experiment in (REFERENCE, "plain") else "o", color=colours[experiment], capsize=3,
-                      label=experiment)
-        axis.annotate(experiment, (point["x"], point["y"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ends = points[["x", "y", "x_low", "y_low", "x_high", "y_high"]].to_numpy(dtype=float)
-    low, high = np.nanmin(ends), np.nanmax(ends)
-    axis.plot([low, high], [low, high], linestyle=":", color="grey", linewidth=1)
-    axis.set(title=title, xlabel=f"overall {label}", ylabel=f"worst group's {label}")
+        colour, marker = styles[experiment]
+        axis.errorbar(point["x"], point["y"], xerr=_whisker(point, "x"), yerr=_whisker(point, "y"), fmt=marker,
+                      color=colour, capsize=3, markersize=7, label=experiment)
+        if len(points) <= LABELLED_POINTS:
+            axis.annotate(experiment, (point["x"], point["y"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    limits = [_padded(points[[a, f"{a}_low", f"{a}_high"]].to_numpy(dtype=float)) for a in ("x", "y")]
+    low, high = max(limits[0][0], limits[1][0]), min(limits[0][1], limits[1][1])
+    if low < high:
+        axis.plot([low, high], [low, high], linestyle=":", color="grey", linewidth=1)
+    axis.set(xlim=limits[0], ylim=limits[1], xlabel=f"overall {label}", ylabel=f"worst group's {label}")
+
+
+def _padded(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.nanmin(values), np.nanmax(values)
+    pad = 0.08 * (high - low) if high > low else 0.5
+    return float(low - pad), float(high + pad)
 
 
 def _points(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -177,7 +201,7 @@ def probe_display(probes: pd.DataFrame, balanced: pd.DataFrame, confidence: floa
             name = "MAE gap" if statistic == "mae_gap" else "accuracy gap"
             row[f"{name} plain"] = with_interval(p["value"], p["ci_low"], p["ci_high"], as_percent=as_percent)
             row[f"{name} balanced"] = with_interval(b["value"], b["ci_low"], b["ci_high"], as_percent=as_percent)
-            row[f"Δ {name}"] = with_interval(b["change"], b["change_ci_low"], b["change_ci_high"], as_percent=as_percent)
+            row[f"Δ {name}"] = signed_change(b["change"], b["change_ci_low"], b["change_ci_high"], as_points=as_percent)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -216,7 +240,7 @@ def mitigation_section(md: Markdown, summary: pd.DataFrame, probes: pd.DataFrame
     for metric, caption in (("mae", "Age: MAE in years"), ("gender", "Gender: accuracy")):
         table = summary_display(summary, metric, confidence)
         if not table.empty:
-            md.table(table, f"{caption}, overall, for the worst race × gender group and the gap (worst − best), "
+            md.table(table, f"{caption}, overall, for the worst race × gender group and the gap (how far it trails the best), "
                             f"and each one's change against {REFERENCE}")
     md.bullets(verdict(rows) for (_, experiment), rows in summary.groupby(["dataset", "experiment"], sort=False)
                if experiment != REFERENCE)

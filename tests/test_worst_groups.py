@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.evaluation.groups import Bootstrap
+from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.probes import balanced_accuracy, probe_summary
 from stages.lib.evaluation.worst_groups import (
     PairingError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.lib.evaluation.groups import Bootstrap, group_rng, percentile_interval
+from stages.lib.evaluation.intervals import Bootstrap, group_rng, percentile_interval
 from stages.lib.evaluation.worst_groups import stratified_counts
 
 PROBES_FILE, BALANCED_FILE = "probes.csv", "balanced.csv"   # the probe stage's tables (params.paths.probe)

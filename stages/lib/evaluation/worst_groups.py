@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.schema import BAND_COLUMN
-from stages.lib.evaluation.groups import Bootstrap, group_rng, percentile_interval
+from stages.lib.evaluation.intervals import Bootstrap, group_rng, percentile_interval
 
 REFERENCE = "retrained"   # the experiment every other is measured against
 # Statistic -> (metric, which), in the order the tables show them.

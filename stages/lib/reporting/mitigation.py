@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from stages.lib.core.params import Params
+from stages.lib.evaluation.intervals import direction
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBES_FILE
 from stages.lib.evaluation.results import load_worst_groups
 from stages.lib.evaluation.worst_groups import REFERENCE
@@ -61,10 +62,13 @@ def change_phrase(statistic: str, change, low, high) -> str:
         return f"{name}: no paired interval"
     size = f"{abs(_scaled(change, unit)):.2f} {unit}"
     interval = f"[{_scaled(low, unit):+.2f}, {_scaled(high, unit):+.2f}]"
-    if pd.notna(low) and low > 0:
+    side = direction(low, high)
+    if side == "above":
         return f"{name} {rise} by {size} {interval}"
-    if pd.notna(high) and high < 0:
+    if side == "below":
         return f"{name} {fall} by {size} {interval}"
+    if side == "no interval":
+        return f"{name}: {_scaled(change, unit):+.2f} {unit}, without an interval"
     return f"{name}: no change shown ({_scaled(change, unit):+.2f} {unit}, {interval} holds 0)"
 
 
@@ -210,14 +214,15 @@ def embedding_sentence(backbone: str, dataset: str, probes: pd.DataFrame, balanc
     """What the probe and the balanced heads' intervals say about one backbone's embedding."""
     parts = []
     for probe in probes.itertuples():
-        holds = ("holds it above chance" if probe.ci_low > probe.chance else "does not show it above chance")
+        holds = ("holds it above chance" if direction(probe.ci_low - probe.chance, probe.ci_high - probe.chance) == "above"
+                 else "does not show it above chance")
         parts.append(f"a linear probe reads {probe.attribute} at {percent(probe.balanced_accuracy)} balanced "
                      f"accuracy [{percent(probe.ci_low)}, {percent(probe.ci_high)}] (chance {percent(probe.chance)}): "
                      f"the embedding {holds}")
     gap = balanced[(balanced["experiment"] == "balanced") & (balanced["statistic"] == "mae_gap")]
     if not gap.empty and pd.notna(gap["value"].iloc[0]):
         g = gap.iloc[0]
-        left = ("a gap remains" if g["ci_low"] > 0 else "the gap's interval reaches 0")
+        left = "a gap remains" if direction(g["ci_low"], g["ci_high"]) == "above" else "the gap's interval reaches 0"
         parts.append(f"heads trained on race × gender-balanced data leave a MAE gap of {number(g['value'])} years "
                      f"[{number(g['ci_low'])}, {number(g['ci_high'])}] ({g['worst_group']} vs {g['best_group']}): "
                      f"{left}; against plain heads, {change_phrase('mae_gap', g['change'], g['change_ci_low'], g['change_ci_high'])}")

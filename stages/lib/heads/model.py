@@ -58,7 +58,7 @@ def build_head(input_dim: int, fc_width: int, classes: int, dropout: float, name
     Every initializer and dropout layer gets its own seed derived from `seed`, so two heads built with
     the same arguments start from the same weights and drop the same units.
     """
-    inputs = keras.Input(shape=(input_dim,), name="pool5_flat")
+    inputs = keras.Input(shape=(input_dim,), name="features")  # whatever backbone made them
     x = keras.layers.Dense(fc_width, activation="relu", name="fc6",
                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(inputs)
     x = keras.layers.Dropout(dropout, seed=seed + 3, name="fc6_dropout")(x)

@@ -113,6 +113,7 @@ def r7_frame(men_over: float, women_over: float):
 @pytest.mark.parametrize("men, women, says", [
     (8.0, 6.0, "young men are over-estimated more, as the study's predictions show once decoded right"),
     (5.0, 7.0, "young women are over-estimated more, as the study's text says, against its own predictions"),
+    (6.0, 6.0, "neither gender is shown to be over-estimated more: the interval holds zero"),
 ])
 def test_the_report_says_where_our_r7_differs_from_the_studys_text_and_why(men, women, says):
     from stages.lib.evaluation.groups import Bootstrap, evaluate
@@ -123,10 +124,10 @@ def test_the_report_says_where_our_r7_differs_from_the_studys_text_and_why(men, 
     frame = r7_frame(men, women).assign(gender_pred=lambda f: f["gender"], gender_prob_female=0.5, race=None)
     evaluation = evaluate(frame, params.age_bands, Bootstrap(resamples=10), 30, series="x")
     md = Markdown(Path("."))
-    gender_coding_section(md, params, "oversample_x3", "utkface_wild", frame, evaluation)
+    gender_coding_section(md, params, "oversample_x3", "utkface_wild", frame, evaluation, Bootstrap(resamples=200))
     text = md.text()
     assert "decode gender code 0 as woman" in text and says in text
-    assert f"{men:.2f} years for men and {women:.2f} for women" in text
+    assert f"{men:.2f} years for men and {women:.2f} for women; men − women {men - women:+.2f}".replace("+", "") in text
     assert "R11 here" in text and "may be swapped" in text
 
 

@@ -26,6 +26,7 @@ from stages.lib.core.params import Params
 from stages.lib.datasets import parse_options
 from stages.lib.datasets.common import dataset_labels
 from stages.lib.evaluation.groups import Evaluation
+from stages.lib.evaluation.intervals import Bootstrap, Gap, direction, group_rng, resample_sums, resampled_gap
 from stages.lib.reporting.markdown import Markdown, number, percent
 
 IN_SAMPLE = "in-sample"
@@ -138,13 +139,22 @@ def protocol_section(md: Markdown, params: Params) -> None:
                         "the test set flatters (positive: it flatters)")
 
 
-def young_signed_error(frame: pd.DataFrame, edges) -> tuple[str, dict[str, float]]:
-    """The young-adult band (the one holding YOUNG_ADULT_AGE) and its mean predicted − true age by gender."""
+def young_signed_errors(frame: pd.DataFrame, edges) -> tuple[str, dict[str, np.ndarray]]:
+    """The young-adult band (the one holding YOUNG_ADULT_AGE) and its predicted − true ages by gender."""
     bands = pd.Series(age_band(frame["age"], edges), index=frame.index)
     band = str(age_band([YOUNG_ADULT_AGE], edges)[0])
     young = frame[(bands == band) & frame["gender"].isin(["male", "female"])]
-    signed = (young["age_pred"] - young["age"]).groupby(young["gender"]).mean()
-    return band, {gender: float(value) for gender, value in signed.items()}
+    signed = young["age_pred"] - young["age"]
+    return band, {str(gender): values.to_numpy(dtype=float) for gender, values in signed.groupby(young["gender"])}
+
+
+def men_minus_women(signed: dict[str, np.ndarray], bootstrap: Bootstrap) -> Gap:
+    """Men's mean signed error minus women's, with the interval of that difference (independent
+    bootstrap resamples of the two groups)."""
+    men, women = signed["male"], signed["female"]
+    resampled = [resample_sums(values, bootstrap.resamples, group_rng(bootstrap, f"r7:{gender}"))[:, 0] / len(values)
+                 for gender, values in (("male", men), ("female", women))]
+    return resampled_gap(men.mean(), women.mean(), *resampled, bootstrap.confidence)
 
 
 def _gender_accuracy(evaluation: Evaluation) -> dict[str, float]:
@@ -153,7 +163,7 @@ def _gender_accuracy(evaluation: Evaluation) -> dict[str, float]:
 
 
 def gender_coding_section(md: Markdown, params: Params, model: str, dataset: str, test_rows: pd.DataFrame,
-                          evaluation: Evaluation) -> None:
+                          evaluation: Evaluation, bootstrap: Bootstrap) -> None:
     """Where our R7 and R11 differ from the study's text, and why (its gender decoding)."""
     md.heading("Where our R7 and R11 differ from the study's text, and why", 2)
     md.paragraph("The study's UTKFace notebooks decode gender code 0 as woman (`#0: woman, 1: man`), but UTKFace "
@@ -161,14 +171,20 @@ def gender_coding_section(md: Markdown, params: Params, model: str, dataset: str
                  "women are over-estimated more than men”; its own published predictions of the retrained model, "
                  "read with UTKFace's coding, show the young men over-estimated more (tests/test_study_fidelity.py "
                  "checks this on the published table). Our labels follow UTKFace's coding.")
-    band, signed = young_signed_error(test_rows, params.age_bands)
-    if {"male", "female"} <= set(signed):
-        more = "men" if signed["male"] > signed["female"] else "women"
-        agrees = ("as the study's predictions show once decoded right, against its text" if more == "men"
-                  else "as the study's text says, against its own predictions decoded right")
+    band, signed = young_signed_errors(test_rows, params.age_bands)
+    if {"male", "female"} <= set(signed) and min(len(v) for v in signed.values()) >= 2:
+        gap = men_minus_women(signed, bootstrap)
+        side = direction(gap.difference_ci_low, gap.difference_ci_high)
+        finding = {"above": "young men are over-estimated more, as the study's predictions show once decoded "
+                            "right, against its text",
+                   "below": "young women are over-estimated more, as the study's text says, against its own "
+                            "predictions decoded right"}.get(side, "neither gender is shown to be over-estimated "
+                                                                   "more: the interval holds zero")
         md.paragraph(f"**R7 here** ({model} on {dataset}, test split, aged {band}): mean predicted − true age is "
-                     f"{number(signed['male'])} years for men and {number(signed['female'])} for women, so young "
-                     f"{more} are over-estimated more, {agrees}.")
+                     f"{number(signed['male'].mean())} years for men and {number(signed['female'].mean())} for "
+                     f"women; men − women {number(gap.difference)} [{number(gap.difference_ci_low)}, "
+                     f"{number(gap.difference_ci_high)}] years "
+                     f"({bootstrap.confidence:.0%} CI), so {finding}.")
     accuracy = _gender_accuracy(evaluation)
     if {"male", "female"} <= set(accuracy):
         md.paragraph(f"**R11 here**: gender accuracy {percent(accuracy['male'])} for men and "

@@ -145,7 +145,7 @@ def data_section(md: Markdown, paths: Paths) -> None:
         detector = crops.get("settings", {}).get("detector", "?")
         md.table(pipeline_counts(prepared, crops, split),
                  f"Rows kept and lost per stage (crop detector: {detector}); every rejected row is kept with its "
-                 "reason in the stage's rejects.parquet")
+                 "reason in the stage's rejects.csv")
         lost = crop_rejection_by_race(crops)
         if not lost.empty:
             md.table(lost, "Share of each race's faces lost at the crop stage")
@@ -225,7 +225,7 @@ def build_report(params: Params) -> Path:
     best_model_section(md, params, best, dataset)
     if not _test_rows(best, dataset).empty:
         fidelity.gender_coding_section(md, params, best.name, dataset, _test_rows(best, dataset),
-                                       best.evaluations[dataset])
+                                       best.evaluations[dataset], bootstrap_from(params))
     by_name = {r.name: r.evaluations for r in results}
     split_summary = json.loads(params.paths.split_summary.read_text()) if params.paths.split_summary.exists() else {}
     naive = next((r.name for r in results if params.experiments[r.name].split == "naive"), None)

@@ -17,7 +17,7 @@ import sys
 import pandas as pd
 
 from stages.lib.faces.crop import CropError, CropSettings, crop_manifest
-from stages.lib.faces.stats import crop_quality
+from stages.lib.faces.stats import crop_quality, precropped_detection
 from stages.lib.sources.plan import weight_path
 from stages.lib.core.params import Params, ParamsError, load_params
 from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
@@ -27,11 +27,11 @@ from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
 def settings_from(params: Params) -> CropSettings:
     """The crop settings; the YuNet model is where the download stage puts `weights.yunet`."""
     model = None
-    if params.crop.detector == "yunet" and "yunet" in params.weights:
+    if "yunet" in (params.crop.detector, *params.crop.detect_precropped) and "yunet" in params.weights:
         model = weight_path(params, "yunet")
     return CropSettings(
         detector=params.crop.detector, margin=params.crop.margin, size=params.crop.size,
-        min_score=params.crop.min_score, yunet_model=model,
+        min_score=params.crop.min_score, yunet_model=model, detect_precropped=tuple(params.crop.detect_precropped),
     )
 
 
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": params.crop.model_dump(),
         "datasets": crop_quality(manifest, result.outcomes, params.age_bands),
     }
+    for name, entry in precropped_detection(result.manifest, params.crop.detect_precropped, params.age_bands).items():
+        quality["datasets"][name]["detection_on_precropped"] = entry
     params.paths.crops_quality.write_text(json.dumps(quality, indent=2) + "\n")
     for name, entry in quality["datasets"].items():
         rejected = ", ".join(f"{code} {n:,}" for code, n in entry["rejected_by_reason"].items()) or "none"
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         detection = entry.get("detection")
         if detection and detection["rate"] is not None:
             line += f"; {detection['detector']} found a face in {detection['rate']:.1%} of {detection['attempted']:,} photos"
+        for detector, measured in entry.get("detection_on_precropped", {}).items():
+            line += f"; {detector} finds {measured['rate']:.1%} of its {measured['attempted']:,} ready crops"
         print(line)
     return 0
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from stages.lib.backbones.h5weights import PUBLISHED_OUTPUT_CLASSES, check_published_file
 from stages.lib.backbones.registry import describe
+from stages.lib.backbones.wide_resnet import check_published_file as check_wide_resnet_file
 from stages.lib.core.params import ParamsError, load_params
 from stages.lib.faces.detect import check_yunet_model
 from stages.lib.sources.fetch import DownloadError, Fetcher, FileCheck, format_summary
@@ -29,6 +30,7 @@ def weight_checks() -> dict[str, FileCheck]:
     """The structure check of each weight file the pipeline reads, by its key in params' `weights`."""
     checks: dict[str, FileCheck] = {name: partial(check_published_file, name=name) for name in PUBLISHED_OUTPUT_CLASSES}
     checks["yunet"] = check_yunet_model
+    checks["wide_resnet_imdb"] = check_wide_resnet_file
     return checks
 
 

@@ -11,13 +11,17 @@
   from a seeded start on the pretrain-role dataset's train split (early stopping on its val split),
   standing in for the published models, which were trained on another dataset than the finetune one.
   Init `published` uses them as they are; init `vgg_face` starts from their fc6/fc7.
+- a backbone whose published heads are its own model's output layers (wide_resnet_imdb): nothing to
+  build or train; the features stage stored those outputs, init `published` reads them there (the
+  train stage saves heads that select them), and
+  init `vgg_face` starts from the seeded random init (no hidden layers were published).
 Also writes history.csv, live/ (dvclive) and framing.json (how the heads' training faces were framed)
 as the train stage does.
 """
 
 from __future__ import annotations
 
-from stages.lib.backbones.registry import uses_published_weights
+from stages.lib.backbones.registry import describe, uses_published_weights
 from stages.lib.core.params import load_params
 from stages.lib.heads.framing import published_framing, training_framing, write_framing
 from stages.lib.heads.sampling import training_plan
@@ -34,7 +38,11 @@ def main() -> None:
     paths = params.paths
     configure_determinism(params.seed)
     features = open_features(paths.features)
-    if uses_published_weights(params.backbone):
+    if describe(params.backbone).published_outputs:
+        models, histories = {}, {}
+        summary = {"source": "the published model's own outputs, stored by the features stage", "heads": []}
+        framing = published_framing()
+    elif uses_published_weights(params.backbone):
         models, histories = published_heads(paths.weights, STARTS, features.dim, params), {}
         summary = {"source": "published weights", "heads": list(STARTS)}
         framing = published_framing()

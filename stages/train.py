@@ -3,7 +3,9 @@
     python -m stages.train EXPERIMENT
 
 Reads params.yaml once, the split manifest, the features memmap and the pretrain stage's heads
-(`models/_pretrain/`, see stages/lib/heads/training.py for which init starts from what). Trains on the
+(`models/_pretrain/`, see stages/lib/heads/training.py for which init starts from what; a backbone
+whose published heads are its own output layers gives init `published` the outputs the features
+stage stored, and saves heads that select them, for `stages.predict`). Trains on the
 finetune-role dataset's train split (the grouped split, or the study's naive one with `split: naive`)
 with the experiment's oversampling / re-weighting or mitigation (stages/lib/heads/mitigation.py), stops
 on the val split's loss (group DRO and last-layer refits: the worst group's; with `protocol: study`, the
@@ -30,7 +32,8 @@ from stages.lib.heads.mitigation import MitigationError, train_experiment_heads
 from stages.lib.heads.model import HeadWeightsError
 from stages.lib.heads.protocol import train_heads_study
 from stages.lib.heads.sampling import SamplingError, training_plan
-from stages.lib.heads.training import configure_determinism, predict_heads, role_splits, save_heads, with_split
+from stages.lib.heads.training import (configure_determinism, predict_heads, published_output_heads,
+                                       published_output_predictions, role_splits, save_heads, with_split)
 
 
 def heads_framing(init: str, train, params) -> Framing:
@@ -49,7 +52,11 @@ def fit_experiment(params, experiment, manifest, features, train, val) -> tuple[
     """The heads, their histories, what the summary adds, and what they were trained on
     (`train_rows`, and the mitigation's details), by the experiment's protocol. The study's picks its
     checkpoint on the finetune dataset's test split; the summary's `selection` says how much that
-    flatters the test figures."""
+    flatters the test figures. Init `published` on a backbone that stores its model's own outputs:
+    heads that select them, untrained."""
+    if experiment.init == "published" and features.published is not None:
+        heads = published_output_heads(features.published.shape[1], params.labels.max_age)
+        return heads, {}, {"heads": "the published model's own outputs (features stage)"}, {}
     if experiment.protocol == "study":
         plan = training_plan(train["age"].to_numpy(), experiment.oversample, experiment.reweight, params.age_bands)
         finetune = manifest[manifest["dataset"] == params.roles.finetune]
@@ -82,7 +89,9 @@ def run(experiment_name: str) -> None:
     write_json({"mitigation": method, **trained_on}, paths.models / experiment_name / "mitigation.json")
     write_framing(paths.models / experiment_name, heads_framing(experiment.init, train, params))
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate)]
-    predictions = predict_heads(models, features, evaluated, params.train.batch_size, experiment_name)
+    predictions = (published_output_predictions(features, evaluated, experiment_name)
+                   if experiment.init == "published" and features.published is not None
+                   else predict_heads(models, features, evaluated, params.train.batch_size, experiment_name))
     out = paths.experiments / experiment_name / "predictions.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(out, index=False)

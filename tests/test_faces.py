@@ -360,6 +360,23 @@ def test_each_worker_creates_its_own_detector_once(monkeypatch):
         faces._start_worker(HAAR)
     finally:
         cv2.setNumThreads(threads)
-    assert faces._worker_cropper is not first and first._detector is None  # created on first need
+    assert faces._worker_cropper is not first and not first._detectors  # created on first need
     assert first.detector() is first.detector()
     assert first.detector() is not faces._worker_cropper.detector()
+
+
+def test_detectors_on_ready_crops_record_what_they_find_and_drop_nothing(tmp_path, mixed_manifest):
+    from dataclasses import replace
+
+    from stages.lib.faces.stats import precropped_detection
+
+    plain = crop_manifest(mixed_manifest, tmp_path / "plain", HAAR, workers=1, progress=False)
+    measured = crop_manifest(mixed_manifest, tmp_path / "measured", replace(HAAR, detect_precropped=("haar",)),
+                             workers=1, progress=False)
+    assert list(measured.manifest["id"]) == list(plain.manifest["id"])  # nothing dropped, nothing added
+    kept = measured.manifest.set_index("id")
+    assert kept.loc["a/ready.png", "found_by_haar"] == 0  # a gradient: Haar finds no face in it
+    assert kept["found_by_haar"].drop("a/ready.png").isna().all()  # only ready crops are measured
+    stats = precropped_detection(measured.manifest, ["haar"], [0, 16, 31, 46, 61])
+    assert stats["a"]["haar"]["attempted"] == 1 and stats["a"]["haar"]["rate"] == 0.0
+    assert stats["a"]["haar"]["by"]["race_gender"] == {"unknown female": {"in": 1, "found": 0, "rate": 0.0}}

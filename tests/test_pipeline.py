@@ -165,7 +165,7 @@ def _sample_folder(target: Path) -> tuple[Path, Path]:
 @pytest.mark.shared
 @pytest.mark.skipif(not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir(),
                     reason=f"the real photos are not in {SHARED}")
-def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path):
+def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resnet_weights):
     pytest.importorskip("dlib", reason='the dlib extra is not installed: pip install -e ".[dlib]"')
     project = tmp_path / "project"
     for name in _tracked_files():
@@ -183,10 +183,17 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path):
     _run(["git", "init", "-q"], project)
     _run(["git", "add", "-A"], project)
     _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "real"], project)
+    weights = project / "data/raw/weights/wide_resnet_imdb.hdf5"  # as if put there by hand: checked, not fetched
+    weights.parent.mkdir(parents=True)
+    weights.symlink_to(wide_resnet_weights)
     _run(DVC + ["repro"], project)
 
     meta = json.loads((project / "data/features/meta.json").read_text())
-    assert meta["shape"] == [2 * SAMPLE, 128] and meta["spec"]["name"] == "dlib_resnet"
+    assert meta["shape"] == [2 * SAMPLE, 8192] and meta["spec"]["name"] == "wide_resnet_imdb"
+    assert meta["published_shape"] == [2 * SAMPLE, 103]
+    assert json.loads((project / "data/identity/status.json").read_text())["computed"]
+    published = json.loads((project / "reports/experiments/published/metrics.json").read_text())
+    assert 5 < published["utkface"]["mae"] < 20 and published["utkface"]["gender_accuracy"] > 0.6
     split = json.loads((project / "data/processed/split.json").read_text())
     assert set(split["leakage"]) == {"utkface", "fairface"}
     assert all(entry["grouped"]["test_faces"] > 0 for entry in split["leakage"].values())
@@ -198,4 +205,5 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path):
     assert metrics["utkface"]["gender_accuracy"] > 0.75  # ... and gender
     assert 0 < metrics["fairface"]["age_band_accuracy"] < 1
     report = (project / "reports/report.md").read_text()
-    assert "dlib_resnet MAE" in report and "vgg_face_random MAE" in report and "look-alike" in report
+    assert "dlib_resnet MAE" in report and "wide_resnet_imdb MAE" in report and "look-alike" in report
+    assert "yunet" in report and "haar" in report and "cropped already" in report

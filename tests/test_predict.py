@@ -211,3 +211,20 @@ def read_framing_of(folder: Path, rows: pd.DataFrame, params):
 
     write_framing(folder / "m", training_framing(rows, params.crop.margin, params.roles.finetune))
     return read_framing(folder / "m")
+
+
+def test_published_output_heads_read_the_models_own_outputs_after_the_feature_row():
+    from stages.lib.heads.training import published_output_heads
+
+    published = np.array([[0.8, 0.2, *np.eye(101)[30]], [0.1, 0.9, *np.eye(101)[61]]], dtype=np.float32)
+
+    def embed(images, margins):  # 4 feature columns, then the published model's outputs
+        return np.concatenate([np.full((len(images), 4), 7.0, np.float32), published[:len(images)]], axis=1)
+
+    crops = [np.zeros((32, 32, 3), np.uint8)] * 2
+    heads = published_output_heads(103, 100)
+    result = predict_crops(crops, [np.nan, np.nan], embed, 32, heads, published_outputs=103)
+    assert list(result["age"]) == [30.0, 61.0] and list(result["gender"]) == ["female", "male"]
+    assert result["p_female"].tolist() == pytest.approx([0.8, 0.1])
+    with pytest.raises(ValueError, match="check labels.max_age"):
+        published_output_heads(103, 90)

@@ -20,6 +20,11 @@ Entries:
 - `dlib_resnet`: dlib's face-recognition ResNet, 128-d embeddings of the face aligned on its
   5-point landmarks (stages/lib/backbones/dlib_resnet.py); an optional extra, `pip install -e ".[dlib]"`.
   Reads `input_size` (crops are decoded at that size) and `fc_width` (its heads' hidden width).
+- `wide_resnet_imdb`: yu4u's WideResNet-16-8 published after training on IMDB-Wiki
+  (stages/lib/backbones/wide_resnet.py). Its published heads are its own two output layers: the
+  features pass stores their outputs beside the feature row (`published_outputs`), so init
+  `published` uses them unchanged; retrained heads read the 4x4-pooled grid (8,192) and follow
+  params (`fc_width`). Reads `input_size` (crops are decoded at that size, then resized to 64).
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ class BackboneSpec:
     published_heads: bool  # the study's published age/gender files fit these features
     weights_file: str | None  # its file in the weights folder (params.paths.weights; its sha256 goes into the cache key)
     weights: tuple[str, ...] = ()  # the `weights` entries of params.yaml the download stage must fetch for it
+    # Width of the published model's own outputs (P(female), P(male), P(age = 0..max)) that `embed`
+    # returns after the feature row and the features stage stores beside it in float32; 0: none.
+    published_outputs: int = 0
 
     def as_dict(self) -> dict:
         return {**asdict(self), "weights": list(self.weights)}  # as JSON reads it back
@@ -107,7 +115,26 @@ class DlibResnet:
         return lambda images, margins: embed(np.asarray(images), margins)
 
 
-_REGISTRY: dict[str, BackboneEntry] = {"vgg_face": VggFace(), "dlib_resnet": DlibResnet()}
+class WideResnetImdb:
+    """yu4u's WideResNet-16-8 trained on IMDB-Wiki: the 4x4-pooled grid, plus the published outputs."""
+
+    def describe(self, config: BackboneConfig) -> BackboneSpec:
+        from stages.lib.backbones.wide_resnet import ALIGNMENT, FEATURE_DIM, PUBLISHED_OUTPUTS, WEIGHTS_FILE
+
+        return BackboneSpec(
+            name="wide_resnet_imdb", input_size=config.input_size, alignment=ALIGNMENT, feature_dim=FEATURE_DIM,
+            head_width=config.fc_width, published_heads=False, weights_file=WEIGHTS_FILE,
+            weights=("wide_resnet_imdb",), published_outputs=PUBLISHED_OUTPUTS,
+        )
+
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
+        from stages.lib.backbones.wide_resnet import WEIGHTS_FILE, embedder, load_published_model
+
+        return embedder(load_published_model(Path(weights_dir) / WEIGHTS_FILE))
+
+
+_REGISTRY: dict[str, BackboneEntry] = {"vgg_face": VggFace(), "dlib_resnet": DlibResnet(),
+                                       "wide_resnet_imdb": WideResnetImdb()}
 
 
 def register(name: str, entry: BackboneEntry) -> None:
@@ -129,6 +156,14 @@ def entry_for(config: BackboneConfig) -> BackboneEntry:
         raise ParamsError(f"params.yaml: backbone.name: {config.name!r} is not a registered backbone; "
                           f"allowed: {', '.join(registered())}")
     return _REGISTRY[config.name]
+
+
+def split_outputs(spec: BackboneSpec, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """`embed`'s rows cut into (feature rows, the published model's outputs or None)."""
+    rows = np.asarray(rows)
+    if not spec.published_outputs:
+        return rows, None
+    return rows[:, :spec.feature_dim], rows[:, spec.feature_dim:]
 
 
 def describe(config: BackboneConfig) -> BackboneSpec:

@@ -7,6 +7,8 @@ Outputs in the features folder (row i belongs to row i of data/crops/manifest.pa
 before any split: the split stage reads these features to keep look-alike faces on one side):
     features.npy     float16 (N, D); a .npy, so `np.load(path, mmap_mode="r")` maps it without
                      reading it (see `read_features`)
+    published.npy    float32 (N, P), only for a backbone whose published heads are its own outputs
+                     (spec.published_outputs = P: wide_resnet_imdb), computed in the same pass
     index.parquet    id, row
     meta.json        shape, dtype, the backbone's params and spec, weights' sha256, precision, device
 
@@ -37,7 +39,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from stages.lib.backbones.vgg_face import require_weights_file, resize_uint8
+from stages.lib.backbones.vgg_face import resize_uint8
 from stages.lib.backbones.registry import Embed, describe, load
 from stages.lib.core.progress import progress as progress_display
 
@@ -45,6 +47,8 @@ FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.parquet"
 META_FILE = "meta.json"
 PROGRESS_FILE = "progress.json"
+PUBLISHED_FILE = "published.npy"
+PUBLISHED_DTYPE = np.float32
 FEATURE_DTYPE = np.float16
 PREPROCESSING = "decode RGB, bilinear antialiased resize to input_size rounded to uint8, then the backbone's own"
 DEFAULT_CHUNK_ROWS = 2048
@@ -58,6 +62,7 @@ class FeatureStore(NamedTuple):
     values: np.ndarray      # float16 (N, D), memory-mapped, read-only
     index: pd.DataFrame     # id, row
     meta: dict
+    published: np.ndarray | None = None  # float32 (N, P): the published model's own outputs, if stored
 
 
 def crop_files(manifest: pd.DataFrame, root: Path) -> list[Path]:
@@ -151,22 +156,35 @@ def partial_dir(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}-partial"
 
 
-def _open_or_start(work_dir: Path, fingerprint: str, shape: tuple[int, int], chunk_rows: int) -> tuple[np.memmap, dict]:
-    """The memmap and progress of an interrupted pass with the same fingerprint, or fresh ones."""
-    features_path, progress_path = work_dir / FEATURES_FILE, work_dir / PROGRESS_FILE
+def _open_memmaps(work_dir: Path, shapes: dict[str, tuple[int, int]], mode: str) -> dict[str, np.memmap] | None:
+    """The scratch memmaps by file name (FEATURES_FILE, PUBLISHED_FILE), or None when one does not fit."""
+    dtypes = {FEATURES_FILE: FEATURE_DTYPE, PUBLISHED_FILE: PUBLISHED_DTYPE}
+    if mode == "w+":
+        return {name: np.lib.format.open_memmap(work_dir / name, mode="w+", dtype=dtypes[name], shape=shape)
+                for name, shape in shapes.items()}
+    if not all((work_dir / name).exists() for name in shapes):
+        return None
+    arrays = {name: np.lib.format.open_memmap(work_dir / name, mode="r+") for name in shapes}
+    fits = all(arrays[name].shape == shape and arrays[name].dtype == dtypes[name] for name, shape in shapes.items())
+    return arrays if fits else None
+
+
+def _open_or_start(work_dir: Path, fingerprint: str, shapes: dict[str, tuple[int, int]], chunk_rows: int
+                   ) -> tuple[dict[str, np.memmap], dict]:
+    """The memmaps and progress of an interrupted pass with the same fingerprint, or fresh ones."""
+    progress_path = work_dir / PROGRESS_FILE
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
     if progress and progress.get("fingerprint") == fingerprint and progress.get("chunk_rows") == chunk_rows:
-        if features_path.exists():
-            values = np.lib.format.open_memmap(features_path, mode="r+")
-            if values.shape == shape and values.dtype == FEATURE_DTYPE:
-                return values, progress
+        arrays = _open_memmaps(work_dir, shapes, "r+")
+        if arrays is not None:
+            return arrays, progress
     work_dir.mkdir(parents=True, exist_ok=True)
-    for name in (FEATURES_FILE, PROGRESS_FILE):
+    for name in (FEATURES_FILE, PUBLISHED_FILE, PROGRESS_FILE):
         (work_dir / name).unlink(missing_ok=True)
-    values = np.lib.format.open_memmap(features_path, mode="w+", dtype=FEATURE_DTYPE, shape=shape)
+    arrays = _open_memmaps(work_dir, shapes, "w+")
     progress = {"fingerprint": fingerprint, "chunk_rows": chunk_rows, "done": [], "rows_computed": 0, "seconds": 0.0}
     _write_json(progress_path, progress)
-    return values, progress
+    return arrays, progress
 
 
 def crop_margins(manifest: pd.DataFrame, margin: float) -> np.ndarray:
@@ -194,15 +212,20 @@ def extract_features(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
+    published_outputs: int = 0,
 ) -> None:
-    """Run `embed` (uint8 batches and their `margins` -> (n, dim)) over the images at `paths` into
-    work_dir/features.npy, resuming an interrupted pass.
+    """Run `embed` (uint8 batches and their `margins` -> (n, dim + published_outputs)) over the images
+    at `paths` into work_dir/features.npy (the first `dim` columns, float16) and, when
+    `published_outputs`, work_dir/published.npy (the rest, float32), resuming an interrupted pass.
 
     `on_chunk_done(chunk_index)` is called after each chunk is safely on disk. `show_progress`
     None shows a bar on a terminal and a line now and then elsewhere (`core.progress`).
     """
     work_dir = Path(work_dir)
-    values, progress = _open_or_start(work_dir, fingerprint, (len(paths), dim), chunk_rows)
+    shapes = {FEATURES_FILE: (len(paths), dim)}
+    if published_outputs:
+        shapes[PUBLISHED_FILE] = (len(paths), published_outputs)
+    arrays, progress = _open_or_start(work_dir, fingerprint, shapes, chunk_rows)
     chunks = chunk_bounds(len(paths), chunk_rows, batch_size)
     pending = [i for i in range(len(chunks)) if i not in set(progress["done"])]
     rows = [r for i in pending for r in range(*chunks[i])]
@@ -213,11 +236,15 @@ def extract_features(
             bar.write(f"features: resuming, {len(progress['done'])} of {len(chunks)} chunks already written")
         while (item := _next_batch(batches, paths, rows, position)) is not None:
             batch_rows = item[0].numpy()
-            values[batch_rows] = _checked_finite(np.asarray(embed(item[1], margins[batch_rows])), batch_rows)
+            batch = _checked_finite(np.asarray(embed(item[1], margins[batch_rows])), batch_rows)
+            arrays[FEATURES_FILE][batch_rows] = batch[:, :dim]
+            if published_outputs:
+                arrays[PUBLISHED_FILE][batch_rows] = batch[:, dim:]
             position += len(batch_rows)
             bar.update(len(batch_rows))
             while pending and chunks[pending[0]][1] <= batch_rows[-1] + 1:
-                values.flush()
+                for array in arrays.values():
+                    array.flush()
                 chunk = pending.pop(0)
                 elapsed, started = time.perf_counter() - started, time.perf_counter()
                 progress["done"].append(chunk)
@@ -226,11 +253,11 @@ def extract_features(
                 _write_json(work_dir / PROGRESS_FILE, progress)
                 if on_chunk_done is not None:
                     on_chunk_done(chunk)
-    del values
+    del arrays
 
 
 def _checked_finite(batch: np.ndarray, batch_rows: np.ndarray) -> np.ndarray:
-    if not np.isfinite(batch).all():
+    if not np.isfinite(batch.astype(FEATURE_DTYPE)).all():
         raise FeaturesError(
             f"features of rows {int(batch_rows[0])}..{int(batch_rows[-1])} overflow float16 (|x| > 65504): "
             "the backbone's weights are not the ones this pipeline expects"
@@ -264,8 +291,10 @@ def run_features(
     spec = describe(params.backbone)
     weights_dir = root / params.paths.weights
     weights_file = None if spec.weights_file is None else weights_dir / spec.weights_file
-    if weights_file is not None:
-        require_weights_file(weights_file)
+    if weights_file is not None and not weights_file.is_file():
+        raise FileNotFoundError(
+            f"{weights_file} not found: the {spec.name} weights are fetched by the download stage; run "
+            f"`python -m stages.download --only {' '.join(spec.weights)}` (or `dvc repro download`)")
     config = {
         "backbone": params.backbone.model_dump(),
         "crop_margin": params.crop.margin,
@@ -285,12 +314,15 @@ def run_features(
         embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
         input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
         chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
+        published_outputs=spec.published_outputs,
     )
     meta = {
         **config,
         "fingerprint": fingerprint,
         "file": FEATURES_FILE,
         "shape": [len(paths), spec.feature_dim],
+        **({"published_file": PUBLISHED_FILE, "published_shape": [len(paths), spec.published_outputs]}
+           if spec.published_outputs else {}),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
     return _finish(work_dir, out_dir, list(manifest["id"]), meta)
@@ -319,6 +351,9 @@ def _finish(work_dir: Path, out_dir: Path, ids: list[str], meta: dict) -> dict:
     (out_dir / META_FILE).unlink(missing_ok=True)
     # os.replace swaps a link into DVC's cache for the new file; it never writes through the link.
     os.replace(work_dir / FEATURES_FILE, out_dir / FEATURES_FILE)
+    (out_dir / PUBLISHED_FILE).unlink(missing_ok=True)
+    if "published_file" in meta:
+        os.replace(work_dir / PUBLISHED_FILE, out_dir / PUBLISHED_FILE)
     pd.DataFrame({"id": ids, "row": np.arange(len(ids), dtype=np.int64)}).to_parquet(out_dir / INDEX_FILE, index=False)
     _write_json(out_dir / META_FILE, meta)
     shutil.rmtree(work_dir)
@@ -344,15 +379,21 @@ def read_features(features_dir: Path) -> FeatureStore:
             f"{features_dir}: features {values.shape}, meta {meta['shape']} and index ({len(index)} rows) disagree: "
             "run `dvc repro features`"
         )
-    return FeatureStore(values, index, meta)
+    published = np.load(features_dir / meta["published_file"], mmap_mode="r") if "published_file" in meta else None
+    if published is not None and list(published.shape) != meta["published_shape"]:
+        raise FeaturesError(f"{features_dir}: {meta['published_file']} is {published.shape}, meta says "
+                            f"{meta['published_shape']}: run `dvc repro features`")
+    return FeatureStore(values, index, meta, published)
 
 
 @dataclass(frozen=True)
 class Features:
-    """The features memmap (N, D) float16 and the row of each manifest id in it."""
+    """The features memmap (N, D) float16 and the row of each manifest id in it; `published`: the
+    published model's own outputs (N, P) float32 where the backbone stores them (see PUBLISHED_FILE)."""
 
     array: np.ndarray
     row_of: pd.Series  # index: manifest id, value: row in `array`
+    published: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -371,4 +412,5 @@ class Features:
 def open_features(directory: str | Path) -> Features:
     """The features stage's output in `directory`, memory-mapped read-only, rows looked up by id."""
     store = read_features(Path(directory))
-    return Features(store.values, pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy()))
+    return Features(store.values, pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy()),
+                    store.published)

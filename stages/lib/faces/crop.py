@@ -9,6 +9,10 @@ Each manifest row takes one of three routes (`route_of`), recorded in the `detec
 - `yunet` / `haar`: an OpenCV detector finds the face; the largest one found is taken (the labelled
   person is the photo's subject) and `faces_found` says how many there were.
 
+With `detect_precropped` (crop.detect_precropped), each detector named there also runs on every
+`precropped` photo and `found_by_<detector>` records how many faces it found (0: it missed the face);
+the row is kept either way. So the detector's bias is measured on real faces that were cropped already.
+
 Geometry is `geometry.py`'s, detectors `detect.py`'s, image reading `images.py`'s. Boxes refer to the
 pixels as stored: a row with a dataset box is read ignoring any EXIF orientation (the box was
 measured that way); a row that is detected is read upright (EXIF applied).
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -76,6 +80,7 @@ class CropOutcome:
     crop_box: list[int] | None = None
     faces_found: int | None = None
     reason: str | None = None  # `<code>: <detail>` when the row is rejected
+    found_by: dict[str, int] = field(default_factory=dict)  # detect_precropped: faces each detector found
 
 
 def locate(task: CropTask, image: np.ndarray, detector: Detector | None, margin: float) -> tuple[Region, int | None]:
@@ -122,6 +127,7 @@ class CropSettings:
     size: int
     min_score: float
     yunet_model: Path | None = None
+    detect_precropped: tuple[str, ...] = ()  # detectors also run on ready crops, recording what they find
 
 
 class RowCropper:
@@ -130,16 +136,22 @@ class RowCropper:
 
     def __init__(self, settings: CropSettings):
         self.settings = settings
-        self._detector: Detector | None = None
+        self._detectors: dict[str, Detector] = {}
 
-    def detector(self) -> Detector:
-        if self._detector is None:
-            self._detector = make_detector(self.settings.detector, self.settings.yunet_model, self.settings.min_score)
-        return self._detector
+    def detector(self, name: str | None = None) -> Detector:
+        name = name or self.settings.detector
+        if name not in self._detectors:
+            self._detectors[name] = make_detector(name, self.settings.yunet_model, self.settings.min_score)
+        return self._detectors[name]
 
     def __call__(self, task: CropTask) -> CropOutcome:
         detector = self.detector() if task.route in DETECTORS else None
-        return crop_row(task, detector, self.settings.margin, self.settings.size)
+        outcome = crop_row(task, detector, self.settings.margin, self.settings.size)
+        if task.route != "precropped" or outcome.reason is not None or not self.settings.detect_precropped:
+            return outcome
+        image = read_image(task.source, upright=True)
+        return replace(outcome, found_by={name: len(self.detector(name).detect(image))
+                                          for name in self.settings.detect_precropped})
 
 
 _worker_cropper: RowCropper | None = None
@@ -215,6 +227,8 @@ def crop_manifest(
     tasks, crop_paths = plan_tasks(manifest, out_root, settings.detector, root)
     if any(task.route in DETECTORS for task in tasks):
         make_detector(settings.detector, settings.yunet_model, settings.min_score)  # fail now, not in a worker
+    for name in settings.detect_precropped:
+        make_detector(name, settings.yunet_model, settings.min_score)
     for folder in {Path(task.target).parent for task in tasks}:
         folder.mkdir(parents=True, exist_ok=True)
     outcomes = run_tasks(tasks, settings, workers, progress)
@@ -226,6 +240,9 @@ def crop_manifest(
     cropped["crop_box"] = [o.crop_box for o in outcomes if o.reason is None]
     cropped["detector"] = [r for r, k in zip(routes, kept) if k]
     cropped["faces_found"] = pd.array([o.faces_found for o in outcomes if o.reason is None], dtype="Int64")
+    for name in settings.detect_precropped:
+        cropped[f"found_by_{name}"] = pd.array([o.found_by.get(name) for o in outcomes if o.reason is None],
+                                               dtype="Int64")
     refused = manifest.loc[~np.array(kept, dtype=bool), ["dataset", "path"]]
     rejects = rejects_frame([
         {"dataset": dataset, "path": path, "stage": "crop", "reason": o.reason}

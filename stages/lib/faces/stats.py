@@ -37,6 +37,27 @@ def _detection_by_group(frame: pd.DataFrame, found: pd.Series, edges: Sequence[i
     }
 
 
+def precropped_detection(cropped: pd.DataFrame, detectors: Sequence[str], edges: Sequence[int]) -> dict:
+    """{dataset: {detector: {attempted, found, rate, by: race, gender, age band, race x gender}}} over the
+    ready crops each detector also ran on (crop.detect_precropped; the rows were kept either way)."""
+    report: dict = {}
+    for name in detectors:
+        column = f"found_by_{name}"
+        if column not in cropped.columns:
+            continue
+        ran = cropped[cropped[column].notna()].reset_index(drop=True)
+        for dataset, rows in ran.groupby("dataset", sort=False):
+            rows = rows.reset_index(drop=True)
+            found = rows[column].astype(int) > 0
+            labels = {key: rows[key].astype(object).where(rows[key].notna(), "unknown") for key in ("race", "gender")}
+            report.setdefault(str(dataset), {})[name] = {
+                "attempted": len(rows), "found": int(found.sum()), "rate": round(float(found.mean()), 4),
+                "by": {**_detection_by_group(rows, found, edges),
+                       "race_gender": _rates(found, labels["race"].astype(str) + " " + labels["gender"].astype(str))},
+            }
+    return report
+
+
 def crop_quality(manifest: pd.DataFrame, outcomes: pd.DataFrame, edges: Sequence[int]) -> dict:
     """Per dataset: the summary every stage writes (`stages.lib.quality.summarise`: rows in, kept,
     rejected by reason, kept and rejection rate by gender, race, age band), plus rows per route and,

@@ -59,7 +59,7 @@ def check_heads(heads: dict[str, keras.Model], spec: BackboneSpec, source: Path)
     """ValueError naming the fix when the saved heads do not take this backbone's features."""
     for task, model in heads.items():
         width = int(model.input_shape[-1])
-        if width != spec.feature_dim:
+        if width != spec.feature_dim and not (spec.published_outputs and width == spec.published_outputs):
             raise ValueError(
                 f"{source}/{task}.keras takes features {width} wide, but the params' backbone "
                 f"({spec.name}, input {spec.input_size}) gives {spec.feature_dim}: params.yaml changed since "
@@ -78,15 +78,18 @@ def load_heads(models_dir: Path) -> dict[str, keras.Model]:
 
 
 def predict_crops(crops_rgb: Sequence[np.ndarray], margins: Sequence[float], embed: Embed, input_size: int,
-                  heads: dict[str, keras.Model]) -> pd.DataFrame:
+                  heads: dict[str, keras.Model], published_outputs: int = 0) -> pd.DataFrame:
     """age (expected value), age_argmax, gender and p_female for each uint8 RGB face crop (each cut
-    with its `margin`, NaN for a ready face crop)."""
+    with its `margin`, NaN for a ready face crop). Heads as wide as `published_outputs` read the
+    published model's own outputs, the last columns `embed` returns; other heads the feature row."""
     if not len(crops_rgb):
         return pd.DataFrame(columns=["age", "age_argmax", "gender", "p_female"])
     batch = resize_uint8(np.stack(crops_rgb), input_size)
-    features = np.asarray(embed(batch, np.asarray(margins, dtype=float)), dtype=np.float32)
-    age_probs = heads["age"].predict(features, verbose=0)
-    gender_probs = heads["gender"].predict(features, verbose=0)
+    rows = np.asarray(embed(batch, np.asarray(margins, dtype=float)), dtype=np.float32)
+    features, published = rows[:, :rows.shape[1] - published_outputs], rows[:, rows.shape[1] - published_outputs:]
+    inputs = published if published_outputs and heads["age"].input_shape[-1] == published_outputs else features
+    age_probs = heads["age"].predict(inputs, verbose=0)
+    gender_probs = heads["gender"].predict(inputs, verbose=0)
     return pd.DataFrame({
         "age": expected_age(age_probs),
         "age_argmax": argmax_age(age_probs).astype(int),
@@ -96,7 +99,7 @@ def predict_crops(crops_rgb: Sequence[np.ndarray], margins: Sequence[float], emb
 
 
 def predict_photos(paths: Sequence[Path], detector: Detector | None, margin: float, size: int,
-                   embed: Embed, input_size: int, heads: dict[str, keras.Model]
+                   embed: Embed, input_size: int, heads: dict[str, keras.Model], published_outputs: int = 0
                    ) -> tuple[pd.DataFrame, dict[Path, tuple[np.ndarray, list[FoundFace]]]]:
     """One row per face found (RESULT_COLUMNS); a photo with no face, or one that cannot be read, gets
     one row with `problem` set instead of vanishing. Also each readable photo and its faces (to annotate)."""
@@ -114,7 +117,7 @@ def predict_photos(paths: Sequence[Path], detector: Detector | None, margin: flo
             continue
         margin_used = np.nan if detector is None else margin
         predictions = predict_crops([face.crop_rgb for face in faces], [margin_used] * len(faces), embed,
-                                    input_size, heads)
+                                    input_size, heads, published_outputs)
         for number, (face, prediction) in enumerate(zip(faces, predictions.to_dict("records")), start=1):
             x, y, w, h = (round(v) for v in face.detection.box)
             rows.append({"photo": str(path), "face": number, "x": x, "y": y, "w": w, "h": h,

@@ -28,7 +28,7 @@ from stages.lib.backbones.registry import uses_published_weights
 from stages.lib.core.params import Params
 from stages.lib.heads.model import TASKS, Init, build_head, expected_age, init_head, task_classes, task_labels
 from stages.lib.backbones.store import Features
-from stages.lib.heads.training import compile_head, predict_probs, starting_weights
+from stages.lib.heads.training import compile_head, predict_probs, start_for, starting_weights
 
 STUDY_LEARNING_RATE = 1e-3  # keras.optimizers.Adam()'s default, which the study used
 STUDY_EPOCHS = 250
@@ -113,7 +113,8 @@ def train_heads_study(params: Params, features: Features, train: pd.DataFrame, v
     for task in TASKS:
         model = build_head(features.dim, params.backbone.fc_width, task_classes(task, max_age),
                            params.train.dropout, name=task, seed=params.seed)
-        init_head(model, init, starting_weights(init, task, pretrain_dir, uses_published_weights(params.backbone)))
+        start = start_for(init, params.backbone)
+        init_head(model, start, starting_weights(start, task, pretrain_dir, uses_published_weights(params.backbone)))
         labels = {"train": task_labels(task, train, max_age)[indices], "val": task_labels(task, val, max_age),
                   "test": task_labels(task, test, max_age)}
         histories[task] = fit_head_study(

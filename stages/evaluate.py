@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params()
-        if args.experiment not in params.experiments:
-            raise ParamsError(f"experiment {args.experiment!r} is not in params.yaml; "
-                              f"known: {', '.join(params.experiments)}")
+        params.experiment(args.experiment)
         overall = evaluate_experiment(args.experiment, params)
     except (ParamsError, SchemaError, FileNotFoundError) as error:
         print(f"evaluate: {error}", file=sys.stderr)

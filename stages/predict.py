@@ -27,7 +27,7 @@ from stages.lib.backbones.registry import load
 from stages.lib.faces.detect import CropError, make_detector
 from stages.lib.sources.plan import weight_path
 from stages.lib.heads.framing import choose_framing, read_framing
-from stages.lib.heads.inference import annotate, check_heads, format_table, load_heads, predict_photos
+from stages.lib.heads.inference import Cutting, annotate, check_heads, format_table, load_heads, predict_photos
 from stages.lib.core.params import ParamsError, load_params
 
 
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         params = load_params()
-        if args.experiment not in params.experiments:
-            raise ParamsError(f"--experiment {args.experiment!r} is not in params.yaml's experiments: "
-                              f"{', '.join(params.experiments)}")
+        params.experiment(args.experiment)
         models_dir = params.paths.models / args.experiment
         heads = load_heads(models_dir)
         spec, embed = load(params.backbone, params.seed, params.paths.weights)
@@ -69,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     for warning in warnings:
         print(f"predict: warning: {warning}", file=sys.stderr)
     print(f"predict: faces framed as {framing.describe()} ({framing.source})", file=sys.stderr)
-    results, found = predict_photos(args.photos, detector, framing.margin or 0.0, params.crop.size,
-                                    embed, spec.input_size, heads, spec.published_outputs)
+    results, found = predict_photos(args.photos, Cutting(detector, framing.margin or 0.0, params.crop.size),
+                                    (spec, embed), heads)
     print(results.to_json(orient="records", indent=2) if args.json else format_table(results))
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)

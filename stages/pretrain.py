@@ -4,31 +4,32 @@
 
 - VGG-Face with its published weights: the published files' heads in dense form (no training):
   `age.keras`, `gender.keras` from data/raw/weights/age.h5 and gender.h5 (init `published`, the
-  study's baseline) and `vgg_face.keras` from vgg_face.h5 (init `vgg_face` takes its fc6/fc7);
+  study's baseline) and `vgg_face.keras` from vgg_face.h5 (init `backbone` takes its fc6/fc7);
   whatever the experiments' inits (so that editing an experiment never re-runs this stage).
 - any other backbone (dlib_resnet, VGG-Face with backbone.weights = random: no published files fit
   their features): `age.keras` and `gender.keras` trained
   from a seeded start on the pretrain-role dataset's train split (early stopping on its val split),
   standing in for the published models, which were trained on another dataset than the finetune one.
-  Init `published` uses them as they are; init `vgg_face` starts from their fc6/fc7.
-- a backbone whose published heads are its own model's output layers (wide_resnet_imdb): nothing to
-  build or train; the features stage stored those outputs, init `published` reads them there (the
-  train stage saves heads that select them), and
-  init `vgg_face` starts from the seeded random init (no hidden layers were published).
+  Init `published` starts from them; init `backbone` from their fc6/fc7.
+- a backbone whose published heads are its own model's output layers (wide_resnet_imdb): those
+  layers as published (one Dense layer without bias and a softmax per task, on the 131,072-wide
+  flatten the features stage stores), which init `published` fine-tunes from; the published model
+  used as it is reads the outputs the features stage stored (the train stage saves heads that select
+  them); init `backbone` starts from the seeded random init (no hidden layers were published).
 Also writes history.csv, live/ (dvclive) and framing.json (how the heads' training faces were framed)
 as the train stage does.
 """
 
 from __future__ import annotations
 
-from stages.lib.backbones.registry import describe, uses_published_weights
+from stages.lib.backbones.registry import describe, published_output_layers, uses_published_weights
 from stages.lib.core.params import load_params
 from stages.lib.heads.framing import published_framing, training_framing, write_framing
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
-from stages.lib.heads.training import (configure_determinism, published_heads, role_splits, save_heads,
-                                 train_heads)
+from stages.lib.heads.training import (HeadData, configure_determinism, published_heads, published_layer_heads,
+                                       role_splits, save_heads, train_heads)
 
 STARTS = ("age", "gender", "vgg_face")  # the published files a head can start from
 
@@ -38,9 +39,10 @@ def main() -> None:
     paths = params.paths
     configure_determinism(params.seed)
     features = open_features(paths.features)
-    if describe(params.backbone).published_outputs:
-        models, histories = {}, {}
-        summary = {"source": "the published model's own outputs, stored by the features stage", "heads": []}
+    spec = describe(params.backbone)
+    if spec.published_outputs:
+        models, histories = published_layer_heads(published_output_layers(params.backbone, paths.weights)), {}
+        summary = {"source": "the published model's own output layers", "heads": list(models)}
         framing = published_framing()
     elif uses_published_weights(params.backbone):
         models, histories = published_heads(paths.weights, STARTS, features.dim, params), {}
@@ -49,7 +51,8 @@ def main() -> None:
     else:
         train, val = role_splits(read_manifest(paths.manifest), params.roles.pretrain, "pretrain")
         plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
-        models, histories = train_heads(params, features, train, val, "random", plan)
+        fitted = train_heads(HeadData(params, features, train, val), "random", plan)
+        models, histories = fitted.heads, fitted.histories
         summary = {"source": f"trained on {params.roles.pretrain}", "train_faces": len(train), "val_faces": len(val)}
         framing = training_framing(train, params.crop.margin, params.roles.pretrain)
     save_heads(models, histories, paths.pretrain, summary)

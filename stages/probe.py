@@ -35,7 +35,7 @@ from stages.lib.evaluation.results import bootstrap_from
 from stages.lib.evaluation.worst_groups import summarise_experiments
 from stages.lib.heads.probe import fit_probe, probe_predictions
 from stages.lib.heads.sampling import SamplingError, balanced_indices, group_codes
-from stages.lib.heads.training import configure_determinism, predict_heads, role_splits, train_heads
+from stages.lib.heads.training import HeadData, configure_determinism, predict_heads, role_splits, train_heads
 from stages.lib.splitting.identity import holds_features_of
 
 ATTRIBUTES = ("race", "gender")
@@ -58,11 +58,10 @@ def probed_backbones(params: Params) -> list[tuple[str, Params, Path]]:
     return probed
 
 
-def heads_predictions(params: Params, features, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
-                      plan, name: str) -> pd.DataFrame:
+def heads_predictions(data: HeadData, test: pd.DataFrame, plan, name: str) -> pd.DataFrame:
     """Test predictions of heads from the compare stage's seeded random start, trained on `plan`."""
-    models, _ = train_heads(params, features, train, val, "random", plan)
-    return predict_heads(models, features, test, params.train.batch_size, name)
+    models = train_heads(data, "random", plan).heads
+    return predict_heads(models, data.features, test, batch_size=data.params.train.batch_size, experiment=name)
 
 
 def probe_backbone(label: str, params: Params, folder: Path, manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -72,17 +71,18 @@ def probe_backbone(label: str, params: Params, folder: Path, manifest: pd.DataFr
     features = open_features(folder)
     train, val = role_splits(manifest, params.roles.finetune, "finetune")
     test = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
+    data = HeadData(params, features, train, val)
     probes = []
     for attribute in ATTRIBUTES:
-        model, classes = fit_probe(params, features, train, val, attribute)
-        predicted = probe_predictions(model, classes, features, test, attribute, params.train.batch_size)
+        model, classes = fit_probe(data, attribute)
+        predicted = probe_predictions(model, classes, features, test, attribute=attribute,
+                                      batch_size=params.train.batch_size)
         probes.append(probe_summary(predicted, label, attribute, bootstrap))
     compared = params.paths.compare_reports / label / "predictions.parquet"
     plain = (pd.read_parquet(compared) if label in params.compare_backbones and compared.exists()
-             else heads_predictions(params, features, train, val, test, (np.arange(len(train)), None), "plain"))
+             else heads_predictions(data, test, (np.arange(len(train)), None), "plain"))
     codes, _ = group_codes(train, ["race", "gender"], params.age_bands)
-    balanced = heads_predictions(params, features, train, val, test,
-                                 (balanced_indices(codes, "mean", params.seed), None), "balanced")
+    balanced = heads_predictions(data, test, (balanced_indices(codes, "mean", params.seed), None), "balanced")
     summary, _ = summarise_experiments({"plain": plain, "balanced": balanced}, "plain", bootstrap,
                                        params.evaluate.min_group_size)
     return pd.concat(probes, ignore_index=True), summary.assign(backbone=label)

@@ -13,7 +13,7 @@ from stages.lib.heads.inference import predict_crops
 from stages.lib.core.params import ParamsError
 from stages.lib.heads.sampling import training_plan
 from stages.lib.backbones.store import open_features
-from stages.lib.heads.training import train_heads
+from stages.lib.heads.training import HeadData, train_heads
 from tests.test_features import make_params, write_crops
 
 FAKE_DIM = 6
@@ -54,13 +54,14 @@ def test_a_registered_backbone_runs_through_features_and_training(tmp_path, fake
     features = open_features(tmp_path / "features")
     train, val = manifest.iloc[:30], manifest.iloc[30:]
     plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
-    models, histories = train_heads(params.model_copy(update={"train": params.train.model_copy(update={"epochs": 2})}),
-                                    features, train, val, "random", plan)
+    short = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 2})})
+    fitted = train_heads(HeadData(short, features, train, val), "random", plan)
+    models, histories = fitted.heads, fitted.histories
     assert models["age"].input_shape[-1] == FAKE_DIM and set(histories) == {"age", "gender"}
 
     spec, embed = backbones.load(params.backbone, params.seed, tmp_path / params.paths.weights)
     crops = [np.full((40, 40, 3), value, np.uint8) for value in (10, 200)]
-    predictions = predict_crops(crops, [0.4, np.nan], embed, spec.input_size, models)
+    predictions = predict_crops(crops, [0.4, np.nan], (spec, embed), models)
     assert list(predictions.columns) == ["age", "age_argmax", "gender", "p_female"] and len(predictions) == 2
 
 

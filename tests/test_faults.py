@@ -341,7 +341,7 @@ def spoil_params(**sections) -> None:
 
 @pytest.mark.parametrize("change, key", [
     ({"split": {"train": 0.8, "val": 0.2, "test": 0.3}}, "split: train + val + test must be 1, got 1.3"),
-    ({"experiments": {"x2": {"init": "vgg_face", "oversample": [{"min_age": 60, "factor": 0}]}}},
+    ({"experiments": {"x2": {"init": "backbone", "oversample": [{"min_age": 60, "factor": 0}]}}},
      "experiments.x2.oversample.0.factor"),
 ])
 def test_the_features_stage_names_bad_params_in_one_line(stage_project, capsys, change, key):

@@ -96,9 +96,9 @@ def test_published_init_sets_every_layer_exactly():
         np.testing.assert_array_equal(bias, weights[name][1])
 
 
-def test_vgg_face_init_copies_fc6_fc7_and_leaves_the_output_new():
+def test_backbone_init_copies_fc6_fc7_and_leaves_the_output_new():
     fresh = layer_weights(head(seed=1))
-    model = init_head(head(seed=1), "vgg_face", {k: v for k, v in fake_weights().items() if k != "predictions"})
+    model = init_head(head(seed=1), "backbone", {k: v for k, v in fake_weights().items() if k != "predictions"})
     got, weights = layer_weights(model), fake_weights()
     for name in ("fc6", "fc7"):
         np.testing.assert_array_equal(got[name][0], weights[name][0])
@@ -120,7 +120,7 @@ def test_init_errors_name_the_problem():
     with pytest.raises(HeadWeightsError, match="no layer 'predictions'"):
         init_head(head(), "published", {k: v for k, v in fake_weights().items() if k != "predictions"})
     with pytest.raises(HeadWeightsError, match="needs starting weights"):
-        init_head(head(), "vgg_face")
+        init_head(head(), "backbone")
     with pytest.raises(HeadWeightsError, match="takes no starting weights"):
         init_head(head(), "random", fake_weights())
     with pytest.raises(HeadWeightsError, match="not one of"):

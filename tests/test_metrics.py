@@ -317,14 +317,14 @@ def test_band_only_ages_are_judged_by_band_accuracy():
 
 
 def test_training_steps_split_r14_into_retraining_and_rebalancing():
-    experiments = {"published": Experiment(init="published"), "retrained": Experiment(init="vgg_face"),
-                   "oversample_x2": Experiment(init="vgg_face", oversample=[{"min_age": 60, "factor": 2}]),
-                   "reweight": Experiment(init="vgg_face", reweight="inverse_band_frequency"),
-                   "naive_split": Experiment(init="vgg_face", split="naive")}
+    experiments = {"published": Experiment(init="published", protocol="none"), "retrained": Experiment(init="backbone"),
+                   "oversample_x2": Experiment(init="backbone", oversample=[{"min_age": 60, "factor": 2}]),
+                   "reweight": Experiment(init="backbone", reweight="inverse_band_frequency"),
+                   "naive_split": Experiment(init="backbone", split="naive")}
     assert training_steps(experiments) == [("retraining", "published", "retrained"),
                                            ("rebalancing", "retrained", "oversample_x2"),
                                            ("rebalancing", "retrained", "reweight")]
-    assert training_steps({"published": Experiment(init="published")}) == []
+    assert training_steps({"published": Experiment(init="published", protocol="none")}) == []
 
 
 def test_retraining_gets_the_cut_it_made_and_rebalancing_only_its_own():

@@ -10,25 +10,15 @@ import tensorflow as tf
 import yaml
 
 from stages.lib.core.params import ParamsError, validate
-from stages.lib.heads.mitigation import (
-    Budget,
-    MitigationError,
-    Rows,
-    cross_entropy,
-    early_stopped,
-    exponentiated_update,
-    fit_adversarial,
-    fit_group_dro,
-    gradient_reversal,
-    group_means,
-    hidden_activations,
-    retrain_last_layer,
-    train_experiment_heads,
-    worst_group_loss,
-)
+from stages.lib.heads.adversarial import fit_adversarial, gradient_reversal
+from stages.lib.heads.group_dro import exponentiated_update, fit_group_dro
+from stages.lib.heads.last_layer import hidden_activations, retrain_last_layer
+from stages.lib.heads.loops import MitigationError, Trainer, fit_trainer, group_means, row_batches, worst_group_loss
+from stages.lib.heads.methods import fit_experiment
 from stages.lib.heads.model import build_head, layer_weights
 from stages.lib.heads.sampling import SamplingError, balanced_holdout, balanced_indices, group_codes
-from stages.lib.heads.training import Features, fit_head, predict_probs
+from stages.lib.heads.training import (Budget, Features, HeadData, TaskRows, cross_entropy, fit_head,
+                                       predict_probs)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,14 +57,14 @@ def test_the_project_runs_every_mitigation_with_its_defaults(raw):
 ])
 def test_bad_mitigation_params_are_named(raw, mitigation, message):
     with pytest.raises(ParamsError, match=message):
-        validate(with_experiment(raw, {"init": "vgg_face", "mitigation": mitigation}))
+        validate(with_experiment(raw, {"init": "backbone", "mitigation": mitigation}))
 
 
 def test_a_mitigation_neither_starts_published_nor_mixes_with_oversampling(raw):
-    with pytest.raises(ParamsError, match=r"experiments\.x: mitigation 'group_dro' trains the heads: init must be"):
+    with pytest.raises(ParamsError, match=r"experiments\.x: mitigation 'group_dro' trains the heads' hidden layer: init must be"):
         validate(with_experiment(raw, {"init": "published", "mitigation": {"method": "group_dro"}}))
     with pytest.raises(ParamsError, match="leave oversample empty and reweight none"):
-        validate(with_experiment(raw, {"init": "vgg_face", "reweight": "inverse_band_frequency",
+        validate(with_experiment(raw, {"init": "backbone", "reweight": "inverse_band_frequency",
                                        "mitigation": {"method": "balanced"}}))
 
 
@@ -145,19 +135,25 @@ def test_gradient_reversal_is_identity_forward_and_negates_the_gradient():
     np.testing.assert_allclose(tape.gradient(total, x).numpy(), [-1.5, -1.5])
 
 
-def test_early_stopping_restores_the_best_epoch():
-    model = build_head(3, 2, 2, 0.0, "toy")
-    marks = iter([5.0, 1.0, 7.0, 9.0, 0.5])
+class Counting(Trainer):
+    """A trainer whose every step adds 1 to the output kernel: each epoch's weights differ."""
 
-    def run_epoch():
-        kernel = model.get_layer("predictions").kernel
+    def train_step(self, data):
+        kernel = self.head.get_layer("predictions").kernel
         kernel.assign(kernel + 1.0)
-        return 0.0
+        return self.record(tf.constant(0.0), tf.shape(data[1])[0])
 
+
+def test_a_trainer_is_fitted_by_keras_and_early_stopping_restores_the_best_epoch():
+    model = build_head(3, 2, 2, 0.0, name="toy")
+    marks = iter([5.0, 1.0, 7.0, 9.0, 0.5])
+    budget = Budget(epochs=5, patience=2, batch_size=4, learning_rate=0.01, seed=0)
+    data = TaskRows(np.arange(8), np.zeros(8, dtype=np.int64))
     weights = []
-    history = early_stopped(model, run_epoch, lambda: (weights.append(model.get_weights()), next(marks))[1],
-                            epochs=5, patience=2)
+    history = fit_trainer(Counting(model), row_batches(np.zeros((8, 3), np.float16), data, budget),
+                          lambda: (weights.append(model.get_weights()), next(marks))[1], budget=budget)
     assert history["val_loss"] == [5.0, 1.0, 7.0, 9.0]   # stopped after two epochs without a better one
+    assert history["loss"] == [0.0] * 4
     for now, best in zip(model.get_weights(), weights[1]):
         np.testing.assert_array_equal(now, best)
 
@@ -176,7 +172,7 @@ def planted_imbalance(n_major=600, n_minor=40, seed=0):
     features = rng.normal(size=(len(groups), DIM)).astype(np.float16)
     features[:, 1] = groups * 2.0
     labels = ((features[:, 0] > 0) ^ (groups == 1)).astype(np.int64)
-    return features, Rows(np.arange(len(groups)), labels, groups)
+    return features, TaskRows(np.arange(len(groups)), labels, groups)
 
 
 def group_losses(model, features, data):
@@ -186,11 +182,10 @@ def group_losses(model, features, data):
 
 def test_group_dro_lowers_the_worst_groups_training_loss_against_plain_training():
     features, data = planted_imbalance()
-    plain = build_head(DIM, 8, 2, 0.0, "plain", seed=1)
-    fit_head(plain, features, data.rows, data.labels, data.rows, data.labels, epochs=BUDGET.epochs,
-             patience=BUDGET.patience, batch_size=BUDGET.batch_size, learning_rate=BUDGET.learning_rate, seed=0)
-    robust = build_head(DIM, 8, 2, 0.0, "dro", seed=1)
-    history, weights = fit_group_dro(robust, features, data, data, 2, step_size=0.05, budget=BUDGET)
+    plain = build_head(DIM, 8, 2, 0.0, name="plain", seed=1)
+    fit_head(plain, features, data, data, budget=BUDGET)
+    robust = build_head(DIM, 8, 2, 0.0, name="dro", seed=1)
+    history, weights = fit_group_dro(robust, features, data, data, n_groups=2, step_size=0.05, budget=BUDGET)
     plain_losses, robust_losses = group_losses(plain, features, data), group_losses(robust, features, data)
     assert max(plain_losses) == plain_losses[1]                    # the small group is the worst off
     assert max(robust_losses) < 0.7 * max(plain_losses)
@@ -219,14 +214,13 @@ def race_probe_accuracy(model, features, rows, race):
 
 def test_adversarial_training_lowers_a_race_probes_accuracy_on_the_hidden_layer():
     features, gender, race = race_in_the_features()
-    train = Rows(np.arange(800), gender[:800], np.zeros(800, dtype=np.int64), {"race": race[:800]})
-    val = Rows(np.arange(800, 1600), gender[800:], np.zeros(800, dtype=np.int64))
+    train = TaskRows(np.arange(800), gender[:800], np.zeros(800, dtype=np.int64), {"race": race[:800]})
+    val = TaskRows(np.arange(800, 1600), gender[800:], np.zeros(800, dtype=np.int64))
     budget = Budget(epochs=60, patience=60, batch_size=64, learning_rate=0.01, seed=0)
-    plain = build_head(DIM, 16, 2, 0.0, "plain", seed=2)
-    fit_head(plain, features, train.rows, train.labels, val.rows, val.labels, epochs=budget.epochs,
-             patience=budget.patience, batch_size=64, learning_rate=0.01, seed=0)
-    fair = build_head(DIM, 16, 2, 0.0, "fair", seed=2)
-    history = fit_adversarial(fair, features, train, val, {"race": 3}, strength=1.0, adversary_width=64,
+    plain = build_head(DIM, 16, 2, 0.0, name="plain", seed=2)
+    fit_head(plain, features, train, val, budget=budget)
+    fair = build_head(DIM, 16, 2, 0.0, name="fair", seed=2)
+    history = fit_adversarial(fair, features, train, val, classes={"race": 3}, strength=1.0, adversary_width=64,
                               budget=budget)
     plain_probe = race_probe_accuracy(plain, features, val.rows, race)
     fair_probe = race_probe_accuracy(fair, features, val.rows, race)
@@ -239,14 +233,14 @@ def test_adversarial_training_lowers_a_race_probes_accuracy_on_the_hidden_layer(
 
 def test_last_layer_refit_changes_only_the_output_layer_and_helps_the_held_out_groups():
     features, data = planted_imbalance(seed=1)
-    model = build_head(DIM, 16, 2, 0.0, "toy", seed=3)
+    model = build_head(DIM, 16, 2, 0.0, name="toy", seed=3)
     major = np.flatnonzero(data.groups == 0)
-    fit_head(model, features, major, data.labels[major], major, data.labels[major], epochs=20, patience=20,
-             batch_size=64, learning_rate=0.01, seed=0)
+    majority = TaskRows(major, data.labels[major])
+    fit_head(model, features, majority, majority, budget=Budget(epochs=20, patience=20, batch_size=64, learning_rate=0.01, seed=0))
     before = layer_weights(model)
     holdout = data.take(np.concatenate([major[:40], np.flatnonzero(data.groups == 1)]))
     worst_before = max(group_losses(model, features, data))
-    history = retrain_last_layer(model, features, holdout, holdout, BUDGET)
+    history = retrain_last_layer(model, features, holdout, holdout, budget=BUDGET)
     after = layer_weights(model)
     for layer in ("fc6", "fc7"):
         for old, new in zip(before[layer], after[layer]):
@@ -279,7 +273,8 @@ def tiny_split(n=120, seed=0):
 def test_every_mitigation_trains_both_heads_of_an_experiment(raw, mitigation):
     params = tiny_params(raw, mitigation)
     features, train, val = tiny_split()
-    models, histories, summary = train_experiment_heads(params, features, train, val, params.experiments["x"])
+    fitted = fit_experiment(HeadData(params, features, train, val), params.experiments["x"])
+    models, histories, summary = fitted.heads, fitted.histories, fitted.trained_on
     assert set(models) == {"age", "gender"}
     assert models["age"].output_shape == (None, 31) and models["gender"].output_shape == (None, 2)
     assert {"age", "gender"} <= set(histories)
@@ -300,5 +295,5 @@ def test_an_adversary_for_a_label_no_training_row_has_is_refused(raw):
     params = tiny_params(raw, {"method": "adversarial"})
     features, train, val = tiny_split()
     with pytest.raises(MitigationError, match="fewer than two race labels, so no adversary can predict it"):
-        train_experiment_heads(params, features, train.assign(race=None), val.assign(race=None),
-                               params.experiments["x"])
+        fit_experiment(HeadData(params, features, train.assign(race=None), val.assign(race=None)),
+                       params.experiments["x"])

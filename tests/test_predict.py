@@ -15,7 +15,7 @@ from stages.lib.backbones.registry import load
 from stages.lib.faces.geometry import Detection, cut_square, square_region
 from stages.lib.backbones.store import read_features, run_features
 from stages.lib.heads.model import build_head
-from stages.lib.heads.inference import photo_faces, predict_crops, predict_photos
+from stages.lib.heads.inference import Cutting, photo_faces, predict_crops, predict_photos
 from tests.test_features import BACKBONE, ROOT, make_params
 
 CROP_SIZE = 32  # = BACKBONE's input_size
@@ -34,8 +34,8 @@ class FixedDetector:
 
 
 def heads(dim: int, fc_width: int = 16) -> dict:
-    return {"age": build_head(dim, fc_width, 101, 0.5, "age", seed=1),
-            "gender": build_head(dim, fc_width, 2, 0.5, "gender", seed=2)}
+    return {"age": build_head(dim, fc_width, 101, 0.5, name="age", seed=1),
+            "gender": build_head(dim, fc_width, 2, 0.5, name="gender", seed=2)}
 
 
 def photo(seed: int = 0, size=(120, 160)) -> np.ndarray:
@@ -66,7 +66,7 @@ def test_predictions_equal_the_pipelines_on_the_same_crop(tmp_path):
     cached = np.asarray(read_features(tmp_path / "features").values, np.float32)
     spec, embed = load(params.backbone, params.seed, tmp_path / params.paths.weights)
     models = heads(spec.feature_dim)
-    ours = predict_crops([crop], [np.nan], embed, spec.input_size, models)
+    ours = predict_crops([crop], [np.nan], (spec, embed), models)
     pipeline_age = models["age"].predict(cached, verbose=0) @ np.arange(101)
     np.testing.assert_allclose(ours["age"], pipeline_age, rtol=1e-3)
 
@@ -84,8 +84,8 @@ def test_every_photo_is_accounted_for(tmp_path):
             return super().detect(image) if image.shape[1] == 160 and image[0, 0, 0] == photo()[0, 0, 0] else []
 
     results, found = predict_photos([good, empty, broken, tmp_path / "missing.jpg"],
-                                    ByFile([(10, 10, 20, 20), (60, 30, 50, 40)]), 0.4, CROP_SIZE,
-                                    embed, spec.input_size, heads(spec.feature_dim))
+                                    Cutting(ByFile([(10, 10, 20, 20), (60, 30, 50, 40)]), 0.4, CROP_SIZE),
+                                    (spec, embed), heads(spec.feature_dim))
     by_photo = results.groupby("photo")
     assert by_photo.size().to_dict() == {str(good): 2, str(empty): 1, str(broken): 1, str(tmp_path / "missing.jpg"): 1}
     faces = results[results["photo"] == str(good)]
@@ -191,17 +191,20 @@ def test_heads_trained_on_chips_take_each_photo_as_a_chip(project, capsys):
 
 
 def test_train_records_the_framing_of_its_faces(tmp_path, monkeypatch):
-    from stages import train
-    from stages.lib.heads.framing import published_framing, read_framing, write_framing
+    from stages.lib.core.params import Experiment
+    from stages.lib.heads.framing import heads_framing, published_framing, read_framing, write_framing
 
     params = make_params()
     rows = crops_rows(["dataset_box"] * 4)
-    assert train.heads_framing("vgg_face", rows, params) == read_framing_of(tmp_path, rows, params)
+    retrained, fine_tuned = Experiment(init="backbone"), Experiment(init="published", protocol="ours")
+    baseline = Experiment(init="published", protocol="none")
+    assert heads_framing(retrained, rows, params) == read_framing_of(tmp_path, rows, params)
+    assert heads_framing(fine_tuned, rows, params) == read_framing_of(tmp_path, rows, params)  # it learned them too
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
-        train.heads_framing("published", rows, params)
+        heads_framing(baseline, rows, params)
     write_framing(tmp_path / "models/_pretrain", published_framing())
-    assert train.heads_framing("published", rows, params) == published_framing()
+    assert heads_framing(baseline, rows, params) == published_framing()
     assert read_framing(tmp_path / "models/_pretrain").margin == 0.4
 
 
@@ -214,17 +217,26 @@ def read_framing_of(folder: Path, rows: pd.DataFrame, params):
 
 
 def test_published_output_heads_read_the_models_own_outputs_after_the_feature_row():
-    from stages.lib.heads.training import published_output_heads
+    from stages.lib.backbones.registry import BackboneSpec
+    from stages.lib.heads.training import published_output_heads, published_layer_heads
 
     published = np.array([[0.8, 0.2, *np.eye(101)[30]], [0.1, 0.9, *np.eye(101)[61]]], dtype=np.float32)
+    inputs = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
 
-    def embed(images, margins):  # 4 feature columns, then the published model's outputs
-        return np.concatenate([np.full((len(images), 4), 7.0, np.float32), published[:len(images)]], axis=1)
+    def embed(images, margins):  # 4 feature columns, the published model's outputs, then what they read
+        return np.concatenate([np.full((len(images), 4), 7.0, np.float32), published[:len(images)],
+                               inputs[:len(images)]], axis=1)
 
+    spec = BackboneSpec(name="toy", input_size=32, alignment="none", feature_dim=4, head_width=8,
+                        published_heads=False, weights_file=None, published_outputs=103, published_inputs=3)
     crops = [np.zeros((32, 32, 3), np.uint8)] * 2
-    heads = published_output_heads(103, 100)
-    result = predict_crops(crops, [np.nan, np.nan], embed, 32, heads, published_outputs=103)
+    result = predict_crops(crops, [np.nan, np.nan], (spec, embed), published_output_heads(103, 100))
     assert list(result["age"]) == [30.0, 61.0] and list(result["gender"]) == ["female", "male"]
     assert result["p_female"].tolist() == pytest.approx([0.8, 0.1])
     with pytest.raises(ValueError, match="check labels.max_age"):
         published_output_heads(103, 90)
+    # the published output layers themselves read the last part: input 0 says female, 30; input 2 male, 61
+    kernels = {"gender": np.log(np.array([[9.0, 1.0], [1.0, 1.0], [1.0, 9.0]])) * 10,
+               "age": np.log(np.maximum(np.eye(101)[[30, 0, 61]], 1e-30))}
+    layered = predict_crops(crops, [np.nan, np.nan], (spec, embed), published_layer_heads(kernels))
+    assert list(layered["gender"]) == ["female", "male"] and layered["age"].round().tolist() == [30.0, 61.0]

@@ -11,8 +11,8 @@ import yaml
 from stages import pretrain, train
 from stages.lib.core.params import ParamsError, validate
 from stages.lib.heads.model import build_head
-from stages.lib.heads.protocol import STUDY_LEARNING_RATE, cross_entropy, fit_head_study, selection_summary
-from stages.lib.heads.training import predict_probs
+from stages.lib.heads.protocol import STUDY_LEARNING_RATE, fit_head_study, selection_summary
+from stages.lib.heads.training import TaskRows, cross_entropy, predict_probs
 from tests.test_train import DIM, determinism_requests, toy_problem, write_project  # noqa: F401 (a fixture)
 
 
@@ -20,13 +20,13 @@ def test_the_study_loop_trains_one_random_batch_per_epoch_and_keeps_the_best_tes
     features, labels = toy_problem(300)
     model = build_head(DIM, 8, 3, dropout=0.2, name="toy", seed=0)
     splits = {"train": np.arange(0, 180), "val": np.arange(180, 210), "test": np.arange(210, 300)}
-    history = fit_head_study(model, features, "gender", *((rows, labels[rows]) for rows in splits.values()),
+    history = fit_head_study(model, features, "gender", {name: TaskRows(rows, labels[rows]) for name, rows in splits.items()},
                              seed=1, epochs=12, batch_size=16)
     assert float(model.optimizer.learning_rate) == pytest.approx(STUDY_LEARNING_RATE)
     assert int(model.optimizer.iterations) == 12  # an "epoch" is one batch
     assert all(len(values) == 12 for values in history.values())
     kept = predict_probs(model, features, splits["test"], 64)
-    assert cross_entropy(kept, labels[splits["test"]]) == pytest.approx(min(history["test_loss"]), rel=1e-4)
+    assert cross_entropy(kept, labels[splits["test"]]).mean() == pytest.approx(min(history["test_loss"]), rel=1e-4)
     assert min(history["test_loss"]) < history["test_loss"][0]
 
 
@@ -40,11 +40,15 @@ def test_selection_summary_compares_the_test_figure_at_both_checkpoints():
     assert gender["metric"] == "accuracy" and gender["flattery"] == pytest.approx(0.05)
 
 
-def test_study_protocol_needs_heads_to_train():
+@pytest.mark.parametrize("experiment, message", [
+    ({"init": "backbone", "protocol": "none"}, "experiments.x: protocol `none` trains nothing"),
+    ({"init": "published"}, "experiments.x: init `published` needs a protocol: `none`"),
+    ({"init": "vgg_face"}, "experiments.x.init: init 'vgg_face' is now called 'backbone'"),
+])
+def test_what_an_experiment_starts_from_and_how_it_trains_are_said_plainly(experiment, message):
     raw = {"roles": {"pretrain": "d", "finetune": "d", "evaluate": ["d"]}, "datasets": {"d": {"adapter": "utkface"}},
-           "split": {"train": 0.6, "val": 0.1, "test": 0.3},
-           "experiments": {"x": {"init": "published", "protocol": "study"}}}
-    with pytest.raises(ParamsError, match="experiments.x: protocol `study` is a way of training"):
+           "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "experiments": {"x": experiment}}
+    with pytest.raises(ParamsError, match=message):
         validate(raw)
 
 
@@ -52,7 +56,7 @@ def test_train_stage_runs_the_study_protocol_and_records_the_flattery(tmp_path, 
     monkeypatch.chdir(tmp_path)
     manifest = write_project(tmp_path, {"weights": "random", "fc_width": 8})
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    raw["experiments"]["study_protocol"] = {"init": "vgg_face", "protocol": "study"}
+    raw["experiments"]["study_protocol"] = {"init": "backbone", "protocol": "study"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     pretrain.main()
     train.run("study_protocol")

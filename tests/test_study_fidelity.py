@@ -91,7 +91,7 @@ def test_the_report_shows_how_much_picking_on_test_flatters(tmp_path):
                  "gender": {"metric": "accuracy", "epoch_picked_on_test": 90, "epoch_picked_on_val": 95,
                             "test_accuracy_picked_on_test": 0.9, "test_accuracy_picked_on_val": 0.89,
                             "flattery": 0.01}}
-    (live / "metrics.json").write_text(json.dumps({"init": "vgg_face", "protocol": "study", "selection": selection}))
+    (live / "metrics.json").write_text(json.dumps({"init": "backbone", "protocol": "study", "selection": selection}))
     rows = selection_table(params).set_index("head")
     assert rows.loc["age", "checkpoint picked on test (the study's)"] == "8.10 (epoch 180)"
     assert rows.loc["age", "flattery"] == "0.35 years" and rows.loc["gender", "flattery"] == "1.0 pts"

@@ -17,7 +17,13 @@ from stages.lib.heads.model import build_head, layer_weights
 from stages.lib.core.params import ParamsError, validate
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 from stages.lib.backbones.store import open_features
+from stages.lib.backbones.store import Features
 from stages.lib.heads.training import (
+    Budget,
+    HeadData,
+    TaskRows,
+    published_layer_heads,
+    start_head,
     fit_head,
     history_frame,
     predict_probs,
@@ -26,6 +32,9 @@ from stages.lib.heads.training import (
 )
 
 DIM = 10
+MINIMAL = {"roles": {"pretrain": "d", "finetune": "d", "evaluate": ["d"]}, "datasets": {"d": {"adapter": "utkface"}},
+           "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "experiments": {"x": {"init": "random"}},
+           "paths": yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["paths"]}
 
 
 @pytest.fixture
@@ -48,9 +57,10 @@ def toy_problem(n=240, seed=0):
 
 def fit(features, labels, seed, epochs=4, patience=10, weights=None):
     model = build_head(DIM, 8, 3, dropout=0.2, name="toy", seed=seed)
-    history = fit_head(model, features, np.arange(0, 180), labels[:180], np.arange(180, 240), labels[180:],
-                       sample_weight=weights, epochs=epochs, patience=patience, batch_size=32,
-                       learning_rate=0.01, seed=seed)
+    history = fit_head(model, features, TaskRows(np.arange(0, 180), labels[:180]),
+                       TaskRows(np.arange(180, 240), labels[180:]),
+                       budget=Budget(epochs=epochs, patience=patience, batch_size=32, learning_rate=0.01, seed=seed),
+                       sample_weight=weights)
     return model, history
 
 
@@ -106,8 +116,8 @@ def test_sample_weights_change_the_fit():
 def test_fit_refuses_an_empty_validation_split():
     features, labels = toy_problem()
     with pytest.raises(ValueError, match="val"):
-        fit_head(build_head(DIM, 8, 3, 0.0, "toy"), features, np.arange(10), labels[:10], np.arange(0), labels[:0],
-                 epochs=1, patience=1, batch_size=4, learning_rate=0.01, seed=0)
+        fit_head(build_head(DIM, 8, 3, 0.0, name="toy"), features, TaskRows(np.arange(10), labels[:10]),
+                 TaskRows(np.arange(0), labels[:0]), budget=Budget(epochs=1, patience=1, batch_size=4, learning_rate=0.01, seed=0))
 
 
 def test_history_table_has_a_column_pair_per_trained_head():
@@ -131,17 +141,31 @@ def save_head(path, classes, seed):
 def test_starting_weights_resolve_from_the_pretrain_folder(tmp_path):
     age = save_head(tmp_path / "age.keras", 101, seed=1)
     vgg = save_head(tmp_path / "vgg_face.keras", 2622, seed=2)
-    published = starting_weights("published", "age", tmp_path, True)
-    assert set(published) == {"fc6", "fc7", "predictions"}
-    np.testing.assert_array_equal(published["predictions"][0], age["predictions"][0])
-    real = starting_weights("vgg_face", "age", tmp_path, True)     # published VGG-Face's fc6/fc7
-    offline = starting_weights("vgg_face", "age", tmp_path, False)    # the pretrain-trained head's
+    real = starting_weights("backbone", "age", tmp_path, True)     # published VGG-Face's fc6/fc7
+    offline = starting_weights("backbone", "age", tmp_path, False)    # the pretrain-trained head's
     assert set(real) == set(offline) == {"fc6", "fc7"}
     np.testing.assert_array_equal(real["fc6"][0], vgg["fc6"][0])
     np.testing.assert_array_equal(offline["fc6"][0], age["fc6"][0])
     assert starting_weights("random", "age", None, False) is None
     with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
-        starting_weights("published", "gender", tmp_path, True)
+        starting_weights("backbone", "gender", tmp_path, False)
+
+
+def test_init_published_starts_from_the_whole_published_head_whatever_its_layers(tmp_path):
+    """VGG-Face's published heads have fc6, fc7 and an output layer; the WideResNet's are one output
+    layer on its flatten: init `published` takes either as it is, to fine-tune it."""
+    age = save_head(tmp_path / "age.keras", 101, seed=1)
+    kernel = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    published_layer_heads({"gender": kernel})["gender"].save(tmp_path / "gender.keras")
+    data = HeadData(validate(MINIMAL), Features(np.zeros((1, DIM), np.float16), pd.Series([0], index=["a"])),
+                    pd.DataFrame(), pd.DataFrame(), tmp_path)
+    vgg_like = start_head(data, "age", "published")
+    np.testing.assert_array_equal(layer_weights(vgg_like)["predictions"][0], age["predictions"][0])
+    wide_like = start_head(data, "gender", "published")
+    assert [layer.name for layer in wide_like.layers] == ["features", "predictions", "softmax"]
+    np.testing.assert_array_equal(wide_like.get_layer("predictions").get_weights()[0], kernel)
+    with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
+        start_head(HeadData(data.params, data.features, data.train, data.val, tmp_path / "none"), "age", "published")
 
 
 # ----- the stages, end to end on a fake features cache ------------------------------------------
@@ -157,9 +181,9 @@ def write_project(root: Path, backbone: dict, features: np.ndarray | None = None
         "backbone": backbone,
         "train": {"epochs": 3, "patience": 2, "batch_size": 32, "learning_rate": 0.001, "dropout": 0.5},
         "experiments": {
-            "published": {"init": "published"},
-            "retrained": {"init": "vgg_face"},
-            "oversample_x2": {"init": "vgg_face", "oversample": [{"min_age": 60, "factor": 2}]},
+            "published": {"init": "published", "protocol": "none"},
+            "retrained": {"init": "backbone"},
+            "oversample_x2": {"init": "backbone", "oversample": [{"min_age": 60, "factor": 2}]},
             "reweight": {"init": "random", "reweight": "inverse_band_frequency"},
         },
     }

@@ -246,8 +246,8 @@ def test_published_predictions_come_from_the_stored_outputs_and_retrained_heads_
     with pytest.raises(ValueError, match="no published outputs"):
         published_output_predictions(Features(features.array, features.row_of), rows, "published")
     wide = validate({**PARAMS, "backbone": {**PARAMS["backbone"], "name": "wide_resnet_imdb"}}).backbone
-    assert start_for("vgg_face", wide) == "random" and start_for("published", wide) == "published"
-    assert start_for("vgg_face", validate(PARAMS).backbone) == "vgg_face"
+    assert start_for("backbone", wide) == "random" and start_for("published", wide) == "published"
+    assert start_for("backbone", validate(PARAMS).backbone) == "backbone"
 
 
 def test_a_wheel_todays_pip_refuses_for_its_metadata_is_fetched_with_the_legacy_pip(tmp_path, monkeypatch):

@@ -55,6 +55,9 @@ class BackboneSpec:
     # Width of the published model's own outputs (P(female), P(male), P(age = 0..max)) that `embed`
     # returns after the feature row and the features stage stores beside it in float32; 0: none.
     published_outputs: int = 0
+    # Width of what those published output layers read (the WideResNet's flatten), returned last by
+    # `embed` and stored in float16, so that they can be fine-tuned from their published weights; 0: none.
+    published_inputs: int = 0
 
     def as_dict(self) -> dict:
         return {**asdict(self), "weights": list(self.weights)}  # as JSON reads it back
@@ -119,18 +122,23 @@ class WideResnetImdb:
     """yu4u's WideResNet-16-8 trained on IMDB-Wiki: the 4x4-pooled grid, plus the published outputs."""
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
-        from stages.lib.backbones.wide_resnet import ALIGNMENT, FEATURE_DIM, PUBLISHED_OUTPUTS, WEIGHTS_FILE
+        from stages.lib.backbones.wide_resnet import ALIGNMENT, FEATURE_DIM, FULL_DIM, PUBLISHED_OUTPUTS, WEIGHTS_FILE
 
         return BackboneSpec(
             name="wide_resnet_imdb", input_size=config.input_size, alignment=ALIGNMENT, feature_dim=FEATURE_DIM,
             head_width=config.fc_width, published_heads=False, weights_file=WEIGHTS_FILE,
-            weights=("wide_resnet_imdb",), published_outputs=PUBLISHED_OUTPUTS,
+            weights=("wide_resnet_imdb",), published_outputs=PUBLISHED_OUTPUTS, published_inputs=FULL_DIM,
         )
 
     def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
         from stages.lib.backbones.wide_resnet import WEIGHTS_FILE, embedder, load_published_model
 
         return embedder(load_published_model(Path(weights_dir) / WEIGHTS_FILE))
+
+    def published_output_layers(self, config: BackboneConfig, weights_dir: Path) -> dict[str, np.ndarray]:
+        from stages.lib.backbones.wide_resnet import WEIGHTS_FILE, published_output_kernels
+
+        return published_output_kernels(Path(weights_dir) / WEIGHTS_FILE)
 
 
 _REGISTRY: dict[str, BackboneEntry] = {"vgg_face": VggFace(), "dlib_resnet": DlibResnet(),
@@ -158,12 +166,25 @@ def entry_for(config: BackboneConfig) -> BackboneEntry:
     return _REGISTRY[config.name]
 
 
-def split_outputs(spec: BackboneSpec, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """`embed`'s rows cut into (feature rows, the published model's outputs or None)."""
-    rows = np.asarray(rows)
-    if not spec.published_outputs:
-        return rows, None
-    return rows[:, :spec.feature_dim], rows[:, spec.feature_dim:]
+def embed_parts(spec: BackboneSpec, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """`embed`'s rows cut into what heads can read: `features` (the cached feature row) and, where the
+    backbone has them, `published_outputs` and `published_inputs` (see BackboneSpec), in that order."""
+    widths = {"features": spec.feature_dim, "published_outputs": spec.published_outputs,
+              "published_inputs": spec.published_inputs}
+    rows, parts, start = np.asarray(rows), {}, 0
+    for name, width in widths.items():
+        if width:
+            parts[name], start = rows[:, start:start + width], start + width
+    return parts
+
+
+def published_output_layers(config: BackboneConfig, weights_dir: Path) -> dict[str, np.ndarray]:
+    """{task: kernel} of the published output layers of a backbone whose published heads are its own
+    output layers (spec.published_outputs; such an entry has `published_output_layers`)."""
+    entry = entry_for(config)
+    if not describe(config).published_outputs:
+        raise ValueError(f"backbone {config.name!r} has no published output layers of its own")
+    return entry.published_output_layers(config, Path(weights_dir))
 
 
 def describe(config: BackboneConfig) -> BackboneSpec:

@@ -9,6 +9,9 @@ before any split: the split stage reads these features to keep look-alike faces 
                      reading it (see `read_features`)
     published.npy    float32 (N, P), only for a backbone whose published heads are its own outputs
                      (spec.published_outputs = P: wide_resnet_imdb), computed in the same pass
+    published_inputs.npy  float16 (N, Q), for the same backbones: what those published heads read
+                     (spec.published_inputs = Q: the WideResNet's whole 131,072-wide flatten), so that
+                     they can be fine-tuned from their published weights (2.1 GB for 8,000 faces)
     index.parquet    id, row
     meta.json        shape, dtype, the backbone's params and spec, weights' sha256, precision, device
 
@@ -48,8 +51,10 @@ INDEX_FILE = "index.parquet"
 META_FILE = "meta.json"
 PROGRESS_FILE = "progress.json"
 PUBLISHED_FILE = "published.npy"
+PUBLISHED_INPUTS_FILE = "published_inputs.npy"
 PUBLISHED_DTYPE = np.float32
 FEATURE_DTYPE = np.float16
+DTYPES = {FEATURES_FILE: FEATURE_DTYPE, PUBLISHED_FILE: PUBLISHED_DTYPE, PUBLISHED_INPUTS_FILE: FEATURE_DTYPE}
 PREPROCESSING = "decode RGB, bilinear antialiased resize to input_size rounded to uint8, then the backbone's own"
 DEFAULT_CHUNK_ROWS = 2048
 
@@ -63,6 +68,7 @@ class FeatureStore(NamedTuple):
     index: pd.DataFrame     # id, row
     meta: dict
     published: np.ndarray | None = None  # float32 (N, P): the published model's own outputs, if stored
+    published_inputs: np.ndarray | None = None  # float16 (N, Q): what the published heads read, if stored
 
 
 def crop_files(manifest: pd.DataFrame, root: Path) -> list[Path]:
@@ -158,7 +164,7 @@ def partial_dir(out_dir: Path) -> Path:
 
 def _open_memmaps(work_dir: Path, shapes: dict[str, tuple[int, int]], mode: str) -> dict[str, np.memmap] | None:
     """The scratch memmaps by file name (FEATURES_FILE, PUBLISHED_FILE), or None when one does not fit."""
-    dtypes = {FEATURES_FILE: FEATURE_DTYPE, PUBLISHED_FILE: PUBLISHED_DTYPE}
+    dtypes = DTYPES
     if mode == "w+":
         return {name: np.lib.format.open_memmap(work_dir / name, mode="w+", dtype=dtypes[name], shape=shape)
                 for name, shape in shapes.items()}
@@ -179,7 +185,7 @@ def _open_or_start(work_dir: Path, fingerprint: str, shapes: dict[str, tuple[int
         if arrays is not None:
             return arrays, progress
     work_dir.mkdir(parents=True, exist_ok=True)
-    for name in (FEATURES_FILE, PUBLISHED_FILE, PROGRESS_FILE):
+    for name in (*DTYPES, PROGRESS_FILE):
         (work_dir / name).unlink(missing_ok=True)
     arrays = _open_memmaps(work_dir, shapes, "w+")
     progress = {"fingerprint": fingerprint, "chunk_rows": chunk_rows, "done": [], "rows_computed": 0, "seconds": 0.0}
@@ -213,18 +219,20 @@ def extract_features(
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
     published_outputs: int = 0,
+    published_inputs: int = 0,
 ) -> None:
-    """Run `embed` (uint8 batches and their `margins` -> (n, dim + published_outputs)) over the images
-    at `paths` into work_dir/features.npy (the first `dim` columns, float16) and, when
-    `published_outputs`, work_dir/published.npy (the rest, float32), resuming an interrupted pass.
+    """Run `embed` (uint8 batches and their `margins` -> (n, dim + published_outputs + published_inputs))
+    over the images at `paths` into work_dir/features.npy (the first `dim` columns, float16) and, when
+    `published_outputs`, work_dir/published.npy (the next ones, float32) and published_inputs.npy (the
+    last `published_inputs`, float16), resuming an interrupted pass.
 
     `on_chunk_done(chunk_index)` is called after each chunk is safely on disk. `show_progress`
     None shows a bar on a terminal and a line now and then elsewhere (`core.progress`).
     """
     work_dir = Path(work_dir)
-    shapes = {FEATURES_FILE: (len(paths), dim)}
-    if published_outputs:
-        shapes[PUBLISHED_FILE] = (len(paths), published_outputs)
+    widths = {FEATURES_FILE: dim, PUBLISHED_FILE: published_outputs, PUBLISHED_INPUTS_FILE: published_inputs}
+    shapes = {name: (len(paths), width) for name, width in widths.items() if width}
+    columns = dict(zip(widths, np.split(np.arange(sum(widths.values())), np.cumsum(list(widths.values()))[:-1])))
     arrays, progress = _open_or_start(work_dir, fingerprint, shapes, chunk_rows)
     chunks = chunk_bounds(len(paths), chunk_rows, batch_size)
     pending = [i for i in range(len(chunks)) if i not in set(progress["done"])]
@@ -237,9 +245,8 @@ def extract_features(
         while (item := _next_batch(batches, paths, rows, position)) is not None:
             batch_rows = item[0].numpy()
             batch = _checked_finite(np.asarray(embed(item[1], margins[batch_rows])), batch_rows)
-            arrays[FEATURES_FILE][batch_rows] = batch[:, :dim]
-            if published_outputs:
-                arrays[PUBLISHED_FILE][batch_rows] = batch[:, dim:]
+            for name, array in arrays.items():
+                array[batch_rows] = batch[:, columns[name][0]:columns[name][-1] + 1]
             position += len(batch_rows)
             bar.update(len(batch_rows))
             while pending and chunks[pending[0]][1] <= batch_rows[-1] + 1:
@@ -314,7 +321,7 @@ def run_features(
         embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
         input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
         chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
-        published_outputs=spec.published_outputs,
+        published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
     )
     meta = {
         **config,
@@ -323,6 +330,8 @@ def run_features(
         "shape": [len(paths), spec.feature_dim],
         **({"published_file": PUBLISHED_FILE, "published_shape": [len(paths), spec.published_outputs]}
            if spec.published_outputs else {}),
+        **({"published_inputs_file": PUBLISHED_INPUTS_FILE, "published_inputs_shape": [len(paths), spec.published_inputs]}
+           if spec.published_inputs else {}),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
     return _finish(work_dir, out_dir, list(manifest["id"]), meta)
@@ -351,9 +360,10 @@ def _finish(work_dir: Path, out_dir: Path, ids: list[str], meta: dict) -> dict:
     (out_dir / META_FILE).unlink(missing_ok=True)
     # os.replace swaps a link into DVC's cache for the new file; it never writes through the link.
     os.replace(work_dir / FEATURES_FILE, out_dir / FEATURES_FILE)
-    (out_dir / PUBLISHED_FILE).unlink(missing_ok=True)
-    if "published_file" in meta:
-        os.replace(work_dir / PUBLISHED_FILE, out_dir / PUBLISHED_FILE)
+    for key, name in (("published_file", PUBLISHED_FILE), ("published_inputs_file", PUBLISHED_INPUTS_FILE)):
+        (out_dir / name).unlink(missing_ok=True)
+        if key in meta:
+            os.replace(work_dir / name, out_dir / name)
     pd.DataFrame({"id": ids, "row": np.arange(len(ids), dtype=np.int64)}).to_parquet(out_dir / INDEX_FILE, index=False)
     _write_json(out_dir / META_FILE, meta)
     shutil.rmtree(work_dir)
@@ -379,21 +389,41 @@ def read_features(features_dir: Path) -> FeatureStore:
             f"{features_dir}: features {values.shape}, meta {meta['shape']} and index ({len(index)} rows) disagree: "
             "run `dvc repro features`"
         )
-    published = np.load(features_dir / meta["published_file"], mmap_mode="r") if "published_file" in meta else None
-    if published is not None and list(published.shape) != meta["published_shape"]:
-        raise FeaturesError(f"{features_dir}: {meta['published_file']} is {published.shape}, meta says "
-                            f"{meta['published_shape']}: run `dvc repro features`")
-    return FeatureStore(values, index, meta, published)
+    published, published_inputs = (_extra_array(features_dir, meta, key) for key in ("published", "published_inputs"))
+    return FeatureStore(values, index, meta, published, published_inputs)
+
+
+def _extra_array(features_dir: Path, meta: dict, key: str) -> np.ndarray | None:
+    """meta's `<key>_file`, memory-mapped, checked against `<key>_shape`; None where the pass has none."""
+    if f"{key}_file" not in meta:
+        return None
+    array = np.load(features_dir / meta[f"{key}_file"], mmap_mode="r")
+    if list(array.shape) != meta[f"{key}_shape"]:
+        raise FeaturesError(f"{features_dir}: {meta[f'{key}_file']} is {array.shape}, meta says "
+                            f"{meta[f'{key}_shape']}: run `dvc repro features`")
+    return array
 
 
 @dataclass(frozen=True)
 class Features:
     """The features memmap (N, D) float16 and the row of each manifest id in it; `published`: the
-    published model's own outputs (N, P) float32 where the backbone stores them (see PUBLISHED_FILE)."""
+    published model's own outputs (N, P) float32 where the backbone stores them (see PUBLISHED_FILE),
+    and `published_inputs` what its published heads read (N, Q) float16 (PUBLISHED_INPUTS_FILE)."""
 
     array: np.ndarray
     row_of: pd.Series  # index: manifest id, value: row in `array`
     published: np.ndarray | None = None
+    published_inputs: np.ndarray | None = None
+
+    def reading(self, inputs: str) -> "Features":
+        """These features as heads that read `inputs` see them: `features` (the cached rows) or
+        `published_inputs` (what the published heads read; FeaturesError where none were stored)."""
+        if inputs == "features":
+            return self
+        if inputs != "published_inputs" or self.published_inputs is None:
+            raise FeaturesError(f"the features hold no {inputs}: only a backbone whose published heads are its own "
+                                "output layers stores what they read; re-run `dvc repro features`")
+        return Features(self.published_inputs, self.row_of, self.published, self.published_inputs)
 
     @property
     def dim(self) -> int:
@@ -413,4 +443,4 @@ def open_features(directory: str | Path) -> Features:
     """The features stage's output in `directory`, memory-mapped read-only, rows looked up by id."""
     store = read_features(Path(directory))
     return Features(store.values, pd.Series(store.index["row"].to_numpy(), index=store.index["id"].to_numpy()),
-                    store.published)
+                    store.published, store.published_inputs)

@@ -13,7 +13,7 @@ around its detected box and resized with cv2's INTER_LINEAR (yu4u's create_db.py
 of that inside the backbone: a crop cut with another margin is re-framed to 40% (its central part,
 when the margin is larger), a dataset's own chip (margin NaN) is taken whole, RGB becomes BGR.
 
-One pass over a face gives both
+One pass over a face gives
 - the cached feature row for retrained heads: the 16x16x512 grid average-pooled to 4x4 cells (8,192
   values, 1/16 of the full flatten), times `FEATURE_SCALE`. Measured on 3,000/2,000 UTKFace chips:
   ridge/logistic on it reach MAE 9.56 and 85.4% gender, near the full 131,072 (9.33 / 85.5%); a
@@ -22,7 +22,10 @@ One pass over a face gives both
   on 5,000 UTKFace chips), the same for every split;
 - the published model's own outputs, computed from the full flatten, in float32: P(female), P(male)
   and the 101 age probabilities (`PUBLISHED_OUTPUTS` columns after the feature row). float16 would
-  not do: the full features in float16 reproduce the published expected age only to ~1.5e-3 years.
+  not do: the full features in float16 reproduce the published expected age only to ~1.5e-3 years;
+- the full flatten itself (131,072 values, unscaled, stored in float16: 256 KB a face), what the
+  published output layers read, so that they can be fine-tuned from their published weights (the
+  study's retraining of the published layers; init `published` with a protocol that trains).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from stages.lib.backbones.h5weights import WeightsFileError
 MODEL_INPUT = 64
 PUBLISHED_MARGIN = 0.4          # IMDB-Wiki's crops, yu4u's training faces
 GRID_LAYER = "average_pooling2d_1"
+FLATTEN_LAYER = "flatten_1"
 GENDER_LAYER, AGE_LAYER = "dense_1", "dense_2"
 GRID_SIDE, GRID_CHANNELS = 16, 512
 FULL_DIM = GRID_SIDE * GRID_SIDE * GRID_CHANNELS  # 131,072: flatten_1
@@ -51,7 +55,7 @@ ALIGNMENT = ("none: the crop re-framed to a 40% margin (a ready chip whole), res
              "INTER_LINEAR, BGR 0-255 as yu4u trained it")
 FIX = "run `python -m stages.download --only wide_resnet_imdb` (or `dvc repro download`)"
 
-_REQUIRED_LAYERS = ("activation_13", GRID_LAYER, "flatten_1", GENDER_LAYER, AGE_LAYER)
+_REQUIRED_LAYERS = ("activation_13", GRID_LAYER, FLATTEN_LAYER, GENDER_LAYER, AGE_LAYER)
 _KERNELS = {GENDER_LAYER: (FULL_DIM, 2), AGE_LAYER: (FULL_DIM, AGE_CLASSES)}
 
 
@@ -81,6 +85,18 @@ def check_published_file(path: str | Path) -> None:
                 raise WeightsFileError(f"{path}: {layer} kernel {got}, expected {shape}")
             if f"{layer}/{layer}/bias:0" in weights:
                 raise WeightsFileError(f"{path}: {layer} has a bias; the published layer has none")
+
+
+def published_output_kernels(path: str | Path) -> dict[str, np.ndarray]:
+    """The published output layers' kernels, {"age": (131,072, 101), "gender": (131,072, 2)} float32,
+    read with h5py after the structure check (no model built): where init `published` starts."""
+    import h5py
+
+    check_published_file(path)
+    with h5py.File(path, "r") as handle:
+        weights = handle["model_weights"]
+        return {task: np.asarray(weights[f"{layer}/{layer}/kernel:0"], dtype=np.float32)
+                for task, layer in (("age", AGE_LAYER), ("gender", GENDER_LAYER))}
 
 
 def load_published_model(path: str | Path):
@@ -126,13 +142,14 @@ def pool_grid(grid: np.ndarray, cells: int = POOL_CELLS) -> np.ndarray:
 
 
 def embedder(model):
-    """embed(images, margins) -> (N, FEATURE_DIM + PUBLISHED_OUTPUTS) float32: the scaled pooled grid,
-    then the published P(female), P(male) and age probabilities of the same pass."""
+    """embed(images, margins) -> (N, FEATURE_DIM + PUBLISHED_OUTPUTS + FULL_DIM) float32: the scaled
+    pooled grid, the published P(female), P(male) and age probabilities of the same pass, and the
+    flatten those published output layers read (unscaled, as they read it)."""
     import keras
     import tensorflow as tf
 
-    both = keras.Model(model.inputs, [model.get_layer(GRID_LAYER).output,
-                                      model.get_layer(GENDER_LAYER).output, model.get_layer(AGE_LAYER).output])
+    both = keras.Model(model.inputs, [model.get_layer(GRID_LAYER).output, model.get_layer(GENDER_LAYER).output,
+                                      model.get_layer(AGE_LAYER).output, model.get_layer(FLATTEN_LAYER).output])
 
     @tf.function(reduce_retracing=True)
     def infer(batch):
@@ -141,8 +158,9 @@ def embedder(model):
     def embed(images, margins) -> np.ndarray:
         images = np.asarray(images)
         if not len(images):
-            return np.empty((0, FEATURE_DIM + PUBLISHED_OUTPUTS), dtype=np.float32)
-        grid, gender, age = (np.asarray(t, dtype=np.float32) for t in infer(model_input(images, np.asarray(margins))))
-        return np.concatenate([pool_grid(grid) * FEATURE_SCALE, gender, age], axis=1)
+            return np.empty((0, FEATURE_DIM + PUBLISHED_OUTPUTS + FULL_DIM), dtype=np.float32)
+        grid, gender, age, flat = (np.asarray(t, dtype=np.float32)
+                                   for t in infer(model_input(images, np.asarray(margins))))
+        return np.concatenate([pool_grid(grid) * FEATURE_SCALE, gender, age, flat], axis=1)
 
     return embed

@@ -208,21 +208,46 @@ Mitigation = Annotated[Union[Balanced, GroupDRO, Adversarial, LastLayer], Field(
 MITIGATIONS = ("balanced", "group_dro", "adversarial", "last_layer")
 
 
+Init = Literal["published", "backbone", "random"]
+RENAMED_INITS = {"vgg_face": "backbone"}   # old name -> new name, refused with the new one named
+
+
 class Experiment(Strict):
-    init: Literal["published", "vgg_face", "random"]
+    """One way of getting an experiment's heads. `init` is where their weights start: `published` (the
+    published age/gender heads), `backbone` (the backbone's published hidden layers, a seeded random
+    output layer; the seeded random init where the backbone published none) or `random`. `protocol`
+    is how they are fitted: `none` (not at all: the published heads as they are, the baseline),
+    `ours` (`train`'s budget, early stopping on the val split) or `study` (the study's way,
+    heads/protocol.py). A `mitigation` replaces `ours` with its own method. `method` names the
+    entry of the heads registry (stages/lib/heads/methods.py) that fits them."""
+
+    init: Init
     oversample: list[Oversample] = Field(default_factory=list)
     reweight: Literal["none", "inverse_band_frequency"] = "none"
     split: Literal["grouped", "naive"] = "grouped"  # naive: the study's, every face on its own
-    # ours: `train`'s budget, early stopping on the val split. study: the study's way (heads/protocol.py):
-    # Adam at 1e-3, an "epoch" of one random batch, the checkpoint picked on the test split.
-    protocol: Literal["ours", "study"] = "ours"
+    protocol: Literal["none", "ours", "study"] = "ours"
     mitigation: Mitigation | None = None
 
+    @field_validator("init", mode="before")
+    @classmethod
+    def _renamed_init(cls, value):
+        if value in RENAMED_INITS:
+            raise ValueError(f"init {value!r} is now called {RENAMED_INITS[value]!r} (it starts from the backbone's "
+                             f"published hidden layers, whatever the backbone): write init: {RENAMED_INITS[value]}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_said(cls, data):
+        if isinstance(data, dict) and data.get("init") == "published" and not {"protocol", "mitigation"} & set(data):
+            raise ValueError("init `published` needs a protocol: `none` (the published heads as they are, the "
+                             "baseline) or `ours` (fine-tuned from them)")
+        return data
+
     @model_validator(mode="after")
-    def _study_protocol_trains(self) -> "Experiment":
-        if self.protocol == "study" and self.init == "published":
-            raise ValueError("protocol `study` is a way of training; init `published` trains nothing: "
-                             "use init vgg_face (the study's) or random")
+    def _none_trains_nothing(self) -> "Experiment":
+        if self.protocol == "none" and (self.init != "published" or self.oversample or self.reweight != "none"):
+            raise ValueError("protocol `none` trains nothing: it takes init `published` and no oversample/reweight")
         return self
 
     @model_validator(mode="after")
@@ -230,15 +255,27 @@ class Experiment(Strict):
         if self.mitigation is None:
             return self
         if self.init == "published":
-            raise ValueError(f"mitigation {self.mitigation.method!r} trains the heads: init must be vgg_face or "
-                             "random, not published (the published heads are never trained)")
+            raise ValueError(f"mitigation {self.mitigation.method!r} trains the heads' hidden layer: init must be "
+                             "backbone or random")
         if self.oversample or self.reweight != "none":
             raise ValueError(f"mitigation {self.mitigation.method!r} sets its own training set and loss: "
                              "leave oversample empty and reweight none")
-        if self.protocol == "study":
+        if self.protocol != "ours":
             raise ValueError(f"mitigation {self.mitigation.method!r} trains by our protocol (early stopping on "
                              "the val split): leave protocol `ours`")
         return self
+
+    @property
+    def method(self) -> str:
+        """The heads registry entry that fits this experiment's heads."""
+        if self.mitigation is not None:
+            return self.mitigation.method
+        return {"none": "as_published", "ours": "plain", "study": "study"}[self.protocol]
+
+    @property
+    def is_baseline(self) -> bool:
+        """The published heads as they are: what every retraining is measured against."""
+        return self.method == "as_published"
 
 
 class Evaluate(Strict):
@@ -334,6 +371,12 @@ class Params(Strict):
         except ValidationError as exc:
             problems = "; ".join(_describe(e) for e in exc.errors())
             raise ValueError(f"compare_backbones.{label}: {problems}") from None
+
+    def experiment(self, name: str) -> Experiment:
+        """`experiments[name]`; ParamsError naming the known ones."""
+        if name not in self.experiments:
+            raise ParamsError(f"experiment {name!r} is not in params.yaml's experiments: {', '.join(self.experiments)}")
+        return self.experiments[name]
 
     @property
     def active_datasets(self) -> list[str]:

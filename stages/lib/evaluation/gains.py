@@ -27,16 +27,15 @@ def training_steps(experiments: Mapping[str, Experiment]) -> list[tuple[str, str
     """(step, before, after) for R14: `retraining` from the published model to the plain retrained one
     (same split, no rebalancing, our protocol), then `rebalancing` from that to each oversampled or
     reweighted variant trained the same way. Steps whose ends are missing are left out."""
-    published = next((name for name, e in experiments.items() if e.init == "published"), None)
+    published = next((name for name, e in experiments.items() if e.is_baseline), None)
     plain = next((name for name, e in experiments.items()
-                  if e.init != "published" and not _rebalanced(e) and e.split == "grouped" and e.protocol == "ours"),
-                 None)
+                  if e.method == "plain" and not _rebalanced(e) and e.split == "grouped"), None)
     if plain is None:
         return []
     steps = [("retraining", published, plain)] if published else []
     base = experiments[plain]
     steps += [("rebalancing", plain, name) for name, e in experiments.items()
-              if _rebalanced(e) and e.init == base.init and e.split == base.split and e.protocol == base.protocol]
+              if _rebalanced(e) and e.init == base.init and e.split == base.split and e.method == base.method]
     return steps
 
 

@@ -16,6 +16,9 @@ from typing import Literal
 
 import pandas as pd
 
+from stages.lib.core.files import write_json
+from stages.lib.core.params import Experiment, Params
+
 FRAMING_FILE = "framing.json"
 # serengil trained the published age/gender heads on IMDB-Wiki's released crops: the face box plus 40%.
 PUBLISHED_MARGIN = 0.4
@@ -48,9 +51,20 @@ def published_framing() -> Framing:
     return Framing("margin", PUBLISHED_MARGIN, "the published heads: IMDB-Wiki's released crops (face box + 40%)")
 
 
+def heads_framing(experiment: Experiment, train: pd.DataFrame, params: Params) -> Framing:
+    """The framing of the faces an experiment's heads learned from: the pretrain stage's for the published
+    heads used as they are, else the finetune dataset's training faces'."""
+    if not experiment.is_baseline:
+        return training_framing(train, params.crop.margin, params.roles.finetune)
+    framing = read_framing(params.paths.pretrain)
+    if framing is None:
+        raise FileNotFoundError(f"{params.paths.pretrain}/{FRAMING_FILE} not found: run the pretrain stage first "
+                                "(`dvc repro pretrain`)")
+    return framing
+
+
 def write_framing(directory: Path, framing: Framing) -> None:
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    (Path(directory) / FRAMING_FILE).write_text(json.dumps(asdict(framing), indent=2) + "\n")
+    write_json(asdict(framing), Path(directory) / FRAMING_FILE)
 
 
 def read_framing(directory: Path) -> Framing | None:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.backbones.vgg_face import resize_uint8
-from stages.lib.backbones.registry import BackboneSpec, Embed
+from stages.lib.backbones.registry import BackboneSpec, Embed, embed_parts
 from stages.lib.faces.detect import Detector
 from stages.lib.faces.geometry import Detection, Region, cut_square, largest_first, square_region
 from stages.lib.faces.images import FaceRejected, read_image
@@ -57,9 +57,10 @@ def photo_faces(image_bgr: np.ndarray, detector: Detector | None, margin: float,
 
 def check_heads(heads: dict[str, keras.Model], spec: BackboneSpec, source: Path) -> None:
     """ValueError naming the fix when the saved heads do not take this backbone's features."""
+    widths = {spec.feature_dim, spec.published_outputs, spec.published_inputs} - {0}
     for task, model in heads.items():
         width = int(model.input_shape[-1])
-        if width != spec.feature_dim and not (spec.published_outputs and width == spec.published_outputs):
+        if width not in widths:
             raise ValueError(
                 f"{source}/{task}.keras takes features {width} wide, but the params' backbone "
                 f"({spec.name}, input {spec.input_size}) gives {spec.feature_dim}: params.yaml changed since "
@@ -77,19 +78,20 @@ def load_heads(models_dir: Path) -> dict[str, keras.Model]:
     return heads
 
 
-def predict_crops(crops_rgb: Sequence[np.ndarray], margins: Sequence[float], embed: Embed, input_size: int,
-                  heads: dict[str, keras.Model], published_outputs: int = 0) -> pd.DataFrame:
+def predict_crops(crops_rgb: Sequence[np.ndarray], margins: Sequence[float], backbone: tuple[BackboneSpec, Embed],
+                  heads: dict[str, keras.Model]) -> pd.DataFrame:
     """age (expected value), age_argmax, gender and p_female for each uint8 RGB face crop (each cut
-    with its `margin`, NaN for a ready face crop). Heads as wide as `published_outputs` read the
-    published model's own outputs, the last columns `embed` returns; other heads the feature row."""
+    with its `margin`, NaN for a ready face crop), through the (spec, embed) `backbone`. Each head
+    reads the part of `embed`'s output as wide as its input (`registry.embed_parts`: the feature row,
+    or the published model's own outputs or inputs)."""
     if not len(crops_rgb):
         return pd.DataFrame(columns=["age", "age_argmax", "gender", "p_female"])
-    batch = resize_uint8(np.stack(crops_rgb), input_size)
-    rows = np.asarray(embed(batch, np.asarray(margins, dtype=float)), dtype=np.float32)
-    features, published = rows[:, :rows.shape[1] - published_outputs], rows[:, rows.shape[1] - published_outputs:]
-    inputs = published if published_outputs and heads["age"].input_shape[-1] == published_outputs else features
-    age_probs = heads["age"].predict(inputs, verbose=0)
-    gender_probs = heads["gender"].predict(inputs, verbose=0)
+    spec, embed = backbone
+    batch = resize_uint8(np.stack(crops_rgb), spec.input_size)
+    parts = embed_parts(spec, np.asarray(embed(batch, np.asarray(margins, dtype=float)), dtype=np.float32))
+    by_width = {part.shape[1]: part for part in parts.values()}
+    age_probs = heads["age"].predict(by_width[heads["age"].input_shape[-1]], verbose=0)
+    gender_probs = heads["gender"].predict(by_width[heads["gender"].input_shape[-1]], verbose=0)
     return pd.DataFrame({
         "age": expected_age(age_probs),
         "age_argmax": argmax_age(age_probs).astype(int),
@@ -98,11 +100,21 @@ def predict_crops(crops_rgb: Sequence[np.ndarray], margins: Sequence[float], emb
     })
 
 
-def predict_photos(paths: Sequence[Path], detector: Detector | None, margin: float, size: int,
-                   embed: Embed, input_size: int, heads: dict[str, keras.Model], published_outputs: int = 0
-                   ) -> tuple[pd.DataFrame, dict[Path, tuple[np.ndarray, list[FoundFace]]]]:
+@dataclass(frozen=True)
+class Cutting:
+    """How faces are found and cut from a photo: the detector (None: the photo is one ready face crop),
+    the margin grown around its box, and the crop side (the crop stage's)."""
+
+    detector: Detector | None
+    margin: float
+    size: int
+
+
+def predict_photos(paths: Sequence[Path], cutting: Cutting, backbone: tuple[BackboneSpec, Embed],
+                   heads: dict[str, keras.Model]) -> tuple[pd.DataFrame, dict[Path, tuple[np.ndarray, list[FoundFace]]]]:
     """One row per face found (RESULT_COLUMNS); a photo with no face, or one that cannot be read, gets
     one row with `problem` set instead of vanishing. Also each readable photo and its faces (to annotate)."""
+    detector, margin = cutting.detector, cutting.margin
     rows, found = [], {}
     for path in paths:
         try:
@@ -110,14 +122,13 @@ def predict_photos(paths: Sequence[Path], detector: Detector | None, margin: flo
         except FaceRejected as rejected:
             rows.append({"photo": str(path), "problem": rejected.reason})
             continue
-        faces = photo_faces(image, detector, margin, size)
+        faces = photo_faces(image, detector, margin, cutting.size)
         found[Path(path)] = (image, faces)
         if not faces:
             rows.append({"photo": str(path), "problem": f"no_face: {detector.name} found no face"})
             continue
         margin_used = np.nan if detector is None else margin
-        predictions = predict_crops([face.crop_rgb for face in faces], [margin_used] * len(faces), embed,
-                                    input_size, heads, published_outputs)
+        predictions = predict_crops([face.crop_rgb for face in faces], [margin_used] * len(faces), backbone, heads)
         for number, (face, prediction) in enumerate(zip(faces, predictions.to_dict("records")), start=1):
             x, y, w, h = (round(v) for v in face.detection.box)
             rows.append({"photo": str(path), "face": number, "x": x, "y": y, "w": w, "h": h,

@@ -29,7 +29,7 @@ HEAD_LAYERS = ("fc6", "fc7", "predictions")
 FC_LAYERS = ("fc6", "fc7")
 HIDDEN_LAYER = "fc7"   # the representation the output layer reads (probes, adversaries, last-layer refits)
 
-Init = Literal["published", "vgg_face", "random"]
+Init = Literal["published", "backbone", "random"]
 LayerWeights = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -52,7 +52,7 @@ def task_labels(task: str, frame: pd.DataFrame, max_age: int) -> np.ndarray:
     return age_codes(frame["age"], max_age) if task == "age" else gender_codes(frame["gender"])
 
 
-def build_head(input_dim: int, fc_width: int, classes: int, dropout: float, name: str, seed: int = 0) -> keras.Model:
+def build_head(input_dim: int, fc_width: int, classes: int, dropout: float, *, name: str, seed: int = 0) -> keras.Model:
     """Input(input_dim) -> fc6 (relu) -> dropout -> fc7 (relu) -> dropout -> predictions -> softmax.
 
     Every initializer and dropout layer gets its own seed derived from `seed`, so two heads built with
@@ -81,12 +81,12 @@ def init_head(model: keras.Model, init: Init, weights: LayerWeights | None = Non
 
     - `published`: fc6, fc7 and predictions all from `weights` (the published age/gender model: used
       as is, it is the study's baseline);
-    - `vgg_face`: fc6 and fc7 from `weights`; the output layer keeps its seeded initialisation;
+    - `backbone`: fc6 and fc7 from `weights` (VGG-Face's own); the output layer keeps its seeded initialisation;
     - `random`: the seeded initialisation of `build_head`; `weights` must be None.
     """
-    layers = {"published": HEAD_LAYERS, "vgg_face": FC_LAYERS, "random": ()}.get(init)
+    layers = {"published": HEAD_LAYERS, "backbone": FC_LAYERS, "random": ()}.get(init)
     if layers is None:
-        raise HeadWeightsError(f"init {init!r} is not one of published, vgg_face, random")
+        raise HeadWeightsError(f"init {init!r} is not one of published, backbone, random")
     if not layers:
         if weights is not None:
             raise HeadWeightsError("init 'random' takes no starting weights")

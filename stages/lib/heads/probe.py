@@ -13,8 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.params import Params
-from stages.lib.heads.training import Features, fit_head, predict_probs
+from stages.lib.heads.training import Features, HeadData, TaskRows, fit_head, predict_probs
 
 
 def feature_moments(features: np.ndarray, rows: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -49,10 +48,10 @@ def labelled(frame: pd.DataFrame, attribute: str, classes: list[str]) -> pd.Data
     return frame[frame[attribute].isin(classes)]
 
 
-def fit_probe(params: Params, features: Features, train: pd.DataFrame, val: pd.DataFrame, attribute: str
-              ) -> tuple[keras.Model, list[str]]:
-    """A linear probe of `attribute` fitted on the labelled train rows, stopped on the labelled val rows;
-    returns it and its classes (the labels the train rows have, sorted)."""
+def fit_probe(data: HeadData, attribute: str) -> tuple[keras.Model, list[str]]:
+    """A linear probe of `attribute` fitted on `data`'s labelled train rows, stopped on its labelled val
+    rows; returns it and its classes (the labels the train rows have, sorted)."""
+    features, train, val = data.features, data.train, data.val
     classes = sorted(train[attribute].dropna().unique())
     if len(classes) < 2:
         raise ValueError(f"a probe of {attribute} needs at least two {attribute} labels among the train rows, "
@@ -61,15 +60,14 @@ def fit_probe(params: Params, features: Features, train: pd.DataFrame, val: pd.D
     codes = {name: pd.Categorical(frame[attribute], categories=classes).codes.astype(np.int64)
              for name, frame in (("train", train), ("val", val))}
     train_rows = features.rows_for(train["id"])
-    model = build_linear_probe(*feature_moments(features.array, train_rows), len(classes), seed=params.seed)
-    fit_head(model, features.array, train_rows, codes["train"], features.rows_for(val["id"]),
-             codes["val"], sample_weight=class_balanced_weights(codes["train"]), epochs=params.train.epochs,
-             patience=params.train.patience, batch_size=params.train.batch_size,
-             learning_rate=params.train.learning_rate, seed=params.seed)
+    model = build_linear_probe(*feature_moments(features.array, train_rows), len(classes), seed=data.params.seed)
+    fit_head(model, features.array, TaskRows(train_rows, codes["train"]),
+             TaskRows(features.rows_for(val["id"]), codes["val"]), budget=data.budget,
+             sample_weight=class_balanced_weights(codes["train"]))
     return model, classes
 
 
-def probe_predictions(model: keras.Model, classes: list[str], features: Features, rows: pd.DataFrame,
+def probe_predictions(model: keras.Model, classes: list[str], features: Features, rows: pd.DataFrame, *,
                       attribute: str, batch_size: int) -> pd.DataFrame:
     """`id`, `dataset`, the true `label` and the probe's `predicted` class of the rows labelled with one of `classes`."""
     rows = labelled(rows, attribute, classes)

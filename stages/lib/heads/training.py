@@ -12,7 +12,7 @@ reads a published weights file itself:
   dataset's train split, as the published models were trained on another dataset than UTKFace.
 - `<pretrain_dir>/vgg_face.keras` (published VGG-Face weights only): VGG-Face's own fc6/fc7 (and
   its identity softmax), the study's starting point for retraining.
-Init `published` takes all of a baseline head; init `vgg_face` takes fc6/fc7 from `vgg_face.keras`,
+Init `published` takes all of a baseline head; init `backbone` takes fc6/fc7 from `vgg_face.keras`,
 or, with a random backbone, from the baseline head of the same task.
 
 A backbone whose published heads are its own model's output layers (spec.published_outputs:
@@ -24,6 +24,7 @@ from the seeded random init (`start_for`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -36,11 +37,105 @@ from dvclive import Live
 from stages.lib.backbones.vgg_face import head_weights, require_weights_file
 from stages.lib.backbones.registry import describe, uses_published_weights
 from stages.lib.backbones.store import Features
-from stages.lib.heads.model import (FC_LAYERS, GENDER_CLASSES, HEAD_LAYERS, TASKS, Init, build_head, init_head,
-                                    layer_weights,
-                              prediction_frame, task_classes, task_labels)
+from stages.lib.heads.model import (FC_LAYERS, GENDER_CLASSES, TASKS, Init, build_head, init_head,
+                                    layer_weights, prediction_frame, task_classes, task_labels)
 from stages.lib.core.params import Params
 from stages.lib.core.progress import Progress, progress
+
+Histories = dict[str, dict[str, list[float]]]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long and how fast heads train (params.train), and the seed."""
+
+    epochs: int
+    patience: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: Params) -> "Budget":
+        train = params.train
+        return cls(train.epochs, train.patience, train.batch_size, train.learning_rate, params.seed)
+
+
+@dataclass(frozen=True)
+class TaskRows:
+    """Rows to fit or judge one head on: features rows, class labels and, for the mitigations, a group
+    index per row and a class index per adversary attribute (-1 where unknown)."""
+
+    rows: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray | None = None
+    attributes: dict[str, np.ndarray] | None = None
+
+    def take(self, positions: np.ndarray) -> "TaskRows":
+        pick = (lambda values: None if values is None else values[positions])
+        attributes = None if self.attributes is None else {k: v[positions] for k, v in self.attributes.items()}
+        return TaskRows(self.rows[positions], self.labels[positions], pick(self.groups), attributes)
+
+
+@dataclass(frozen=True)
+class HeadData:
+    """What every way of fitting heads reads: the params, the cached features, the finetune dataset's
+    train and val rows (manifest rows), the pretrain stage's folder (starting weights) and, for the
+    study's protocol only, its test rows (it picks its checkpoint on them)."""
+
+    params: Params
+    features: "Features"
+    train: pd.DataFrame
+    val: pd.DataFrame
+    pretrain_dir: Path | None = None
+    test: pd.DataFrame | None = None
+    reads: str = "features"   # which of the features' arrays the heads read (Features.reading)
+
+    @property
+    def budget(self) -> Budget:
+        return Budget.from_params(self.params)
+
+    def for_heads_from(self, init: Init) -> "HeadData":
+        """This data as heads starting from `init` read it: the published heads of a backbone whose
+        published heads are its own output layers read what those layers read (the WideResNet's
+        flatten, `Features.published_inputs`); every other head reads the cached feature rows."""
+        if init == "published" and self.features.published_inputs is not None:
+            return replace(self, features=self.features.reading("published_inputs"), reads="published_inputs")
+        return self
+
+    def task_rows(self, task: str, frame: pd.DataFrame, groups: np.ndarray | None = None,
+                  attributes: dict[str, np.ndarray] | None = None) -> TaskRows:
+        """`frame`'s features rows and `task` labels (with `groups`/`attributes` where a mitigation needs them)."""
+        return TaskRows(self.features.rows_for(frame["id"]), task_labels(task, frame, self.params.labels.max_age),
+                        groups, attributes)
+
+
+@dataclass(frozen=True)
+class FittedHeads:
+    """What every way of fitting heads returns: the heads, each trained head's history, what the
+    training summary records (models/<exp>/live/metrics.json), what the heads were trained on
+    (models/<exp>/mitigation.json: rows, held-out rows, group weights, ...), and what they read:
+    `features` (the cached feature rows) or `published_outputs` (the published model's own outputs,
+    stored by the features stage) or `published_inputs` (what those published heads read)."""
+
+    heads: dict[str, keras.Model]
+    histories: Histories = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    trained_on: dict = field(default_factory=dict)
+    reads: str = "features"
+
+
+def require_rows(train: int, val: int) -> None:
+    """Training needs rows in both splits: say which is empty and what to check."""
+    if train == 0 or val == 0:
+        raise ValueError(f"training needs rows in both train ({train}) and val ({val}) splits: check split.val "
+                         "and the finetune dataset's size")
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-row −log p(label), clipped as Keras' sparse categorical cross-entropy clips it."""
+    picked = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    return -np.log(np.clip(picked, keras.config.epsilon(), 1.0))
 
 def configure_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (also on GPU): same seed, same heads."""
@@ -49,7 +144,7 @@ def configure_determinism(seed: int) -> None:
 
 
 def row_dataset(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int,
-                weights: np.ndarray | None = None, shuffle_seed: int | None = None) -> tf.data.Dataset:
+                *, weights: np.ndarray | None = None, shuffle_seed: int | None = None) -> tf.data.Dataset:
     """Batches (x float32, y int64[, w float32]) read from `features[rows]` one batch at a time.
 
     With `shuffle_seed` the order is reshuffled every epoch, the same way for the same seed.
@@ -88,27 +183,25 @@ def compile_head(model: keras.Model, learning_rate: float) -> None:
                   loss=keras.losses.SparseCategoricalCrossentropy())
 
 
-def fit_head(model: keras.Model, features: np.ndarray, train_rows: np.ndarray, train_labels: np.ndarray,
-             val_rows: np.ndarray, val_labels: np.ndarray, *, sample_weight: np.ndarray | None = None,
-             epochs: int, patience: int, batch_size: int, learning_rate: float, seed: int,
-             show_progress: bool | None = False, desc: str = "train") -> dict[str, list[float]]:
+def fit_head(model: keras.Model, features: np.ndarray, train: TaskRows, val: TaskRows, *, budget: Budget,
+             sample_weight: np.ndarray | None = None, show_progress: bool | None = False,
+             desc: str = "train") -> dict[str, list[float]]:
     """Train `model` in place with Adam and sparse categorical cross-entropy; keep the best val loss.
 
-    Stops after `patience` epochs without a better validation loss and restores the weights of the best
-    epoch. Labels are class indices. Returns Keras' history: {'loss': [...], 'val_loss': [...]}.
+    Stops after `budget.patience` epochs without a better validation loss and restores the weights of
+    the best epoch (Keras' EarlyStopping). Returns Keras' history: {'loss': [...], 'val_loss': [...]}.
     `show_progress` counts epochs under `desc` (`core.progress`; None: a bar on a terminal, lines elsewhere).
     """
-    if len(train_rows) == 0 or len(val_rows) == 0:
-        raise ValueError(f"training needs rows in both train ({len(train_rows)}) and val ({len(val_rows)}) "
-                         "splits: check split.val and the finetune dataset's size")
-    keras.utils.set_random_seed(seed)
-    compile_head(model, learning_rate)
-    train = row_dataset(features, train_rows, train_labels, batch_size, sample_weight, shuffle_seed=seed)
-    val = row_dataset(features, val_rows, val_labels, batch_size)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    with progress(epochs, desc, "epoch", show=show_progress, at_most=True) as bar:
-        history = model.fit(train, validation_data=val, epochs=epochs, callbacks=[stop, _EpochProgress(bar)],
-                            verbose=0, shuffle=False)
+    require_rows(len(train.rows), len(val.rows))
+    keras.utils.set_random_seed(budget.seed)
+    compile_head(model, budget.learning_rate)
+    train_batches = row_dataset(features, train.rows, train.labels, budget.batch_size, weights=sample_weight,
+                                shuffle_seed=budget.seed)
+    val_batches = row_dataset(features, val.rows, val.labels, budget.batch_size)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=budget.patience, restore_best_weights=True)
+    with progress(budget.epochs, desc, "epoch", show=show_progress, at_most=True) as bar:
+        history = model.fit(train_batches, validation_data=val_batches, epochs=budget.epochs,
+                            callbacks=[stop, _EpochProgress(bar)], verbose=0, shuffle=False)
     return {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
@@ -127,7 +220,7 @@ class _EpochProgress(keras.callbacks.Callback):
         self.bar.update()
 
 
-def predict_probs(model: keras.Model, features: np.ndarray, rows: np.ndarray, batch_size: int,
+def predict_probs(model: keras.Model, features: np.ndarray, rows: np.ndarray, batch_size: int, *,
                   desc: str = "predict") -> np.ndarray:
     """Softmax outputs (len(rows), classes) of `model` on `features[rows]`, in the order of `rows`."""
     rows = np.asarray(rows, dtype=np.int64)
@@ -186,7 +279,8 @@ def log_histories(live_dir: str | Path, histories: dict[str, dict[str, list[floa
 
 
 def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, published_backbone: bool):
-    """The starting layer weights for `init` of `head` ('age' | 'gender'); None for `random`.
+    """The starting hidden-layer weights for init `backbone` of `head` ('age' | 'gender'); None for
+    `random` (init `published` starts from the whole published head: `start_head`).
 
     See the module docstring for where each init's weights come from.
     """
@@ -195,8 +289,6 @@ def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, pub
     if pretrain_dir is None:
         raise ValueError(f"init {init!r} starts from the pretrain stage's heads: give their folder")
     pretrain_dir = Path(pretrain_dir)
-    if init == "published":
-        return layer_weights(_load_head(pretrain_dir / f"{head}.keras"), HEAD_LAYERS)
     source = pretrain_dir / ("vgg_face.keras" if published_backbone else f"{head}.keras")
     return layer_weights(_load_head(source), FC_LAYERS)
 
@@ -204,7 +296,7 @@ def starting_weights(init: Init, head: str, pretrain_dir: str | Path | None, pub
 def start_for(init: Init, backbone) -> Init:
     """The init a retrained head really starts from: `random` where the backbone's published heads are
     its model's own output layers (nothing hidden to start from), else `init` itself."""
-    if init == "vgg_face" and describe(backbone).published_outputs:
+    if init == "backbone" and describe(backbone).published_outputs:
         return "random"
     return init
 
@@ -234,47 +326,53 @@ def role_splits(manifest: pd.DataFrame, dataset: str, role: str) -> tuple[pd.Dat
     return rows[rows["split"] == "train"], rows[rows["split"] == "val"]
 
 
-def start_head(params: Params, input_dim: int, task: str, init: Init, pretrain_dir: str | Path | None,
-               published_backbone: bool) -> keras.Model:
-    """A new `task` head for `input_dim`-wide features, holding `init`'s starting weights."""
-    model = build_head(input_dim, params.backbone.fc_width, task_classes(task, params.labels.max_age),
+def start_head(data: HeadData, task: str, init: Init) -> keras.Model:
+    """A new `task` head for `data`'s features, holding `init`'s starting weights: for init `published`
+    the pretrain stage's published head itself (its own layers: fc6, fc7 and output for VGG-Face's, the
+    one output layer on the flatten for the WideResNet's), else a `build_head` head."""
+    if init == "published":
+        if data.pretrain_dir is None:
+            raise ValueError("init 'published' starts from the pretrain stage's heads: give their folder")
+        return _load_head(Path(data.pretrain_dir) / f"{task}.keras")
+    params = data.params
+    model = build_head(data.features.dim, params.backbone.fc_width, task_classes(task, params.labels.max_age),
                        params.train.dropout, name=task, seed=params.seed)
     start = start_for(init, params.backbone)
-    return init_head(model, start, starting_weights(start, task, pretrain_dir, published_backbone))
+    return init_head(model, start, starting_weights(start, task, data.pretrain_dir,
+                                                    uses_published_weights(params.backbone)))
 
 
-def train_heads(params: Params, features: Features, train: pd.DataFrame, val: pd.DataFrame, init: Init,
-                plan: tuple[np.ndarray, np.ndarray | None], pretrain_dir: str | Path | None = None
-                ) -> tuple[dict[str, keras.Model], dict[str, dict[str, list[float]]]]:
-    """Build, initialise and (unless init is `published`) fit the age and the gender head.
+def train_heads(data: HeadData, init: Init, plan: tuple[np.ndarray, np.ndarray | None]) -> FittedHeads:
+    """Build, initialise and fit the age and the gender head on `data`'s train rows, early stopping on val.
 
-    `train`/`val` are manifest rows; `plan` is `sampling.training_plan`'s (indices into `train`, loss
-    weights or None). Returns the heads and the training history of each head that was trained.
+    `plan` is `sampling.training_plan`'s (indices into `data.train`, loss weights or None).
     """
     indices, weights = plan
-    train_rows, val_rows = features.rows_for(train["id"])[indices], features.rows_for(val["id"])
-    max_age = params.labels.max_age
-    models, histories = {}, {}
+    heads, histories = {}, {}
     for task in TASKS:
-        model = start_head(params, features.dim, task, init, pretrain_dir, uses_published_weights(params.backbone))
-        if init != "published":
-            histories[task] = fit_head(
-                model, features.array, train_rows, task_labels(task, train, max_age)[indices],
-                val_rows, task_labels(task, val, max_age), sample_weight=weights,
-                epochs=params.train.epochs, patience=params.train.patience,
-                batch_size=params.train.batch_size, learning_rate=params.train.learning_rate, seed=params.seed,
-                show_progress=None, desc=f"train {task}")
-        models[task] = model
-    return models, histories
+        heads[task] = start_head(data, task, init)
+        train = data.task_rows(task, data.train).take(indices)
+        histories[task] = fit_head(heads[task], data.features.array, train, data.task_rows(task, data.val),
+                                   budget=data.budget, sample_weight=weights, show_progress=None, desc=f"train {task}")
+    return FittedHeads(heads, histories, trained_on={"train_rows": len(indices)}, reads=data.reads)
 
 
-def predict_heads(models: dict[str, keras.Model], features: Features, rows: pd.DataFrame, batch_size: int,
+def predict_heads(models: dict[str, keras.Model], features: Features, rows: pd.DataFrame, *, batch_size: int,
                   experiment: str) -> pd.DataFrame:
     """The predictions table of manifest `rows` from the age and gender heads."""
     feature_rows = features.rows_for(rows["id"])
     probs = {task: predict_probs(models[task], features.array, feature_rows, batch_size, desc=f"predict {task}")
              for task in TASKS}
     return prediction_frame(rows, probs["age"], probs["gender"], experiment)
+
+
+def predict_fitted(fitted: FittedHeads, features: Features, rows: pd.DataFrame, *, batch_size: int,
+                   experiment: str) -> pd.DataFrame:
+    """The predictions table of manifest `rows` from fitted heads, on what they read (`FittedHeads.reads`)."""
+    if fitted.reads == "published_outputs":
+        return published_output_predictions(features, rows, experiment)
+    return predict_heads(fitted.heads, features.reading(fitted.reads), rows, batch_size=batch_size,
+                         experiment=experiment)
 
 
 def published_output_predictions(features: Features, rows: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -301,6 +399,19 @@ def published_output_heads(published_outputs: int, max_age: int) -> dict[str, ke
         select = keras.layers.Dense(stop - start, use_bias=False, name="select", dtype="float32")
         heads[task] = keras.Model(inputs, select(inputs), name=task)
         select.set_weights([np.eye(published_outputs, dtype=np.float32)[:, start:stop]])
+    return heads
+
+
+def published_layer_heads(kernels: dict[str, np.ndarray]) -> dict[str, keras.Model]:
+    """Heads that are a published model's own output layers, as published: per task one Dense layer
+    without bias (the WideResNet's dense_1/dense_2) and a softmax, on the features those layers read,
+    holding the published kernels ({task: (inputs, classes)}). Init `published` starts from them."""
+    heads = {}
+    for task, kernel in kernels.items():
+        inputs = keras.Input(shape=(kernel.shape[0],), name="features")
+        output = keras.layers.Dense(kernel.shape[1], use_bias=False, name="predictions")
+        heads[task] = keras.Model(inputs, keras.layers.Activation("softmax", name="softmax")(output(inputs)), name=task)
+        output.set_weights([np.asarray(kernel, dtype=np.float32)])
     return heads
 
 

@@ -235,7 +235,7 @@ def build_report(params: Params) -> Path:
     on_main = comparison[comparison["dataset"] == dataset]
     ranked = on_main["mae"].idxmin() if on_main["mae"].notna().any() else on_main["age_band_accuracy"].idxmax()
     best = next(r for r in results if r.name == on_main.loc[ranked, "experiment"])
-    baseline = next((r for r in results if r.init == "published"), None)
+    baseline = next((r for r in results if params.experiments[r.name].is_baseline), None)
 
     summary_section(md, params, results, absent, comparison, dataset, best, baseline)
     data_section(md, params.paths)

@@ -19,10 +19,10 @@ import tensorflow as tf
 import yaml
 
 from stages.lib.backbones.h5weights import WeightsFileError
-from stages.lib.backbones.registry import describe, split_outputs
+from stages.lib.backbones.registry import describe, embed_parts
 from stages.lib.backbones.store import open_features, run_features
 from stages.lib.backbones.vgg_face import resize_uint8
-from stages.lib.backbones.wide_resnet import (AGE_CLASSES, FEATURE_DIM, PUBLISHED_OUTPUTS, WEIGHTS_FILE,
+from stages.lib.backbones.wide_resnet import (AGE_CLASSES, FEATURE_DIM, FULL_DIM, PUBLISHED_OUTPUTS, WEIGHTS_FILE,
                                               check_published_file, load_published_model, model_input,
                                               pool_grid, published_framing_fraction)
 from stages.lib.core.params import validate
@@ -109,10 +109,12 @@ def test_the_spec_says_where_the_published_outputs_are():
     params = validate({**PARAMS, "backbone": {**PARAMS["backbone"], "name": "wide_resnet_imdb", "fc_width": 64}})
     spec = describe(params.backbone)
     assert (spec.feature_dim, spec.published_outputs, spec.weights) == (FEATURE_DIM, 2 + 101, ("wide_resnet_imdb",))
-    rows = np.arange(3 * (FEATURE_DIM + PUBLISHED_OUTPUTS), dtype=np.float32).reshape(3, -1)
-    features, published = split_outputs(spec, rows)
-    assert features.shape == (3, FEATURE_DIM) and published.shape == (3, PUBLISHED_OUTPUTS)
-    assert published[0, 0] == FEATURE_DIM
+    assert spec.published_inputs == FULL_DIM == 16 * 16 * 512
+    rows = np.arange(3 * (FEATURE_DIM + PUBLISHED_OUTPUTS + FULL_DIM), dtype=np.float32).reshape(3, -1)
+    parts = embed_parts(spec, rows)
+    assert [(name, part.shape[1]) for name, part in parts.items()] == [
+        ("features", FEATURE_DIM), ("published_outputs", PUBLISHED_OUTPUTS), ("published_inputs", FULL_DIM)]
+    assert parts["published_outputs"][0, 0] == FEATURE_DIM and parts["published_inputs"][0, 0] == FEATURE_DIM + 103
 
 
 # ----------------------------------------------------------------------------- the package route
@@ -229,6 +231,17 @@ def test_published_outputs_stored_by_the_features_pass_are_the_whole_models(tmp_
     right = (np.where(stored[:, 0] > 0.5, "female", "male") == manifest["gender"].to_numpy())[adults].mean()
     # The published model on UTKFace chips (4,143 adults: MAE 11.55, 75.3%; fed RGB instead, 58%).
     assert mae < 15 and right > 0.66, (mae, right)
+
+    # What the published output layers read is stored too (float16), and the published layers, as the
+    # pretrain stage builds them for init `published` to fine-tune, give the published outputs from it.
+    from stages.lib.backbones.wide_resnet import published_output_kernels
+    from stages.lib.heads.training import published_layer_heads
+
+    assert features.published_inputs.shape == (len(manifest), FULL_DIM)
+    heads = published_layer_heads(published_output_kernels(wide_resnet_weights))
+    flat = np.asarray(features.published_inputs[features.rows_for(manifest["id"])], dtype=np.float32)
+    assert np.abs(heads["age"].predict(flat, verbose=0) @ years - stored[:, 2:] @ years).max() < 0.05
+    assert np.abs(heads["gender"].predict(flat, verbose=0)[:, 0] - stored[:, 0]).max() < 0.01
 
 
 def test_published_predictions_come_from_the_stored_outputs_and_retrained_heads_start_random():

@@ -170,7 +170,8 @@ def test_band_changes_show_who_gains_and_who_pays():
 
 def test_band_changes_pair_only_the_shared_faces():
     reference, experiment = old_improve_middle_aged_pay()
-    table = band_changes(experiment.iloc[100:], reference, EDGES, Bootstrap(resamples=50), "toy")
+    table = band_changes(experiment.iloc[100:], reference.sample(frac=1, random_state=0), EDGES,
+                         Bootstrap(resamples=50), "toy")
     assert table.set_index("band").loc["0-15", "n"] == 100
 
 
@@ -218,3 +219,36 @@ def test_band_age_datasets_never_carry_an_age_error(tmp_path):
     changes = band_changes(shifted, frame, EDGES, Bootstrap(resamples=50), "toy")
     assert "mae" not in changes.columns and "mae_reference" not in changes.columns
     assert set(changes["metric"]) == {"age_band_accuracy"} and list(changes.columns) == columns("age_band_accuracy")
+
+
+def test_audit_adjusts_tests_gaps_and_writes_band_changes(tmp_path):
+    from stages import audit
+
+    reference, experiment = old_improve_middle_aged_pay()
+    columns_out = ["id", "age", "age_pred", "gender", "race"]
+    experiment.assign(cluster=[f"p{i // 2}" for i in range(len(experiment))])[columns_out + ["cluster"]].to_csv(
+        tmp_path / "mine.csv", index=False)
+    reference[columns_out].to_csv(tmp_path / "theirs.csv", index=False)
+    out = tmp_path / "audit"
+    audit.main([str(tmp_path / "mine.csv"), "--out", str(out), "--reference", str(tmp_path / "theirs.csv"),
+                "--bootstrap", "200", "--no-figures", "--age-bands", "0,16,31,46,61"])
+    significance_table = pd.read_csv(out / "significance.csv")
+    assert list(significance_table.columns) == SIGNIFICANCE_COLUMNS
+    assert set(significance_table["adjustment"].dropna()) <= {"holm", "bh"}
+    assert list(pd.read_csv(out / "gaps.csv").columns) == GAP_COLUMNS
+    changes = pd.read_csv(out / "band_changes.csv").set_index("band")
+    assert changes.loc["61+", "verdict"] == "improves" and changes.loc["46-60", "verdict"] == "worsens"
+    assert "cluster" in (out / "report.md").read_text()        # the input section names the cluster column
+
+
+def test_audit_refuses_a_reference_of_other_faces(tmp_path, capsys):
+    from stages import audit
+
+    reference, experiment = old_improve_middle_aged_pay()
+    experiment[["id", "age", "age_pred"]].to_csv(tmp_path / "mine.csv", index=False)
+    reference.assign(id="other" + reference["id"])[["id", "age", "age_pred"]].to_csv(tmp_path / "theirs.csv",
+                                                                                    index=False)
+    with pytest.raises(SystemExit) as exit_:
+        audit.main([str(tmp_path / "mine.csv"), "--out", str(tmp_path / "out"), "--reference",
+                    str(tmp_path / "theirs.csv"), "--bootstrap", "0", "--no-figures"])
+    assert "shares no face" in str(exit_.value.code)

@@ -49,10 +49,9 @@ def _outcomes(frame: pd.DataFrame, banded: bool) -> np.ndarray:
 
 def band_changes(frame: pd.DataFrame, reference: pd.DataFrame, edges, bootstrap: Bootstrap,
                  dataset: str) -> pd.DataFrame:
-    """One row per age band of `dataset`'s test faces shared by `frame` and `reference` (see module doc)."""
-    pick = lambda table: (table[(table["split"] == "test") & (table["dataset"] == dataset)]  # noqa: E731
-                          .drop_duplicates("id").set_index("id"))
-    mine, theirs = pick(frame), pick(reference)
+    """One row per age band of the faces (by `id`) in both `frame` and `reference`, the test faces of
+    one test set, `dataset` (see module doc)."""
+    mine, theirs = frame.drop_duplicates("id").set_index("id"), reference.drop_duplicates("id").set_index("id")
     shared = mine.index.intersection(theirs.index, sort=False)
     mine, theirs = mine.loc[shared], theirs.loc[shared]
     banded = BAND_COLUMN in mine.columns and len(mine) > 0 and mine[BAND_COLUMN].notna().all()

@@ -300,7 +300,8 @@ def audit(args: argparse.Namespace) -> dict:
     figures = {} if args.no_figures else plots.write_figures(evaluation, out / "figures", title)
     if args.reference is not None:
         reference_rows = reference_faces(args, requested, kept)
-        band_changes(kept, reference_rows, settings.edges, settings.bootstrap, args.predictions.stem).to_csv(
+        band_changes(kept, reference_rows, settings.edges, settings.bootstrap,
+                     dataset=args.predictions.stem).to_csv(
             out / "band_changes.csv", index=False)
     correction = correction_protocol(normalised.frame, kept, settings.bootstrap) if args.correction else None
     if correction is not None:

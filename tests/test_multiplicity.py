@@ -154,7 +154,7 @@ def old_improve_middle_aged_pay():
 
 def test_band_changes_show_who_gains_and_who_pays():
     reference, experiment = old_improve_middle_aged_pay()
-    table = band_changes(experiment, reference, EDGES, Bootstrap(resamples=400), "toy")
+    table = band_changes(experiment, reference, EDGES, Bootstrap(resamples=400), dataset="toy")
     assert list(table.columns) == columns("mae") == [
         "dataset", "band", "metric", "n", "mae_reference", "mae", "delta", "ci_low", "ci_high", "p_value",
         "adjustment", "p_adjusted", "significant", "verdict"]
@@ -171,7 +171,7 @@ def test_band_changes_show_who_gains_and_who_pays():
 def test_band_changes_pair_only_the_shared_faces():
     reference, experiment = old_improve_middle_aged_pay()
     table = band_changes(experiment.iloc[100:], reference.sample(frac=1, random_state=0), EDGES,
-                         Bootstrap(resamples=50), "toy")
+                         Bootstrap(resamples=50), dataset="toy")
     assert table.set_index("band").loc["0-15", "n"] == 100
 
 
@@ -216,7 +216,7 @@ def test_band_age_datasets_never_carry_an_age_error(tmp_path):
     summary, _ = summarise_experiments({"retrained": frame}, "retrained", Bootstrap(resamples=50), 30)
     assert not summary["statistic"].str.contains("mae").any() and len(summary)
     shifted = frame.assign(age_pred=frame["age_pred"] + 1)
-    changes = band_changes(shifted, frame, EDGES, Bootstrap(resamples=50), "toy")
+    changes = band_changes(shifted, frame, EDGES, Bootstrap(resamples=50), dataset="toy")
     assert "mae" not in changes.columns and "mae_reference" not in changes.columns
     assert set(changes["metric"]) == {"age_band_accuracy"} and list(changes.columns) == columns("age_band_accuracy")
 
@@ -252,3 +252,32 @@ def test_audit_refuses_a_reference_of_other_faces(tmp_path, capsys):
         audit.main([str(tmp_path / "mine.csv"), "--out", str(tmp_path / "out"), "--reference",
                     str(tmp_path / "theirs.csv"), "--bootstrap", "0", "--no-figures"])
     assert "shares no face" in str(exit_.value.code)
+
+
+def test_evaluate_stage_writes_band_changes_for_rebalancing_experiments_only(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from stages import evaluate as stage
+
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["evaluate"]["bootstrap"] = 200
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    reference, experiment = old_improve_middle_aged_pay()
+    banded = banded_table().iloc[:300].assign(dataset="fairface", id=lambda f: "ff" + f["id"])
+    for name, table in (("retrained", pd.concat([reference, banded])),
+                        ("oversample_x2", pd.concat([experiment, banded.assign(age_pred=banded["age_pred"] - 2)]))):
+        folder = tmp_path / "reports/experiments" / name
+        folder.mkdir(parents=True)
+        table.assign(experiment=name).to_parquet(folder / "predictions.parquet")
+    for name in ("retrained", "oversample_x2"):
+        assert stage.main([name]) == 0
+    evaluation = tmp_path / "reports/experiments"
+    changes = pd.read_csv(evaluation / "oversample_x2/evaluation/toy/band_changes.csv").set_index("band")
+    assert changes.loc["61+", "verdict"] == "improves" and changes.loc["46-60", "verdict"] == "worsens"
+    assert "mae" not in pd.read_csv(evaluation / "oversample_x2/evaluation/fairface/band_changes.csv").columns
+    assert not list((evaluation / "retrained").rglob("band_changes.csv"))
+    headline = json.loads((evaluation / "oversample_x2/metrics.json").read_text())
+    assert "mae" in headline["toy"] and "mae" not in headline["fairface"]

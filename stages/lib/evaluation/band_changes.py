@@ -47,7 +47,7 @@ def _outcomes(frame: pd.DataFrame, banded: bool) -> np.ndarray:
     return (frame["age_pred"].astype(float) - frame["age"].astype(float)).abs().to_numpy()
 
 
-def band_changes(frame: pd.DataFrame, reference: pd.DataFrame, edges, bootstrap: Bootstrap,
+def band_changes(frame: pd.DataFrame, reference: pd.DataFrame, edges, bootstrap: Bootstrap, *,
                  dataset: str) -> pd.DataFrame:
     """One row per age band of the faces (by `id`) in both `frame` and `reference`, the test faces of
     one test set, `dataset` (see module doc)."""

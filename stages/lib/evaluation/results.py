@@ -192,7 +192,7 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
         reference_test = reference[reference["split"] == "test"]
         for name in datasets:
             band_changes(subsets[name], reference_test[reference_test["dataset"] == name], params.age_bands,
-                         bootstrap, name).to_csv(out / name / f"{BAND_CHANGES}.csv", index=False)
+                         bootstrap, dataset=name).to_csv(out / name / f"{BAND_CHANGES}.csv", index=False)
     for name, rows in summary.groupby("dataset", sort=False):
         rows.to_csv(out / str(name) / f"{WORST_GROUPS}.csv", index=False)
         headlines[name].update(worst_group_headline(rows))

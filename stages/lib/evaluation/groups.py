@@ -76,7 +76,8 @@ MEANS = {
     "mean_error": lambda sums: sums[..., 2] / sums[..., _FACES],
 }
 # Proportion -> (column of hits, column of faces scored) in SUMMED.
-PROPORTIONS = {"gender_accuracy": (4, 5), "age_band_accuracy": (6, 7)}
+PROPORTIONS = {"gender_accuracy": (SUMMED.index("gender_hit"), SUMMED.index("gender_scored")),
+               "age_band_accuracy": (SUMMED.index("band_hit"), SUMMED.index("band_scored"))}
 
 
 @dataclass(frozen=True)

@@ -281,3 +281,15 @@ def test_evaluate_stage_writes_band_changes_for_rebalancing_experiments_only(tmp
     assert not list((evaluation / "retrained").rglob("band_changes.csv"))
     headline = json.loads((evaluation / "oversample_x2/metrics.json").read_text())
     assert "mae" in headline["toy"] and "mae" not in headline["fairface"]
+
+
+def test_paired_resamples_draw_a_clusters_faces_of_a_stratum_together():
+    from stages.lib.evaluation.worst_groups import stratified_counts
+
+    strata = np.array([0, 0, 0, 0, 1, 1])
+    clusters = np.array([0, 0, 1, 2, 0, 3])      # cluster 0 spans both strata: drawn together within each
+    counts = stratified_counts(strata, 200, np.random.default_rng(0), clusters)
+    assert (counts[:, 0] == counts[:, 1]).all() and (counts[:, 0] != counts[:, 4]).any()
+    assert (counts[:, strata == 0].sum(axis=1) % 1 == 0).all() and counts[:, 0].max() >= 2
+    alone = stratified_counts(strata, 50, np.random.default_rng(3))
+    assert np.array_equal(alone, stratified_counts(strata, 50, np.random.default_rng(3), np.arange(6)))

@@ -3,7 +3,7 @@
     python -m stages.audit PREDICTIONS.csv --out DIR [--age-col C] [--pred-col C] [--argmax-col C]
         [--gender-col C] [--race-col C] [--filename-col C] [--gender-pred-col C] [--gender-prob-col C]
         [--gender-codes utkface|imdb_wiki|deepface] [--age-bands 0,16,31,46,61] [--min-age A] [--max-age A]
-        [--split test] [--correction] [--no-figures]
+        [--split test] [--cluster-col C] [--reference REFERENCE.csv] [--correction] [--no-figures]
 
 Columns default to common names (`age`, `age_pred`/`pre_age`/`Weighted_Avg`, `gender`, `race`,
 `filename`, ...; case-insensitive). Without label columns, labels are read from UTKFace-style file
@@ -13,7 +13,15 @@ because conventions disagree (UTKFace: 0 = male; IMDB-Wiki and deepface's argmax
 with numeric gender and no flag is refused, never guessed. A missing gender or race column skips that
 breakdown, and the report says so.
 
+Verdicts are adjusted for multiplicity within each family (a breakdown × a metric: Holm for short
+families, Benjamini–Hochberg for long ones; significance.csv says which), and each worst − best gap
+has a test of "all groups equal" that re-selects the extremes (gaps.csv, `p_all_equal`). With a
+`cluster` column (or --cluster-col: faces of one person or look-alikes), the bootstrap draws clusters,
+not faces. With --reference (another model's predictions of the same faces, read with the same column
+flags), DIR/band_changes.csv holds each age band's paired change in error against it.
+
 Writes DIR/groups.csv (the groups contract), DIR/gaps.csv, DIR/significance.csv, DIR/metrics.json,
+DIR/band_changes.csv (with --reference),
 DIR/rejects.csv (rows with unusable labels, with the reason), DIR/tables/*.csv, DIR/plots/*.csv
 (DVC plot data), DIR/figures/*.png and DIR/report.md. Age bands, bootstrap resamples, confidence and
 minimum group size default to params.yaml's when it is in the current folder.
@@ -38,10 +46,11 @@ import pandas as pd
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.core.labels import DEFAULT_AGE_BANDS, band_labels
+from stages.lib.evaluation.band_changes import band_changes
 from stages.lib.evaluation.groups import Evaluation, evaluate
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import write_plot_tables
-from stages.lib.evaluation.results import write_evaluation, write_json
+from stages.lib.evaluation.results import headline_line, write_evaluation, write_json
 from stages.lib.core.params import PARAMS_FILE, Params, ParamsError, load_params
 from stages.lib.evaluation.predictions import (GENDER_CODES, PLAUSIBLE_MAX_AGE, ColumnError, Normalised,
                                                describe_codes, normalise_predictions, read_table)
@@ -49,12 +58,13 @@ from stages.lib.reporting.markdown import Markdown, correction_section, evaluati
 
 # What an audit writes into --out: files, and folders of which only these files are ours.
 OUTPUT_FILES = ("groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv", "correction.csv",
+                "band_changes.csv",
                 "report.md")
 OUTPUT_FOLDERS = {"tables": "*.csv", "plots": "*.csv", "figures": "*.png"}
 COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES
     "age_col": "age", "pred_col": "age_pred", "argmax_col": "age_pred_argmax", "gender_col": "gender",
     "race_col": "race", "filename_col": "filename", "gender_pred_col": "gender_pred",
-    "gender_prob_col": "gender_prob_female", "id_col": "id", "split_col": "split",
+    "gender_prob_col": "gender_prob_female", "id_col": "id", "split_col": "split", "cluster_col": "cluster",
 }
 
 
@@ -87,6 +97,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-age", type=int, help="reject rows with a true age below this (default: none)")
     parser.add_argument("--max-age", type=int, help="reject rows with a true age above this (default: none)")
     parser.add_argument("--split", help="evaluate only rows of this split (needs a split column)")
+    parser.add_argument("--reference", type=Path,
+                        help="another model's predictions of the same faces (same columns): writes band_changes.csv, "
+                             "each age band's paired change against it")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: params evaluate.bootstrap)")
     parser.add_argument("--confidence", type=float, help="CI level (default: params evaluate.confidence)")
     parser.add_argument("--min-group-size", type=int, help="flag smaller groups (default: params evaluate.min_group_size)")
@@ -234,12 +247,30 @@ def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFra
         correction_section(md, correction[0], correction[1], settings.bootstrap.confidence)
     md.heading("Files", 2)
     md.table(pd.DataFrame({"file": ["groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv",
-                                    "tables/", "plots/", "figures/"],
-                           "what": ["one row per group (the groups contract)", "worst vs best group",
-                                    "each group's interval against the reference", "overall figures",
-                                    "rows not evaluated, with the reason", "the study's tables as CSV",
+                                    "band_changes.csv", "tables/", "plots/", "figures/"],
+                           "what": ["one row per group (the groups contract)",
+                                    "worst vs best group, with the test of all groups equal (adjusted)",
+                                    "each group's raw interval against the reference, raw and adjusted p-values",
+                                    "overall figures",
+                                    "rows not evaluated, with the reason",
+                                    "with --reference: each age band's paired change against it (Holm across bands)",
+                                    "the study's tables as CSV",
                                     "DVC plot data", "the figures above"]}))
     return md.text()
+
+
+def reference_faces(args: argparse.Namespace, requested: dict, kept: pd.DataFrame) -> pd.DataFrame:
+    """The --reference table, read like the predictions, restricted as they are (split); AuditError when
+    it shares no face (id or file name) with them."""
+    reference = normalise_predictions(read_predictions(args.reference, args.sep), requested,
+                                      dataset=args.predictions.stem, min_age=args.min_age, max_age=args.max_age,
+                                      gender_codes=args.gender_codes).frame
+    if args.split:
+        reference = reference[reference["split"] == args.split.lower()]
+    if not reference["id"].isin(kept["id"]).any():
+        raise AuditError(f"--reference {args.reference} shares no face with {args.predictions} (matched by the id "
+                         "or file-name column): give predictions of the same faces")
+    return reference
 
 
 def audit(args: argparse.Namespace) -> dict:
@@ -267,6 +298,11 @@ def audit(args: argparse.Namespace) -> dict:
     write_evaluation(evaluation, out)
     write_plot_tables(evaluation, lambda kind: out / "plots" / f"{kind}.csv")
     figures = {} if args.no_figures else plots.write_figures(evaluation, out / "figures", title)
+    if args.reference is not None:
+        reference_rows = reference_faces(args, requested, kept)
+        band_changes(kept, reference_rows, settings.edges, settings.bootstrap,
+                     dataset=args.predictions.stem).to_csv(
+            out / "band_changes.csv", index=False)
     correction = correction_protocol(normalised.frame, kept, settings.bootstrap) if args.correction else None
     if correction is not None:
         correction[0].to_csv(out / "correction.csv", index=False)
@@ -287,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"audit: {args.predictions}: {error}")
     except (AuditError, ParamsError, OSError) as error:
         sys.exit(f"audit: {error}")
-    line = f"{args.predictions.name}: n={metrics['n']:,} MAE {metrics['mae']:.2f} RMSE {metrics['rmse']:.2f}"
+    line = f"{args.predictions.name}: n={metrics['n']:,} {headline_line(metrics)}"
     if "mae_argmax" in metrics:
         line += f" (argmax MAE {metrics['mae_argmax']:.2f})"
     print(line + f"; {metrics['rows_rejected']:,} rows rejected; report: {args.out / 'report.md'}")

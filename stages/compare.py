@@ -26,7 +26,7 @@ from stages.lib.backbones.vgg_face import set_precision_for_device
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import run_features
 from stages.lib.evaluation.groups import evaluate
-from stages.lib.evaluation.results import bootstrap_from, write_evaluation
+from stages.lib.evaluation.results import bootstrap_from, headline_line, write_evaluation
 from stages.lib.core.params import Params, load_params
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
@@ -87,7 +87,7 @@ def main() -> None:
         {label: params.compared_backbone(label).model_dump() for label in params.compare_backbones}, indent=2) + "\n")
     for label in params.compare_backbones:
         for dataset, figures in compare_one(label, params).items():
-            print(f"compare: {label} on {dataset}: n={figures['n']:,} MAE {figures['mae']:.2f}"
+            print(f"compare: {label} on {dataset}: n={figures['n']:,} {headline_line(figures)}"
                   + (f", gender accuracy {figures['gender_accuracy']:.1%}" if figures.get("gender_accuracy") is not None else ""))
     if not params.compare_backbones:
         print("compare: no compare_backbones in params.yaml; nothing to compare")

@@ -14,7 +14,7 @@ import sys
 
 from stages.lib.core.params import ParamsError, load_params
 from stages.lib.core.schema import SchemaError
-from stages.lib.evaluation.results import evaluate_experiment
+from stages.lib.evaluation.results import evaluate_experiment, headline_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: {error}", file=sys.stderr)
         return 2
     for dataset, figures in overall.items():
-        print(f"{args.experiment} on {dataset}: n={figures['n']:,} MAE {figures['mae']:.2f} RMSE {figures['rmse']:.2f}")
+        print(f"{args.experiment} on {dataset}: n={figures['n']:,} {headline_line(figures)}")
     return 0
 
 

@@ -13,7 +13,9 @@ stages/lib/splitting/split.py):
   (data/identity, the identity stage's cached pass) or, with `embedding: features`, in the heads'
   own cached features (data/features); nothing is computed here.
 - `split_naive`: the study's split, every face on its own; experiments with `split: naive` use it.
-In both, a photo found in two datasets (UTKFace aligned and in the wild) takes its split in the
+In both, a dataset that no model trains on (in roles.evaluate, neither the finetune dataset nor a
+pretrain dataset the pretrain stage trains on: splitting.split.evaluated_whole) is all `test`: an
+external test set is evaluated on every row. And a photo found in two datasets (UTKFace aligned and in the wild) takes its split in the
 first of them in params' order (pretrain, finetune, evaluate): heads trained on the in-the-wild photos
 are never tested on the same photos' aligned chips.
 And data/processed/split.json: rows per split x dataset x age band, identities per split, whether the
@@ -37,8 +39,9 @@ from stages.lib.splitting.identity import needs_identity_pass, read_status
 from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
 from stages.lib.core.params import Clusters, ParamsError, load_params
 from stages.lib.core.schema import read_manifest, write_manifest
-from stages.lib.splitting.split import (follow_shared_photos, naive_split_manifest, split_manifest, split_summary,
-                                        with_cluster_identities)
+from stages.lib.backbones.registry import pretrain_trains_heads
+from stages.lib.splitting.split import (all_to_test, evaluated_whole, follow_shared_photos, naive_split_manifest,
+                                        split_manifest, split_summary, with_cluster_identities)
 
 
 def dataset_features(manifest: pd.DataFrame, features_dir: Path) -> dict[str, np.ndarray]:
@@ -108,16 +111,21 @@ def main(argv: list[str] | None = None) -> int:
         manifest = manifest.assign(cluster=found)
         grouped = manifest.assign(identity=with_cluster_identities(manifest, manifest["cluster"]))
     order = params.active_datasets  # a photo in two datasets takes its split in the first (the finetune set)
+    whole = evaluated_whole(params.roles.pretrain, params.roles.finetune, params.roles.evaluate,
+                            pretrain_trains=pretrain_trains_heads(params.backbone))
     manifest = manifest.assign(
-        split=follow_shared_photos(manifest, split_manifest(grouped, fractions, edges, params.seed), order),
-        split_naive=follow_shared_photos(manifest, naive_split_manifest(manifest, fractions, edges, params.seed),
-                                         order),
+        split=follow_shared_photos(
+            manifest, all_to_test(manifest, split_manifest(grouped, fractions, edges, params.seed), whole), order),
+        split_naive=follow_shared_photos(
+            manifest, all_to_test(manifest, naive_split_manifest(manifest, fractions, edges, params.seed), whole),
+            order),
     )
     write_manifest(manifest, params.paths.manifest)
     summary = {
         "seed": params.seed, "fractions": fractions,
         "clusters": clusters.model_dump() if clusters else None,
         "clusters_skipped": skipped,
+        "evaluated_whole": whole,   # no model trains on them: every row is a test face
         "datasets": split_summary(manifest, edges),
         "leakage": leakage(manifest, embeddings, clusters, resplit) if clusters else {},
     }

@@ -53,7 +53,7 @@ def test_codes_floats_and_words_all_normalise():
     assert result.gender_codes == "utkface" and "0 = male" in result.sources["gender"]
     assert list(result.frame["race"]) == ["white", "black", "asian", "indian", "others", "asian"]
     assert list(result.frame["age"]) == [20, 30, 40, 50, 60, 70]
-    assert list(result.frame.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
+    assert list(result.frame.columns) == PREDICTION_COLUMNS + [BAND_COLUMN, "cluster"]
 
 
 def test_labels_come_from_file_names_when_label_columns_are_missing():

@@ -134,7 +134,7 @@ def test_prediction_frame_follows_the_contract():
     age_probs[0, [20, 30]] = 0.5
     age_probs[1, 3] = 1.0
     frame = prediction_frame(rows, age_probs, np.array([[0.3, 0.7], [0.9, 0.1]]), "retrained")
-    assert list(frame.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
+    assert list(frame.columns) == PREDICTION_COLUMNS + [BAND_COLUMN, "cluster"]
     assert frame["age_pred"].tolist() == [25.0, 3.0]
     assert frame["age_pred_argmax"].tolist() == [20, 3]
     assert frame["gender_prob_female"].tolist() == pytest.approx([0.3, 0.9])

@@ -146,13 +146,18 @@ def test_every_mitigation_is_weighed_in_the_report_and_reruns_alone(demo_project
 
 SHARED = ROOT.parent / "shared" / "datasets"
 SAMPLE = 300  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
+CHILDREN = 30  # UTKFace faces under 17 besides: the profile's `utkface_children`, evaluated apart
 
 
 def _sample_folder(target: Path) -> tuple[Path, Path]:
-    """Links to SAMPLE UTKFace files and SAMPLE FairFace rows (with their label file) under target."""
+    """Links to SAMPLE UTKFace files aged 17+ and CHILDREN under 17 (one folder: the profile's utkface
+    and utkface_children read it by age), and SAMPLE FairFace rows (with their label file) under target."""
     utkface = target / "utkface"
     utkface.mkdir(parents=True)
-    for path in sorted((SHARED / "utkface-aligned-sample").glob("*.jpg"))[:: 5002 // SAMPLE][:SAMPLE]:
+    files = sorted((SHARED / "utkface-aligned-sample").glob("*.jpg"))
+    age = lambda path: int(path.name.split("_")[0])  # noqa: E731
+    adults, children = [f for f in files if age(f) >= 17], [f for f in files if age(f) < 17]
+    for path in adults[:: len(adults) // SAMPLE][:SAMPLE] + children[:: len(children) // CHILDREN][:CHILDREN]:
         (utkface / path.name).symlink_to(path)
     fairface = target / "fairface"
     (fairface / "val").mkdir(parents=True)
@@ -177,6 +182,7 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     params["profile"] = "real-offline"
     profile = params["profiles"]["real-offline"]
     profile["datasets"]["utkface"]["sources"] = [{"path": str(utkface)}]
+    profile["datasets"]["utkface_children"]["sources"] = [{"path": str(utkface)}]
     profile["datasets"]["fairface"]["sources"] = [{"path": str(fairface)}]
     profile["weights"]["yunet"]["path"] = str(ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx")
     profile["evaluate"] = {"bootstrap": 100}
@@ -190,14 +196,19 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     _run(DVC + ["repro"], project)
 
     meta = json.loads((project / "data/features/meta.json").read_text())
-    assert meta["shape"] == [2 * SAMPLE, 8192] and meta["spec"]["name"] == "wide_resnet_imdb"
-    assert meta["published_shape"] == [2 * SAMPLE, 103]
+    assert meta["shape"] == [2 * SAMPLE + CHILDREN, 8192] and meta["spec"]["name"] == "wide_resnet_imdb"
+    assert meta["published_shape"] == [2 * SAMPLE + CHILDREN, 103]
     assert json.loads((project / "data/identity/status.json").read_text())["computed"]
     published = json.loads((project / "reports/experiments/published/metrics.json").read_text())
     assert 5 < published["utkface"]["mae"] < 20 and published["utkface"]["gender_accuracy"] > 0.6
+    assert "utkface_children" in published and "mae" not in published["fairface"]   # FairFace: bands only
     split = json.loads((project / "data/processed/split.json").read_text())
-    assert set(split["leakage"]) == {"utkface", "fairface"}
+    assert set(split["leakage"]) == {"utkface", "utkface_children", "fairface"}
     assert all(entry["grouped"]["test_faces"] > 0 for entry in split["leakage"].values())
+    # no model trains on the children or on FairFace: every row of theirs is a test face
+    assert split["datasets"]["fairface"]["rows"] == {"train": 0, "val": 0, "test": SAMPLE}
+    assert split["datasets"]["utkface_children"]["rows"]["test"] == CHILDREN
+    assert split["datasets"]["utkface"]["rows"]["train"] > 0
     # 180 training faces are too few for new heads to learn age (on the full sample's 2,997 the
     # WideResNet's reach MAE 8.05 against the published 13.89), not gender: dlib's heads (compare stage,
     # on the identity stage's pass; 92% here) and the WideResNet's retrained heads (79% here) must.

@@ -207,6 +207,7 @@ def split_project(tmp_path, monkeypatch, manifest: pd.DataFrame, clusters, featu
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["profile"] = "full"
     raw["split"]["clusters"] = clusters
+    raw["roles"]["finetune"] = "utkface"   # a dataset that is trained on is split (an evaluate-only one is all test)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
 

@@ -227,7 +227,7 @@ def test_offline_pretrain_then_train_writes_models_and_contract_predictions(tmp_
     train.run("published")
     published = pd.read_parquet(tmp_path / "reports/experiments/published/predictions.parquet")
     evaluated = manifest[manifest["dataset"].isin(["utkface", "wiki"])]
-    assert list(published.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
+    assert list(published.columns) == PREDICTION_COLUMNS + [BAND_COLUMN, "cluster"]
     assert published["id"].tolist() == evaluated["id"].tolist()
     assert set(published["split"]) == {"train", "val", "test"} and set(published["experiment"]) == {"published"}
     features = open_features(tmp_path / "data/features")
@@ -249,7 +249,7 @@ def test_offline_pretrain_then_train_writes_models_and_contract_predictions(tmp_
     retrained = keras.models.load_model(tmp_path / "models/oversample_x2/age.keras")
     assert retrained.output_shape == (None, 101)
     predictions = pd.read_parquet(tmp_path / "reports/experiments/oversample_x2/predictions.parquet")
-    assert list(predictions.columns) == PREDICTION_COLUMNS + [BAND_COLUMN]
+    assert list(predictions.columns) == PREDICTION_COLUMNS + [BAND_COLUMN, "cluster"]
     assert predictions["age_pred"].between(0, 100).all()
     assert not np.allclose(predictions["age_pred"], published["age_pred"])
 

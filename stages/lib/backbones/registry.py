@@ -192,6 +192,13 @@ def describe(config: BackboneConfig) -> BackboneSpec:
     return entry_for(config).describe(config)
 
 
+def pretrain_trains_heads(config: BackboneConfig) -> bool:
+    """Does the pretrain stage train heads on roles.pretrain's dataset for this backbone? Not where the
+    published heads are the model's own outputs (wide_resnet_imdb) or published files fit the features
+    (VGG-Face's): then no model trains on that dataset (the split gives it wholly to test)."""
+    return not (describe(config).published_outputs or uses_published_weights(config))
+
+
 def load(config: BackboneConfig, seed: int, weights_dir: Path) -> tuple[BackboneSpec, Embed]:
     """The spec and the embedding function of the backbone the params select; its weights file, if it
     has one, is read from `weights_dir` (params.paths.weights)."""

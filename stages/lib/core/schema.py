@@ -34,6 +34,21 @@ PREDICTION_COLUMNS = [
 # Written after those: the labelled age band of datasets that give bands only (FairFace: `20-29`; then
 # `age` is the band's midpoint), null elsewhere; evaluation judges band accuracy on it. Optional on input.
 BAND_COLUMN = "age_band_source"
+# Also written after those, optional on input: the face's resampling cluster (faces that are not
+# independent: one person, or look-alikes the split keeps together), null for a face on its own. The
+# bootstrap and permutation tests draw clusters, not faces (evaluation/intervals.py).
+CLUSTER_COLUMN = "cluster"
+
+
+def resampling_clusters(rows: pd.DataFrame) -> pd.Series:
+    """Each manifest row's resampling cluster: its identity where the dataset knows it (one person),
+    else its look-alike cluster from the split (`cluster`), else null (a face on its own)."""
+    none = pd.Series(None, index=rows.index, dtype=object)
+    dataset = rows["dataset"].astype(str) if "dataset" in rows.columns else pd.Series("", index=rows.index)
+    identity = rows["identity"].astype(object) if "identity" in rows.columns else none
+    labelled = dataset + ":identity:" + identity.astype(str)
+    look_alike = rows[CLUSTER_COLUMN].astype(object) if CLUSTER_COLUMN in rows.columns else none
+    return labelled.where(identity.notna(), look_alike).rename(CLUSTER_COLUMN)
 
 
 class SchemaError(ValueError):

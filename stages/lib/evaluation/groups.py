@@ -10,7 +10,14 @@ fairlearn's `MetricFrame`, one per breakdown. Kept by hand, because MetricFrame 
   breakdown, on which every verdict rests (MetricFrame's difference_ci() is the interval of
   max − min over all groups, ≥ 0 by construction: see `intervals`);
 - the MAE at the overall age mix (direct age standardisation);
-- age-band accuracy for datasets that give age bands only (FairFace).
+- age-band accuracy for datasets that give age bands only (FairFace);
+- a p-value per difference, adjusted within its family (multiplicity.py), and beside each worst −
+  best gap a test of "all groups equal" (`all_equal_p_value`) that re-selects the extremes in each
+  resample, so that picking the worst and the best before testing them does not flatter the gap.
+
+The bootstrap draws look-alike clusters, not faces, where the table has a `cluster` column
+(intervals.resample_cluster_sums). A dataset whose ages are bands (FairFace) never carries an MAE,
+RMSE or signed error, in any table: age-band accuracy instead (`AGE_ERROR_COLUMNS` blanked).
 
 Input: a frame in the predictions contract (`schema.PREDICTION_COLUMNS`); the age band is derived here
 from the params' lower edges, never read from the table.
@@ -26,40 +33,57 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, count
 
 from stages.lib.core.labels import GENDERS, RACES, LabelError, age_band, band_labels, labelled_band_bounds
-from stages.lib.core.schema import BAND_COLUMN
+from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN
 from stages.lib.evaluation.curves import (error_by_age, predicted_vs_actual, share_by_age_gender,
                                           signed_error_by_predicted_band)
-from stages.lib.evaluation.intervals import (Bootstrap, Gap, binomial_interval, direction, group_rng,
-                                             percentile_interval, proportion_gap, resample_sums, resampled_gap)
+from stages.lib.evaluation.intervals import (Bootstrap, Gap, binomial_interval, bootstrap_p_value, cluster_codes,
+                                             direction, group_rng, percentile_interval, proportion_gap,
+                                             proportion_gap_p_value, resample_cluster_sums, resampled_gap)
+from stages.lib.evaluation.multiplicity import adjust_families
 
 # The contract of groups.csv, in this order.
 GROUP_COLUMNS = [
     "attribute", "group", "n", "mae", "mae_ci_low", "mae_ci_high", "rmse", "mean_error",
-    "gender_accuracy", "gender_accuracy_ci_low", "gender_accuracy_ci_high", "small",
+    "gender_accuracy", "gender_accuracy_ci_low", "gender_accuracy_ci_high",
+    "age_band_accuracy", "age_band_accuracy_ci_low", "age_band_accuracy_ci_high", "small",
 ]
 # Also computed (for metrics.json, significance and the experiments comparison), not in groups.csv.
-EXTRA_COLUMNS = ["rmse_ci_low", "rmse_ci_high", "mean_error_ci_low", "mean_error_ci_high", "n_gender"]
+EXTRA_COLUMNS = ["rmse_ci_low", "rmse_ci_high", "mean_error_ci_low", "mean_error_ci_high", "n_gender", "n_age_band"]
+# Verdicts: `verdict` holds only after adjustment (multiplicity.py); `verdict_raw` is the raw interval's.
 GAP_COLUMNS = ["attribute", "metric", "worst_group", "worst", "worst_n", "best_group", "best", "best_n",
                "difference", "difference_ci_low", "difference_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
-               "groups_compared", "small_left_out", "verdict"]
+               "groups_compared", "small_left_out", "p_all_equal", "family", "adjustment", "p_all_equal_adjusted",
+               "significant", "verdict_raw", "verdict"]
 SIGNIFICANCE_COLUMNS = ["attribute", "group", "n", "small", "metric", "value", "ci_low", "ci_high", "compared_with",
-                        "reference", "difference", "difference_ci_low", "difference_ci_high", "verdict"]
+                        "reference", "difference", "difference_ci_low", "difference_ci_high", "family", "p_value",
+                        "adjustment", "p_adjusted", "significant", "significant_raw", "verdict_raw", "verdict"]
+# An age error: never reported for a dataset whose ages are bands (its `age` is a band's midpoint).
+AGE_ERROR_COLUMNS = ["mae", "mae_ci_low", "mae_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high", "mean_error",
+                     "mean_error_ci_low", "mean_error_ci_high"]
+AGE_ERROR_METRICS = ("mae", "rmse", "mean_error")
 ATTRIBUTES = ("race", "gender", "age_band")
 INTERSECTIONS = ("race*gender", "race*age_band", "gender*age_band")
 # For each metric a gap is judged on: is a higher value worse?
-HIGHER_IS_WORSE = {"mae": True, "rmse": True, "gender_accuracy": False}
-HEADLINE_GAPS = ("mae", "gender_accuracy")    # the gaps metrics.json carries, per single attribute
-# The means the bootstrap resamples, each from the per-resample sums of |e|, e² and e (columns 0, 1, 2).
+HIGHER_IS_WORSE = {"mae": True, "rmse": True, "gender_accuracy": False, "age_band_accuracy": False}
+HEADLINE_GAPS = ("mae", "gender_accuracy", "age_band_accuracy")   # the gaps metrics.json carries, per attribute
+# What the bootstrap sums per face, in this column order: a group's statistics are ratios of these sums,
+# so that they hold whether a resample draws faces or whole clusters (a varying number of faces).
+SUMMED = ["abs_error", "squared_error", "error", "faces", "gender_hit", "gender_scored", "band_hit", "band_scored"]
+_FACES = SUMMED.index("faces")
 MEANS = {
-    "mae": lambda sums, n: sums[..., 0] / n,
-    "rmse": lambda sums, n: np.sqrt(sums[..., 1] / n),
-    "mean_error": lambda sums, n: sums[..., 2] / n,
+    "mae": lambda sums: sums[..., 0] / sums[..., _FACES],
+    "rmse": lambda sums: np.sqrt(sums[..., 1] / sums[..., _FACES]),
+    "mean_error": lambda sums: sums[..., 2] / sums[..., _FACES],
 }
+# Proportion -> (column of hits, column of faces scored) in SUMMED.
+PROPORTIONS = {"gender_accuracy": (SUMMED.index("gender_hit"), SUMMED.index("gender_scored")),
+               "age_band_accuracy": (SUMMED.index("band_hit"), SUMMED.index("band_scored"))}
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Everything the evaluation of one predictions table yields (all tidy frames)."""
+    """Everything the evaluation of one predictions table yields (all tidy frames). Where ages are bands
+    (`ages_are_bands(overall)`), no table holds an age error."""
 
     groups: pd.DataFrame
     gaps: pd.DataFrame
@@ -72,12 +96,13 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Disaggregated:
-    """The groups table and, per (attribute, group), the bootstrap sums of |e|, e², e of each resample
-    (resamples × 3; 0 × 3 without a bootstrap), kept to give gaps between groups their intervals."""
+    """The groups table and, per (attribute, group), the exact sums of SUMMED and those of each bootstrap
+    resample (resamples × len(SUMMED); none without a bootstrap), kept to give gaps their intervals."""
 
     table: pd.DataFrame
     resampled: dict[tuple[str, str], np.ndarray]
     confidence: float
+    totals: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -95,7 +120,19 @@ def prepare(frame: pd.DataFrame, edges: Sequence[int]) -> pd.DataFrame:
     has = out["gender"].notna() & predicted.notna()
     hits = predicted.astype(object).to_numpy() == out["gender"].astype(object).to_numpy()
     out["gender_correct"] = np.where(has, hits.astype(float), np.nan)
+    bands = out[BAND_COLUMN] if BAND_COLUMN in out.columns else pd.Series(None, index=out.index, dtype=object)
+    out["band_correct"] = in_source_band(out["age_pred"], bands.to_numpy())
+    out["cluster_code"] = cluster_codes(out[CLUSTER_COLUMN] if CLUSTER_COLUMN in out.columns else None, len(out))
     return out
+
+
+def summed_values(prepared: pd.DataFrame) -> np.ndarray:
+    """The SUMMED columns per face (n × len(SUMMED)); an unknown hit counts 0 and is not scored."""
+    errors = prepared["error"].to_numpy(dtype=float)
+    gender = prepared["gender_correct"].to_numpy(dtype=float)
+    band = prepared["band_correct"].to_numpy(dtype=float)
+    return np.column_stack([np.abs(errors), errors ** 2, errors, np.ones(len(errors)),
+                            np.nan_to_num(gender), ~np.isnan(gender), np.nan_to_num(band), ~np.isnan(band)])
 
 
 def breakdowns(prepared: pd.DataFrame) -> list[str]:
@@ -155,8 +192,8 @@ def disaggregate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap
     """One row per group (GROUP_COLUMNS + EXTRA_COLUMNS) and each group's resamples; `attributes`
     restricts the breakdowns."""
     prepared = prepare(frame, edges)
-    errors = prepared["error"].to_numpy(dtype=float)
-    rows, resampled = [], {}
+    values, codes = summed_values(prepared), prepared["cluster_code"].to_numpy()
+    rows, resampled, totals = [], {}, {}
     for attribute in breakdowns(prepared):
         if attributes is not None and attribute not in attributes:
             continue
@@ -164,14 +201,17 @@ def disaggregate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap
         for label, positions in _ordered(group_positions(prepared, attribute), attribute, edges):
             point = points.loc[label]
             key = (attribute, label)
-            resampled[key] = _resample_errors(errors[positions], bootstrap, f"{attribute}={label}")
+            totals[key] = values[positions].sum(axis=0)
+            resampled[key] = _resample(values[positions], codes[positions], bootstrap, f"{attribute}={label}")
+            band_hits, banded = (totals[key][column] for column in PROPORTIONS["age_band_accuracy"])
             rows.append({"attribute": attribute, "group": label, **point.to_dict(),
-                         **_intervals(point, resampled[key], bootstrap.confidence)})
+                         "age_band_accuracy": band_hits / banded if banded else np.nan, "n_age_band": int(banded),
+                         **_intervals(point, totals[key], resampled[key], bootstrap.confidence)})
     table = pd.DataFrame(rows, columns=["attribute", "group", *GROUP_COLUMNS[2:-1], *EXTRA_COLUMNS])
     table["small"] = table["n"] < min_group_size
     table = table[GROUP_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True)
-    return Disaggregated(table=table.astype({"n": int, "n_gender": int}), resampled=resampled,
-                         confidence=bootstrap.confidence)
+    return Disaggregated(table=table.astype({"n": int, "n_gender": int, "n_age_band": int}), resampled=resampled,
+                         confidence=bootstrap.confidence, totals=totals)
 
 
 def group_metrics(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
@@ -180,22 +220,22 @@ def group_metrics(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstra
     return disaggregate(frame, edges, bootstrap, min_group_size, attributes).table
 
 
-def _resample_errors(errors: np.ndarray, bootstrap: Bootstrap, key: str) -> np.ndarray:
-    """Sums of |e|, e², e in each of the bootstrap's resamples of one group (resamples × 3)."""
+def _resample(values: np.ndarray, codes: np.ndarray, bootstrap: Bootstrap, key: str) -> np.ndarray:
+    """Sums of SUMMED in each of the bootstrap's resamples of one group's clusters (resamples × len(SUMMED))."""
     if bootstrap.resamples == 0:
-        return np.empty((0, 3))
-    values = np.column_stack([np.abs(errors), errors ** 2, errors])
-    return resample_sums(values, bootstrap.resamples, group_rng(bootstrap, key))
+        return np.empty((0, len(SUMMED)))
+    return resample_cluster_sums(values, codes, bootstrap.resamples, group_rng(bootstrap, key))
 
 
-def _intervals(point: pd.Series, resampled: np.ndarray, confidence: float) -> dict:
-    """The percentile intervals of the means and the Wilson interval of gender accuracy."""
+def _intervals(point: pd.Series, totals: np.ndarray, resampled: np.ndarray, confidence: float) -> dict:
+    """The percentile intervals of the means and the Wilson intervals of the proportions."""
     row = {}
     for metric, mean in MEANS.items():
-        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(mean(resampled, point["n"]), confidence)
-    successes = round(point["gender_accuracy"] * point["n_gender"]) if point["n_gender"] else 0
-    row["gender_accuracy_ci_low"], row["gender_accuracy_ci_high"] = binomial_interval(
-        successes, point["n_gender"], confidence)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(mean(resampled), confidence)
+    for metric, (hits, scored) in PROPORTIONS.items():
+        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = binomial_interval(
+            round(totals[hits]), int(totals[scored]), confidence)
     return row
 
 
@@ -222,54 +262,94 @@ def contract_groups(groups: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class _Pool:
-    """One group, or several pooled: size, exact sums of |e|, e², e, their resampled sums, gender hits."""
+    """One group, or several pooled: the exact sums of SUMMED and their sums in each resample."""
 
-    n: int
     sums: np.ndarray
     resampled: np.ndarray
-    successes: int
-    scored: int
+
+    @property
+    def n(self) -> int:
+        return int(self.sums[_FACES])
 
 
 def _pool(disaggregated: Disaggregated, attribute: str, labels: Sequence[str]) -> _Pool:
-    table = disaggregated.table
-    rows = table[(table["attribute"] == attribute) & table["group"].isin(labels)]
-    n = rows["n"].to_numpy(dtype=float)
-    sums = np.array([(n * rows["mae"]).sum(), (n * rows["rmse"] ** 2).sum(), (n * rows["mean_error"]).sum()])
-    resampled = sum(disaggregated.resampled[(attribute, label)] for label in rows["group"])
-    hits = (rows["gender_accuracy"].fillna(0.0) * rows["n_gender"]).sum()
-    return _Pool(n=int(n.sum()), sums=sums, resampled=resampled, successes=round(hits),
-                 scored=int(rows["n_gender"].sum()))
+    keys = [(attribute, label) for label in labels if (attribute, label) in disaggregated.totals]
+    return _Pool(sums=sum(disaggregated.totals[key] for key in keys),
+                 resampled=sum(disaggregated.resampled[key] for key in keys))
+
+
+def _statistic(sums: np.ndarray, metric: str) -> np.ndarray:
+    """A metric from sums of SUMMED (exact: one value; resampled: one per resample); NaN where undefined."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric in PROPORTIONS:
+            hits, scored = PROPORTIONS[metric]
+            return sums[..., hits] / sums[..., scored]
+        return MEANS[metric](sums)
 
 
 def _value(pool: _Pool, metric: str) -> float:
-    if metric == "gender_accuracy":
-        return pool.successes / pool.scored if pool.scored else float("nan")
-    return float(MEANS[metric](pool.sums, pool.n))
+    return float(_statistic(pool.sums, metric))
 
 
-def _gap(a: _Pool, b: _Pool, metric: str, confidence: float) -> Gap:
-    """Metric of A − metric of B, and their ratio, with intervals (see `intervals`)."""
-    if metric == "gender_accuracy":
-        return proportion_gap(a.successes, a.scored, b.successes, b.scored, confidence)
-    mean = MEANS[metric]
-    return resampled_gap(_value(a, metric), _value(b, metric), mean(a.resampled, a.n), mean(b.resampled, b.n),
-                         confidence)
+def _counts(pool: _Pool, metric: str) -> tuple[int, int]:
+    hits, scored = PROPORTIONS[metric]
+    return round(pool.sums[hits]), int(pool.sums[scored])
 
 
-def gaps(disaggregated: Disaggregated, metrics: Sequence[str] = ("mae", "rmse", "gender_accuracy")) -> pd.DataFrame:
+def _gap(a: _Pool, b: _Pool, metric: str, confidence: float) -> tuple[Gap, float]:
+    """Metric of A − metric of B and their ratio with intervals (see `intervals`), and the p-value of
+    the difference (consistent with its interval)."""
+    if metric in PROPORTIONS:
+        return (proportion_gap(*_counts(a, metric), *_counts(b, metric), confidence),
+                proportion_gap_p_value(*_counts(a, metric), *_counts(b, metric)))
+    resampled_a, resampled_b = _statistic(a.resampled, metric), _statistic(b.resampled, metric)
+    gap = resampled_gap(_value(a, metric), _value(b, metric), resampled_a, resampled_b, confidence)
+    return gap, bootstrap_p_value(gap.difference, resampled_a - resampled_b)
+
+
+def judged_metrics(groups: pd.DataFrame) -> list[str]:
+    """The metrics a table's gaps and verdicts are judged on: the age error where ages are exact (not
+    where every face's age is a band), gender accuracy and age-band accuracy where scored."""
+    whole = groups[groups["attribute"] == "all"]
+    banded = bool(len(whole)) and int(whole["n_age_band"].iloc[0]) == int(whole["n"].iloc[0])
+    metrics = [] if banded else ["mae", "rmse"]
+    return metrics + [m for m in PROPORTIONS if groups[m].notna().any()]
+
+
+def all_equal_p_value(disaggregated: Disaggregated, attribute: str, labels: Sequence[str], metric: str) -> float:
+    """P-value of "all these groups are equal" on `metric`, for the range (max − min) of their values:
+    a bootstrap under the null, each group's resampled statistic centred on its own value (so that every
+    group has the same mean), the range taken again in each resample, so the worst and the best are
+    re-selected every time (Hall & Wilson 1991). (1 + resamples with a range ≥ the observed) / (1 +
+    resamples); NaN without resamples."""
+    pools = [_pool(disaggregated, attribute, [label]) for label in labels]
+    if not pools or len(pools[0].resampled) == 0:
+        return float("nan")
+    observed = np.array([_value(pool, metric) for pool in pools])
+    centred = np.column_stack([_statistic(pool.resampled, metric) for pool in pools]) - observed
+    with np.errstate(invalid="ignore"):
+        ranges = np.nanmax(centred, axis=1) - np.nanmin(centred, axis=1)
+    ranges = ranges[~np.isnan(ranges)]
+    statistic = np.nanmax(observed) - np.nanmin(observed)
+    return float((1 + (ranges >= statistic - 1e-12).sum()) / (1 + len(ranges)))
+
+
+def gaps(disaggregated: Disaggregated, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Worst − best and worst / best per attribute and metric, naming both groups, with the intervals
-    of the difference and of the ratio; `verdict` is `worse` only where the difference's interval
-    excludes zero on the worse side.
+    of the difference and of the ratio, and the p-value of "all groups equal" (`all_equal_p_value`),
+    Holm-adjusted within each metric's gaps (multiplicity.py). `verdict_raw` is the raw interval's
+    word (`worse` where the difference's interval excludes zero on the worse side); `verdict` says
+    `worse` only where that holds and the adjusted test of all groups equal is significant too.
 
     Groups flagged `small` are left out of the comparison (and listed) unless fewer than two groups
-    would remain. The worst and best are picked by their point values, so a verdict on them is the
-    most favourable of the breakdown's comparisons: read it with the number of groups compared.
+    would remain. The worst and best are picked by their point values; the test of all groups equal
+    re-picks them in every resample, so the verdict does not rest on the most favourable comparison.
+    `metrics`: default `judged_metrics` (never an age error where ages are bands).
     """
     groups = disaggregated.table
     rows = []
     for attribute in [a for a in groups["attribute"].unique() if a != "all"]:
-        for metric in metrics:
+        for metric in metrics or judged_metrics(groups):
             candidates = groups[(groups["attribute"] == attribute) & groups[metric].notna()]
             judged = candidates[~candidates["small"]]
             if len(judged) < 2:
@@ -279,8 +359,8 @@ def gaps(disaggregated: Disaggregated, metrics: Sequence[str] = ("mae", "rmse", 
             higher_worse = HIGHER_IS_WORSE[metric]
             worst = judged.loc[judged[metric].idxmax() if higher_worse else judged[metric].idxmin()]
             best = judged.loc[judged[metric].idxmin() if higher_worse else judged[metric].idxmax()]
-            gap = _gap(_pool(disaggregated, attribute, [worst["group"]]),
-                       _pool(disaggregated, attribute, [best["group"]]), metric, disaggregated.confidence)
+            gap, _ = _gap(_pool(disaggregated, attribute, [worst["group"]]),
+                          _pool(disaggregated, attribute, [best["group"]]), metric, disaggregated.confidence)
             rows.append({
                 "attribute": attribute, "metric": metric,
                 "worst_group": worst["group"], "worst": worst[metric], "worst_n": int(worst["n"]),
@@ -288,9 +368,15 @@ def gaps(disaggregated: Disaggregated, metrics: Sequence[str] = ("mae", "rmse", 
                 **gap.as_dict(),
                 "groups_compared": len(judged),
                 "small_left_out": ", ".join(candidates.loc[~candidates.index.isin(judged.index), "group"]),
-                "verdict": _worse_or_not(gap, higher_worse),
+                "p_all_equal": all_equal_p_value(disaggregated, attribute, list(judged["group"]), metric),
+                "family": f"gaps × {metric}", "verdict_raw": _worse_or_not(gap, higher_worse),
             })
-    return pd.DataFrame(rows, columns=GAP_COLUMNS)
+    table = pd.DataFrame(rows, columns=[c for c in GAP_COLUMNS if c not in ("adjustment", "p_all_equal_adjusted",
+                                                                             "significant", "verdict")])
+    table = adjust_families(table, 1 - disaggregated.confidence, p_column="p_all_equal",
+                            adjusted_column="p_all_equal_adjusted").drop(columns="significant_raw")
+    table["verdict"] = _adjusted_verdict(table["verdict_raw"], table["significant"], ("worse", "better"))
+    return table[GAP_COLUMNS]
 
 
 def _worse_or_not(gap: Gap, higher_is_worse: bool) -> str:
@@ -300,35 +386,67 @@ def _worse_or_not(gap: Gap, higher_is_worse: bool) -> str:
     return side
 
 
+def _adjusted_verdict(raw: pd.Series, significant: pd.Series, claims: Sequence[str]) -> pd.Series:
+    """The raw interval's word where the adjusted test is significant too; `n.s.` where it is not."""
+    return raw.where(~raw.isin(claims) | significant.astype(bool), "n.s.")
+
+
 def significance(disaggregated: Disaggregated) -> pd.DataFrame:
-    """Per group and metric, the difference that its verdict rests on: MAE and gender accuracy against
-    the rest of the breakdown's faces (the group's value − theirs, with its interval); mean signed error
-    against zero (systematic over- or under-estimation). `verdict`: `above`/`below` where the interval of
-    the difference excludes zero, `n.s.` where it holds it, `no interval` without one."""
+    """Per group and metric, the difference that its verdict rests on: MAE, gender accuracy (and age-band
+    accuracy where ages are bands) against the rest of the breakdown's faces (the group's value − theirs,
+    with its interval); mean signed error against zero (systematic over- or under-estimation). Each
+    difference has a raw p-value, adjusted within its family (`<breakdown> × <metric>`, over the groups
+    large enough to be judged; multiplicity.py). `verdict_raw`: `above`/`below` where the raw interval
+    of the difference excludes zero, `n.s.` where it holds it, `no interval` without one; `verdict`: the
+    same word only where the adjusted p-value is significant, else `n.s.`. Where ages are bands, no age
+    error is judged."""
     groups = disaggregated.table
+    judged = judged_metrics(groups)
     rows = []
     for _, group in groups[groups["attribute"] != "all"].iterrows():
         attribute, label = group["attribute"], group["group"]
         others = [g for g in groups.loc[groups["attribute"] == attribute, "group"] if g != label]
         base = {"attribute": attribute, "group": label, "n": int(group["n"]), "small": bool(group["small"])}
-        for metric in ("mae", "gender_accuracy"):
+        for metric in [m for m in ("mae", *PROPORTIONS) if m in judged]:
             if not others or pd.isna(group[metric]):
                 continue
             rest = _pool(disaggregated, attribute, others)
             reference = _value(rest, metric)
             if pd.isna(reference):
                 continue
-            gap = _gap(_pool(disaggregated, attribute, [label]), rest, metric, disaggregated.confidence)
+            gap, p_value = _gap(_pool(disaggregated, attribute, [label]), rest, metric, disaggregated.confidence)
             rows.append({**base, "metric": metric, "value": group[metric], "ci_low": group[f"{metric}_ci_low"],
                          "ci_high": group[f"{metric}_ci_high"], "compared_with": "the rest", "reference": reference,
                          "difference": gap.difference, "difference_ci_low": gap.difference_ci_low,
-                         "difference_ci_high": gap.difference_ci_high,
-                         "verdict": direction(gap.difference_ci_low, gap.difference_ci_high)})
-        low, high = group["mean_error_ci_low"], group["mean_error_ci_high"]
-        rows.append({**base, "metric": "mean_error", "value": group["mean_error"], "ci_low": low, "ci_high": high,
-                     "compared_with": "zero", "reference": 0.0, "difference": group["mean_error"],
-                     "difference_ci_low": low, "difference_ci_high": high, "verdict": direction(low, high)})
-    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
+                         "difference_ci_high": gap.difference_ci_high, "p_value": p_value,
+                         "verdict_raw": direction(gap.difference_ci_low, gap.difference_ci_high)})
+        if "mae" in judged:
+            rows.append(_against_zero(disaggregated, base))
+    table = pd.DataFrame(rows, columns=["attribute", "group", "n", "small", "metric", "value", "ci_low", "ci_high",
+                                        "compared_with", "reference", "difference", "difference_ci_low",
+                                        "difference_ci_high", "p_value", "verdict_raw"])
+    table["family"] = table["attribute"] + " × " + table["metric"]
+    table = adjust_families(table, 1 - disaggregated.confidence, eligible=_judgeable(table))
+    table["verdict"] = _adjusted_verdict(table["verdict_raw"], table["significant"], ("above", "below"))
+    return table[SIGNIFICANCE_COLUMNS]
+
+
+def _against_zero(disaggregated: Disaggregated, base: dict) -> dict:
+    """A group's mean signed error against zero, with its interval and p-value."""
+    group = disaggregated.table.set_index(["attribute", "group"]).loc[(base["attribute"], base["group"])]
+    resampled = _statistic(disaggregated.resampled[(base["attribute"], base["group"])], "mean_error")
+    low, high = group["mean_error_ci_low"], group["mean_error_ci_high"]
+    return {**base, "metric": "mean_error", "value": group["mean_error"], "ci_low": low, "ci_high": high,
+            "compared_with": "zero", "reference": 0.0, "difference": group["mean_error"],
+            "difference_ci_low": low, "difference_ci_high": high,
+            "p_value": bootstrap_p_value(group["mean_error"], resampled), "verdict_raw": direction(low, high)}
+
+
+def _judgeable(table: pd.DataFrame) -> pd.Series:
+    """The rows counted in their family: groups large enough to be judged (all, in a family with none)."""
+    large = ~table["small"].astype(bool)
+    any_large = large.groupby(table["family"]).transform("any")
+    return large | ~any_large
 
 
 def age_standardised_mae(groups: pd.DataFrame, attribute: str) -> pd.Series:
@@ -453,7 +571,8 @@ def source_band_accuracy(frame: pd.DataFrame, edges: Sequence[int], confidence: 
 
 def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
              min_group_size: int = 30, age_bin_width: int = 5, series: str = "predictions") -> Evaluation:
-    """Groups, gaps, significance, overall figures and the study's tables for one predictions table."""
+    """Groups, gaps, significance, overall figures and the study's tables for one predictions table.
+    Where every age is a band (FairFace), no table or figure holds an age error (`without_age_error`)."""
     if frame.empty:
         raise ValueError("no predictions to evaluate: every row was rejected or the table is empty")
     disaggregated = disaggregate(frame, edges, bootstrap, min_group_size)
@@ -475,6 +594,31 @@ def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = B
     if BAND_COLUMN in frame.columns and frame[BAND_COLUMN].notna().any():
         tables["age_band_accuracy"] = source_band_accuracy(frame, edges, bootstrap.confidence)
         whole = tables["age_band_accuracy"].iloc[0]
-        overall.update(age_band_accuracy=_plain(whole["age_band_accuracy"]), n_age_band=int(whole["n"]))
-    return Evaluation(groups=groups, gaps=gap_table, significance=significance(disaggregated),
-                      overall=overall, edges=tuple(edges), tables=tables, confidence=bootstrap.confidence)
+        overall.update(age_band_accuracy=_plain(whole["age_band_accuracy"]), n_age_band=int(whole["n"]),
+                       age_band_accuracy_ci_low=_plain(whole["age_band_accuracy_ci_low"]),
+                       age_band_accuracy_ci_high=_plain(whole["age_band_accuracy_ci_high"]))
+    evaluation = Evaluation(groups=groups, gaps=gap_table, significance=significance(disaggregated),
+                            overall=overall, edges=tuple(edges), tables=tables, confidence=bootstrap.confidence)
+    return without_age_error(evaluation) if ages_are_bands(overall) else evaluation
+
+
+# Tables of an age error alone: dropped where ages are bands.
+AGE_ERROR_TABLES = ("signed_error_by_predicted_band", "error_by_age_gender", "error_by_age_race")
+
+
+def without_age_error(evaluation: Evaluation) -> Evaluation:
+    """The evaluation of a dataset whose ages are bands, with every age error gone: MAE, RMSE and signed
+    error blank in the groups tables, null in the overall figures (their argmax ones dropped), the
+    tables of signed error dropped; gaps and verdicts are judged on accuracies only already."""
+    def blank(table: pd.DataFrame) -> pd.DataFrame:
+        return table.assign(**{c: np.nan for c in AGE_ERROR_COLUMNS if c in table.columns})
+
+    tables = {name: (blank(table) if name == "women_gender_accuracy" else table)
+              for name, table in evaluation.tables.items() if name not in AGE_ERROR_TABLES}
+    overall = {key: (None if key in AGE_ERROR_COLUMNS else value) for key, value in evaluation.overall.items()
+               if not key.endswith("_argmax")}
+    overall["gaps"] = {attribute: {k: v for k, v in figures.items() if not k.startswith(AGE_ERROR_METRICS)}
+                       for attribute, figures in evaluation.overall.get("gaps", {}).items()}
+    return Evaluation(groups=blank(evaluation.groups), gaps=evaluation.gaps,
+                      significance=evaluation.significance, overall=overall, edges=evaluation.edges,
+                      tables=tables, confidence=evaluation.confidence)

@@ -20,6 +20,14 @@ What is drawn how, and why not with fairlearn's `MetricFrame(n_boot=..., ci_quan
   Newcombe's hybrid score interval of the difference and the MOVER interval of the ratio, both built
   from the two Wilson intervals (so that a group that is all right does not shrink the gap's interval
   to nothing, as its bootstrap would).
+- Faces are not independent where one person (or a look-alike) appears several times: where the
+  table carries a `cluster` per face, the bootstrap draws clusters, not faces (`resample_cluster_sums`;
+  a face without a cluster is a cluster of one, so a table without clusters resamples exactly as
+  before). The means are then ratios (sum over the drawn clusters / faces drawn).
+- Each difference also gets a p-value consistent with its interval (`bootstrap_p_value`: Wald on the
+  bootstrap standard error, so that a p-value is not floored at 1 / resamples; `proportion_gap_p_value`:
+  the level at which Newcombe's interval just reaches zero), for the multiplicity adjustment
+  (multiplicity.py).
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+import pandas as pd
+from scipy.stats import binomtest, norm
 
 _CELLS_PER_CHUNK = 1_000_000   # rows x resamples drawn at once: bounds memory at ~8 MB per chunk
 BINOMIAL_METHODS = {"wilson": "wilson", "clopper_pearson": "exact"}   # our name -> scipy's
@@ -81,6 +90,85 @@ def resample_sums(values: np.ndarray, resamples: int, rng: np.random.Generator) 
         counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
         sums[start:start + size] = counts @ values
     return sums
+
+
+def cluster_codes(clusters, n: int) -> np.ndarray:
+    """An integer cluster per row, numbered in order of first appearance; a row without a cluster (None,
+    NaN, blank) is a cluster of its own. `clusters` None: every row is its own cluster (0..n-1)."""
+    if clusters is None:
+        return np.arange(n)
+    labels = pd.Series(np.asarray(clusters, dtype=object)).astype(object)
+    blank = labels.isna() | (labels.astype(str).str.strip() == "")
+    labels = labels.where(~blank, pd.Series([f"\0row{i}" for i in range(n)], dtype=object))
+    codes, _ = pd.factorize(labels.astype(str), sort=False)
+    return codes.astype(np.int64)
+
+
+def cluster_totals(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Column sums of `values` (n × k) per cluster (codes renumbered by first appearance) -> (clusters × k)."""
+    values = np.asarray(values, dtype=float)
+    values = values[:, None] if values.ndim == 1 else values
+    order, renumbered = np.unique(np.asarray(codes), return_index=True, return_inverse=True)[1:]
+    first = np.argsort(np.argsort(order))          # rank of each cluster by its first row
+    totals = np.zeros((len(order), values.shape[1]))
+    np.add.at(totals, first[renumbered], values)
+    return totals
+
+
+def resample_cluster_sums(values: np.ndarray, codes: np.ndarray | None, resamples: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """`resample_sums` drawing whole clusters: each resample draws as many clusters as there are, with
+    replacement, and sums their rows. With one face per cluster it is `resample_sums` itself (same draws)."""
+    if codes is None:
+        return resample_sums(values, resamples, rng)
+    return resample_sums(cluster_totals(values, codes), resamples, rng)
+
+
+def bootstrap_p_value(difference: float, resampled_differences) -> float:
+    """Two-sided p-value of `difference` = 0 from its bootstrap distribution: Wald, with the bootstrap's
+    standard error (the percentile count would floor every p at 1 / resamples, too coarse for Holm over
+    tens of tests). NaN without resamples."""
+    resampled = np.asarray(resampled_differences, dtype=float)
+    resampled = resampled[~np.isnan(resampled)]
+    if len(resampled) < 2 or np.isnan(difference):
+        return NAN
+    spread = float(resampled.std(ddof=1))
+    if spread == 0:
+        return 1.0 if difference == 0 else 0.0
+    return float(2 * norm.sf(abs(difference) / spread))
+
+
+def _wilson(successes: float, n: float, z: float) -> tuple[float, float]:
+    p = successes / n
+    denominator = 1 + z ** 2 / n
+    centre = (p + z ** 2 / (2 * n)) / denominator
+    half = z / denominator * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2))
+    return centre - half, centre + half
+
+
+def proportion_gap_p_value(successes_a: int, n_a: int, successes_b: int, n_b: int) -> float:
+    """Two-sided p-value of pA = pB that agrees with `proportion_gap`'s interval: 1 − the confidence at
+    which Newcombe's interval of pA − pB just reaches zero (found by bisection on z)."""
+    if n_a <= 0 or n_b <= 0:
+        return NAN
+    p1, p2 = successes_a / n_a, successes_b / n_b
+    if p1 == p2:
+        return 1.0
+
+    def excludes_zero(z: float) -> bool:
+        l1, u1 = _wilson(successes_a, n_a, z)
+        l2, u2 = _wilson(successes_b, n_b, z)
+        if p1 > p2:
+            return p1 - p2 - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2) > 0
+        return p1 - p2 + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2) < 0
+
+    low, high = 0.0, 40.0
+    if excludes_zero(high):
+        return 0.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if excludes_zero(middle) else (low, middle)
+    return float(2 * norm.sf(low))
 
 
 def percentile_interval(statistics: np.ndarray, confidence: float) -> tuple[float, float]:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from stages.lib.core.labels import LabelError, as_code, normalise_age, normalise_gender, normalise_race
 from stages.lib.datasets.utkface import name_fields
-from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
+from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN, PREDICTION_COLUMNS
 
 # Field -> names tried in order (case-insensitive) when the user names no column for it.
 DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
@@ -47,6 +47,7 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset",),
     "split": ("split",),
     "experiment": ("experiment",),
+    "cluster": ("cluster",),     # optional: faces that are not independent (one person); resampled together
 }
 LABEL_FIELDS = ("age", "gender", "race")
 PLAUSIBLE_MAX_AGE = 122  # the oldest documented human: an older true age is a typo or a code, never a label
@@ -335,7 +336,10 @@ def normalise_predictions(
     rejects.insert(0, "reason", reasons[rejected].map("; ".join))
     rejects.insert(0, "row", rejects.index.astype("int64"))
     out[BAND_COLUMN] = table[BAND_COLUMN] if BAND_COLUMN in table.columns else None
-    frame = out.loc[~rejected, PREDICTION_COLUMNS + [BAND_COLUMN]].reset_index(drop=True)
+    out[CLUSTER_COLUMN] = table[columns["cluster"]].astype(object) if columns["cluster"] else None
+    if columns["cluster"]:
+        sources["cluster"] = f"column {columns['cluster']!r} (the bootstrap draws clusters, not faces)"
+    frame = out.loc[~rejected, PREDICTION_COLUMNS + [BAND_COLUMN, CLUSTER_COLUMN]].reset_index(drop=True)
     frame["age"] = frame["age"].astype("int64")
     return Normalised(frame=frame, rejects=rejects.reset_index(drop=True), sources=sources, skipped=skipped,
                       notes=notes, gender_codes=gender_codes if codes_read else None)

@@ -8,6 +8,9 @@
     <experiment>/evaluation/<dataset>/worst_groups.csv  overall and worst-group error, the race x gender
                                                       gap, and each one's change against `retrained`
                                                       on the same faces (worst_groups.SUMMARY_COLUMNS)
+    <experiment>/evaluation/<dataset>/band_changes.csv  rebalancing experiments only (oversample, reweight,
+                                                      mitigation): per age band, the paired change
+                                                      against `retrained` (band_changes.columns)
     <experiment>/evaluation/rejects.csv               rows whose labels could not be read (with reason)
     <experiment>/metrics.json                         the headline figures per test set, for `dvc metrics`
                                                       and `dvc exp show` (`headline`)
@@ -23,6 +26,7 @@ import pandas as pd
 
 from stages.lib.core.params import Params
 from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError, require_columns
+from stages.lib.evaluation.band_changes import band_changes, is_rebalancing
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands, contract_groups, evaluate, exact_age_rows
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import write_dvc_plots
@@ -33,6 +37,7 @@ POOLED = "all"
 GROUPS_DETAIL = "groups_detail"   # groups.csv plus the extra intervals (groups.EXTRA_COLUMNS)
 HEADLINE_ATTRIBUTES = ("race", "gender", "race*gender")
 WORST_GROUPS = "worst_groups"
+BAND_CHANGES = "band_changes"
 # Of worst_groups.csv, in the headline: the worst group's figures and their change against the reference.
 HEADLINE_WORST = ("worst_group_mae", "worst_group_accuracy")
 
@@ -100,6 +105,13 @@ def headline(evaluation: Evaluation) -> dict:
         if len(rows):
             figures[f"mae_gap_{attribute.replace('*', '_x_')}"] = _rounded(rows["difference"].iloc[0], 3)
     return {key: value for key, value in figures.items() if value is not None}
+
+
+def headline_line(overall: dict) -> str:
+    """`MAE m RMSE r`, or `age-band accuracy a%` where ages are bands (no MAE there)."""
+    if ages_are_bands(overall):
+        return f"age-band accuracy {overall['age_band_accuracy']:.1%}"
+    return f"MAE {overall['mae']:.2f} RMSE {overall['rmse']:.2f}"
 
 
 def worst_group_headline(summary: pd.DataFrame) -> dict:
@@ -173,8 +185,14 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
         write_evaluation(evaluation, out / name)
         write_dvc_plots(evaluation, params.paths.plots, experiment, name)
         overall[name], headlines[name] = evaluation.overall, headline(evaluation)
-    summary = against_reference(normalised.frame, _reference_predictions(params), experiment, bootstrap,
+    reference = _reference_predictions(params)
+    summary = against_reference(normalised.frame, reference, experiment, bootstrap,
                                 params.evaluate.min_group_size)
+    if reference is not None and experiment != REFERENCE and is_rebalancing(params.experiments[experiment]):
+        reference_test = reference[reference["split"] == "test"]
+        for name in datasets:
+            band_changes(subsets[name], reference_test[reference_test["dataset"] == name], params.age_bands,
+                         bootstrap, dataset=name).to_csv(out / name / f"{BAND_CHANGES}.csv", index=False)
     for name, rows in summary.groupby("dataset", sort=False):
         rows.to_csv(out / str(name) / f"{WORST_GROUPS}.csv", index=False)
         headlines[name].update(worst_group_headline(rows))

@@ -14,8 +14,10 @@ Pairing: one set of resamples is drawn per test set and shared by every experime
 of a statistic against the reference is taken resample by resample, over the same faces (what the
 faces share cancels out). The resampling is stratified by race × gender group: each resample draws
 each group's faces from that group, so every group keeps its size (faces without a race or gender
-label form one more stratum). Experiments evaluated on other test faces (the naive split's) cannot
-be paired with the reference and are left out, by name.
+label form one more stratum); where the faces carry a `cluster` (one person, or look-alikes), a
+resample draws a cluster's faces of a stratum together. Experiments evaluated on other test faces
+(the naive split's) cannot be paired with the reference and are left out, by name. A dataset whose
+ages are bands (FairFace) has no MAE statistics at all, only the accuracies.
 
 Intervals are percentile bootstrap intervals, also for the accuracies (a group that is all right in
 the test set gets a zero-width interval; it would be the best group, never the worst).
@@ -29,8 +31,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.schema import BAND_COLUMN
-from stages.lib.evaluation.intervals import Bootstrap, group_rng, percentile_interval
+from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN
+from stages.lib.evaluation.intervals import Bootstrap, cluster_codes, group_rng, percentile_interval
 
 REFERENCE = "retrained"   # the experiment every other is measured against
 # Statistic -> (metric, which), in the order the tables show them.
@@ -56,6 +58,7 @@ class PairedFaces:
     group_of: np.ndarray               # index into `groups` per face, -1 for faces in no eligible group
     errors: dict[str, np.ndarray]      # experiment -> |predicted - true age| (NaN where age is banded)
     correct: dict[str, np.ndarray]     # experiment -> 1.0 / 0.0 gender right (NaN where unknown)
+    clusters: np.ndarray | None = None  # resampling cluster code per face (None: every face its own)
 
 
 def paired_faces(predictions: Mapping[str, pd.DataFrame], dataset: str, reference: str,
@@ -79,18 +82,26 @@ def paired_faces(predictions: Mapping[str, pd.DataFrame], dataset: str, referenc
     correct = {name: np.where(f["gender"].notna() & f["gender_pred"].notna(),
                               (f["gender_pred"].astype(object) == f["gender"].astype(object)).astype(float), np.nan)
                for name, f in paired.items()}
-    return PairedFaces(strata, eligible, group_of, errors, correct), sorted(set(frames) - set(paired))
+    clusters = cluster_codes(faces[CLUSTER_COLUMN], len(faces)) if CLUSTER_COLUMN in faces.columns else None
+    return (PairedFaces(strata, eligible, group_of, errors, correct, clusters),
+            sorted(set(frames) - set(paired)))
 
 
-def stratified_counts(strata: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """(resamples × faces) counts: how often each face is drawn, each stratum resampled within itself."""
+def stratified_counts(strata: np.ndarray, resamples: int, rng: np.random.Generator,
+                      clusters: np.ndarray | None = None) -> np.ndarray:
+    """(resamples × faces) counts: how often each face is drawn, each stratum resampled within itself,
+    a cluster's faces within a stratum drawn together (`clusters`: a code per face; None: faces alone)."""
     strata = np.asarray(strata)
+    clusters = np.arange(len(strata)) if clusters is None else np.asarray(clusters)
     counts = np.zeros((resamples, len(strata)), dtype=np.float64)
     for stratum in np.unique(strata):
         members = np.flatnonzero(strata == stratum)
-        size = len(members)
+        _, first, unit_of = np.unique(clusters[members], return_index=True, return_inverse=True)
+        unit_of = np.argsort(np.argsort(first))[unit_of]     # units numbered by their first face
+        size = len(first)
         draws = rng.integers(0, size, size=(resamples, size)) + (np.arange(resamples) * size)[:, None]
-        counts[:, members] = np.bincount(draws.ravel(), minlength=resamples * size).reshape(resamples, size)
+        drawn = np.bincount(draws.ravel(), minlength=resamples * size).reshape(resamples, size)
+        counts[:, members] = drawn[:, unit_of]
     return counts
 
 
@@ -148,13 +159,17 @@ def summarise_experiments(predictions: Mapping[str, pd.DataFrame], reference: st
     reference_test = predictions[reference][predictions[reference]["split"] == "test"]
     for dataset in dict.fromkeys(reference_test["dataset"]):
         test, left_out[dataset] = paired_faces(predictions, dataset, reference, min_group_size)
-        draws = (stratified_counts(test.strata, bootstrap.resamples, group_rng(bootstrap, f"paired:{dataset}"))
+        draws = (stratified_counts(test.strata, bootstrap.resamples, group_rng(bootstrap, f"paired:{dataset}"),
+                                   test.clusters)
                  if bootstrap.resamples else np.zeros((0, len(test.strata))))
         weights = np.vstack([np.ones(len(test.strata)), draws])
         computed = {name: experiment_statistics(test, name, weights) for name in test.errors}
         base = computed[reference][0]
+        banded = np.isnan(test.errors[reference]).all()     # ages are bands: no MAE statistic at all
         for name, (values, named) in computed.items():
             for statistic, series in values.items():
+                if banded and STATISTICS[statistic][0] == "mae":
+                    continue
                 change = series - base[statistic]
                 worst, best = named.get(statistic, ("", ""))
                 rows.append({"dataset": dataset, "experiment": name, "statistic": statistic, "n": len(test.strata),

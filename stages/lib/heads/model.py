@@ -21,7 +21,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS, require_columns
+from stages.lib.core.schema import (BAND_COLUMN, CLUSTER_COLUMN, PREDICTION_COLUMNS, require_columns,
+                                    resampling_clusters)
 
 TASKS = ("age", "gender")
 GENDER_CLASSES = ("female", "male")  # index = class of the gender softmax (deepface: 'Woman', 'Man')
@@ -167,4 +168,6 @@ def prediction_frame(rows: pd.DataFrame, age_probs: np.ndarray, gender_probs: np
     frame["experiment"] = experiment
     # FairFace's ages are bands: keep the band, so that evaluation can judge band accuracy.
     bands = rows[BAND_COLUMN].to_numpy() if BAND_COLUMN in rows.columns else None
-    return frame[PREDICTION_COLUMNS].assign(**{BAND_COLUMN: bands})
+    # Faces of one person or look-alike cluster: the evaluation's bootstrap draws them together.
+    clusters = resampling_clusters(rows).to_numpy()
+    return frame[PREDICTION_COLUMNS].assign(**{BAND_COLUMN: bands, CLUSTER_COLUMN: clusters})

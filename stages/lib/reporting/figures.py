@@ -247,7 +247,7 @@ def write_figures(evaluation, folder: Path, title: str) -> dict[str, Path]:
     overall = evaluation.overall
     save("predicted_vs_actual", predicted_vs_actual_figure(
         tables["predicted_vs_actual"], f"{title}: mean predicted vs true age",
-        {s: f"{s} (n={_n(overall['n'])}, MAE {overall['mae']:.2f})"
+        {s: f"{s} (n={_n(overall['n'])}" + (f", MAE {overall['mae']:.2f})" if overall.get("mae") is not None else ")")
          for s in tables["predicted_vs_actual"]["series"].unique()}))
     if "share_by_age_gender" in tables:
         save("share_by_age_gender", share_figure(tables["share_by_age_gender"], f"{title}: faces by age and gender"))

@@ -94,7 +94,7 @@ def summary_display(summary: pd.DataFrame, metric: str, confidence: float) -> pd
     rows = []
     for (dataset, experiment), group in summary.groupby(["dataset", "experiment"], sort=False):
         by = group.set_index("statistic")
-        if by.loc[statistics[0], "value"] is None or pd.isna(by.loc[statistics[0], "value"]):
+        if statistics[0] not in by.index or pd.isna(by.loc[statistics[0], "value"]):   # no MAE where ages are bands
             continue
         row = {"test set": dataset, "experiment": experiment}
         for statistic, title in zip(statistics, ("overall", "worst group", "gap")):

@@ -90,6 +90,19 @@ def split_manifest(manifest: pd.DataFrame, fractions: Mapping[str, float], edges
     return pd.concat(parts).reindex(manifest.index)
 
 
+def evaluated_whole(pretrain: str, finetune: str, evaluate: Sequence[str], *, pretrain_trains: bool) -> list[str]:
+    """The datasets of roles.evaluate that no model trains on: neither the finetune dataset nor the
+    pretrain one where the pretrain stage trains heads on it (`pretrain_trains`). Such a dataset is an
+    external test set, so every row of it is tested (`all_to_test`), not a 30% test split."""
+    trained = {finetune} | ({pretrain} if pretrain_trains else set())
+    return [name for name in dict.fromkeys(evaluate) if name not in trained]
+
+
+def all_to_test(manifest: pd.DataFrame, split: pd.Series, datasets: Sequence[str]) -> pd.Series:
+    """`split` with every row of `datasets` in `test` (see `evaluated_whole`)."""
+    return split.where(~manifest["dataset"].isin(list(datasets)), "test").rename(split.name)
+
+
 def split_summary(manifest: pd.DataFrame, edges: Sequence[int]) -> dict:
     """Per dataset: rows per split and per split x age band, distinct identities per split, the
     identities found in more than one split (always 0 unless the split was edited by hand), and, with

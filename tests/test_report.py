@@ -156,7 +156,7 @@ def test_report_reads_every_experiment_and_says_what_is_missing(project):
                                    "rejected_by_reason": {"age out of range": 4}}))
     report_stage.main([])
     text = (project / "reports" / "report.md").read_text()
-    for expected in ("R1–R3", "Training (R4)", "R5", "Experiments compared (R6)", "best model, retrained",
+    for expected in ("R1–R3", "Training (R4)", "R5", "Experiments compared (R6)", "best retrained model, retrained",
                      "R10", "R11", "R12", "(R9)", "**R14**", "not evaluated yet: ",
                      "age out of range", "Not available", "data/crops/quality.json",
                      "What is significant and what is not", "Mitigation side by side",

@@ -217,6 +217,9 @@ class Experiment(Strict):
     # Adam at 1e-3, an "epoch" of one random batch, the checkpoint picked on the test split.
     protocol: Literal["ours", "study"] = "ours"
     mitigation: Mitigation | None = None
+    # A control measures something about another experiment (the naive split's leakage, the study's
+    # protocol's checkpoint choice): the report never names it the best model.
+    control: bool = False
 
     @model_validator(mode="after")
     def _study_protocol_trains(self) -> "Experiment":

@@ -128,6 +128,8 @@ def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluati
                  f"and training budget; only the frozen features differ. Intervals: {confidence:.0%} bootstrap CIs.")
     md.bullets(f"{label}: {spec['spec']['name']}, {spec['spec']['feature_dim']}-d features, input "
                f"{spec['spec']['input_size']} px, alignment: {spec['spec']['alignment']}"
+               + (f"; its heads are the `{spec['read_from_experiment']}` experiment's (the same heads from the same "
+                  "start: read, not trained again)" if spec.get("read_from_experiment") else "")
                for label, spec in specs.items())
     datasets = list(dict.fromkeys(d for evaluations in compared.values() for d in evaluations))
     for dataset in datasets:

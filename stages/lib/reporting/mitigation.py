@@ -368,6 +368,11 @@ def probe_section(md: Markdown, probes: pd.DataFrame, balanced: pd.DataFrame, *,
     md.bullets(embedding_sentence(backbone_, dataset, rows, balanced[(balanced["backbone"] == backbone_)
                                                                       & (balanced["dataset"] == dataset)])
                for (backbone_, dataset), rows in probes.groupby(["backbone", "dataset"], sort=False))
+    unheaded = [b for b in dict.fromkeys(probes["backbone"]) if balanced.empty or b not in set(balanced["backbone"])]
+    if unheaded:
+        md.paragraph(f"No plain or balanced heads were trained by the probe stage for {', '.join(unheaded)}: the "
+                     f"experiments `{REFERENCE}` and the balanced mitigation trained them already, from the same "
+                     "start; their gaps and changes are in the tables above.")
     if inputs.confounds:
         md.paragraph("Confounds: the backbones differ in more than their embedding.")
         md.bullets(inputs.confounds)

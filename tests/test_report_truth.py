@@ -28,10 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOT = Bootstrap(resamples=60, confidence=0.95, seed=1)
 
 
-def params(**changes):
+def params(profile: str = "full"):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["profile"] = "full"
-    raw.update(changes)
+    raw["profile"] = profile
     return validate(raw)
 
 
@@ -149,6 +148,8 @@ def test_a_refit_whose_best_epoch_is_its_first_is_flagged():
     moving = pd.DataFrame({"epoch": range(1, 22), "val_age_loss": np.linspace(2, 1, 21)})
     flags = stall_flags({"last_layer": stalled, "balanced": moving, "absent": None})
     assert set(flags) == {"last_layer"} and flags["last_layer"].startswith("age:") and "of 21" in flags["last_layer"]
+    shorter = stalled.assign(val_age_loss=[1.0, 1.2, 1.3] + [np.nan] * 18)       # a refit phase of 3 epochs
+    assert "first of 3" in stall_flags({"last_layer": shorter})["last_layer"]
 
 
 def test_mitigation_figure_drops_empty_panels():
@@ -227,3 +228,19 @@ def test_the_report_opens_with_findings_and_names_each_section_by_role(tmp_path,
     mitigation = next(block for title, block in sections.items() if title.startswith("Mitigation"))
     assert "| retrained | 5." in mitigation.replace("| utkface | retrained", "| retrained") and "reference" in mitigation
     assert "+0.00 [+0.00, +0.00]" not in mitigation
+
+
+# ----- duplicate computations: compare and probe read the experiments that trained their heads ---------
+
+def test_compare_and_probe_reuse_the_experiments_only_where_the_heads_are_the_same():
+    from stages.compare import same_heads_experiment
+    from stages.probe import balanced_experiment
+
+    real = params(profile="real-offline")        # WideResNet: retrained starts from the same random start
+    assert same_heads_experiment(real) == "retrained" and balanced_experiment(real) == "balanced"
+    for profile in ("full", "demo"):             # VGG-Face: retrained starts from the pretrained heads
+        assert same_heads_experiment(params(profile=profile)) is None and balanced_experiment(params(profile=profile)) is None
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["experiments"]["retrained"]["oversample"] = [{"min_age": 60, "factor": 2}]
+    raw["profile"] = "real-offline"
+    assert same_heads_experiment(validate(raw)) is None

@@ -74,16 +74,28 @@ def change_phrase(statistic: str, change, low, high) -> str:
     return f"{name}: no change shown ({_scaled(change, unit):+.2f} {unit}, {interval} holds 0)"
 
 
-def verdict(rows: pd.DataFrame) -> str:
-    """One sentence on one experiment and test set, from its worst_groups rows."""
+def verdict(rows: pd.DataFrame, reference_worst: Mapping[str, str] | None = None) -> str:
+    """One sentence on one experiment and test set, from its worst_groups rows; where its worst group is
+    not the reference's (`reference_worst`: statistic -> group), the sentence says the two differ."""
     by = rows.set_index("statistic")
     first = rows.iloc[0]
     if by["change"].isna().all():
         return (f"**{first['experiment']}** on {first['dataset']}: tested on other faces than {REFERENCE}, "
                 "so no paired change can be given.")
     parts = [change_phrase(s, *by.loc[s, ["change", "change_ci_low", "change_ci_high"]])
+             + _other_group(s, by, reference_worst or {})
              for s in WORDING if s in by.index and pd.notna(by.loc[s, "value"])]
     return f"**{first['experiment']}** on {first['dataset']}, against {REFERENCE}: " + "; ".join(parts) + "."
+
+
+def _other_group(statistic: str, by: pd.DataFrame, reference_worst: Mapping[str, str]) -> str:
+    if not statistic.startswith("worst_group") or statistic not in reference_worst:
+        return ""
+    own = by.loc[statistic, "worst_group"]
+    if own == reference_worst[statistic]:
+        return ""
+    return (f" (its worst group is {own}, {REFERENCE}'s {reference_worst[statistic]}: two groups; "
+            f"*Δ at {REFERENCE}'s worst group* in the table holds one fixed)")
 
 
 def summary_display(summary: pd.DataFrame, metric: str, confidence: float, *,
@@ -102,15 +114,17 @@ def summary_display(summary: pd.DataFrame, metric: str, confidence: float, *,
         if by.loc[statistics[0], "value"] is None or pd.isna(by.loc[statistics[0], "value"]):
             continue
         row = {"test set": dataset, "experiment": experiment}
+        same = experiment == REFERENCE or _same_as_reference(group)
         for statistic, title in zip(statistics, ("overall", "worst group", "gap")):
             entry = by.loc[statistic]
             label = f" ({entry['worst_group']})" if title == "worst group" else ""
             row[f"{title} [{ci}]"] = with_interval(entry["value"], entry["ci_low"], entry["ci_high"],
                                                    as_percent=as_percent) + label
-            row[f"Δ {title} vs {REFERENCE}"] = (REFERENCE_CELL if experiment == REFERENCE else signed_change(
+            column = f"Δ {title} vs {REFERENCE}" + ("'s (groups may differ)" if title == "worst group" else "")
+            row[column] = (_reference_cell(experiment) if same else signed_change(
                 entry["change"], entry["change_ci_low"], entry["change_ci_high"], as_points=as_percent))
         if fixed is not None:
-            row[f"Δ at {REFERENCE}'s worst group"] = (REFERENCE_CELL if experiment == REFERENCE
+            row[f"Δ at {REFERENCE}'s worst group"] = (_reference_cell(experiment) if same
                                                       else fixed.get((dataset, experiment), ""))
         if flags:
             row["training"] = flags.get(experiment, "")
@@ -119,6 +133,21 @@ def summary_display(summary: pd.DataFrame, metric: str, confidence: float, *,
 
 
 REFERENCE_CELL = "reference"
+
+
+def _same_as_reference(rows: pd.DataFrame) -> bool:
+    """Every change and its interval exactly 0: the experiment predicted what the reference did."""
+    changes = rows[["change", "change_ci_low", "change_ci_high"]].to_numpy(dtype=float)
+    return bool(np.isfinite(changes).all() and (changes == 0).all())
+
+
+def _reference_cell(experiment: str) -> str:
+    return REFERENCE_CELL if experiment == REFERENCE else f"same predictions as {REFERENCE}"
+
+
+def _reference_worst(summary: pd.DataFrame, dataset: str) -> dict[str, str]:
+    found = {s: reference_worst_group(summary, dataset, s) for s in ("worst_group_mae", "worst_group_accuracy")}
+    return {s: group for s, group in found.items() if group}
 
 
 def reference_worst_group(summary: pd.DataFrame, dataset: str, statistic: str) -> str | None:
@@ -163,26 +192,27 @@ def _correct(rows: pd.DataFrame) -> np.ndarray:
     return (rows["gender_pred"].astype(object) == rows["gender"].astype(object)).to_numpy(dtype=float)
 
 
-def stalled_heads(history: pd.DataFrame | None) -> list[str]:
-    """The heads whose best validation epoch is the first: the weights kept barely moved from their start."""
+def stalled_heads(history: pd.DataFrame | None) -> dict[str, int]:
+    """{head: epochs run} for the heads whose best validation epoch is the first: the weights kept
+    barely moved from their start."""
     if history is None or history.empty or "epoch" not in history.columns:
-        return []
-    stalled = []
+        return {}
+    stalled = {}
     for column in [c for c in history.columns if c.startswith("val_") and "loss" in c]:
         values = history[column].dropna()
         if len(values) > 1 and values.idxmin() == values.index[0]:
-            stalled.append(column.removeprefix("val_").removesuffix("_loss").removesuffix("loss") or "heads")
+            stalled[column.removeprefix("val_").removesuffix("_loss").removesuffix("loss") or "heads"] = len(values)
     return stalled
 
 
 def stall_flags(histories: Mapping[str, pd.DataFrame | None]) -> dict[str, str]:
-    """{experiment: 'age: best val epoch 1 of 21, barely moved from its start'} for stalled trainings."""
+    """{experiment: 'age: best val epoch is its first of 21; ...'} for stalled trainings."""
     flags = {}
     for name, history in histories.items():
         heads = stalled_heads(history)
         if heads:
-            flags[name] = (f"{', '.join(heads)}: best val epoch is its first of {len(history):,}; "
-                           "the kept weights barely moved from their start")
+            flags[name] = ("; ".join(f"{head}: best val epoch is its first of {epochs:,}" for head, epochs in heads.items())
+                           + ": the kept weights barely moved from their start")
     return flags
 
 
@@ -343,9 +373,9 @@ def mitigation_section(md: Markdown, summary: pd.DataFrame, probes: pd.DataFrame
         if not table.empty:
             md.table(table, f"{caption}, overall, for the worst race × gender group and the gap (how far it trails the best), "
                             f"and each one's change against {REFERENCE}")
-    md.bullets(verdict(rows) + (f" *Training did not move: {inputs.flags[experiment]}.*"
-                                if experiment in inputs.flags else "")
-               for (_, experiment), rows in summary.groupby(["dataset", "experiment"], sort=False)
+    md.bullets(verdict(rows, _reference_worst(summary, dataset))
+               + (f" *Training did not move: {inputs.flags[experiment]}.*" if experiment in inputs.flags else "")
+               for (dataset, experiment), rows in summary.groupby(["dataset", "experiment"], sort=False)
                if experiment != REFERENCE)
     probe_section(md, probes, balanced, inputs=inputs, level=level + 1)
 

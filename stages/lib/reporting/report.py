@@ -478,7 +478,8 @@ def best_model_section(md: Markdown, params: Params, best: ExperimentResults, da
     evaluation = best.evaluations[dataset]
     figures = plots.write_figures(evaluation, params.paths.figures / "best", f"{best.name} on {dataset}",
                                   min_count=params.evaluate.min_group_size)
-    evaluation_sections(md, evaluation, figures, confidence, params.evaluate.min_group_size, level=3)
+    evaluation_sections(md, evaluation, figures, confidence, params.evaluate.min_group_size, level=3,
+                        parts=("R10",))   # R11, R12: the published model's, as in the study
     if correction is not None:
         correction[0].to_csv(params.paths.reports / "correction.csv", index=False)
         correction_section(md, correction[0], correction[1], confidence)

@@ -119,7 +119,7 @@ def split_comparison(grouped: Mapping[str, Evaluation], naive: Mapping[str, Eval
 def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluation]],
                       specs: Mapping[str, Mapping], confidence: float) -> None:
     """The backbone comparison: per dataset, every group's metrics per backbone, then the gaps."""
-    md.heading("Backbones compared: is the bias in the embedding?", 2)
+    md.heading("Backbones compared: the same heads on other embeddings", 2)
     if not compared:
         md.paragraph("No backbones compared: list some under `compare_backbones` in params.yaml "
                      "(e.g. `{vgg_face: {}, dlib_resnet: {name: dlib_resnet, fc_width: 256}}`).")

@@ -210,10 +210,12 @@ def mitigation_finding(facts: Facts) -> str | None:
         return (f"No mitigation ({', '.join(dict.fromkeys(rows['experiment']))}) is shown to narrow the race × gender "
                 f"gap on {facts.dataset}: every interval of the change against {facts.reference} holds 0 or lies "
                 "above it.")
-    return "Mitigations that narrow the race × gender gap: " + "; ".join(
-        f"{r['experiment']} ({r['statistic'].replace('_', ' ')} "
-        f"{difference(r['change'], r['change_ci_low'], r['change_ci_high'], r['statistic'] == 'accuracy_gap')})"
-        for _, r in narrowed.iterrows()) + "."
+    gaps = {"mae_gap": "MAE gap, years", "accuracy_gap": "gender-accuracy gap"}
+    return (f"Against {facts.reference} on the same test faces, these mitigations narrow the race × gender gap: "
+            + "; ".join(f"{r['experiment']} ({gaps[r['statistic']]} "
+                        f"{difference(r['change'], r['change_ci_low'], r['change_ci_high'], r['statistic'] == 'accuracy_gap')})"
+                        for _, r in narrowed.iterrows())
+            + f" (paired intervals, not adjusted for the {rows['experiment'].nunique()} mitigations compared).")
 
 
 def detector_finding(facts: Facts) -> str | None:

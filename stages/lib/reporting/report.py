@@ -465,7 +465,8 @@ def experiments_section(md: Markdown, params: Params, results: list[ExperimentRe
         md.figure(path, f"Mean predicted against true age on {dataset}, one line per experiment.")
     trend = gap_trend(results, dataset)
     if not trend.empty:
-        md.table(trend, f"MAE gap (worst − best group) per breakdown on {dataset}: does rebalancing narrow it?")
+        md.table(trend, f"MAE gap (worst − best group) per breakdown on {dataset}, point estimates: the paired "
+                        f"intervals of each change against {REFERENCE} are in the mitigation section")
 
 
 def best_model_section(md: Markdown, params: Params, best: ExperimentResults, dataset: str, *,

@@ -244,3 +244,15 @@ def test_compare_and_probe_reuse_the_experiments_only_where_the_heads_are_the_sa
     raw["experiments"]["retrained"]["oversample"] = [{"min_age": 60, "factor": 2}]
     raw["profile"] = "real-offline"
     assert same_heads_experiment(validate(raw)) is None
+
+
+def test_band_changes_are_claimed_only_where_the_adjusted_test_holds():
+    from stages.lib.reporting.findings import band_change_phrases
+
+    table = pd.DataFrame({"dataset": "utkface", "band": ["46-60", "61+", "16-30"], "n": [300, 120, 500],
+                          "mae_reference": [7.0, 12.0, 6.0], "mae": [8.09, 9.09, 6.1], "delta": [1.09, -2.91, 0.1],
+                          "ci_low": [0.51, -3.89, 0.01], "ci_high": [1.68, -1.92, 0.2], "p_value": [0.001, 0.0001, 0.04],
+                          "p_adjusted": [0.003, 0.0005, 0.12], "significant": [True, True, False]})
+    phrases = band_change_phrases({"oversample_x3": table})
+    assert phrases == ["oversample_x3: 46-60 +1.09 [+0.51, +1.68], 61+ -2.91 [-3.89, -1.92]"]   # 16-30: raw only
+    assert band_change_phrases({"oversample_x3": table.drop(columns="significant")}) == []

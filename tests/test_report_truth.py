@@ -256,3 +256,20 @@ def test_band_changes_are_claimed_only_where_the_adjusted_test_holds():
     phrases = band_change_phrases({"oversample_x3": table})
     assert phrases == ["oversample_x3: 46-60 +1.09 [+0.51, +1.68], 61+ -2.91 [-3.89, -1.92]"]   # 16-30: raw only
     assert band_change_phrases({"oversample_x3": table.drop(columns="significant")}) == []
+
+
+def test_detectors_are_said_to_differ_only_where_the_interval_of_the_difference_shows_it():
+    from stages.lib.reporting.findings import detector_finding
+
+    def measured(found_by_group):
+        groups = {g: {"in": 100, "found": f} for g, f in found_by_group.items()}
+        return {"attempted": 100 * len(groups), "found": sum(found_by_group.values()), "by": {"race_gender": groups}}
+
+    crops = {"datasets": {"utkface": {"detection_on_precropped": {
+        "yunet": measured({"white*male": 99, "black*female": 98}),
+        "haar": measured({"white*male": 90, "black*female": 60})}}}}
+    facts = Facts(params=params(), dataset="utkface", crops=crops)
+    sentence = detector_finding(facts)
+    assert "yunet finds a face in 98.5%" in sentence and "haar misses most often for black female (60.0% found)" in sentence
+    crops["datasets"]["utkface"]["detection_on_precropped"]["haar"] = measured({"white*male": 99, "black*female": 97})
+    assert "not shown to differ" in detector_finding(facts)

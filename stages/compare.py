@@ -7,7 +7,9 @@ features of every crop through that backbone (the features stage's own cache whe
 pipeline's backbone, else data/compare/<label>/features: resumable, and persisted, so that a change
 to the heads' training or the evaluation never runs that backbone again), then age and gender heads from
 the same seeded random start with the same budget (params.train) on the finetune dataset's grouped
-train split, evaluated on the test split of each evaluate dataset with bootstrap CIs:
+train split, evaluated on the test split of each evaluate dataset with bootstrap CIs. On the pipeline's
+own backbone those heads are the `retrained` experiment's wherever it starts from the same random start
+(same_heads_experiment): its predictions are read, not trained again (spec.json `read_from_experiment`).
     reports/compare/<label>/evaluation/<dataset>/...   as the evaluate stage writes them
     reports/compare/<label>/spec.json                  the backbone's spec and params
     reports/compare/<label>/predictions.parquet        the heads' test predictions (the probe stage pairs
@@ -22,6 +24,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from stages.lib.backbones.vgg_face import set_precision_for_device
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import run_features
@@ -31,7 +35,9 @@ from stages.lib.core.params import Params, load_params
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
-from stages.lib.heads.training import HeadData, configure_determinism, predict_heads, role_splits, train_heads
+from stages.lib.evaluation.worst_groups import RANDOM_START
+from stages.lib.heads.training import (HeadData, configure_determinism, predict_heads, role_splits, start_for,
+                                       train_heads)
 from stages.lib.splitting.identity import holds_features_of
 
 
@@ -48,17 +54,37 @@ def features_for(label: str, params: Params, compared: Params) -> Path:
     return folder
 
 
+def same_heads_experiment(params: Params) -> str | None:
+    """The experiment that already trained the heads this stage would train on the pipeline's own
+    backbone (RANDOM_START, where it starts from the same seeded random start, plainly, on the grouped
+    split), so that they are read, not trained again; None where there is none."""
+    experiment = params.experiments.get(RANDOM_START)
+    if experiment is None or start_for(experiment.init, params.backbone) != "random":
+        return None
+    plain = experiment.method == "plain" and not experiment.oversample and experiment.reweight == "none"
+    return RANDOM_START if plain and experiment.split == "grouped" else None
+
+
 def compare_one(label: str, params: Params) -> dict:
-    """Train and evaluate one compared backbone; returns {dataset: overall metrics}."""
+    """Train (or, for the pipeline's own backbone, read from the experiment that trained the same heads)
+    and evaluate one compared backbone; returns {dataset: overall metrics}."""
     compared = params.model_copy(update={"backbone": params.compared_backbone(label)})
     configure_determinism(params.seed)
-    features = open_features(features_for(label, params, compared))
     manifest = read_manifest(params.paths.manifest)
-    train, val = role_splits(manifest, params.roles.finetune, "finetune")
-    plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
-    models = train_heads(HeadData(compared, features, train, val), "random", plan).heads
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
-    predictions = predict_heads(models, features, evaluated, batch_size=params.train.batch_size, experiment=label)
+    same = same_heads_experiment(params) if compared.backbone == params.backbone else None
+    stored = params.paths.experiments / str(same) / "predictions.parquet"
+    if same and stored.exists():
+        predictions = pd.read_parquet(stored)
+        predictions = predictions[predictions["id"].isin(evaluated["id"])].assign(experiment=label)
+    else:
+        same = None
+        features = open_features(features_for(label, params, compared))
+        train, val = role_splits(manifest, params.roles.finetune, "finetune")
+        plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
+        models = train_heads(HeadData(compared, features, train, val), "random", plan).heads
+        predictions = predict_heads(models, features, evaluated, batch_size=params.train.batch_size,
+                                    experiment=label)
     out = params.paths.compare_reports / label
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(out / "predictions.parquet", index=False)
@@ -70,7 +96,8 @@ def compare_one(label: str, params: Params) -> dict:
         overall[str(dataset)] = evaluation.overall
     spec = describe(compared.backbone).as_dict()
     (out / "spec.json").write_text(json.dumps({"spec": spec, "backbone": compared.backbone.model_dump(),
-                                               "init": "random", "train": params.train.model_dump()}, indent=2) + "\n")
+                                               "init": "random", "train": params.train.model_dump(),
+                                               "read_from_experiment": same}, indent=2) + "\n")
     return overall
 
 

@@ -11,7 +11,10 @@ stages cached them), on the finetune dataset's grouped split:
   rebalanced to equal counts per race × gender group (`balanced`, target mean, the `balanced`
   experiment's default), beside the compare stage's heads on the split as it is (`plain`; trained
   here when the backbone is not compared), and the race × gender gap of each with the change of
-  `balanced` against `plain` on the same test faces (stages/lib/evaluation/worst_groups.py).
+  `balanced` against `plain` on the same test faces (stages/lib/evaluation/worst_groups.py). On the
+  pipeline's own backbone these heads are not trained where the experiments `retrained` and a
+  balanced mitigation already trained them from the same random start (balanced_experiment): the
+  report reads those experiments instead.
 Writes, in params.paths.probe:
     probes.csv      one row per backbone, attribute and test set (PROBE_COLUMNS)
     balanced.csv    per backbone: worst_groups' summary of plain and balanced
@@ -32,10 +35,11 @@ from stages.lib.core.params import Params, ParamsError, load_params
 from stages.lib.core.schema import read_manifest
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBE_COLUMNS, PROBES_FILE, probe_summary
 from stages.lib.evaluation.results import bootstrap_from
-from stages.lib.evaluation.worst_groups import summarise_experiments
+from stages.lib.evaluation.worst_groups import RANDOM_START, SUMMARY_COLUMNS, summarise_experiments
 from stages.lib.heads.probe import fit_probe, probe_predictions
 from stages.lib.heads.sampling import SamplingError, balanced_indices, group_codes
-from stages.lib.heads.training import HeadData, configure_determinism, predict_heads, role_splits, train_heads
+from stages.lib.heads.training import (HeadData, configure_determinism, predict_heads, role_splits, start_for,
+                                       train_heads)
 from stages.lib.splitting.identity import holds_features_of
 
 ATTRIBUTES = ("race", "gender")
@@ -58,6 +62,19 @@ def probed_backbones(params: Params) -> list[tuple[str, Params, Path]]:
     return probed
 
 
+def balanced_experiment(params: Params) -> str | None:
+    """The experiment pair that already trained this stage's plain and balanced heads on the pipeline's
+    own backbone: RANDOM_START and a `balanced` mitigation over race × gender (target mean), both from
+    the same seeded random start on the grouped split; the balanced one's name, or None."""
+    reference = params.experiments.get(RANDOM_START)
+    if reference is None or start_for(reference.init, params.backbone) != "random" or reference.split != "grouped":
+        return None
+    return next((name for name, e in params.experiments.items()
+                 if e.mitigation is not None and e.mitigation.method == "balanced"
+                 and list(e.mitigation.groups) == ["race", "gender"] and e.mitigation.target == "mean"
+                 and start_for(e.init, params.backbone) == "random" and e.split == "grouped"), None)
+
+
 def heads_predictions(data: HeadData, test: pd.DataFrame, plan, name: str) -> pd.DataFrame:
     """Test predictions of heads from the compare stage's seeded random start, trained on `plan`."""
     models = train_heads(data, "random", plan).heads
@@ -78,6 +95,9 @@ def probe_backbone(label: str, params: Params, folder: Path, manifest: pd.DataFr
         predicted = probe_predictions(model, classes, features, test, attribute=attribute,
                                       batch_size=params.train.batch_size)
         probes.append(probe_summary(predicted, label, attribute, bootstrap))
+    probes = pd.concat(probes, ignore_index=True)
+    if folder == params.paths.features and balanced_experiment(params):
+        return probes, pd.DataFrame(columns=[*SUMMARY_COLUMNS, "backbone"])   # the experiments hold these heads
     compared = params.paths.compare_reports / label / "predictions.parquet"
     plain = (pd.read_parquet(compared) if label in params.compare_backbones and compared.exists()
              else heads_predictions(data, test, (np.arange(len(train)), None), "plain"))
@@ -85,7 +105,7 @@ def probe_backbone(label: str, params: Params, folder: Path, manifest: pd.DataFr
     balanced = heads_predictions(data, test, (balanced_indices(codes, "mean", params.seed), None), "balanced")
     summary, _ = summarise_experiments({"plain": plain, "balanced": balanced}, "plain", bootstrap,
                                        params.evaluate.min_group_size)
-    return pd.concat(probes, ignore_index=True), summary.assign(backbone=label)
+    return probes, summary.assign(backbone=label)
 
 
 def headline(probes: pd.DataFrame, balanced: pd.DataFrame) -> dict:

@@ -17,6 +17,7 @@ from stages.lib.reporting.markdown import Markdown
 from stages.lib.reporting.mitigation import (
     change_phrase,
     figure_panels,
+    MitigationInputs,
     mitigation_section,
     save_figure,
     signed_change,
@@ -150,7 +151,7 @@ def test_the_section_has_the_figure_tables_and_a_sentence_per_method(tmp_path):
     assert len(figure.axes) == 4                                    # (experiments, vgg plain/balanced) x (MAE, gender)
     path = save_figure(figure, tmp_path / "mitigation.png")
     md = Markdown(tmp_path)
-    mitigation_section(md, summary, probes, balanced, path, "vgg", 0.95)
+    mitigation_section(md, summary, probes, balanced, inputs=MitigationInputs(path, "vgg", 0.95))
     text = md.text()
     assert "![Overall against worst-group error" in text and "(mitigation.png)" in text
     assert "**group_dro** on utkface, against retrained: " in text and "the worst group's MAE falls by" in text

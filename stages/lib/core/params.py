@@ -227,6 +227,9 @@ class Experiment(Strict):
     split: Literal["grouped", "naive"] = "grouped"  # naive: the study's, every face on its own
     protocol: Literal["none", "ours", "study"] = "ours"
     mitigation: Mitigation | None = None
+    # A control measures something about another experiment (the naive split's leakage, the study's
+    # protocol's checkpoint choice): the report never names it the best model.
+    control: bool = False
 
     @field_validator("init", mode="before")
     @classmethod

@@ -35,6 +35,9 @@ from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN
 from stages.lib.evaluation.intervals import Bootstrap, cluster_codes, group_rng, percentile_interval
 
 REFERENCE = "retrained"   # the experiment every other is measured against
+# The same heads from a seeded random start (what the compare and probe stages train on the pipeline's
+# own backbone): read from this experiment where it exists, not trained again.
+RANDOM_START = "retrained_random"
 # Statistic -> (metric, which), in the order the tables show them.
 STATISTICS = {
     "mae": ("mae", "overall"), "worst_group_mae": ("mae", "worst"), "mae_gap": ("mae", "gap"),

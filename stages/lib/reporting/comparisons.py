@@ -10,7 +10,9 @@ from typing import Mapping
 
 import pandas as pd
 
+from stages.lib.core.schema import BAND_COLUMN
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap
 from stages.lib.reporting.markdown import Markdown, difference, number, percent, with_interval
 
 COMPARED_ATTRIBUTES = ("race", "gender", "age_band", "race*gender")
@@ -117,7 +119,7 @@ def split_comparison(grouped: Mapping[str, Evaluation], naive: Mapping[str, Eval
 def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluation]],
                       specs: Mapping[str, Mapping], confidence: float) -> None:
     """The backbone comparison: per dataset, every group's metrics per backbone, then the gaps."""
-    md.heading("Backbones compared: is the bias in the embedding?", 2)
+    md.heading("Backbones compared: the same heads on other embeddings", 2)
     if not compared:
         md.paragraph("No backbones compared: list some under `compare_backbones` in params.yaml "
                      "(e.g. `{vgg_face: {}, dlib_resnet: {name: dlib_resnet, fc_width: 256}}`).")
@@ -126,6 +128,8 @@ def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluati
                  f"and training budget; only the frozen features differ. Intervals: {confidence:.0%} bootstrap CIs.")
     md.bullets(f"{label}: {spec['spec']['name']}, {spec['spec']['feature_dim']}-d features, input "
                f"{spec['spec']['input_size']} px, alignment: {spec['spec']['alignment']}"
+               + (f"; its heads are the `{spec['read_from_experiment']}` experiment's (the same heads from the same "
+                  "start: read, not trained again)" if spec.get("read_from_experiment") else "")
                for label, spec in specs.items())
     datasets = list(dict.fromkeys(d for evaluations in compared.values() for d in evaluations))
     for dataset in datasets:
@@ -140,10 +144,48 @@ def identical_splits(split_summary: Mapping) -> list[str]:
     return [name for name, entry in split_summary.get("datasets", {}).items() if entry.get("naive_equals_grouped")]
 
 
+def paired_split_comparison(grouped: pd.DataFrame, naive: pd.DataFrame, bootstrap: Bootstrap) -> pd.DataFrame:
+    """The same training on each split, judged on the test faces the two splits share (matched by id):
+    per metric, each split's value there and naive − grouped with a paired bootstrap interval. Faces
+    whose ages are bands carry no MAE. Empty when the two test splits share no face."""
+    columns = ["id", "age", "age_pred", "gender", "gender_pred"]
+    banded = grouped[BAND_COLUMN].notna() if BAND_COLUMN in grouped.columns else pd.Series(False, grouped.index)
+    shared = grouped[columns].assign(banded=banded.to_numpy()).merge(naive[columns], on="id",
+                                                                     suffixes=("_grouped", "_naive"))
+    if shared.empty:
+        return pd.DataFrame()
+    rows = []
+    exact = shared[shared["age_grouped"].notna() & ~shared["banded"]]
+    outcomes = {"MAE (years)": (exact, lambda f, s: (f[f"age_pred_{s}"] - f[f"age_{s}"]).abs()),
+                "gender accuracy": (shared[shared["gender_grouped"].notna()],
+                                    lambda f, s: (f[f"gender_pred_{s}"].astype(object)
+                                                  == f[f"gender_{s}"].astype(object)).astype(float))}
+    for metric, (frame, outcome) in outcomes.items():
+        if frame.empty:
+            continue
+        naive_values, grouped_values = outcome(frame, "naive"), outcome(frame, "grouped")
+        gap = paired_mean_gap(naive_values, grouped_values, bootstrap, f"leakage:{metric}")
+        accuracy = metric == "gender accuracy"
+        side = direction(gap.difference_ci_low, gap.difference_ci_high)
+        flattered = "above" if accuracy else "below"
+        verdict = ("the naive split scores better: flattered" if side == flattered
+                   else "no difference shown" if side in ("n.s.", "no interval") else "the naive split scores worse")
+        shown = (lambda v: percent(v)) if accuracy else (lambda v: number(v))
+        rows.append({"metric": metric, "shared test faces": len(frame),
+                     "grouped split": shown(grouped_values.mean()), "naive split (the study's)": shown(naive_values.mean()),
+                     "naive − grouped [CI]": difference(gap.difference, gap.difference_ci_low, gap.difference_ci_high,
+                                                        points=accuracy),
+                     "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
 def leakage_section(md: Markdown, split_summary: Mapping, grouped: Mapping[str, Evaluation] | None,
-                    naive: Mapping[str, Evaluation] | None) -> None:
-    """How many test faces had a look-alike in training under each split, and the metrics under both;
-    for a dataset whose two splits are identical, that fact instead of a comparison."""
+                    naive: Mapping[str, Evaluation] | None, *, paired: pd.DataFrame | None = None,
+                    dataset: str | None = None) -> None:
+    """How many test faces had a look-alike in training under each split, and the same training on
+    both splits compared on the test faces they share (paired); only the dataset the heads train on,
+    since leakage needs a training face. For a dataset whose two splits are identical, that fact
+    instead of a comparison."""
     md.heading("Leakage: the study's split against a grouped split", 2)
     clusters = split_summary.get("clusters")
     if clusters:
@@ -168,8 +210,17 @@ def leakage_section(md: Markdown, split_summary: Mapping, grouped: Mapping[str, 
         md.paragraph(f"For {', '.join(same)} the naive split is identical to the grouped one (no identity labels and "
                      "no look-alike clusters to keep together): an experiment on the naive split repeats one on "
                      "the grouped split there, so there is no leakage to measure and nothing to compare.")
+    if dataset in same:
+        return
     differ = set(split_summary.get("datasets", {})) - set(same)
     compared = {d: e for d, e in (grouped or {}).items() if d not in same and (differ or not split_summary)}
     if compared and naive:
         md.table(split_comparison(compared, naive),
-                 "The same training (retrained) on each split; a naive split that scores better is flattered by leakage.")
+                 "The same training (retrained) on each split, each on its own test faces (not paired: the two test "
+                 "splits differ, so these figures alone cannot show leakage)")
+    if paired is not None and not paired.empty:
+        md.table(paired, f"The same training on each split, judged on the {dataset or ''} test faces both splits hold "
+                         "(paired bootstrap interval of naive − grouped): *flattered* only where the interval "
+                         "excludes 0")
+    elif compared and naive:
+        md.paragraph("The two test splits share no face: no paired comparison.")

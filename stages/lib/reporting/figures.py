@@ -66,18 +66,28 @@ def predicted_vs_actual_figure(curves: pd.DataFrame, title: str,
     return figure
 
 
+FIGURE_WIDTH_INCHES = 14.0   # at figure.dpi 110 and a tight box: about 1,550 px, legible at 1,600 px
+SPIKE_RATIO = 20.0           # a loss panel whose largest value exceeds its median this much gets a log axis
+
+
 def loss_curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "Training and validation loss") -> Figure:
     """One panel per loss (`loss`, or `age_loss`, `gender_loss`, ...), one colour per experiment;
-    solid: training, dashed: validation, dot: the best validation epoch."""
+    solid: training, dashed: validation, dot: the best validation epoch. Panels wrap two to a row so
+    the figure stays about FIGURE_WIDTH_INCHES wide; a panel where one curve spikes far above the
+    rest (an adversary's loss) gets a log axis, so the spike does not flatten the others."""
     names = list(histories)
     heads = list(dict.fromkeys(c.removeprefix("val_") for h in histories.values() for c in loss_columns(h)))
-    figure, panels = plt.subplots(1, len(heads), figsize=(7.5 * len(heads), 5.2), squeeze=False)
+    columns = min(len(heads), 2)
+    rows = -(-len(heads) // columns)
+    figure, panels = plt.subplots(rows, columns, figsize=(FIGURE_WIDTH_INCHES, 5.0 * rows), squeeze=False)
     palette = plt.get_cmap("tab10")
-    for panel, head in zip(panels[0], heads):
+    for panel, head in zip(panels.flat, heads):
+        drawn = []
         for index, name in enumerate(names):
             history, colour = histories[name], palette(index % 10)
             if head in history:
                 panel.plot(history["epoch"], history[head], color=colour, linewidth=1.6, label=name)
+                drawn.append(history[head])
             if f"val_{head}" in history and history[f"val_{head}"].notna().any():
                 values = history[f"val_{head}"]
                 panel.plot(history["epoch"], values, color=colour, linestyle="--", linewidth=1.6,
@@ -85,11 +95,27 @@ def loss_curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "Trai
                 best = values.idxmin()
                 panel.scatter(history.loc[best, "epoch"], values[best], color=colour, zorder=3, s=40,
                               edgecolor="black")
-        panel.set(title=head.replace("_", " "), xlabel="epoch", ylabel="loss")
-        panel.legend(title="experiment", loc="upper right")
+                drawn.append(values)
+        scale = _loss_scale(drawn)
+        panel.set_yscale(scale)
+        panel.set(title=head.replace("_", " ") + (" (log axis)" if scale == "log" else ""), xlabel="epoch",
+                  ylabel="loss")
+    for panel in list(panels.flat)[len(heads):]:
+        panel.remove()
+    handles = {h.get_label(): h for axis in figure.axes for h in axis.get_legend_handles_labels()[0]}
+    figure.legend(list(handles.values()), list(handles), title="experiment", loc="lower center",
+                  ncol=min(len(handles), 5), bbox_to_anchor=(0.5, -0.02 - 0.035 * (-(-len(handles) // 5))))
     figure.suptitle(f"{title} (solid: training, dashed: validation, dot: best validation epoch)", fontsize=13)
     figure.tight_layout()
     return figure
+
+
+def _loss_scale(curves: list[pd.Series]) -> str:
+    """`log` where the largest loss drawn exceeds the median one SPIKE_RATIO times (all positive), else `linear`."""
+    values = pd.concat(curves).dropna().to_numpy(dtype=float) if curves else np.empty(0)
+    if values.size == 0 or values.min() <= 0:
+        return "linear"
+    return "log" if values.max() > SPIKE_RATIO * np.median(values) else "linear"
 
 
 def loss_columns(history: pd.DataFrame) -> list[str]:
@@ -168,31 +194,47 @@ def group_bars_figure(groups: pd.DataFrame, attribute: str, metric: str = "mae",
     return figure
 
 
+SMALL_CELL = "#d9d9d9"   # heatmap cells too small to judge: grey, their value in grey italics
+
+
 def heatmap_figure(values: pd.DataFrame, counts: pd.DataFrame, title: str, value_format: str = "{:.1f}",
-                   diverging: bool = False, colour_label: str = "") -> Figure:
-    """An annotated table as a heatmap: each cell shows its value and n; empty cells stay blank."""
+                   diverging: bool = False, colour_label: str = "", *, min_count: int = 0) -> Figure:
+    """An annotated table as a heatmap: each cell shows its value and n; empty cells stay blank; cells
+    of fewer than `min_count` faces are grey (not coloured by their value, which is too uncertain to
+    paint at full strength) and left out of the colour scale."""
     data = values.to_numpy(dtype=float)
+    sizes = counts.reindex(index=values.index, columns=values.columns).to_numpy(dtype=float)
+    small = np.isfinite(data) & (np.nan_to_num(sizes) < min_count)
+    shown = np.where(small, np.nan, data)
     figure, axes = plt.subplots(figsize=(1.35 * values.shape[1] + 3, 0.62 * values.shape[0] + 2))
-    finite = data[np.isfinite(data)]
+    finite = shown[np.isfinite(shown)]
     if diverging:
         # the colour scale follows cells of at least MIN_POINTS faces; thinner, extreme cells saturate
-        sizeable = data[np.isfinite(data) & (counts.to_numpy(dtype=float) >= MIN_POINTS)]
+        sizeable = shown[np.isfinite(shown) & (np.nan_to_num(sizes) >= MIN_POINTS)]
         reference = sizeable if sizeable.size else finite
         limit = float(np.abs(reference).max()) if reference.size else 1.0
-        image = axes.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        image = axes.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     else:
-        image = axes.imshow(data, cmap="viridis", aspect="auto")
+        image = axes.imshow(shown, cmap="viridis", aspect="auto",
+                            **({"vmin": finite.min(), "vmax": finite.max()} if finite.size else {}))
+    if small.any():
+        axes.imshow(np.where(small, 1.0, np.nan), cmap=matplotlib.colors.ListedColormap([SMALL_CELL]),
+                    aspect="auto", vmin=0, vmax=1)
     for (row, column), value in np.ndenumerate(data):
         if np.isfinite(value):
             count = counts.iat[row, column]
+            greyed = small[row, column]
             axes.text(column, row, f"{value_format.format(value)}\nn={_n(count)}", ha="center", va="center",
-                      fontsize=9, color=_text_colour(image, value))
+                      fontsize=9, color="#555555" if greyed else _text_colour(image, value),
+                      fontstyle="italic" if greyed else "normal")
     axes.set_xticks(range(values.shape[1]), [str(c) for c in values.columns], rotation=30, ha="right")
     axes.set_yticks(range(values.shape[0]), [str(i) for i in values.index])
-    axes.set(title=title, xlabel=str(values.columns.name or "").replace("_", " "),
+    note = f"\ngrey: under {min_count} faces, not judged" if small.any() else ""
+    axes.set(title=title + note, xlabel=str(values.columns.name or "").replace("_", " "),
              ylabel=str(values.index.name or "").replace("_", " "))
     axes.grid(False)
-    figure.colorbar(image, ax=axes, label=colour_label)
+    if finite.size:                      # every cell greyed: no colour scale to explain
+        figure.colorbar(image, ax=axes, label=colour_label)
     return figure
 
 
@@ -234,8 +276,9 @@ def _vocabulary_order(groups) -> list[str]:
     return sorted(groups, key=lambda g: (known.index(g) if g in known else len(known), g))
 
 
-def write_figures(evaluation, folder: Path, title: str) -> dict[str, Path]:
-    """Every figure the evaluation's data allows, as PNGs in `folder`; name -> path."""
+def write_figures(evaluation, folder: Path, title: str, *, min_count: int = 0) -> dict[str, Path]:
+    """Every figure the evaluation's data allows, as PNGs in `folder`; name -> path. Heatmap cells of
+    fewer than `min_count` faces are greyed."""
     folder = Path(folder)
     tables, groups = evaluation.tables, evaluation.groups
     bands = band_labels(evaluation.edges)
@@ -265,21 +308,22 @@ def write_figures(evaluation, folder: Path, title: str) -> dict[str, Path]:
                                  age_band=race_band["group"].str.split("*").str[1])
         values, counts = pivot(split, "age_band", ["race"], "mae", bands)
         save("mae_by_race_x_age_band", heatmap_figure(values, counts, f"{title}: MAE (years) by age band × race",
-                                                      colour_label="MAE (years)"))
+                                                      colour_label="MAE (years)", min_count=min_count))
     signed = tables.get("signed_error_by_predicted_band")
     columns = [c for c in ("race", "gender") if signed is not None and c in signed.columns]
     if columns:
         values, counts = pivot(signed, "predicted_band", columns, "mean_error", bands)
         save("signed_error_by_predicted_band", heatmap_figure(
             values, counts, f"{title}: mean (predicted − true) by predicted-age band", diverging=True,
-            colour_label="years (+ over-, − under-estimated)"))
+            colour_label="years (+ over-, − under-estimated)", min_count=min_count))
     race_gender = groups[(groups["attribute"] == "race*gender") & groups["gender_accuracy"].notna()]
     if not race_gender.empty:
         split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
                                    gender=race_gender["group"].str.split("*").str[1])
         values, counts = pivot(split, "race", ["gender"], "gender_accuracy", list(RACES))
         save("gender_accuracy_race_gender", heatmap_figure(values * 100, counts, f"{title}: gender accuracy (%)",
-                                                           "{:.0f}%", colour_label="accuracy (%)"))
+                                                           "{:.0f}%", colour_label="accuracy (%)",
+                                                           min_count=min_count))
     women = tables.get("women_gender_accuracy")
     if women is not None and (women["attribute"] == "race*age_band").any():
         rows = women[women["attribute"] == "race*age_band"]
@@ -287,5 +331,5 @@ def write_figures(evaluation, folder: Path, title: str) -> dict[str, Path]:
         values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", bands)
         save("women_gender_accuracy", heatmap_figure(values * 100, counts,
                                                      f"{title}: gender accuracy for women (%)", "{:.0f}%",
-                                                     colour_label="accuracy (%)"))
+                                                     colour_label="accuracy (%)", min_count=min_count))
     return written

@@ -17,6 +17,7 @@ from stages.lib.core.labels import RACES, band_labels
 from stages.lib.evaluation.curves import pivot
 from stages.lib.evaluation.groups import Evaluation, age_standardised_mae, ages_are_bands
 
+STUDY_PARTS = ("R10", "R11", "R12")
 ATTRIBUTE_TITLES = {
     "all": "all faces", "race": "race", "gender": "gender", "age_band": "age band",
     "race*gender": "race × gender", "race*age_band": "race × age band", "gender*age_band": "gender × age band",
@@ -138,6 +139,7 @@ def groups_display(groups: pd.DataFrame, attribute: str, confidence: float, verd
     """One attribute's groups as report rows: n, MAE [CI], RMSE, signed error, accuracy, and the verdicts,
     each on the interval of a difference (MAE: the group's − the rest's; bias: the mean signed error)."""
     rows = groups[groups["attribute"] == attribute]
+    verdicts = _adjusted_verdicts(verdicts)
     mae_verdict = _against_the_rest(verdicts, attribute, "mae")
     sign_verdict = _verdicts(verdicts, attribute, "mean_error", {"above": "over-estimated", "below": "under-estimated"})
     not_judged = rows["small"].to_numpy()
@@ -197,19 +199,30 @@ def gaps_display(gaps: pd.DataFrame, confidence: float) -> pd.DataFrame:
             gaps["difference"], gaps["difference_ci_low"], gaps["difference_ci_high"], accuracy)],
         f"worst / best [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in zip(
             gaps["ratio"], gaps["ratio_ci_low"], gaps["ratio_ci_high"])],
-        "verdict": gaps["verdict"],
+        "verdict": _adjusted_verdicts(gaps)["verdict"].where(~gaps["verdict"].isna(), ""),
         "groups compared": gaps["groups_compared"],
         "small groups left out": gaps["small_left_out"],
+        "all groups equal? p (adjusted)": _all_equal(gaps),
     })
 
 
-def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number) -> pd.DataFrame:
-    """A pivot with 'value (n)' cells, for markdown."""
+def _all_equal(gaps: pd.DataFrame) -> list[str]:
+    """The test that all groups are equal (re-selecting the extremes), where the evaluate stage wrote it."""
+    if "p_all_equal" not in gaps.columns:
+        return ["not computed"] * len(gaps)
+    adjusted = gaps["p_all_equal_adjusted"] if "p_all_equal_adjusted" in gaps.columns else [None] * len(gaps)
+    return [f"{number(p, 3)} ({'not computed' if a is None or pd.isna(a) else number(a, 3)})"
+            for p, a in zip(gaps["p_all_equal"], adjusted)]
+
+
+def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number, *, min_count: int = 0) -> pd.DataFrame:
+    """A pivot with 'value (n)' cells, for markdown; cells under `min_count` faces marked *small*."""
     cells = pd.DataFrame(index=values.index, columns=values.columns, dtype=object)
     for row in values.index:
         for column in values.columns:
             value, count = values.at[row, column], counts.at[row, column]
-            cells.at[row, column] = "" if pd.isna(value) else f"{formatter(value)} ({int(count):,})"
+            mark = ", *small*" if count < min_count else ""
+            cells.at[row, column] = "" if pd.isna(value) else f"{formatter(value)} ({int(count):,}{mark})"
     cells = cells.reset_index()
     cells.columns = [str(values.index.name or "")] + [str(c) for c in values.columns]
     return cells
@@ -218,7 +231,7 @@ def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number) 
 def significance_bullets(evaluation: Evaluation, min_group_size: int) -> tuple[list[str], list[str]]:
     """(what is significant, what is not), judged groups only: MAE and gender accuracy against the rest of
     the breakdown, mean signed error against zero, each by the interval of that difference."""
-    verdicts = evaluation.significance
+    verdicts = _adjusted_verdicts(evaluation.significance)
     judged = verdicts[~verdicts["small"]]
     significant, not_significant = [], []
     for metric, above, below in (("mae", "larger MAE than the rest", "smaller MAE than the rest"),
@@ -243,6 +256,24 @@ def significance_bullets(evaluation: Evaluation, min_group_size: int) -> tuple[l
     return significant, not_significant
 
 
+def _adjustment(verdicts: pd.DataFrame) -> str | None:
+    """How the significance table was adjusted for multiplicity, or None where it carries no adjusted column."""
+    if "significant" not in verdicts.columns or verdicts.empty:
+        return None
+    methods = sorted(set(verdicts["adjustment"].dropna().astype(str))) if "adjustment" in verdicts.columns else []
+    return ("adjusted for multiplicity within each breakdown × metric"
+            + (f" ({', '.join(methods)})" if methods else "") + "; raw intervals shown")
+
+
+def _adjusted_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The significance table with `verdict` n.s. wherever the multiplicity-adjusted test is not
+    significant (where the table has the adjusted `significant` column; else as it is)."""
+    if "significant" not in verdicts.columns:
+        return verdicts
+    kept = verdicts["significant"].astype(str).str.lower().isin(["true", "1", "1.0"])
+    return verdicts.assign(verdict=verdicts["verdict"].where(kept | (verdicts["verdict"] == "n.s."), "n.s."))
+
+
 def _judged_group(metric: str, row: pd.Series) -> str:
     """'black (12.3; +4.10 [+3.20, +5.00] against the rest)'; for the mean signed error the value is the difference."""
     shown = difference(row["difference"], row["difference_ci_low"], row["difference_ci_high"],
@@ -257,9 +288,10 @@ def _value(metric: str, value) -> str:
 
 
 def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Path], confidence: float,
-                        min_group_size: int, level: int = 2) -> None:
-    """The breakdown of one predictions table: headline, figures, group tables, gaps, study tables,
-    what is significant. `figures` maps names (as written by `stages.audit.write_figures`) to PNGs."""
+                        min_group_size: int, level: int = 2, *, parts: tuple[str, ...] = STUDY_PARTS) -> None:
+    """The breakdown of one predictions table: headline, figures, group tables, gaps, the study tables
+    named in `parts`, what is significant. `figures` maps names (as written by `stages.audit.write_figures`)
+    to PNGs."""
     md.heading("Overall", level)
     md.table(overall_table(evaluation.overall, confidence))
     md.figure(figures.get("predicted_vs_actual"),
@@ -293,39 +325,46 @@ def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[s
                      "size arises by chance.")
         md.table(gaps_display(evaluation.gaps, evaluation.confidence))
 
-    study_tables(md, evaluation, figures, level)
+    study_tables(md, evaluation, figures, level, parts=parts, min_count=min_group_size)
 
     md.heading("What is significant and what is not", level)
     significant, not_significant = significance_bullets(evaluation, min_group_size)
-    md.paragraph("Significant (the interval of the difference excludes zero):")
+    adjusted = _adjustment(evaluation.significance)
+    md.paragraph(f"Significant ({adjusted}):" if adjusted else
+                 "Significant (the raw interval of the difference excludes zero; not adjusted for multiplicity: "
+                 "this run's significance.csv has no adjusted column):")
     md.bullets(significant or ["nothing"])
     md.paragraph("Not significant or not judged:")
     md.bullets(not_significant or ["nothing"])
 
 
-def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Path], level: int) -> None:
-    """R10 (signed error by predicted band × race × gender), R11 and R12 (gender accuracy)."""
+def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Path], level: int, *,
+                 parts: tuple[str, ...] = STUDY_PARTS, min_count: int = 0) -> None:
+    """R10 (signed error by predicted band × race × gender), R11 and R12 (gender accuracy), those named
+    in `parts`; cells of fewer than `min_count` faces are marked small (greyed in the figures)."""
     bands = band_labels(evaluation.edges)
     signed = evaluation.tables.get("signed_error_by_predicted_band")
-    if signed is not None and not signed.empty:
+    small = f"; *small*: under {min_count} faces, not judged" if min_count else ""
+    if "R10" in parts and signed is not None and not signed.empty:
         md.heading("Mean (predicted − true) by predicted-age band (R10)", level)
         columns = [c for c in ("race", "gender") if c in signed.columns]
         if columns:
             values, counts = pivot(signed, "predicted_band", columns, "mean_error", bands)
             md.figure(figures.get("signed_error_by_predicted_band"),
                       "Mean (predicted − true) by band of the predicted age; red: over-, blue: under-estimated.")
-            md.table(pivot_display(values, counts), "cells: mean (predicted − true) in years (n)")
+            md.table(pivot_display(values, counts, min_count=min_count),
+                     f"cells: mean (predicted − true) in years (n){small}")
     groups = evaluation.groups
     race_gender = groups[(groups["attribute"] == "race*gender") & groups["gender_accuracy"].notna()]
-    if not race_gender.empty:
+    if "R11" in parts and not race_gender.empty:
         md.heading("Gender accuracy by race × gender (R11)", level)
         split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
                                    gender=race_gender["group"].str.split("*").str[1])
         values, counts = pivot(split, "race", ["gender"], "gender_accuracy", list(RACES))
         md.figure(figures.get("gender_accuracy_race_gender"), "Gender accuracy by race and gender (R11).")
-        md.table(pivot_display(values, counts, percent), "cells: accuracy (n)")
+        md.table(pivot_display(values, counts, percent, min_count=min_count), f"cells: accuracy (n){small}")
     women = evaluation.tables.get("women_gender_accuracy")
-    if women is not None and not women.empty:
+    if "R12" in parts and women is not None and not women.empty:
         by_band = women[women["attribute"] == "race*age_band"]
         if not by_band.empty:
             md.heading("Gender accuracy for women by age band × race (R12)", level)
@@ -333,7 +372,8 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
                                    age_band=by_band["group"].str.split("*").str[1])
             values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", bands)
             md.figure(figures.get("women_gender_accuracy"), "Gender accuracy for women by age band and race (R12).")
-            md.table(pivot_display(values, counts, percent), "cells: accuracy among women (n)")
+            md.table(pivot_display(values, counts, percent, min_count=min_count),
+                     f"cells: accuracy among women (n){small}")
 
 
 def correction_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:

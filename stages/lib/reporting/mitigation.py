@@ -10,6 +10,8 @@ rise or a fall only when its interval lies on one side of zero.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import matplotlib.pyplot as plt
@@ -18,9 +20,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from stages.lib.core.params import Params
-from stages.lib.evaluation.intervals import direction
+from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBES_FILE
-from stages.lib.evaluation.results import load_worst_groups
+from stages.lib.evaluation.results import bootstrap_from, load_worst_groups
 from stages.lib.evaluation.worst_groups import REFERENCE
 from stages.lib.reporting.figures import save_figure
 from stages.lib.reporting.markdown import Markdown, number, percent, with_interval
@@ -72,21 +74,36 @@ def change_phrase(statistic: str, change, low, high) -> str:
     return f"{name}: no change shown ({_scaled(change, unit):+.2f} {unit}, {interval} holds 0)"
 
 
-def verdict(rows: pd.DataFrame) -> str:
-    """One sentence on one experiment and test set, from its worst_groups rows."""
+def verdict(rows: pd.DataFrame, reference_worst: Mapping[str, str] | None = None) -> str:
+    """One sentence on one experiment and test set, from its worst_groups rows; where its worst group is
+    not the reference's (`reference_worst`: statistic -> group), the sentence says the two differ."""
     by = rows.set_index("statistic")
     first = rows.iloc[0]
     if by["change"].isna().all():
         return (f"**{first['experiment']}** on {first['dataset']}: tested on other faces than {REFERENCE}, "
                 "so no paired change can be given.")
     parts = [change_phrase(s, *by.loc[s, ["change", "change_ci_low", "change_ci_high"]])
+             + _other_group(s, by, reference_worst or {})
              for s in WORDING if s in by.index and pd.notna(by.loc[s, "value"])]
     return f"**{first['experiment']}** on {first['dataset']}, against {REFERENCE}: " + "; ".join(parts) + "."
 
 
-def summary_display(summary: pd.DataFrame, metric: str, confidence: float) -> pd.DataFrame:
+def _other_group(statistic: str, by: pd.DataFrame, reference_worst: Mapping[str, str]) -> str:
+    if not statistic.startswith("worst_group") or statistic not in reference_worst:
+        return ""
+    own = by.loc[statistic, "worst_group"]
+    if own == reference_worst[statistic]:
+        return ""
+    return (f" (its worst group is {own}, {REFERENCE}'s {reference_worst[statistic]}: two groups; "
+            f"*Δ at {REFERENCE}'s worst group* in the table holds one fixed)")
+
+
+def summary_display(summary: pd.DataFrame, metric: str, confidence: float, *,
+                    fixed: Mapping[str, str] | None = None, flags: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per experiment and test set: the overall, worst-group and gap values with intervals, and
-    each one's change against the reference, for `mae` or `gender`."""
+    each one's change against the reference (the reference itself: `reference`), for `mae` or `gender`;
+    `fixed` adds the change at the reference's worst group ({experiment: text}), `flags` a note on
+    training that did not move from its start."""
     statistics = {"mae": ("mae", "worst_group_mae", "mae_gap"),
                   "gender": ("gender_accuracy", "worst_group_accuracy", "accuracy_gap")}[metric]
     as_percent = metric == "gender"
@@ -97,15 +114,106 @@ def summary_display(summary: pd.DataFrame, metric: str, confidence: float) -> pd
         if statistics[0] not in by.index or pd.isna(by.loc[statistics[0], "value"]):   # no MAE where ages are bands
             continue
         row = {"test set": dataset, "experiment": experiment}
+        same = experiment == REFERENCE or _same_as_reference(group)
         for statistic, title in zip(statistics, ("overall", "worst group", "gap")):
             entry = by.loc[statistic]
             label = f" ({entry['worst_group']})" if title == "worst group" else ""
             row[f"{title} [{ci}]"] = with_interval(entry["value"], entry["ci_low"], entry["ci_high"],
                                                    as_percent=as_percent) + label
-            row[f"Δ {title} vs {REFERENCE}"] = signed_change(entry["change"], entry["change_ci_low"],
-                                                             entry["change_ci_high"], as_points=as_percent)
+            column = f"Δ {title} vs {REFERENCE}" + ("'s (groups may differ)" if title == "worst group" else "")
+            row[column] = (_reference_cell(experiment) if same else signed_change(
+                entry["change"], entry["change_ci_low"], entry["change_ci_high"], as_points=as_percent))
+        if fixed is not None:
+            row[f"Δ at {REFERENCE}'s worst group"] = (_reference_cell(experiment) if same
+                                                      else fixed.get((dataset, experiment), ""))
+        if flags:
+            row["training"] = flags.get(experiment, "")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+REFERENCE_CELL = "reference"
+
+
+def _same_as_reference(rows: pd.DataFrame) -> bool:
+    """Every change and its interval exactly 0: the experiment predicted what the reference did."""
+    changes = rows[["change", "change_ci_low", "change_ci_high"]].to_numpy(dtype=float)
+    return bool(np.isfinite(changes).all() and (changes == 0).all())
+
+
+def _reference_cell(experiment: str) -> str:
+    return REFERENCE_CELL if experiment == REFERENCE else f"same predictions as {REFERENCE}"
+
+
+def _reference_worst(summary: pd.DataFrame, dataset: str) -> dict[str, str]:
+    found = {s: reference_worst_group(summary, dataset, s) for s in ("worst_group_mae", "worst_group_accuracy")}
+    return {s: group for s, group in found.items() if group}
+
+
+def reference_worst_group(summary: pd.DataFrame, dataset: str, statistic: str) -> str | None:
+    """The reference's worst race × gender group on `dataset` for `statistic` (worst_group_mae | _accuracy)."""
+    rows = summary[(summary["dataset"] == dataset) & (summary["experiment"] == REFERENCE)
+                   & (summary["statistic"] == statistic)]
+    return None if rows.empty or not isinstance(rows["worst_group"].iloc[0], str) else rows["worst_group"].iloc[0]
+
+
+def fixed_group_changes(predictions: Mapping[str, pd.DataFrame], group: str, metric: str,
+                        bootstrap: Bootstrap) -> dict[str, str]:
+    """Each experiment's change against the reference on the faces of ONE group (the reference's worst),
+    paired by face id with a bootstrap interval: {experiment: '+0.82 [+0.64, +0.98]'}. Experiments
+    tested on other faces are left out."""
+    if REFERENCE not in predictions:
+        return {}
+    race, gender = group.split("*")
+    outcome = _absolute_error if metric == "mae" else _correct
+
+    def faces(frame: pd.DataFrame) -> pd.DataFrame:
+        chosen = frame[(frame["race"] == race) & (frame["gender"] == gender)]
+        return pd.DataFrame({"id": chosen["id"].to_numpy(), "outcome": outcome(chosen)})
+
+    reference = faces(predictions[REFERENCE])
+    changes = {}
+    for name, frame in predictions.items():
+        other = faces(frame)
+        if name == REFERENCE or frame.empty or sorted(other["id"]) != sorted(reference["id"]):
+            continue
+        paired = reference.merge(other, on="id", suffixes=("_reference", ""))
+        gap = paired_mean_gap(paired["outcome"], paired["outcome_reference"], bootstrap, f"fixed:{name}:{group}")
+        changes[name] = signed_change(gap.difference, gap.difference_ci_low, gap.difference_ci_high,
+                                      as_points=metric != "mae")
+    return changes
+
+
+def _absolute_error(rows: pd.DataFrame) -> np.ndarray:
+    return (rows["age_pred"].astype(float) - rows["age"].astype(float)).abs().to_numpy()
+
+
+def _correct(rows: pd.DataFrame) -> np.ndarray:
+    return (rows["gender_pred"].astype(object) == rows["gender"].astype(object)).to_numpy(dtype=float)
+
+
+def stalled_heads(history: pd.DataFrame | None) -> dict[str, int]:
+    """{head: epochs run} for the heads whose best validation epoch is the first: the weights kept
+    barely moved from their start."""
+    if history is None or history.empty or "epoch" not in history.columns:
+        return {}
+    stalled = {}
+    for column in [c for c in history.columns if c.startswith("val_") and "loss" in c]:
+        values = history[column].dropna()
+        if len(values) > 1 and values.idxmin() == values.index[0]:
+            stalled[column.removeprefix("val_").removesuffix("_loss").removesuffix("loss") or "heads"] = len(values)
+    return stalled
+
+
+def stall_flags(histories: Mapping[str, pd.DataFrame | None]) -> dict[str, str]:
+    """{experiment: 'age: best val epoch is its first of 21; ...'} for stalled trainings."""
+    flags = {}
+    for name, history in histories.items():
+        heads = stalled_heads(history)
+        if heads:
+            flags[name] = ("; ".join(f"{head}: best val epoch is its first of {epochs:,}" for head, epochs in heads.items())
+                           + ": the kept weights barely moved from their start")
+    return flags
 
 
 MARKERS = "os^vPX*h<>p"
@@ -113,27 +221,33 @@ BASELINES = (REFERENCE, "plain")
 LABELLED_POINTS = 4   # panels with more points than this rely on the legend: their labels would collide
 
 
+FIGURE_COLUMNS = 3   # panels per row: with FIGURE_WIDTH inches the figure stays legible at 1,600 px
+FIGURE_WIDTH = 14.0
+
+
 def tradeoff_figure(panels: Mapping[str, pd.DataFrame], confidence: float) -> Figure:
     """Overall against worst-group error, one point per experiment with both intervals as whiskers;
-    one column per panel (a test set of one backbone), one row per metric (MAE, gender error). Panels
-    without a worst group (no race labels) are left out."""
-    points = {title: {m: _points(frame, m).dropna(subset=["x", "y"]) for m in FIGURE_METRICS}
-              for title, frame in panels.items()}
-    points = {title: by_metric for title, by_metric in points.items() if any(len(p) for p in by_metric.values())}
-    metrics = [m for m in FIGURE_METRICS if any(len(by_metric[m]) for by_metric in points.values())]
-    figure, axes = plt.subplots(max(len(metrics), 1), max(len(points), 1), squeeze=False,
-                                figsize=(5.0 * max(len(points), 1), 4.4 * max(len(metrics), 1)))
-    names = [e for e in dict.fromkeys(e for by_metric in points.values() for p in by_metric.values() for e in p.index)
-             if e not in BASELINES]
+    one panel per test set (of one backbone) and metric (MAE, gender error) that has points: a panel
+    with nothing to draw (no worst group, or ages that are bands) is left out, not drawn empty."""
+    drawn = [(title, metric, points) for title, frame in panels.items() for metric in FIGURE_METRICS
+             for points in [_points(frame, metric).dropna(subset=["x", "y"])] if len(points)]
+    count = max(len(drawn), 1)
+    columns = min(count, FIGURE_COLUMNS)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, squeeze=False,
+                                figsize=(FIGURE_WIDTH, FIGURE_WIDTH / columns * 0.9 * rows))
+    names = [e for e in dict.fromkeys(e for _, _, p in drawn for e in p.index) if e not in BASELINES]
     styles = {name: (plt.get_cmap("tab10")(i % 10), MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
     styles.update({name: ("black", "D") for name in BASELINES})   # what every other point is measured against
-    for column, (title, by_metric) in enumerate(points.items()):
-        axes[0][column].set_title(title, fontsize=11)
-        for row, metric in enumerate(metrics):
-            _draw_panel(axes[row][column], by_metric[metric], styles, FIGURE_METRICS[metric][2])
+    for axis, (title, metric, points) in zip(axes.flat, drawn):
+        axis.set_title(f"{title}: {FIGURE_METRICS[metric][2]}", fontsize=10)
+        _draw_panel(axis, points, styles, FIGURE_METRICS[metric][2])
+    for axis in list(axes.flat)[len(drawn):]:
+        axis.remove()
     handles = {h.get_label(): h for axis in figure.axes for h in axis.get_legend_handles_labels()[0]}
     if handles:
-        figure.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
+        figure.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6),
+                      bbox_to_anchor=(0.5, -0.03 - 0.03 * (-(-len(handles) // 6))), fontsize=9)
     figure.suptitle(f"Overall against worst-group error, whiskers: {confidence:.0%} CI "
                     "(dotted, where in view: worst group = overall)", fontsize=12)
     figure.tight_layout()
@@ -141,10 +255,6 @@ def tradeoff_figure(panels: Mapping[str, pd.DataFrame], confidence: float) -> Fi
 
 
 def _draw_panel(axis, points: pd.DataFrame, styles: Mapping[str, tuple], label: str) -> None:
-    if points.empty:
-        axis.set_axis_off()
-        axis.text(0.5, 0.5, f"{label}: no worst group", ha="center", transform=axis.transAxes)
-        return
     for experiment, point in points.iterrows():
         colour, marker = styles[experiment]
         axis.errorbar(point["x"], point["y"], xerr=_whisker(point, "x"), yerr=_whisker(point, "y"), fmt=marker,
@@ -229,39 +339,92 @@ def embedding_sentence(backbone: str, dataset: str, probes: pd.DataFrame, balanc
     return f"**{backbone}** on {dataset}: " + "; ".join(parts) + "."
 
 
-def mitigation_section(md: Markdown, summary: pd.DataFrame, probes: pd.DataFrame, balanced: pd.DataFrame,
-                       figure_path, backbone: str, confidence: float, level: int = 2) -> None:
+@dataclass(frozen=True)
+class MitigationInputs:
+    """What the section shows beside the worst_groups summary and the probes."""
+
+    figure_path: Path | None
+    backbone: str
+    confidence: float
+    fixed: Mapping[str, Mapping] = field(default_factory=dict)   # metric -> {(dataset, experiment): change text}
+    flags: Mapping[str, str] = field(default_factory=dict)       # experiment -> stalled-training note
+    confounds: tuple[str, ...] = ()
+
+
+def mitigation_section(md: Markdown, summary: pd.DataFrame, probes: pd.DataFrame, balanced: pd.DataFrame, *,
+                       inputs: MitigationInputs, level: int = 2) -> None:
     """The section: the figure, the two tables, a sentence per experiment, then the probes."""
     md.heading("Mitigation side by side: can a fix downstream of the embedding close the gap?", level)
     if summary.empty:
         md.paragraph("No experiment has a worst_groups.csv yet: run the evaluate stages.")
         return
-    md.paragraph(f"Each experiment trains the heads on the same cached {backbone} features and split. Worst and "
-                 "best groups are race × gender groups with enough test faces, named from each experiment's own "
-                 f"estimates; changes are against {REFERENCE} on the same test faces, with paired, group-stratified "
-                 f"bootstrap {confidence:.0%} intervals. A change is called a rise or a fall only where its interval "
-                 "excludes 0.")
-    md.figure(figure_path, f"Overall against worst-group error per experiment ({backbone}); whiskers: {confidence:.0%} CI.")
+    confidence = inputs.confidence
+    md.paragraph(f"Each experiment trains the heads on the same cached {inputs.backbone} features and split. Worst "
+                 "and best groups are race × gender groups with enough test faces, named from each experiment's own "
+                 f"estimates; changes are against {REFERENCE} (the *reference*) on the same test faces, with paired, "
+                 f"group-stratified bootstrap {confidence:.0%} intervals. A change is called a rise or a fall only "
+                 f"where its interval excludes 0. Each experiment's worst group may differ from {REFERENCE}'s: *Δ at "
+                 f"{REFERENCE}'s worst group* holds that one group fixed, so it says whether the group worst served "
+                 "by the reference is served better.")
+    md.figure(inputs.figure_path, f"Overall against worst-group error per experiment ({inputs.backbone}); "
+                                  f"whiskers: {confidence:.0%} CI.")
     for metric, caption in (("mae", "Age: MAE in years"), ("gender", "Gender: accuracy")):
-        table = summary_display(summary, metric, confidence)
+        table = summary_display(summary, metric, confidence, fixed=inputs.fixed.get(metric), flags=inputs.flags)
         if not table.empty:
             md.table(table, f"{caption}, overall, for the worst race × gender group and the gap (how far it trails the best), "
                             f"and each one's change against {REFERENCE}")
-    md.bullets(verdict(rows) for (_, experiment), rows in summary.groupby(["dataset", "experiment"], sort=False)
+    md.bullets(verdict(rows, _reference_worst(summary, dataset))
+               + (f" *Training did not move: {inputs.flags[experiment]}.*" if experiment in inputs.flags else "")
+               for (dataset, experiment), rows in summary.groupby(["dataset", "experiment"], sort=False)
                if experiment != REFERENCE)
-    md.heading("Is the bias in the embedding?", level + 1)
+    probe_section(md, probes, balanced, inputs=inputs, level=level + 1)
+
+
+def probe_section(md: Markdown, probes: pd.DataFrame, balanced: pd.DataFrame, *, inputs: MitigationInputs,
+                  level: int) -> None:
+    """What a linear probe reads from each embedding, with its confounds; no claim beyond the probe."""
+    md.heading("What each embedding holds: linear probes", level)
     if probes.empty:
         md.paragraph("The probe stage has not run (`dvc repro probe`).")
         return
     md.paragraph("A linear probe (one softmax layer on the standardised features, class-balanced loss) fitted on "
                  "the finetune dataset's train split, judged on each test set by balanced accuracy; and, per "
                  "backbone, heads from the same random start trained on the train split as it is (plain) and "
-                 "rebalanced to equal race × gender counts (balanced).")
-    md.table(probe_display(probes, balanced, confidence), "What each backbone's features hold, and the gap left "
-                                                          "after balanced retraining")
+                 "rebalanced to equal race × gender counts (balanced). A probe that reads race above chance shows "
+                 "that race is linearly decodable from the features; it does not show that the heads' errors come "
+                 "from it, nor that another embedding holding more race would be more biased.")
+    md.table(probe_display(probes, balanced, inputs.confidence), "What each backbone's features hold, and the gap "
+                                                                 "left after balanced retraining")
     md.bullets(embedding_sentence(backbone_, dataset, rows, balanced[(balanced["backbone"] == backbone_)
                                                                       & (balanced["dataset"] == dataset)])
                for (backbone_, dataset), rows in probes.groupby(["backbone", "dataset"], sort=False))
+    unheaded = [b for b in dict.fromkeys(probes["backbone"]) if balanced.empty or b not in set(balanced["backbone"])]
+    if unheaded:
+        md.paragraph(f"No plain or balanced heads were trained by the probe stage for {', '.join(unheaded)}: the "
+                     f"experiments `{REFERENCE}` and the balanced mitigation trained them already, from the same "
+                     "start; their gaps and changes are in the tables above.")
+    if inputs.confounds:
+        md.paragraph("Confounds: the backbones differ in more than their embedding.")
+        md.bullets(inputs.confounds)
+
+
+def probe_confounds(specs: Mapping[str, Mapping], cluster_embedding: str | None) -> tuple[str, ...]:
+    """What besides the embedding differs between the probed backbones (from the compare stage's specs)."""
+    confounds = []
+    sizes = {label: spec["spec"]["input_size"] for label, spec in specs.items()}
+    if len(set(sizes.values())) > 1:
+        confounds.append("input size: " + ", ".join(f"{label} {size} px" for label, size in sizes.items())
+                         + " (a smaller input holds less of the face's detail)")
+    alignment = {label: spec["spec"].get("alignment") for label, spec in specs.items()}
+    if len(set(alignment.values())) > 1:
+        confounds.append("alignment: " + ", ".join(f"{label} {how}" for label, how in alignment.items()))
+    if cluster_embedding:
+        users = [label for label, spec in specs.items() if spec["spec"]["name"] == cluster_embedding]
+        if users:
+            confounds.append(f"{', '.join(users)} also defines the split's look-alike clusters ({cluster_embedding}): "
+                             "its test faces are kept far from the training faces in its own space, which the other "
+                             "backbones' are not")
+    return tuple(confounds)
 
 
 def figure_panels(summary: pd.DataFrame, balanced: pd.DataFrame, backbone: str) -> dict[str, pd.DataFrame]:
@@ -274,8 +437,10 @@ def figure_panels(summary: pd.DataFrame, balanced: pd.DataFrame, backbone: str) 
     return panels
 
 
-def mitigation_report(md: Markdown, params: Params) -> None:
-    """Read every experiment's worst_groups.csv and the probe stage's tables, draw the figure, write the section."""
+def mitigation_report(md: Markdown, params: Params, test_rows: Mapping[str, pd.DataFrame],
+                      specs: Mapping[str, Mapping] | None = None) -> None:
+    """Read every experiment's worst_groups.csv, history and the probe stage's tables, draw the figure,
+    write the section. `test_rows`: each experiment's test predictions on the main test set."""
     summary = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation")
                          for name in params.experiments] or [pd.DataFrame()], ignore_index=True)
     probe_folder = params.paths.probe
@@ -286,4 +451,30 @@ def mitigation_report(md: Markdown, params: Params) -> None:
         panels = figure_panels(summary, balanced, params.backbone.name)
         figure_path = save_figure(tradeoff_figure(panels, params.evaluate.confidence),
                                   params.paths.figures / "mitigation.png")
-    mitigation_section(md, summary, probes, balanced, figure_path, params.backbone.name, params.evaluate.confidence)
+    histories = {name: _history(params.paths.models / name / "history.csv") for name in params.experiments
+                 if name != REFERENCE and not params.experiments[name].is_baseline}
+    fixed = {}
+    if not summary.empty:
+        for metric, statistic in (("mae", "worst_group_mae"), ("gender", "worst_group_accuracy")):
+            found = {}
+            for dataset in summary["dataset"].unique():
+                group = reference_worst_group(summary, dataset, statistic)
+                if group is not None and test_rows and str(dataset) == _dataset_of(test_rows):
+                    found.update({(dataset, name): text for name, text in fixed_group_changes(
+                        test_rows, group, metric, bootstrap_from(params)).items()})
+            fixed[metric] = found
+    clusters = params.split.clusters
+    inputs = MitigationInputs(figure_path, params.backbone.name, params.evaluate.confidence, fixed,
+                              stall_flags(histories),
+                              probe_confounds(specs or {}, clusters.embedding if clusters else None))
+    mitigation_section(md, summary, probes, balanced, inputs=inputs)
+
+
+def _history(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _dataset_of(test_rows: Mapping[str, pd.DataFrame]) -> str | None:
+    """The one dataset the test rows hold (they are the main test set's)."""
+    datasets = {str(d) for frame in test_rows.values() if not frame.empty for d in frame["dataset"].unique()}
+    return next(iter(datasets)) if len(datasets) == 1 else None

@@ -25,13 +25,16 @@ from stages.lib.evaluation.curves import predicted_vs_actual, share_by_age_gende
 from stages.lib.evaluation.gains import training_gains, training_steps
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
 from stages.lib.evaluation.intervals import binomial_interval
-from stages.lib.evaluation.results import bootstrap_from, load_evaluations
+from stages.lib.evaluation.results import bootstrap_from, load_evaluations, load_worst_groups
+from stages.lib.evaluation.worst_groups import REFERENCE
 from stages.lib.reporting import fidelity
 from stages.lib.reporting import figures as plots
-from stages.lib.reporting.comparisons import backbones_section, leakage_section
+from stages.lib.reporting.comparisons import backbones_section, leakage_section, paired_split_comparison
+from stages.lib.reporting.findings import Facts, first_screen
 from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number,
-                                           percent, with_interval)
+                                           percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
+from stages.lib.reporting.roles import Selection, controls, published_model, select_best, study_models
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ def load_experiment(name: str, params: Params) -> ExperimentResults | None:
     return ExperimentResults(name, params.experiments[name].init, evaluations, predictions, history)
 
 
+BAND_CHANGES = "band_changes.csv"   # per-age-band paired changes against the reference (evaluate, where computed)
 AGE_ERRORS = ("mae", "mae_ci_low", "mae_ci_high", "rmse", "rmse_ci_low", "rmse_ci_high", "mae_argmax")
 
 
@@ -219,7 +223,11 @@ def gap_trend(results: list[ExperimentResults], dataset: str) -> pd.DataFrame:
 
 
 def build_report(params: Params) -> Path:
-    """Write the report and its figures (params.paths.reports / report.md); returns the report's path."""
+    """Write the report and its figures (params.paths.reports / report.md); returns the report's path.
+
+    Each section describes the experiment of its role (roles.py): the published model for R1–R3, R11
+    and R12; the plain retrained model for R4; the best of the study's models, chosen on the val split
+    and never a control, for R7–R10."""
     reports = params.paths.reports
     md = Markdown(reports)
     md.heading("Face age and gender bias study: results", 1)
@@ -232,30 +240,45 @@ def build_report(params: Params) -> Path:
         return _write(md, reports)
     comparison = comparison_table(results, params)
     dataset = main_dataset(params, comparison)
-    on_main = comparison[comparison["dataset"] == dataset]
-    ranked = on_main["mae"].idxmin() if on_main["mae"].notna().any() else on_main["age_band_accuracy"].idxmax()
-    best = next(r for r in results if r.name == on_main.loc[ranked, "experiment"])
-    baseline = next((r for r in results if params.experiments[r.name].is_baseline), None)
+    by_name = {r.name: r for r in results}
+    evaluated = {name: params.experiments[name] for name in by_name}
+    baseline = by_name.get(published_model(evaluated) or "")
+    selection = select_best({r.name: r.predictions for r in results}, study_models(evaluated), dataset,
+                            bootstrap_from(params))
+    best = _best_by_role(by_name, selection, evaluated, dataset)
+    gains = _gains(params, results, dataset)
+    correction = correction_for(best, dataset, params) if best is not None else None
+    facts = _facts(params, dataset, by_name, baseline=baseline, selection=selection, gains=gains,
+                   correction=correction)
+    facts.best_test = _test_rows(best, dataset) if best is not None else None
+    first_screen(md, facts)
 
-    summary_section(md, params, results, absent, comparison, dataset, best, baseline)
+    summary_section(md, params, results, absent, comparison=comparison, dataset=dataset, gains=gains)
     data_section(md, params.paths)
     if baseline is not None:
-        published_section(md, params, baseline)
+        published_section(md, params, baseline, dataset)
     training_section(md, params, results)
     fidelity.protocol_section(md, params)
-    population_section(md, params, best, dataset)
+    population_section(md, params, best or results[0], dataset)
     experiments_section(md, params, results, comparison, dataset)
-    best_model_section(md, params, best, dataset)
-    if not _test_rows(best, dataset).empty:
-        fidelity.gender_coding_section(md, params, best.name, dataset, _test_rows(best, dataset),
-                                       best.evaluations[dataset], bootstrap_from(params))
-    by_name = {r.name: r.evaluations for r in results}
+    band_changes_section(md, facts)
+    if best is not None:
+        best_model_section(md, params, best, dataset, selection=selection, correction=correction)
+        if not _test_rows(best, dataset).empty:
+            fidelity.gender_coding_section(md, params, best.name, dataset, _test_rows(best, dataset),
+                                           best.evaluations[dataset], bootstrap_from(params))
     split_summary = json.loads(params.paths.split_summary.read_text()) if params.paths.split_summary.exists() else {}
-    naive = next((r.name for r in results if params.experiments[r.name].split == "naive"), None)
-    leakage_section(md, split_summary, by_name.get("retrained"), by_name.get(naive))
+    naive = next((r for r in results if params.experiments[r.name].split == "naive"), None)
+    reference = by_name.get(REFERENCE)
+    grouped_rows, naive_rows = (_test_rows(r, dataset) if r is not None else pd.DataFrame()
+                                for r in (reference, naive))
+    paired = (paired_split_comparison(grouped_rows, naive_rows, bootstrap_from(params))
+              if not grouped_rows.empty and not naive_rows.empty else None)
+    leakage_section(md, split_summary, _finetune_only(reference, dataset), _finetune_only(naive, dataset),
+                    paired=paired, dataset=dataset)
     compared, specs = load_compared(params)
     backbones_section(md, compared, specs, params.evaluate.confidence)
-    mitigation_report(md, params)
+    mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)
@@ -263,10 +286,78 @@ def build_report(params: Params) -> Path:
     return _write(md, reports)
 
 
-def summary_section(md: Markdown, params: Params, results: list[ExperimentResults], absent: list[str],
-                    comparison: pd.DataFrame, dataset: str, best: ExperimentResults,
-                    baseline: ExperimentResults | None) -> None:
+def _best_by_role(by_name: dict[str, ExperimentResults], selection: Selection | None, evaluated: dict,
+                  dataset: str) -> ExperimentResults | None:
+    """The val-chosen best of the study's models; without val predictions, the plain retrained model
+    (the reference), else the first of the study's models evaluated on `dataset`; never a control."""
+    if selection is not None:
+        return by_name[selection.best]
+    candidates = [REFERENCE, *study_models(evaluated)]
+    return next((by_name[n] for n in candidates if n in by_name and dataset in by_name[n].evaluations), None)
+
+
+def _finetune_only(result: ExperimentResults | None, dataset: str) -> dict[str, Evaluation] | None:
+    """Leakage concerns the dataset the heads train on: other test sets' evaluations are dropped."""
+    return None if result is None else {d: e for d, e in result.evaluations.items() if d == dataset}
+
+
+def _gains(params: Params, results: list[ExperimentResults], dataset: str) -> pd.DataFrame:
+    steps = training_steps({r.name: params.experiments[r.name] for r in results})
+    tested = ((r.name, _test_rows(r, dataset)) for r in results)
+    return training_gains({name: rows for name, rows in tested if not rows.empty}, steps, bootstrap_from(params))
+
+
+def _facts(params: Params, dataset: str, by_name: dict[str, ExperimentResults], *,
+           baseline: ExperimentResults | None, selection: Selection | None, gains: pd.DataFrame,
+           correction: tuple[pd.DataFrame, str] | None) -> Facts:
+    evaluated = {name: params.experiments[name] for name in by_name}
+    crops = json.loads(params.paths.crops_quality.read_text()) if params.paths.crops_quality.exists() else {}
+    worst = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation") for name in by_name]
+                      or [pd.DataFrame()], ignore_index=True)
+    shares, _ = share_source(params, by_name.get(REFERENCE) or next(iter(by_name.values())), dataset)
+    return Facts(
+        params=params, dataset=dataset, published=baseline.name if baseline else None,
+        published_evaluations=baseline.evaluations if baseline else {},
+        published_test=_test_rows(baseline, dataset) if baseline else None,
+        reference=REFERENCE if REFERENCE in by_name else None,
+        evaluations={name: r.evaluations for name, r in by_name.items()}, selection=selection,
+        excluded=[n for n in evaluated if n not in study_models(evaluated) and n != (baseline.name if baseline else None)],
+        gains=gains, band_changes=load_band_changes(params, list(by_name), dataset), worst_groups=worst,
+        mitigations=[n for n, e in evaluated.items() if e.mitigation is not None], crops=crops,
+        correction=correction[0] if correction else None, shares=shares)
+
+
+def load_band_changes(params: Params, names: list[str], dataset: str) -> dict[str, pd.DataFrame]:
+    """Each experiment's band_changes.csv on `dataset` (per-age-band paired MAE changes against the
+    reference, written by the evaluate stage where it computes them)."""
+    paths = {name: params.paths.experiments / name / "evaluation" / dataset / BAND_CHANGES for name in names}
+    return {name: pd.read_csv(path) for name, path in paths.items() if path.exists()}
+
+
+def band_changes_section(md: Markdown, facts: Facts) -> None:
+    """Does oversampling the old help the old, and at whose cost? Per-band paired changes."""
+    if not facts.band_changes:
+        md.paragraph(f"**Per age band** (does oversampling the old help the old, and at whose cost?): not computed "
+                     f"in this run: no experiment wrote `evaluation/{facts.dataset}/{BAND_CHANGES}`.")
+        return
+    rows = []
+    for name, table in facts.band_changes.items():
+        for _, r in table.iterrows():
+            adjusted = r.get("p_adjusted")
+            rows.append({"experiment": name, "band": r["band"], "n": int(r["n"]),
+                         f"MAE {REFERENCE} → this": f"{number(r['mae_reference'])} → {number(r['mae'])}",
+                         "change [CI]": difference(r["delta"], r["ci_low"], r["ci_high"]),
+                         "p (raw)": number(r.get("p_value"), 3),
+                         "p (adjusted)": "not computed" if adjusted is None or pd.isna(adjusted) else number(adjusted, 3),
+                         "significant (adjusted)": r.get("significant", "not computed")})
+    md.table(pd.DataFrame(rows), f"Per age band on {facts.dataset}: each experiment's MAE change against "
+                                 f"{REFERENCE} on the same faces (paired); raw intervals, verdicts adjusted")
+
+
+def summary_section(md: Markdown, params: Params, results: list[ExperimentResults], absent: list[str], *,
+                    comparison: pd.DataFrame, dataset: str, gains: pd.DataFrame) -> None:
     """What was run, the headline table, and R14 (the cut from the published model, change by change)."""
+    md.heading("Every experiment", 2)
     confidence = params.evaluate.confidence
     md.paragraph(f"Experiments evaluated: {', '.join(r.name for r in results)}"
                  + (f"; not evaluated yet: {', '.join(absent)}" if absent else "") + f". Main test set: {dataset}. "
@@ -278,7 +369,7 @@ def summary_section(md: Markdown, params: Params, results: list[ExperimentResult
     note = fidelity.in_sample_note(params, list(dict.fromkeys(comparison["dataset"])))
     if note:
         md.paragraph(note)
-    gains_section(md, params, results, dataset)
+    gains_section(md, params, gains, dataset)
 
 
 def gains_display(gains: pd.DataFrame, confidence: float) -> pd.DataFrame:
@@ -296,13 +387,9 @@ def gains_display(gains: pd.DataFrame, confidence: float) -> pd.DataFrame:
     })
 
 
-def gains_section(md: Markdown, params: Params, results: list[ExperimentResults], dataset: str) -> None:
+def gains_section(md: Markdown, params: Params, gains: pd.DataFrame, dataset: str) -> None:
     """R14 split by change: published → retrained (retraining), then retrained → each rebalanced
     variant (rebalancing), each a paired comparison on the test faces both models predicted."""
-    steps = training_steps({r.name: params.experiments[r.name] for r in results})
-    tested = ((r.name, _test_rows(r, dataset)) for r in results)
-    predictions = {name: rows for name, rows in tested if not rows.empty}
-    gains = training_gains(predictions, steps, bootstrap_from(params))
     if gains.empty:
         md.paragraph(f"**R14** (what retraining and rebalancing each cut from the published model's MAE): not "
                      f"measured; it needs the {dataset} test predictions of the published model, the plain "
@@ -316,9 +403,10 @@ def gains_section(md: Markdown, params: Params, results: list[ExperimentResults]
     md.table(gains_display(gains, params.evaluate.confidence))
 
 
-def published_section(md: Markdown, params: Params, baseline: ExperimentResults) -> None:
-    """R1–R3: the published model's mean prediction against true age on every test set."""
-    md.heading(f"The published model on each test set (R1–R3): {baseline.name}", 2)
+def published_section(md: Markdown, params: Params, baseline: ExperimentResults, dataset: str) -> None:
+    """R1–R3 (mean prediction against true age on every test set), then R11 and R12 on the main test
+    set: the study's gender tables are the published model's."""
+    md.heading(f"The published model, {baseline.name} (R1–R3, R11, R12)", 2)
     curves = pd.concat([predicted_vs_actual(_test_rows(baseline, d), f"{d}") for d in baseline.evaluations
                         if not _test_rows(baseline, d).empty] or [pd.DataFrame()], ignore_index=True)
     if not curves.empty:
@@ -326,6 +414,13 @@ def published_section(md: Markdown, params: Params, baseline: ExperimentResults)
             curves, f"{baseline.name}: mean predicted vs true age", _legend(baseline, params)),
             params.paths.figures / "published_predicted_vs_actual.png")
         md.figure(path, "Mean predicted age against true age per test set; the dashed line is a perfect prediction.")
+    evaluation = baseline.evaluations.get(dataset)
+    if evaluation is None:
+        md.paragraph(f"R11, R12: the published model was not evaluated on {dataset}.")
+        return
+    figures = plots.write_figures(evaluation, params.paths.figures / "published", f"{baseline.name} on {dataset}",
+                                  min_count=params.evaluate.min_group_size)
+    study_tables(md, evaluation, figures, 3, parts=("R11", "R12"), min_count=params.evaluate.min_group_size)
 
 
 def training_section(md: Markdown, params: Params, results: list[ExperimentResults]) -> None:
@@ -370,17 +465,22 @@ def experiments_section(md: Markdown, params: Params, results: list[ExperimentRe
         md.figure(path, f"Mean predicted against true age on {dataset}, one line per experiment.")
     trend = gap_trend(results, dataset)
     if not trend.empty:
-        md.table(trend, f"MAE gap (worst − best group) per breakdown on {dataset}: does rebalancing narrow it?")
+        md.table(trend, f"MAE gap (worst − best group) per breakdown on {dataset}, point estimates: the paired "
+                        f"intervals of each change against {REFERENCE} are in the mitigation section")
 
 
-def best_model_section(md: Markdown, params: Params, best: ExperimentResults, dataset: str) -> None:
-    """R7, R8, R10–R12 on the best model, then R9 (post-hoc correction)."""
+def best_model_section(md: Markdown, params: Params, best: ExperimentResults, dataset: str, *,
+                       selection: Selection | None, correction: tuple[pd.DataFrame, str] | None) -> None:
+    """R7, R8 and R10 on the best of the study's models (chosen on val), then R9 (post-hoc correction)."""
     confidence = params.evaluate.confidence
-    md.heading(f"The best model, {best.name}, on {dataset} (R7, R8, R10–R12)", 2)
+    chosen = ("lowest MAE on the val split among the study's models" if selection is not None
+              else "no val predictions to choose on: the plain retrained model")
+    md.heading(f"The study's best retrained model, {best.name} ({chosen}), on {dataset} (R7, R8, R10)", 2)
     evaluation = best.evaluations[dataset]
-    figures = plots.write_figures(evaluation, params.paths.figures / "best", f"{best.name} on {dataset}")
-    evaluation_sections(md, evaluation, figures, confidence, params.evaluate.min_group_size, level=3)
-    correction = correction_for(best, dataset, params)
+    figures = plots.write_figures(evaluation, params.paths.figures / "best", f"{best.name} on {dataset}",
+                                  min_count=params.evaluate.min_group_size)
+    evaluation_sections(md, evaluation, figures, confidence, params.evaluate.min_group_size, level=3,
+                        parts=("R10",))   # R11, R12: the published model's, as in the study
     if correction is not None:
         correction[0].to_csv(params.paths.reports / "correction.csv", index=False)
         correction_section(md, correction[0], correction[1], confidence)

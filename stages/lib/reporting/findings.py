@@ -1,0 +1,430 @@
+"""The report's first screen: what was run, what it found, and the study's figures beside this run's.
+
+Every finding is a sentence generated from an interval and written only where the interval supports
+it; where the evaluate stage wrote multiplicity-adjusted columns (gaps.csv / significance.csv
+`significant`, band_changes.csv `p_adjusted`), a group difference is claimed only when the adjusted
+test holds, and the sentence says which. What could not be said is listed as such, never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import pandas as pd
+
+from stages.lib.core.params import Params
+from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.evaluation.gains import paired_absolute_errors
+from stages.lib.evaluation.intervals import Bootstrap, direction, mean_interval, paired_mean_gap, proportion_gap
+from stages.lib.reporting.fidelity import men_minus_women, young_signed_errors
+from stages.lib.reporting.markdown import Markdown, difference, number, percent, with_interval
+from stages.lib.reporting.roles import Selection, selection_sentence
+
+STUDY_AGE = 17            # the study's tables hold no one younger (reference/study.md)
+STUDY_BUSY_AGES = (20, 35)  # R5: "most faces 20–35"
+
+# What stands in for the study's published model, per backbone name (the study's own is VGG-Face).
+PUBLISHED_MODELS = {
+    "vgg_face": "serengil's VGG-Face age and gender models (the study's own published weights)",
+    "wide_resnet_imdb": (
+        "yu4u's WideResNet-16-8 (age-gender-estimation), standing in for the study's VGG-Face: the study's "
+        "VGG-Face age and gender weights cannot be fetched here, and yu4u's model is the closest published "
+        "one: also trained on IMDB-Wiki, its age head also a 101-way softmax read as an expected value"),
+    "dlib_resnet": "dlib's ResNet face descriptor with heads trained here (dlib publishes no age or gender head)",
+}
+
+
+@dataclass
+class Facts:
+    """What the findings and the study table are computed from (filled by report.build_report)."""
+
+    params: Params
+    dataset: str                                         # the fine-tuning (main) test set
+    published: str | None = None
+    published_evaluations: Mapping[str, Evaluation] = field(default_factory=dict)
+    published_test: pd.DataFrame | None = None           # the published model's test rows on `dataset`
+    reference: str | None = None                         # the plain retrained model (R4)
+    evaluations: Mapping[str, Mapping[str, Evaluation]] = field(default_factory=dict)
+    selection: Selection | None = None
+    excluded: list[str] = field(default_factory=list)    # experiments that could not be "best"
+    gains: pd.DataFrame = field(default_factory=pd.DataFrame)
+    band_changes: Mapping[str, pd.DataFrame] = field(default_factory=dict)   # experiment -> band_changes.csv
+    worst_groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    mitigations: list[str] = field(default_factory=list)
+    crops: Mapping = field(default_factory=dict)
+    correction: pd.DataFrame | None = None
+    shares: pd.DataFrame | None = None                   # the main dataset's faces (age, gender): R5
+    best_test: pd.DataFrame | None = None                # the best study model's test rows on `dataset`: R7
+
+
+def bootstrap_of(params: Params) -> Bootstrap:
+    return Bootstrap(resamples=params.evaluate.bootstrap, confidence=params.evaluate.confidence, seed=params.seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# What was run
+
+
+def run_paragraph(facts: Facts) -> str:
+    params = facts.params
+    backbone = params.backbone
+    model = PUBLISHED_MODELS.get(backbone.name, f"the `{backbone.name}` backbone's published heads")
+    if backbone.name == "vgg_face" and backbone.weights == "random":
+        model = ("VGG-Face with seeded random weights (a demo: no published weights, so every figure below "
+                 "shows the pipeline at work, not the study's models)")
+    text = (f"**What was run.** The published model is {model}. It meets {facts.dataset} as published "
+            f"(`{facts.published or 'no published experiment'}`); its heads are then retrained on "
+            f"{facts.dataset}'s train split, plainly and rebalanced (the study's models), and beside them "
+            "mitigations and controls.")
+    if facts.excluded:
+        text += f" Controls and mitigations ({', '.join(facts.excluded)}) are never called the best model."
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Findings: one function per sentence, None where nothing is supported
+
+
+def _significant(row: pd.Series) -> tuple[bool, str]:
+    """Whether a gaps/significance row is significant, and how it was judged: the adjusted column
+    where the evaluate stage wrote one, else the raw interval (said so)."""
+    if "significant" in row.index and pd.notna(row["significant"]):
+        return str(row["significant"]).lower() in ("true", "1", "1.0"), "adjusted for multiplicity"
+    return row.get("verdict") == "worse", "unadjusted: no multiplicity-adjusted column in this run"
+
+
+def _gap_row(evaluation: Evaluation | None, attribute: str, metric: str) -> pd.Series | None:
+    if evaluation is None or evaluation.gaps.empty:
+        return None
+    rows = evaluation.gaps[(evaluation.gaps["attribute"] == attribute) & (evaluation.gaps["metric"] == metric)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def published_gender_finding(facts: Facts) -> str | None:
+    evaluation = facts.published_evaluations.get(facts.dataset)
+    row = _gap_row(evaluation, "race*gender", "gender_accuracy")
+    if row is None:
+        return None
+    supported, how = _significant(row)
+    if not supported:
+        return None
+    return (f"The published model gets gender right for {percent(row['worst'])} of "
+            f"{row['worst_group'].replace('*', ' ')} faces on {facts.dataset} (n={int(row['worst_n']):,}) against "
+            f"{percent(row['best'])} of {row['best_group'].replace('*', ' ')} faces: "
+            f"{difference(row['difference'], row['difference_ci_low'], row['difference_ci_high'], points=True)} "
+            f"({how}).")
+
+
+def published_age_finding(facts: Facts) -> str | None:
+    evaluation = facts.published_evaluations.get(facts.dataset)
+    if evaluation is None or ages_are_bands(evaluation.overall) or evaluation.overall.get("mae") is None:
+        return None
+    overall = evaluation.overall
+    text = (f"The published model ({facts.published}) has an age MAE of "
+            f"{with_interval(overall['mae'], overall['mae_ci_low'], overall['mae_ci_high'])} years on {facts.dataset} "
+            f"(n={overall['n']:,})")
+    adult = study_population_mae(facts)
+    if adult is not None:
+        text += f", {with_interval(*adult[:3])} on the {adult[3]:,} faces aged {STUDY_AGE}+ (the study's population)"
+    row = _gap_row(evaluation, "age_band", "mae")
+    if row is not None and _significant(row)[0]:
+        text += (f"; it is worst for ages {row['worst_group']} (MAE {number(row['worst'])}, n={int(row['worst_n']):,}) "
+                 f"and best for {row['best_group']} ({number(row['best'])}): "
+                 f"{difference(row['difference'], row['difference_ci_low'], row['difference_ci_high'])} years "
+                 f"({_significant(row)[1]})")
+    return text + "."
+
+
+def study_population_mae(facts: Facts) -> tuple[float, float, float, int] | None:
+    """The published model's MAE on test faces aged STUDY_AGE+ with its interval, where the test set
+    holds younger faces (else the figure above is already the study's population)."""
+    rows = facts.published_test
+    if rows is None or rows.empty or rows["age"].min() >= STUDY_AGE:
+        return None
+    adults = rows[rows["age"] >= STUDY_AGE]
+    if adults.empty:
+        return None
+    errors = (adults["age_pred"] - adults["age"]).abs().to_numpy(dtype=float)
+    low, high = mean_interval(errors, bootstrap_of(facts.params), "study-population")
+    return float(errors.mean()), low, high, len(errors)
+
+
+def retraining_finding(facts: Facts) -> str | None:
+    rows = facts.gains[facts.gains["step"] == "retraining"] if not facts.gains.empty else facts.gains
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    change = difference(row["change"], row["change_ci_low"], row["change_ci_high"])
+    if row["verdict"] == "better":
+        return (f"Retraining the heads on {facts.dataset} ({row['after']}) cuts MAE from {number(row['mae_before'])} "
+                f"to {number(row['mae_after'])} years on the same {int(row['n']):,} test faces ({change}; "
+                f"{percent(row['cut_share'])} of the published model's error).")
+    if row["verdict"] == "worse":
+        return (f"Retraining the heads ({row['after']}) raises MAE from {number(row['mae_before'])} to "
+                f"{number(row['mae_after'])} years on the same test faces ({change}).")
+    return f"Retraining ({row['after']}) is not shown to change MAE: {change} holds 0."
+
+
+REBALANCING_WORDS = {"better": "cuts", "worse": "raises", "no clear difference": "is not shown to change",
+                     "no interval": "changes, without an interval,"}
+
+
+def rebalancing_finding(facts: Facts) -> str | None:
+    rows = facts.gains[facts.gains["step"] == "rebalancing"] if not facts.gains.empty else facts.gains
+    if rows.empty:
+        return None
+    said = "; ".join(f"{r['after']} {REBALANCING_WORDS.get(r['verdict'], 'changes')} overall MAE "
+                     f"({difference(r['change'], r['change_ci_low'], r['change_ci_high'])} years)"
+                     for _, r in rows.iterrows())
+    text = f"Against {rows.iloc[0]['before']} on the same test faces, {said}."
+    bands = band_change_phrases(facts.band_changes)
+    if bands:
+        text += " By age band (paired, significant after multiplicity adjustment): " + "; ".join(bands) + "."
+    return text
+
+
+def band_change_phrases(band_changes: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Per experiment, the age bands whose paired MAE change is significant after adjustment."""
+    phrases = []
+    for experiment, table in band_changes.items():
+        if table is None or table.empty or "significant" not in table.columns:
+            continue
+        hits = table[table["significant"].astype(str).str.lower().isin(["true", "1", "1.0"])]
+        if not hits.empty:
+            phrases.append(f"{experiment}: " + ", ".join(
+                f"{r['band']} {difference(r['delta'], r['ci_low'], r['ci_high'])}" for _, r in hits.iterrows()))
+    return phrases
+
+
+def mitigation_finding(facts: Facts) -> str | None:
+    summary = facts.worst_groups
+    if summary.empty or not facts.mitigations:
+        return None
+    rows = summary[(summary["dataset"] == facts.dataset) & summary["experiment"].isin(facts.mitigations)
+                   & summary["statistic"].isin(["mae_gap", "accuracy_gap"]) & summary["change_ci_low"].notna()]
+    if rows.empty:
+        return None
+    narrowed = rows[[direction(lo, hi) == "below" for lo, hi in zip(rows["change_ci_low"], rows["change_ci_high"])]]
+    if narrowed.empty:
+        return (f"No mitigation ({', '.join(dict.fromkeys(rows['experiment']))}) is shown to narrow the race × gender "
+                f"gap on {facts.dataset}: every interval of the change against {facts.reference} holds 0 or lies "
+                "above it.")
+    gaps = {"mae_gap": "MAE gap, years", "accuracy_gap": "gender-accuracy gap"}
+    return (f"Against {facts.reference} on the same test faces, these mitigations narrow the race × gender gap: "
+            + "; ".join(f"{r['experiment']} ({gaps[r['statistic']]} "
+                        f"{difference(r['change'], r['change_ci_low'], r['change_ci_high'], r['statistic'] == 'accuracy_gap')})"
+                        for _, r in narrowed.iterrows())
+            + f" (paired intervals, not adjusted for the {rows['experiment'].nunique()} mitigations compared).")
+
+
+def detector_finding(facts: Facts) -> str | None:
+    """Two detectors on ready crops: their overall detection rates and the interval of the difference."""
+    entry = facts.crops.get("datasets", {}).get(facts.dataset, {}).get("detection_on_precropped", {})
+    if len(entry) < 2:
+        return None
+    (first, a), (second, b) = list(entry.items())[:2]
+    gap = proportion_gap(a["found"], a["attempted"], b["found"], b["attempted"], facts.params.evaluate.confidence)
+    side = direction(gap.difference_ci_low, gap.difference_ci_high)
+    if side not in ("above", "below"):
+        return (f"The detectors {first} and {second} are not shown to differ on {facts.dataset}'s ready crops "
+                f"({difference(gap.difference, gap.difference_ci_low, gap.difference_ci_high, points=True)}).")
+    text = (f"On {facts.dataset}'s ready crops {first} finds a face in {percent(a['found'] / a['attempted'])} and "
+            f"{second} in {percent(b['found'] / b['attempted'])} "
+            f"({difference(gap.difference, gap.difference_ci_low, gap.difference_ci_high, points=True)})")
+    worst = _lowest_group(b if side == "above" else a, facts.params.evaluate.min_group_size)
+    if worst:
+        text += f"; {second if side == 'above' else first} misses most often for {worst}"
+    return text + "."
+
+
+def _lowest_group(measured: Mapping, min_size: int) -> str | None:
+    groups = {g: r["found"] / r["in"] for g, r in measured.get("by", {}).get("race_gender", {}).items()
+              if r["in"] >= min_size}
+    if not groups:
+        return None
+    group = min(groups, key=groups.get)
+    return f"{group.replace('*', ' ')} ({percent(groups[group])} found)"
+
+
+def findings(facts: Facts) -> tuple[list[str], list[str]]:
+    """(sentences the intervals support, what could not be established)."""
+    said, unsaid = [], []
+    for function, missing in (
+            (published_age_finding, "the published model's age error: not evaluated on the main test set"),
+            (published_gender_finding, "a race × gender gender-accuracy gap of the published model: none "
+                                       "supported by its interval (or not evaluated)"),
+            (retraining_finding, "what retraining changes: needs the published and the retrained test predictions"),
+            (rebalancing_finding, "what rebalancing changes: no rebalanced experiment evaluated"),
+            (mitigation_finding, "whether a mitigation narrows the gap: no mitigation paired with the reference"),
+            (detector_finding, "how the detectors differ: fewer than two detectors measured on ready crops")):
+        sentence = function(facts)
+        (said if sentence else unsaid).append(sentence or missing)
+    if facts.selection is not None:
+        said.append(selection_sentence(facts.selection, facts.excluded))
+    else:
+        unsaid.append("the best of the study's models: no candidate has val predictions")
+    if not any(isinstance(t, pd.DataFrame) and "significant" in t.columns for t in facts.band_changes.values()):
+        unsaid.append("per-age-band paired changes of rebalancing: not computed in this run (no band_changes.csv)")
+    return said, unsaid
+
+
+# ---------------------------------------------------------------------------------------------------
+# The study's figures beside this run's
+
+
+def _mae_of(evaluations: Mapping[str, Evaluation], dataset: str) -> str:
+    evaluation = evaluations.get(dataset)
+    if evaluation is None or ages_are_bands(evaluation.overall):
+        return ""
+    overall = evaluation.overall
+    return f"MAE {with_interval(overall['mae'], overall['mae_ci_low'], overall['mae_ci_high'])}"
+
+
+def _group_accuracy(evaluation: Evaluation | None, group: str) -> str:
+    if evaluation is None:
+        return ""
+    rows = evaluation.groups[(evaluation.groups["group"] == group) & evaluation.groups["gender_accuracy"].notna()]
+    if rows.empty:
+        return ""
+    r = rows.iloc[0]
+    return (f"{with_interval(r['gender_accuracy'], r['gender_accuracy_ci_low'], r['gender_accuracy_ci_high'], as_percent=True)}"
+            f" (n={int(r['n']):,})")
+
+
+def study_rows(facts: Facts) -> list[dict]:
+    """R1–R14: the study's number, this run's, and the model (by role) it comes from."""
+    params, dataset = facts.params, facts.dataset
+    published, best = facts.published_evaluations, facts.selection.best if facts.selection else None
+    held_out = [d for d in published if d in params.datasets and params.datasets[d].adapter == "imdb_wiki"]
+    rows = [("R1", "IMDB-Wiki held out: MAE 5.3", "; ".join(f"{d}: {_mae_of(published, d)}" for d in held_out)
+             or "not run: no IMDB-Wiki test set in this profile", facts.published)]
+    aligned = [d for d in published if d != dataset and d in params.datasets
+               and params.datasets[d].options.get("version") == "aligned"]
+    rows.append(("R2", "UTKFace aligned: much worse, older people worst",
+                 "; ".join(f"{d}: {_mae_of(published, d)}" for d in aligned) or
+                 (f"{dataset}: {_mae_of(published, dataset)}" if _mae_of(published, dataset) else ""), facts.published))
+    adult = study_population_mae(facts)
+    r3 = _mae_of(published, dataset)
+    if adult is not None:
+        r3 += f"; aged {STUDY_AGE}+: MAE {with_interval(*adult[:3])} (n={adult[3]:,})"
+    rows.append(("R3", f"UTKFace, age ≥ {STUDY_AGE}: MAE ≈ 10", r3, facts.published))
+    reference = facts.evaluations.get(facts.reference or "", {})
+    rows.append(("R4", "retrained: test MAE 8.4", _mae_of(reference, dataset), facts.reference))
+    rows.append(("R5", "most faces 20–35", _busy_share(facts.shares), "(the data)"))
+    oversampled = [name for name, e in params.experiments.items() if e.oversample and name in facts.evaluations]
+    rows.append(("R6", "oversampling 60+: 8.4 → 7.9 (×2) → 7.8 (×3)",
+                 " → ".join([_mae_of(reference, dataset)] + [f"{n}: {_mae_of(facts.evaluations[n], dataset)}"
+                                                             for n in oversampled]), ", ".join(oversampled)))
+    rows.append(("R7", "young women over-estimated more than men (its gender decoding swapped: see below)",
+                 _young_men_minus_women(facts), best))
+    best_eval = facts.evaluations.get(best or "", {}).get(dataset)
+    race_gap = _gap_row(best_eval, "race", "mae")
+    rows.append(("R8", "Asian erratic at older ages",
+                 "" if race_gap is None else f"race MAE gap {race_gap['worst_group']} − {race_gap['best_group']} "
+                 f"{difference(race_gap['difference'], race_gap['difference_ci_low'], race_gap['difference_ci_high'])}",
+                 best))
+    rows.append(("R9", "no correction model beats the uncorrected one", _correction_count(facts.correction), best))
+    rows.append(("R10", "the old under-estimated", _oldest_bias(best_eval), best))
+    main_published = published.get(dataset)
+    rows.append(("R11", "99% (IMDB-Wiki) vs 78% (UTKFace); Black women 46%",
+                 f"{dataset}: {_overall_accuracy(main_published)}; black women "
+                 f"{_group_accuracy(main_published, 'black*female')}" if main_published else "", facts.published))
+    rows.append(("R12", "women's accuracy falls with age; Black women lowest at every age",
+                 "see the published model's R12 table (cells under "
+                 f"{params.evaluate.min_group_size} faces greyed)" if main_published else "", facts.published))
+    rows.append(("R13", "retrained better by 10–20% on casual photos",
+                 "not run: the study's personal photo set is not public, and no casual-photo test set is "
+                 "configured", ""))
+    r14 = _r14(facts)
+    rows.append(("R14", "retraining + rebalancing cut MAE by 24% (10 → 7.8)", r14[0], r14[1]))
+    return [{"#": r[0], "the study": r[1], "this run": r[2] or "not measured", "model (role)": r[3] or ""}
+            for r in rows]
+
+
+def _young_men_minus_women(facts: Facts) -> str:
+    """R7: the best model's mean signed error of young men minus young women, with its interval."""
+    rows = facts.best_test
+    if rows is None or rows.empty:
+        return ""
+    band, signed = young_signed_errors(rows, facts.params.age_bands)
+    if not {"male", "female"} <= set(signed) or min(len(v) for v in signed.values()) < 2:
+        return ""
+    gap = men_minus_women(signed, bootstrap_of(facts.params))
+    return (f"aged {band}: mean (predicted − true), men − women "
+            f"{difference(gap.difference, gap.difference_ci_low, gap.difference_ci_high)} years")
+
+
+def _overall_accuracy(evaluation: Evaluation | None) -> str:
+    overall = evaluation.overall if evaluation else {}
+    if overall.get("gender_accuracy") is None:
+        return ""
+    return with_interval(overall["gender_accuracy"], overall["gender_accuracy_ci_low"],
+                         overall["gender_accuracy_ci_high"], as_percent=True)
+
+
+def _busy_share(shares: pd.DataFrame | None) -> str:
+    if shares is None or shares.empty:
+        return ""
+    low, high = STUDY_BUSY_AGES
+    inside = shares["age"].between(low, high).mean()
+    return f"{percent(inside)} of {len(shares):,} faces aged {low}–{high}"
+
+
+def _correction_count(table: pd.DataFrame | None) -> str:
+    if table is None or table.empty:
+        return ""
+    return f"{int((table['verdict'] == 'better').sum())} of {len(table) - 1} correction models better"
+
+
+def _oldest_bias(evaluation: Evaluation | None) -> str:
+    if evaluation is None:
+        return ""
+    bands = evaluation.groups[evaluation.groups["attribute"] == "age_band"]
+    if bands.empty or "mean_error_ci_low" not in bands.columns:
+        return ""
+    oldest = bands.iloc[-1]
+    return (f"mean (predicted − true) at {oldest['group']}: "
+            f"{with_interval(oldest['mean_error'], oldest['mean_error_ci_low'], oldest['mean_error_ci_high'])} "
+            f"years (n={int(oldest['n']):,})")
+
+
+def _r14(facts: Facts) -> tuple[str, str]:
+    """R14: what retraining alone cut, and what the best of the study's models cuts from the published
+    model's MAE, each a paired share with its interval."""
+    parts, models = [], []
+    rows = facts.gains[facts.gains["step"] == "retraining"] if not facts.gains.empty else facts.gains
+    if not rows.empty:
+        row = rows.iloc[0]
+        parts.append(f"retraining alone: {_cut(row['cut_share'], row['cut_share_ci_low'], row['cut_share_ci_high'])}"
+                     f" ({number(row['mae_before'])} → {number(row['mae_after'])})")
+        models.append(f"{row['before']} → {row['after']}")
+    best = facts.selection.best if facts.selection else None
+    if best and best != facts.reference and facts.published_test is not None and facts.best_test is not None \
+            and not facts.published_test.empty and not facts.best_test.empty:
+        before, after = paired_absolute_errors(facts.published_test, facts.best_test)
+        gap = paired_mean_gap(after, before, bootstrap_of(facts.params), f"r14:{best}")
+        parts.append(f"published → {best} (the best, chosen on val): "
+                     f"{_cut(1 - gap.ratio, 1 - gap.ratio_ci_high, 1 - gap.ratio_ci_low)} "
+                     f"({number(before.mean())} → {number(after.mean())})")
+        models.append(f"{facts.published} → {best}")
+    return "; ".join(parts), "; ".join(models)
+
+
+def _cut(share, low, high) -> str:
+    return with_interval(share, low, high, as_percent=True)
+
+
+def first_screen(md: Markdown, facts: Facts) -> None:
+    """What was run, the findings, and the study's figures beside this run's."""
+    md.paragraph(run_paragraph(facts))
+    md.heading("Findings", 2)
+    said, unsaid = findings(facts)
+    md.bullets(said)
+    if unsaid:
+        md.paragraph("Not established by this run: " + "; ".join(unsaid) + ".")
+    md.heading("The study's figures beside this run's (R1–R14)", 2)
+    md.paragraph(f"Intervals {facts.params.evaluate.confidence:.0%}. The study's numbers are point estimates "
+                 "(reference/study.md); the model column names the experiment by its role.")
+    md.table(pd.DataFrame(study_rows(facts)))
+

@@ -32,6 +32,7 @@ from stages.lib.reporting.comparisons import backbones_section, leakage_section
 from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number,
                                            percent, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
+from stages.lib.reporting.published_models import published_models_section
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ def build_report(params: Params) -> Path:
     compared, specs = load_compared(params)
     backbones_section(md, compared, specs, params.evaluate.confidence)
     mitigation_report(md, params)
+    published_models_section(md, params)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)

@@ -141,8 +141,8 @@ def set_audit_models(names) -> None:
 
 
 def test_the_face_box_is_the_crops_central_square_or_the_whole_ready_crop():
-    boxes = face_boxes([45, 100], [0.4, np.nan])
-    np.testing.assert_allclose(boxes, [[10, 10, 25, 25], [0, 0, 100, 100]])
+    boxes = face_boxes([(45, 45), (100, 80)], [0.4, np.nan])
+    np.testing.assert_allclose(boxes, [[10, 10, 25, 25], [0, 0, 80, 100]])
 
 
 def test_true_ages_fall_in_the_nearest_adience_band_a_tie_to_the_older():

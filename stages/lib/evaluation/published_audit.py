@@ -39,13 +39,15 @@ BATCH = 64   # crops read and predicted at once
 # Faces and predictions
 
 
-def face_boxes(sides: Sequence[int], margins: Sequence[float]) -> np.ndarray:
-    """(n, 4) x, y, w, h of the face inside each square crop of side `sides[i]`: the central square of
-    side / (1 + 2 margin), the crop stage's margin undone; the whole crop where the margin is NaN."""
-    sides, margins = np.asarray(sides, dtype=float), np.asarray(margins, dtype=float)
-    face = np.where(np.isnan(margins), sides, sides / (1 + 2 * np.nan_to_num(margins)))
-    offset = (sides - face) / 2
-    return np.column_stack([offset, offset, face, face]).reshape(-1, 4)
+def face_boxes(sizes: Sequence[tuple[int, int]], margins: Sequence[float]) -> np.ndarray:
+    """(n, 4) x, y, w, h of the face inside each crop of (height, width) `sizes[i]`: the central square
+    of side / (1 + 2 margin), the crop stage's margin undone; the whole crop where the margin is NaN."""
+    heights, widths = (np.asarray([s[k] for s in sizes], dtype=float) for k in (0, 1))
+    margins = np.asarray(margins, dtype=float)
+    side = np.minimum(heights, widths) / (1 + 2 * np.nan_to_num(margins))
+    ready = np.isnan(margins)
+    return np.column_stack([np.where(ready, 0, (widths - side) / 2), np.where(ready, 0, (heights - side) / 2),
+                            np.where(ready, widths, side), np.where(ready, heights, side)]).reshape(-1, 4)
 
 
 def in_sample(card: ModelCard, adapter: str) -> str:
@@ -77,7 +79,7 @@ def predict_crops(model: PublishedModel, paths: Sequence[str], margins: Sequence
                 out.loc[position, "problem"] = rejected.reason
         if not photos:
             continue
-        boxes = face_boxes([min(p.shape[:2]) for p in photos], np.asarray(margins, dtype=float)[positions])
+        boxes = face_boxes([p.shape[:2] for p in photos], np.asarray(margins, dtype=float)[positions])
         predicted = model.predict(photos, boxes)
         out.loc[positions, "age"] = predicted.age
         out.loc[positions, "p_female"] = predicted.p_female

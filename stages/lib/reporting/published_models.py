@@ -157,7 +157,14 @@ def _proportion(figures: Mapping, key: str) -> str:
 
 
 def _points(value, low, high) -> str:
-    return difference(value, low, high, points=True).replace("+", "")
+    """A gap in percentage points with its interval: '25.1 [19.8, 30.2] pts'."""
+    shown = [f"{_tenths(100 * v):.1f}" for v in (value, low, high)]
+    return f"{shown[0]} pts" if pd.isna(low) else f"{shown[0]} [{shown[1]}, {shown[2]}] pts"
+
+
+def _tenths(value: float) -> float:
+    """Rounded to 0.1, without a negative zero."""
+    return round(float(value), 1) + 0.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -169,11 +176,12 @@ def compared_phrase(statistic: str, other: str, change, interval: tuple[float, f
     low, high = interval
     label, points, (above, below) = COMPARED[statistic]
     scale, unit = (100, " pts") if points else (1, " years")
-    interval = f"[{scale * low:+.1f}, {scale * high:+.1f}]" if pd.notna(low) else "(no interval)"
+    interval = (f"[{_tenths(scale * low):+.1f}, {_tenths(scale * high):+.1f}]" if pd.notna(low) else "(no interval)")
     side = direction(low, high)
     if side in ("above", "below"):
-        return f"{label} {above if side == 'above' else below} than {other}'s by {abs(scale * change):.1f}{unit} {interval}"
-    return f"{label}: no difference from {other}'s shown ({scale * change:+.1f}{unit}, {interval})"
+        return (f"{label} {above if side == 'above' else below} than {other}'s by {abs(_tenths(scale * change)):.1f}"
+                f"{unit} {interval}")
+    return f"{label}: no difference from {other}'s shown ({_tenths(scale * change):+.1f}{unit}, {interval})"
 
 
 def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pairs: pd.DataFrame) -> str:
@@ -220,8 +228,8 @@ def gender_shades_figure(cells: Mapping[tuple[str, str], pd.DataFrame], min_grou
     models across. Each cell shows its accuracy and n; cells under `min_group_size` faces are grey."""
     datasets = list(dict.fromkeys(d for d, _ in cells))
     models = list(dict.fromkeys(m for _, m in cells))
-    figure, axes = plt.subplots(len(datasets), len(models), squeeze=False,
-                                figsize=(2.9 * len(models) + 1.2, 3.3 * len(datasets) + 0.8))
+    figure, axes = plt.subplots(len(datasets), len(models), squeeze=False, layout="constrained",
+                                figsize=(2.9 * len(models) + 1.4, 3.4 * len(datasets) + 0.8))
     colours = plt.get_cmap("RdYlGn")
     for row, dataset in enumerate(datasets):
         for column, model in enumerate(models):
@@ -249,10 +257,11 @@ def _accuracy_panel(axis, table: pd.DataFrame | None, colours, min_group_size: i
             if cell is None:
                 continue
             small = cell.n < min_group_size
-            colour = "#d9d9d9" if small else colours(np.clip((cell.accuracy - 0.5) / 0.5, 0, 1))
+            colour = (0.85, 0.85, 0.85, 1.0) if small else colours(np.clip((cell.accuracy - 0.5) / 0.5, 0, 1))
             axis.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, color=colour))
+            dark = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] < 0.45
             axis.text(x, y, f"{cell.accuracy:.1%}\nn={int(cell.n):,}", ha="center", va="center", fontsize=9,
-                      color="#555555" if small else "black")
+                      color="#555555" if small else "white" if dark else "black")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,7 +291,8 @@ def published_models_section(md: Markdown, params: Params) -> None:
         md.paragraph(BAND_RULE)
     if missing:
         md.paragraph(f"Listed but not audited yet: {', '.join(missing)}.")
-    datasets = list(dict.fromkeys(d for m in models for d in m.predictions["dataset"]))
+    audited = {d for m in models for d in m.predictions["dataset"]}
+    datasets = [d for d in params.roles.evaluate if d in audited] + sorted(audited - set(params.roles.evaluate))
     panels, cells = {}, {}
     for dataset in datasets:
         values, pairs = paired_summary(models, dataset, bootstrap, params.evaluate.min_group_size)
@@ -302,4 +312,5 @@ def published_models_section(md: Markdown, params: Params) -> None:
               "Gender accuracy by race × gender per published model and test set; n in each cell, grey: fewer "
               f"than {params.evaluate.min_group_size} faces.")
     md.figure(save_figure(tradeoff_figure(panels, confidence), figures / "published_overall_vs_worst.png"),
-              f"Overall against worst-group error per published model and test set; whiskers: {confidence:.0%} CI.")
+              f"Overall against worst-group error per published model and test set; whiskers: {confidence:.0%} CI. "
+              "MAE only where ages are exact and the model predicts years.")

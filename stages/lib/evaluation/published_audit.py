@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -23,7 +22,7 @@ import pandas as pd
 
 from stages.lib.backbones.published import FacePredictions, ModelCard, PublishedModel
 from stages.lib.backbones.store import crop_margins
-from stages.lib.core.labels import age_band, band_labels
+from stages.lib.core.labels import age_band
 from stages.lib.core.params import Params
 from stages.lib.core.schema import BAND_COLUMN, read_manifest
 from stages.lib.evaluation.audit_results import (AUDIT_COLUMNS, CARD_FILE, METRICS_FILE, PREDICTIONS_FILE, UNKNOWN,
@@ -119,11 +118,10 @@ def predictions_table(faces: pd.DataFrame, predicted: pd.DataFrame, card: ModelC
 
 
 def card_record(card: ModelCard, params: Params, datasets: Sequence[str]) -> dict:
-    """The card as JSON, with the in-sample flag of each audited test set and the band rule's bands."""
+    """The card as JSON (bands as labels), with the in-sample flag of each audited test set."""
     record = {**asdict(card), "in_sample": dict(card.in_sample), "weights": list(card.weights)}
     record["age_bands"] = None if card.age_bands is None else [band_label(b) for b in card.age_bands]
     record["test_sets"] = {d: in_sample(card, params.datasets[d].adapter) for d in datasets}
-    record["params_age_bands"] = band_labels(params.age_bands)
     return record
 
 

@@ -28,9 +28,9 @@ from matplotlib.figure import Figure
 
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Params
+from stages.lib.evaluation.audit_results import CARD_FILE, METRICS_FILE, PREDICTIONS_FILE
 from stages.lib.evaluation.groups import ages_are_bands
 from stages.lib.evaluation.intervals import Bootstrap, direction
-from stages.lib.evaluation.audit_results import CARD_FILE, METRICS_FILE, PREDICTIONS_FILE
 from stages.lib.evaluation.results import bootstrap_from
 from stages.lib.evaluation.worst_groups import summarise_experiments
 from stages.lib.reporting.figures import save_figure
@@ -55,7 +55,6 @@ class AuditedModel:
     name: str
     card: dict
     predictions: pd.DataFrame          # the audit's predictions table, test rows
-    metrics: dict                      # headline figures per test set
 
 
 def load_audited(params: Params) -> tuple[list[AuditedModel], list[str]]:
@@ -68,8 +67,7 @@ def load_audited(params: Params) -> tuple[list[AuditedModel], list[str]]:
             continue
         predictions = pd.read_parquet(folder / PREDICTIONS_FILE)
         found.append(AuditedModel(name, json.loads((folder / CARD_FILE).read_text()),
-                                  predictions[predictions["split"] == "test"],
-                                  json.loads((folder / METRICS_FILE).read_text())))
+                                  predictions[predictions["split"] == "test"]))
     return found, missing
 
 

@@ -15,8 +15,17 @@ import sys
 
 import yaml
 
+from stages.lib.backbones import published
 from stages.lib.backbones.registry import describe
-from stages.lib.core.params import ParamsError, load_params, resolved
+from stages.lib.core.params import Params, ParamsError, load_params, resolved
+
+
+def check_audit_models(params: Params) -> None:
+    """ParamsError naming every `audit_models` entry that no published model is registered under."""
+    unknown = [name for name in params.audit_models if name not in published.names()]
+    if unknown:
+        raise ParamsError(f"params.yaml: audit_models: {', '.join(unknown)} not registered; registered published "
+                          f"models: {', '.join(published.names())}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                 describe(params.compared_backbone(label))
             except ParamsError as error:
                 raise ParamsError(str(error).replace("backbone.name", f"compare_backbones.{label}.name")) from None
+        check_audit_models(params)
     except ParamsError as error:
         print(f"params: {error}", file=sys.stderr)
         return 2

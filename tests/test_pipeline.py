@@ -223,3 +223,6 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     report = (project / "reports/report.md").read_text()
     assert "dlib_resnet MAE" in report and "wide_resnet_imdb MAE" in report and "look-alike" in report
     assert "yunet" in report and "haar" in report and "cropped already" in report
+    audited = json.loads((project / "reports/audit_models/wide_resnet_imdb/metrics.json").read_text())
+    assert audited["utkface"]["n"] == published["utkface"]["n"] and audited["utkface"]["in_sample"] == "no"
+    assert "## Published models side by side" in report and "| wide_resnet_imdb | no |" in report

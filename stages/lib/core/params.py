@@ -317,6 +317,7 @@ class Paths(Strict):
     compare_features: Path  # compare: the other backbones' features (kept while their inputs match)
     compare_reports: Path   # compare: the other backbones' evaluations (and their heads' test predictions)
     probe: Path             # probe: linear probes of race and gender, and balanced heads, per backbone
+    audit: Path             # audit_models: <model>/ a published model's predictions, card and evaluation
 
     @model_validator(mode="after")
     def _weights_inside_raw(self) -> "Paths":
@@ -341,6 +342,9 @@ class Params(Strict):
     experiments: dict[str, Experiment]
     evaluate: Evaluate = Evaluate()
     compare_backbones: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Published models (stages/lib/backbones/published.py) the audit_models stage runs on the test faces;
+    # the params stage checks each name against the registry.
+    audit_models: Annotated[list[str], AfterValidator(_distinct)] = Field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     paths: Paths
 

@@ -34,6 +34,7 @@ from stages.lib.reporting.findings import Facts, first_screen
 from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number,
                                            percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
+from stages.lib.reporting.published_models import published_models_section
 from stages.lib.reporting.roles import Selection, controls, published_model, select_best, study_models
 
 
@@ -279,6 +280,7 @@ def build_report(params: Params) -> Path:
     compared, specs = load_compared(params)
     backbones_section(md, compared, specs, params.evaluate.confidence)
     mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs)
+    published_models_section(md, params)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)

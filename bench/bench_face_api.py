@@ -4,7 +4,8 @@ on the same faces in one run (bench/face_api_reference.py's list: 36 real faces,
     python bench/bench_face_api.py --weights data/raw/weights [--node-modules DIR] [--shared ../shared]
 
 The original: `extractFaceTensors` + `predictAgeAndGender` per face, timed inside node after a warm-up
-(model loading and image decoding excluded). The port: `FaceApi.predict` on photos decoded once, timed
+(model loading and image decoding excluded), on tfjs' pure-JS cpu backend (the fidelity fixture's) and
+its wasm backend (the fastest that installs offline; tfjs-node's native binary needs a download). The port: `FaceApi.predict` on photos decoded once, timed
 per face (one face a call, like the original) and as one call over all faces (how the audit runs it),
 each the best of `--repeats` after a warm-up. Prints faces/s of each and the ratios.
 """
@@ -48,14 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     faces = face_list(args.shared)
     photos = [cv2.imread(str(args.shared / "datasets" / photo)) for photo, _ in faces]
     boxes = np.array([box or (0.0, 0.0, photo.shape[1], photo.shape[0]) for (_, box), photo in zip(faces, photos)])
-    with tempfile.TemporaryDirectory(prefix="face-api-") as work:
-        original = len(faces) / run_original(args.shared, args.node_modules, Path(work))["predict_seconds"]
+    original = {}
+    for backend in ("cpu", "wasm"):
+        with tempfile.TemporaryDirectory(prefix="face-api-") as work:
+            seconds = run_original(args.shared, args.node_modules, Path(work), backend)["predict_seconds"]
+        original[backend] = len(faces) / seconds
     model = load(args.weights)
     single = len(faces) / best_seconds(lambda: [model.predict([p], b[None]) for p, b in zip(photos, boxes)], args.repeats)
     batched = len(faces) / best_seconds(lambda: model.predict(photos, boxes), args.repeats)
-    print(f"{len(faces)} faces: face-api.js (node, tfjs cpu) {original:.1f} faces/s; port one face a call "
-          f"{single:.1f} faces/s ({single / original:.1f}x); port one call {batched:.1f} faces/s "
-          f"({batched / original:.1f}x)")
+    print(f"{len(faces)} faces, faces/s: face-api.js under node, tfjs cpu {original['cpu']:.1f}, "
+          f"tfjs wasm {original['wasm']:.1f}; the port, one face a call {single:.1f} "
+          f"({single / original['wasm']:.1f}x wasm's), all in one call {batched:.1f} ({batched / original['wasm']:.1f}x)")
     return 0
 
 

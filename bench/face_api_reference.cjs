@@ -2,8 +2,9 @@
 // each face goes through the library's own path (extractFaceTensors on the face box, then
 // AgeGenderNet.predictAgeAndGender), on tfjs' pure-JS "cpu" backend (no native tfjs-node).
 //
-//   node bench/face_api_reference.cjs NODE_MODULES JOBS.json OUT.json
+//   node bench/face_api_reference.cjs NODE_MODULES JOBS.json OUT.json [BACKEND]
 //
+// BACKEND: cpu (default; the fixture's: tfjs' pure-JS kernels) or wasm (faster; its resize is float32 C++).
 // NODE_MODULES holds @vladmandic/face-api@1.7.15, @tensorflow/tfjs@4.22.0 and
 // @tensorflow/tfjs-backend-wasm@4.22.0 (face-api's node-wasm build requires it; the cpu backend runs).
 // JOBS.json: {model_dir, faces: [{photo, raw, height, width, box: [x, y, w, h]}], resize: {image, height,
@@ -13,7 +14,7 @@
 const fs = require('fs');
 const path = require('path');
 
-const [nodeModules, jobsFile, outFile] = process.argv.slice(2);
+const [nodeModules, jobsFile, outFile, backend = 'cpu'] = process.argv.slice(2);
 const load = (name) => require(path.join(path.resolve(nodeModules), name));
 const tf = load('@tensorflow/tfjs');
 const faceapi = load('@vladmandic/face-api/dist/face-api.node-wasm.js');
@@ -59,8 +60,7 @@ async function resizeCheck(spec) {
 
 async function main() {
   const jobs = JSON.parse(fs.readFileSync(jobsFile, 'utf8'));
-  await faceapi.tf.setBackend('cpu');
-  await tf.setBackend('cpu');
+  await faceapi.tf.setBackend(backend);  // one engine: face-api's node builds require this same @tensorflow/tfjs
   await faceapi.tf.ready();
   await faceapi.nets.ageGenderNet.loadFromDisk(jobs.model_dir);
   await runFace(jobs.faces[0], jobs.pixels); // warm-up
@@ -72,7 +72,7 @@ async function main() {
     seconds += run.seconds;
   }
   const output = {
-    face_api: faceapi.version, tfjs: tf.version.tfjs, backend: faceapi.tf.getBackend(),
+    face_api: faceapi.version, tfjs: tf.version.tfjs, backend: tf.getBackend(),
     faces: records, predict_seconds: seconds, resize: await resizeCheck(jobs.resize),
   };
   fs.writeFileSync(outFile, JSON.stringify(output));

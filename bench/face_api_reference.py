@@ -77,12 +77,12 @@ def npm_install(folder: Path) -> Path:
     return folder / "node_modules"
 
 
-def run_original(shared: Path, node_modules: Path | None, work: Path) -> dict:
-    """face-api.js' outputs on `face_list(shared)` (the node script's JSON)."""
+def run_original(shared: Path, node_modules: Path | None, work: Path, backend: str = "cpu") -> dict:
+    """face-api.js' outputs on `face_list(shared)` with tfjs' `backend` (the node script's JSON)."""
     modules = node_modules or npm_install(work / "npm")
     jobs = write_jobs(shared, work, modules / "@vladmandic" / "face-api" / "model")
     out = work / "out.json"
-    subprocess.run(["node", str(NODE_SCRIPT), str(modules), str(jobs), str(out)], check=True)
+    subprocess.run(["node", str(NODE_SCRIPT), str(modules), str(jobs), str(out), backend], check=True)
     return json.loads(out.read_text())
 
 

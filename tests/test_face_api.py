@@ -132,9 +132,8 @@ def test_params_fetch_both_files_from_the_npm_tarball_to_the_names_the_port_read
 
 
 @pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent: the real faces live in ../shared")
 def test_the_port_matches_face_api_js_on_real_faces(face_api_weights):
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is absent: the real faces live in ../shared")
     faces = REFERENCE["faces"]
     photos = [cv2.imread(str(SHARED / face["photo"])) for face in faces]
     boxes = np.array([face["box"] for face in faces])

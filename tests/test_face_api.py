@@ -100,6 +100,9 @@ def test_the_manifest_reader_dequantises_uint8_and_reads_float32_in_order():
         face_api.read_weights(manifest, data + b"\0\0\0\0")
     with pytest.raises(face_api.WeightsManifestError, match="f: the weights end"):
         face_api.read_weights(manifest, data[:-1])
+    manifest[0]["weights"][0]["quantization"]["dtype"] = "float16"
+    with pytest.raises(face_api.WeightsManifestError, match="q: dtype float32 stored as float16 is not supported"):
+        face_api.read_weights(manifest, data)
 
 
 # ----------------------------------------------------------------------------- registry and params

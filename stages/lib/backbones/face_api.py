@@ -62,9 +62,10 @@ def read_weights(manifest: dict, data: bytes) -> dict[str, np.ndarray]:
     for spec in (weight for group in manifest for weight in group["weights"]):
         count = math.prod(spec["shape"])
         quantisation = spec.get("quantization")
-        dtype = np.dtype(_QUANTISED.get(quantisation["dtype"]) if quantisation else np.float32)
-        if quantisation and quantisation["dtype"] not in _QUANTISED or spec["dtype"] != "float32":
-            raise WeightsManifestError(f"{spec['name']}: dtype {spec['dtype']}/{quantisation} is not supported")
+        stored = quantisation["dtype"] if quantisation else spec["dtype"]
+        if spec["dtype"] != "float32" or stored not in (*_QUANTISED, "float32"):
+            raise WeightsManifestError(f"{spec['name']}: dtype {spec['dtype']} stored as {stored} is not supported")
+        dtype = np.dtype(_QUANTISED.get(stored, "<f4"))
         end = offset + count * dtype.itemsize
         if end > len(data):
             raise WeightsManifestError(f"{spec['name']}: the weights end at byte {len(data)}, before {end}")

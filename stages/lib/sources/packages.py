@@ -27,6 +27,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from http.client import HTTPException
 from pathlib import Path
 from typing import Sequence
 from urllib.error import HTTPError, URLError
@@ -126,9 +127,11 @@ def download_tarball(url: str, folder: Path, sha256: str | None = None, timeout:
     except HTTPError as exc:
         exc.close()
         raise PackageError(f"cannot download {url} (HTTP {exc.code} {exc.reason})") from None
-    except (URLError, OSError, ValueError) as exc:
+    except (URLError, OSError, ValueError, HTTPException) as exc:
+        path.unlink(missing_ok=True)
         raise PackageError(f"cannot download {url} ({getattr(exc, 'reason', exc)})") from None
     if sha256 is not None and digest.hexdigest() != sha256:
+        path.unlink()
         raise PackageError(f"{url} has sha256 {digest.hexdigest()}, not the pinned {sha256}")
     return path
 

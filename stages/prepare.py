@@ -65,7 +65,7 @@ def prepare_dataset(name: str, params: Params, raw_root: Path | None = None, int
     root = source_root(name, dataset.adapter, raw_root, interim_root)
     if not ADAPTERS[dataset.adapter].generates and not root.is_dir():
         raise PrepareError(missing_raw_message(name, dataset.adapter, root))
-    result = read_dataset(dataset.adapter, root, name, options, params.labels)
+    result = read_dataset(dataset.adapter, root, name, options, labels=params.labels)
     manifest, rejects, labelled_rejects = result_tables(result)
     out = interim_root / name
     write_manifest(manifest, out / "manifest.parquet")

@@ -82,7 +82,7 @@ def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters,
     for dataset, rows in manifest.groupby("dataset", sort=True):
         report[str(dataset)] = {
             name: leakage_summary(embeddings[str(dataset)], rows[column].to_numpy(), rows["age"].to_numpy(),
-                                  clusters.threshold, clusters.metric)
+                                  clusters.threshold, metric=clusters.metric)
             for name, column in (("naive", "split_naive"), ("grouped", "split"))
         }
         report[str(dataset)]["clusters"] = int(rows["cluster"].nunique())

@@ -117,7 +117,7 @@ def wiki_folder(tmp_path) -> Path:
 
 
 def test_wiki_rows_and_rejects_with_reasons(wiki_folder):
-    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki"}, LABELS)
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki"}, labels=LABELS)
     assert reasons(result) == {
         "no_gender.jpg": "gender_missing", "odd_gender.jpg": "gender_missing", "no_face.jpg": "no_face", "weak_face.jpg": "face_score_low",
         "two_faces.jpg": "second_face", "missing.jpg": "image_missing", "empty.jpg": "image_empty",
@@ -137,14 +137,14 @@ def test_wiki_rows_and_rejects_with_reasons(wiki_folder):
 
 def test_wiki_thresholds_are_options(wiki_folder):
     options = {"variant": "wiki", "min_face_score": 0.0, "max_second_face_score": 3.0}
-    result = run_adapter("imdb_wiki", wiki_folder, "wiki", options, LABELS)
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", options, labels=LABELS)
     kept = {row["id"].rsplit("/", 1)[-1] for row in result.rows}
     assert {"weak_face.jpg", "two_faces.jpg"} <= kept
     assert "no_face.jpg" in reasons(result)  # -inf is no face at any threshold
 
 
 def test_wiki_age_range_comes_from_labels(wiki_folder):
-    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki"}, Labels(min_age=25, max_age=100))
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki"}, labels=Labels(min_age=25, max_age=100))
     assert reasons(result)["good_female.jpg"] == "age_out_of_range"
     assert [row["age"] for row in result.rows] == [28]
 
@@ -155,19 +155,19 @@ def test_imdb_identity_is_the_celeb_id(tmp_path):
     save_imdb_wiki_mat(root / "imdb_crop" / "imdb.mat", "imdb", photos)
     for p in photos:
         write_jpg(root / "imdb_crop" / p["path"])
-    result = run_adapter("imdb_wiki", root, "imdb", {"variant": "imdb"}, LABELS)
+    result = run_adapter("imdb_wiki", root, "imdb", {"variant": "imdb"}, labels=LABELS)
     assert sorted(row["identity"] for row in result.rows) == ["11", "12"]
 
 
 def test_imdb_wiki_missing_mat_says_where_it_goes(tmp_path):
     with pytest.raises(DatasetError, match=r"wiki\.mat not found under .*wiki_crop\.tar"):
-        run_adapter("imdb_wiki", tmp_path, "wiki", {"variant": "wiki"}, LABELS)
+        run_adapter("imdb_wiki", tmp_path, "wiki", {"variant": "wiki"}, labels=LABELS)
 
 
 def test_imdb_wiki_wrong_variant_struct(tmp_path):
     save_imdb_wiki_mat(tmp_path / "imdb.mat", "wiki", [photo("a.jpg")])  # a wiki struct in a file named imdb.mat
     with pytest.raises(DatasetError, match="no struct 'imdb'"):
-        run_adapter("imdb_wiki", tmp_path, "imdb", {"variant": "imdb"}, LABELS)
+        run_adapter("imdb_wiki", tmp_path, "imdb", {"variant": "imdb"}, labels=LABELS)
 
 
 # ---------------------------------------------------------------- UTKFace aligned
@@ -195,7 +195,7 @@ def test_utkface_aligned_folder(tmp_path):
     bad["22_1_2_20170116174525125.jpg.chip.jpg"] = "image_empty"
     (root / "UTKFace.tar.gz").write_bytes(b"archive the download stage extracted")
 
-    result = run_adapter("utkface", root, "utkface", {"version": "aligned"}, LABELS)
+    result = run_adapter("utkface", root, "utkface", {"version": "aligned"}, labels=LABELS)
 
     assert reasons(result) == bad
     rows = sorted(result.rows, key=lambda r: r["age"])
@@ -209,7 +209,7 @@ def test_utkface_aligned_folder(tmp_path):
 def test_utkface_without_images_says_what_to_do(tmp_path):
     (tmp_path / "UTKFace.tar.gz").write_bytes(b"x")
     with pytest.raises(DatasetError, match="no UTKFace images"):
-        run_adapter("utkface", tmp_path, "utkface", {}, LABELS)
+        run_adapter("utkface", tmp_path, "utkface", {}, labels=LABELS)
 
 
 # ---------------------------------------------------------------- UTKFace in the wild
@@ -233,7 +233,7 @@ def test_utkface_wild_boxes_from_landmarks(tmp_path):
         landmark_line(names[0], range(-4, 120), range(60, 200)) + landmark_line(names[1], range(10, 50), range(5, 40)))
     (root / "landmark_list_part2.txt").write_text(f"{names[2]} 1 2 3\n")  # a damaged line
 
-    result = run_adapter("utkface", root, "utkface", {"version": "wild"}, LABELS)
+    result = run_adapter("utkface", root, "utkface", {"version": "wild"}, labels=LABELS)
 
     assert result.rejects == []
     rows = {row["id"].rsplit("/", 1)[-1]: row for row in result.rows}
@@ -372,7 +372,7 @@ def fairface_folder(root: Path, images_under: str = "") -> Path:
 
 def test_fairface_val_labels(tmp_path):
     root = fairface_folder(tmp_path / "fairface")
-    result = run_adapter("fairface", root, "fairface", {}, LABELS)
+    result = run_adapter("fairface", root, "fairface", {}, labels=LABELS)
     assert reasons(result) == {"4.jpg": "label_invalid", "5.jpg": "label_invalid", "6.jpg": "image_empty",
                                "7.jpg": "image_missing"}
     rows = {row["id"]: row for row in result.rows}
@@ -388,7 +388,7 @@ def test_fairface_val_labels(tmp_path):
 def test_fairface_images_unpacked_beside_the_labels(tmp_path):
     """The download stage unpacks the zip into a folder of its own, next to the label files."""
     root = fairface_folder(tmp_path / "fairface", images_under="fairface-img-margin025-trainval")
-    result = run_adapter("fairface", root, "fairface", {"split": "val", "top_band_age": 80}, LABELS)
+    result = run_adapter("fairface", root, "fairface", {"split": "val", "top_band_age": 80}, labels=LABELS)
     assert len(result.rows) == 3
     rows = {row["id"]: row for row in result.rows}
     assert rows["fairface/fairface-img-margin025-trainval/val/2.jpg"]["age"] == 80
@@ -397,9 +397,9 @@ def test_fairface_images_unpacked_beside_the_labels(tmp_path):
 def test_fairface_split_needs_its_label_file(tmp_path):
     root = fairface_folder(tmp_path / "fairface")
     with pytest.raises(DatasetError, match="fairface_label_train.csv not found.*options.split is 'train'"):
-        run_adapter("fairface", root, "fairface", {"split": "train"}, LABELS)
+        run_adapter("fairface", root, "fairface", {"split": "train"}, labels=LABELS)
     with pytest.raises(DatasetError, match="neither"):
-        run_adapter("fairface", tmp_path / "empty", "fairface", {}, LABELS)
+        run_adapter("fairface", tmp_path / "empty", "fairface", {}, labels=LABELS)
 
 
 def test_fairface_band_midpoints():
@@ -419,7 +419,7 @@ def test_folder_in_utkface_naming(tmp_path):
     write_jpg(root / "25_female_black_holiday.jpg")
     write_jpg(root / "trip" / "60_0_3_2019.png")
     write_jpg(root / "IMG_0001.jpg")
-    result = run_adapter("folder", root, "mine", {"cropped": True}, LABELS)
+    result = run_adapter("folder", root, "mine", {"cropped": True}, labels=LABELS)
     assert reasons(result) == {"IMG_0001.jpg": "name_unparsed"}
     assert sorted((r["age"], r["gender"], r["race"], r["cropped"]) for r in result.rows) == [
         (25, "female", "black", True), (60, "male", "indian", True)]
@@ -438,7 +438,7 @@ def test_folder_with_a_labels_csv(tmp_path):
     )
     write_jpg(root / "meta" / "b.jpg")
     write_jpg(root / "meta" / "c.jpg")
-    result = run_adapter("folder", root, "mine", {"csv": "meta/labels.csv"}, LABELS)
+    result = run_adapter("folder", root, "mine", {"csv": "meta/labels.csv"}, labels=LABELS)
     codes = sorted(r["reason"].split(":")[0] for r in result.rejects)
     assert codes == ["image_missing", "image_missing", "label_invalid", "label_invalid"]
     assert [(r["id"], r["age"], r["gender"], r["race"], r["cropped"]) for r in result.rows] == [
@@ -451,16 +451,16 @@ def test_folder_csv_race_and_identity_are_optional(tmp_path):
     (root / "labels.csv").write_text("path,age,gender,identity\na.jpg,30,female,anna\nb.jpg,31,0,\n")
     write_jpg(root / "a.jpg")
     write_jpg(root / "b.jpg")
-    result = run_adapter("folder", root, "mine", {"csv": "labels.csv"}, LABELS)
+    result = run_adapter("folder", root, "mine", {"csv": "labels.csv"}, labels=LABELS)
     assert [(r["race"], r["identity"]) for r in result.rows] == [(None, "anna"), (None, None)]
 
 
 def test_folder_csv_errors_name_the_option(tmp_path):
     with pytest.raises(DatasetError, match=r"datasets\.mine\.options\.csv"):
-        run_adapter("folder", tmp_path, "mine", {"csv": "labels.csv"}, LABELS)
+        run_adapter("folder", tmp_path, "mine", {"csv": "labels.csv"}, labels=LABELS)
     (tmp_path / "labels.csv").write_text("file,age\n")
     with pytest.raises(DatasetError, match=r"lacks columns \['path', 'gender'\]"):
-        run_adapter("folder", tmp_path, "mine", {"csv": "labels.csv"}, LABELS)
+        run_adapter("folder", tmp_path, "mine", {"csv": "labels.csv"}, labels=LABELS)
     with pytest.raises(OptionsError, match=r"datasets\.mine\.options\.csv: must be a path inside"):
         parse_options("folder", "mine", {"csv": "../elsewhere.csv"})
 
@@ -507,9 +507,9 @@ def digest(folder: Path) -> dict[str, str]:
 
 def test_synthetic_is_seeded(tmp_path):
     options = {"n": 40, "image_size": 64, "seed": 3}
-    first = run_adapter("synthetic", tmp_path / "a", "synthetic", options, LABELS)
-    second = run_adapter("synthetic", tmp_path / "b", "synthetic", options, LABELS)
-    other = run_adapter("synthetic", tmp_path / "c", "synthetic", {**options, "seed": 4}, LABELS)
+    first = run_adapter("synthetic", tmp_path / "a", "synthetic", options, labels=LABELS)
+    second = run_adapter("synthetic", tmp_path / "b", "synthetic", options, labels=LABELS)
+    other = run_adapter("synthetic", tmp_path / "c", "synthetic", {**options, "seed": 4}, labels=LABELS)
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 40
     assert [r["id"] for r in first.rows] == [r["id"] for r in second.rows]
     assert digest(tmp_path / "a") != digest(tmp_path / "c")
@@ -523,9 +523,9 @@ def test_synthetic_is_seeded(tmp_path):
 
 
 def test_synthetic_folder_holds_only_this_runs_faces(tmp_path):
-    run_adapter("synthetic", tmp_path, "synthetic", {"n": 12, "image_size": 48}, LABELS)
+    run_adapter("synthetic", tmp_path, "synthetic", {"n": 12, "image_size": 48}, labels=LABELS)
     (tmp_path / "keep.txt").write_text("not ours")
-    result = run_adapter("synthetic", tmp_path, "synthetic", {"n": 5, "image_size": 48}, LABELS)
+    result = run_adapter("synthetic", tmp_path, "synthetic", {"n": 5, "image_size": 48}, labels=LABELS)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted([r["path"].rsplit("/", 1)[-1] for r in result.rows] + ["keep.txt"])
 
@@ -596,14 +596,14 @@ def shared_folder(name: str) -> Path:
 @pytest.mark.shared
 def test_real_utkface_aligned_sample():
     folder = shared_folder("utkface-aligned-sample")
-    result = run_adapter("utkface", folder, "utkface", {"version": "aligned"}, Labels(min_age=0, max_age=120))
+    result = run_adapter("utkface", folder, "utkface", {"version": "aligned"}, labels=Labels(min_age=0, max_age=120))
     assert len(result.rows) == 5000 and len(result.rejects) == 2
     assert {r["path"].rsplit("/", 1)[-1] for r in result.rejects} == {
         "39_1_20170116174525125.jpg.chip.jpg", "61_1_20170109142408075.jpg.chip.jpg"}
     assert all(r["reason"].startswith("name_unparsed: ") for r in result.rejects)
     assert len({r["id"] for r in result.rows}) == 5000
     # The study's range (default 0..100) also rejects the few centenarians above 100, with that reason.
-    default = run_adapter("utkface", folder, "utkface", {}, LABELS)
+    default = run_adapter("utkface", folder, "utkface", {}, labels=LABELS)
     over_100 = sum(int(p.name.split("_")[0]) > 100 for p in folder.iterdir())
     codes = Counter(r["reason"].split(":")[0] for r in default.rejects)
     assert codes == {"name_unparsed": 2, "age_out_of_range": over_100} and over_100 > 0
@@ -612,7 +612,7 @@ def test_real_utkface_aligned_sample():
 @pytest.mark.shared
 def test_real_fairface_sample():
     folder = shared_folder("fairface-sample")
-    result = run_adapter("fairface", folder, "fairface", {}, LABELS)
+    result = run_adapter("fairface", folder, "fairface", {}, labels=LABELS)
     assert len(result.rows) == 3000 and result.rejects == []
     assert set(r["race"] for r in result.rows) == set(RACES)
     assert set(r["race_source"] for r in result.rows) == {
@@ -624,14 +624,14 @@ def test_real_fairface_sample():
 
 
 def test_a_dataset_narrows_the_age_range_with_its_own_options(wiki_folder):
-    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "min_age": 25}, LABELS)
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "min_age": 25}, labels=LABELS)
     assert reasons(result)["good_female.jpg"] == "age_out_of_range"
     assert "age 20 is outside this dataset's age range 25..100" in {
         r["path"].rsplit("/", 1)[-1]: r["reason"] for r in result.rejects}["good_female.jpg"]
     with pytest.raises(OptionsError, match=r"datasets\.wiki\.options: max_age 120 is above labels\.max_age 100"):
-        run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "max_age": 120}, LABELS)
+        run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "max_age": 120}, labels=LABELS)
     with pytest.raises(OptionsError, match=r"datasets\.wiki\.options: min_age 50 must be below max_age 40"):
-        run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "min_age": 50, "max_age": 40}, LABELS)
+        run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki", "min_age": 50, "max_age": 40}, labels=LABELS)
 
 
 def utkface_aligned_names(n: int) -> list[str]:
@@ -641,17 +641,17 @@ def utkface_aligned_names(n: int) -> list[str]:
 def test_sample_keeps_a_seeded_share_and_rejects_the_rest_with_their_labels(tmp_path):
     for name in utkface_aligned_names(50):
         write_jpg(tmp_path / name)
-    whole = run_adapter("utkface", tmp_path, "u", {}, LABELS)
-    drawn = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 3}, LABELS)
-    again = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 3}, LABELS)
-    other = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 4}, LABELS)
+    whole = run_adapter("utkface", tmp_path, "u", {}, labels=LABELS)
+    drawn = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 3}, labels=LABELS)
+    again = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 3}, labels=LABELS)
+    other = run_adapter("utkface", tmp_path, "u", {"sample": 20, "sample_seed": 4}, labels=LABELS)
     ids = [row["id"] for row in drawn.rows]
     assert len(ids) == 20 and ids == [row["id"] for row in again.rows] != [row["id"] for row in other.rows]
     assert ids == [row["id"] for row in whole.rows if row["id"] in set(ids)]  # the dataset's order is kept
     assert len(drawn.rejects) == 30 and {r["reason"].split(":")[0] for r in drawn.rejects} == {"not_sampled"}
     assert "keeps 20 of the 50 rows" in drawn.rejects[0]["reason"]
     assert all({"age", "gender", "race"} <= set(r) for r in drawn.rejects)  # the quality summary sees who was left out
-    assert len(run_adapter("utkface", tmp_path, "u", {"sample": 80}, LABELS).rows) == 50
+    assert len(run_adapter("utkface", tmp_path, "u", {"sample": 80}, labels=LABELS).rows) == 50
 
 
 # ---------------------------------------------------------------- the full profile follows the study
@@ -670,7 +670,7 @@ def read_full_profile_dataset(name: str, root: Path):
     """`name` as the full profile reads it: its adapter and options, the params' labels."""
     params = full_profile()
     dataset = params.datasets[name]
-    return run_adapter(dataset.adapter, root, name, dataset.options, params.labels)
+    return run_adapter(dataset.adapter, root, name, dataset.options, labels=params.labels)
 
 
 def test_full_profile_utkface_in_the_wild_starts_at_17(tmp_path):
@@ -735,6 +735,6 @@ def test_full_profile_runs_both_utkface_versions_and_a_held_out_imdb():
 def test_both_utkface_releases_name_the_same_photo(tmp_path):
     write_jpg(tmp_path / "aligned" / "26_0_1_20170116174525125.jpg.chip.jpg")
     write_jpg(tmp_path / "wild" / "part1" / "26_0_1_20170116174525125.jpg")
-    aligned = run_adapter("utkface", tmp_path / "aligned", "utkface", {"version": "aligned"}, LABELS)
-    wild = run_adapter("utkface", tmp_path / "wild", "utkface_wild", {"version": "wild"}, LABELS)
+    aligned = run_adapter("utkface", tmp_path / "aligned", "utkface", {"version": "aligned"}, labels=LABELS)
+    wild = run_adapter("utkface", tmp_path / "wild", "utkface_wild", {"version": "wild"}, labels=LABELS)
     assert aligned.rows[0]["photo"] == wild.rows[0]["photo"] == "26_0_1_20170116174525125.jpg"

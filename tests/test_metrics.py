@@ -206,7 +206,7 @@ def test_an_accuracy_gap_to_a_small_perfect_group_is_not_called_real():
     assert accuracy["difference"] == pytest.approx(-0.1)
     assert accuracy["difference_ci_low"] < -0.1 and accuracy["difference_ci_high"] > 0
     assert accuracy["verdict"] == "n.s."
-    assert proportion_gap(900, 1000, 20, 20, 0.95).as_dict() == pytest.approx(
+    assert proportion_gap(900, 1000, 20, 20, confidence=0.95).as_dict() == pytest.approx(
         accuracy[["difference", "difference_ci_low", "difference_ci_high", "ratio", "ratio_ci_low",
                   "ratio_ci_high"]].astype(float).to_dict())
 
@@ -254,7 +254,7 @@ def test_signed_error_by_predicted_band_uses_the_prediction():
     assert result.loc[("46-60", "white", "female"), "mean_error"] == -20
     assert result.loc[("31-45", "white", "female"), "mean_error"] == 20
     assert result.loc[("46-60", "black", "male"), "n"] == 1
-    values, counts = pivot(result.reset_index(), "predicted_band", ["race", "gender"], "mean_error", ["31-45", "46-60"])
+    values, counts = pivot(result.reset_index(), "predicted_band", ["race", "gender"], "mean_error", index_order=["31-45", "46-60"])
     assert list(values.columns) == ["white × female", "black × male"]
     assert counts.loc["46-60", "black × male"] == 1
 

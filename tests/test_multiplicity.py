@@ -78,7 +78,7 @@ def test_adjusted_significant_list_is_shorter_and_keeps_the_real_difference():
 
 def test_proportion_p_value_agrees_with_newcombes_interval():
     for a, b in ((40, 25), (33, 25), (30, 28), (50, 20), (20, 20)):
-        gap = proportion_gap(a, 60, b, 60, 0.95)
+        gap = proportion_gap(a, 60, b, 60, confidence=0.95)
         excludes = gap.difference_ci_low > 0 or gap.difference_ci_high < 0
         assert (proportion_gap_p_value(a, 60, b, 60) < 0.05) == excludes
 

@@ -124,7 +124,7 @@ def test_the_report_says_where_our_r7_differs_from_the_studys_text_and_why(men, 
     frame = r7_frame(men, women).assign(gender_pred=lambda f: f["gender"], gender_prob_female=0.5, race=None)
     evaluation = evaluate(frame, params.age_bands, Bootstrap(resamples=10), 30, series="x")
     md = Markdown(Path("."))
-    gender_coding_section(md, params, "oversample_x3", "utkface_wild", frame, evaluation, Bootstrap(resamples=200))
+    gender_coding_section(md, params, "oversample_x3", "utkface_wild", test_rows=frame, evaluation=evaluation, bootstrap=Bootstrap(resamples=200))
     text = md.text()
     assert "decode gender code 0 as woman" in text and says in text
     assert f"{men:.2f} years for men and {women:.2f} for women; men − women {men - women:+.2f}".replace("+", "") in text

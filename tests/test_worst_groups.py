@@ -96,9 +96,9 @@ def test_experiments_on_other_faces_are_left_out_by_name_and_kept_unpaired():
     naive = faces({}, seed=0).iloc[3:]
     table, left_out = summarise_experiments({"retrained": reference, "naive_split": naive}, "retrained", BOOT, 30)
     assert left_out == {"utkface": ["naive_split"]} and set(table["experiment"]) == {"retrained"}
-    alone = against_reference(naive, reference, "naive_split", BOOT, 30)
+    alone = against_reference(naive, reference, "naive_split", BOOT, min_group_size=30)
     assert alone["change"].isna().all() and alone["value"].notna().all()
-    assert against_reference(reference, None, "other", BOOT, 30)["change"].isna().all()
+    assert against_reference(reference, None, "other", BOOT, min_group_size=30)["change"].isna().all()
     with pytest.raises(PairingError, match="'retrained' has no predictions"):
         summarise_experiments({"other": reference}, "retrained", BOOT, 30)
 

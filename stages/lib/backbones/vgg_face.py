@@ -53,7 +53,7 @@ def build_vgg_face(
     conv_widths: Sequence[int] = PUBLISHED_CONV_WIDTHS,
     fc_width: int = PUBLISHED_FC_WIDTH,
     classes: int = VGG_FACE_CLASSES,
-    head_classes: int | None = None,
+    *, head_classes: int | None = None,
     seed: int | None = None,
 ) -> keras.Model:
     """VGG-Face as a functional model with the published layer shapes.

@@ -395,7 +395,7 @@ class Params(Strict):
     def experiment(self, name: str) -> Experiment:
         """`experiments[name]`; ParamsError naming the known ones."""
         if name not in self.experiments:
-            raise ParamsError(f"experiment {name!r} is not in params.yaml's experiments: {', '.join(self.experiments)}")
+            raise ParamsError(f"experiment {name!r} is not in params.yaml's experiments; known: {', '.join(self.experiments)}")
         return self.experiments[name]
 
     @property

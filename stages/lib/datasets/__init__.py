@@ -80,12 +80,12 @@ def _own_labels(options: Options, labels: Labels, dataset: str) -> Labels:
         raise OptionsError(f"params.yaml: datasets.{dataset}.options: {error}") from None
 
 
-def read_dataset(adapter_name: str, root: Path, dataset: str, options: Options, labels: Labels) -> AdapterResult:
+def read_dataset(adapter_name: str, root: Path, dataset: str, options: Options, *, labels: Labels) -> AdapterResult:
     """Read `dataset` from `root` with its adapter, its age range (`dataset_labels`) and its sample."""
     result = ADAPTERS[adapter_name].read(Path(root), dataset, options, _own_labels(options, labels, dataset))
     return result if options.sample is None else sample_rows(result, dataset, options.sample, options.sample_seed)
 
 
-def run_adapter(adapter_name: str, root: Path, dataset: str, options: dict, labels: Labels) -> AdapterResult:
+def run_adapter(adapter_name: str, root: Path, dataset: str, options: dict, *, labels: Labels) -> AdapterResult:
     """Validate `options` and read the dataset `dataset` from `root` with the adapter `adapter_name`."""
-    return read_dataset(adapter_name, root, dataset, parse_options(adapter_name, dataset, options, labels), labels)
+    return read_dataset(adapter_name, root, dataset, parse_options(adapter_name, dataset, options, labels), labels=labels)

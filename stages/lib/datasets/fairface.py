@@ -91,7 +91,7 @@ def classify(row: dict[str, str], labels: Labels, top_band_age: int) -> dict:
 
 
 def rows_from_labels(
-    label_rows: list[dict[str, str]], label_rel: str, files: dict[str, int], dataset: str, root: Path,
+    label_rows: list[dict[str, str]], label_rel: str, files: dict[str, int], dataset: str, *, root: Path,
     options: FairFaceOptions, labels: Labels,
 ) -> AdapterResult:
     """Manifest and reject rows of one label file (`label_rel`: its path relative to root)."""
@@ -150,7 +150,7 @@ def read(root: Path, dataset: str, options: FairFaceOptions, labels: Labels) -> 
     result = AdapterResult()
     for label_rel in label_files_for(options.split, files, root):
         label_rows = read_csv_with_columns(Path(root, label_rel), COLUMNS, "is it FairFace's official label file?")
-        part = rows_from_labels(label_rows, label_rel, files, dataset, root, options, labels)
+        part = rows_from_labels(label_rows, label_rel, files, dataset, root=root, options=options, labels=labels)
         result.rows += part.rows
         result.rejects += part.rejects
     return result

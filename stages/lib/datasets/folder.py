@@ -62,7 +62,7 @@ def labels_from_csv_row(row: dict[str, str], labels: Labels) -> dict:
 
 
 def rows_from_csv(
-    csv_rows: list[dict[str, str]], csv_rel: str, files: dict[str, int], dataset: str, root: Path,
+    csv_rows: list[dict[str, str]], csv_rel: str, files: dict[str, int], dataset: str, *, root: Path,
     options: FolderOptions, labels: Labels,
 ) -> AdapterResult:
     csv_dir = PurePosixPath(csv_rel).parent
@@ -89,7 +89,7 @@ def rows_from_csv(
 
 
 def rows_from_names(
-    files: dict[str, int], dataset: str, root: Path, options: FolderOptions, labels: Labels,
+    files: dict[str, int], dataset: str, root: Path, options: FolderOptions, *, labels: Labels,
 ) -> AdapterResult:
     """Rows of every listed file, labels read from UTKFace-style names; archives are skipped."""
     result = AdapterResult()
@@ -118,11 +118,11 @@ def read(root: Path, dataset: str, options: FolderOptions, labels: Labels) -> Ad
         if not any(is_image_name(rel) for rel in files):
             raise DatasetError(f"no images under {root}: put the photos there (UTKFace-style names, or set "
                                f"datasets.{dataset}.options.csv to a labels file)")
-        return rows_from_names(files, dataset, root, options, labels)
+        return rows_from_names(files, dataset, root, options, labels=labels)
     csv_rel = PurePosixPath(options.csv).as_posix()
     if csv_rel not in files:
         raise DatasetError(f"{Path(root, csv_rel)} not found (datasets.{dataset}.options.csv): put the labels "
                            "file there, or fix the path (it is relative to the dataset's folder)")
     csv_rows = read_csv_with_columns(Path(root, csv_rel), CSV_COLUMNS,
                                      "it needs path, age, gender, and optionally race and identity")
-    return rows_from_csv(csv_rows, csv_rel, files, dataset, root, options, labels)
+    return rows_from_csv(csv_rows, csv_rel, files, dataset, root=root, options=options, labels=labels)

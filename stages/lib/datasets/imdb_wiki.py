@@ -133,7 +133,7 @@ def age_of(record: MatRecord) -> int:
     return int(record.photo_taken) - born
 
 
-def classify(record: MatRecord, rel: str, files: dict[str, int], options: ImdbWikiOptions, labels: Labels) -> dict:
+def classify(record: MatRecord, rel: str, files: dict[str, int], options: ImdbWikiOptions, *, labels: Labels) -> dict:
     """The labels of one photo (image `rel` among `files`), or Rejected with the first reason that refuses it."""
     age = check_age(age_of(record), labels)
     if record.gender not in IMDB_WIKI_GENDERS:  # NaN (unknown) included
@@ -166,7 +166,7 @@ def box_of(face_location: tuple[float, ...]) -> list[float]:
 
 
 def rows_from_records(
-    records: list[MatRecord], dataset: str, root: Path, image_dir: str, files: dict[str, int],
+    records: list[MatRecord], dataset: str, root: Path, image_dir: str, *, files: dict[str, int],
     options: ImdbWikiOptions, labels: Labels,
 ) -> AdapterResult:
     """Manifest and reject rows of every record; `files` lists root's files (relative path -> size).
@@ -178,7 +178,7 @@ def rows_from_records(
     for record in tqdm(records, desc=f"prepare {dataset}", unit="row", disable=None):
         rel = prefix + record.full_path
         try:
-            found = classify(record, rel, files, options, labels)
+            found = classify(record, rel, files, options, labels=labels)
         except Rejected as rejected:
             result.rejects.append(reject_row(dataset, project_path(root, rel), rejected))
             continue
@@ -209,4 +209,4 @@ def read(root: Path, dataset: str, options: ImdbWikiOptions, labels: Labels) -> 
         ) from None
     records = records_from_mat(mat, options.variant)
     image_dir = mat_rel.rsplit("/", 1)[0] if "/" in mat_rel else ""
-    return rows_from_records(records, dataset, root, image_dir, files, options, labels)
+    return rows_from_records(records, dataset, root, image_dir, files=files, options=options, labels=labels)

@@ -64,7 +64,7 @@ def group_counts(table: pd.DataFrame, age_bands: Sequence[int]) -> dict[str, dic
 
 
 def summarise(
-    dataset: str, kept: pd.DataFrame, rejects: pd.DataFrame, age_bands: Sequence[int], stage: str = "prepare",
+    dataset: str, kept: pd.DataFrame, rejects: pd.DataFrame, age_bands: Sequence[int], *, stage: str = "prepare",
 ) -> dict:
     """The quality summary of one dataset's pass through `stage`."""
     rows_in = len(kept) + len(rejects)

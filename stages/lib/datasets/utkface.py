@@ -155,7 +155,7 @@ def classify(rel: str, size: int, version: str, labels: Labels) -> UTKName:
 
 
 def rows_from_files(
-    files: dict[str, int], dataset: str, root: Path, options: UTKFaceOptions, labels: Labels,
+    files: dict[str, int], dataset: str, root: Path, options: UTKFaceOptions, *, labels: Labels,
     boxes: dict[str, list[float]] | None = None, landmark_problems: dict[str, str] | None = None,
 ) -> AdapterResult:
     """Manifest and reject rows for every listed file except the companions (archives, landmark lists)."""
@@ -195,4 +195,4 @@ def read(root: Path, dataset: str, options: UTKFaceOptions, labels: Labels) -> A
         expected = ALIGNED_SUFFIX if options.version == "aligned" else ".jpg in part1/2/3"
         raise DatasetError(f"no UTKFace images (*{expected}) under {root}: run `dvc repro download`, or extract "
                            f"UTKFace's archives there (options.version is {options.version!r})")
-    return rows_from_files(files, dataset, root, options, labels, boxes, problems)
+    return rows_from_files(files, dataset, root, options, labels=labels, boxes=boxes, landmark_problems=problems)

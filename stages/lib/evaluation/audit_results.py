@@ -75,7 +75,7 @@ def _worst_groups(rows: pd.DataFrame, name: str, params: Params, folder: Path, *
     """worst_groups.csv of one test set (the model alone: no reference to change against; a band
     model's MAE rows left out) and its headline figures."""
     summary = against_reference(rows.drop(columns=[c for c in rows.columns if c not in AUDIT_COLUMNS]), None,
-                                name, bootstrap_from(params), params.evaluate.min_group_size)
+                                name, bootstrap_from(params), min_group_size=params.evaluate.min_group_size)
     if bands is not None:
         summary = summary[summary["statistic"].map(STATISTICS).str[0] != "mae"]
     summary.to_csv(folder / f"{WORST_GROUPS}.csv", index=False)

@@ -102,7 +102,7 @@ def band_gaps(groups: pd.DataFrame, confidence: float) -> pd.DataFrame:
                 continue
             worst, best = judged.loc[judged[metric].idxmin()], judged.loc[judged[metric].idxmax()]
             gap = proportion_gap(round(worst[metric] * worst[f"n_{metric}"]), int(worst[f"n_{metric}"]),
-                                 round(best[metric] * best[f"n_{metric}"]), int(best[f"n_{metric}"]), confidence)
+                                 round(best[metric] * best[f"n_{metric}"]), int(best[f"n_{metric}"]), confidence=confidence)
             side = direction(gap.difference_ci_low, gap.difference_ci_high)
             rows.append({"attribute": attribute, "metric": metric, "worst_group": worst["group"], "worst": worst[metric],
                          "worst_n": int(worst["n"]), "best_group": best["group"], "best": best[metric],

@@ -75,7 +75,7 @@ def corrected_predictions(kind: str, fit: pd.DataFrame, judged: pd.DataFrame, se
     return judged["age_pred"].to_numpy(dtype=float) + model.predict(correction_features(judged))
 
 
-def _judge(model: str, n_fit: int, judged: pd.DataFrame, predictions: np.ndarray, bootstrap: Bootstrap) -> dict:
+def _judge(model: str, n_fit: int, judged: pd.DataFrame, predictions: np.ndarray, *, bootstrap: Bootstrap) -> dict:
     truth = judged["age"].to_numpy(dtype=float)
     baseline = np.abs(judged["age_pred"].to_numpy(dtype=float) - truth)
     errors = np.abs(predictions - truth)
@@ -94,9 +94,9 @@ def compare_corrections(fit: pd.DataFrame, judged: pd.DataFrame, bootstrap: Boot
     fit, judged = _usable(fit), _usable(judged)
     if len(fit) < 2 or judged.empty:
         raise ValueError(f"correction needs faces to fit and to judge on; got {len(fit)} and {len(judged)}")
-    rows = [_judge("none", 0, judged, judged["age_pred"].to_numpy(dtype=float), bootstrap)]
+    rows = [_judge("none", 0, judged, judged["age_pred"].to_numpy(dtype=float), bootstrap=bootstrap)]
     for kind in kinds:
-        rows.append(_judge(kind, len(fit), judged, corrected_predictions(kind, fit, judged, bootstrap.seed), bootstrap))
+        rows.append(_judge(kind, len(fit), judged, corrected_predictions(kind, fit, judged, bootstrap.seed), bootstrap=bootstrap))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -107,18 +107,18 @@ def cross_fitted_corrections(frame: pd.DataFrame, folds: int = 5, bootstrap: Boo
     if len(rows_used) < 2 * folds:
         raise ValueError(f"cross-fitted correction needs at least {2 * folds} faces, got {len(rows_used)}")
     splitter = KFold(n_splits=folds, shuffle=True, random_state=bootstrap.seed)
-    results = [_judge("none", 0, rows_used, rows_used["age_pred"].to_numpy(dtype=float), bootstrap)]
+    results = [_judge("none", 0, rows_used, rows_used["age_pred"].to_numpy(dtype=float), bootstrap=bootstrap)]
     for kind in kinds:
         predictions = np.empty(len(rows_used))
         for fit_index, judged_index in splitter.split(rows_used):
             predictions[judged_index] = corrected_predictions(
                 kind, rows_used.iloc[fit_index], rows_used.iloc[judged_index], bootstrap.seed)
-        results.append(_judge(kind, len(rows_used) * (folds - 1) // folds, rows_used, predictions, bootstrap))
+        results.append(_judge(kind, len(rows_used) * (folds - 1) // folds, rows_used, predictions, bootstrap=bootstrap))
     return pd.DataFrame(results, columns=COLUMNS)
 
 
 def correction_protocol(frame: pd.DataFrame, judged_when_unsplit: pd.DataFrame, bootstrap: Bootstrap = Bootstrap(),
-                        min_fit: int = 2, min_cross_fitted: int = 10) -> tuple[pd.DataFrame, str] | None:
+                        min_fit: int = 2, *, min_cross_fitted: int = 10) -> tuple[pd.DataFrame, str] | None:
     """R9 as the report and the audit run it: fitted on the val split and judged on test when `frame`
     has both, else 5-fold cross-fitted over `judged_when_unsplit`. Returns (table, protocol sentence),
     or None when there are too few faces for either."""

@@ -71,7 +71,7 @@ def signed_error_by_predicted_band(frame: pd.DataFrame, edges: Sequence[int]) ->
 
 
 def pivot(table: pd.DataFrame, index: str, columns: list[str], value: str,
-          index_order: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+          *, index_order: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(values, counts) pivoted for a heatmap or a report table; column labels joined with ' × '."""
     frame = table.copy()
     frame["_column"] = frame[columns].astype(str).agg(" × ".join, axis=1)

@@ -188,7 +188,7 @@ def point_metrics(prepared: pd.DataFrame, attribute: str) -> pd.DataFrame:
 
 
 def disaggregate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
-                 min_group_size: int = 30, attributes: Sequence[str] | None = None) -> Disaggregated:
+                 min_group_size: int = 30, *, attributes: Sequence[str] | None = None) -> Disaggregated:
     """One row per group (GROUP_COLUMNS + EXTRA_COLUMNS) and each group's resamples; `attributes`
     restricts the breakdowns."""
     prepared = prepare(frame, edges)
@@ -215,9 +215,9 @@ def disaggregate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap
 
 
 def group_metrics(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
-                  min_group_size: int = 30, attributes: Sequence[str] | None = None) -> pd.DataFrame:
+                  min_group_size: int = 30, *, attributes: Sequence[str] | None = None) -> pd.DataFrame:
     """The groups table alone (see `disaggregate`)."""
-    return disaggregate(frame, edges, bootstrap, min_group_size, attributes).table
+    return disaggregate(frame, edges, bootstrap, min_group_size, attributes=attributes).table
 
 
 def _resample(values: np.ndarray, codes: np.ndarray, bootstrap: Bootstrap, key: str) -> np.ndarray:
@@ -303,7 +303,7 @@ def _gap(a: _Pool, b: _Pool, metric: str, confidence: float) -> tuple[Gap, float
         return (proportion_gap(*_counts(a, metric), *_counts(b, metric), confidence),
                 proportion_gap_p_value(*_counts(a, metric), *_counts(b, metric)))
     resampled_a, resampled_b = _statistic(a.resampled, metric), _statistic(b.resampled, metric)
-    gap = resampled_gap(_value(a, metric), _value(b, metric), resampled_a, resampled_b, confidence)
+    gap = resampled_gap(_value(a, metric), _value(b, metric), resampled_a, resampled_b, confidence=confidence)
     return gap, bootstrap_p_value(gap.difference, resampled_a - resampled_b)
 
 
@@ -570,7 +570,7 @@ def source_band_accuracy(frame: pd.DataFrame, edges: Sequence[int], confidence: 
 
 
 def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
-             min_group_size: int = 30, age_bin_width: int = 5, series: str = "predictions") -> Evaluation:
+             min_group_size: int = 30, *, age_bin_width: int = 5, series: str = "predictions") -> Evaluation:
     """Groups, gaps, significance, overall figures and the study's tables for one predictions table.
     Where every age is a band (FairFace), no table or figure holds an age error (`without_age_error`)."""
     if frame.empty:

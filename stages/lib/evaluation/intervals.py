@@ -221,7 +221,7 @@ def binomial_interval(successes: int, n: int, confidence: float, method: str = "
     return float(interval.low), float(interval.high)
 
 
-def proportion_gap(successes_a: int, n_a: int, successes_b: int, n_b: int, confidence: float) -> Gap:
+def proportion_gap(successes_a: int, n_a: int, successes_b: int, n_b: int, *, confidence: float) -> Gap:
     """pA − pB (Newcombe's hybrid score interval) and pA / pB (MOVER-R), from the two Wilson intervals.
 
     Newcombe (1998), method 10; Donner & Zou (2012) for the ratio. Both recover the variance of each
@@ -236,12 +236,14 @@ def proportion_gap(successes_a: int, n_a: int, successes_b: int, n_b: int, confi
     difference = p1 - p2
     low = difference - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = difference + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
-    ratio, ratio_low, ratio_high = _mover_ratio(p1, l1, u1, p2, l2, u2)
+    ratio, ratio_low, ratio_high = _mover_ratio((p1, l1, u1), (p2, l2, u2))
     return Gap(float(difference), float(low), float(high), ratio, ratio_low, ratio_high)
 
 
-def _mover_ratio(p1, l1, u1, p2, l2, u2) -> tuple[float, float, float]:
-    """p1 / p2 and its MOVER-R interval; the upper end is infinite where p2's interval reaches zero."""
+def _mover_ratio(first: tuple[float, float, float], second: tuple[float, float, float]) -> tuple[float, float, float]:
+    """p1 / p2 and its MOVER-R interval from each proportion's (estimate, low, high); the upper end is
+    infinite where p2's interval reaches zero."""
+    (p1, l1, u1), (p2, l2, u2) = first, second
     if p2 == 0:
         return NAN, NAN, NAN
     product = p1 * p2
@@ -258,7 +260,7 @@ def _mover_ratio(p1, l1, u1, p2, l2, u2) -> tuple[float, float, float]:
 
 
 def resampled_gap(value_a: float, value_b: float, resampled_a: np.ndarray, resampled_b: np.ndarray,
-                  confidence: float) -> Gap:
+                  *, confidence: float) -> Gap:
     """A − B and A / B with percentile intervals from the statistics of each resample.
 
     `resampled_a[i]` and `resampled_b[i]` belong together: drawn from the same resample of the same
@@ -282,6 +284,6 @@ def paired_mean_gap(a, b, bootstrap: Bootstrap, key: str) -> Gap:
     if len(a) == 0:
         return Gap(NAN, NAN, NAN, NAN, NAN, NAN)
     if bootstrap.resamples == 0:
-        return resampled_gap(a.mean(), b.mean(), np.empty(0), np.empty(0), bootstrap.confidence)
+        return resampled_gap(a.mean(), b.mean(), np.empty(0), np.empty(0), confidence=bootstrap.confidence)
     sums = resample_sums(np.column_stack([a, b]), bootstrap.resamples, group_rng(bootstrap, key)) / len(a)
-    return resampled_gap(a.mean(), b.mean(), sums[:, 0], sums[:, 1], bootstrap.confidence)
+    return resampled_gap(a.mean(), b.mean(), sums[:, 0], sums[:, 1], confidence=bootstrap.confidence)

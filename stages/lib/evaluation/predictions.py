@@ -316,11 +316,11 @@ def normalise_predictions(
     out["age_pred"] = _numeric(table[columns["age_pred"]])
     sources["age_pred"] = f"column {columns['age_pred']!r}"
     _collect(reasons, _reason_where(out["age_pred"].isna(), table[columns["age_pred"]], "age prediction"))
-    out["age_pred_argmax"] = _optional_numeric(table, columns["age_pred_argmax"], sources, notes, "age_pred_argmax")
+    out["age_pred_argmax"] = _optional_numeric(table, columns["age_pred_argmax"], sources, notes, what="age_pred_argmax")
     out["gender_prob_female"] = _optional_numeric(table, columns["gender_prob_female"], sources, notes,
-                                                  "gender_prob_female")
-    out["gender_pred"] = _gender_predictions(table, columns, out["gender_prob_female"], sources, notes,
-                                             gender_codes)
+                                                  what="gender_prob_female")
+    out["gender_pred"] = _gender_predictions(table, columns, out["gender_prob_female"], sources, notes=notes,
+                                             codes=gender_codes)
     codes_read |= columns["gender_pred"] is not None and holds_codes(table[columns["gender_pred"]])
     if file_labels is not None:
         notes.extend(_disagreements(table, columns, file_labels, readers))
@@ -375,7 +375,7 @@ def _reason_where(bad: pd.Series, raw_values: pd.Series, what: str) -> pd.Series
     return text.where(bad)
 
 
-def _optional_numeric(table, column, sources, notes, what) -> pd.Series:
+def _optional_numeric(table, column, sources, notes, *, what) -> pd.Series:
     if column is None:
         return pd.Series(np.nan, index=table.index)
     numbers = _numeric(table[column])
@@ -386,7 +386,7 @@ def _optional_numeric(table, column, sources, notes, what) -> pd.Series:
     return numbers
 
 
-def _gender_predictions(table, columns, prob_female, sources, notes, codes: str | None) -> pd.Series:
+def _gender_predictions(table, columns, prob_female, sources, *, notes, codes: str | None) -> pd.Series:
     """`male`/`female` per row from the prediction column (words, or codes in the convention `codes`),
     else from p(female) >= 0.5; None if neither."""
     from_prob = pd.Series(np.where(prob_female >= 0.5, "female", "male"), index=table.index).where(prob_female.notna())

@@ -187,7 +187,7 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
         overall[name], headlines[name] = evaluation.overall, headline(evaluation)
     reference = _reference_predictions(params)
     summary = against_reference(normalised.frame, reference, experiment, bootstrap,
-                                params.evaluate.min_group_size)
+                                min_group_size=params.evaluate.min_group_size)
     if reference is not None and experiment != REFERENCE and is_rebalancing(params.experiments[experiment]):
         reference_test = reference[reference["split"] == "test"]
         for name in datasets:

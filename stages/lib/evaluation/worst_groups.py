@@ -188,7 +188,7 @@ def _interval(prefix: str, statistics: np.ndarray, confidence: float) -> dict:
 
 
 def against_reference(frame: pd.DataFrame, reference_frame: pd.DataFrame | None, experiment: str,
-                      bootstrap: Bootstrap, min_group_size: int, reference: str = REFERENCE) -> pd.DataFrame:
+                      bootstrap: Bootstrap, *, min_group_size: int, reference: str = REFERENCE) -> pd.DataFrame:
     """`experiment`'s rows of `summarise_experiments` beside `reference`'s predictions; where the
     reference is absent or was tested on other faces, its own rows with the change columns empty."""
     paired = {experiment: frame} if experiment == reference or reference_frame is None else {

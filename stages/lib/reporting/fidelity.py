@@ -162,7 +162,7 @@ def _gender_accuracy(evaluation: Evaluation) -> dict[str, float]:
     return {group: float(value) for group, value in zip(rows["group"], rows["gender_accuracy"]) if not np.isnan(value)}
 
 
-def gender_coding_section(md: Markdown, params: Params, model: str, dataset: str, test_rows: pd.DataFrame,
+def gender_coding_section(md: Markdown, params: Params, model: str, dataset: str, *, test_rows: pd.DataFrame,
                           evaluation: Evaluation, bootstrap: Bootstrap) -> None:
     """Where our R7 and R11 differ from the study's text, and why (its gender decoding)."""
     md.heading("Where our R7 and R11 differ from the study's text, and why", 2)

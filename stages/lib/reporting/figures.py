@@ -162,7 +162,7 @@ def error_by_age_figure(table: pd.DataFrame, title: str, min_points: int = MIN_P
 
 
 def group_bars_figure(groups: pd.DataFrame, attribute: str, metric: str = "mae", title: str = "",
-                      confidence: float = 0.95) -> Figure:
+                      *, confidence: float = 0.95) -> Figure:
     """One horizontal bar per group of `attribute` with its CI whisker, n in the label, the overall value
     as a line; small groups hatched."""
     rows = groups[(groups["attribute"] == attribute) & groups[metric].notna()].reset_index(drop=True)
@@ -198,7 +198,7 @@ SMALL_CELL = "#d9d9d9"   # heatmap cells too small to judge: grey, their value i
 
 
 def heatmap_figure(values: pd.DataFrame, counts: pd.DataFrame, title: str, value_format: str = "{:.1f}",
-                   diverging: bool = False, colour_label: str = "", *, min_count: int = 0) -> Figure:
+                   *, diverging: bool = False, colour_label: str = "", min_count: int = 0) -> Figure:
     """An annotated table as a heatmap: each cell shows its value and n; empty cells stay blank; cells
     of fewer than `min_count` faces are grey (not coloured by their value, which is too uncertain to
     paint at full strength) and left out of the colour scale."""
@@ -301,18 +301,18 @@ def write_figures(evaluation, folder: Path, title: str, *, min_count: int = 0) -
     for attribute in ("race", "gender", "age_band", "race*gender", "gender*age_band"):
         if (groups["attribute"] == attribute).any():
             save(f"mae_by_{attribute.replace('*', '_x_')}", group_bars_figure(groups, attribute, "mae", title,
-                                                                                  evaluation.confidence))
+                                                                                  confidence=evaluation.confidence))
     race_band = groups[groups["attribute"] == "race*age_band"]
     if not race_band.empty:
         split = race_band.assign(race=race_band["group"].str.split("*").str[0],
                                  age_band=race_band["group"].str.split("*").str[1])
-        values, counts = pivot(split, "age_band", ["race"], "mae", bands)
+        values, counts = pivot(split, "age_band", ["race"], "mae", index_order=bands)
         save("mae_by_race_x_age_band", heatmap_figure(values, counts, f"{title}: MAE (years) by age band × race",
                                                       colour_label="MAE (years)", min_count=min_count))
     signed = tables.get("signed_error_by_predicted_band")
     columns = [c for c in ("race", "gender") if signed is not None and c in signed.columns]
     if columns:
-        values, counts = pivot(signed, "predicted_band", columns, "mean_error", bands)
+        values, counts = pivot(signed, "predicted_band", columns, "mean_error", index_order=bands)
         save("signed_error_by_predicted_band", heatmap_figure(
             values, counts, f"{title}: mean (predicted − true) by predicted-age band", diverging=True,
             colour_label="years (+ over-, − under-estimated)", min_count=min_count))
@@ -320,7 +320,7 @@ def write_figures(evaluation, folder: Path, title: str, *, min_count: int = 0) -
     if not race_gender.empty:
         split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
                                    gender=race_gender["group"].str.split("*").str[1])
-        values, counts = pivot(split, "race", ["gender"], "gender_accuracy", list(RACES))
+        values, counts = pivot(split, "race", ["gender"], "gender_accuracy", index_order=list(RACES))
         save("gender_accuracy_race_gender", heatmap_figure(values * 100, counts, f"{title}: gender accuracy (%)",
                                                            "{:.0f}%", colour_label="accuracy (%)",
                                                            min_count=min_count))
@@ -328,7 +328,7 @@ def write_figures(evaluation, folder: Path, title: str, *, min_count: int = 0) -
     if women is not None and (women["attribute"] == "race*age_band").any():
         rows = women[women["attribute"] == "race*age_band"]
         split = rows.assign(race=rows["group"].str.split("*").str[0], age_band=rows["group"].str.split("*").str[1])
-        values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", bands)
+        values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", index_order=bands)
         save("women_gender_accuracy", heatmap_figure(values * 100, counts,
                                                      f"{title}: gender accuracy for women (%)", "{:.0f}%",
                                                      colour_label="accuracy (%)", min_count=min_count))

@@ -224,7 +224,7 @@ def detector_finding(facts: Facts) -> str | None:
     if len(entry) < 2:
         return None
     (first, a), (second, b) = list(entry.items())[:2]
-    gap = proportion_gap(a["found"], a["attempted"], b["found"], b["attempted"], facts.params.evaluate.confidence)
+    gap = proportion_gap(a["found"], a["attempted"], b["found"], b["attempted"], confidence=facts.params.evaluate.confidence)
     side = direction(gap.difference_ci_low, gap.difference_ci_high)
     if side not in ("above", "below"):
         return (f"The detectors {first} and {second} are not shown to differ on {facts.dataset}'s ready crops "

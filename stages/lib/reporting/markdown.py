@@ -98,7 +98,7 @@ def difference(value, low, high, points: bool = False) -> str:
     return f"{show(value)} [{show(low)}, {show(high)}]{unit}"
 
 
-def with_interval(value, low, high, digits: int = 2, as_percent: bool = False) -> str:
+def with_interval(value, low, high, digits: int = 2, *, as_percent: bool = False) -> str:
     """'10.07 [9.94, 10.21]' (or percentages); the value alone when there is no interval."""
     show = (lambda v: percent(v, digits - 1)) if as_percent else (lambda v: number(v, digits))
     if value is None or pd.isna(value):
@@ -288,7 +288,7 @@ def _value(metric: str, value) -> str:
 
 
 def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Path], confidence: float,
-                        min_group_size: int, level: int = 2, *, parts: tuple[str, ...] = STUDY_PARTS) -> None:
+                        *, min_group_size: int, level: int = 2, parts: tuple[str, ...] = STUDY_PARTS) -> None:
     """The breakdown of one predictions table: headline, figures, group tables, gaps, the study tables
     named in `parts`, what is significant. `figures` maps names (as written by `stages.audit.write_figures`)
     to PNGs."""
@@ -349,7 +349,7 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
         md.heading("Mean (predicted − true) by predicted-age band (R10)", level)
         columns = [c for c in ("race", "gender") if c in signed.columns]
         if columns:
-            values, counts = pivot(signed, "predicted_band", columns, "mean_error", bands)
+            values, counts = pivot(signed, "predicted_band", columns, "mean_error", index_order=bands)
             md.figure(figures.get("signed_error_by_predicted_band"),
                       "Mean (predicted − true) by band of the predicted age; red: over-, blue: under-estimated.")
             md.table(pivot_display(values, counts, min_count=min_count),
@@ -360,7 +360,7 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
         md.heading("Gender accuracy by race × gender (R11)", level)
         split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
                                    gender=race_gender["group"].str.split("*").str[1])
-        values, counts = pivot(split, "race", ["gender"], "gender_accuracy", list(RACES))
+        values, counts = pivot(split, "race", ["gender"], "gender_accuracy", index_order=list(RACES))
         md.figure(figures.get("gender_accuracy_race_gender"), "Gender accuracy by race and gender (R11).")
         md.table(pivot_display(values, counts, percent, min_count=min_count), f"cells: accuracy (n){small}")
     women = evaluation.tables.get("women_gender_accuracy")
@@ -370,7 +370,7 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
             md.heading("Gender accuracy for women by age band × race (R12)", level)
             split = by_band.assign(race=by_band["group"].str.split("*").str[0],
                                    age_band=by_band["group"].str.split("*").str[1])
-            values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", bands)
+            values, counts = pivot(split, "age_band", ["race"], "gender_accuracy", index_order=bands)
             md.figure(figures.get("women_gender_accuracy"), "Gender accuracy for women by age band and race (R12).")
             md.table(pivot_display(values, counts, percent, min_count=min_count),
                      f"cells: accuracy among women (n){small}")
@@ -391,7 +391,7 @@ def correction_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
     })
 
 
-def correction_section(md: Markdown, table: pd.DataFrame, protocol: str, confidence: float, level: int = 2) -> None:
+def correction_section(md: Markdown, table: pd.DataFrame, protocol: str, confidence: float, *, level: int = 2) -> None:
     """R9: each correction model against no correction, with the paired interval of the MAE change."""
     md.heading("Post-hoc correction on (predicted age, gender, race) (R9)", level)
     md.paragraph(f"{protocol} Each model learns true − predicted age from the predicted age, gender and race; "

@@ -35,7 +35,7 @@ from stages.lib.reporting.markdown import (Markdown, correction_section, differe
                                            percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
 from stages.lib.reporting.published_models import published_models_section
-from stages.lib.reporting.roles import Selection, controls, published_model, select_best, study_models
+from stages.lib.reporting.roles import Selection, published_model, select_best, study_models
 
 
 @dataclass(frozen=True)
@@ -261,13 +261,13 @@ def build_report(params: Params) -> Path:
     training_section(md, params, results)
     fidelity.protocol_section(md, params)
     population_section(md, params, best or results[0], dataset)
-    experiments_section(md, params, results, comparison, dataset)
+    experiments_section(md, params, results, comparison, dataset=dataset)
     band_changes_section(md, facts)
     if best is not None:
         best_model_section(md, params, best, dataset, selection=selection, correction=correction)
         if not _test_rows(best, dataset).empty:
-            fidelity.gender_coding_section(md, params, best.name, dataset, _test_rows(best, dataset),
-                                           best.evaluations[dataset], bootstrap_from(params))
+            fidelity.gender_coding_section(md, params, best.name, dataset, test_rows=_test_rows(best, dataset),
+                                           evaluation=best.evaluations[dataset], bootstrap=bootstrap_from(params))
     split_summary = json.loads(params.paths.split_summary.read_text()) if params.paths.split_summary.exists() else {}
     naive = next((r for r in results if params.experiments[r.name].split == "naive"), None)
     reference = by_name.get(REFERENCE)
@@ -449,7 +449,7 @@ def population_section(md: Markdown, params: Params, best: ExperimentResults, da
 
 
 def experiments_section(md: Markdown, params: Params, results: list[ExperimentResults], comparison: pd.DataFrame,
-                        dataset: str) -> None:
+                        *, dataset: str) -> None:
     """R6: every experiment side by side, and whether rebalancing narrows the gaps."""
     confidence, figures_dir = params.evaluate.confidence, params.paths.figures
     md.heading("Experiments compared (R6)", 2)
@@ -481,7 +481,7 @@ def best_model_section(md: Markdown, params: Params, best: ExperimentResults, da
     evaluation = best.evaluations[dataset]
     figures = plots.write_figures(evaluation, params.paths.figures / "best", f"{best.name} on {dataset}",
                                   min_count=params.evaluate.min_group_size)
-    evaluation_sections(md, evaluation, figures, confidence, params.evaluate.min_group_size, level=3,
+    evaluation_sections(md, evaluation, figures, confidence, min_group_size=params.evaluate.min_group_size, level=3,
                         parts=("R10",))   # R11, R12: the published model's, as in the study
     if correction is not None:
         correction[0].to_csv(params.paths.reports / "correction.csv", index=False)

@@ -130,7 +130,7 @@ def _space(embeddings, metric: str) -> _Space:
     return _Space(data, metric, np.empty(0, np.float32), norms)
 
 
-def _close_pairs(space: _Space, threshold: float, start: int, other: int, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _close_pairs(space: _Space, threshold: float, start: int, other: int, *, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i < j) within `threshold` with i in the row block at `start` and j in the one at `other`."""
     a = space.rows(slice(start, start + block_rows))
     b = a if other == start else space.rows(slice(other, other + block_rows))
@@ -183,7 +183,7 @@ def identity_clusters(embeddings: np.ndarray, threshold: float, metric: str = "e
     rows, cols, pending = [np.empty(0, np.int64)], [np.empty(0, np.int64)], 0
     for start in range(0, n, block_rows):
         for other in range(start, n, block_rows):
-            i, j = _close_pairs(space, threshold, start, other, block_rows)
+            i, j = _close_pairs(space, threshold, start, other, block_rows=block_rows)
             rows.append(i)
             cols.append(j)
             pending += len(i)
@@ -278,7 +278,7 @@ def _check_split(split, n: int) -> np.ndarray:
     return split
 
 
-def _same_age_near(space: _Space, test: np.ndarray, train: np.ndarray, ages: np.ndarray, threshold: float, block_rows: int) -> int:
+def _same_age_near(space: _Space, test: np.ndarray, train: np.ndarray, ages: np.ndarray, *, threshold: float, block_rows: int) -> int:
     """Test faces with a training face of the exact same age label within `threshold`."""
     count = 0
     for age in np.unique(ages[test]):
@@ -288,7 +288,8 @@ def _same_age_near(space: _Space, test: np.ndarray, train: np.ndarray, ages: np.
     return count
 
 
-def leakage_summary(embeddings: np.ndarray, split, ages, threshold: float, metric: str = "euclidean", *, block_rows: int = BLOCK_ROWS) -> dict:
+def leakage_summary(embeddings: np.ndarray, split, ages, threshold: float, *, metric: str = "euclidean",
+                    block_rows: int = BLOCK_ROWS) -> dict:
     """How much of the test split has a near copy in train, as JSON-ready plain Python types.
 
     test_faces; test_faces_with_near_train (a training face within `threshold`) and its share;
@@ -313,6 +314,6 @@ def leakage_summary(embeddings: np.ndarray, split, ages, threshold: float, metri
         "test_faces": len(distances),
         "test_faces_with_near_train": near,
         "share_with_near_train": near / len(distances) if len(distances) else None,
-        "near_train_same_age": _same_age_near(space, test, train, ages, threshold, block_rows),
+        "near_train_same_age": _same_age_near(space, test, train, ages, threshold=threshold, block_rows=block_rows),
         "median_nearest_train_distance": float(np.median(distances)) if len(distances) and train.any() else None,
     }

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stages.lib.core.cli import UserError
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.core.labels import DEFAULT_AGE_BANDS, band_labels
@@ -68,7 +69,7 @@ COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES
 }
 
 
-class AuditError(ValueError):
+class AuditError(UserError, ValueError):
     """Input the audit cannot use (the table, --out); the message names the file and the fix."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stages.lib.core.cli import UserError
 from stages.lib.datasets import ADAPTERS, AdapterResult, DatasetError, parse_options, read_dataset
 from stages.lib.sources.plan import MANUAL_DOWNLOAD
 from stages.lib.core.params import Params, ParamsError, load_params
@@ -27,7 +28,7 @@ from stages.lib.core.schema import SchemaError, manifest_frame, rejects_frame, w
 GENERATED_IMAGES = "images"
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     """A dataset this stage cannot prepare; the message says what to do."""
 
 

@@ -46,6 +46,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from stages.lib.core.cli import UserError
+
 FEATURE_DIM = 128
 CHIP_SIZE = 150  # compute_face_descriptor aligns each face to a 150x150 chip before the network
 PRECROPPED_FACE_FRACTION = 0.8  # a dataset's own face crop: HOG's face box covers 0.80-0.86 of it
@@ -58,7 +60,7 @@ RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 LANDMARK_MODEL = "shape_predictor_5_face_landmarks.dat"
 
 
-class BackboneUnavailable(ImportError):
+class BackboneUnavailable(UserError, ImportError):
     """The optional dlib extra is not installed; the message says how to install it."""
 
 

@@ -21,6 +21,8 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from stages.lib.core.cli import UserError
+
 # The architecture the published files were trained with; a model built otherwise cannot load them.
 PUBLISHED_INPUT_SIZE = 224
 PUBLISHED_CONV_WIDTHS = (64, 128, 256, 512, 512)
@@ -35,7 +37,7 @@ PUBLISHED_OUTPUT_CLASSES = {"vgg_face": VGG_FACE_CLASSES, "age": 101, "gender": 
 NamedWeights = list[tuple[str, list[np.ndarray]]]
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserError, ValueError):
     """A weights file that is not a Keras-2 HDF5 weights file, or that does not fit the model."""
 
 

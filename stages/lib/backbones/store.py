@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from stages.lib.core.cli import UserError
 from stages.lib.backbones.vgg_face import resize_uint8
 from stages.lib.backbones.registry import Embed, describe, load
 from stages.lib.core.progress import progress as progress_display
@@ -59,7 +60,7 @@ PREPROCESSING = "decode RGB, bilinear antialiased resize to input_size rounded t
 DEFAULT_CHUNK_ROWS = 2048
 
 
-class FeaturesError(RuntimeError):
+class FeaturesError(UserError, RuntimeError):
     """The features pass cannot run on these inputs, or its outputs are incomplete."""
 
 

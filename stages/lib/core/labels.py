@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.cli import UserError
+
 GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")
 DEFAULT_AGE_BANDS = (0, 16, 31, 46, 61)  # the study's bands' lower edges: 0-15, 16-30, 31-45, 46-60, 61+
@@ -33,7 +35,7 @@ _RACE_WORDS = {
 }
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A label that no rule maps to the normalised vocabulary."""
 
 

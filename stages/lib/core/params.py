@@ -14,13 +14,14 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.labels import DEFAULT_AGE_BANDS
 
 PARAMS_FILE = Path("params.yaml")
 WEIGHTS_FOLDER = "weights"  # the model files' folder inside paths.raw (a dataset cannot take this name)
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """params.yaml holds a key or value the pipeline cannot use."""
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from stages.lib.core.cli import UserError
+
 MANIFEST_COLUMNS = ["id", "dataset", "path", "age", "gender", "race", "identity", "box", "cropped", "source_meta"]
 REJECT_COLUMNS = ["dataset", "path", "stage", "reason"]
 PREDICTION_COLUMNS = [
@@ -51,7 +53,7 @@ def resampling_clusters(rows: pd.DataFrame) -> pd.Series:
     return labelled.where(identity.notna(), look_alike).rename(CLUSTER_COLUMN)
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A table that does not follow its contract."""
 
 

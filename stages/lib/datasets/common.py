@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.params import Labels
 
 STAGE = "prepare"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Raw files an adapter cannot read at all (no label file, wrong layout); the message says the fix."""
 
 

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.labels import LabelError, as_code, normalise_age, normalise_gender, normalise_race
 from stages.lib.datasets.utkface import name_fields
 from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN, PREDICTION_COLUMNS
@@ -61,7 +62,7 @@ GENDER_CODES: dict[str, dict[int, str]] = {
 }
 
 
-class ColumnError(ValueError):
+class ColumnError(UserError, ValueError):
     """A column the user named, or one the evaluation cannot do without, is not in the table."""
 
 

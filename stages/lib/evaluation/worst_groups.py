@@ -31,6 +31,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN
 from stages.lib.evaluation.intervals import Bootstrap, cluster_codes, group_rng, percentile_interval
 
@@ -48,7 +49,7 @@ SUMMARY_COLUMNS = ["dataset", "experiment", "statistic", "n", "value", "ci_low",
                    "best_group", "change", "change_ci_low", "change_ci_high"]
 
 
-class PairingError(ValueError):
+class PairingError(UserError, ValueError):
     """The reference experiment is missing, so nothing can be paired with it."""
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from stages.lib.core.cli import UserError
 from stages.lib.faces.geometry import Detection
 
 DETECTORS = ("yunet", "haar")
@@ -25,7 +26,7 @@ HAAR_MIN_NEIGHBOURS = 5
 YUNET_NMS_THRESHOLD = 0.3
 
 
-class CropError(RuntimeError):
+class CropError(UserError, RuntimeError):
     """The crop stage (or predict) cannot run at all (no detector model, unwritable output); the message
     says the fix."""
 

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from stages.lib.core.cli import UserError
 from stages.lib.heads.sampling import group_codes
 from stages.lib.heads.training import Budget, TaskRows
 
 
-class MitigationError(ValueError):
+class MitigationError(UserError, ValueError):
     """A mitigation the finetune data cannot support (e.g. an adversary for a label no row has)."""
 
 

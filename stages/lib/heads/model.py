@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.schema import (BAND_COLUMN, CLUSTER_COLUMN, PREDICTION_COLUMNS, require_columns,
                                     resampling_clusters)
 
@@ -34,7 +35,7 @@ Init = Literal["published", "backbone", "random"]
 LayerWeights = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
-class HeadWeightsError(ValueError):
+class HeadWeightsError(UserError, ValueError):
     """Starting weights that do not fit the head they are meant for."""
 
 

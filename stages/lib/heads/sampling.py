@@ -15,10 +15,11 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.labels import age_band
 
 
-class SamplingError(ValueError):
+class SamplingError(UserError, ValueError):
     """An oversampling rule or age band that cannot be applied."""
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.progress import Progress, progress as show_progress
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -36,7 +37,7 @@ _MAX_LINK_HOPS = 40  # like the kernel's limit: deeper chains are loops or attac
 _CHUNK = 1 << 20
 
 
-class ArchiveError(ValueError):
+class ArchiveError(UserError, ValueError):
     """An archive that cannot be read."""
 
 

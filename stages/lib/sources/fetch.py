@@ -41,6 +41,7 @@ from urllib.request import Request, urlopen
 
 import yaml
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.progress import Progress, progress as show_progress
 from stages.lib.sources.archives import ArchiveError, Extracted, extract_archive, is_archive
 from stages.lib.sources.packages import PackageError, fetch_package_member
@@ -60,7 +61,7 @@ _LOCK_HEADER = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A source that could not be fetched; the message says what to do."""
 
 

@@ -34,8 +34,10 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
+from stages.lib.core.cli import UserError
 
-class PackageError(RuntimeError):
+
+class PackageError(UserError, RuntimeError):
     """The package could not be downloaded, or does not hold the member."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from stages.lib.backbones.store import FeaturesError, open_features
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.core.schema import read_manifest
 from stages.lib.heads.framing import Framing, read_framing, training_framing, write_framing
 from stages.lib.heads.mitigation import MitigationError, train_experiment_heads
@@ -69,8 +70,9 @@ def fit_experiment(params, experiment, manifest, features, train, val) -> tuple[
     return models, histories, {}, trained_on
 
 
-def run(experiment_name: str) -> None:
-    """Train one experiment's heads and write its models and predictions (paths relative to the cwd)."""
+def run(experiment_name: str) -> int:
+    """Train one experiment's heads and write its models and predictions (paths relative to the cwd);
+    returns how many faces it predicted."""
     params = load_params()
     if experiment_name not in params.experiments:
         raise ParamsError(f"experiment {experiment_name!r} is not in params.yaml's experiments: "
@@ -96,6 +98,7 @@ def run(experiment_name: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(out, index=False)
     print(f"{experiment_name}: {len(predictions)} predictions -> {out}")
+    return len(predictions)
 
 
 def write_json(data: dict, path: Path) -> None:
@@ -106,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="a key of params.yaml's `experiments`")
     experiment = parser.parse_args(argv).experiment
+    timing = start_timing("train", key=experiment)
     try:
-        run(experiment)
+        timing.finish(faces=run(experiment))
     except (ParamsError, SamplingError, MitigationError, FeaturesError, HeadWeightsError, FileNotFoundError) as exc:
         raise SystemExit(f"train@{experiment}: {exc}") from None
 

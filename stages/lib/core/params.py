@@ -277,6 +277,7 @@ class Paths(Strict):
     compare_features: Path  # compare: the other backbones' features (kept while their inputs match)
     compare_reports: Path   # compare: the other backbones' evaluations (and their heads' test predictions)
     probe: Path             # probe: linear probes of race and gender, and balanced heads, per backbone
+    timing: Path            # every stage: its last run's wall and CPU seconds (core/timing.py; git-ignored)
 
     @model_validator(mode="after")
     def _weights_inside_raw(self) -> "Paths":

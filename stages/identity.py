@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             status = skipped_status(clusters)
         else:
             meta = run_features(read_manifest(params.paths.crops_manifest), identity_params(params), out,
-                                show_progress=False if args.no_progress else None)
+                                show_progress=False if args.no_progress else None, workers=params.crop.workers)
             status = {"computed": True, "embedding": "dlib_resnet", "rows": meta["shape"][0], "reason": None}
     except BackboneUnavailable as missing:
         status = {"computed": False, "embedding": "dlib_resnet", "reason": str(missing)}

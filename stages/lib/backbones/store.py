@@ -40,7 +40,7 @@ import pandas as pd
 import tensorflow as tf
 
 from stages.lib.backbones.vgg_face import resize_uint8
-from stages.lib.backbones.registry import Embed, describe, load
+from stages.lib.backbones.registry import Embed, close_embed, describe, load
 from stages.lib.core.progress import progress as progress_display
 
 FEATURES_FILE = "features.npy"
@@ -274,10 +274,12 @@ def run_features(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
+    workers: int = 1,
 ) -> dict:
     """The whole stage on a manifest: check inputs, load the params' backbone, run or resume the pass in
     `partial_dir(out_dir)`, then write the finished outputs into out_dir. Returns the meta written.
-    A finished pass over the same inputs already in out_dir is kept as it is (its meta returned)."""
+    A finished pass over the same inputs already in out_dir is kept as it is (its meta returned).
+    `workers`: processes a single-threaded backbone (dlib) embeds in; the features do not depend on it."""
     root, out_dir = Path(root), Path(out_dir)
     work_dir = partial_dir(out_dir)
     if manifest.empty:
@@ -309,13 +311,16 @@ def run_features(
     finished = _finished_meta(out_dir, fingerprint)
     if finished is not None:
         return finished
-    _, embed = load(params.backbone, params.seed, weights_dir)
-    extract_features(
-        embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
-        input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
-        chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
-        published_outputs=spec.published_outputs,
-    )
+    _, embed = load(params.backbone, params.seed, weights_dir, workers=workers)
+    try:
+        extract_features(
+            embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
+            input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
+            chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
+            published_outputs=spec.published_outputs,
+        )
+    finally:
+        close_embed(embed)
     meta = {
         **config,
         "fingerprint": fingerprint,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE_STAGES = ["evaluate", "report", "params", "download", "prepare"]
@@ -26,3 +28,18 @@ def test_the_check_sees_a_tensorflow_import():
     code = "import sys, stages.features\nprint('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"
+
+
+def test_params_and_download_run_without_tensorflow(tmp_path):
+    """Not only their imports: running them (the demo's params; nothing to fetch) loads no TensorFlow.
+    Both describe the backbone, which must not build it."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "profile": "demo"}, sort_keys=False))
+    code = ("import sys\nfrom stages import download, params\n"
+            "assert params.main([]) == 0 and download.main(['--no-progress']) == 0\n"
+            "print('heavy:' + ','.join(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "heavy:"
+    assert (tmp_path / "data" / "params.yaml").is_file()  # the stages did run

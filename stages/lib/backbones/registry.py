@@ -79,7 +79,7 @@ class VggFace:
     """The study's VGG-Face to pool5; published weights or, for the offline demo, a seeded random init."""
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
-        from stages.lib.backbones.vgg_face import cut_shape
+        from stages.lib.backbones.vgg_shape import cut_shape
 
         published = uses_published_weights(config)
         return BackboneSpec(

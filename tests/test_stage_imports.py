@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE_STAGES = ["evaluate", "report", "params", "download", "prepare"]
+# split reads a finished features pass, identity makes none unless clusters use dlib (then its pass imports it)
+TABLE_STAGES = ["evaluate", "report", "params", "download", "prepare", "split", "identity"]
 
 
 @pytest.mark.parametrize("stage", TABLE_STAGES)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stages.lib.core.timing import read_timings, start_timing, timing_record, timing_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,16 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_finish_writes_wall_cpu_and_rate_of_the_run(tmp_path):
     timing = start_timing("train", key="retrained")
-    deadline = time.perf_counter() + 0.3
-    while time.perf_counter() < deadline:  # busy: CPU seconds must follow the wall clock
+    started = time.process_time()
+    while time.process_time() - started < 0.2:  # 0.2 CPU s, however loaded the machine
         pass
     record = timing.finish(faces=600, folder=tmp_path)
     written = json.loads((tmp_path / "train@retrained.json").read_text())
     assert written == record
     assert record["stage"] == "train@retrained"
-    assert 0.3 <= record["wall_s"] < 5
-    assert 0.1 <= record["cpu_s"] <= record["wall_s"] + 0.05
-    assert abs(record["faces_per_s"] - 600 / record["wall_s"]) < 1
+    assert 0.2 <= record["cpu_s"] <= record["wall_s"] + 0.05 < 60
+    assert record["faces_per_s"] == pytest.approx(600 / record["wall_s"], rel=0.01)
+    assert record["cpu_share"] == pytest.approx(record["cpu_s"] / (record["wall_s"] * record["cores"]), rel=0.01)
 
 
 def test_cpu_seconds_count_the_worker_processes_waited_for(tmp_path):

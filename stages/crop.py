@@ -20,6 +20,7 @@ from stages.lib.faces.crop import CropError, CropSettings, crop_manifest
 from stages.lib.faces.stats import crop_quality, precropped_detection
 from stages.lib.sources.plan import weight_path
 from stages.lib.core.params import Params, ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
 
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.crop", description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    timing = start_timing("crop")
     try:
         params = load_params()
         manifest = read_prepared(params)
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for detector, measured in entry.get("detection_on_precropped", {}).items():
             line += f"; {detector} finds {measured['rate']:.1%} of its {measured['attempted']:,} ready crops"
         print(line)
+    timing.finish(faces=len(manifest))
     return 0
 
 

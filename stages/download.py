@@ -21,6 +21,7 @@ from stages.lib.backbones.h5weights import PUBLISHED_OUTPUT_CLASSES, check_publi
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.wide_resnet import check_published_file as check_wide_resnet_file
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.faces.detect import check_yunet_model
 from stages.lib.sources.fetch import DownloadError, Fetcher, FileCheck, format_summary
 from stages.lib.sources.plan import needed_weights, plan_fetches
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    timing = start_timing("download")
     try:
         params = load_params()
         backbone_weights = describe(params.backbone).weights
@@ -62,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     report = fetcher.fetch_all(items)
     write_weights_receipt(params.paths.weights, needed_weights(params, backbone_weights))
     print(format_summary(report))
-    return 1 if report.errors else 0
+    if report.errors:
+        return 1
+    timing.finish()
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.core.schema import SchemaError
 from stages.lib.evaluation.results import evaluate_experiment, headline_line
 
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="an experiment named in params.yaml `experiments`")
     args = parser.parse_args(argv)
+    timing = start_timing("evaluate", key=args.experiment)
     try:
         params = load_params()
         params.experiment(args.experiment)
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for dataset, figures in overall.items():
         print(f"{args.experiment} on {dataset}: n={figures['n']:,} {headline_line(figures)}")
+    timing.finish(faces=sum(figures["n"] for figures in overall.values()))
     return 0
 
 

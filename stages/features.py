@@ -20,6 +20,7 @@ from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import DEFAULT_CHUNK_ROWS, FeaturesError, run_features
 from stages.lib.backbones.vgg_face import set_precision_for_device
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.core.schema import SchemaError, read_manifest
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows per resumable chunk (rounded up to whole batches)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     args = parser.parse_args(argv)
+    timing = start_timing("features")
     try:
         params = load_params()
         describe(params.backbone)  # an unknown backbone.name fails here, before anything is read
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     paths.throughput.write_text(json.dumps(meta["throughput"], indent=2) + "\n")
     print(f"features: {meta['shape'][0]} crops -> {paths.features / meta['file']} {tuple(meta['shape'])} float16 "
           f"({params.backbone.name}, {meta['device']}, {policy}, {meta['throughput']['images_per_second']} images/s)")
+    timing.finish(faces=meta["shape"][0])
     return 0
 
 

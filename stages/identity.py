@@ -18,6 +18,7 @@ import sys
 from stages.lib.backbones.dlib_resnet import BackboneUnavailable
 from stages.lib.backbones.store import FeaturesError, run_features
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.core.schema import read_manifest
 from stages.lib.splitting.identity import (STATUS_FILE, identity_params, needs_identity_pass, skipped_status,
                                            write_status)
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.identity", description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     args = parser.parse_args(argv)
+    timing = start_timing("identity")
     try:
         params = load_params()
         out = params.paths.identity
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             status = skipped_status(clusters)
         else:
             meta = run_features(read_manifest(params.paths.crops_manifest), identity_params(params), out,
-                                show_progress=False if args.no_progress else None)
+                                show_progress=False if args.no_progress else None, workers=params.crop.workers)
             status = {"computed": True, "embedding": "dlib_resnet", "rows": meta["shape"][0], "reason": None}
     except BackboneUnavailable as missing:
         status = {"computed": False, "embedding": "dlib_resnet", "reason": str(missing)}
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     write_status(out, status)
     print(f"identity: {status['rows']:,} dlib descriptors in {out}" if status["computed"]
           else f"identity: no pass ({status['reason']})")
+    timing.finish(faces=status.get("rows"))
     return 0
 
 

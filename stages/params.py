@@ -18,6 +18,7 @@ import yaml
 from stages.lib.backbones import published
 from stages.lib.backbones.registry import describe
 from stages.lib.core.params import Params, ParamsError, load_params, resolved
+from stages.lib.core.timing import start_timing
 
 
 def check_audit_models(params: Params) -> None:
@@ -31,6 +32,7 @@ def check_audit_models(params: Params) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(argv)
+    timing = start_timing("params")
     try:
         params = load_params()
         describe(params.backbone)
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     target.write_text("# Written by `python -m stages.params` from params.yaml (profile applied): do not edit.\n"
                       + yaml.safe_dump(resolved(params), sort_keys=False))
     print(f"params: profile {params.profile} -> {target}")
+    timing.finish()
     return 0
 
 

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"predict: warning: {warning}", file=sys.stderr)
     print(f"predict: faces framed as {framing.describe()} ({framing.source})", file=sys.stderr)
     results, found = predict_photos(args.photos, Cutting(detector, framing.margin or 0.0, params.crop.size),
-                                    (spec, embed), heads)
+                                    (spec, embed), heads, batch_size=params.backbone.batch_size,
+                                    keep_found=args.annotate is not None)
     print(results.to_json(orient="records", indent=2) if args.json else format_table(results))
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)

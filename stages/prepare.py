@@ -22,6 +22,7 @@ from stages.lib.core.cli import UserError
 from stages.lib.datasets import ADAPTERS, AdapterResult, DatasetError, parse_options, read_dataset
 from stages.lib.sources.plan import MANUAL_DOWNLOAD
 from stages.lib.core.params import Params, ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.datasets.quality import summarise
 from stages.lib.core.schema import SchemaError, manifest_frame, rejects_frame, write_manifest, write_rejects
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="DATASET", help="prepare just these datasets")
     parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args = parser.parse_args(argv)
+    timing = start_timing("prepare")
     try:
         params = load_params(args.params)
         names = chosen_datasets(params, args.only)
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, DatasetError, PrepareError, SchemaError) as error:
         print(f"prepare: {error}", file=sys.stderr)
         return 1
+    timing.finish()
     return 0
 
 

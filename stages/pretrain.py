@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from stages.lib.backbones.registry import describe, published_output_layers, uses_published_weights
 from stages.lib.core.params import load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.heads.framing import published_framing, training_framing, write_framing
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
@@ -35,6 +36,7 @@ STARTS = ("age", "gender", "vgg_face")  # the published files a head can start f
 
 
 def main() -> None:
+    timing = start_timing("pretrain")
     params = load_params()
     paths = params.paths
     configure_determinism(params.seed)
@@ -58,6 +60,7 @@ def main() -> None:
     save_heads(models, histories, paths.pretrain, summary)
     write_framing(paths.pretrain, framing)
     print(f"pretrain: {', '.join(models) or 'no heads'} -> {paths.pretrain} ({summary['source']})")
+    timing.finish()
 
 
 if __name__ == "__main__":

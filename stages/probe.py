@@ -32,6 +32,7 @@ import pandas as pd
 
 from stages.lib.backbones.store import FeaturesError, open_features
 from stages.lib.core.params import Params, ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.core.schema import read_manifest
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBE_COLUMNS, PROBES_FILE, probe_summary
 from stages.lib.evaluation.results import bootstrap_from
@@ -123,6 +124,7 @@ def headline(probes: pd.DataFrame, balanced: pd.DataFrame) -> dict:
 
 
 def main() -> int:
+    timing = start_timing("probe")
     try:
         params = load_params()
         manifest = read_manifest(params.paths.manifest)
@@ -140,6 +142,7 @@ def main() -> int:
     for row in probes.itertuples():
         print(f"probe: {row.backbone} {row.attribute} on {row.dataset}: balanced accuracy {row.balanced_accuracy:.1%} "
               f"[{row.ci_low:.1%}, {row.ci_high:.1%}], chance {row.chance:.1%}")
+    timing.finish(faces=len(manifest))
     return 0
 
 

@@ -38,6 +38,7 @@ from stages.lib.backbones.store import FeaturesError, open_features
 from stages.lib.splitting.identity import needs_identity_pass, read_status
 from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
 from stages.lib.core.params import Clusters, ParamsError, load_params
+from stages.lib.core.timing import start_timing
 from stages.lib.core.schema import read_manifest, write_manifest
 from stages.lib.backbones.registry import pretrain_trains_heads
 from stages.lib.splitting.split import (all_to_test, evaluated_whole, follow_shared_photos, naive_split_manifest,
@@ -95,6 +96,7 @@ def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.split", description=__doc__.splitlines()[0])
     parser.parse_args(argv)
+    timing = start_timing("split")
     try:
         params = load_params()
         manifest = read_manifest(params.paths.crops_manifest)
@@ -139,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"grouped {leaks['grouped']['test_faces_with_near_train']}") if leaks else ""
         same = "; the naive split is identical to the grouped one" if entry["naive_equals_grouped"] else ""
         print(f"split: {name}: {rows}{shared}{same}")
+    timing.finish(faces=len(manifest))
     return 0
 
 

@@ -23,21 +23,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stages.lib.backbones.store import FeaturesError, open_features
-from stages.lib.core.params import ParamsError, load_params
+from stages.lib.backbones.store import open_features
+from stages.lib.core.params import load_params
+from stages.lib.core.cli import run_stage
 from stages.lib.core.files import write_json
 from stages.lib.core.schema import read_manifest
 from stages.lib.heads.framing import heads_framing, write_framing
-from stages.lib.heads.loops import MitigationError
 from stages.lib.heads.methods import fit_experiment
-from stages.lib.heads.model import HeadWeightsError
-from stages.lib.heads.sampling import SamplingError
 from stages.lib.heads.training import (HeadData, configure_determinism, predict_fitted, role_splits, save_heads,
                                        with_split)
 
 
-def run(experiment_name: str) -> None:
-    """Load, pick the experiment's method from the heads registry, fit, save (paths relative to the cwd)."""
+def run(experiment_name: str) -> int:
+    """Load, pick the experiment's method from the heads registry, fit, save (paths relative to the cwd);
+    returns how many faces it predicted."""
     params = load_params()
     experiment, paths = params.experiment(experiment_name), params.paths
     configure_determinism(params.seed)
@@ -61,18 +60,14 @@ def run(experiment_name: str) -> None:
     table.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(table, index=False)
     print(f"{experiment_name}: {len(predictions)} predictions -> {table}")
+    return len(predictions)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="a key of params.yaml's `experiments`")
     experiment = parser.parse_args(argv).experiment
-    try:
-        run(experiment)
-    except (ParamsError, SamplingError, MitigationError, FeaturesError, HeadWeightsError, FileNotFoundError) as exc:
-        print(f"train@{experiment}: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage("train", lambda: run(experiment), key=experiment)
 
 
 if __name__ == "__main__":

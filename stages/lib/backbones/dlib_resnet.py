@@ -28,7 +28,8 @@ regression on the embeddings:
   faces against 81% of Southeast Asian ones, so it would make alignment depend on race.
   The detector gains nothing over a rectangle that fits the crop's convention, and costs a branch.
 - Speed: 15.3 faces/s in one process (landmarks 0.4 ms, HOG 3 ms, the network the rest; dlib runs
-  single-threaded), 19 faces/s with two processes.
+  single-threaded), so the identity pass embeds in worker processes (`PooledEmbedder`, `crop.workers`
+  of them): bench/bench_identity.py measures the rate of 1 and 2 on the same faces.
 - Neighbours: with a random 70/30 split of those 3,000 UTKFace faces, 15.9% of test faces have a
   training face within 0.4 (15.6% at fraction 0.75, where radius 0.3 gives 3.8% and 0.6 95.7%,
   and the rest of this item was measured): 81% of babies (0-5) but 7.5-11% of older
@@ -40,6 +41,7 @@ regression on the embeddings:
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -164,3 +166,42 @@ def margin_embedder(models: DlibModels):
         return out
 
     return embed
+
+
+_worker_embed = None  # a worker process's margin_embedder, loaded once by _start_worker
+
+
+def _start_worker() -> None:
+    global _worker_embed
+    _worker_embed = margin_embedder(load_dlib_models())
+
+
+def _embed_in_worker(chunk: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return _worker_embed(*chunk)
+
+
+class PooledEmbedder:
+    """`margin_embedder` in `workers` processes: dlib's network runs on one thread, so one process per
+    core is how the identity pass uses them all. Each face is embedded on its own, by the same code,
+    so the rows are the same, bit for bit, whatever the number of workers. `close()` ends the workers.
+
+    A batch is cut into `chunks_per_worker` chunks per worker, so that a slow chunk leaves little
+    idle time before the next batch."""
+
+    def __init__(self, workers: int, chunks_per_worker: int = 4):
+        load_dlib_models()  # a missing extra fails here, in this process, with the install hint
+        self.chunks = workers * chunks_per_worker
+        # spawn: a fresh interpreter per worker, safe whatever threads (TensorFlow's) the parent has started
+        self.pool = multiprocessing.get_context("spawn").Pool(workers, _start_worker)
+
+    def __call__(self, images, margins) -> np.ndarray:
+        images, margins = np.asarray(images), np.asarray(margins, dtype=float)
+        if not len(images):
+            return np.empty((0, FEATURE_DIM), dtype=np.float32)
+        bounds = np.array_split(np.arange(len(images)), min(self.chunks, len(images)))
+        chunks = [(images[rows[0]:rows[-1] + 1], margins[rows[0]:rows[-1] + 1]) for rows in bounds]
+        return np.concatenate(self.pool.map(_embed_in_worker, chunks, chunksize=1))
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()

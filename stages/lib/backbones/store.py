@@ -37,14 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from stages.lib.core.cli import UserError
-from stages.lib.backbones.vgg_face import resize_uint8
-from stages.lib.backbones.registry import Embed, describe, load
+from stages.lib.backbones.registry import Embed, close_embed, describe, load
 from stages.lib.core.progress import progress as progress_display
 
 FEATURES_FILE = "features.npy"
@@ -107,8 +104,14 @@ def inputs_fingerprint(ids: Sequence[str], paths: Sequence[Path], config: dict) 
     return digest.hexdigest()
 
 
-def image_dataset(paths: Sequence[Path], rows: Sequence[int], input_size: int, batch_size: int) -> tf.data.Dataset:
-    """Batches of (rows, uint8 images): files read, decoded and resized in parallel, in order, prefetched."""
+def image_dataset(paths: Sequence[Path], rows: Sequence[int], input_size: int, batch_size: int) -> "tf.data.Dataset":
+    """Batches of (rows, uint8 images): files read, decoded and resized in parallel, in order, prefetched.
+
+    TensorFlow is imported here and in the pass, not by the module: the stages that only read a
+    finished pass (split, the identity stage when it makes none) need not load it."""
+    import tensorflow as tf
+
+    from stages.lib.backbones.vgg_face import resize_uint8
 
     def load(row, path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -127,6 +130,8 @@ def _next_batch(batches, paths: Sequence[Path], rows: Sequence[int], position: i
     tf.data's decode error does not say which file failed, so on error the files from the current
     position on are decoded one by one to find it.
     """
+    import tensorflow as tf
+
     try:
         return next(batches)
     except StopIteration:
@@ -282,10 +287,15 @@ def run_features(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
+    workers: int = 1,
 ) -> dict:
     """The whole stage on a manifest: check inputs, load the params' backbone, run or resume the pass in
     `partial_dir(out_dir)`, then write the finished outputs into out_dir. Returns the meta written.
-    A finished pass over the same inputs already in out_dir is kept as it is (its meta returned)."""
+    A finished pass over the same inputs already in out_dir is kept as it is (its meta returned).
+    `workers`: processes a single-threaded backbone (dlib) embeds in; the features do not depend on it."""
+    import keras
+    import tensorflow as tf
+
     root, out_dir = Path(root), Path(out_dir)
     work_dir = partial_dir(out_dir)
     if manifest.empty:
@@ -317,13 +327,16 @@ def run_features(
     finished = _finished_meta(out_dir, fingerprint)
     if finished is not None:
         return finished
-    _, embed = load(params.backbone, params.seed, weights_dir)
-    extract_features(
-        embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
-        input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
-        chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
-        published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
-    )
+    _, embed = load(params.backbone, params.seed, weights_dir, workers=workers)
+    try:
+        extract_features(
+            embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
+            input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
+            chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
+            published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
+        )
+    finally:
+        close_embed(embed)
     meta = {
         **config,
         "fingerprint": fingerprint,

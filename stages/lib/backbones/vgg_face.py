@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from stages.lib.backbones.vgg_shape import CUTS, cut_shape  # noqa: F401  (cut_shape: re-exported)
 from stages.lib.backbones.h5weights import (
     CONV_LAYERS_PER_BLOCK,
     PUBLISHED_CONV_WIDTHS,
@@ -31,7 +32,6 @@ from stages.lib.backbones.h5weights import (
     read_keras2_weights,
 )
 
-CUTS = ("pool5",)
 
 
 def _initializers(seed: int | None, layer_index: int) -> dict:
@@ -99,14 +99,6 @@ def backbone_trunk(model: keras.Model, cut: str = "pool5") -> keras.Model:
     trunk = keras.Model(model.input, model.get_layer(cut).output, name=f"vgg_face_to_{cut}")
     trunk.trainable = False
     return trunk
-
-
-def cut_shape(input_size: int, conv_widths: Sequence[int], cut: str = "pool5") -> tuple[int, int, int]:
-    """The trunk's output shape (k, k, C5) for one image, without building anything."""
-    if cut not in CUTS:
-        raise ValueError(f"cut {cut!r} is not supported; allowed: {', '.join(CUTS)}")
-    k = input_size // 32
-    return (k, k, int(conv_widths[-1]))
 
 
 def dense_fc6_kernel(conv_kernel: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 file that is not what it should be) is one line on stderr, `<stage>: <what is wrong and the fix>`,
 and exit code 2; never a traceback. Errors a user can cause derive from `UserError` (ParamsError,
 SchemaError, FeaturesError, ...); a missing file is Python's FileNotFoundError, whose message names
-the command that makes it."""
+the command that makes it. A DVC stage's successful run is timed (core/timing.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,21 @@ class UserError(Exception):
 USER_MISTAKES = (UserError, FileNotFoundError)
 
 
-def run_stage(name: str, body: Callable[[], int | None]) -> int:
-    """Run a stage's `body`; its exit code (0 when it returns None), or 2 with one line for a user mistake."""
+def say_mistake(name: str, mistake: BaseException) -> int:
+    """The one line a user's mistake gets on stderr; returns the exit code, 2."""
+    print(f"{name}: {mistake}", file=sys.stderr)
+    return 2
+
+
+def run_stage(stage: str, body: Callable[[], int | None], *, key: str | None = None) -> int:
+    """Run a DVC stage's `body` (it returns how many faces it processed, or None) and time it: exit code
+    0, or 2 with one line for a user's mistake (`stage@key` names a foreach stage's run)."""
+    from stages.lib.core.timing import start_timing
+
+    timing = start_timing(stage, key=key)
     try:
-        code = body()
+        faces = body()
     except USER_MISTAKES as mistake:
-        print(f"{name}: {mistake}", file=sys.stderr)
-        return 2
-    return 0 if code is None else int(code)
+        return say_mistake(timing.name, mistake)
+    timing.finish(faces=faces)
+    return 0

@@ -16,9 +16,8 @@ import shutil
 import sys
 
 from stages.lib.backbones import published
-from stages.lib.backbones.h5weights import WeightsFileError
+from stages.lib.core.cli import run_stage
 from stages.lib.core.params import ParamsError, load_params
-from stages.lib.core.schema import SchemaError
 from stages.lib.evaluation.published_audit import audit_model, faces_to_audit
 
 
@@ -34,28 +33,27 @@ def summary_line(name: str, dataset: str, figures: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(argv)
-    try:
-        params = load_params()
-        for name in params.audit_models:
-            published.card(name)   # an unknown name fails before any work (the params stage checks it first)
-        params.paths.audit.mkdir(parents=True, exist_ok=True)
-        for stale in [p for p in params.paths.audit.iterdir() if p.is_dir() and p.name not in params.audit_models]:
-            shutil.rmtree(stale)
-        faces = faces_to_audit(params) if params.audit_models else None
-        for name in params.audit_models:
-            headlines = audit_model(published.load(name, params.paths.weights), params, faces)
-            for dataset, figures in headlines.items():
-                if isinstance(figures, dict):
-                    print(f"audit_models: {summary_line(name, dataset, figures)}")
-    except KeyError as error:
-        print(f"audit_models: params.yaml: audit_models: {error.args[0]}", file=sys.stderr)
-        return 2
-    except (ParamsError, SchemaError, FileNotFoundError, WeightsFileError) as error:
-        print(f"audit_models: {error}", file=sys.stderr)
-        return 2
+    return run_stage("audit_models", _run)
+
+
+def _run() -> None:
+    """Every audit_models entry's predictions and evaluation, in paths.audit."""
+    params = load_params()
+    for name in params.audit_models:
+        if name not in published.names():   # the params stage checks it first; this is the one line again
+            raise ParamsError(f"params.yaml: audit_models: {name!r} is not a registered published model; "
+                              f"registered: {', '.join(published.names())}")
+    params.paths.audit.mkdir(parents=True, exist_ok=True)
+    for stale in [p for p in params.paths.audit.iterdir() if p.is_dir() and p.name not in params.audit_models]:
+        shutil.rmtree(stale)
+    faces = faces_to_audit(params) if params.audit_models else None
+    for name in params.audit_models:
+        headlines = audit_model(published.load(name, params.paths.weights), params, faces)
+        for dataset, figures in headlines.items():
+            if isinstance(figures, dict):
+                print(f"audit_models: {summary_line(name, dataset, figures)}")
     if not params.audit_models:
         print(f"audit_models: no model listed in params audit_models; {params.paths.audit} left empty")
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ empty `compare_backbones` compares nothing).
 
 from __future__ import annotations
 
+import sys
+
 import json
 import shutil
 from pathlib import Path
@@ -32,7 +34,7 @@ from stages.lib.backbones.store import run_features
 from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.results import bootstrap_from, headline_line, write_evaluation
 from stages.lib.core.params import Params, load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.core.cli import run_stage
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
@@ -102,8 +104,12 @@ def compare_one(label: str, params: Params) -> dict:
     return overall
 
 
-def main() -> None:
-    timing = start_timing("compare")
+def main() -> int:
+    return run_stage("compare", _run)
+
+
+def _run() -> None:
+    """Each compare_backbones entry's heads, evaluated, in paths.compare_reports."""
     params = load_params()
     set_precision_for_device()
     reports_out, data_out = params.paths.compare_reports, params.paths.compare_features
@@ -120,8 +126,7 @@ def main() -> None:
                   + (f", gender accuracy {figures['gender_accuracy']:.1%}" if figures.get("gender_accuracy") is not None else ""))
     if not params.compare_backbones:
         print("compare: no compare_backbones in params.yaml; nothing to compare")
-    timing.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

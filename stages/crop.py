@@ -16,11 +16,11 @@ import sys
 
 import pandas as pd
 
-from stages.lib.faces.crop import CropError, CropSettings, crop_manifest
+from stages.lib.faces.crop import CropSettings, crop_manifest
 from stages.lib.faces.stats import crop_quality, precropped_detection
 from stages.lib.sources.plan import weight_path
-from stages.lib.core.params import Params, ParamsError, load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.core.params import Params, load_params
+from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
 
 
@@ -46,17 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.crop", description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    timing = start_timing("crop")
-    try:
-        params = load_params()
-        manifest = read_prepared(params)
-        result = crop_manifest(
-            manifest, params.paths.crops, settings_from(params), workers=params.crop.workers,
-            progress=False if args.no_progress else None,
-        )
-    except (ParamsError, CropError, FileNotFoundError) as exc:
-        print(f"crop: {exc}", file=sys.stderr)
-        return 2
+    return run_stage("crop", lambda: _run(args))
+
+
+def _run(args) -> int | None:
+    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
+    params = load_params()
+    manifest = read_prepared(params)
+    result = crop_manifest(
+        manifest, params.paths.crops, settings_from(params), workers=params.crop.workers,
+        progress=False if args.no_progress else None,
+    )
     write_manifest(result.manifest, params.paths.crops_manifest)
     write_rejects(result.rejects, params.paths.crops / "rejects.csv")
     quality = {
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for detector, measured in entry.get("detection_on_precropped", {}).items():
             line += f"; {detector} finds {measured['rate']:.1%} of its {measured['attempted']:,} ready crops"
         print(line)
-    timing.finish(faces=len(manifest))
-    return 0
+    return len(manifest)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stages.lib.core.params import ParamsError, load_params
-from stages.lib.core.timing import start_timing
-from stages.lib.core.schema import SchemaError
+from stages.lib.core.params import load_params
+from stages.lib.core.cli import run_stage
 from stages.lib.evaluation.results import evaluate_experiment, headline_line
 
 
@@ -22,18 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="an experiment named in params.yaml `experiments`")
     args = parser.parse_args(argv)
-    timing = start_timing("evaluate", key=args.experiment)
-    try:
-        params = load_params()
-        params.experiment(args.experiment)
-        overall = evaluate_experiment(args.experiment, params)
-    except (ParamsError, SchemaError, FileNotFoundError) as error:
-        print(f"evaluate: {error}", file=sys.stderr)
-        return 2
+    return run_stage("evaluate", lambda: _run(args), key=args.experiment)
+
+
+def _run(args) -> int | None:
+    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
+    params = load_params()
+    params.experiment(args.experiment)
+    overall = evaluate_experiment(args.experiment, params)
     for dataset, figures in overall.items():
         print(f"{args.experiment} on {dataset}: n={figures['n']:,} {headline_line(figures)}")
-    timing.finish(faces=sum(figures["n"] for figures in overall.values()))
-    return 0
+    return sum(figures["n"] for figures in overall.values())
 
 
 if __name__ == "__main__":

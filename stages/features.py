@@ -14,14 +14,12 @@ import argparse
 import json
 import sys
 
-from stages.lib.backbones.dlib_resnet import BackboneUnavailable
-from stages.lib.backbones.h5weights import WeightsFileError
 from stages.lib.backbones.registry import describe
-from stages.lib.backbones.store import DEFAULT_CHUNK_ROWS, FeaturesError, run_features
+from stages.lib.backbones.store import DEFAULT_CHUNK_ROWS, run_features
 from stages.lib.backbones.vgg_face import set_precision_for_device
-from stages.lib.core.params import ParamsError, load_params
-from stages.lib.core.timing import start_timing
-from stages.lib.core.schema import SchemaError, read_manifest
+from stages.lib.core.cli import run_stage
+from stages.lib.core.params import load_params
+from stages.lib.core.schema import read_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,24 +28,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows per resumable chunk (rounded up to whole batches)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     args = parser.parse_args(argv)
-    timing = start_timing("features")
-    try:
-        params = load_params()
-        describe(params.backbone)  # an unknown backbone.name fails here, before anything is read
-        paths = params.paths
-        policy = set_precision_for_device()
-        manifest = read_manifest(paths.crops_manifest)
-        meta = run_features(manifest, params, paths.features, chunk_rows=args.chunk_rows,
-                            show_progress=False if args.no_progress else None)
-    except (ParamsError, SchemaError, FeaturesError, WeightsFileError, BackboneUnavailable, FileNotFoundError) as exc:
-        print(f"features: {exc}", file=sys.stderr)
-        return 2
+    return run_stage("features", lambda: _run(args))
+
+
+def _run(args) -> int | None:
+    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
+    params = load_params()
+    describe(params.backbone)  # an unknown backbone.name fails here, before anything is read
+    paths = params.paths
+    policy = set_precision_for_device()
+    manifest = read_manifest(paths.crops_manifest)
+    meta = run_features(manifest, params, paths.features, chunk_rows=args.chunk_rows,
+                        show_progress=False if args.no_progress else None)
     paths.throughput.parent.mkdir(parents=True, exist_ok=True)
     paths.throughput.write_text(json.dumps(meta["throughput"], indent=2) + "\n")
     print(f"features: {meta['shape'][0]} crops -> {paths.features / meta['file']} {tuple(meta['shape'])} float16 "
           f"({params.backbone.name}, {meta['device']}, {policy}, {meta['throughput']['images_per_second']} images/s)")
-    timing.finish(faces=meta["shape"][0])
-    return 0
+    return meta["shape"][0]
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ import argparse
 import sys
 
 from stages.lib.backbones.dlib_resnet import BackboneUnavailable
-from stages.lib.backbones.store import FeaturesError, run_features
-from stages.lib.core.params import ParamsError, load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.backbones.store import run_features
+from stages.lib.core.params import load_params
+from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest
 from stages.lib.splitting.identity import (STATUS_FILE, identity_params, needs_identity_pass, skipped_status,
                                            write_status)
@@ -28,29 +28,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.identity", description=__doc__.splitlines()[0])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     args = parser.parse_args(argv)
-    timing = start_timing("identity")
+    return run_stage("identity", lambda: _run(args))
+
+
+def _run(args) -> int | None:
+    """dlib's descriptor of every crop in paths.identity (or why there is none); returns the faces described."""
+    params = load_params()
+    out = params.paths.identity
+    (out / STATUS_FILE).unlink(missing_ok=True)  # a pass that fails leaves no stale status behind
+    clusters = params.split.clusters
     try:
-        params = load_params()
-        out = params.paths.identity
-        (out / STATUS_FILE).unlink(missing_ok=True)  # a pass that fails leaves no stale status behind
-        clusters = params.split.clusters
         if not needs_identity_pass(clusters):
             status = skipped_status(clusters)
         else:
             meta = run_features(read_manifest(params.paths.crops_manifest), identity_params(params), out,
                                 show_progress=False if args.no_progress else None, workers=params.crop.workers)
             status = {"computed": True, "embedding": "dlib_resnet", "rows": meta["shape"][0], "reason": None}
-    except BackboneUnavailable as missing:
+    except BackboneUnavailable as missing:   # no dlib extra: the split keeps identities only, and says why
         status = {"computed": False, "embedding": "dlib_resnet", "reason": str(missing)}
-    except (ParamsError, FileNotFoundError, FeaturesError) as error:
-        print(f"identity: {error}", file=sys.stderr)
-        return 2
     write_status(out, status)
     print(f"identity: {status['rows']:,} dlib descriptors in {out}" if status["computed"]
           else f"identity: no pass ({status['reason']})")
-    timing.finish(faces=status.get("rows"))
-    return 0
-
+    return status.get("rows")
 
 if __name__ == "__main__":
     sys.exit(main())

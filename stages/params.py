@@ -18,7 +18,7 @@ import yaml
 from stages.lib.backbones import published
 from stages.lib.backbones.registry import describe
 from stages.lib.core.params import Params, ParamsError, load_params, resolved
-from stages.lib.core.timing import start_timing
+from stages.lib.core.cli import run_stage
 
 
 def check_audit_models(params: Params) -> None:
@@ -32,26 +32,25 @@ def check_audit_models(params: Params) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(argv)
-    timing = start_timing("params")
-    try:
-        params = load_params()
-        describe(params.backbone)
-        for label in params.compare_backbones:
-            try:
-                describe(params.compared_backbone(label))
-            except ParamsError as error:
-                raise ParamsError(str(error).replace("backbone.name", f"compare_backbones.{label}.name")) from None
-        check_audit_models(params)
-    except ParamsError as error:
-        print(f"params: {error}", file=sys.stderr)
-        return 2
+    return run_stage("params", _run)
+
+
+def _run() -> int | None:
+    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
+    params = load_params()
+    describe(params.backbone)
+    for label in params.compare_backbones:
+        try:
+            describe(params.compared_backbone(label))
+        except ParamsError as error:
+            raise ParamsError(str(error).replace("backbone.name", f"compare_backbones.{label}.name")) from None
+    check_audit_models(params)
     target = params.paths.params
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("# Written by `python -m stages.params` from params.yaml (profile applied): do not edit.\n"
                       + yaml.safe_dump(resolved(params), sort_keys=False))
     print(f"params: profile {params.profile} -> {target}")
-    timing.finish()
-    return 0
+    return None
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.core.cli import UserError
-from stages.lib.datasets import ADAPTERS, AdapterResult, DatasetError, parse_options, read_dataset
+from stages.lib.datasets import ADAPTERS, AdapterResult, parse_options, read_dataset
 from stages.lib.sources.plan import MANUAL_DOWNLOAD
 from stages.lib.core.params import Params, ParamsError, load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.core.cli import run_stage
 from stages.lib.datasets.quality import summarise
 from stages.lib.core.schema import SchemaError, manifest_frame, rejects_frame, write_manifest, write_rejects
 
@@ -98,20 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="DATASET", help="prepare just these datasets")
     parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
     args = parser.parse_args(argv)
-    timing = start_timing("prepare")
-    try:
-        params = load_params(args.params)
-        names = chosen_datasets(params, args.only)
-        for name in names:  # every dataset's options are checked before any work is done
-            parse_options(params.datasets[name].adapter, name, params.datasets[name].options, params.labels)
-        for name in names:
-            quality = prepare_dataset(name, params)
-            print(format_summary(quality, params.paths.interim / name))
-    except (ParamsError, DatasetError, PrepareError, SchemaError) as error:
-        print(f"prepare: {error}", file=sys.stderr)
-        return 1
-    timing.finish()
-    return 0
+    return run_stage("prepare", lambda: _run(args))
+
+
+def _run(args) -> int | None:
+    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
+    params = load_params(args.params)
+    names = chosen_datasets(params, args.only)
+    for name in names:  # every dataset's options are checked before any work is done
+        parse_options(params.datasets[name].adapter, name, params.datasets[name].options, params.labels)
+    for name in names:
+        quality = prepare_dataset(name, params)
+        print(format_summary(quality, params.paths.interim / name))
+    return None
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ as the train stage does.
 
 from __future__ import annotations
 
+import sys
+
 from stages.lib.backbones.registry import describe, published_output_layers, uses_published_weights
 from stages.lib.core.params import load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.core.cli import run_stage
 from stages.lib.heads.framing import published_framing, training_framing, write_framing
 from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
@@ -35,8 +37,12 @@ from stages.lib.heads.training import (HeadData, configure_determinism, publishe
 STARTS = ("age", "gender", "vgg_face")  # the published files a head can start from
 
 
-def main() -> None:
-    timing = start_timing("pretrain")
+def main() -> int:
+    return run_stage("pretrain", _run)
+
+
+def _run() -> None:
+    """The heads every experiment starts from, their history and framing, in paths.pretrain."""
     params = load_params()
     paths = params.paths
     configure_determinism(params.seed)
@@ -60,8 +66,7 @@ def main() -> None:
     save_heads(models, histories, paths.pretrain, summary)
     write_framing(paths.pretrain, framing)
     print(f"pretrain: {', '.join(models) or 'no heads'} -> {paths.pretrain} ({summary['source']})")
-    timing.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

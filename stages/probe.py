@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib.backbones.store import FeaturesError, open_features
-from stages.lib.core.params import Params, ParamsError, load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.backbones.store import open_features
+from stages.lib.core.params import Params, load_params
+from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBE_COLUMNS, PROBES_FILE, probe_summary
 from stages.lib.evaluation.results import bootstrap_from
 from stages.lib.evaluation.worst_groups import RANDOM_START, SUMMARY_COLUMNS, summarise_experiments
 from stages.lib.heads.probe import fit_probe, probe_predictions
-from stages.lib.heads.sampling import SamplingError, balanced_indices, group_codes
+from stages.lib.heads.sampling import balanced_indices, group_codes
 from stages.lib.heads.training import (HeadData, configure_determinism, predict_heads, role_splits, start_for,
                                        train_heads)
 from stages.lib.splitting.identity import holds_features_of
@@ -124,14 +124,14 @@ def headline(probes: pd.DataFrame, balanced: pd.DataFrame) -> dict:
 
 
 def main() -> int:
-    timing = start_timing("probe")
-    try:
-        params = load_params()
-        manifest = read_manifest(params.paths.manifest)
-        results = [probe_backbone(label, p, folder, manifest) for label, p, folder in probed_backbones(params)]
-    except (ParamsError, FeaturesError, SamplingError, FileNotFoundError, ValueError) as exc:
-        print(f"probe: {exc}", file=sys.stderr)
-        return 2
+    return run_stage("probe", _run)
+
+
+def _run() -> int:
+    """Linear probes and balanced heads per backbone, in paths.probe; returns the faces probed."""
+    params = load_params()
+    manifest = read_manifest(params.paths.manifest)
+    results = [probe_backbone(label, p, folder, manifest) for label, p, folder in probed_backbones(params)]
     probes = pd.concat([r[0] for r in results], ignore_index=True)[PROBE_COLUMNS]
     balanced = pd.concat([r[1] for r in results], ignore_index=True)
     out = params.paths.probe
@@ -142,8 +142,7 @@ def main() -> int:
     for row in probes.itertuples():
         print(f"probe: {row.backbone} {row.attribute} on {row.dataset}: balanced accuracy {row.balanced_accuracy:.1%} "
               f"[{row.ci_low:.1%}, {row.ci_high:.1%}], chance {row.chance:.1%}")
-    timing.finish(faces=len(manifest))
-    return 0
+    return len(manifest)
 
 
 if __name__ == "__main__":

@@ -10,23 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stages.lib.core.params import ParamsError, load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.core.params import load_params
+from stages.lib.core.cli import run_stage
 from stages.lib.reporting.report import build_report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(argv)
-    timing = start_timing("report")
-    try:
-        path = build_report(load_params())
-    except ParamsError as error:
-        print(f"report: {error}", file=sys.stderr)
-        return 2
+    return run_stage("report", _run)
+
+
+def _run() -> int | None:
+    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
+    path = build_report(load_params())
     print(f"report: {path}")
-    timing.finish()
-    return 0
+    return None
 
 
 if __name__ == "__main__":

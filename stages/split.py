@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib.backbones.store import FeaturesError, open_features
+from stages.lib.backbones.store import open_features
 from stages.lib.splitting.identity import needs_identity_pass, read_status
 from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
-from stages.lib.core.params import Clusters, ParamsError, load_params
-from stages.lib.core.timing import start_timing
+from stages.lib.core.params import Clusters, load_params
+from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest, write_manifest
 from stages.lib.backbones.registry import pretrain_trains_heads
 from stages.lib.splitting.split import (all_to_test, evaluated_whole, follow_shared_photos, naive_split_manifest,
@@ -96,16 +96,16 @@ def leakage(manifest: pd.DataFrame, embeddings: dict[str, np.ndarray], clusters,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.split", description=__doc__.splitlines()[0])
     parser.parse_args(argv)
-    timing = start_timing("split")
-    try:
-        params = load_params()
-        manifest = read_manifest(params.paths.crops_manifest)
-        clusters, embedding_dir, skipped = usable_clusters(params.split.clusters, params.paths.features,
-                                                           params.paths.identity)
-        embeddings = dataset_features(manifest, embedding_dir) if clusters else {}
-    except (ParamsError, FileNotFoundError, FeaturesError) as exc:
-        print(f"split: {exc}", file=sys.stderr)
-        return 2
+    return run_stage("split", _run)
+
+
+def _run() -> int | None:
+    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
+    params = load_params()
+    manifest = read_manifest(params.paths.crops_manifest)
+    clusters, embedding_dir, skipped = usable_clusters(params.split.clusters, params.paths.features,
+                                                       params.paths.identity)
+    embeddings = dataset_features(manifest, embedding_dir) if clusters else {}
     fractions, edges = params.split.fractions(), params.age_bands
     grouped, resplit = manifest, {}
     if clusters:
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"grouped {leaks['grouped']['test_faces_with_near_train']}") if leaks else ""
         same = "; the naive split is identical to the grouped one" if entry["naive_equals_grouped"] else ""
         print(f"split: {name}: {rows}{shared}{same}")
-    timing.finish(faces=len(manifest))
-    return 0
+    return len(manifest)
 
 
 if __name__ == "__main__":

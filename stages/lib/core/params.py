@@ -461,8 +461,8 @@ def validate(raw: dict, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(resolve_profile(raw))
     except ValidationError as exc:
-        lines = "\n  ".join(_describe(e) for e in exc.errors())
-        raise ParamsError(f"{source} is not valid:\n  {lines}") from None
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ParamsError(f"{source} is not valid: {problems}") from None
 
 
 def resolved(params: Params) -> dict:

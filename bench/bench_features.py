@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
             out = Path(tmp) / "features"
             (out / "progress.json").unlink(missing_ok=True)  # a fresh pass every time
             extract_features(lambda images, margins: infer(images).numpy(), int(np.prod(trunk.output.shape[1:])), paths,
-                             np.full(len(paths), np.nan), out,
+                             np.full(len(paths), np.nan), work_dir=out,
                              input_size=args.input_size, batch_size=args.batch_size,
                              fingerprint="bench", chunk_rows=4 * args.batch_size, show_progress=False)
 

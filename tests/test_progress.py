@@ -44,11 +44,11 @@ def test_a_resumed_pass_counts_its_rate_from_this_run_only():
 
 
 def test_bytes_and_an_upper_bound():
-    assert progress_line("get x.tar", 3 << 20, 8 << 20, "B", 1 << 20) == (
+    assert progress_line("get x.tar", 3 << 20, 8 << 20, "B", rate=1 << 20) == (
         "get x.tar: 3.0 MiB/8.0 MiB (37.5%), 1.0 MiB/s, ETA 5s")
-    assert progress_line("train age", 10, 250, "epoch", 2.0, at_most=True, note="val_loss 3.2") == (
+    assert progress_line("train age", 10, 250, "epoch", rate=2.0, at_most=True, note="val_loss 3.2") == (
         "train age: 10/250 epoch (4.0%), 2 epoch/s, ETA at most 2m 00s; val_loss 3.2")
-    assert progress_line("link", 5, None, "file", 50) == "link: 5 file, 50 file/s"
+    assert progress_line("link", 5, None, "file", rate=50) == "link: 5 file, 50 file/s"
 
 
 @pytest.mark.parametrize("seconds, text", [(4.4, "4s"), (200, "3m 20s"), (7500, "2h 05m")])

@@ -216,8 +216,7 @@ def extract_features(
     dim: int,
     paths: Sequence[Path],
     margins: np.ndarray,
-    work_dir: Path,
-    *,
+    *, work_dir: Path,
     input_size: int,
     batch_size: int,
     fingerprint: str,
@@ -330,7 +329,7 @@ def run_features(
     _, embed = load(params.backbone, params.seed, weights_dir, workers=workers)
     try:
         extract_features(
-            embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir,
+            embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir=work_dir,
             input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
             chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
             published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,

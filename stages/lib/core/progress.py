@@ -102,7 +102,7 @@ class LineProgress(Progress):
     def update(self, n: int = 1) -> None:
         super().update(n)
         if self.clock() - self.last >= self.interval:
-            self._print(progress_line(self.desc, self.done, self.total, self.unit, self._rate(),
+            self._print(progress_line(self.desc, self.done, self.total, self.unit, rate=self._rate(),
                                       at_most=self.at_most, note=self.status))
 
     def note(self, text: str) -> None:
@@ -126,7 +126,7 @@ class LineProgress(Progress):
         self.printed, self.last = True, self.clock()
 
 
-def progress_line(desc: str, done: int, total: int | None, unit: str, rate: float, *, at_most: bool = False,
+def progress_line(desc: str, done: int, total: int | None, unit: str, *, rate: float, at_most: bool = False,
                   note: str = "") -> str:
     """`desc: done/total unit (share), rate, ETA time`; without a total, the count and the rate only."""
     line = f"{desc}: {_count(done, unit)}"

@@ -217,7 +217,7 @@ def plan_tasks(manifest: pd.DataFrame, out_root: Path, detector: str, root: Path
 
 def crop_manifest(
     manifest: pd.DataFrame, out_root: Path, settings: CropSettings, workers: int = 1,
-    root: Path = Path("."), progress: bool | None = None,
+    *, root: Path = Path("."), progress: bool | None = None,
 ) -> CropResult:
     """Crop every row of `manifest` into `root/out_root/<dataset>/`; every row is kept or rejected.
 

@@ -15,7 +15,7 @@ def fitted(monkeypatch, steps: int):
     features = rng.normal(size=(300, 12)).astype(np.float16)
     train_rows = np.concatenate([np.arange(200), np.arange(20)])  # repeated rows, as oversampling makes them
     val_rows = np.arange(200, 300)
-    model = build_head(12, 8, 5, 0.5, "age", seed=0)
+    model = build_head(12, 8, 5, 0.5, name="age", seed=0)
     history = training.fit_head(model, features, train_rows, rng.integers(0, 5, len(train_rows)), val_rows,
                                 rng.integers(0, 5, len(val_rows)), sample_weight=rng.uniform(0.5, 2, len(train_rows)),
                                 epochs=6, patience=2, batch_size=32, learning_rate=0.01, seed=3)

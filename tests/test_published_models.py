@@ -262,3 +262,54 @@ def test_list_models_names_family_source_and_training_data(project, capsys):
     for name in ("wide_resnet_imdb", "dlib_cydral", "levi_hassner"):
         card = published.card(name)
         assert name in out and card.family in out and card.source in out and card.trained_on in out
+
+
+# ----------------------------------------------------------------------------- wide_resnet_imdb, real faces
+SHARED_UTKFACE = ROOT.parent / "shared" / "datasets" / "utkface-aligned-sample"
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED_UTKFACE.is_dir(), reason=f"{SHARED_UTKFACE} absent: no real faces to test on")
+def test_wide_resnet_imdb_frames_faces_as_the_pipeline_does(tmp_path, wide_resnet_weights):
+    """Whole photos as the crop stage takes ready chips, boxes as it cuts detected faces (40%, 224 px):
+    the entry's answers are the published outputs the backbone gives those crops."""
+    from stages.lib.backbones.vgg_face import resize_uint8
+    from stages.lib.backbones.wide_resnet import WEIGHTS_FILE
+    from stages.lib.faces.geometry import Detection
+    from stages.lib.heads.inference import photo_faces
+
+    class Boxes:
+        name = "boxes"
+
+        def __init__(self, box):
+            self.box = box
+
+        def detect(self, image):
+            return [Detection(self.box, 1.0)]
+
+    (tmp_path / WEIGHTS_FILE).symlink_to(wide_resnet_weights)
+    model = published.load("wide_resnet_imdb", tmp_path)
+    embed = model._embed  # the backbone's own embedder, as the features pass builds it (one load of 196 MB)
+    photos = [cv2.imread(str(path)) for path in sorted(SHARED_UTKFACE.glob("*.jpg"))[:12]]
+    box = (50.0, 40.0, 100.0, 120.0)
+    for boxes, detector, margin in ((published.whole_image_boxes(photos), None, np.nan),
+                                    (np.array([box] * len(photos)), Boxes(box), 0.4)):
+        crops = [photo_faces(photo, detector, 0.0 if detector is None else 0.4, 224)[0].crop_rgb for photo in photos]
+        outputs = embed(resize_uint8(np.stack(crops), 224), np.full(len(crops), margin))[:, -103:]
+        got = model.predict(photos, boxes)
+        np.testing.assert_allclose(got.age, outputs[:, 2:] @ np.arange(101), atol=1e-3)
+        np.testing.assert_allclose(got.p_female, outputs[:, 0], atol=1e-4)
+    assert got.band_probs is None and not np.allclose(got.age, model.predict(photos, published.whole_image_boxes(photos)).age)
+
+
+@pytest.mark.parametrize("name", ["dlib_cydral", "levi_hassner"])
+def test_a_corrupt_weights_file_is_one_line_naming_the_download(tmp_path, name):
+    from stages.lib.backbones import dlib_cydral, levi_hassner
+
+    files = {"dlib_cydral": dlib_cydral.FILES, "levi_hassner": levi_hassner.FILES}[name]
+    for file_name in files.values():
+        (tmp_path / file_name).write_bytes(b"not a model")
+    with pytest.raises(ValueError) as caught:
+        published.load(name, tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "cannot be loaded" in message and "python -m stages.download --only" in message

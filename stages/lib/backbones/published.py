@@ -77,6 +77,12 @@ def weight_files(weights_dir: Path, files: Mapping[str, str]) -> dict[str, Path]
     return paths
 
 
+def unusable(path: Path, key: str, error: Exception) -> ValueError:
+    """The one-line error for a weights file its runtime cannot load, naming the fix."""
+    why = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+    return ValueError(f"{path} cannot be loaded ({why}): delete it and run `python -m stages.download --only {key}`")
+
+
 def load(name: str, weights_dir: Path) -> PublishedModel:
     """The model `name`, its weights read from `weights_dir` (params.paths.weights); a missing file is a
     FileNotFoundError naming `python -m stages.download --only <key>`."""

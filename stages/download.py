@@ -2,6 +2,7 @@
 
     python -m stages.download               everything this run needs (see stages/lib/sources/plan.py)
     python -m stages.download --only yunet  just the named datasets or weights
+    python -m stages.download --only dlib_cydral   a published model's weights (its name in --list-models)
 
 Every file is checked before its sha256 is recorded in downloads.lock.yaml (commit it): an archive is
 extracted only when its listing is safe and complete, and a weight file whose checksum params do not
@@ -17,12 +18,13 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from stages.lib.backbones import published
 from stages.lib.backbones.h5weights import PUBLISHED_OUTPUT_CLASSES, check_published_file
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.wide_resnet import check_published_file as check_wide_resnet_file
 from stages.lib.core.params import ParamsError, load_params
 from stages.lib.core.timing import start_timing
-from stages.lib.faces.detect import check_yunet_model
+from stages.lib.faces.detect import check_ssd_model, check_yunet_model
 from stages.lib.sources.fetch import DownloadError, Fetcher, FileCheck, format_summary
 from stages.lib.sources.plan import needed_weights, plan_fetches
 
@@ -32,7 +34,27 @@ def weight_checks() -> dict[str, FileCheck]:
     checks: dict[str, FileCheck] = {name: partial(check_published_file, name=name) for name in PUBLISHED_OUTPUT_CLASSES}
     checks["yunet"] = check_yunet_model
     checks["wide_resnet_imdb"] = check_wide_resnet_file
+    checks["ssd_face"] = check_ssd_model
     return checks
+
+
+def audit_weights(models: list[str]) -> list[str]:
+    """The weights keys of the published models params' `audit_models` lists; ParamsError naming the
+    registered models for a name that is not one."""
+    unknown = [name for name in models if name not in published.names()]
+    if unknown:
+        raise ParamsError(f"params.yaml: audit_models: {unknown[0]!r} is not a published model; "
+                          f"registered: {', '.join(published.names())}")
+    return [key for name in models for key in published.card(name).weights]
+
+
+def expand_models(names: list[str] | None) -> list[str] | None:
+    """--only's names, a published model's name replaced by its weights keys."""
+    if names is None:
+        return None
+    registered = published.names()
+    return list(dict.fromkeys(key for name in names
+                              for key in (published.card(name).weights if name in registered else (name,))))
 
 
 def write_weights_receipt(folder: Path, names: list[str]) -> None:
@@ -54,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     timing = start_timing("download")
     try:
         params = load_params()
-        backbone_weights = describe(params.backbone).weights
-        items = plan_fetches(params, backbone_weights, only=args.only)
+        backbone_weights = [*describe(params.backbone).weights, *audit_weights(params.audit_models)]
+        items = plan_fetches(params, backbone_weights, only=expand_models(args.only))
         fetcher = Fetcher(params.paths.raw, params.paths.lock, base_dir=Path.cwd(), progress=not args.no_progress,
                           checks=weight_checks())
     except (ParamsError, DownloadError) as exc:

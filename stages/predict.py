@@ -1,7 +1,9 @@
-"""Age and gender of every face in some photos, with a trained experiment's heads.
+"""Age and gender of every face in some photos, with a trained experiment's heads or a published model.
 
     python -m stages.predict PHOTO [PHOTO...] [--experiment retrained] [--json] [--annotate DIR]
                              [--precropped | --margin M]
+    python -m stages.predict --model NAME [--precropped] [--json] PHOTO [PHOTO...]
+    python -m stages.predict --list-models
 
 Faces are framed as the experiment's heads were trained (models/<experiment>/framing.json, written by
 the train stage): heads trained on ready face crops (UTKFace's aligned chips) take each photo whole as
@@ -13,16 +15,25 @@ softmax's expected value, as the study; age_argmax: its most probable year). Pri
 with --json; --annotate writes each photo with its boxes and labels to DIR/<name>.jpg.
 A photo without a face or that cannot be read gets a line with the problem; the exit status is 1 when
 no face was found at all. Run it from the project root, after `dvc repro` (or the demo).
+
+--model NAME answers with a published model (stages/lib/backbones/published.py; --list-models names
+them with their family, source and training data) instead of the experiment's heads: faces found with
+params' crop.detector (or, --precropped, each photo whole as the face box), then the model's own
+framing and alignment. It needs only the model's weights (`python -m stages.download --only NAME`).
+JSON records: photo, face, x, y, w, h, age (null for a band model), age_band, gender, p_female, problem.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import cv2
 
+from stages.lib.backbones import published
+from stages.lib.backbones.published_photos import format_cards, format_records, predict_photos as predict_with_model
 from stages.lib.backbones.registry import load
 from stages.lib.faces.detect import CropError, make_detector
 from stages.lib.sources.plan import weight_path
@@ -34,8 +45,10 @@ from stages.lib.core.params import ParamsError, load_params
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photos", nargs="+", type=Path, help="image files (JPEG, PNG, ...)")
-    parser.add_argument("--experiment", default="retrained", help="a key of params.yaml's experiments")
+    parser.add_argument("photos", nargs="*", type=Path, help="image files (JPEG, PNG, ...)")
+    parser.add_argument("--experiment", help="a key of params.yaml's experiments (default: retrained)")
+    parser.add_argument("--model", metavar="NAME", help="a published model instead of an experiment's heads")
+    parser.add_argument("--list-models", action="store_true", help="list the published models and exit")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated copies of the photos here")
     framing = parser.add_mutually_exclusive_group()
@@ -44,13 +57,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     framing.add_argument("--margin", type=float, metavar="M",
                          help="detect faces and grow each box by M on each side (default: as the heads were trained)")
     args = parser.parse_args(argv)
+    if not args.photos and not args.list_models:
+        parser.error("give at least one PHOTO (or --list-models)")
+    if args.model is not None and (args.experiment or args.margin is not None or args.annotate):
+        parser.error("--model frames faces its own way and has no experiment: leave out --experiment, --margin "
+                     "and --annotate")
+    args.experiment = args.experiment or "retrained"
     if args.margin is not None and not 0 <= args.margin <= 2:
         parser.error(f"--margin must lie between 0 and 2 (a fraction of the face box), got {args.margin:g}")
     return args
 
 
+def predict_published(args: argparse.Namespace) -> int:
+    """--model: the photos through a published model, with its own framing."""
+    try:
+        params = load_params()
+        model = published.load(args.model, params.paths.weights)
+        detector = None if args.precropped else make_detector(
+            params.crop.detector, _weight_or_none(params, "yunet"), params.crop.min_score,
+            ssd_files=_ssd_files(params))
+    except KeyError as exc:
+        print(f"predict: --model {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (ParamsError, FileNotFoundError, ValueError, CropError, ImportError) as exc:
+        print(f"predict: {exc}", file=sys.stderr)
+        return 2
+    framing = "each photo whole as the face box" if detector is None else f"faces found by {detector.name}"
+    print(f"predict: {args.model}, {framing}, then the model's own framing", file=sys.stderr)
+    records = predict_with_model(model, args.photos, detector, params.age_bands)
+    print(json.dumps(records, indent=2) if args.json else format_records(records))
+    return 0 if any(record["problem"] is None for record in records) else 1
+
+
+def _weight_or_none(params, name: str) -> Path | None:
+    return weight_path(params, name) if name in params.weights else None
+
+
+def _ssd_files(params) -> tuple[Path, Path] | None:
+    if "ssd_face" not in params.weights or "ssd_face_config" not in params.weights:
+        return None
+    return weight_path(params, "ssd_face"), weight_path(params, "ssd_face_config")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.list_models:
+        print(format_cards([published.card(name) for name in published.names()]))
+        return 0
+    if args.model is not None:
+        return predict_published(args)
     try:
         params = load_params()
         params.experiment(args.experiment)

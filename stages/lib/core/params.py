@@ -97,15 +97,18 @@ class Labels(Strict):
         return self
 
 
+DetectorName = Literal["yunet", "haar", "ssd"]  # stages/lib/faces/detect.py's DETECTORS
+
+
 class Crop(Strict):
-    detector: Literal["yunet", "haar"] = "yunet"
+    detector: DetectorName = "yunet"
     margin: float = Field(0.4, ge=0.0, le=2.0)
     size: int = Field(224, ge=16, le=1024)
     min_score: float = Field(0.6, gt=0.0, lt=1.0)
     workers: int = Field(2, ge=1)
     # Detectors also run on photos that are already face crops (UTKFace aligned, FairFace), recording
     # per photo whether each finds a face (nothing is dropped): the detector's bias measured on real faces.
-    detect_precropped: list[Literal["yunet", "haar"]] = Field(default_factory=list)
+    detect_precropped: list[DetectorName] = Field(default_factory=list)
 
 
 class Clusters(Strict):

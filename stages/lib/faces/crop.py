@@ -127,6 +127,7 @@ class CropSettings:
     size: int
     min_score: float
     yunet_model: Path | None = None
+    ssd_files: tuple[Path, Path] | None = None  # the SSD detector's (model, config)
     detect_precropped: tuple[str, ...] = ()  # detectors also run on ready crops, recording what they find
 
 
@@ -141,7 +142,8 @@ class RowCropper:
     def detector(self, name: str | None = None) -> Detector:
         name = name or self.settings.detector
         if name not in self._detectors:
-            self._detectors[name] = make_detector(name, self.settings.yunet_model, self.settings.min_score)
+            self._detectors[name] = make_detector(name, self.settings.yunet_model, self.settings.min_score,
+                                                  ssd_files=self.settings.ssd_files)
         return self._detectors[name]
 
     def __call__(self, task: CropTask) -> CropOutcome:
@@ -226,9 +228,10 @@ def crop_manifest(
     manifest = manifest.reset_index(drop=True)
     tasks, crop_paths = plan_tasks(manifest, out_root, settings.detector, root)
     if any(task.route in DETECTORS for task in tasks):
-        make_detector(settings.detector, settings.yunet_model, settings.min_score)  # fail now, not in a worker
+        make_detector(settings.detector, settings.yunet_model, settings.min_score,
+                      ssd_files=settings.ssd_files)  # fail now, not in a worker
     for name in settings.detect_precropped:
-        make_detector(name, settings.yunet_model, settings.min_score)
+        make_detector(name, settings.yunet_model, settings.min_score, ssd_files=settings.ssd_files)
     for folder in {Path(task.target).parent for task in tasks}:
         folder.mkdir(parents=True, exist_ok=True)
     outcomes = run_tasks(tasks, settings, workers, progress)

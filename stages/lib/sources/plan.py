@@ -65,14 +65,19 @@ class Fetch:
         return Path(str(self.path)).name
 
 
+DETECTOR_WEIGHTS = {"yunet": ("yunet",), "ssd": ("ssd_face", "ssd_face_config")}  # haar ships with OpenCV
+
+
 def needed_weights(params: Params, backbone_weights: Sequence[str]) -> list[str]:
-    """The model files this run needs: yunet when the crop stage runs YuNet (as its detector, or on ready
-    crops: crop.detect_precropped), then the
-    backbone's own (its spec's `weights`: for VGG-Face with its published weights, vgg_face and the
-    published age and gender models, the study's baseline, fetched whatever the experiments' inits so
-    that editing an experiment never re-runs the download)."""
-    names = ["yunet"] if "yunet" in (params.crop.detector, *params.crop.detect_precropped) else []
-    return names + [name for name in backbone_weights if name not in names]
+    """The model files this run needs: those of each detector the crop stage runs (as its detector, or
+    on ready crops: crop.detect_precropped; YuNet's, the SSD's), then the models' own, which the stage
+    asks the registries for: the backbone's (its spec's `weights`: for VGG-Face with its published
+    weights, vgg_face and the published age and gender models, the study's baseline, fetched whatever
+    the experiments' inits so that editing an experiment never re-runs the download) and the audited
+    published models' (params `audit_models`)."""
+    detectors = dict.fromkeys((params.crop.detector, *params.crop.detect_precropped))
+    names = [name for detector in detectors for name in DETECTOR_WEIGHTS.get(detector, ())]
+    return names + [name for name in dict.fromkeys(backbone_weights) if name not in names]
 
 
 def plan_fetches(params: Params, backbone_weights: Sequence[str], only: list[str] | None = None) -> list[Fetch]:

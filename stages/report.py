@@ -1,4 +1,5 @@
-"""Stage report: the study's report (params.paths.reports/report.md) and figures over every experiment.
+"""Stage report: the study's report (params.paths.reports/report.md) and figures over every experiment,
+and the headline metrics (params.paths.headline, the one DVC metrics file: reporting/headline.py).
 
     python -m stages.report
 
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.reporting.headline import write_headline
 from stages.lib.reporting.report import build_report
 
 
@@ -18,11 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(argv)
     try:
-        path = build_report(load_params())
+        params = load_params()
+        path = build_report(params)
+        headline = write_headline(params)
     except ParamsError as error:
         print(f"report: {error}", file=sys.stderr)
         return 2
-    print(f"report: {path}")
+    print(f"report: {path}; headline metrics: {headline}")
     return 0
 
 

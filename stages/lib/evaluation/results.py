@@ -9,8 +9,9 @@
                                                       gap, and each one's change against `retrained`
                                                       on the same faces (worst_groups.SUMMARY_COLUMNS)
     <experiment>/evaluation/rejects.csv               rows whose labels could not be read (with reason)
-    <experiment>/metrics.json                         the headline figures per test set, for `dvc metrics`
-                                                      and `dvc exp show` (`headline`)
+    <experiment>/metrics.json                         the experiment's figures per test set (`headline`);
+                                                      the report stage draws the study's one DVC metrics
+                                                      file from them (reporting/headline.py)
 """
 
 from __future__ import annotations

@@ -27,23 +27,23 @@ def _leaves(headline: dict) -> dict:
 
 
 def test_the_headline_stays_within_a_dozen_keys_with_the_main_set_first():
-    metrics = _metrics(published=10, retrained=8, balanced=7.5, group_dro=8.5, oversample_x2=7)
-    headline = headline_metrics(metrics, test_sets=SETS, mitigations=["balanced", "group_dro"])
+    metrics = _metrics(published=10, retrained=8, balanced=7.5, group_dro=8.5, naive_split=7)
+    headline = headline_metrics(metrics, test_sets=SETS, fixes=["balanced", "group_dro"])
     leaves = _leaves(headline)
     assert len(leaves) <= MAX_KEYS
     assert leaves["utkface_wild.pub_mae"] == 10 and leaves["utkface_wild.ret_acc"] == 0.9
     assert leaves["worst_mae"] == 16 and leaves["gap_mae"] == 4 and leaves["worst_acc"] == 0.6
-    assert leaves["best_fix"] == -0.5                # balanced's, not oversample_x2's: not a mitigation
+    assert leaves["best_fix"] == -0.5                # balanced's, not naive_split's: no fix
     assert list(headline)[0] == "utkface_wild" and "fairface" not in headline
 
 
 def test_band_only_sets_give_band_accuracy_not_mae():
-    headline = headline_metrics(_metrics(published=10, retrained=8), test_sets=["fairface"], mitigations=[])
+    headline = headline_metrics(_metrics(published=10, retrained=8), test_sets=["fairface"], fixes=[])
     assert headline == {"fairface": {"pub_band": 0.4, "pub_acc": 0.9, "ret_band": 0.4, "ret_acc": 0.9}}
 
 
 def test_absent_experiments_leave_their_keys_out():
-    headline = headline_metrics(_metrics(published=10), test_sets=SETS, mitigations=["balanced"])
+    headline = headline_metrics(_metrics(published=10), test_sets=SETS, fixes=["balanced"])
     assert headline["utkface_wild"] == {"pub_mae": 10, "pub_acc": 0.9}
     assert not {"worst_mae", "gap_mae", "best_fix"} & set(headline)
-    assert headline_metrics({}, test_sets=[], mitigations=[]) == {}
+    assert headline_metrics({}, test_sets=[], fixes=[]) == {}

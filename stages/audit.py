@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", type=Path, help="CSV, TSV or parquet table of predictions")
     parser.add_argument("--out", type=Path, required=True, help="folder for the outputs (created)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's start-up lines (read by stages/lib/core/quiet.py; or FACE_BIAS_VERBOSE=1)")
     for flag, field in COLUMN_FLAGS.items():
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="C",
                             help=f"column holding {field} (default: a common name, see module docs)")

@@ -23,9 +23,11 @@ from stages.lib.backbones.h5weights import PUBLISHED_OUTPUT_CLASSES, check_publi
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.wide_resnet import check_published_file as check_wide_resnet_file
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.cli import USER_MISTAKES, say_mistake
 from stages.lib.core.timing import start_timing
+from stages.lib.core.workspace import project_root
 from stages.lib.faces.detect import check_ssd_model, check_yunet_model
-from stages.lib.sources.fetch import DownloadError, Fetcher, FileCheck, format_summary
+from stages.lib.sources.fetch import DownloadError, Fetcher, FileCheck, format_missing, format_summary
 from stages.lib.sources.plan import needed_weights, plan_fetches
 
 
@@ -78,14 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params()
         backbone_weights = [*describe(params.backbone).weights, *audit_weights(params.audit_models)]
         items = plan_fetches(params, backbone_weights, only=expand_models(args.only))
-        fetcher = Fetcher(params.paths.raw, params.paths.lock, base_dir=Path.cwd(), progress=not args.no_progress,
+        fetcher = Fetcher(params.paths.raw, params.paths.lock, base_dir=project_root(Path.cwd()),
+                          progress=not args.no_progress,
                           checks=weight_checks())
-    except (ParamsError, DownloadError) as exc:
-        print(f"download: {exc}", file=sys.stderr)
-        return 2
+    except USER_MISTAKES as mistake:
+        return say_mistake("download", mistake)
     report = fetcher.fetch_all(items)
     write_weights_receipt(params.paths.weights, needed_weights(params, backbone_weights))
-    print(format_summary(report))
+    print(format_summary(report), flush=True)
+    if report.missing:
+        print(format_missing(report.missing, sorted(params.profiles)), file=sys.stderr)
     if report.errors:
         return 1
     timing.finish()

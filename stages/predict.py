@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", metavar="NAME", help="a published model instead of an experiment's heads")
     parser.add_argument("--list-models", action="store_true", help="list the published models and exit")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's start-up lines (read by stages/lib/core/quiet.py; or FACE_BIAS_VERBOSE=1)")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated copies of the photos here")
     framing = parser.add_mutually_exclusive_group()
     framing.add_argument("--precropped", action="store_true",

@@ -1,4 +1,5 @@
-"""Stage report: the study's report (params.paths.reports/report.md) and figures over every experiment.
+"""Stage report: the study's report (params.paths.reports/report.md) and figures over every experiment,
+and the headline metrics (params.paths.headline, the one DVC metrics file: reporting/headline.py).
 
     python -m stages.report
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stages.lib.core.params import load_params
 from stages.lib.core.cli import run_stage
+from stages.lib.core.params import load_params
+from stages.lib.reporting.headline import write_headline
 from stages.lib.reporting.report import build_report
 
 
@@ -21,11 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_stage("report", _run)
 
 
-def _run() -> int | None:
-    """The stage itself: what it read and wrote, and how many faces it processed (None: none)."""
-    path = build_report(load_params())
-    print(f"report: {path}")
-    return None
+def _run() -> None:
+    """report.md, its figures, and the headline metrics (the only DVC metric)."""
+    params = load_params()
+    path = build_report(params)
+    headline = write_headline(params)
+    print(f"report: {path}; headline metrics: {headline}")
 
 
 if __name__ == "__main__":

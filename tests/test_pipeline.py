@@ -4,11 +4,15 @@ This is the user's main job on synthetic faces: every stage runs offline, writes
 second `dvc repro` does nothing.
 """
 
+import csv
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +82,93 @@ def test_second_repro_does_nothing(demo_project):
     output = _run(DVC + ["repro"], demo_project)
     assert "up to date" in output.lower()
     assert "Running stage" not in output
+
+
+HEADLINE = "reports/metrics.json"
+
+
+def _stdout(args: list[str], cwd: Path, **env: str) -> str:
+    """A command's stdout alone (what `--json` prints), with `_run`'s environment and `env`."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    environment = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), **env}
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=environment, check=True).stdout
+
+
+def test_the_headline_is_the_one_dvc_metric_and_exp_show_holds_it(demo_project):
+    headline = json.loads((demo_project / HEADLINE).read_text())
+    leaves = {f"{key}.{inner}" for key, value in headline.items() if isinstance(value, dict) for inner in value}
+    leaves |= {key for key, value in headline.items() if not isinstance(value, dict)}
+    assert 8 <= len(leaves) <= 12, leaves
+    assert {"worst_mae", "worst_acc", "gap_mae", "best_fix"} <= leaves
+    [shown] = json.loads(_stdout(DVC + ["metrics", "show", "--json"], demo_project)).values()
+    assert set(shown["data"]) == {HEADLINE}
+    [workspace] = [row for row in json.loads(_stdout(DVC + ["exp", "show", "--json"], demo_project))
+                   if row["rev"] == "workspace"]
+    assert workspace["data"]["metrics"] == {HEADLINE: {"data": headline}}
+
+
+def _du(*paths: Path) -> int:
+    """Bytes on disk under `paths` together, each hard-linked file counted once (as `du` does)."""
+    seen, total = set(), 0
+    for path in paths:
+        for file in [path] if path.is_file() else path.rglob("*"):
+            info = file.lstat()
+            if file.is_file() and not file.is_symlink() and (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    return total
+
+
+def test_a_pushed_run_is_pulled_into_a_clean_clone_and_reruns_nothing(demo_project, tmp_path):
+    """`dvc push` to a folder remote, a clean clone, `dvc pull`: nothing re-runs, the same report."""
+    outputs = [demo_project / name for name in ("data", "models", "reports")]
+    cache = demo_project / ".dvc" / "cache"
+    stored, apart = _du(*outputs, cache), _du(*outputs) + _du(cache)
+    print(f"demo disk use: outputs and cache together {stored / 2**20:.1f} MiB (counted apart {apart / 2**20:.1f} MiB)")
+    crops = [path for path in (demo_project / "data/crops").rglob("*") if path.is_file()]
+    assert crops and all(path.is_symlink() or path.stat().st_nlink > 1 for path in crops)  # links into the cache
+    _run(DVC + ["remote", "add", "-d", "team", str(tmp_path / "remote")], demo_project)
+    _run(["git", "add", "-A"], demo_project)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "demo run"], demo_project)
+    _run(DVC + ["push"], demo_project)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(demo_project), str(clone)], tmp_path)
+    _run(DVC + ["pull"], clone)
+    assert "up to date" in _run(DVC + ["status"], clone)
+    assert _stages_run(_run(DVC + ["repro"], clone)) == set()
+    assert (clone / "reports/report.md").read_text() == (demo_project / "reports/report.md").read_text()
+    assert (clone / HEADLINE).read_text() == (demo_project / HEADLINE).read_text()
+
+
+def test_a_queued_sweep_runs_in_dvcs_copies_with_different_metrics(demo_project):
+    """Two oversampling factors queued and run two at a time in DVC's temporary copies of the project:
+    each re-runs only that experiment, and its metrics differ."""
+    for factor in (1, 3):
+        _run(DVC + ["exp", "run", "--queue", "-n", f"factor{factor}",
+                    "-S", f"experiments.oversample_x2.oversample=[{{min_age: 60, factor: {factor}}}]"], demo_project)
+    _run(DVC + ["queue", "start", "-j", "2"], demo_project)
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", _run(DVC + ["queue", "status"], demo_project)):
+        assert time.monotonic() < deadline, _run(DVC + ["queue", "status"], demo_project)
+        time.sleep(5)
+    status = _run(DVC + ["queue", "status"], demo_project)
+    _run(DVC + ["queue", "stop"], demo_project)
+    assert all(re.search(rf"\bfactor{factor}\s.*\bSuccess\b", status) for factor in (1, 3)), status
+    metrics = {name: json.loads(_stdout(["git", "show", f"{ref}:reports/experiments/oversample_x2/metrics.json"],
+                                        demo_project)) for name, ref in _exp_refs(demo_project).items()}
+    assert set(metrics) == {"factor1", "factor3"} and metrics["factor1"] != metrics["factor3"]
+    header, *rows = csv.reader(io.StringIO(_stdout(DVC + ["exp", "show", "--only-changed", "--csv"], demo_project)))
+    assert any(column.endswith("experiments.oversample_x2.oversample") for column in header), header
+    assert {"factor1", "factor3"} <= {row[0] for row in rows}
+    shown = _stdout(DVC + ["exp", "show", "--only-changed", "--no-pager"], demo_project, COLUMNS="120")
+    print(f"COLUMNS=120 dvc exp show --only-changed: widest line {max(map(len, shown.splitlines()))}, "
+          f"columns {header}\n{shown}")
+
+
+def _exp_refs(project: Path) -> dict[str, str]:
+    """{experiment name: its git ref} for the sweep's experiments."""
+    listed = _stdout(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], project).split()
+    return {ref.rsplit("/", 1)[1]: ref for ref in listed if ref.rsplit("/", 1)[1].startswith("factor")}
 
 
 def test_demo_report_shows_the_planted_gap(demo_project):

@@ -321,13 +321,14 @@ class Paths(Strict):
     crops_quality: Path
     features: Path         # features: the backbone's output for every crop (the one expensive pass)
     identity: Path         # identity: dlib's face descriptor of every crop, for the split's look-alikes
-    throughput: Path       # features: images/s of that pass (a DVC metric)
+    throughput: Path       # features: images/s of that pass
     processed: Path        # split: the manifest with its split column, and split.json
     manifest: Path
     split_summary: Path
     models: Path           # <experiment>/ heads, history; _pretrain/ the heads' starting points
     pretrain: Path
     reports: Path          # report.md, correction.csv
+    headline: Path         # report: a dozen headline numbers, the pipeline's one DVC metrics file
     experiments: Path      # <experiment>/ predictions.parquet, evaluation/, metrics.json
     plots: Path            # DVC plot data, one folder per kind
     figures: Path          # the report's PNGs

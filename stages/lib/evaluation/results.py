@@ -12,8 +12,9 @@
                                                       mitigation): per age band, the paired change
                                                       against `retrained` (band_changes.columns)
     <experiment>/evaluation/rejects.csv               rows whose labels could not be read (with reason)
-    <experiment>/metrics.json                         the headline figures per test set, for `dvc metrics`
-                                                      and `dvc exp show` (`headline`)
+    <experiment>/metrics.json                         the experiment's figures per test set (`headline`);
+                                                      the report stage draws the study's one DVC metrics
+                                                      file from them (reporting/headline.py)
 """
 
 from __future__ import annotations

@@ -99,6 +99,7 @@ class FetchResult:
 class FetchReport:
     results: list[FetchResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # where each file absent or unreachable belongs
 
 
 def format_summary(report: FetchReport) -> str:
@@ -112,6 +113,14 @@ def format_summary(report: FetchReport) -> str:
     for number, error in enumerate(report.errors, 1):
         lines.append(f"\nFAILED ({number}/{len(report.errors)}): {error}")
     return "\n".join(lines)
+
+
+def format_missing(missing: list[str], profiles: list[str]) -> str:
+    """The one line a run without its inputs ends in: what is missing, and the profiles that need none
+    of it (a first `dvc repro` on a fresh clone, before UTKFace is put in by hand)."""
+    instead = " or ".join(f"`dvc exp run -S profile={name}`" for name in profiles)
+    return (f"download: {len(missing)} input(s) missing or unreachable: {', '.join(missing)}; put them there "
+            "(README: the main job) and re-run" + (f", or run a profile without them: {instead}" if instead else ""))
 
 
 def _human_size(size: int) -> str:
@@ -309,11 +318,21 @@ class Fetcher:
         for item in items:
             try:
                 report.results += self.fetch(item)
+            except (MissingSourceError, UnreachableError) as exc:
+                report.errors.append(str(exc))
+                report.missing.append(self._belongs_at(item))
             except (DownloadError, ArchiveError) as exc:
                 report.errors.append(str(exc))
         if not self.lock_path.exists():
             write_lock(self.lock_path, self.lock)  # an output of the stage even when nothing was fetched
         return report
+
+    def _belongs_at(self, item: Fetch) -> str:
+        """Where an absent file goes: a local source's path as params give it, a URL's file in raw_root."""
+        if item.url is None:
+            return str(item.path)
+        key = weight_key(item.name, item.file_name) if item.weight else f"{item.name}/{item.file_name}"
+        return (self.raw_root / key).as_posix()
 
     def fetch(self, item: Fetch) -> list[FetchResult]:
         if item.url is None and item.path is None and item.package is not None:

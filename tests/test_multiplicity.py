@@ -176,10 +176,10 @@ def test_band_changes_pair_only_the_shared_faces():
 
 
 def test_rebalancing_experiments_are_named_by_what_they_change():
-    assert is_rebalancing(Experiment(init="vgg_face", oversample=[{"min_age": 60, "factor": 2}]))
-    assert is_rebalancing(Experiment(init="vgg_face", reweight="inverse_band_frequency"))
-    assert is_rebalancing(Experiment(init="vgg_face", mitigation={"method": "balanced", "groups": ["race"]}))
-    assert not is_rebalancing(Experiment(init="vgg_face", split="naive"))
+    assert is_rebalancing(Experiment(init="backbone", oversample=[{"min_age": 60, "factor": 2}]))
+    assert is_rebalancing(Experiment(init="backbone", reweight="inverse_band_frequency"))
+    assert is_rebalancing(Experiment(init="backbone", mitigation={"method": "balanced", "groups": ["race"]}))
+    assert not is_rebalancing(Experiment(init="backbone", split="naive"))
 
 
 def banded_table():

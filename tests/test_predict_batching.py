@@ -8,7 +8,7 @@ import numpy as np
 
 from stages.lib.backbones.registry import load
 from stages.lib.faces.geometry import Detection
-from stages.lib.heads.inference import predict_photos
+from stages.lib.heads.inference import Cutting, predict_photos
 from stages.lib.heads.model import build_head
 from tests.test_features import make_params
 
@@ -28,8 +28,8 @@ class FacesByWidth:
 def test_batched_predictions_equal_one_photo_at_a_time(tmp_path):
     params = make_params()
     spec, embed = load(params.backbone, params.seed, tmp_path / params.paths.weights)
-    heads = {"age": build_head(spec.feature_dim, 16, 101, 0.5, "age", seed=1),
-             "gender": build_head(spec.feature_dim, 16, 2, 0.5, "gender", seed=2)}
+    heads = {"age": build_head(spec.feature_dim, 16, 101, 0.5, name="age", seed=1),
+             "gender": build_head(spec.feature_dim, 16, 2, 0.5, name="gender", seed=2)}
     rng = np.random.default_rng(0)
     paths = []
     for number, width in enumerate([160, 120, 40, 160, 120, 160, 40]):
@@ -37,10 +37,10 @@ def test_batched_predictions_equal_one_photo_at_a_time(tmp_path):
         cv2.imwrite(str(path), rng.integers(0, 256, (120, width, 3), dtype=np.uint8))
         paths.append(path)
     paths.insert(3, tmp_path / "missing.jpg")
-    one_by_one, found = predict_photos(paths, FacesByWidth(), 0.4, CROP_SIZE, embed, spec.input_size, heads,
+    one_by_one, found = predict_photos(paths, Cutting(FacesByWidth(), 0.4, CROP_SIZE), (spec, embed), heads,
                                        batch_size=1)
-    batched, _ = predict_photos(paths, FacesByWidth(), 0.4, CROP_SIZE, embed, spec.input_size, heads, batch_size=3)
-    unkept = predict_photos(paths, FacesByWidth(), 0.4, CROP_SIZE, embed, spec.input_size, heads, batch_size=3,
+    batched, _ = predict_photos(paths, Cutting(FacesByWidth(), 0.4, CROP_SIZE), (spec, embed), heads, batch_size=3)
+    unkept = predict_photos(paths, Cutting(FacesByWidth(), 0.4, CROP_SIZE), (spec, embed), heads, batch_size=3,
                             keep_found=False)[1]
     assert len(batched) == 3 * 2 + 2 * 1 + 2 + 1  # faces, plus one row per photo without a face or unreadable
     assert batched["photo"].tolist() == one_by_one["photo"].tolist()

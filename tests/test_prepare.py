@@ -122,7 +122,7 @@ def test_second_run_gives_the_same_outputs(project):
 
 def test_missing_raw_folder_says_to_run_download(project, capsys):
     write_params(project, {"pretrain": "synthetic", "finetune": "utkface", "evaluate": ["utkface"]})
-    assert prepare.main([]) == 1
+    assert prepare.main([]) == 2
     error = capsys.readouterr().err
     assert "data/raw/utkface not found" in error and "dvc repro download" in error and "UTKFace.tar.gz" in error
 
@@ -130,7 +130,7 @@ def test_missing_raw_folder_says_to_run_download(project, capsys):
 def test_bad_options_fail_before_any_work(project, capsys):
     datasets = {"mine": {"adapter": "folder", "sources": [], "options": {"csv_file": "labels.csv"}}}
     write_params(project, {"pretrain": "synthetic", "finetune": "synthetic", "evaluate": ["mine"]}, datasets)
-    assert prepare.main([]) == 1
+    assert prepare.main([]) == 2
     assert "datasets.mine.options.csv_file: unknown option" in capsys.readouterr().err
     assert not (project / "data" / "interim").exists()
 
@@ -140,5 +140,5 @@ def test_only_prepares_the_named_datasets(project, capsys):
     write_params(project, {"pretrain": "synthetic", "finetune": "synthetic", "evaluate": ["synthetic"]})
     assert prepare.main(["--only", "utkface"]) == 0
     assert sorted(p.name for p in (project / "data" / "interim").iterdir()) == ["utkface"]
-    assert prepare.main(["--only", "nonesuch"]) == 1
+    assert prepare.main(["--only", "nonesuch"]) == 2
     assert "--only nonesuch: not a dataset" in capsys.readouterr().err

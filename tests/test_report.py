@@ -118,7 +118,7 @@ def test_evaluate_stage_refuses_what_it_cannot_use(project, capsys):
     for experiment, said in (("nonexistent", "known"), ("reweight", "train stage"), ("oversample_x2", "no test rows")):
         assert evaluate_stage.main([experiment]) == 2
         error = capsys.readouterr().err
-        assert error.startswith("evaluate: ") and said in error and "Traceback" not in error
+        assert error.startswith(f"evaluate@{experiment}: ") and said in error and "Traceback" not in error
 
 
 def test_headline_metrics_stay_few(project):

@@ -54,7 +54,7 @@ def predictions(noise_val: float, noise_test: float, *, seed: int, ids=range(400
 
 def test_controls_are_marked_in_params_and_are_never_candidates():
     experiments = params().experiments
-    assert set(controls(experiments)) == {"naive_split", "study_protocol"}
+    assert set(controls(experiments)) == {"retrained_random", "naive_split", "study_protocol"}
     candidates = study_models(experiments)
     assert "naive_split" not in candidates and "published" not in candidates and "balanced" not in candidates
     assert {"retrained", "oversample_x2", "oversample_x3"} <= set(candidates)
@@ -237,9 +237,10 @@ def test_compare_and_probe_reuse_the_experiments_only_where_the_heads_are_the_sa
     from stages.probe import balanced_experiment
 
     real = params(profile="real-offline")        # WideResNet: retrained starts from the same random start
-    assert same_heads_experiment(real) == "retrained" and balanced_experiment(real) == "balanced"
-    for profile in ("full", "demo"):             # VGG-Face: retrained starts from the pretrained heads
-        assert same_heads_experiment(params(profile=profile)) is None and balanced_experiment(params(profile=profile)) is None
+    assert same_heads_experiment(real) == "retrained_random" and balanced_experiment(real) == "balanced"
+    for profile in ("full", "demo"):             # VGG-Face: `balanced` starts from the pretrained heads
+        assert same_heads_experiment(params(profile=profile)) == "retrained_random"
+        assert balanced_experiment(params(profile=profile)) is None
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["experiments"]["retrained"]["oversample"] = [{"min_age": 60, "factor": 2}]
     raw["profile"] = "real-offline"

@@ -16,9 +16,11 @@ def fitted(monkeypatch, steps: int):
     train_rows = np.concatenate([np.arange(200), np.arange(20)])  # repeated rows, as oversampling makes them
     val_rows = np.arange(200, 300)
     model = build_head(12, 8, 5, 0.5, name="age", seed=0)
-    history = training.fit_head(model, features, train_rows, rng.integers(0, 5, len(train_rows)), val_rows,
-                                rng.integers(0, 5, len(val_rows)), sample_weight=rng.uniform(0.5, 2, len(train_rows)),
-                                epochs=6, patience=2, batch_size=32, learning_rate=0.01, seed=3)
+    train = training.TaskRows(train_rows, rng.integers(0, 5, len(train_rows)))
+    val = training.TaskRows(val_rows, rng.integers(0, 5, len(val_rows)))
+    budget = training.Budget(epochs=6, patience=2, batch_size=32, learning_rate=0.01, seed=3)
+    history = training.fit_head(model, features, train, val, budget=budget,
+                                sample_weight=rng.uniform(0.5, 2, len(train_rows)))
     return history, model.get_weights()
 
 

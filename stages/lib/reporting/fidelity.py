@@ -154,7 +154,7 @@ def men_minus_women(signed: dict[str, np.ndarray], bootstrap: Bootstrap) -> Gap:
     men, women = signed["male"], signed["female"]
     resampled = [resample_sums(values, bootstrap.resamples, group_rng(bootstrap, f"r7:{gender}"))[:, 0] / len(values)
                  for gender, values in (("male", men), ("female", women))]
-    return resampled_gap(men.mean(), women.mean(), *resampled, bootstrap.confidence)
+    return resampled_gap(men.mean(), women.mean(), *resampled, confidence=bootstrap.confidence)
 
 
 def _gender_accuracy(evaluation: Evaluation) -> dict[str, float]:

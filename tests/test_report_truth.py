@@ -242,7 +242,7 @@ def test_compare_and_probe_reuse_the_experiments_only_where_the_heads_are_the_sa
         assert same_heads_experiment(params(profile=profile)) == "retrained_random"
         assert balanced_experiment(params(profile=profile)) is None
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["experiments"]["retrained"]["oversample"] = [{"min_age": 60, "factor": 2}]
+    raw["experiments"]["retrained_random"]["oversample"] = [{"min_age": 60, "factor": 2}]
     raw["profile"] = "real-offline"
     assert same_heads_experiment(validate(raw)) is None
 

@@ -162,3 +162,22 @@ def test_the_contracts_catch_a_broken_rule(tmp_path, offence):
                            "from importlinter.cli import lint_imports; sys.exit(lint_imports())"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode != 0 and "BROKEN" in done.stdout
+
+
+def test_tests_mirror_the_rooms():
+    """tests/<room>/test_<module>[_<aspect>].py for a module of stages/lib/<room>; tests/stages/ for the
+    stage CLIs, tests/e2e/ for whole pipeline runs."""
+    rooms = {path.name for path in (ROOT / PACKAGE / "lib").iterdir() if (path / "__init__.py").exists()}
+    stage_modules = {path.stem for path in (ROOT / PACKAGE).glob("*.py")} - {"__init__"}
+    problems = []
+    for test in sorted((ROOT / "tests").glob("*/test_*.py")):
+        folder, name = test.parent.name, test.stem.removeprefix("test_")
+        if folder == "e2e":
+            continue
+        modules = stage_modules if folder == "stages" else (   # the room's own name: its package (__init__.py)
+            {p.stem for p in (ROOT / PACKAGE / "lib" / folder).glob("*.py")} | {folder} if folder in rooms else None)
+        if modules is None:
+            problems.append(f"{test.relative_to(ROOT)}: tests/{folder}/ is not a room of stages/lib")
+        elif not any(name == m or name.startswith(f"{m}_") for m in modules | {"stage"}):
+            problems.append(f"{test.relative_to(ROOT)}: names no module of {folder}")
+    assert not problems, "\n".join(problems)

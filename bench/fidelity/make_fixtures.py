@@ -1,5 +1,5 @@
 """Make the fidelity fixtures: each published family's ORIGINAL implementation on 30 real faces, its
-outputs stored in tests/fixtures/fidelity/<model>.json for tests/test_published_fidelity.py.
+outputs stored in tests/fixtures/fidelity/<model>.json for tests/backbones/test_published_fidelity.py.
 
     python bench/fidelity/make_fixtures.py [--shared ../shared/datasets] [--keep-venvs DIR]
 

@@ -15,7 +15,7 @@
   processes has a `close()` (see `close_embed`).
 
 Everything after the features stage (heads, sampling, evaluation, report) sees only (N, D) rows, so
-a new backbone is one `register(name, entry)` call; tests/test_backbones.py plugs in a fake one.
+a new backbone is one `register(name, entry)` call; tests/backbones/test_registry.py plugs in a fake one.
 
 Entries:
 - `vgg_face` (default): the study's VGG-Face cut at pool5 (stages/lib/backbones/vgg_face.py); reads

@@ -5,7 +5,7 @@ published weight files load onto it (`h5weights.load_into`): thirteen 3x3 convol
 each block ending in a 2x2 max-pool, then fc6 (a k x k convolution, k = input_size / 32), fc7 and the
 output layer (1x1 convolutions), flatten and softmax. The original pads with `ZeroPadding2D((1, 1))`
 before each valid 3x3 convolution; a 3x3 convolution with `padding="same"` computes exactly that
-(tests/test_backbone.py checks it) in one op instead of two.
+(tests/backbones/test_vgg_face.py checks it) in one op instead of two.
 
 Input: RGB scaled to [0, 1], no mean subtraction, resized to `input_size`: `preprocess`, or
 `resize_uint8` then `to_unit_range` inside a tf.data pipeline; the features stage, the crop

@@ -184,7 +184,7 @@ def compile_head(model: keras.Model, learning_rate: float) -> None:
     """The study's optimisation: Adam on the cross-entropy of the softmax, labels as class indices.
 
     Keras runs `STEPS_PER_EXECUTION` batches per call of its compiled step: the same batches, in the
-    same order, give the same weights bit for bit (tests/test_training_speed.py), with a fraction of
+    same order, give the same weights bit for bit (tests/heads/test_training_speed.py), with a fraction of
     the per-step Python overhead, which is most of an epoch's cost on the demo's small heads."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(), steps_per_execution=STEPS_PER_EXECUTION)

@@ -10,7 +10,7 @@
 - Gender coding. The study's UTKFace notebooks decode gender code 0 as woman (`#0: woman, 1: man`),
   but UTKFace codes 0 as male: its "women" are UTKFace's men wherever it read those codes. Its R7
   (young women over-estimated more) is, in its own published predictions read with UTKFace's coding,
-  young men (tests/test_study_fidelity.py checks it on the published table). Our labels follow
+  young men (tests/reporting/test_fidelity.py checks it on the published table). Our labels follow
   UTKFace's coding; the note says where our R7 and R11 therefore differ from the study's text.
 """
 
@@ -169,7 +169,7 @@ def gender_coding_section(md: Markdown, params: Params, model: str, dataset: str
     md.paragraph("The study's UTKFace notebooks decode gender code 0 as woman (`#0: woman, 1: man`), but UTKFace "
                  "codes 0 as male: its “women” are UTKFace's men wherever it read those codes. Its R7 reads “young "
                  "women are over-estimated more than men”; its own published predictions of the retrained model, "
-                 "read with UTKFace's coding, show the young men over-estimated more (tests/test_study_fidelity.py "
+                 "read with UTKFace's coding, show the young men over-estimated more (tests/reporting/test_fidelity.py "
                  "checks this on the published table). Our labels follow UTKFace's coding.")
     band, signed = young_signed_errors(test_rows, params.age_bands)
     if {"male", "female"} <= set(signed) and min(len(v) for v in signed.values()) >= 2:

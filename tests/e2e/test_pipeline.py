@@ -1,0 +1,323 @@
+"""End to end: `dvc repro` of the offline demo profile in a copy of the project.
+
+This is the user's main job on synthetic faces: every stage runs offline, writes its outputs, and a
+second `dvc repro` does nothing.
+"""
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.published_weights import published_weights  # noqa: F401 (a fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+DVC = [sys.executable, "-m", "dvc"]
+
+pytestmark = pytest.mark.slow
+
+
+def _tracked_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.split()
+    return [name for name in listed if (ROOT / name).is_file()]
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    # dvc.yaml's commands call `python`: make it this interpreter, whatever the caller's PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_project(tmp_path_factory) -> Path:
+    """A fresh copy of the project, profile set to demo, after one `dvc repro`."""
+    project = tmp_path_factory.mktemp("project")
+    for name in _tracked_files():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    _run(["git", "init", "-q"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["profile"] = "demo"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "add", "-A"], project)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "demo"], project)
+    _run(DVC + ["repro"], project)
+    return project
+
+
+def test_dag_runs_from_download_to_split(demo_project):
+    dag = _run(DVC + ["dag", "--md"], demo_project)
+    for stage in ["download", "prepare", "crop", "split"]:
+        assert stage in dag
+
+
+def test_demo_writes_a_split_manifest_of_cropped_faces(demo_project):
+    manifest = pd.read_parquet(demo_project / "data/processed/manifest.parquet")
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    assert manifest["dataset"].eq("synthetic").all()
+    assert all((demo_project / path).is_file() for path in manifest["crop_path"].head(20))
+    quality = json.loads((demo_project / "data/interim/synthetic/quality.json").read_text())
+    assert quality["kept"] == len(pd.read_parquet(demo_project / "data/interim/synthetic/manifest.parquet"))
+
+
+def test_second_repro_does_nothing(demo_project):
+    output = _run(DVC + ["repro"], demo_project)
+    assert "up to date" in output.lower()
+    assert "Running stage" not in output
+
+
+HEADLINE = "reports/metrics.json"
+
+
+def _stdout(args: list[str], cwd: Path, **env: str) -> str:
+    """A command's stdout alone (what `--json` prints), with `_run`'s environment and `env`."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    environment = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), **env}
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=environment, check=True).stdout
+
+
+def test_the_headline_is_the_one_dvc_metric_and_exp_show_holds_it(demo_project):
+    headline = json.loads((demo_project / HEADLINE).read_text())
+    leaves = {f"{key}.{inner}" for key, value in headline.items() if isinstance(value, dict) for inner in value}
+    leaves |= {key for key, value in headline.items() if not isinstance(value, dict)}
+    assert 8 <= len(leaves) <= 12, leaves
+    assert {"worst_mae", "worst_acc", "gap_mae", "best_fix"} <= leaves
+    [shown] = json.loads(_stdout(DVC + ["metrics", "show", "--json"], demo_project)).values()
+    assert set(shown["data"]) == {HEADLINE}
+    [workspace] = [row for row in json.loads(_stdout(DVC + ["exp", "show", "--json"], demo_project))
+                   if row["rev"] == "workspace"]
+    assert workspace["data"]["metrics"] == {HEADLINE: {"data": headline}}
+
+
+def _du(*paths: Path) -> int:
+    """Bytes on disk under `paths` together, each hard-linked file counted once (as `du` does)."""
+    seen, total = set(), 0
+    for path in paths:
+        for file in [path] if path.is_file() else path.rglob("*"):
+            info = file.lstat()
+            if file.is_file() and not file.is_symlink() and (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    return total
+
+
+def test_a_pushed_run_is_pulled_into_a_clean_clone_and_reruns_nothing(demo_project, tmp_path):
+    """`dvc push` to a folder remote, a clean clone, `dvc pull`: nothing re-runs, the same report."""
+    outputs = [demo_project / name for name in ("data", "models", "reports")]
+    cache = demo_project / ".dvc" / "cache"
+    stored, apart = _du(*outputs, cache), _du(*outputs) + _du(cache)
+    print(f"demo disk use: outputs and cache together {stored / 2**20:.1f} MiB (counted apart {apart / 2**20:.1f} MiB)")
+    crops = [path for path in (demo_project / "data/crops").rglob("*") if path.is_file()]
+    assert crops and all(path.is_symlink() or path.stat().st_nlink > 1 for path in crops)  # links into the cache
+    _run(DVC + ["remote", "add", "-d", "team", str(tmp_path / "remote")], demo_project)
+    _run(["git", "add", "-A"], demo_project)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "demo run"], demo_project)
+    _run(DVC + ["push"], demo_project)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(demo_project), str(clone)], tmp_path)
+    _run(DVC + ["pull"], clone)
+    assert "up to date" in _run(DVC + ["status"], clone)
+    assert _stages_run(_run(DVC + ["repro"], clone)) == set()
+    assert (clone / "reports/report.md").read_text() == (demo_project / "reports/report.md").read_text()
+    assert (clone / HEADLINE).read_text() == (demo_project / HEADLINE).read_text()
+
+
+def test_a_queued_sweep_runs_in_dvcs_copies_with_different_metrics(demo_project):
+    """Two oversampling factors queued and run two at a time in DVC's temporary copies of the project:
+    each re-runs only that experiment, and its metrics differ."""
+    for factor in (1, 3):
+        _run(DVC + ["exp", "run", "--queue", "-n", f"factor{factor}",
+                    "-S", f"experiments.oversample_x2.oversample=[{{min_age: 60, factor: {factor}}}]"], demo_project)
+    _run(DVC + ["queue", "start", "-j", "2"], demo_project)
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", _run(DVC + ["queue", "status"], demo_project)):
+        assert time.monotonic() < deadline, _run(DVC + ["queue", "status"], demo_project)
+        time.sleep(5)
+    status = _run(DVC + ["queue", "status"], demo_project)
+    _run(DVC + ["queue", "stop"], demo_project)
+    assert all(re.search(rf"\bfactor{factor}\s.*\bSuccess\b", status) for factor in (1, 3)), status
+    metrics = {name: json.loads(_stdout(["git", "show", f"{ref}:reports/experiments/oversample_x2/metrics.json"],
+                                        demo_project)) for name, ref in _exp_refs(demo_project).items()}
+    assert set(metrics) == {"factor1", "factor3"} and metrics["factor1"] != metrics["factor3"]
+    header, *rows = csv.reader(io.StringIO(_stdout(DVC + ["exp", "show", "--only-changed", "--csv"], demo_project)))
+    assert any(column.endswith("experiments.oversample_x2.oversample") for column in header), header
+    assert {"factor1", "factor3"} <= {row[0] for row in rows}
+    shown = _stdout(DVC + ["exp", "show", "--only-changed", "--no-pager"], demo_project, COLUMNS="120")
+    print(f"COLUMNS=120 dvc exp show --only-changed: widest line {max(map(len, shown.splitlines()))}, "
+          f"columns {header}\n{shown}")
+
+
+def _exp_refs(project: Path) -> dict[str, str]:
+    """{experiment name: its git ref} for the sweep's experiments."""
+    listed = _stdout(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], project).split()
+    return {ref.rsplit("/", 1)[1]: ref for ref in listed if ref.rsplit("/", 1)[1].startswith("factor")}
+
+
+def test_demo_report_shows_the_planted_gap(demo_project):
+    """The synthetic data under-represents black women and offsets their labels: the gap must show."""
+    groups = pd.read_csv(demo_project / "reports/experiments/retrained/evaluation/synthetic/groups.csv")
+    planted = groups.query("attribute == 'race*gender' and group == 'black*female'").iloc[0]
+    others = groups.query("attribute == 'race*gender' and group != 'black*female'")
+    assert planted["mae_ci_low"] > others["mae_ci_high"].max()
+    assert (demo_project / "reports/report.md").read_text().count("black*female") >= 1
+
+
+def test_demo_report_compares_backbones_and_splits(demo_project):
+    report = (demo_project / "reports/report.md").read_text()
+    assert "Backbones compared" in report and "vgg_face_narrow MAE" in report
+    # the synthetic faces carry no identities and the demo clusters nothing: the report says the two
+    # splits are the same instead of comparing them
+    assert "Leakage: the study's split" in report and "naive split is identical to the grouped one" in report
+    manifest = pd.read_parquet(demo_project / "data/processed/manifest.parquet")
+    assert set(manifest["split_naive"]) == {"train", "val", "test"}
+    naive = pd.read_parquet(demo_project / "reports/experiments/naive_split/predictions.parquet").set_index("id")["split"]
+    assert naive.equals(manifest.set_index("id").loc[naive.index, "split_naive"].rename("split"))
+
+
+def test_a_sampling_change_reruns_only_its_experiment(demo_project):
+    """Changing an oversampling factor must not re-run the features pass (nor any other experiment)."""
+    params = yaml.safe_load((demo_project / "params.yaml").read_text())
+    params["experiments"]["oversample_x2"]["oversample"][0]["factor"] = 4
+    (demo_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _stages_run(_run(DVC + ["repro"], demo_project)) == {
+        "params", "train@oversample_x2", "evaluate@oversample_x2", "report"}
+
+
+def _stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+def test_editing_a_profile_not_in_use_reruns_nothing(demo_project):
+    params = yaml.safe_load((demo_project / "params.yaml").read_text())
+    params["profiles"]["real-offline"]["train"]["epochs"] += 1
+    params["backbone"]["fc_width"] += 1  # the full profile's value: the demo overrides it
+    (demo_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _stages_run(_run(DVC + ["repro"], demo_project)) == {"params"}
+
+
+def test_one_seed_gives_byte_identical_predictions_and_metrics(demo_project):
+    experiment = demo_project / "reports/experiments/retrained"
+    before = {name: (experiment / name).read_bytes() for name in ("predictions.parquet", "metrics.json")}
+    _run(DVC + ["repro", "--force", "--single-item", "train@retrained"], demo_project)
+    _run(DVC + ["repro", "--force", "--single-item", "evaluate@retrained"], demo_project)
+    assert {name: (experiment / name).read_bytes() for name in before} == before
+
+
+def test_every_mitigation_is_weighed_in_the_report_and_reruns_alone(demo_project):
+    report = (demo_project / "reports/report.md").read_text()
+    for method in ("balanced", "group_dro", "adversarial", "last_layer"):
+        assert f"**{method}** on synthetic, against retrained: " in report
+        rows = pd.read_csv(demo_project / f"reports/experiments/{method}/evaluation/synthetic/worst_groups.csv")
+        assert rows["change_ci_low"].notna().all() and set(rows["worst_group"].dropna()) != set()
+    assert "Is the bias in the embedding?" in report and "a linear probe reads race at" in report
+    assert (demo_project / "reports/figures/mitigation.png").exists()
+    params = yaml.safe_load((demo_project / "params.yaml").read_text())
+    params["experiments"]["group_dro"]["mitigation"]["step_size"] = 0.05
+    (demo_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    output = _run(DVC + ["repro"], demo_project)
+    ran = {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    assert ran == {"params", "train@group_dro", "evaluate@group_dro", "report"}
+
+
+SHARED = ROOT.parent / "shared" / "datasets"
+SAMPLE = 300  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
+CHILDREN = 30  # UTKFace faces under 17 besides: the profile's `utkface_children`, evaluated apart
+
+
+def _sample_folder(target: Path) -> tuple[Path, Path]:
+    """Links to SAMPLE UTKFace files aged 17+ and CHILDREN under 17 (one folder: the profile's utkface
+    and utkface_children read it by age), and SAMPLE FairFace rows (with their label file) under target."""
+    utkface = target / "utkface"
+    utkface.mkdir(parents=True)
+    files = sorted((SHARED / "utkface-aligned-sample").glob("*.jpg"))
+    age = lambda path: int(path.name.split("_")[0])  # noqa: E731
+    adults, children = [f for f in files if age(f) >= 17], [f for f in files if age(f) < 17]
+    for path in adults[:: len(adults) // SAMPLE][:SAMPLE] + children[:: len(children) // CHILDREN][:CHILDREN]:
+        (utkface / path.name).symlink_to(path)
+    fairface = target / "fairface"
+    (fairface / "val").mkdir(parents=True)
+    labels = pd.read_csv(SHARED / "fairface-sample" / "fairface_label_val.csv").iloc[:SAMPLE]
+    labels.to_csv(fairface / "fairface_label_val.csv", index=False)
+    for name in labels["file"]:
+        (fairface / name).symlink_to(SHARED / "fairface-sample" / name)
+    return utkface, fairface
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir(),
+                    reason=f"the real photos are not in {SHARED}")
+def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resnet_weights, published_weights):
+    pytest.importorskip("dlib", reason='the dlib extra is not installed: pip install -e ".[dlib]"')
+    project = tmp_path / "project"
+    for name in _tracked_files():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    utkface, fairface = _sample_folder(tmp_path / "photos")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["profile"] = "real-offline"
+    profile = params["profiles"]["real-offline"]
+    profile["datasets"]["utkface"]["sources"] = [{"path": str(utkface)}]
+    profile["datasets"]["utkface_children"]["sources"] = [{"path": str(utkface)}]
+    profile["datasets"]["fairface"]["sources"] = [{"path": str(fairface)}]
+    profile["weights"]["yunet"]["path"] = str(ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx")
+    profile["evaluate"] = {"bootstrap": 100}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], project)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "real"], project)
+    weights = project / "data/raw/weights/wide_resnet_imdb.hdf5"  # as if put there by hand: checked, not fetched
+    weights.parent.mkdir(parents=True)
+    weights.symlink_to(wide_resnet_weights)
+    for name in ("ssd_face.pb", "ssd_face_config.pbtxt"):  # the SSD detector's files, likewise
+        (weights.parent / name).symlink_to(published_weights / name)
+    _run(DVC + ["repro"], project)
+
+    meta = json.loads((project / "data/features/meta.json").read_text())
+    assert meta["shape"] == [2 * SAMPLE + CHILDREN, 8192] and meta["spec"]["name"] == "wide_resnet_imdb"
+    assert meta["published_shape"] == [2 * SAMPLE + CHILDREN, 103]
+    assert json.loads((project / "data/identity/status.json").read_text())["computed"]
+    published = json.loads((project / "reports/experiments/published/metrics.json").read_text())
+    assert 5 < published["utkface"]["mae"] < 20 and published["utkface"]["gender_accuracy"] > 0.6
+    assert "utkface_children" in published and "mae" not in published["fairface"]   # FairFace: bands only
+    split = json.loads((project / "data/processed/split.json").read_text())
+    assert set(split["leakage"]) == {"utkface", "utkface_children", "fairface"}
+    assert all(entry["grouped"]["test_faces"] > 0 for entry in split["leakage"].values())
+    # no model trains on the children or on FairFace: every row of theirs is a test face
+    assert split["datasets"]["fairface"]["rows"] == {"train": 0, "val": 0, "test": SAMPLE}
+    assert split["datasets"]["utkface_children"]["rows"]["test"] == CHILDREN
+    assert split["datasets"]["utkface"]["rows"]["train"] > 0
+    # 180 training faces are too few for new heads to learn age (on the full sample's 2,997 the
+    # WideResNet's reach MAE 8.05 against the published 13.89), not gender: dlib's heads (compare stage,
+    # on the identity stage's pass; 92% here) and the WideResNet's retrained heads (79% here) must.
+    dlib = json.loads((project / "reports/compare/dlib_resnet/evaluation/utkface/metrics.json").read_text())
+    assert dlib["gender_accuracy"] > 0.8
+    metrics = json.loads((project / "reports/experiments/retrained/metrics.json").read_text())
+    assert metrics["utkface"]["gender_accuracy"] > 0.65
+    test = pd.read_parquet(project / "reports/experiments/retrained/predictions.parquet").query(
+        "dataset == 'utkface' and split == 'test'")
+    assert np.isfinite(test["age_pred"]).all() and len(test) > 50
+    assert 0 < metrics["fairface"]["age_band_accuracy"] < 1
+    report = (project / "reports/report.md").read_text()
+    assert "dlib_resnet MAE" in report and "wide_resnet_imdb MAE" in report and "look-alike" in report
+    assert "yunet" in report and "haar" in report and "fairface: ssd" in report and "cropped already" in report
+    audited = json.loads((project / "reports/audit_models/wide_resnet_imdb/metrics.json").read_text())
+    assert audited["utkface"]["n"] == published["utkface"]["n"] and audited["utkface"]["in_sample"] == "no"
+    assert "## Published models side by side" in report and "| wide_resnet_imdb | no |" in report

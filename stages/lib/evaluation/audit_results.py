@@ -25,8 +25,8 @@ from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 from stages.lib.evaluation.band_models import evaluate_bands
 from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.predictions import normalise_predictions
-from stages.lib.evaluation.results import (WORST_GROUPS, bootstrap_from, headline, worst_group_headline, write_evaluation,
-                                           write_json)
+from stages.lib.core.files import write_json
+from stages.lib.evaluation.results import WORST_GROUPS, bootstrap_from, headline, worst_group_headline, write_evaluation
 from stages.lib.evaluation.worst_groups import REFERENCE, STATISTICS, against_reference
 
 CARD_FILE = "card.json"

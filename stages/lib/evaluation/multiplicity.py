@@ -28,32 +28,26 @@ HOLM_MAX_TESTS = 10   # a family longer than this is adjusted by Benjamini–Hoc
 HOLM, BH = "holm", "bh"
 
 
-def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values (NaN kept as NaN, left out of the count)."""
+def _over_known(p_values, adjust) -> np.ndarray:
+    """`adjust(sorted p-values)` -> their adjusted values, applied to the known p-values in ascending
+    order (NaN kept as NaN and left out of the count), capped at 1."""
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(len(p), np.nan)
     known = np.flatnonzero(~np.isnan(p))
-    m = len(known)
-    if m == 0:
-        return adjusted
-    order = known[np.argsort(p[known], kind="stable")]
-    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    adjusted[order] = np.minimum(stepped, 1.0)
+    if len(known):
+        order = known[np.argsort(p[known], kind="stable")]
+        adjusted[order] = np.minimum(adjust(p[order]), 1.0)
     return adjusted
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN kept as NaN, left out of the count)."""
+    return _over_known(p_values, lambda p: np.maximum.accumulate((len(p) - np.arange(len(p))) * p))
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (q-values; NaN kept as NaN, left out of the count)."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(len(p), np.nan)
-    known = np.flatnonzero(~np.isnan(p))
-    m = len(known)
-    if m == 0:
-        return adjusted
-    order = known[np.argsort(p[known], kind="stable")]
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    return adjusted
+    return _over_known(p_values, lambda p: np.minimum.accumulate((p * len(p) / np.arange(1, len(p) + 1))[::-1])[::-1])
 
 
 def adjustment_for(tests: int) -> str:

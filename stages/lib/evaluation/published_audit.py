@@ -28,7 +28,7 @@ from stages.lib.core.schema import BAND_COLUMN, read_manifest
 from stages.lib.evaluation.audit_results import (AUDIT_COLUMNS, CARD_FILE, METRICS_FILE, PREDICTIONS_FILE, UNKNOWN,
                                                  evaluate_band_model, evaluate_years)
 from stages.lib.evaluation.band_models import band_label
-from stages.lib.evaluation.results import write_json
+from stages.lib.core.files import write_json
 from stages.lib.faces.images import FaceRejected, read_image
 
 BATCH = 64   # crops read and predicted at once

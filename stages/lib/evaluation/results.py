@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.core.params import Params
+from stages.lib.core.files import write_json
 from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError, require_columns
 from stages.lib.evaluation.band_changes import band_changes, is_rebalancing
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands, contract_groups, evaluate, exact_age_rows
@@ -45,12 +46,6 @@ HEADLINE_WORST = ("worst_group_mae", "worst_group_accuracy")
 
 def bootstrap_from(params: Params) -> Bootstrap:
     return Bootstrap(resamples=params.evaluate.bootstrap, confidence=params.evaluate.confidence, seed=params.seed)
-
-
-def write_json(data, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_evaluation(evaluation: Evaluation, folder: Path) -> None:

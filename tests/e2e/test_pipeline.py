@@ -227,7 +227,7 @@ def test_every_mitigation_is_weighed_in_the_report_and_reruns_alone(demo_project
         assert f"**{method}** on synthetic, against retrained: " in report
         rows = pd.read_csv(demo_project / f"reports/experiments/{method}/evaluation/synthetic/worst_groups.csv")
         assert rows["change_ci_low"].notna().all() and set(rows["worst_group"].dropna()) != set()
-    assert "Is the bias in the embedding?" in report and "a linear probe reads race at" in report
+    assert "What each embedding holds: linear probes" in report and "a linear probe reads race at" in report
     assert (demo_project / "reports/figures/mitigation.png").exists()
     params = yaml.safe_load((demo_project / "params.yaml").read_text())
     params["experiments"]["group_dro"]["mitigation"]["step_size"] = 0.05

@@ -293,6 +293,9 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     meta = json.loads((project / "data/features/meta.json").read_text())
     assert meta["shape"] == [2 * SAMPLE + CHILDREN, 8192] and meta["spec"]["name"] == "wide_resnet_imdb"
     assert meta["published_shape"] == [2 * SAMPLE + CHILDREN, 103]
+    assert meta["published_inputs_shape"] == [2 * SAMPLE + CHILDREN, 16 * 16 * 512]   # what the published layers read
+    summary = json.loads((project / "models/retrained/live/metrics.json").read_text())
+    assert summary["init"] == "published" and summary["method"] == "plain"   # the study's: fine-tuned from them
     assert json.loads((project / "data/identity/status.json").read_text())["computed"]
     published = json.loads((project / "reports/experiments/published/metrics.json").read_text())
     assert 5 < published["utkface"]["mae"] < 20 and published["utkface"]["gender_accuracy"] > 0.6
@@ -321,3 +324,5 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     audited = json.loads((project / "reports/audit_models/wide_resnet_imdb/metrics.json").read_text())
     assert audited["utkface"]["n"] == published["utkface"]["n"] and audited["utkface"]["in_sample"] == "no"
     assert "## Published models side by side" in report and "| wide_resnet_imdb | no |" in report
+    audits = sorted(path.name for path in (project / "reports/audit_models").iterdir() if path.is_dir())
+    assert audits == ["dlib_cydral", "face_api", "levi_hassner", "wide_resnet_imdb"]

@@ -104,4 +104,4 @@ def fit(data: HeadData, experiment: Experiment) -> FittedHeads:
                                          seed=data.params.seed)
         selection[task] = selection_summary(task, histories[task])
     return FittedHeads(heads, histories, summary={"protocol": "study", "selection": selection},
-                       trained_on={"train_rows": len(indices)})
+                       trained_on={"train_rows": len(indices)}, reads=data.reads)

@@ -203,7 +203,7 @@ def test_loss_curves_stay_legible_and_a_spike_gets_a_log_axis(tmp_path):
 def test_the_report_opens_with_findings_and_names_each_section_by_role(tmp_path, monkeypatch):
     from stages import evaluate as evaluate_stage
     from stages import report as report_stage
-    from test_report import write_params, write_predictions
+    from tests.reporting.test_report import write_params, write_predictions
 
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, bootstrap=30)

@@ -126,8 +126,10 @@ def test_a_pushed_run_is_pulled_into_a_clean_clone_and_reruns_nothing(demo_proje
     stored, apart = _du(*outputs, cache), _du(*outputs) + _du(cache)
     print(f"demo disk use: outputs and cache together {stored / 2**20:.1f} MiB (counted apart {apart / 2**20:.1f} MiB)")
     crops = [path for path in (demo_project / "data/crops").rglob("*") if path.is_file()]
-    copies = [path for path in crops if not (path.is_symlink() or path.stat().st_nlink > 1)]
-    assert crops and not copies, copies[:5]  # links into the cache
+    # links into the cache; DVC leaves as a copy a file whose content the cache holds already (a header-only
+    # rejects.csv, byte for byte another output's): a few bytes, never the faces
+    copies = [path for path in crops if not (path.is_symlink() or path.stat().st_nlink > 1) and path.stat().st_size > 1024]
+    assert crops and not copies, copies[:5]
     _run(DVC + ["remote", "add", "-d", "team", str(tmp_path / "remote")], demo_project)
     _run(["git", "add", "-A"], demo_project)
     _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "demo run"], demo_project)

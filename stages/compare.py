@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sys
 
-import json
 import shutil
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import run_features
 from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.results import bootstrap_from, headline_line, write_evaluation
+from stages.lib.core.files import write_json
 from stages.lib.core.params import Params, load_params
 from stages.lib.core.cli import run_stage
 from stages.lib.heads.sampling import training_plan
@@ -98,9 +98,8 @@ def compare_one(label: str, params: Params) -> dict:
         write_evaluation(evaluation, out / "evaluation" / str(dataset))
         overall[str(dataset)] = evaluation.overall
     spec = describe(compared.backbone).as_dict()
-    (out / "spec.json").write_text(json.dumps({"spec": spec, "backbone": compared.backbone.model_dump(),
-                                               "init": "random", "train": params.train.model_dump(),
-                                               "read_from_experiment": same}, indent=2) + "\n")
+    write_json({"spec": spec, "backbone": compared.backbone.model_dump(), "init": "random",
+                "train": params.train.model_dump(), "read_from_experiment": same}, out / "spec.json")
     return overall
 
 
@@ -118,8 +117,8 @@ def _run() -> None:
     data_out.mkdir(parents=True, exist_ok=True)
     for stale in [p for p in data_out.iterdir() if p.is_dir() and p.name not in params.compare_backbones]:
         shutil.rmtree(stale)  # a backbone no longer compared
-    (data_out / "backbones.json").write_text(json.dumps(
-        {label: params.compared_backbone(label).model_dump() for label in params.compare_backbones}, indent=2) + "\n")
+    write_json({label: params.compared_backbone(label).model_dump() for label in params.compare_backbones},
+               data_out / "backbones.json")
     for label in params.compare_backbones:
         for dataset, figures in compare_one(label, params).items():
             print(f"compare: {label} on {dataset}: n={figures['n']:,} {headline_line(figures)}"

@@ -11,7 +11,6 @@ How each row is cropped (its own box, a ready crop, or a detector) is described 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import pandas as pd
@@ -19,6 +18,7 @@ import pandas as pd
 from stages.lib.faces.crop import CropSettings, crop_manifest
 from stages.lib.faces.stats import crop_quality, precropped_detection
 from stages.lib.sources.plan import weight_path
+from stages.lib.core.files import write_json
 from stages.lib.core.params import Params, load_params
 from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest, write_manifest, write_rejects
@@ -69,7 +69,7 @@ def _run(args) -> int | None:
     }
     for name, entry in precropped_detection(result.manifest, params.crop.detect_precropped, params.age_bands).items():
         quality["datasets"][name]["detection_on_precropped"] = entry
-    params.paths.crops_quality.write_text(json.dumps(quality, indent=2) + "\n")
+    write_json(quality, params.paths.crops_quality)
     for name, entry in quality["datasets"].items():
         rejected = ", ".join(f"{code} {n:,}" for code, n in entry["rejected_by_reason"].items()) or "none"
         line = f"crop: {name}: {entry['kept']:,} of {entry['rows_in']:,} kept (rejected: {rejected})"

@@ -12,7 +12,6 @@ pin must be laid out as the published file (HDF5) or load as a YuNet model (ONNX
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from functools import partial
@@ -22,6 +21,7 @@ from stages.lib.backbones import published
 from stages.lib.backbones.h5weights import PUBLISHED_OUTPUT_CLASSES, check_published_file
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.wide_resnet import check_published_file as check_wide_resnet_file
+from stages.lib.core.files import write_json
 from stages.lib.core.params import ParamsError, load_params
 from stages.lib.core.cli import USER_MISTAKES, say_mistake
 from stages.lib.core.timing import start_timing
@@ -66,7 +66,7 @@ def write_weights_receipt(folder: Path, names: list[str]) -> None:
     DVC cannot restore an empty folder.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "needed.json").write_text(json.dumps({"needed": names}, indent=2) + "\n")
+    write_json({"needed": names}, folder / "needed.json")
 
 
 def main(argv: list[str] | None = None) -> int:

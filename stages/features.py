@@ -11,12 +11,12 @@ shows neither. Bad params or missing inputs are one line naming the fix, and exi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import DEFAULT_CHUNK_ROWS, run_features
 from stages.lib.backbones.vgg_face import set_precision_for_device
+from stages.lib.core.files import write_json
 from stages.lib.core.cli import run_stage
 from stages.lib.core.params import load_params
 from stages.lib.core.schema import read_manifest
@@ -41,7 +41,7 @@ def _run(args) -> int | None:
     meta = run_features(manifest, params, paths.features, chunk_rows=args.chunk_rows,
                         show_progress=False if args.no_progress else None)
     paths.throughput.parent.mkdir(parents=True, exist_ok=True)
-    paths.throughput.write_text(json.dumps(meta["throughput"], indent=2) + "\n")
+    write_json(meta["throughput"], paths.throughput)
     print(f"features: {meta['shape'][0]} crops -> {paths.features / meta['file']} {tuple(meta['shape'])} float16 "
           f"({params.backbone.name}, {meta['device']}, {policy}, {meta['throughput']['images_per_second']} images/s)")
     return meta["shape"][0]

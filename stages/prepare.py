@@ -12,12 +12,12 @@ output, so that no stage writes into another's (data/raw belongs to download).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from stages.lib.core.files import write_json
 from stages.lib.core.cli import UserError
 from stages.lib.datasets import ADAPTERS, AdapterResult, parse_options, read_dataset
 from stages.lib.sources.plan import MANUAL_DOWNLOAD
@@ -73,7 +73,7 @@ def prepare_dataset(name: str, params: Params, raw_root: Path | None = None, int
     write_manifest(manifest, out / "manifest.parquet")
     write_rejects(rejects, out / "rejects.csv")
     quality = summarise(name, manifest, labelled_rejects, params.age_bands)
-    (out / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+    write_json(quality, out / "quality.json")
     return quality
 
 

@@ -23,7 +23,6 @@ Writes, in params.paths.probe:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.backbones.store import open_features
+from stages.lib.core.files import write_json
 from stages.lib.core.params import Params, load_params
 from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest
@@ -143,7 +143,7 @@ def _run() -> int:
     out.mkdir(parents=True, exist_ok=True)
     probes.to_csv(out / PROBES_FILE, index=False)
     balanced[["backbone", *balanced.columns.drop("backbone")]].to_csv(out / BALANCED_FILE, index=False)
-    (out / "metrics.json").write_text(json.dumps(headline(probes, balanced), indent=2) + "\n")
+    write_json(headline(probes, balanced), out / "metrics.json")
     for row in probes.itertuples():
         print(f"probe: {row.backbone} {row.attribute} on {row.dataset}: balanced accuracy {row.balanced_accuracy:.1%} "
               f"[{row.ci_low:.1%}, {row.ci_high:.1%}], chance {row.chance:.1%}")

@@ -27,7 +27,6 @@ leakage of each split: how many test faces have a training face within threshold
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import pandas as pd
 from stages.lib.backbones.store import open_features
 from stages.lib.splitting.identity import needs_identity_pass, read_status
 from stages.lib.splitting.leakage import bounded_clusters, leakage_summary
+from stages.lib.core.files import write_json
 from stages.lib.core.params import Clusters, load_params
 from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest, write_manifest
@@ -131,7 +131,7 @@ def _run() -> int | None:
         "datasets": split_summary(manifest, edges),
         "leakage": leakage(manifest, embeddings, clusters, resplit) if clusters else {},
     }
-    params.paths.split_summary.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary, params.paths.split_summary)
     if skipped:
         print(f"split: {skipped}; identities only", file=sys.stderr)
     for name, entry in summary["datasets"].items():

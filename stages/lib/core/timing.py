@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from stages.lib.core.files import write_json
 from stages.lib.core.params import ParamsError, load_params
 
 
@@ -52,7 +53,7 @@ class StageTiming:
         folder = folder if folder is not None else timing_folder()
         if folder is not None:
             Path(folder).mkdir(parents=True, exist_ok=True)
-            (Path(folder) / f"{self.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+            write_json(record, Path(folder) / f"{self.name}.json")
         return record
 
 

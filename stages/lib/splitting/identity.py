@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stages.lib.core.files import write_json
 from stages.lib.core.params import Backbone, Clusters, Params
 
 STATUS_FILE = "status.json"
@@ -61,7 +62,7 @@ def skipped_status(clusters: Clusters | None) -> dict:
 def write_status(folder: Path, status: dict) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / STATUS_FILE).write_text(json.dumps(status, indent=2) + "\n")
+    write_json(status, folder / STATUS_FILE)
 
 
 def read_status(folder: Path) -> dict:

@@ -1,0 +1,96 @@
+"""The IMDB-Wiki adapter on .mat files laid out like the real wiki.mat / imdb.mat."""
+
+import pytest
+
+from stages.lib.datasets import run_adapter
+from stages.lib.datasets.common import DatasetError
+from stages.lib.datasets.imdb_wiki import birth_year
+from stages.lib.core.params import Labels
+from tests.datasets.raw_files import (
+    LABELS, datenum, photo, read_full_profile_dataset, reasons, save_imdb_wiki_mat, write_jpg,
+)
+
+
+def test_birth_year_reads_matlab_datenums():
+    assert birth_year(723671.0) == 1981  # datenum(1981, 5, 5)
+    assert birth_year(datenum(1900, 1, 1) + 0.6) == 1900  # fractional days are times of day
+    for bad in [float("nan"), float("-inf"), 0.0, 366.0, 1e12]:
+        with pytest.raises(ValueError):
+            birth_year(bad)
+
+
+def test_wiki_rows_and_rejects_with_reasons(wiki_folder):
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki"}, labels=LABELS)
+    assert reasons(result) == {
+        "no_gender.jpg": "gender_missing", "odd_gender.jpg": "gender_missing", "no_face.jpg": "no_face", "weak_face.jpg": "face_score_low",
+        "two_faces.jpg": "second_face", "missing.jpg": "image_missing", "empty.jpg": "image_empty",
+        "bad_dob.jpg": "bad_date", "too_old.jpg": "age_out_of_range",
+    }
+    rows = {row["id"]: row for row in result.rows}
+    assert set(rows) == {"wiki/wiki_crop/17/good_male.jpg", "wiki/wiki_crop/17/good_female.jpg"}
+    assert len(result.rows) + len(result.rejects) == 11  # every row of the .mat, once
+    male, female = rows["wiki/wiki_crop/17/good_male.jpg"], rows["wiki/wiki_crop/17/good_female.jpg"]
+    assert (male["age"], male["gender"], male["race"], male["cropped"]) == (28, "male", None, False)
+    assert male["box"] == pytest.approx([111.3, 111.3, 141.4, 151.4])
+    assert male["identity"] == "Ann Example" and female["identity"] is None  # wiki: the name, when given
+    assert (female["age"], female["gender"]) == (20, "female")
+    assert male["path"] == (wiki_folder / "wiki_crop/17/good_male.jpg").as_posix()
+    assert all(r["stage"] == "prepare" and r["dataset"] == "wiki" for r in result.rejects)
+
+
+def test_wiki_thresholds_are_options(wiki_folder):
+    options = {"variant": "wiki", "min_face_score": 0.0, "max_second_face_score": 3.0}
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", options, labels=LABELS)
+    kept = {row["id"].rsplit("/", 1)[-1] for row in result.rows}
+    assert {"weak_face.jpg", "two_faces.jpg"} <= kept
+    assert "no_face.jpg" in reasons(result)  # -inf is no face at any threshold
+
+
+def test_wiki_age_range_comes_from_labels(wiki_folder):
+    result = run_adapter("imdb_wiki", wiki_folder, "wiki", {"variant": "wiki"}, labels=Labels(min_age=25, max_age=100))
+    assert reasons(result)["good_female.jpg"] == "age_out_of_range"
+    assert [row["age"] for row in result.rows] == [28]
+
+
+def test_imdb_identity_is_the_celeb_id(tmp_path):
+    root = tmp_path / "imdb"
+    photos = [photo("a.jpg", celeb_id=11, name="A"), photo("b.jpg", celeb_id=12, name="B")]
+    save_imdb_wiki_mat(root / "imdb_crop" / "imdb.mat", "imdb", photos)
+    for p in photos:
+        write_jpg(root / "imdb_crop" / p["path"])
+    result = run_adapter("imdb_wiki", root, "imdb", {"variant": "imdb"}, labels=LABELS)
+    assert sorted(row["identity"] for row in result.rows) == ["11", "12"]
+
+
+def test_imdb_wiki_missing_mat_says_where_it_goes(tmp_path):
+    with pytest.raises(DatasetError, match=r"wiki\.mat not found under .*wiki_crop\.tar"):
+        run_adapter("imdb_wiki", tmp_path, "wiki", {"variant": "wiki"}, labels=LABELS)
+
+
+def test_imdb_wiki_wrong_variant_struct(tmp_path):
+    save_imdb_wiki_mat(tmp_path / "imdb.mat", "wiki", [photo("a.jpg")])  # a wiki struct in a file named imdb.mat
+    with pytest.raises(DatasetError, match="no struct 'imdb'"):
+        run_adapter("imdb_wiki", tmp_path, "imdb", {"variant": "imdb"}, labels=LABELS)
+
+
+@pytest.mark.parametrize("name", ["wiki", "imdb"])
+def test_full_profile_imdb_wiki_uses_serengils_filter(tmp_path, name):
+    """face_score >= 3, no second face, 0 < age <= 100 (serengil's 22,578 wiki faces)."""
+    born = datenum(1950, 6, 1)
+    photos = [
+        photo("score_3.jpg", score=3.0, dob=born, taken=1990),
+        photo("score_2.9.jpg", score=2.9, dob=born, taken=1990),
+        photo("second_face.jpg", second=0.5, dob=born, taken=1990),
+        photo("age_0.jpg", dob=born, taken=1950),
+        photo("age_1.jpg", dob=born, taken=1951),
+        photo("age_100.jpg", dob=born, taken=2050),
+        photo("age_101.jpg", dob=born, taken=2051),
+    ]
+    photos = [{**p, "celeb_id": i + 1, "name": f"p{i}"} for i, p in enumerate(photos)]
+    save_imdb_wiki_mat(tmp_path / f"{name}_crop" / f"{name}.mat", name, photos)
+    for p in photos:
+        write_jpg(tmp_path / f"{name}_crop" / p["path"])
+    result = read_full_profile_dataset(name, tmp_path)
+    assert sorted(row["id"].rsplit("/", 1)[-1] for row in result.rows) == ["age_1.jpg", "age_100.jpg", "score_3.jpg"]
+    assert reasons(result) == {"score_2.9.jpg": "face_score_low", "second_face.jpg": "second_face",
+                               "age_0.jpg": "age_out_of_range", "age_101.jpg": "age_out_of_range"}

@@ -8,6 +8,7 @@ from stages.lib.datasets import run_adapter
 from stages.lib.datasets.common import DatasetError
 from stages.lib.datasets.fairface import band_age
 from stages.lib.core.labels import RACES, LabelError
+from stages.lib.core.params import Labels
 from tests.datasets.raw_files import LABELS, reasons, shared_folder, write_jpg
 
 
@@ -81,3 +82,44 @@ def test_real_fairface_sample():
     assert set(r["race_source"] for r in result.rows) == {
         "White", "Black", "East Asian", "Southeast Asian", "Indian", "Middle Eastern", "Latino_Hispanic"}
     assert all(Path(r["path"]).is_file() for r in result.rows[:50])
+
+
+def test_fairface_both_splits_read_every_label_file_present(tmp_path):
+    root = fairface_folder(tmp_path / "fairface")
+    (root / "fairface_label_train.csv").write_text("file,age,gender,race\ntrain/9.jpg,0-2,Female,Black\n")
+    write_jpg(root / "train" / "9.jpg")
+    both = run_adapter("fairface", root, "fairface", {}, labels=LABELS)
+    assert [r["id"] for r in both.rows] == ["fairface/val/1.jpg", "fairface/val/2.jpg", "fairface/val/3.jpg",
+                                            "fairface/train/9.jpg"]
+    train = run_adapter("fairface", root, "fairface", {"split": "train"}, labels=LABELS)
+    assert [(r["age"], r["gender"], r["race"]) for r in train.rows] == [(1, "female", "black")]
+    (root / "fairface_label_val.csv").unlink()
+    assert len(run_adapter("fairface", root, "fairface", {"split": "both"}, labels=LABELS).rows) == 1
+
+
+def test_fairface_refuses_two_copies_of_a_label_file(tmp_path):
+    root = fairface_folder(tmp_path / "fairface")
+    (root / "copy").mkdir()
+    (root / "copy" / "fairface_label_val.csv").write_text(FAIRFACE_CSV)
+    with pytest.raises(DatasetError, match=r"fairface_label_val\.csv found more than once .*keep one copy"):
+        run_adapter("fairface", root, "fairface", {}, labels=LABELS)
+
+
+def test_fairface_rejects_point_at_the_csv_line_and_keep_the_labels(tmp_path):
+    root = tmp_path / "fairface"
+    root.mkdir()
+    (root / "fairface_label_val.csv").write_text(
+        "file,age,gender,race\n"
+        "val/1.jpg,20-29,Female,Indian\n"
+        ",30-39,Male,White\n"
+        "val/2.jpg,70-79,Male,White\n"
+    )
+    result = run_adapter("fairface", root, "fairface", {}, labels=Labels(min_age=0, max_age=70))
+    assert result.rows == []
+    rejects = {r["path"].removeprefix(root.as_posix() + "/"): r for r in result.rejects}
+    assert set(rejects) == {"val/1.jpg", "fairface_label_val.csv:3", "val/2.jpg"}
+    assert rejects["fairface_label_val.csv:3"]["reason"].startswith("label_invalid: fairface_label_val.csv line 3")
+    missing = rejects["val/1.jpg"]
+    assert (missing["reason"].split(":")[0], missing["age"], missing["gender"], missing["race"]) == (
+        "image_missing", 24, "female", "indian")
+    assert rejects["val/2.jpg"]["reason"].startswith("age_out_of_range: age 74")

@@ -56,3 +56,33 @@ def test_folder_csv_errors_name_the_option(tmp_path):
         run_adapter("folder", tmp_path, "mine", {"csv": "labels.csv"}, labels=LABELS)
     with pytest.raises(OptionsError, match=r"datasets\.mine\.options\.csv: must be a path inside"):
         parse_options("folder", "mine", {"csv": "../elsewhere.csv"})
+
+
+def test_folder_without_images_says_what_to_do(tmp_path):
+    (tmp_path / "notes.txt").write_text("photos to come")
+    with pytest.raises(DatasetError, match=r"no images under .*datasets\.mine\.options\.csv"):
+        run_adapter("folder", tmp_path, "mine", {}, labels=LABELS)
+
+
+def test_folder_names_skip_archives_and_refuse_empty_images_with_their_labels(tmp_path):
+    write_jpg(tmp_path / "30_1_0_a.jpg")
+    (tmp_path / "31_0_1_b.jpg").write_bytes(b"")
+    (tmp_path / "photos.zip").write_bytes(b"the archive the photos came in")
+    result = run_adapter("folder", tmp_path, "mine", {}, labels=LABELS)
+    assert [(r["age"], r["gender"], r["cropped"]) for r in result.rows] == [(30, "female", False)]
+    [empty] = result.rejects
+    assert (empty["reason"].split(":")[0], empty["age"], empty["gender"], empty["race"]) == (
+        "image_empty", 31, "male", "black")
+
+
+def test_folder_csv_paths_may_use_backslashes_and_rejects_keep_the_labels(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,age,gender,race\nsub\\a.jpg,30,f,asian\nsub\\b.jpg,40,m,\n"
+                                         "sub/c.jpg,101,m,white\n")
+    write_jpg(tmp_path / "sub" / "a.jpg")
+    result = run_adapter("folder", tmp_path, "mine", {"csv": "labels.csv"}, labels=LABELS)
+    assert [r["id"] for r in result.rows] == ["mine/sub/a.jpg"]
+    rejects = {r["path"].rsplit("/", 1)[-1]: r for r in result.rejects}
+    assert (rejects["b.jpg"]["reason"].split(":")[0], rejects["b.jpg"]["age"], rejects["b.jpg"]["gender"]) == (
+        "image_missing", 40, "male")
+    assert "race" not in rejects["b.jpg"]  # unknown, not refused
+    assert rejects["c.jpg"]["reason"].startswith("age_out_of_range") and rejects["c.jpg"]["race"] == "white"

@@ -1,10 +1,12 @@
 """The IMDB-Wiki adapter on .mat files laid out like the real wiki.mat / imdb.mat."""
 
+import numpy as np
 import pytest
+import scipy.io
 
 from stages.lib.datasets import run_adapter
 from stages.lib.datasets.common import DatasetError
-from stages.lib.datasets.imdb_wiki import birth_year
+from stages.lib.datasets.imdb_wiki import birth_year, records_from_mat
 from stages.lib.core.params import Labels
 from tests.datasets.raw_files import (
     LABELS, datenum, photo, read_full_profile_dataset, reasons, save_imdb_wiki_mat, write_jpg,
@@ -94,3 +96,58 @@ def test_full_profile_imdb_wiki_uses_serengils_filter(tmp_path, name):
     assert sorted(row["id"].rsplit("/", 1)[-1] for row in result.rows) == ["age_1.jpg", "age_100.jpg", "score_3.jpg"]
     assert reasons(result) == {"score_2.9.jpg": "face_score_low", "second_face.jpg": "second_face",
                                "age_0.jpg": "age_out_of_range", "age_101.jpg": "age_out_of_range"}
+
+
+def test_a_photo_with_several_faults_gets_the_first_reason_in_order_with_the_labels_read(tmp_path):
+    """bad_date, age_out_of_range, gender_missing, no_face, face_score_low, second_face, image_missing."""
+    photos = [
+        photo("date_and_gender.jpg", dob=np.nan, gender=np.nan),
+        photo("age_and_face.jpg", dob=datenum(1880, 1, 1), score=-np.inf),
+        photo("gender_and_face.jpg", gender=np.nan, score=-np.inf),
+        photo("face_and_second.jpg", score=-np.inf, second=4.0),
+        photo("score_and_missing.jpg", gender=0.0, score=0.5),
+        photo("not_a_year.jpg", taken=0),
+        photo("three_numbers.jpg", box=[1.0, 2.0, 3.0]),
+    ]
+    save_imdb_wiki_mat(tmp_path / "wiki.mat", "wiki", photos)
+    for p in photos:
+        if p["path"] != "17/score_and_missing.jpg":
+            write_jpg(tmp_path / p["path"])
+    result = run_adapter("imdb_wiki", tmp_path, "wiki", {"variant": "wiki"}, labels=LABELS)
+    assert result.rows == []
+    rejects = {r["path"].rsplit("/", 1)[-1]: r for r in result.rejects}
+    assert reasons(result) == {"date_and_gender.jpg": "bad_date", "age_and_face.jpg": "age_out_of_range",
+                               "gender_and_face.jpg": "gender_missing", "face_and_second.jpg": "no_face",
+                               "score_and_missing.jpg": "face_score_low", "not_a_year.jpg": "bad_date",
+                               "three_numbers.jpg": "no_face"}
+    assert "age" not in rejects["date_and_gender.jpg"] and rejects["age_and_face.jpg"]["age"] == 2009 - 1880
+    assert (rejects["gender_and_face.jpg"]["age"], "gender" in rejects["gender_and_face.jpg"]) == (28, False)
+    assert (rejects["score_and_missing.jpg"]["age"], rejects["score_and_missing.jpg"]["gender"]) == (28, "female")
+
+
+def test_a_photo_listed_twice_gets_a_second_id(tmp_path):
+    save_imdb_wiki_mat(tmp_path / "wiki.mat", "wiki", [photo("a.jpg"), photo("b.jpg"), photo("a.jpg", gender=0.0)])
+    write_jpg(tmp_path / "17" / "a.jpg")
+    write_jpg(tmp_path / "17" / "b.jpg")
+    result = run_adapter("imdb_wiki", tmp_path, "wiki", {"variant": "wiki"}, labels=LABELS)
+    assert [(r["id"], r["gender"]) for r in result.rows] == [
+        ("wiki/17/a.jpg", "male"), ("wiki/17/b.jpg", "male"), ("wiki/17/a.jpg#1", "female")]
+
+
+def test_a_damaged_mat_is_a_dataset_error_saying_download_it_again(tmp_path):
+    (tmp_path / "wiki_crop").mkdir()
+    (tmp_path / "wiki_crop" / "wiki.mat").write_bytes(b"MATLAB 5.0 MAT-file, cut off")
+    with pytest.raises(DatasetError, match=r"wiki\.mat cannot be read as a MATLAB file .*download it again"):
+        run_adapter("imdb_wiki", tmp_path, "wiki", {"variant": "wiki"}, labels=LABELS)
+
+
+def test_a_struct_missing_a_field_or_with_uneven_fields_is_refused(tmp_path):
+    save_imdb_wiki_mat(tmp_path / "wiki.mat", "wiki", [photo("a.jpg"), photo("b.jpg")])
+    mat = scipy.io.loadmat(tmp_path / "wiki.mat")
+    assert [r.full_path for r in records_from_mat(mat, "wiki")] == ["17/a.jpg", "17/b.jpg"]
+    with pytest.raises(DatasetError, match=r"the imdb struct lacks fields \['celeb_id'\]"):
+        records_from_mat({"imdb": mat["wiki"]}, "imdb")
+    struct = np.ravel(mat["wiki"])[0]
+    struct["dob"] = np.array([[datenum(1981, 5, 5)]])  # one birth date for two photos
+    with pytest.raises(DatasetError, match="fields have different lengths: dob 1, photo_taken 2"):
+        records_from_mat(mat, "wiki")

@@ -10,7 +10,8 @@ import pytest
 
 from stages.lib.datasets import run_adapter
 from stages.lib.datasets.common import DatasetError
-from stages.lib.datasets.synthetic import SyntheticOptions, draw_face, parse_group, plan_faces
+from stages.lib.datasets.synthetic import FILE_NAME, SyntheticOptions, draw_face, parse_group, plan_faces
+from stages.lib.datasets.utkface import parse_utkface_name
 from stages.lib.core.params import Labels
 from tests.datasets.raw_files import LABELS
 
@@ -105,3 +106,24 @@ def test_drawn_faces_change_with_age_and_gender():
     assert old[0] > young[0] + 80      # grey hair
     assert old[1] > young[1] * 2       # coarser skin
     assert young[2] > regions(20, "male")[2] + 40  # red lips
+
+
+def test_synthetic_file_names_carry_the_labels_in_utkface_codes():
+    faces = plan_faces(SyntheticOptions(n=60, seed=5), LABELS)
+    for face in faces:
+        parsed = parse_utkface_name(face.file_name)
+        assert (parsed.age, parsed.gender, parsed.race) == (face.age, face.gender, face.race)
+    assert len({face.file_name for face in faces}) == 60 and all(FILE_NAME.match(f.file_name) for f in faces)
+
+
+def test_synthetic_ages_are_drawn_between_1_and_90_whatever_the_labels_allow():
+    ages = [f.age for f in plan_faces(SyntheticOptions(n=800, hard_labels=None), Labels(min_age=0, max_age=120))]
+    assert min(ages) >= 1 and max(ages) <= 90 and max(ages) > 75
+
+
+def test_a_planted_bias_can_aim_at_an_age_group():
+    options = SyntheticOptions(n=1200, underrepresent=None,
+                               hard_labels={"group": "61+", "offset_years": -30.0, "noise_years": 0.0})
+    faces = plan_faces(options, LABELS)
+    assert all((f.drawn_age == f.age - 30) == (f.age >= 61) for f in faces)
+    assert sum(f.age >= 61 for f in faces) > 20

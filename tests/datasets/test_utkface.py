@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from stages.lib.datasets import run_adapter
 from stages.lib.datasets.common import DatasetError, Rejected, list_files
-from stages.lib.datasets.utkface import landmark_box, parse_landmark_line, parse_utkface_name
+from stages.lib.datasets.utkface import landmark_box, parse_landmark_line, parse_landmark_list, parse_utkface_name
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Labels
 from tests.datasets.raw_files import LABELS, read_full_profile_dataset, reasons, shared_folder, write_jpg
@@ -164,3 +164,48 @@ def test_real_utkface_aligned_sample():
     over_100 = sum(int(p.name.split("_")[0]) > 100 for p in folder.iterdir())
     codes = Counter(r["reason"].split(":")[0] for r in default.rejects)
     assert codes == {"name_unparsed": 2, "age_out_of_range": over_100} and over_100 > 0
+
+
+def test_utkface_rejects_keep_the_labels_read_before_the_refusal(tmp_path):
+    for name in ["30_1_7_20170116174525125.jpg.chip.jpg", "116_0_2_20170116174525125.jpg.chip.jpg",
+                 "45_1_3_20170116174525125.jpg"]:
+        write_jpg(tmp_path / name)
+    result = run_adapter("utkface", tmp_path, "utkface", {"version": "aligned"}, labels=LABELS)
+    labels = {r["path"].rsplit("/", 1)[-1].split("_")[0]: (r["reason"].split(":")[0], r.get("age"), r.get("gender"),
+                                                           r.get("race")) for r in result.rejects}
+    assert labels == {"30": ("label_invalid", 30, "female", None), "116": ("age_out_of_range", 116, "male", "asian"),
+                      "45": ("wrong_version", 45, "female", "indian")}
+
+
+def test_the_wild_release_refuses_aligned_chips_and_skips_its_companions(tmp_path):
+    write_jpg(tmp_path / "part1" / "25_0_0_20170104165545457.jpg")
+    write_jpg(tmp_path / "part1" / "26_0_1_20170116174525125.jpg.chip.jpg")
+    (tmp_path / "part1.tar.gz").write_bytes(b"the archive the download stage extracted")
+    (tmp_path / "Landmark_List_part1.txt").write_text("")
+    result = run_adapter("utkface", tmp_path, "utkface_wild", {"version": "wild"}, labels=LABELS)
+    assert [r["photo"] for r in result.rows] == ["25_0_0_20170104165545457.jpg"]
+    assert reasons(result) == {"26_0_1_20170116174525125.jpg.chip.jpg": "wrong_version"}
+
+
+def test_a_landmark_list_keys_photos_by_name_and_reports_damaged_lines_by_number():
+    text = "\n".join([
+        landmark_line("1_0_0_2017.jpg.chip.jpg", range(0, 10), range(5, 20)).rstrip(),
+        "",
+        "2_1_1_2017.jpg 4 5 6",
+        landmark_line("3_1_2_2017.jpg", range(2, 4), range(0, 30)).rstrip(),
+    ])
+    boxes, problems = parse_landmark_list(text, "landmark_list_part1.txt")
+    assert boxes == {"1_0_0_2017.jpg": [0.0, 5.0, 9.0, 14.0], "3_1_2_2017.jpg": [2.0, 0.0, 1.0, 29.0]}
+    assert problems == {"2_1_1_2017.jpg": "landmark_list_part1.txt line 3: expected a file name and 136 numbers, "
+                                          "got 4 fields"}
+
+
+@pytest.mark.parametrize("age", ["²", "1²", "⁴⁵"], ids=["superscript", "mixed", "two superscripts"])
+def test_an_age_field_of_other_digit_characters_is_a_rejected_row_not_a_crash(tmp_path, age):
+    """str.isdigit accepts superscripts, which are no number: the row is refused, the others are read."""
+    write_jpg(tmp_path / f"{age}_0_0_20170116174525125.jpg.chip.jpg")
+    write_jpg(tmp_path / "30_1_0_20170116174525125.jpg.chip.jpg")
+    for adapter in ["utkface", "folder"]:
+        result = run_adapter(adapter, tmp_path, "u", {}, labels=LABELS)
+        assert [r["age"] for r in result.rows] == [30]
+        assert [r["reason"].split(":")[0] for r in result.rejects] == ["label_invalid"]

@@ -8,7 +8,9 @@ import zipfile
 
 import pytest
 
-from stages.lib.sources.archives import UnsafeArchiveError, extract_archive
+from stages.lib.sources.archives import (
+    ArchiveError, UnsafeArchiveError, archive_suffix, extract_archive, is_archive,
+)
 
 
 def file_member(name, data=b"x"):
@@ -134,3 +136,75 @@ def test_a_truncated_archive_is_a_clear_error(tmp_path):
     archive.write_bytes(archive.read_bytes()[:1000])
     with pytest.raises(Exception, match=r"cut.tar.gz.*truncated or not a valid archive"):
         extract_archive(archive, tmp_path / "target", progress=False)
+
+
+def test_archive_names_and_their_suffixes():
+    assert [is_archive(name) for name in ["UTKFace.TAR.GZ", "a.tgz", "wiki_crop.tar", "x.zip", "x.tar.gz.part",
+                                          "w.h5"]] == [True, True, True, True, False, False]
+    assert [archive_suffix(name) for name in ["UTKFace.tar.gz", "m.TGZ", "yunet_2023mar.onnx", "README"]] == [
+        ".tar.gz", ".TGZ", ".onnx", ""]
+
+
+def test_extraction_merges_with_the_target_and_counts_what_it_wrote(tmp_path):
+    target = tmp_path / "target"
+    (target / "part1").mkdir(parents=True)
+    (target / "part1" / "kept.jpg").write_bytes(b"already here")
+    archive = tmp_path / "part1.tar.gz"
+    write_tar(archive, [file_member("part1/a.jpg", b"abc"), file_member("part1/b.jpg", b"de"),
+                        file_member("landmarks.txt", b"f")])
+    extracted = extract_archive(archive, target, progress=False)
+    assert (extracted.entries, extracted.members, extracted.bytes) == (["landmarks.txt", "part1"], 3, 6)
+    assert sorted(p.name for p in (target / "part1").iterdir()) == ["a.jpg", "b.jpg", "kept.jpg"]
+
+
+def test_a_file_that_is_not_an_archive_is_refused(tmp_path):
+    (tmp_path / "labels.csv").write_text("file,age\n")
+    with pytest.raises(ArchiveError, match=r"labels\.csv: not an archive"):
+        extract_archive(tmp_path / "labels.csv", tmp_path / "target", progress=False)
+    assert not (tmp_path / "target").exists()
+
+
+def test_a_tar_cut_at_a_member_boundary_is_refused_before_anything_is_extracted(tmp_path):
+    archive = tmp_path / "wiki_crop.tar"
+    write_tar(archive, [file_member("a.jpg", b"a" * 512), file_member("b.jpg", b"b" * 512)])
+    archive.write_bytes(archive.read_bytes()[:2 * tarfile.BLOCKSIZE])  # a's header and data: a valid-looking tar
+    with pytest.raises(ArchiveError, match=r"wiki_crop\.tar .*truncated or not a valid archive"):
+        extract_archive(archive, tmp_path / "target", progress=False)
+    assert list((tmp_path / "target").iterdir()) == []
+
+
+def test_a_truncated_zip_is_a_clear_error(tmp_path):
+    archive = tmp_path / "fairface.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("val/1.jpg", os.urandom(4000))
+    archive.write_bytes(archive.read_bytes()[:3000])
+    with pytest.raises(ArchiveError, match=r"fairface\.zip .*truncated or not a valid archive"):
+        extract_archive(archive, tmp_path / "target", progress=False)
+
+
+def test_a_symlink_loop_and_a_link_in_place_of_the_target_are_refused(tmp_path):
+    loop = tmp_path / "loop.tar"
+    write_tar(loop, [link_member("a", "b"), link_member("b", "a"), file_member("a/x.txt")])
+    with pytest.raises(UnsafeArchiveError, match=r"member 'a' is a symlink to 'b'"):  # a loop never resolves
+        extract_archive(loop, tmp_path / "target", progress=False)
+    itself = tmp_path / "itself.tar"
+    write_tar(itself, [link_member("./", "..")])
+    with pytest.raises(UnsafeArchiveError, match="in place of the target itself"):
+        extract_archive(itself, tmp_path / "target", progress=False)
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".zip"])
+def test_a_link_already_in_the_target_is_never_written_through(tmp_path, suffix):
+    outside, target = tmp_path / "outside", tmp_path / "target"
+    outside.mkdir()
+    target.mkdir()
+    os.symlink(outside, target / "out")
+    archive = tmp_path / f"update{suffix}"
+    if suffix == ".tar":
+        write_tar(archive, [file_member("out/evil.txt", b"evil")])
+    else:
+        with zipfile.ZipFile(archive, "w") as handle:
+            handle.writestr("out/evil.txt", b"evil")
+    with pytest.raises(UnsafeArchiveError, match="'out/evil.txt'"):
+        extract_archive(archive, target, progress=False)
+    assert list(outside.iterdir()) == []

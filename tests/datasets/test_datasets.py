@@ -37,3 +37,17 @@ def test_full_profile_runs_both_utkface_versions_and_a_held_out_imdb():
                 if params.datasets[name].adapter == "imdb_wiki" and not params.datasets[name].published_in_sample]
     assert [params.datasets[name].options["variant"] for name in held_out] == ["imdb"]
     assert params.datasets[held_out[0]].options["sample"] >= 1000
+
+
+def test_an_unknown_adapter_is_named_with_the_known_ones():
+    with pytest.raises(OptionsError, match=r"datasets\.celeb\.adapter: 'celeba' is not one of imdb_wiki, utkface, "
+                                           r"fairface, folder, synthetic"):
+        parse_options("celeba", "celeb", {})
+
+
+def test_a_missing_required_option_is_named_with_the_options_the_adapter_takes():
+    with pytest.raises(OptionsError) as caught:
+        parse_options("imdb_wiki", "wiki", {})
+    message = str(caught.value)
+    assert "datasets.wiki.options.variant: required option is missing" in message
+    assert "(imdb_wiki options: min_age, max_age, sample, sample_seed, variant, min_face_score" in message

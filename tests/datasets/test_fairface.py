@@ -123,3 +123,13 @@ def test_fairface_rejects_point_at_the_csv_line_and_keep_the_labels(tmp_path):
     assert (missing["reason"].split(":")[0], missing["age"], missing["gender"], missing["race"]) == (
         "image_missing", 24, "female", "indian")
     assert rejects["val/2.jpg"]["reason"].startswith("age_out_of_range: age 74")
+
+
+def test_fairface_images_kept_apart_from_the_labels_are_found_by_their_path_the_shortest_copy_first(tmp_path):
+    root = tmp_path / "fairface"
+    (root / "labels").mkdir(parents=True)
+    (root / "labels" / "fairface_label_val.csv").write_text("file,age,gender,race\nval/1.jpg,20-29,Male,White\n")
+    write_jpg(root / "images" / "old" / "copy" / "val" / "1.jpg")
+    write_jpg(root / "images" / "val" / "1.jpg")
+    result = run_adapter("fairface", root, "fairface", {}, labels=LABELS)
+    assert [r["id"] for r in result.rows] == ["fairface/images/val/1.jpg"]

@@ -33,6 +33,11 @@ def test_group_counts_list_every_group_in_order_with_zeros_and_the_unknown():
     assert counts["race_x_gender"][f"{UNKNOWN}*male"] == 1
 
 
+def test_a_label_outside_the_vocabulary_is_counted_after_the_known_groups():
+    table = pd.DataFrame({"age": [30, 30], "gender": ["female", "nonbinary"], "race": ["white", "white"]})
+    assert list(group_counts(table, BANDS)["gender"].items()) == [("male", 0), ("female", 1), ("nonbinary", 1)]
+
+
 def test_a_table_without_label_columns_counts_everyone_as_unknown():
     counts = group_counts(pd.DataFrame({"path": ["a.jpg", "b.jpg"]}), BANDS)
     assert counts["gender"] == {"male": 0, "female": 0, UNKNOWN: 2}

@@ -1,14 +1,11 @@
-"""The download stage: HTTP fetching (resume, retry, offline), checksums and the lock, local sources,
-safe archive extraction, and which weights a run needs. No network: files are served from 127.0.0.1.
+"""The download stage's fetcher (fetch.py): HTTP fetching (resume, retry, offline), checksums and the lock,
+local sources (their archives extracted), and the stage itself. No network: files are served from 127.0.0.1.
 """
 
 import copy
 import hashlib
-import io
 import os
 import socket
-import stat
-import tarfile
 import threading
 import time
 import zipfile
@@ -19,23 +16,15 @@ import pytest
 import yaml
 
 from stages import download as stage
-from stages.lib.sources.archives import UnsafeArchiveError, extract_archive
-from stages.lib.backbones.registry import describe
-from stages.lib.core.params import ParamsError, validate
+from stages.lib.core.params import validate
 from stages.lib.sources.fetch import (ChecksumError, DownloadError, Fetcher, MissingSourceError, UnreachableError,
                                       read_lock)
-from stages.lib.sources.plan import Fetch, needed_weights, plan_fetches, weight_path
+from stages.lib.sources.plan import Fetch
+from tests.sources.test_archives import file_member, write_tar
+from tests.sources.test_plan import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB
-
-
-def needed(params):
-    return needed_weights(params, describe(params.backbone).weights)
-
-
-def plan(params, **kwargs):
-    return plan_fetches(params, describe(params.backbone).weights, **kwargs)
 
 
 def sha(data: bytes) -> str:
@@ -336,199 +325,6 @@ def test_a_missing_manual_dataset_says_where_to_download_it_and_where_to_put_it(
     assert where in message
     assert str((tmp_path / raw_params["datasets"][adapter]["sources"][0]["path"]).resolve()) in message
     assert f"datasets.{adapter}.sources[0].path" in message
-
-
-# ----------------------------------------------------------------------------- archives
-
-
-def file_member(name, data=b"x"):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info, data
-
-
-def link_member(name, target, kind=tarfile.SYMTYPE):
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, target
-    return info, None
-
-
-def special_member(name, kind):
-    info = tarfile.TarInfo(name)
-    info.type, info.devmajor, info.devminor = kind, 1, 3
-    return info, None
-
-
-def write_tar(path, members):
-    with tarfile.open(path, "w:gz" if path.name.endswith("gz") else "w") as archive:
-        for info, data in members:
-            archive.addfile(info, io.BytesIO(data) if data is not None else None)
-
-
-HOSTILE_TARS = {
-    "absolute path": lambda outside: [file_member(str(outside / "abs.txt"))],
-    "dot-dot": lambda outside: [file_member("../outside/evil.txt")],
-    "dot-dot inside a path": lambda outside: [file_member("sub/../../outside/evil.txt")],
-    "symlink to an absolute path": lambda outside: [link_member("link", str(outside))],
-    "symlink climbing out": lambda outside: [link_member("sub/link", "../../outside")],
-    "symlink chain climbing out": lambda outside: [link_member("sub/up", ".."), link_member("up2", "sub/up/..")],
-    "file under an escaping symlink": lambda outside: [file_member("out/evil.txt"), link_member("out", "../outside")],
-    "hard link out": lambda outside: [link_member("hard", "../outside/secret.txt", tarfile.LNKTYPE)],
-    "character device": lambda outside: [special_member("dev/null", tarfile.CHRTYPE)],
-    "fifo": lambda outside: [special_member("pipe", tarfile.FIFOTYPE)],
-}
-
-
-@pytest.mark.parametrize("case", sorted(HOSTILE_TARS))
-def test_hostile_tar_members_are_refused_before_anything_is_extracted(tmp_path, case):
-    outside, target = tmp_path / "outside", tmp_path / "target"
-    outside.mkdir()
-    (outside / "secret.txt").write_text("secret")
-    hostile = HOSTILE_TARS[case](outside)
-    archive = tmp_path / "hostile.tar"
-    write_tar(archive, [file_member("innocent.txt"), *hostile])
-    with pytest.raises(UnsafeArchiveError) as caught:
-        extract_archive(archive, target, progress=False)
-    assert "hostile.tar" in str(caught.value)
-    assert any(repr(info.name) in str(caught.value) for info, _ in hostile)
-    assert list(target.iterdir()) == []
-    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
-
-
-def zip_member(name, data=b"x", mode=None):
-    info = zipfile.ZipInfo(name)
-    if mode is not None:
-        info.external_attr = mode << 16
-    return info, data
-
-
-HOSTILE_ZIPS = {
-    "absolute path": [zip_member("/tmp/abs.txt")],
-    "dot-dot": [zip_member("../evil.txt")],
-    "windows dot-dot": [zip_member("..\\evil.txt")],
-    "drive letter": [zip_member("C:/evil.txt")],
-    "symlink climbing out": [zip_member("link", b"../../outside", stat.S_IFLNK | 0o777)],
-    "character device": [zip_member("dev", b"", stat.S_IFCHR | 0o600)],
-    "fifo": [zip_member("pipe", b"", stat.S_IFIFO | 0o600)],
-}
-
-
-@pytest.mark.parametrize("case", sorted(HOSTILE_ZIPS))
-def test_hostile_zip_members_are_refused_before_anything_is_extracted(tmp_path, case):
-    archive, target = tmp_path / "hostile.zip", tmp_path / "target"
-    with zipfile.ZipFile(archive, "w") as handle:
-        for info, data in [zip_member("innocent.txt"), *HOSTILE_ZIPS[case]]:
-            handle.writestr(info, data)
-    with pytest.raises(UnsafeArchiveError) as caught:
-        extract_archive(archive, target, progress=False)
-    assert "hostile.zip" in str(caught.value) and repr(HOSTILE_ZIPS[case][-1][0].filename) in str(caught.value)
-    assert list(target.iterdir()) == []
-
-
-def test_links_that_stay_inside_are_extracted(tmp_path):
-    archive = tmp_path / "fine.tar"
-    write_tar(archive, [
-        file_member("data/v1.txt", b"v1"),
-        link_member("data/latest", "v1.txt"),
-        link_member("top", "data/latest"),
-        link_member("copy.txt", "data/v1.txt", tarfile.LNKTYPE),
-    ])
-    extracted = extract_archive(archive, tmp_path / "target", progress=False)
-    assert extracted.entries == ["copy.txt", "data", "top"]
-    assert (tmp_path / "target" / "top").read_bytes() == b"v1"
-    assert (tmp_path / "target" / "copy.txt").read_bytes() == b"v1"
-
-    with zipfile.ZipFile(tmp_path / "fine.zip", "w") as handle:
-        handle.writestr("dir/a.txt", b"a")
-        handle.writestr(zip_member("dir/b.txt", b"a.txt", stat.S_IFLNK | 0o777)[0], b"a.txt")
-    extract_archive(tmp_path / "fine.zip", tmp_path / "zipped", progress=False)
-    assert os.readlink(tmp_path / "zipped" / "dir" / "b.txt") == "a.txt"
-
-
-def test_extraction_never_writes_through_a_hard_link_into_the_users_file(tmp_path):
-    users = tmp_path / "users_copy.txt"
-    users.write_text("original")
-    target = tmp_path / "target"
-    target.mkdir()
-    os.link(users, target / "a.txt")
-    archive = tmp_path / "update.tar"
-    write_tar(archive, [file_member("a.txt", b"from the archive")])
-    extract_archive(archive, target, progress=False)
-    assert (target / "a.txt").read_text() == "from the archive"
-    assert users.read_text() == "original"
-
-
-def test_a_truncated_archive_is_a_clear_error(tmp_path):
-    archive = tmp_path / "cut.tar.gz"
-    write_tar(archive, [file_member("a.bin", os.urandom(50_000))])
-    archive.write_bytes(archive.read_bytes()[:1000])
-    with pytest.raises(Exception, match=r"cut.tar.gz.*truncated or not a valid archive"):
-        extract_archive(archive, tmp_path / "target", progress=False)
-
-
-# ----------------------------------------------------------------------------- planning from params
-
-
-@pytest.fixture()
-def raw_params():
-    with (ROOT / "params.yaml").open() as handle:
-        return yaml.safe_load(handle)
-
-
-def with_changes(raw, merge=True, **sections):
-    """Params with some sections changed: merged into params.yaml's, or replacing them."""
-    changed = copy.deepcopy(raw)
-    for section, values in sections.items():
-        changed[section] = {**changed[section], **values} if merge else values
-    return validate(changed)
-
-
-def test_needed_weights_follow_the_detector_and_backbone_not_the_experiments(raw_params):
-    assert needed(validate(raw_params)) == ["yunet", "vgg_face", "age", "gender"]
-    assert needed(with_changes(raw_params, crop={"detector": "haar"})) == ["vgg_face", "age", "gender"]
-    assert needed(with_changes(raw_params, backbone={"weights": "random"})) == ["yunet"]
-    assert needed(with_changes(raw_params, backbone={"name": "dlib_resnet"})) == ["yunet"]
-    # editing experiments never changes what is fetched (so it never re-runs the download stage)
-    no_published = {k: v for k, v in raw_params["experiments"].items() if v["init"] != "published"}
-    assert needed(with_changes(raw_params, merge=False, experiments=no_published)) == needed(validate(raw_params))
-
-
-def test_only_the_active_datasets_are_planned(raw_params):
-    fetches = plan(validate(raw_params))
-    assert [f.params_key for f in fetches] == [
-        "datasets.wiki.sources[0]", "datasets.utkface_wild.sources[0]", "datasets.imdb.sources[0]",
-        "datasets.utkface.sources[0]", "weights.yunet", "weights.vgg_face", "weights.age", "weights.gender",
-    ]
-    demo = plan(validate({**raw_params, "profile": "demo"}))
-    assert [f.params_key for f in demo] == []  # synthetic has no sources; its faces carry boxes (haar, no download)
-
-
-def test_only_picks_named_sources_and_rejects_unknown_names(raw_params):
-    params = validate(raw_params)
-    assert [f.params_key for f in plan(params, only=["yunet", "fairface"])] == [
-        "datasets.fairface.sources[0]", "weights.yunet",
-    ]
-    with pytest.raises(ParamsError, match=r"--only nope: .*known: age, .*fairface"):
-        plan(params, only=["nope"])
-
-
-def test_a_needed_weight_missing_from_params_is_named(raw_params):
-    weights = {k: v for k, v in raw_params["weights"].items() if k != "age"}
-    with pytest.raises(ParamsError, match=r"weights\.age: required key is missing"):
-        plan(with_changes(raw_params, merge=False, weights=weights))
-
-
-def test_two_sources_with_one_file_name_are_refused(raw_params):
-    datasets = copy.deepcopy(raw_params["datasets"])
-    datasets["wiki"]["sources"].append({"url": "https://mirror.example.org/wiki_crop.tar"})
-    with pytest.raises(ParamsError, match=r"datasets\.wiki\.sources\[1\]: .*'wiki_crop.tar'.*datasets\.wiki\.sources\[0\]"):
-        plan(with_changes(raw_params, merge=False, datasets=datasets))
-
-
-def test_weight_paths_take_the_extension_of_their_source(raw_params):
-    params = validate(raw_params)
-    assert weight_path(params, "vgg_face") == params.paths.raw / "weights/vgg_face.h5"
-    assert weight_path(params, "yunet") == params.paths.raw / "weights/yunet.onnx"
 
 
 # ----------------------------------------------------------------------------- the stage

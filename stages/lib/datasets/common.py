@@ -131,10 +131,19 @@ def read_csv_with_columns(path: Path, columns: list[str], what: str) -> list[dic
 
 
 def list_files(root: Path) -> dict[str, int]:
-    """Every file under `root` (recursively, links followed) as `posix path relative to root -> size`."""
+    """Every file under `root` (recursively, links followed) as `posix path relative to root -> size`.
+
+    Each real folder is listed once: a link back to an ancestor would otherwise list its photos again
+    under every detour (the same face as many rows), and two such links make the walk explode."""
     root = Path(root)
     listing: dict[str, int] = {}
+    listed: set[str] = set()
     for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in listed:
+            dirs.clear()
+            continue
+        listed.add(real)
         dirs.sort()
         rel_folder = Path(folder).relative_to(root).as_posix()
         prefix = "" if rel_folder == "." else f"{rel_folder}/"

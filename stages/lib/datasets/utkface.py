@@ -81,7 +81,7 @@ def parse_utkface_name(name: str) -> UTKName:
         raise Rejected("name_unparsed", f"{name!r} has {len([f for f in fields if f])} of the 4 fields "
                        "age_gender_race_datetime (a label field is missing)")
     age_text, gender_text, race_text, taken = fields
-    if not age_text.isdigit():
+    if not (age_text.isascii() and age_text.isdigit()):  # isdigit alone takes superscripts, which int() refuses
         raise Rejected("label_invalid", f"{name!r}: age field {age_text!r} is not a whole number")
     age = normalise_age(age_text)
     try:

@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.lib.core.cli import UserError
 from stages.lib.core.labels import LabelError
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
-from stages.lib.evaluation.predictions import ColumnError, normalise_predictions, raw_utkface_fields
+from stages.lib.evaluation.predictions import (ColumnError, describe_codes, gender_reader, holds_codes,
+                                              labels_from_file_names, normalise_predictions, raw_utkface_fields,
+                                              read_table, resolve_columns)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,3 +142,77 @@ def test_disagreement_between_columns_and_file_names_is_reported():
     raw = pd.DataFrame({"age": [26, 30], "age_pred": [25, 31], "filename": ["26_0_1_x.jpg", "31_0_1_x.jpg"]})
     result = normalise_predictions(raw)
     assert any("1 rows: age" in note for note in result.notes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Beyond the moved tests
+
+
+def test_a_table_without_predictions_is_refused_with_one_line_naming_the_flag_and_the_columns():
+    with pytest.raises(ColumnError) as refused:
+        normalise_predictions(pd.DataFrame({"age": [30], "guess": [31]}))
+    message = str(refused.value)
+    assert isinstance(refused.value, UserError) and "\n" not in message
+    assert "--pred-col" in message and "['age', 'guess']" in message
+    with pytest.raises(ColumnError, match=r"column 'years' \(--age-col\) is not in the table"):
+        normalise_predictions(pd.DataFrame({"age": [30], "age_pred": [31]}), {"age": "years"})
+
+
+def test_resolve_columns_by_name_any_case_and_refuses_one_column_for_two_fields():
+    chosen = resolve_columns(["Age", "Pred_Age", "image", "Cluster"], {"age_pred": "PRED_AGE"})
+    assert (chosen["age"], chosen["age_pred"], chosen["filename"], chosen["cluster"]) == ("Age", "Pred_Age", "image",
+                                                                                        "Cluster")
+    guessed = resolve_columns(["age", "prediction"], {"age_pred": "age"})      # the named use wins over a guess
+    assert guessed["age_pred"] == "age" and guessed["age"] is None
+    with pytest.raises(ColumnError, match="named for both age and age_pred"):
+        resolve_columns(["age", "prediction"], {"age": "prediction", "age_pred": "prediction"})
+
+
+def test_read_table_by_suffix_and_a_missing_file_named(tmp_path):
+    frame = pd.DataFrame({"age": [20, 30], "age_pred": [21.5, 29.0]})
+    frame.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    frame.to_parquet(tmp_path / "p.parquet")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "p.tsv"), frame)
+    pd.testing.assert_frame_equal(read_table(tmp_path / "p.parquet"), frame)
+    with pytest.raises(FileNotFoundError, match="absent.csv not found: pass the path"):
+        read_table(tmp_path / "absent.csv")
+
+
+def test_file_name_labels_say_why_a_name_gives_none():
+    labels = labels_from_file_names(pd.Series(["26_1_2_x.jpg", "face.jpg", None, "26_1_2_x.jpg"]))
+    ages = labels.values["age"]
+    assert ages[[0, 3]].tolist() == ["26", "26"] and ages[[1, 2]].isna().all()
+    assert pd.isna(labels.problems["race"].iloc[0]) and "not in UTKFace form" in labels.problems["race"].iloc[1]
+    assert labels.problems["gender"].iloc[2] == "file name is missing"
+
+
+def test_gender_codes_are_read_only_in_a_known_convention():
+    read = gender_reader("imdb_wiki", "sex")
+    assert (read(0), read("1.0"), read("Woman")) == ("female", "male", "female")
+    with pytest.raises(LabelError, match="gender code 3 is not one of imdb_wiki"):
+        read(3)
+    with pytest.raises(ColumnError, match="unknown --gender-codes 'klingon'; allowed: utkface, imdb_wiki, deepface"):
+        gender_reader("klingon", "sex")
+    assert holds_codes(pd.Series(["male", None, "1"])) and not holds_codes(pd.Series(["male", None]))
+    assert describe_codes("utkface") == "utkface: 0 = male, 1 = female"
+
+
+def test_the_contract_fills_ids_datasets_splits_and_carries_clusters():
+    raw = pd.DataFrame({"filename": ["26_1_2_x.jpg", "70_0_0_y.jpg"], "age_pred": [30, 60], "split": [" Test", "VAL"],
+                        "cluster": ["p1", None], "age_band_source": ["20-29", None]})
+    result = normalise_predictions(raw, dataset="theirs", experiment="study")
+    frame = result.frame
+    assert list(frame["id"]) == ["26_1_2_x.jpg", "70_0_0_y.jpg"] and list(frame["split"]) == ["test", "val"]
+    assert set(frame["dataset"]) == {"theirs"} and set(frame["experiment"]) == {"study"}
+    assert frame["cluster"][0] == "p1" and frame[BAND_COLUMN][0] == "20-29"
+    assert pd.isna(frame["cluster"][1]) and pd.isna(frame[BAND_COLUMN][1])
+    assert "draws clusters" in result.sources["cluster"]
+    assert normalise_predictions(raw.drop(columns=["cluster", "split"])).frame["split"].tolist() == ["all", "all"]
+
+
+def test_an_implausible_true_age_is_rejected_even_without_an_age_filter():
+    result = normalise_predictions(pd.DataFrame({"age": [122, 130], "age_pred": [90, 90], "note": ["a", "b"]}))
+    assert list(result.frame["age"]) == [122]
+    reject = result.rejects.iloc[0]
+    assert list(result.rejects.columns[:2]) == ["row", "reason"] and reject["note"] == "b" and reject["row"] == 1
+    assert "age 130 is not a plausible human age (over 122)" in reject["reason"]

@@ -5,32 +5,14 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.labels import RACES
-from stages.lib.core.params import Experiment
-from stages.lib.evaluation.curves import pivot, predicted_vs_actual, signed_error_by_predicted_band
-from stages.lib.evaluation.gains import training_gains, training_steps
 from stages.lib.evaluation.groups import (
     GAP_COLUMNS, GROUP_COLUMNS, SIGNIFICANCE_COLUMNS, age_standardised_mae, disaggregate, evaluate, gaps, group_metrics,
     in_source_band, significance,
 )
-from stages.lib.evaluation.intervals import (
-    Bootstrap, binomial_interval, direction, mean_interval, paired_mean_gap, percentile_interval, proportion_gap,
-    resample_sums,
-)
-from stages.lib.core.schema import PREDICTION_COLUMNS
+from stages.lib.evaluation.intervals import Bootstrap, proportion_gap
+from tests.evaluation.frames import EDGES, row, table
 
-EDGES = [0, 16, 31, 46, 61]
 NO_CI = Bootstrap(resamples=0)
-
-
-def table(rows):
-    """A predictions table from (age, age_pred, gender, race, gender_pred) tuples."""
-    frame = pd.DataFrame(rows, columns=["age", "age_pred", "gender", "race", "gender_pred"])
-    frame["id"] = [f"f{i}" for i in range(len(frame))]
-    frame["dataset"], frame["split"], frame["experiment"] = "toy", "test", "exp"
-    frame["age_pred_argmax"] = np.nan
-    frame["gender_prob_female"] = np.nan
-    return frame[PREDICTION_COLUMNS]
-
 
 TOY = table([
     # age, predicted, gender, race, predicted gender
@@ -40,12 +22,6 @@ TOY = table([
     (70, 60.0, "male", "black", "male"),      # error -10
     (65, 64.0, "female", "black", "male"),    # error -1, gender wrong
 ])
-
-
-def row(groups, attribute, group):
-    match = groups[(groups["attribute"] == attribute) & (groups["group"] == group)]
-    assert len(match) == 1, f"{attribute}={group} not found once in {groups[['attribute', 'group']]}"
-    return match.iloc[0]
 
 
 def test_overall_metrics_match_hand_computation():
@@ -98,40 +74,12 @@ def test_ages_below_the_first_edge_count_overall_but_not_in_bands():
     assert groups.loc[groups["attribute"] == "age_band", "n"].sum() == 1
 
 
-def test_interval_of_a_two_point_sample_is_its_range():
-    # Resampling [1, 3]: the mean is 1, 2 or 3 with probability 1/4, 1/2, 1/4: the central 95% is [1, 3],
-    # the central 40% is [2, 2].
-    assert mean_interval(np.array([1.0, 3.0]), Bootstrap(resamples=4000, confidence=0.95), "k") == (1.0, 3.0)
-    assert mean_interval(np.array([1.0, 3.0]), Bootstrap(resamples=4000, confidence=0.4), "k") == (2.0, 2.0)
-    groups = group_metrics(table([(40, 41.0, "male", "white", None), (40, 37.0, "male", "white", None)]), EDGES,
-                           Bootstrap(resamples=4000), 1)       # errors +1 and -3: MAE resamples are means of [1, 3]
-    assert (row(groups, "all", "all")["mae_ci_low"], row(groups, "all", "all")["mae_ci_high"]) == (1.0, 3.0)
-
-
-def test_interval_of_a_proportion_is_wilsons():
-    assert binomial_interval(200, 400, 0.95) == pytest.approx((0.451, 0.549), abs=0.001)   # 0.5 ± 1.96 · 0.025
-    assert binomial_interval(20, 20, 0.95) == pytest.approx((0.8389, 1.0), abs=1e-4)
-    assert binomial_interval(20, 20, 0.95, "clopper_pearson") == pytest.approx((0.8316, 1.0), abs=1e-4)
-    assert np.isnan(binomial_interval(0, 0, 0.95)).all()
-    with pytest.raises(ValueError, match="allowed"):
-        binomial_interval(1, 2, 0.95, "bootstrap")
-
-
 def test_a_small_group_that_is_all_right_is_not_certain():
     # 20 faces, every gender right: a percentile bootstrap says 100% [100%, 100%]; the interval must not.
     frame = table([(30 + i, 30.0 + i, "female", "asian", "female") for i in range(20)])
     asian = row(group_metrics(frame, EDGES, Bootstrap(resamples=500), 30), "race", "asian")
     assert asian["gender_accuracy"] == 1.0 and asian["gender_accuracy_ci_high"] == 1.0
     assert asian["gender_accuracy_ci_low"] == pytest.approx(0.839, abs=0.001)
-
-
-def test_interval_of_a_constant_is_the_constant_and_width_shrinks_with_n():
-    assert mean_interval(np.full(50, 7.0), Bootstrap(resamples=200), "c") == (7.0, 7.0)
-    rng = np.random.default_rng(1)
-    small = mean_interval(rng.normal(0, 10, 100), Bootstrap(resamples=2000), "s")
-    large = mean_interval(rng.normal(0, 10, 10_000), Bootstrap(resamples=2000), "l")
-    assert small[1] - small[0] == pytest.approx(2 * 1.96 * 10 / np.sqrt(100), rel=0.15)
-    assert large[1] - large[0] == pytest.approx(2 * 1.96 * 10 / np.sqrt(10_000), rel=0.15)
 
 
 def test_bootstrap_is_seeded_per_group():
@@ -143,21 +91,6 @@ def test_bootstrap_is_seeded_per_group():
     # A group's interval does not depend on which other rows exist.
     fewer = group_metrics(TOY[TOY["race"] == "black"], EDGES, Bootstrap(resamples=200, seed=7), 1)
     assert row(fewer, "race", "black")["mae_ci_low"] == row(first, "race", "black")["mae_ci_low"]
-
-
-def test_resample_sums_draws_whole_resamples():
-    values = np.column_stack([np.ones(7), np.arange(7.0)])
-    sums = resample_sums(values, 300, np.random.default_rng(0))
-    assert sums.shape == (300, 2)
-    assert (sums[:, 0] == 7).all()                             # every resample has n rows
-    assert sums[:, 1].min() >= 0 and sums[:, 1].max() <= 6 * 7
-    assert sums[:, 1].mean() / 7 == pytest.approx(3.0, abs=0.2)
-
-
-def test_percentile_interval_ignores_missing_statistics():
-    assert percentile_interval(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == (1.5, 2.5)
-    low, high = percentile_interval(np.array([np.nan]), 0.95)
-    assert np.isnan(low) and np.isnan(high)
 
 
 def test_gaps_name_worst_and_best_and_leave_small_groups_out():
@@ -225,47 +158,6 @@ def test_significance_rests_on_the_difference_with_the_rest():
     assert verdicts.loc[("white", "mean_error"), "compared_with"] == "zero"
 
 
-def test_direction_of_an_interval():
-    assert [direction(0.1, 2), direction(-2, -0.1), direction(-1, 1), direction(np.nan, np.nan)] == [
-        "above", "below", "n.s.", "no interval"]
-
-
-def test_a_paired_gap_sees_what_two_unpaired_intervals_miss():
-    # Two models on the same faces: b is a's error plus 0.2 years on every face. The faces' own spread
-    # (sd 5) makes each model's interval ±0.3 wide, but the paired difference is exactly 0.2.
-    rng = np.random.default_rng(0)
-    a = np.abs(rng.normal(0, 5, 1000))
-    b = a + 0.2
-    gap = paired_mean_gap(b, a, Bootstrap(resamples=500), "models")
-    assert gap.difference == pytest.approx(0.2)
-    assert gap.difference_ci_low == pytest.approx(0.2) and gap.difference_ci_high == pytest.approx(0.2)
-    assert gap.ratio_ci_low > 1
-    low_b, _ = mean_interval(b, Bootstrap(resamples=500), "b")
-    _, high_a = mean_interval(a, Bootstrap(resamples=500), "a")
-    assert low_b < high_a                                   # the two intervals overlap all the same
-    with pytest.raises(ValueError, match="same faces"):
-        paired_mean_gap(a, b[:10], Bootstrap(), "x")
-
-
-def test_signed_error_by_predicted_band_uses_the_prediction():
-    frame = table([(70, 50.0, "female", "white", None), (20, 40.0, "female", "white", None),
-                   (60, 58.0, "male", "black", None)])
-    result = signed_error_by_predicted_band(frame, EDGES).set_index(["predicted_band", "race", "gender"])
-    assert result.loc[("46-60", "white", "female"), "mean_error"] == -20
-    assert result.loc[("31-45", "white", "female"), "mean_error"] == 20
-    assert result.loc[("46-60", "black", "male"), "n"] == 1
-    values, counts = pivot(result.reset_index(), "predicted_band", ["race", "gender"], "mean_error", index_order=["31-45", "46-60"])
-    assert list(values.columns) == ["white × female", "black × male"]
-    assert counts.loc["46-60", "black × male"] == 1
-
-
-def test_predicted_vs_actual_per_true_age():
-    curve = predicted_vs_actual(table([(30, 20.0, "male", None, None), (30, 40.0, "male", None, None),
-                                       (50, 45.0, "male", None, None)]), "model")
-    assert curve.set_index("age").loc[30, "mean_pred"] == 30 and curve.set_index("age").loc[30, "n"] == 2
-    assert set(curve["series"]) == {"model"}
-
-
 def test_evaluate_bundles_everything_and_refuses_an_empty_table():
     evaluation = evaluate(TOY, EDGES, Bootstrap(resamples=20), 2)
     assert evaluation.overall["n"] == 5 and "gaps" in evaluation.overall
@@ -316,43 +208,3 @@ def test_band_only_ages_are_judged_by_band_accuracy():
     assert "age_band_accuracy" not in evaluate(TOY, EDGES, NO_CI).tables
 
 
-def test_training_steps_split_r14_into_retraining_and_rebalancing():
-    experiments = {"published": Experiment(init="published", protocol="none"), "retrained": Experiment(init="backbone"),
-                   "oversample_x2": Experiment(init="backbone", oversample=[{"min_age": 60, "factor": 2}]),
-                   "reweight": Experiment(init="backbone", reweight="inverse_band_frequency"),
-                   "naive_split": Experiment(init="backbone", split="naive")}
-    assert training_steps(experiments) == [("retraining", "published", "retrained"),
-                                           ("rebalancing", "retrained", "oversample_x2"),
-                                           ("rebalancing", "retrained", "reweight")]
-    assert training_steps({"published": Experiment(init="published", protocol="none")}) == []
-
-
-def test_retraining_gets_the_cut_it_made_and_rebalancing_only_its_own():
-    # Published MAE ~10, retrained ~7.6 (a 24% cut, the study's), oversampled = retrained give or take
-    # noise: the whole cut belongs to retraining, none to rebalancing.
-    rng = np.random.default_rng(0)
-    n = 2000
-    faces = pd.DataFrame({"id": [f"f{i}" for i in range(n)], "age": rng.integers(16, 90, n)})
-    error = rng.normal(0, 1, n)
-    predictions = {
-        "published": faces.assign(age_pred=faces["age"] + 12.5 * error),
-        "retrained": faces.assign(age_pred=faces["age"] + 9.5 * error),
-        "oversample_x2": faces.assign(age_pred=faces["age"] + 9.5 * error + rng.normal(0, 0.3, n)),
-    }
-    predictions["oversample_x2"] = predictions["oversample_x2"].iloc[::-1]          # matched by id, not by order
-    steps = [("retraining", "published", "retrained"), ("rebalancing", "retrained", "oversample_x2"),
-             ("rebalancing", "retrained", "absent")]
-    gains = training_gains(predictions, steps, Bootstrap(resamples=500)).set_index("after")
-    assert list(gains.index) == ["retrained", "oversample_x2"]
-    retraining, rebalancing = gains.loc["retrained"], gains.loc["oversample_x2"]
-    assert retraining["cut_share"] == pytest.approx(0.24, abs=0.005) and retraining["verdict"] == "better"
-    assert retraining["change_ci_high"] < 0 and retraining["cut_share_ci_low"] > 0.2
-    assert rebalancing["n"] == n and abs(rebalancing["cut_share"]) < 0.01
-    assert rebalancing["change_ci_low"] < 0 < rebalancing["change_ci_high"]
-    assert rebalancing["verdict"] == "no clear difference"
-    # The old R14 line compared oversample_x2 with published directly and credited it with the whole cut.
-    direct = training_gains(predictions, [("both", "published", "oversample_x2")], Bootstrap(resamples=200))
-    assert direct.loc[0, "cut_share"] == pytest.approx(0.24, abs=0.01)
-    other_faces = {**predictions, "retrained": predictions["retrained"].assign(age=lambda t: t["age"] + 1)}
-    with pytest.raises(ValueError, match="not predictions on the same faces"):
-        training_gains(other_faces, steps, Bootstrap(resamples=0))

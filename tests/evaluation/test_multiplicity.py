@@ -8,33 +8,15 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.labels import RACES
-from stages.lib.core.params import Experiment
-from stages.lib.core.schema import PREDICTION_COLUMNS, resampling_clusters
-from stages.lib.evaluation.band_changes import band_changes, columns, is_rebalancing
+from stages.lib.core.schema import resampling_clusters
+from stages.lib.evaluation.band_changes import band_changes, columns
 from stages.lib.evaluation.groups import (AGE_ERROR_COLUMNS, GAP_COLUMNS, SIGNIFICANCE_COLUMNS, disaggregate, evaluate,
                                           gaps, group_metrics, significance)
-from stages.lib.evaluation.intervals import (Bootstrap, cluster_codes, proportion_gap, proportion_gap_p_value,
-                                             resample_cluster_sums, resample_sums)
+from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.multiplicity import adjust_families, benjamini_hochberg, holm
 from stages.lib.evaluation.results import write_evaluation
 from stages.lib.evaluation.worst_groups import summarise_experiments
-
-EDGES = [0, 16, 31, 46, 61]
-
-
-def predictions(ages, predicted, *, races=None, genders=None, seed=0, **extra):
-    """A predictions table (test split) of the given true and predicted ages."""
-    rng = np.random.default_rng(seed)
-    n = len(ages)
-    frame = pd.DataFrame({
-        "id": [f"f{i}" for i in range(n)], "dataset": "toy", "split": "test", "age": np.asarray(ages, dtype=int),
-        "age_pred": np.asarray(predicted, dtype=float), "age_pred_argmax": np.nan,
-        "gender": genders if genders is not None else rng.choice(["male", "female"], n),
-        "gender_prob_female": np.nan,
-        "race": races if races is not None else rng.choice(list(RACES), n), "experiment": "exp",
-    })
-    frame["gender_pred"] = frame["gender"]
-    return frame[PREDICTION_COLUMNS].assign(**extra)
+from tests.evaluation.frames import EDGES, old_improve_middle_aged_pay, predictions
 
 
 def test_holm_and_benjamini_hochberg_by_hand():
@@ -76,13 +58,6 @@ def test_adjusted_significant_list_is_shorter_and_keeps_the_real_difference():
     assert set(verdicts.loc[verdicts["attribute"] == "race", "adjustment"]) == {"holm"}
 
 
-def test_proportion_p_value_agrees_with_newcombes_interval():
-    for a, b in ((40, 25), (33, 25), (30, 28), (50, 20), (20, 20)):
-        gap = proportion_gap(a, 60, b, 60, confidence=0.95)
-        excludes = gap.difference_ci_low > 0 or gap.difference_ci_high < 0
-        assert (proportion_gap_p_value(a, 60, b, 60) < 0.05) == excludes
-
-
 def test_all_groups_equal_reselects_the_extremes():
     """Five races with one error distribution: picking the worst and best first calls many gaps `worse`
     on their raw interval; the test of all groups equal, adjusted, very few."""
@@ -107,15 +82,6 @@ def test_all_groups_equal_reselects_the_extremes():
     assert mae["significant"] and mae["adjustment"] == "holm"
 
 
-def test_cluster_bootstrap_without_clusters_is_the_face_bootstrap():
-    values = np.random.default_rng(1).normal(size=(50, 2))
-    face = resample_sums(values, 100, np.random.default_rng(7))
-    assert np.array_equal(resample_cluster_sums(values, cluster_codes([None] * 50, 50), 100,
-                                                np.random.default_rng(7)), face)
-    assert np.array_equal(cluster_codes(["a", None, "a", "b", ""], 5)[[0, 2]], [0, 0])
-    assert len(set(cluster_codes(["a", None, "a", "b", ""], 5))) == 4
-
-
 def test_strongly_clustered_faces_give_a_wider_interval():
     """80 people with 10 photos each, one error per person: a face-level bootstrap treats 800 faces as
     independent; drawing whole clusters sees 80."""
@@ -137,49 +103,6 @@ def test_resampling_clusters_are_identities_first_then_look_alikes():
                          "cluster": ["imdb:1", "imdb:2", "utk:5", None]})
     found = resampling_clusters(rows)
     assert found[:3].tolist() == ["imdb:identity:7", "imdb:2", "utk:5"] and pd.isna(found[3])
-
-
-def old_improve_middle_aged_pay():
-    """A reference and an oversampling experiment on the same faces: 61+ errors 3 years smaller, 46-60's
-    1.5 years larger, the rest alike (noise)."""
-    rng = np.random.default_rng(5)
-    ages = np.repeat([10, 25, 40, 55, 70], 200)
-    reference = predictions(ages, ages + rng.normal(0, 6, len(ages)))
-    noise = rng.normal(0, 0.5, len(ages))
-    error = (reference["age_pred"] - reference["age"]).to_numpy()
-    change = np.where(ages == 70, -3.0, np.where(ages == 55, 1.5, 0.0)) + noise
-    experiment = reference.assign(age_pred=reference["age"] + np.sign(error) * np.maximum(np.abs(error) + change, 0))
-    return reference, experiment
-
-
-def test_band_changes_show_who_gains_and_who_pays():
-    reference, experiment = old_improve_middle_aged_pay()
-    table = band_changes(experiment, reference, EDGES, Bootstrap(resamples=400), dataset="toy")
-    assert list(table.columns) == columns("mae") == [
-        "dataset", "band", "metric", "n", "mae_reference", "mae", "delta", "ci_low", "ci_high", "p_value",
-        "adjustment", "p_adjusted", "significant", "verdict"]
-    by_band = table.set_index("band")
-    assert by_band.loc["61+", "verdict"] == "improves" and by_band.loc["61+", "ci_high"] < 0
-    assert by_band.loc["46-60", "verdict"] == "worsens" and by_band.loc["46-60", "ci_low"] > 0
-    assert by_band.loc["16-30", "verdict"] == "n.s." and by_band.loc["16-30", "n"] == 200
-    assert set(table["adjustment"]) == {"holm"} and (table["p_adjusted"] >= table["p_value"]).all()
-    # overall MAE barely moves: the bands are what shows the trade
-    overall = (experiment["age_pred"] - experiment["age"]).abs().mean() - (reference["age_pred"] - reference["age"]).abs().mean()
-    assert abs(overall) < 0.5
-
-
-def test_band_changes_pair_only_the_shared_faces():
-    reference, experiment = old_improve_middle_aged_pay()
-    table = band_changes(experiment.iloc[100:], reference.sample(frac=1, random_state=0), EDGES,
-                         Bootstrap(resamples=50), dataset="toy")
-    assert table.set_index("band").loc["0-15", "n"] == 100
-
-
-def test_rebalancing_experiments_are_named_by_what_they_change():
-    assert is_rebalancing(Experiment(init="backbone", oversample=[{"min_age": 60, "factor": 2}]))
-    assert is_rebalancing(Experiment(init="backbone", reweight="inverse_band_frequency"))
-    assert is_rebalancing(Experiment(init="backbone", mitigation={"method": "balanced", "groups": ["race"]}))
-    assert not is_rebalancing(Experiment(init="backbone", split="naive"))
 
 
 def banded_table():

@@ -16,14 +16,14 @@ from stages import params as params_stage
 from stages.lib.backbones import published
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import load_params
-from stages.lib.evaluation.band_models import band_outcomes, evaluate_bands, true_band
+from stages.lib.evaluation.band_models import true_band
 from stages.lib.evaluation.groups import GROUP_COLUMNS
 from stages.lib.evaluation.published_audit import face_boxes
 from stages.lib.reporting.markdown import Markdown
 from stages.lib.reporting.published_models import compared_phrase, published_models_section
+from tests.evaluation.frames import ADIENCE
 
 ROOT = Path(__file__).resolve().parents[2]
-ADIENCE = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
 SIDE, MARGIN = 45, 0.4     # the face inside a crop: the central 25 px
 
 
@@ -145,17 +145,6 @@ def test_the_face_box_is_the_crops_central_square_or_the_whole_ready_crop():
     np.testing.assert_allclose(boxes, [[10, 10, 25, 25], [0, 0, 80, 100]])
 
 
-def test_true_ages_fall_in_the_nearest_adience_band_a_tie_to_the_older():
-    ages = [0, 2, 3, 7, 13, 14, 21, 22, 23, 24, 33, 35, 37, 44, 45, 46, 56, 57, 100, 120, np.nan]
-    expected = ["0-2", "0-2", "4-6", "8-12", "8-12", "15-20", "15-20", "15-20", "25-32", "25-32", "25-32",
-                "38-43", "38-43", "38-43", "38-43", "48-53", "48-53", "60-100", "60-100", "60-100", None]
-    names = [f"{low}-{high}" for low, high in ADIENCE]
-    assert [names[i] if i >= 0 else None for i in true_band(ages, ADIENCE)] == expected
-    exact, one_off = band_outcomes([4, 4, 4, -1], [4, 5, 6, 4])
-    np.testing.assert_array_equal(exact, [1, 0, 0, np.nan])
-    np.testing.assert_array_equal(one_off, [1, 1, 0, np.nan])
-
-
 def test_a_fake_model_is_audited_like_an_experiment_with_its_in_sample_flags(audited, monkeypatch):
     monkeypatch.chdir(audited)
     params = load_params()
@@ -193,16 +182,6 @@ def test_a_band_model_gets_band_accuracies_and_never_an_mae(audited, monkeypatch
         assert not pd.read_csv(evaluation / "worst_groups.csv")["statistic"].str.contains("mae").any()
     table = pd.read_parquet(folder / "predictions.parquet")
     assert table["age_pred"].isna().all() and set(table["age_band_pred"]) <= {f"{a}-{b}" for a, b in ADIENCE}
-
-
-def test_band_evaluation_ignores_an_age_prediction_it_is_given():
-    frame = pd.DataFrame({"age": [30, 30, 50, 50], "age_pred": [99.0] * 4, "gender": ["male", "female"] * 2,
-                          "gender_pred": ["male", "male", "female", "female"], "race": ["white"] * 4,
-                          "band_pred": [4, 3, 6, -1]})
-    evaluation = evaluate_bands(frame, ADIENCE, [0, 16, 31, 46, 61], confidence=0.95, min_group_size=1)
-    assert evaluation.overall["band_accuracy"] == pytest.approx(2 / 3) and evaluation.overall["n"] == 4
-    assert evaluation.overall["one_off_accuracy"] == 1.0 and evaluation.overall["gender_accuracy"] == 0.5
-    assert not [key for key in evaluation.overall if "mae" in key]
 
 
 def test_the_report_sets_the_models_side_by_side_from_their_outputs(audited, monkeypatch):

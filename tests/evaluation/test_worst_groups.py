@@ -1,12 +1,11 @@
-"""Experiments side by side on the same faces (paired worst-group summaries), probe accuracy, and the
-report's mitigation section."""
+"""Experiments side by side on the same faces (paired worst-group summaries), and the report's mitigation
+section (probe accuracy: test_probes.py)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from stages.lib.evaluation.intervals import Bootstrap
-from stages.lib.evaluation.probes import balanced_accuracy, probe_summary
 from stages.lib.evaluation.worst_groups import (
     PairingError,
     against_reference,
@@ -116,16 +115,6 @@ def test_stratified_counts_keep_every_stratum_its_size():
     for stratum, size in ((0, 3), (1, 2), (2, 1)):
         assert (counts[:, strata == stratum].sum(axis=1) == size).all()
     assert counts[:, strata == 0].std() > 0
-
-
-def test_balanced_accuracy_by_hand_and_probe_interval():
-    labels = ["a"] * 8 + ["b"] * 2
-    predicted = ["a"] * 8 + ["a", "b"]
-    assert balanced_accuracy(labels, predicted)[0] == pytest.approx((1.0 + 0.5) / 2)
-    frame = pd.DataFrame({"dataset": "d", "label": labels * 5, "predicted": predicted * 5})
-    row = probe_summary(frame, "vgg", "race", BOOT).iloc[0]
-    assert row["chance"] == 0.5 and row["balanced_accuracy"] == pytest.approx(0.75)
-    assert row["ci_low"] < 0.75 < row["ci_high"]
 
 
 # ----- the report section ------------------------------------------------------------------------------

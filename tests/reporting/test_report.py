@@ -11,8 +11,7 @@ from stages import report as report_stage
 from stages.lib.evaluation import results
 from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.core.labels import RACES
-from stages.lib.evaluation.groups import GROUP_COLUMNS, evaluate
-from stages.lib.evaluation.intervals import Bootstrap
+from stages.lib.evaluation.groups import GROUP_COLUMNS
 from stages.lib.reporting.markdown import Markdown, markdown_table, with_interval
 from stages.lib.core.schema import PREDICTION_COLUMNS
 
@@ -131,17 +130,6 @@ def test_headline_metrics_stay_few(project):
     assert set(metrics["wiki"]) == {"n", "mae", "gender_accuracy", "mae_gap_gender"}  # no race labels
     full = json.loads((project / "reports" / "experiments" / "retrained" / "evaluation" / "utkface" / "metrics.json").read_text())
     assert full["mae_ci_low"] < metrics["utkface"]["mae"] < full["mae_ci_high"]
-
-
-def test_evaluation_round_trips_through_its_files(tmp_path):
-    write_predictions(tmp_path, "e", noise=5, seed=3)
-    frame = pd.read_parquet(tmp_path / "reports" / "experiments" / "e" / "predictions.parquet").query("dataset == 'utkface'")
-    evaluation = evaluate(frame, [0, 16, 31, 46, 61], Bootstrap(30), 30)
-    results.write_evaluation(evaluation, tmp_path / "out")
-    loaded = results.load_evaluation(tmp_path / "out", [0, 16, 31, 46, 61])
-    pd.testing.assert_frame_equal(loaded.groups, evaluation.groups, check_dtype=False)
-    assert loaded.overall == json.loads(json.dumps(evaluation.overall))
-    assert set(loaded.tables) == set(evaluation.tables)
 
 
 def test_report_reads_every_experiment_and_says_what_is_missing(project):

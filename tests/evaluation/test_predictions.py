@@ -216,3 +216,11 @@ def test_an_implausible_true_age_is_rejected_even_without_an_age_filter():
     reject = result.rejects.iloc[0]
     assert list(result.rejects.columns[:2]) == ["row", "reason"] and reject["note"] == "b" and reject["row"] == 1
     assert "age 130 is not a plausible human age (over 122)" in reject["reason"]
+
+
+@pytest.mark.parametrize("age", ["²⁵", "٣٠"])
+def test_a_file_name_whose_age_is_not_ascii_digits_is_refused_as_not_utkface(age):
+    """str.isdigit takes superscripts and other scripts' digits, which int() refuses or misreads."""
+    with pytest.raises(LabelError, match="not in UTKFace form"):
+        raw_utkface_fields(f"{age}_0_0_20170116174525125.jpg.chip.jpg")
+    assert raw_utkface_fields("25_0_0_20170116174525125.jpg.chip.jpg")["age"] == "25"

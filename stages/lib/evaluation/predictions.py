@@ -157,7 +157,7 @@ def raw_utkface_fields(name) -> dict[str, str | None]:
         raise LabelError("file name is missing")
     base = PureWindowsPath(str(name).strip()).name
     fields = name_fields(base.split(".", 1)[0])
-    if len(fields) < 3 or not fields[0].isdigit():
+    if len(fields) < 3 or not (fields[0].isascii() and fields[0].isdigit()):
         raise LabelError(f"file name {base!r} is not in UTKFace form age_gender_race_datetime.jpg")
     return {"age": fields[0], "gender": fields[1], "race": fields[2] if len(fields) >= 4 else None}
 

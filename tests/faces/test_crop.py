@@ -1,4 +1,5 @@
-"""Crop geometry (pure), the per-row crop with its rejects, the parallel run, quality and the stage."""
+"""Crop routes and file names, the per-row crop with its rejects, the parallel run and the stage (the
+geometry: test_geometry.py; quality: test_stats.py)."""
 
 import json
 from pathlib import Path
@@ -8,100 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from stages.lib.faces import crop as faces
 from stages.lib.faces.crop import CropError, CropSettings, CropTask, crop_file_name, crop_manifest, crop_row, route_of
-from stages.lib.faces.geometry import Detection, Region, choose_face, cut_square, square_region, valid_box, visible_part
+from stages.lib.faces.geometry import Detection
 from stages.lib.faces.stats import crop_quality
 from stages.lib.core.schema import REJECT_COLUMNS, manifest_frame
+from tests.faces.photos import HAAR, gradient, manifest_row, write_photo
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
-# ---------------------------------------------------------------------------------------------- geometry
-
-
-def test_square_region_adds_the_margin_on_each_side_and_squares_around_the_centre():
-    region = square_region((10, 20, 40, 60), margin=0.4)
-    # the longer side 60 grows by 40% on each side: 108; centre (30, 50)
-    assert region == Region(30 - 54, 50 - 54, 108)
-
-
-def test_square_region_without_margin_keeps_a_square_box():
-    assert square_region((5, 7, 30, 30), margin=0.0) == Region(5, 7, 30)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    x=st.floats(-500, 500), y=st.floats(-500, 500), w=st.floats(1, 800), h=st.floats(1, 800),
-    margin=st.floats(0, 1.5),
-)
-def test_square_region_covers_the_grown_box_and_keeps_its_centre(x, y, w, h, margin):
-    region = square_region((x, y, w, h), margin)
-    grown = max(w, h) * (1 + 2 * margin)
-    assert abs(region.side - grown) <= 0.5 or region.side == 1
-    assert abs(region.x + region.side / 2 - (x + w / 2)) <= 1
-    assert abs(region.y + region.side / 2 - (y + h / 2)) <= 1
-
-
-def test_visible_part_clips_to_the_image_or_is_none_outside():
-    assert visible_part(Region(10, 10, 20), 100, 100) == (10, 10, 30, 30)
-    assert visible_part(Region(-5, 90, 20), 100, 100) == (0, 90, 15, 100)
-    assert visible_part(Region(100, 0, 20), 100, 100) is None
-    assert visible_part(Region(-20, -20, 20), 100, 100) is None
-
-
-def _gradient(height, width):
-    """A BGR image whose pixels differ along both axes, so misplaced crops show."""
-    ys, xs = np.mgrid[0:height, 0:width]
-    return np.stack([xs * 255 // max(width - 1, 1), ys * 255 // max(height - 1, 1), np.full_like(xs, 128)], -1).astype(
-        np.uint8
-    )
-
-
-def test_cut_square_inside_the_image_is_a_plain_resize():
-    image = _gradient(100, 120)
-    crop = cut_square(image, Region(20, 10, 50), size=25)
-    expected = cv2.resize(image[10:60, 20:70], (25, 25), interpolation=cv2.INTER_AREA)
-    assert crop.shape == (25, 25, 3)
-    np.testing.assert_array_equal(crop, expected)
-
-
-def test_cut_square_pads_with_black_where_the_region_leaves_the_image():
-    image = np.full((40, 40, 3), 200, np.uint8)
-    crop = cut_square(image, Region(-20, 0, 40), size=40)  # left half outside
-    assert (crop[:, :20] == 0).all()
-    assert (crop[:, 20:] == 200).all()
-
-
-def test_cut_square_of_a_region_far_larger_than_the_image_stays_small():
-    image = np.full((10, 10, 3), 255, np.uint8)
-    crop = cut_square(image, Region(-500_000, -500_000, 1_000_010), size=16)
-    assert crop.shape == (16, 16, 3)
-
-
-def test_cut_square_outside_the_image_is_an_error():
-    with pytest.raises(ValueError, match="outside"):
-        cut_square(np.zeros((10, 10, 3), np.uint8), Region(50, 50, 5), size=8)
-
-
-def test_precropped_non_square_image_is_padded_not_stretched():
-    image = np.full((100, 200, 3), 90, np.uint8)  # wide: 200 x 100
-    region = square_region((0, 0, 200, 100), 0.0)
-    crop = cut_square(image, region, size=100)
-    assert region == Region(0, -50, 200)
-    assert (crop[:25] == 0).all() and (crop[75:] == 0).all()
-    assert (crop[25:75] == 90).all()
-
-
-def test_choose_face_takes_the_largest_then_the_surest():
-    small = Detection((0, 0, 10, 10), 0.99)
-    large = Detection((50, 50, 30, 30), 0.7)
-    large_surer = Detection((0, 50, 30, 30), 0.9)
-    assert choose_face([small, large]) == large
-    assert choose_face([large, large_surer]) == large_surer
-    assert choose_face([]) is None
+# ---------------------------------------------------------------------------------------------- routes, names
 
 
 def test_route_prefers_the_dataset_box_then_precropped_then_the_detector():
@@ -110,14 +28,6 @@ def test_route_prefers_the_dataset_box_then_precropped_then_the_detector():
     assert route_of(None, cropped=True, detector="yunet") == "precropped"
     assert route_of(float("nan"), cropped=False, detector="haar") == "haar"
     assert route_of(None, cropped=False, detector="yunet") == "yunet"
-
-
-def test_valid_box_needs_four_finite_values_and_a_positive_size():
-    assert valid_box([0, 0, 1, 1])
-    assert not valid_box([0, 0, 0, 5])
-    assert not valid_box([0, 0, float("nan"), 5])
-    assert not valid_box([0, 0, 5])
-    assert not valid_box(None)
 
 
 def test_crop_file_names_are_stable_sanitised_and_unique():
@@ -146,16 +56,10 @@ class FakeDetector:
         return list(self.detections)
 
 
-def _write(path, image):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), image)
-    return path
-
-
 def test_a_detected_row_is_cut_around_the_largest_face(tmp_path):
     image = np.zeros((200, 200, 3), np.uint8)
     image[40:80, 100:140] = 255  # the "face"
-    source = _write(tmp_path / "photo.png", image)
+    source = write_photo(tmp_path / "photo.png", image)
     task = CropTask(0, str(source), str(tmp_path / "out.png"), "yunet", None)
     detector = FakeDetector([Detection((0, 0, 10, 10), 0.99), Detection((100, 40, 40, 40), 0.8)])
     outcome = crop_row(task, detector, margin=0.0, size=40)
@@ -165,55 +69,23 @@ def test_a_detected_row_is_cut_around_the_largest_face(tmp_path):
 
 
 def test_a_row_without_a_face_is_rejected_with_its_reason(tmp_path):
-    source = _write(tmp_path / "photo.png", np.zeros((50, 50, 3), np.uint8))
+    source = write_photo(tmp_path / "photo.png", np.zeros((50, 50, 3), np.uint8))
     outcome = crop_row(CropTask(3, str(source), str(tmp_path / "o.jpg"), "haar", None), FakeDetector([]), 0.4, 32)
     assert outcome.index == 3 and outcome.reason.startswith("no_face: ")
     assert not (tmp_path / "o.jpg").exists()
 
 
 def test_a_dataset_box_is_read_in_stored_pixel_order_and_margined(tmp_path):
-    source = _write(tmp_path / "photo.png", _gradient(100, 100))
+    source = write_photo(tmp_path / "photo.png", gradient(100, 100))
     outcome = crop_row(CropTask(0, str(source), str(tmp_path / "o.png"), "dataset_box", (40, 40, 20, 20)), None, 0.5, 20)
     assert outcome.crop_box == [30, 30, 40, 40]
     np.testing.assert_allclose(
         cv2.imread(str(tmp_path / "o.png")).astype(int),
-        cv2.resize(_gradient(100, 100)[30:70, 30:70], (20, 20), interpolation=cv2.INTER_AREA).astype(int), atol=1,
+        cv2.resize(gradient(100, 100)[30:70, 30:70], (20, 20), interpolation=cv2.INTER_AREA).astype(int), atol=1,
     )
 
 
 # ---------------------------------------------------------------------------------------------- manifest
-
-
-def _row(dataset, rel, path, *, box=None, cropped=False, age=30, gender="female", race="black", identity=None):
-    return {
-        "id": f"{dataset}/{rel}", "dataset": dataset, "path": str(path), "age": age, "gender": gender,
-        "race": race, "identity": identity, "box": box, "cropped": cropped, "source_meta": "test",
-    }
-
-
-@pytest.fixture
-def mixed_manifest(tmp_path):
-    """Rows for every route and every way a photo can be bad, with files under tmp_path/raw."""
-    raw = tmp_path / "raw"
-    _write(raw / "boxed.png", _gradient(120, 90))
-    _write(raw / "ready.png", _gradient(60, 60))
-    _write(raw / "blank.png", np.full((80, 80, 3), 127, np.uint8))  # Haar finds no face in it
-    (raw / "empty.jpg").write_bytes(b"")
-    (raw / "text.jpg").write_text("not an image")
-    rows = [
-        _row("a", "boxed.png", raw / "boxed.png", box=[10.0, 20.0, 30.0, 40.0], race="white"),
-        _row("a", "ready.png", raw / "ready.png", cropped=True, race=None, age=70),
-        _row("a", "blank.png", raw / "blank.png", race="black", age=8),
-        _row("a", "empty.jpg", raw / "empty.jpg"),
-        _row("b", "text.jpg", raw / "text.jpg", cropped=True),
-        _row("b", "gone.jpg", raw / "gone.jpg", cropped=True),
-        _row("b", "outside.png", raw / "boxed.png", box=[500.0, 500.0, 10.0, 10.0]),
-        _row("b", "bad_box.png", raw / "boxed.png", box=[1.0, 1.0, 0.0, 5.0]),
-    ]
-    return manifest_frame(rows)
-
-
-HAAR = CropSettings(detector="haar", margin=0.4, size=32, min_score=0.6)
 
 
 def test_every_row_is_kept_or_rejected_with_a_reason(tmp_path, mixed_manifest):
@@ -279,22 +151,6 @@ def test_duplicate_ids_are_refused(tmp_path, mixed_manifest):
         crop_manifest(twice, tmp_path / "crops", HAAR, progress=False)
 
 
-def test_quality_counts_reasons_and_who_got_lost(tmp_path, mixed_manifest):
-    result = crop_manifest(mixed_manifest, tmp_path / "crops", HAAR, workers=1, progress=False)
-    quality = crop_quality(mixed_manifest, result.outcomes, [0, 16, 31, 46, 61])
-    a, b = quality["a"], quality["b"]
-    assert (a["rows_in"], a["kept"], a["stage"]) == (4, 2, "crop") and (b["rows_in"], b["kept"]) == (4, 0)
-    assert a["rejected_by_reason"] == {"image_empty": 1, "no_face": 1}
-    assert a["routes"] == {"dataset_box": 1, "haar": 2, "precropped": 1}
-    assert a["kept_by"]["race"]["unknown"] == 1 and a["kept_by"]["race"]["white"] == 1
-    assert a["rejected_by"]["race"]["black"] == 2
-    assert a["rejection_rate_by"]["race"]["black"] == 1.0
-    # the zero-byte file never reached the detector: only the blank photo was a detection attempt
-    assert a["detection"]["attempted"] == 1 and a["detection"]["found"] == 0
-    assert a["detection"]["by"]["age_band"] == {"0-15": {"in": 1, "found": 0, "rate": 0.0}}
-    assert "detection" not in b
-
-
 # ---------------------------------------------------------------------------------------------- stage
 
 
@@ -318,10 +174,10 @@ def test_crop_then_split_stages_write_their_outputs(tmp_path, monkeypatch):
         rows = []
         for k in range(12):
             rel = f"img{k}.png"
-            _write(tmp_path / "data/raw" / dataset / rel, rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
-            rows.append(_row(dataset, rel, f"data/raw/{dataset}/{rel}", cropped=True, age=10 + 5 * k))
+            write_photo(tmp_path / "data/raw" / dataset / rel, rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+            rows.append(manifest_row(dataset, rel, f"data/raw/{dataset}/{rel}", cropped=True, age=10 + 5 * k))
         (tmp_path / "data/raw" / dataset / "bad.jpg").write_bytes(b"")
-        rows.append(_row(dataset, "bad.jpg", f"data/raw/{dataset}/bad.jpg", cropped=True))
+        rows.append(manifest_row(dataset, "bad.jpg", f"data/raw/{dataset}/bad.jpg", cropped=True))
         (tmp_path / "data/interim" / dataset).mkdir(parents=True)
         manifest_frame(rows).to_parquet(tmp_path / "data/interim" / dataset / "manifest.parquet")
 

@@ -146,36 +146,6 @@ def test_cli_names_the_fix_when_heads_are_missing_or_do_not_fit(project, capsys)
 # ---------------------------------------------------------------- framing: as the heads were trained
 
 
-def crops_rows(routes: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"id": [f"d/{i}" for i in range(len(routes))], "detector": routes})
-
-
-def test_the_training_framing_is_read_from_the_crop_routes():
-    from stages.lib.heads.framing import training_framing
-
-    chips = training_framing(crops_rows(["precropped"] * 3 + ["yunet"]), 0.4, "utkface")
-    assert (chips.kind, chips.margin) == ("chip", None) and "75%" in chips.source
-    boxes = training_framing(crops_rows(["dataset_box"] * 3 + ["precropped"]), 0.3, "utkface_wild")
-    assert (boxes.kind, boxes.margin) == ("margin", 0.3)
-    unrecorded = training_framing(pd.DataFrame({"cropped": [True, True, False]}), 0.4, "folder")
-    assert unrecorded.kind == "chip"
-
-
-def test_an_override_of_the_training_framing_is_warned_about():
-    from stages.lib.heads.framing import Framing, choose_framing
-
-    chip, box = Framing("chip", None, "utkface"), Framing("margin", 0.4, "wiki")
-    assert choose_framing(chip, False, None, 0.4) == (chip, [])
-    assert choose_framing(box, False, None, 0.1) == (box, [])
-    framing, warnings = choose_framing(box, True, None, 0.4)
-    assert framing.kind == "chip" and "trained on face boxes plus a 0.4 margin" in warnings[0]
-    framing, warnings = choose_framing(chip, False, 0.4, 0.4)
-    assert framing.margin == 0.4 and "trained on ready face crops" in warnings[0]
-    assert choose_framing(box, False, 0.4, 0.2)[1] == []  # the same framing, said explicitly
-    framing, warnings = choose_framing(None, False, None, 0.3)
-    assert framing.margin == 0.3 and "no framing.json" in warnings[0]
-
-
 def test_heads_trained_on_chips_take_each_photo_as_a_chip(project, capsys):
     """No --precropped needed: the heads' recorded framing says they learned from ready face crops (old
     code ran the detector, which finds no face in this chip)."""
@@ -188,32 +158,6 @@ def test_heads_trained_on_chips_take_each_photo_as_a_chip(project, capsys):
     assert "warning" not in captured.err
     assert stage.main(["face.png", "--margin", "0.4"]) == 1  # the override detects (and finds nothing) ...
     assert "warning: --margin frames faces as face boxes plus a 0.4 margin" in capsys.readouterr().err  # ... and says so
-
-
-def test_train_records_the_framing_of_its_faces(tmp_path, monkeypatch):
-    from stages.lib.core.params import Experiment
-    from stages.lib.heads.framing import heads_framing, published_framing, read_framing, write_framing
-
-    params = make_params()
-    rows = crops_rows(["dataset_box"] * 4)
-    retrained, fine_tuned = Experiment(init="backbone"), Experiment(init="published", protocol="ours")
-    baseline = Experiment(init="published", protocol="none")
-    assert heads_framing(retrained, rows, params) == read_framing_of(tmp_path, rows, params)
-    assert heads_framing(fine_tuned, rows, params) == read_framing_of(tmp_path, rows, params)  # it learned them too
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
-        heads_framing(baseline, rows, params)
-    write_framing(tmp_path / "models/_pretrain", published_framing())
-    assert heads_framing(baseline, rows, params) == published_framing()
-    assert read_framing(tmp_path / "models/_pretrain").margin == 0.4
-
-
-def read_framing_of(folder: Path, rows: pd.DataFrame, params):
-    """training_framing's result after a round trip through framing.json."""
-    from stages.lib.heads.framing import read_framing, training_framing, write_framing
-
-    write_framing(folder / "m", training_framing(rows, params.crop.margin, params.roles.finetune))
-    return read_framing(folder / "m")
 
 
 def test_published_output_heads_read_the_models_own_outputs_after_the_feature_row():

@@ -367,16 +367,6 @@ def test_identity_stage_says_why_it_made_no_pass(identity_project, monkeypatch):
     assert "heads' own features" in json.loads(Path("data/identity/status.json").read_text())["reason"]
 
 
-def test_the_identity_pass_depends_on_the_crop_margin_alone():
-    from stages.lib.splitting.identity import identity_params
-    from tests.backbones.test_store import make_params
-
-    base, other = make_params(seed=1), make_params(seed=2, fc_width=64, batch_size=3)
-    assert identity_params(base).backbone == identity_params(other).backbone
-    assert identity_params(base).seed == identity_params(other).seed
-    assert identity_params(base).backbone.name == "dlib_resnet"
-
-
 def test_a_photo_in_two_datasets_takes_the_split_of_the_first():
     """UTKFace aligned and in the wild are the same photos: the aligned copy follows the in-the-wild
     (finetune) split, so a retrained head is never tested on a photo it trained on."""

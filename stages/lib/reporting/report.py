@@ -356,6 +356,29 @@ def band_changes_section(md: Markdown, facts: Facts) -> None:
                                  f"{REFERENCE} on the same faces (paired); raw intervals, verdicts adjusted")
 
 
+PREDICTED = ("age_pred", "gender_prob_female")
+
+
+def identical_predictions(results: list[ExperimentResults], dataset: str) -> list[tuple[str, str]]:
+    """(experiment, the earlier experiment it equals): pairs whose test predictions on `dataset` are the
+    same on every face, ids and values alike. Two such rows of the table are one model twice (e.g. heads
+    trained from the same start on the same rows), so neither says anything about the other's method."""
+    tests = {}
+    for result in results:
+        if result.predictions is None:
+            continue
+        rows = result.predictions.query("dataset == @dataset and split == 'test'")
+        if len(rows):
+            tests[result.name] = rows.set_index("id")[list(PREDICTED)].sort_index()
+    pairs = []
+    for position, (name, rows) in enumerate(tests.items()):
+        same = next((earlier for earlier, other in list(tests.items())[:position]
+                     if other.index.equals(rows.index) and other.equals(rows)), None)
+        if same is not None:
+            pairs.append((name, same))
+    return pairs
+
+
 def summary_section(md: Markdown, params: Params, results: list[ExperimentResults], absent: list[str], *,
                     comparison: pd.DataFrame, dataset: str, gains: pd.DataFrame) -> None:
     """What was run, the headline table, and R14 (the cut from the published model, change by change)."""
@@ -368,6 +391,12 @@ def summary_section(md: Markdown, params: Params, results: list[ExperimentResult
                  f"{params.evaluate.min_group_size} faces are flagged, not judged. Test sets whose ages are bands "
                  "only show age-band accuracy, not MAE, and are never pooled with exact ages.")
     md.table(comparison_display(comparison, confidence))
+    twins = identical_predictions(results, dataset)
+    if twins:
+        md.paragraph("Identical predictions on every " + dataset + " test face: "
+                     + "; ".join(f"{name} = {same}" for name, same in twins)
+                     + ". Each pair is one model twice (the same heads from the same start on the same rows), "
+                     "so its rows above repeat each other and neither is evidence about the other's method.")
     note = fidelity.in_sample_note(params, list(dict.fromkeys(comparison["dataset"])))
     if note:
         md.paragraph(note)

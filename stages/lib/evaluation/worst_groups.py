@@ -33,7 +33,9 @@ import pandas as pd
 
 from stages.lib.core.cli import UserError
 from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN
-from stages.lib.evaluation.intervals import Bootstrap, cluster_codes, group_rng, percentile_interval
+from stages.lib.evaluation.intervals import (Bootstrap, bootstrap_p_value, cluster_codes, group_rng,
+                                             percentile_interval)
+from stages.lib.evaluation.multiplicity import adjust_families
 
 REFERENCE = "retrained"   # the experiment every other is measured against
 # The same heads from a seeded random start (what the compare and probe stages train on the pipeline's
@@ -46,7 +48,7 @@ STATISTICS = {
     "accuracy_gap": ("gender_accuracy", "gap"),
 }
 SUMMARY_COLUMNS = ["dataset", "experiment", "statistic", "n", "value", "ci_low", "ci_high", "worst_group",
-                   "best_group", "change", "change_ci_low", "change_ci_high"]
+                   "best_group", "change", "change_ci_low", "change_ci_high", "change_p"]
 
 
 class PairingError(UserError, ValueError):
@@ -179,8 +181,29 @@ def summarise_experiments(predictions: Mapping[str, pd.DataFrame], reference: st
                 rows.append({"dataset": dataset, "experiment": name, "statistic": statistic, "n": len(test.strata),
                              "value": series[0], **_interval("ci", series[1:], bootstrap.confidence),
                              "worst_group": worst, "best_group": best, "change": change[0],
-                             **_interval("change_ci", change[1:], bootstrap.confidence)})
+                             **_interval("change_ci", change[1:], bootstrap.confidence),
+                             "change_p": bootstrap_p_value(change[0], change[1:]) if name != reference else np.nan})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), left_out
+
+
+def adjust_changes(summary: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """`summary` (rows of several experiments' worst_groups.csv) with each change's adjusted p-value
+    (`change_p_adjusted`) and whether it survives (`change_significant`): one family per test set and
+    statistic, the experiments compared with the reference in it (Holm, or Benjamini–Hochberg for a
+    long list: multiplicity.adjust_families). The reference's own rows and rows without a p-value are
+    in no family and never significant. A summary written before p-values were kept comes back as it is
+    (its readers then word changes from the raw intervals alone)."""
+    if "change_p" not in summary.columns:
+        return summary
+    out = summary.copy()
+    family = out["dataset"].astype(str) + " × " + out["statistic"].astype(str)
+    adjusted = adjust_families(out.assign(family=family), alpha, p_column="change_p",
+                               adjusted_column="change_p_adjusted", eligible=out["change_p"].notna())
+    out["change_p_adjusted"] = adjusted["change_p_adjusted"]
+    out["change_significant"] = adjusted["significant"]
+    out["change_adjustment"] = adjusted["adjustment"]
+    out["change_tests"] = out.groupby([out["dataset"], out["statistic"]])["change_p"].transform("count")
+    return out
 
 
 def _interval(prefix: str, statistics: np.ndarray, confidence: float) -> dict:
@@ -200,8 +223,9 @@ def against_reference(frame: pd.DataFrame, reference_frame: pd.DataFrame | None,
     unpaired = set(frame.loc[frame["split"] == "test", "dataset"]) - set(rows["dataset"])
     if unpaired:
         alone, _ = summarise_experiments({experiment: frame}, experiment, bootstrap, min_group_size)
-        alone = alone[alone["dataset"].isin(unpaired)].assign(change=np.nan, change_ci_low=np.nan, change_ci_high=np.nan)
+        alone = alone[alone["dataset"].isin(unpaired)].assign(change=np.nan, change_ci_low=np.nan, change_ci_high=np.nan,
+                                                              change_p=np.nan)
         rows = pd.concat([rows, alone], ignore_index=True)
     if reference_frame is None and experiment != reference:
-        rows = rows.assign(change=np.nan, change_ci_low=np.nan, change_ci_high=np.nan)
+        rows = rows.assign(change=np.nan, change_ci_low=np.nan, change_ci_high=np.nan, change_p=np.nan)
     return rows.reset_index(drop=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from stages.lib.core.params import Params
@@ -18,7 +19,7 @@ from stages.lib.evaluation.groups import Evaluation, ages_are_bands
 from stages.lib.evaluation.gains import paired_absolute_errors
 from stages.lib.evaluation.intervals import Bootstrap, direction, mean_interval, paired_mean_gap, proportion_gap
 from stages.lib.reporting.fidelity import men_minus_women, young_signed_errors
-from stages.lib.reporting.markdown import Markdown, difference, number, percent, with_interval
+from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval
 from stages.lib.reporting.roles import Selection, selection_sentence
 
 STUDY_AGE = 17            # the study's tables hold no one younger (reference/study.md)
@@ -197,6 +198,9 @@ def band_change_phrases(band_changes: Mapping[str, pd.DataFrame]) -> list[str]:
     return phrases
 
 
+ADJUSTMENT_NAMES = {"holm": "Holm's", "bh": "Benjamini–Hochberg's"}
+
+
 def mitigation_finding(facts: Facts) -> str | None:
     summary = facts.worst_groups
     if summary.empty or not facts.mitigations:
@@ -205,17 +209,23 @@ def mitigation_finding(facts: Facts) -> str | None:
                    & summary["statistic"].isin(["mae_gap", "accuracy_gap"]) & summary["change_ci_low"].notna()]
     if rows.empty:
         return None
-    narrowed = rows[[direction(lo, hi) == "below" for lo, hi in zip(rows["change_ci_low"], rows["change_ci_high"])]]
+    below = np.array([direction(lo, hi) == "below" for lo, hi in zip(rows["change_ci_low"], rows["change_ci_high"])])
+    survives = (rows["change_significant"].fillna(False).astype(bool).to_numpy() if "change_significant" in rows
+                else np.zeros(len(rows), bool))
+    narrowed = rows[below & survives]
+    tests = int(rows["change_tests"].max()) if "change_tests" in rows else rows["experiment"].nunique()
     if narrowed.empty:
         return (f"No mitigation ({', '.join(dict.fromkeys(rows['experiment']))}) is shown to narrow the race × gender "
-                f"gap on {facts.dataset}: every interval of the change against {facts.reference} holds 0 or lies "
-                "above it.")
+                f"gap on {facts.dataset}: every change against {facts.reference} holds 0, lies above it, or does "
+                f"not survive the adjustment for the {tests} experiments compared.")
     gaps = {"mae_gap": "MAE gap, years", "accuracy_gap": "gender-accuracy gap"}
     return (f"Against {facts.reference} on the same test faces, these mitigations narrow the race × gender gap: "
             + "; ".join(f"{r['experiment']} ({gaps[r['statistic']]} "
-                        f"{difference(r['change'], r['change_ci_low'], r['change_ci_high'], r['statistic'] == 'accuracy_gap')})"
+                        f"{difference(r['change'], r['change_ci_low'], r['change_ci_high'], r['statistic'] == 'accuracy_gap')}, "
+                        f"adjusted p {p_value_text(r['change_p_adjusted'])})"
                         for _, r in narrowed.iterrows())
-            + f" (paired intervals, not adjusted for the {rows['experiment'].nunique()} mitigations compared).")
+            + f" (paired raw intervals; each change survives {ADJUSTMENT_NAMES.get(narrowed['change_adjustment'].iloc[0], 'the')} "
+              f"adjustment for the {tests} experiments compared with the reference).")
 
 
 def detector_finding(facts: Facts) -> str | None:

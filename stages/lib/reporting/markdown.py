@@ -75,6 +75,13 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+def p_value_text(p) -> str:
+    """A p-value for a sentence: three decimals, `< 0.001` below that, empty when missing."""
+    if p is None or pd.isna(p):
+        return ""
+    return "< 0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+
+
 def number(value, digits: int = 2) -> str:
     """A float with `digits` decimals, '' for missing."""
     if value is None or pd.isna(value):

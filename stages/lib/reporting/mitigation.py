@@ -23,9 +23,9 @@ from stages.lib.core.params import Params
 from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBES_FILE
 from stages.lib.evaluation.results import bootstrap_from, load_worst_groups
-from stages.lib.evaluation.worst_groups import REFERENCE
+from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
 from stages.lib.reporting.figures import save_figure
-from stages.lib.reporting.markdown import Markdown, number, percent, with_interval
+from stages.lib.reporting.markdown import Markdown, number, p_value_text, percent, with_interval
 
 # metric row of the figure -> (overall statistic, worst-group statistic, axis label, as an error)
 FIGURE_METRICS = {
@@ -56,22 +56,37 @@ def signed_change(change, low, high, as_points: bool = False) -> str:
     return text if pd.isna(low) else f"{text} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
 
 
-def change_phrase(statistic: str, change, low, high) -> str:
+def change_phrase(statistic: str, change, low, high, *, adjusted: pd.Series | None = None) -> str:
     """What the paired interval of a change supports: a fall / rise when it lies on one side of zero,
-    else that no change is shown."""
+    else that no change is shown. With `adjusted` (the row's change_significant, change_p_adjusted and
+    change_tests: evaluation.worst_groups.adjust_changes), a fall or rise must also survive the
+    adjustment for the comparisons in its family; one that does not is said to be unshown after it."""
     name, unit, fall, rise = WORDING[statistic]
     if pd.isna(change):
         return f"{name}: no paired interval"
     size = f"{abs(_scaled(change, unit)):.2f} {unit}"
     interval = f"[{_scaled(low, unit):+.2f}, {_scaled(high, unit):+.2f}]"
     side = direction(low, high)
-    if side == "above":
-        return f"{name} {rise} by {size} {interval}"
-    if side == "below":
-        return f"{name} {fall} by {size} {interval}"
     if side == "no interval":
         return f"{name}: {_scaled(change, unit):+.2f} {unit}, without an interval"
-    return f"{name}: no change shown ({_scaled(change, unit):+.2f} {unit}, {interval} holds 0)"
+    if side not in ("above", "below"):
+        return f"{name}: no change shown ({_scaled(change, unit):+.2f} {unit}, {interval} holds 0)"
+    word = rise if side == "above" else fall
+    if adjusted is None:
+        return f"{name} {word} by {size} {interval}"
+    tests, p_adjusted = int(adjusted["change_tests"]), adjusted["change_p_adjusted"]
+    if not bool(adjusted["change_significant"]):
+        return (f"{name}: no change shown after adjusting for the {tests} comparisons "
+                f"({_scaled(change, unit):+.2f} {unit}, raw {interval}, adjusted p {p_value_text(p_adjusted)})")
+    return f"{name} {word} by {size} {interval} (adjusted p {p_value_text(p_adjusted)} over {tests} comparisons)"
+
+
+ADJUSTED = ["change_significant", "change_p_adjusted", "change_tests"]
+
+
+def _adjusted(row: pd.Series) -> pd.Series | None:
+    """The row's adjustment (adjust_changes' columns), or None where the summary was not adjusted."""
+    return row[ADJUSTED] if all(column in row.index for column in ADJUSTED) else None
 
 
 def verdict(rows: pd.DataFrame, reference_worst: Mapping[str, str] | None = None) -> str:
@@ -82,7 +97,7 @@ def verdict(rows: pd.DataFrame, reference_worst: Mapping[str, str] | None = None
     if by["change"].isna().all():
         return (f"**{first['experiment']}** on {first['dataset']}: tested on other faces than {REFERENCE}, "
                 "so no paired change can be given.")
-    parts = [change_phrase(s, *by.loc[s, ["change", "change_ci_low", "change_ci_high"]])
+    parts = [change_phrase(s, *by.loc[s, ["change", "change_ci_low", "change_ci_high"]], adjusted=_adjusted(by.loc[s]))
              + _other_group(s, by, reference_worst or {})
              for s in WORDING if s in by.index and pd.notna(by.loc[s, "value"])]
     return f"**{first['experiment']}** on {first['dataset']}, against {REFERENCE}: " + "; ".join(parts) + "."
@@ -335,7 +350,8 @@ def embedding_sentence(backbone: str, dataset: str, probes: pd.DataFrame, balanc
         left = "a gap remains" if direction(g["ci_low"], g["ci_high"]) == "above" else "the gap's interval reaches 0"
         parts.append(f"heads trained on race × gender-balanced data leave a MAE gap of {number(g['value'])} years "
                      f"[{number(g['ci_low'])}, {number(g['ci_high'])}] ({g['worst_group']} vs {g['best_group']}): "
-                     f"{left}; against plain heads, {change_phrase('mae_gap', g['change'], g['change_ci_low'], g['change_ci_high'])}")
+                     f"{left}; against plain heads, "
+                     f"{change_phrase('mae_gap', g['change'], g['change_ci_low'], g['change_ci_high'], adjusted=_adjusted(g))}")
     return f"**{backbone}** on {dataset}: " + "; ".join(parts) + "."
 
 
@@ -363,7 +379,8 @@ def mitigation_section(md: Markdown, summary: pd.DataFrame, probes: pd.DataFrame
                  "and best groups are race × gender groups with enough test faces, named from each experiment's own "
                  f"estimates; changes are against {REFERENCE} (the *reference*) on the same test faces, with paired, "
                  f"group-stratified bootstrap {confidence:.0%} intervals. A change is called a rise or a fall only "
-                 f"where its interval excludes 0. Each experiment's worst group may differ from {REFERENCE}'s: *Δ at "
+                 "where its interval excludes 0 and its p-value survives the adjustment for the experiments compared "
+                 "on that test set and statistic (Holm; Benjamini–Hochberg past ten); the intervals shown are raw. Each experiment's worst group may differ from {REFERENCE}'s: *Δ at "
                  f"{REFERENCE}'s worst group* holds that one group fixed, so it says whether the group worst served "
                  "by the reference is served better.")
     md.figure(inputs.figure_path, f"Overall against worst-group error per experiment ({inputs.backbone}); "
@@ -443,9 +460,12 @@ def mitigation_report(md: Markdown, params: Params, test_rows: Mapping[str, pd.D
     write the section. `test_rows`: each experiment's test predictions on the main test set."""
     summary = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation")
                          for name in params.experiments] or [pd.DataFrame()], ignore_index=True)
+    alpha = 1 - params.evaluate.confidence
+    summary = adjust_changes(summary, alpha) if not summary.empty else summary
     probe_folder = params.paths.probe
     probes, balanced = (pd.read_csv(probe_folder / name) if (probe_folder / name).exists() else pd.DataFrame()
                         for name in (PROBES_FILE, BALANCED_FILE))
+    balanced = adjust_changes(balanced, alpha) if not balanced.empty else balanced
     figure_path = None
     if not summary.empty:
         panels = figure_panels(summary, balanced, params.backbone.name)

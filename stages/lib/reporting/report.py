@@ -26,7 +26,7 @@ from stages.lib.evaluation.gains import training_gains, training_steps
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
 from stages.lib.evaluation.intervals import binomial_interval
 from stages.lib.evaluation.results import bootstrap_from, load_evaluations, load_worst_groups
-from stages.lib.evaluation.worst_groups import REFERENCE
+from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
 from stages.lib.reporting import fidelity
 from stages.lib.reporting import figures as plots
 from stages.lib.reporting.comparisons import backbones_section, leakage_section, paired_split_comparison
@@ -316,6 +316,7 @@ def _facts(params: Params, dataset: str, by_name: dict[str, ExperimentResults], 
     crops = json.loads(params.paths.crops_quality.read_text()) if params.paths.crops_quality.exists() else {}
     worst = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation") for name in by_name]
                       or [pd.DataFrame()], ignore_index=True)
+    worst = adjust_changes(worst, 1 - params.evaluate.confidence) if not worst.empty else worst
     shares, _ = share_source(params, by_name.get(REFERENCE) or next(iter(by_name.values())), dataset)
     return Facts(
         params=params, dataset=dataset, published=baseline.name if baseline else None,

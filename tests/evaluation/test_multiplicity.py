@@ -9,7 +9,7 @@ import pytest
 
 from stages.lib.core.labels import RACES
 from stages.lib.core.params import Experiment
-from stages.lib.core.schema import PREDICTION_COLUMNS, resampling_clusters
+from stages.lib.core.schema import PREDICTION_COLUMNS
 from stages.lib.evaluation.band_changes import band_changes, columns, is_rebalancing
 from stages.lib.evaluation.groups import (AGE_ERROR_COLUMNS, GAP_COLUMNS, SIGNIFICANCE_COLUMNS, disaggregate, evaluate,
                                           gaps, group_metrics, significance)
@@ -130,13 +130,6 @@ def test_strongly_clustered_faces_give_a_wider_interval():
                               attributes=["all"]).iloc[0]
     assert faces["mae"] == pytest.approx(clustered["mae"])
     assert (clustered["mae_ci_high"] - clustered["mae_ci_low"]) > 2 * (faces["mae_ci_high"] - faces["mae_ci_low"])
-
-
-def test_resampling_clusters_are_identities_first_then_look_alikes():
-    rows = pd.DataFrame({"dataset": ["imdb", "imdb", "utk", "utk"], "identity": ["7", None, None, None],
-                         "cluster": ["imdb:1", "imdb:2", "utk:5", None]})
-    found = resampling_clusters(rows)
-    assert found[:3].tolist() == ["imdb:identity:7", "imdb:2", "utk:5"] and pd.isna(found[3])
 
 
 def old_improve_middle_aged_pay():

@@ -24,7 +24,7 @@ def test_wide_resnet_imdb_frames_faces_as_the_pipeline_does(tmp_path, wide_resne
     """Whole photos as the crop stage takes ready chips, boxes as it cuts detected faces (40%, 224 px):
     the entry's answers are the published outputs the backbone gives those crops."""
     from stages.lib.backbones.vgg_face import resize_uint8
-    from stages.lib.backbones.wide_resnet import WEIGHTS_FILE
+    from stages.lib.backbones.wide_resnet import FEATURE_DIM, PUBLISHED_OUTPUTS, WEIGHTS_FILE
     from stages.lib.faces.geometry import Detection
     from stages.lib.heads.inference import photo_faces
 
@@ -45,7 +45,8 @@ def test_wide_resnet_imdb_frames_faces_as_the_pipeline_does(tmp_path, wide_resne
     for boxes, detector, margin in ((published.whole_image_boxes(photos), None, np.nan),
                                     (np.array([box] * len(photos)), Boxes(box), 0.4)):
         crops = [photo_faces(photo, detector, 0.0 if detector is None else 0.4, 224)[0].crop_rgb for photo in photos]
-        outputs = embed(resize_uint8(np.stack(crops), 224), np.full(len(crops), margin))[:, -103:]
+        rows = embed(resize_uint8(np.stack(crops), 224), np.full(len(crops), margin))
+        outputs = rows[:, FEATURE_DIM:FEATURE_DIM + PUBLISHED_OUTPUTS]   # [features | published outputs | flatten]
         got = model.predict(photos, boxes)
         np.testing.assert_allclose(got.age, outputs[:, 2:] @ np.arange(101), atol=1e-3)
         np.testing.assert_allclose(got.p_female, outputs[:, 0], atol=1e-4)
@@ -72,3 +73,29 @@ def test_a_ready_crop_is_taken_whole_and_a_face_at_the_edge_is_padded_black():
     assert np.isnan(margin) and whole[:, :20].mean() == 0 and whole[:, 30:-30].min() == 90   # squared about its centre
     edge, _ = framed_crop(photo, (0, 0, 20, 20))                   # grown past the top-left corner
     assert edge[0, 0].tolist() == [0, 0, 0] and edge[-1, -1].tolist() == [90, 90, 90]
+
+
+def test_the_answers_are_read_from_the_published_outputs_between_the_features_and_the_flatten():
+    """The backbone's embed row is [pooled features | P(female), P(male), P(age 0..100) | flatten_1]:
+    the entry must read the middle part, not the row's tail."""
+    from stages.lib.backbones.wide_resnet import AGE_CLASSES, FEATURE_DIM, FULL_DIM
+    from stages.lib.backbones.wide_resnet_published import WideResnetImdb
+
+    ages = np.zeros((2, AGE_CLASSES))
+    ages[0, 30], ages[1, [20, 60]] = 1.0, 0.5
+    outputs = np.hstack([[[0.8, 0.2], [0.1, 0.9]], ages])
+    seen = {}
+
+    def embed(crops, margins):
+        seen.update(crops=crops, margins=margins)
+        flatten = np.full((len(crops), FULL_DIM), 7.0)             # what a wrong slice would read
+        return np.hstack([np.full((len(crops), FEATURE_DIM), 3.0), outputs, flatten]).astype(np.float32)
+
+    entry = WideResnetImdb.__new__(WideResnetImdb)
+    entry._embed = embed
+    photo = np.zeros((100, 80, 3), np.uint8)
+    found = entry.predict([photo, photo], np.array([[0, 0, 80, 100], [20, 20, 30, 30]]))
+    np.testing.assert_allclose(found.age, [30.0, 40.0], atol=1e-5)
+    np.testing.assert_allclose(found.p_female, [0.8, 0.1], atol=1e-6)
+    assert found.band_probs is None and seen["crops"].shape == (2, CROP_SIDE, CROP_SIDE, 3)
+    assert seen["crops"].dtype == np.uint8 and np.isnan(seen["margins"][0]) and seen["margins"][1] == 0.4

@@ -81,7 +81,8 @@ def test_each_net_gets_its_own_chip_from_the_rgb_photo_and_its_outputs_are_decod
     entry, fake = model(age_probs, [[0.9, 0.1], [0.2, 0.8]])       # [female, male]
     found = entry.predict([photo, photo], np.array([[5, 6, 40, 50], [0, 0, 70, 80]]))
     np.testing.assert_allclose(found.age, [40.0, 40.125])
-    np.testing.assert_allclose(found.p_female, [0.9, 0.2]) and found.band_probs is None
+    np.testing.assert_allclose(found.p_female, [0.9, 0.2])
+    assert found.band_probs is None
     assert fake.calls[:3] == [("rectangle", (5, 6, 44, 55)), ("details", AGE_CHIP, CHIP_PADDING),
                               ("details", GENDER_CHIP, CHIP_PADDING)]
     assert fake.calls[3] == ("rectangle", (0, 0, 69, 79))         # the whole photo: the package's predict_face

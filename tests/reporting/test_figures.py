@@ -4,6 +4,7 @@ images, lines, patches and labels), never from pixels."""
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 from PIL import Image
 
 from stages.lib.evaluation.groups import evaluate
@@ -46,18 +47,12 @@ def test_a_heatmap_scales_its_colours_on_the_judged_cells_and_writes_value_and_n
     axes = figure.axes[0]
     assert (axes.images[0].norm.vmin, axes.images[0].norm.vmax) == (70.0, 95.0)   # the n=5 cell (40%) left out
     grey = axes.images[1]
-    assert grey.cmap(1.0) == pytest.approx(matplotlib_colour(SMALL_CELL))
+    assert grey.cmap(1.0) == pytest.approx(to_rgba(SMALL_CELL))
     assert np.ma.getmaskarray(grey.get_array()).tolist() == [[True, True], [False, True], [True, True]]
     texts = {(t.get_position(), t.get_text()): t.get_fontstyle() for t in axes.texts}
     assert texts[((0, 1), "40%\nn=5")] == "italic" and texts[((1, 0), "90%\nn=250")] == "normal"
     assert not any(position == (0, 2) for position, _ in texts)                     # an empty cell stays blank
     assert "grey: under 30 faces" in axes.get_title() and len(figure.axes) == 2     # the heatmap and its colour bar
-
-
-def matplotlib_colour(name: str):
-    from matplotlib.colors import to_rgba
-
-    return to_rgba(name)
 
 
 def test_a_heatmap_with_every_cell_under_the_size_has_no_colour_scale_to_explain():

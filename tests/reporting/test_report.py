@@ -12,7 +12,6 @@ from stages.lib.evaluation import results
 from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.core.labels import RACES
 from stages.lib.evaluation.groups import GROUP_COLUMNS
-from stages.lib.reporting.markdown import Markdown, markdown_table, with_interval
 from stages.lib.core.schema import PREDICTION_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,17 +61,6 @@ def project(tmp_path, monkeypatch):
     write_predictions(tmp_path, "published", noise=9, seed=0)
     write_predictions(tmp_path, "retrained", noise=5, seed=1)
     return tmp_path
-
-
-def test_markdown_helpers():
-    assert markdown_table(pd.DataFrame({"a": ["x|y"], "b": [None]})) == "| a | b |\n|---|---|\n| x\\|y |  |"
-    assert markdown_table(pd.DataFrame({"n": [1499], "flag": [True]})) == "| n | flag |\n|---|---|\n| 1,499 | True |"
-    assert with_interval(10.0746, 9.935, 10.21) == "10.07 [9.94, 10.21]"
-    assert with_interval(0.5, 0.45, 0.55, as_percent=True) == "50.0% [45.0%, 55.0%]"
-    assert with_interval(3.0, np.nan, np.nan) == "3.00"
-    md = Markdown(Path("reports"))
-    md.figure(Path("reports/figures/a.png"), "cap")
-    assert "](figures/a.png)" in md.text()
 
 
 def test_data_tables_count_what_each_stage_kept_and_lost():

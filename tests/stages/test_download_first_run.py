@@ -3,11 +3,9 @@
 import os
 from pathlib import Path
 
-import pytest
 import yaml
 
 from stages import download as download_stage
-from stages.lib.core.workspace import project_root
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "https://127.0.0.1:9/"   # nothing listens there: refused at once, as offline
@@ -33,15 +31,6 @@ def test_a_fresh_clone_without_the_hand_put_data_ends_in_one_line_naming_the_way
     for named in ("profile=demo", "profile=real-offline", "data/manual/utkface/UTKFace.tar.gz",
                   "data/manual/utkface-wild", "data/raw/wiki/wiki_crop.tar", "data/raw/weights/vgg_face.h5"):
         assert named in last, named
-
-
-@pytest.mark.parametrize("cwd, root", [
-    ("/home/me/study/.dvc/tmp/exps/tmp3k2j9x", "/home/me/study"),      # dvc exp run --queue / --temp
-    ("/home/me/study", "/home/me/study"),
-    ("/home/me/.dvc/tmp/exps", "/home/me/.dvc/tmp/exps"),              # DVC's folder itself is no copy
-])
-def test_sources_resolve_against_the_project_an_experiment_copy_was_made_from(cwd, root):
-    assert project_root(Path(cwd)) == Path(root)
 
 
 def test_a_queued_copy_finds_the_files_put_in_by_hand(tmp_path, monkeypatch, capsys):

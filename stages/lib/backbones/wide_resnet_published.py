@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from stages.lib.backbones.published import FacePredictions, ModelCard, register, weight_files
-from stages.lib.backbones.wide_resnet import (AGE_CLASSES, PUBLISHED_MARGIN, WEIGHTS_FILE, embedder,
-                                              load_published_model)
+from stages.lib.backbones.wide_resnet import (AGE_CLASSES, FEATURE_DIM, PUBLISHED_MARGIN, PUBLISHED_OUTPUTS,
+                                              WEIGHTS_FILE, embedder, load_published_model)
 from stages.lib.faces.geometry import cut_square, square_region
 
 CROP_SIDE = 224  # the crop stage's crop.size, at which the pipeline's published outputs were computed
@@ -58,7 +58,8 @@ class WideResnetImdb:
         framed = [framed_crop(photo, box) for photo, box in zip(photos, np.asarray(boxes, dtype=float))]
         crops = np.array([crop for crop, _ in framed], dtype=np.uint8).reshape(-1, CROP_SIDE, CROP_SIDE, 3)
         rows = self._embed(crops, np.array([margin for _, margin in framed], dtype=float))
-        outputs = np.asarray(rows[:, rows.shape[1] - 2 - AGE_CLASSES:], dtype=np.float64)
+        # embed's row: [pooled features | P(female), P(male), P(age) | flatten_1]; the answers are the middle
+        outputs = np.asarray(rows[:, FEATURE_DIM:FEATURE_DIM + PUBLISHED_OUTPUTS], dtype=np.float64)
         age = outputs[:, 2:] @ np.arange(AGE_CLASSES, dtype=np.float64)
         return FacePredictions(age=age, band_probs=None, p_female=outputs[:, 0])
 

@@ -8,14 +8,7 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.labels import RACES
-<<<<<<< HEAD
-from stages.lib.core.schema import resampling_clusters
 from stages.lib.evaluation.band_changes import band_changes, columns
-=======
-from stages.lib.core.params import Experiment
-from stages.lib.core.schema import PREDICTION_COLUMNS
-from stages.lib.evaluation.band_changes import band_changes, columns, is_rebalancing
->>>>>>> tests-t4
 from stages.lib.evaluation.groups import (AGE_ERROR_COLUMNS, GAP_COLUMNS, SIGNIFICANCE_COLUMNS, disaggregate, evaluate,
                                           gaps, group_metrics, significance)
 from stages.lib.evaluation.intervals import Bootstrap
@@ -104,55 +97,6 @@ def test_strongly_clustered_faces_give_a_wider_interval():
     assert (clustered["mae_ci_high"] - clustered["mae_ci_low"]) > 2 * (faces["mae_ci_high"] - faces["mae_ci_low"])
 
 
-<<<<<<< HEAD
-def test_resampling_clusters_are_identities_first_then_look_alikes():
-    rows = pd.DataFrame({"dataset": ["imdb", "imdb", "utk", "utk"], "identity": ["7", None, None, None],
-                         "cluster": ["imdb:1", "imdb:2", "utk:5", None]})
-    found = resampling_clusters(rows)
-    assert found[:3].tolist() == ["imdb:identity:7", "imdb:2", "utk:5"] and pd.isna(found[3])
-=======
-def old_improve_middle_aged_pay():
-    """A reference and an oversampling experiment on the same faces: 61+ errors 3 years smaller, 46-60's
-    1.5 years larger, the rest alike (noise)."""
-    rng = np.random.default_rng(5)
-    ages = np.repeat([10, 25, 40, 55, 70], 200)
-    reference = predictions(ages, ages + rng.normal(0, 6, len(ages)))
-    noise = rng.normal(0, 0.5, len(ages))
-    error = (reference["age_pred"] - reference["age"]).to_numpy()
-    change = np.where(ages == 70, -3.0, np.where(ages == 55, 1.5, 0.0)) + noise
-    experiment = reference.assign(age_pred=reference["age"] + np.sign(error) * np.maximum(np.abs(error) + change, 0))
-    return reference, experiment
-
-
-def test_band_changes_show_who_gains_and_who_pays():
-    reference, experiment = old_improve_middle_aged_pay()
-    table = band_changes(experiment, reference, EDGES, Bootstrap(resamples=400), dataset="toy")
-    assert list(table.columns) == columns("mae") == [
-        "dataset", "band", "metric", "n", "mae_reference", "mae", "delta", "ci_low", "ci_high", "p_value",
-        "adjustment", "p_adjusted", "significant", "verdict"]
-    by_band = table.set_index("band")
-    assert by_band.loc["61+", "verdict"] == "improves" and by_band.loc["61+", "ci_high"] < 0
-    assert by_band.loc["46-60", "verdict"] == "worsens" and by_band.loc["46-60", "ci_low"] > 0
-    assert by_band.loc["16-30", "verdict"] == "n.s." and by_band.loc["16-30", "n"] == 200
-    assert set(table["adjustment"]) == {"holm"} and (table["p_adjusted"] >= table["p_value"]).all()
-    # overall MAE barely moves: the bands are what shows the trade
-    overall = (experiment["age_pred"] - experiment["age"]).abs().mean() - (reference["age_pred"] - reference["age"]).abs().mean()
-    assert abs(overall) < 0.5
-
-
-def test_band_changes_pair_only_the_shared_faces():
-    reference, experiment = old_improve_middle_aged_pay()
-    table = band_changes(experiment.iloc[100:], reference.sample(frac=1, random_state=0), EDGES,
-                         Bootstrap(resamples=50), dataset="toy")
-    assert table.set_index("band").loc["0-15", "n"] == 100
-
-
-def test_rebalancing_experiments_are_named_by_what_they_change():
-    assert is_rebalancing(Experiment(init="backbone", oversample=[{"min_age": 60, "factor": 2}]))
-    assert is_rebalancing(Experiment(init="backbone", reweight="inverse_band_frequency"))
-    assert is_rebalancing(Experiment(init="backbone", mitigation={"method": "balanced", "groups": ["race"]}))
-    assert not is_rebalancing(Experiment(init="backbone", split="naive"))
->>>>>>> tests-t4
 
 
 def banded_table():

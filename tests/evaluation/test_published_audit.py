@@ -20,12 +20,8 @@ from stages.lib.evaluation.band_models import true_band
 from stages.lib.evaluation.groups import GROUP_COLUMNS
 from stages.lib.evaluation.published_audit import face_boxes
 from stages.lib.reporting.markdown import Markdown
-<<<<<<< HEAD
-from stages.lib.reporting.published_models import compared_phrase, published_models_section
-from tests.evaluation.frames import ADIENCE
-=======
 from stages.lib.reporting.published_models import published_models_section
->>>>>>> tests-t4
+from tests.evaluation.frames import ADIENCE
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDE, MARGIN = 45, 0.4     # the face inside a crop: the central 25 px

@@ -1,10 +1,5 @@
-<<<<<<< HEAD
-"""Experiments side by side on the same faces (paired worst-group summaries), and the report's mitigation
-section (probe accuracy: test_probes.py)."""
-=======
-"""Experiments side by side on the same faces (paired worst-group summaries) and probe accuracy (the
-report's mitigation section: tests/reporting/test_mitigation.py)."""
->>>>>>> tests-t4
+"""Experiments side by side on the same faces (paired worst-group summaries); probe accuracy is in
+test_probes.py, the report's mitigation section in tests/reporting/test_mitigation.py."""
 
 import numpy as np
 import pandas as pd
@@ -110,47 +105,3 @@ def test_stratified_counts_keep_every_stratum_its_size():
     assert counts[:, strata == 0].std() > 0
 
 
-<<<<<<< HEAD
-# ----- the report section ------------------------------------------------------------------------------
-
-def test_change_phrases_claim_only_what_the_interval_supports():
-    assert change_phrase("worst_group_mae", -2.0, -3.0, -1.0) == "the worst group's MAE falls by 2.00 years [-3.00, -1.00]"
-    assert change_phrase("mae_gap", 1.0, 0.5, 1.5) == "the race × gender MAE gap widens by 1.00 years [+0.50, +1.50]"
-    assert "no change shown" in change_phrase("accuracy_gap", -0.02, -0.05, 0.01)
-    assert "[-5.00, +1.00]" in change_phrase("accuracy_gap", -0.02, -0.05, 0.01)   # accuracies in points
-    assert signed_change(0.8234, 0.64, 0.98) == "+0.82 [+0.64, +0.98]"
-    assert signed_change(0.015, -0.003, 0.027, as_points=True) == "+1.5 pts [-0.3, +2.7]"
-
-
-def test_the_section_has_the_figure_tables_and_a_sentence_per_method(tmp_path):
-    reference = faces({("black", "female"): 10.0}, {("black", "male"): 10}, seed=0)
-    fixed = faces({("black", "female"): 4.0}, {("black", "male"): 10}, seed=0)
-    summary, _ = summarise_experiments({"retrained": reference, "group_dro": fixed}, "retrained", BOOT, 30)
-    probes = pd.DataFrame([{"backbone": "vgg", "attribute": "race", "dataset": "utkface", "n": 165, "classes": 3,
-                            "chance": 1 / 3, "balanced_accuracy": 0.9, "ci_low": 0.85, "ci_high": 0.95}])
-    balanced, _ = summarise_experiments({"plain": reference, "balanced": fixed}, "plain", BOOT, 30)
-    balanced = balanced.assign(backbone="vgg")
-    figure = tradeoff_figure(figure_panels(summary, balanced, "vgg"), 0.95)
-    assert len(figure.axes) == 4                                    # (experiments, vgg plain/balanced) x (MAE, gender)
-    path = save_figure(figure, tmp_path / "mitigation.png")
-    md = Markdown(tmp_path)
-    mitigation_section(md, summary, probes, balanced, inputs=MitigationInputs(path, "vgg", 0.95))
-    text = md.text()
-    assert "![Overall against worst-group error" in text and "(mitigation.png)" in text
-    assert "**group_dro** on utkface, against retrained: " in text and "the worst group's MAE falls by" in text
-    assert "the worst group's gender accuracy: no change shown" in text
-    assert "a linear probe reads race at 90.0% balanced accuracy [85.0%, 95.0%] (chance 33.3%): the embedding holds it" in text
-    assert "a gap remains" in text
-    age_table = summary_display(summary, "mae", 0.95)
-    assert age_table["worst group [95% CI]"].str.endswith("(black*female)").all()
-    assert verdict(summary[summary["experiment"] == "group_dro"]).startswith("**group_dro**")
-=======
-def test_balanced_accuracy_by_hand_and_probe_interval():
-    labels = ["a"] * 8 + ["b"] * 2
-    predicted = ["a"] * 8 + ["a", "b"]
-    assert balanced_accuracy(labels, predicted)[0] == pytest.approx((1.0 + 0.5) / 2)
-    frame = pd.DataFrame({"dataset": "d", "label": labels * 5, "predicted": predicted * 5})
-    row = probe_summary(frame, "vgg", "race", BOOT).iloc[0]
-    assert row["chance"] == 0.5 and row["balanced_accuracy"] == pytest.approx(0.75)
-    assert row["ci_low"] < 0.75 < row["ci_high"]
->>>>>>> tests-t4

@@ -8,6 +8,7 @@ import pytest
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.worst_groups import (
     PairingError,
+    adjust_changes,
     against_reference,
     stratified_counts,
     summarise_experiments,
@@ -105,3 +106,40 @@ def test_stratified_counts_keep_every_stratum_its_size():
     assert counts[:, strata == 0].std() > 0
 
 
+
+
+def test_each_change_carries_a_p_value_and_the_reference_none():
+    reference = faces({("black", "female"): 10.0}, seed=0)
+    fixed = faces({("black", "female"): 4.0}, seed=0)
+    summary, _ = summarise_experiments({"retrained": reference, "group_dro": fixed}, "retrained", BOOT, 30)
+    assert summary.loc[summary["experiment"] == "retrained", "change_p"].isna().all()
+    assert summary_of(summary, "group_dro", "mae_gap")["change_p"] < 0.001
+    assert summary_of(summary, "group_dro", "accuracy_gap")["change_p"] == 1.0   # nothing changed: no spread
+
+
+def _changes(p_values: dict[str, float], statistic="mae_gap", dataset="utkface") -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": dataset, "experiment": name, "statistic": statistic, "change": -1.0,
+                          "change_ci_low": -2.0, "change_ci_high": -0.1, "change_p": p}
+                         for name, p in p_values.items()])
+
+
+def test_changes_are_adjusted_per_test_set_and_statistic_over_the_experiments_compared():
+    table = pd.concat([_changes({"retrained": np.nan, "a": 0.01, "b": 0.02, "c": 0.04}),
+                       _changes({"a": 0.04}, statistic="accuracy_gap"),
+                       _changes({"a": 0.04}, dataset="fairface")], ignore_index=True)
+    adjusted = adjust_changes(table, 0.05).set_index(["dataset", "statistic", "experiment"]).sort_index()
+    gap = adjusted.loc[("utkface", "mae_gap")]
+    # Holm over the three with a p-value: 0.03, 0.04, 0.04; the reference is in no family
+    assert np.allclose(gap.loc[["a", "b", "c"], "change_p_adjusted"], [0.03, 0.04, 0.04])
+    assert gap.loc["a", "change_significant"] and not gap.loc["retrained", "change_significant"]
+    assert (gap.loc[["a", "b", "c"], "change_tests"] == 3).all() and gap.loc["a", "change_adjustment"] == "holm"
+    # alone in its family a raw 0.04 stays 0.04; with two more tests, 0.03 becomes 0.06 and falls
+    assert adjusted.loc[("utkface", "accuracy_gap", "a"), "change_p_adjusted"] == pytest.approx(0.04)
+    assert adjusted.loc[("fairface", "mae_gap", "a"), "change_tests"] == 1
+    crowded = adjust_changes(_changes({"a": 0.02, "b": 0.03, "c": 0.5}), 0.05).set_index("experiment")
+    assert crowded.loc["b", "change_p_adjusted"] == pytest.approx(0.06) and not crowded.loc["b", "change_significant"]
+
+
+def test_a_summary_written_before_p_values_comes_back_as_it_was():
+    old = _changes({"a": 0.01}).drop(columns="change_p")
+    assert adjust_changes(old, 0.05).equals(old)

@@ -170,3 +170,16 @@ def test_probe_confounds_name_what_besides_the_embedding_differs():
     assert len(confounds) == 2 and confounds[1].startswith("vgg also defines the split's look-alike clusters (vgg_face)")
     alike = {label: {"spec": {**spec["spec"], "input_size": 224}} for label, spec in specs.items()}
     assert probe_confounds(alike, None) == ()
+
+
+def test_a_change_whose_interval_excludes_zero_is_called_only_if_it_survives_the_adjustment():
+    survives = pd.Series({"change_significant": True, "change_p_adjusted": 0.0004, "change_tests": 11})
+    assert change_phrase("mae_gap", -2.0, -3.0, -1.0, adjusted=survives) == (
+        "the race × gender MAE gap narrows by 2.00 years [-3.00, -1.00] (adjusted p < 0.001 over 11 comparisons)")
+    falls = pd.Series({"change_significant": False, "change_p_adjusted": 0.068, "change_tests": 11})
+    phrase = change_phrase("mae_gap", -0.8, -1.5, -0.1, adjusted=falls)
+    assert "narrows" not in phrase and phrase == (
+        "the race × gender MAE gap: no change shown after adjusting for the 11 comparisons "
+        "(-0.80 years, raw [-1.50, -0.10], adjusted p 0.068)")
+    # an interval holding 0 needs no adjustment to say nothing
+    assert "holds 0" in change_phrase("mae_gap", -0.2, -1.0, 0.5, adjusted=falls)

@@ -216,3 +216,51 @@ def test_an_empty_list_audits_nothing_and_leaves_an_empty_folder(project):
     set_audit_models([])
     assert audit_stage.main([]) == 0
     assert list(load_params().paths.audit.iterdir()) == []
+
+
+def write_stored_outputs(folder: Path, ids: list[str], outputs: np.ndarray) -> None:
+    """A finished features pass in params' features folder whose published.npy holds `outputs`."""
+    from stages.lib.backbones import store
+    out = folder / "data/features"
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / store.FEATURES_FILE, np.zeros((len(ids), 4), np.float16))
+    np.save(out / store.PUBLISHED_FILE, outputs.astype(np.float32))
+    pd.DataFrame({"id": ids, "row": np.arange(len(ids))}).to_parquet(out / store.INDEX_FILE, index=False)
+    (out / store.META_FILE).write_text(json.dumps({
+        "file": store.FEATURES_FILE, "shape": [len(ids), 4], "published_file": store.PUBLISHED_FILE,
+        "published_shape": list(outputs.shape)}))
+
+
+def test_a_model_the_features_pass_already_ran_is_read_from_it_not_run_again(project):
+    """A model whose card says the pipeline's backbone stores its outputs: the audit decodes those rows
+    (by face id, whatever their order in the store) and never loads the network."""
+    from stages.lib.evaluation.published_audit import audit_model, faces_to_audit, stored_predictions
+    backbone = yaml.safe_load(Path("params.yaml").read_text())["backbone"]["name"]
+    card = published.ModelCard(name="fake_stored", family="fake", source="tests", trained_on="nothing",
+                               in_sample={}, age_bands=None, weights=(), stored_by=backbone)
+
+    def never_loaded(_):
+        raise AssertionError("the network was loaded although its outputs are stored")
+
+    decode = lambda outputs: published.FacePredictions(age=outputs[:, 0].astype(float), band_probs=None,  # noqa: E731
+                                                       p_female=outputs[:, 1].astype(float))
+    published.register(card, never_loaded, decode=decode)
+    try:
+        params = load_params()
+        faces = faces_to_audit(params)
+        ids = list(faces["id"])[::-1] + ["utkface/not-a-test-face"]
+        outputs = np.array([[30.0 + i, 0.9 if i % 2 else 0.1] for i in range(len(ids))])
+        write_stored_outputs(project, ids, outputs)
+        stored = stored_predictions("fake_stored", params, faces)
+        expected = pd.Series(outputs[:, 0], index=ids).reindex(faces["id"]).to_numpy()
+        assert np.allclose(stored["age"], expected) and stored["problem"].isna().all()
+        audit_model("fake_stored", params, faces)
+        table = pd.read_parquet(params.paths.audit / "fake_stored" / "predictions.parquet")
+        assert np.allclose(table["age_pred"], expected)
+        # another backbone's pass, or a face the pass never saw: the network must run
+        assert stored_predictions("fake_stored", params.model_copy(update={"backbone": params.backbone.model_copy(
+            update={"name": "dlib_resnet"})}), faces) is None
+        write_stored_outputs(project, ids[1:], outputs[1:])
+        assert stored_predictions("fake_stored", params, faces) is None
+    finally:
+        published._REGISTRY.pop("fake_stored", None)

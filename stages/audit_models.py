@@ -48,7 +48,7 @@ def _run() -> None:
         shutil.rmtree(stale)
     faces = faces_to_audit(params) if params.audit_models else None
     for name in params.audit_models:
-        headlines = audit_model(name, params, faces)
+        headlines = audit_model(published.load(name, params.paths.weights), params, faces)
         for dataset, figures in headlines.items():
             if isinstance(figures, dict):
                 print(f"audit_models: {summary_line(name, dataset, figures)}")

@@ -30,8 +30,6 @@ class ModelCard:
     in_sample: Mapping[str, str]   # dataset adapter -> "yes" | "partly" | "no" | "unknown" (absent: unknown)
     age_bands: tuple[tuple[int, int], ...] | None  # None: predicts years; else its bands, inclusive
     weights: tuple[str, ...]       # keys of params.yaml `weights:` the download stage must fetch for it
-    stored_by: str | None = None   # the backbone whose features pass stores this model's own outputs
-                                   # (the features' published.npy), which `register(decode=)` reads
 
 
 @dataclass(frozen=True)
@@ -48,21 +46,12 @@ class PublishedModel(Protocol):
 
 
 Loader = Callable[[Path], PublishedModel]
-Decoder = Callable[[np.ndarray], FacePredictions]
-_REGISTRY: dict[str, tuple[ModelCard, Loader, Decoder | None]] = {}
+_REGISTRY: dict[str, tuple[ModelCard, Loader]] = {}
 
 
-def register(card: ModelCard, loader: Loader, *, decode: Decoder | None = None) -> None:
-    """Add (or replace) a published model under `card.name`; `loader(weights_dir)` builds it. A model
-    whose own outputs a backbone's features pass stores (`card.stored_by`) gives `decode`: those stored
-    outputs (n, P) -> its answers, so that an audit reads them instead of running the network again."""
-    _REGISTRY[card.name] = (card, loader, decode)
-
-
-def stored_decoder(name: str) -> Decoder | None:
-    """How to read the model's answers from its stored outputs (register's `decode`), or None."""
-    card(name)
-    return _REGISTRY[name][2]
+def register(card: ModelCard, loader: Loader) -> None:
+    """Add (or replace) a published model under `card.name`; `loader(weights_dir)` builds it."""
+    _REGISTRY[card.name] = (card, loader)
 
 
 def names() -> list[str]:

@@ -31,7 +31,6 @@ CARD = ModelCard(
     in_sample={"imdb_wiki": "yes", "utkface": "no", "fairface": "no", "synthetic": "no"},
     age_bands=None,
     weights=("wide_resnet_imdb",),
-    stored_by="wide_resnet_imdb",   # the features pass of backbone wide_resnet_imdb stores these outputs
 )
 
 
@@ -60,15 +59,9 @@ class WideResnetImdb:
         crops = np.array([crop for crop, _ in framed], dtype=np.uint8).reshape(-1, CROP_SIDE, CROP_SIDE, 3)
         rows = self._embed(crops, np.array([margin for _, margin in framed], dtype=float))
         # embed's row: [pooled features | P(female), P(male), P(age) | flatten_1]; the answers are the middle
-        return decode_outputs(rows[:, FEATURE_DIM:FEATURE_DIM + PUBLISHED_OUTPUTS])
+        outputs = np.asarray(rows[:, FEATURE_DIM:FEATURE_DIM + PUBLISHED_OUTPUTS], dtype=np.float64)
+        age = outputs[:, 2:] @ np.arange(AGE_CLASSES, dtype=np.float64)
+        return FacePredictions(age=age, band_probs=None, p_female=outputs[:, 0])
 
 
-def decode_outputs(outputs: np.ndarray) -> FacePredictions:
-    """The answers from the published outputs (n, 103): P(female), P(male), P(age 0..100); the age is
-    the expected value of the age softmax, as yu4u's demo computes it."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    age = outputs[:, 2:] @ np.arange(AGE_CLASSES, dtype=np.float64)
-    return FacePredictions(age=age, band_probs=None, p_female=outputs[:, 0])
-
-
-register(CARD, WideResnetImdb, decode=decode_outputs)
+register(CARD, WideResnetImdb)

@@ -20,9 +20,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.backbones import published
 from stages.lib.backbones.published import FacePredictions, ModelCard, PublishedModel
-from stages.lib.backbones.store import FeaturesError, crop_margins, read_features
+from stages.lib.backbones.store import crop_margins
 from stages.lib.core.labels import age_band
 from stages.lib.core.params import Params
 from stages.lib.core.schema import BAND_COLUMN, read_manifest
@@ -88,29 +87,6 @@ def predict_crops(model: PublishedModel, paths: Sequence[str], margins: Sequence
     return out
 
 
-def predictions_frame(predicted: FacePredictions, card: ModelCard) -> pd.DataFrame:
-    """age, band_pred, p_female and problem (None) per face, as predict_crops gives them."""
-    bands = predicted_bands(predicted) if card.age_bands is not None else np.full(len(predicted.p_female), -1)
-    return pd.DataFrame({"age": predicted.age, "band_pred": bands, "p_female": predicted.p_female, "problem": None})
-
-
-def stored_predictions(name: str, params: Params, faces: pd.DataFrame) -> pd.DataFrame | None:
-    """The model's answers read from the features pass that already computed them (its card's
-    `stored_by` is the pipeline's backbone, whose features stage stored the model's own outputs for
-    every face, framed as the audit frames them), or None where they must be computed."""
-    card, decode = published.card(name), published.stored_decoder(name)
-    if decode is None or card.stored_by != params.backbone.name:
-        return None
-    try:
-        store = read_features(params.paths.features)
-    except (FeaturesError, FileNotFoundError):
-        return None
-    rows = pd.Series(store.index["row"].to_numpy(), index=store.index["id"]).reindex(faces["id"])
-    if store.published is None or rows.isna().any():
-        return None
-    return predictions_frame(decode(np.asarray(store.published[rows.to_numpy(dtype=np.int64)])), card)
-
-
 def predicted_bands(predicted: FacePredictions) -> np.ndarray:
     """The most probable band of each face (-1 where the probabilities are not finite)."""
     probs = np.asarray(predicted.band_probs, dtype=float)
@@ -149,19 +125,15 @@ def card_record(card: ModelCard, params: Params, datasets: Sequence[str]) -> dic
     return record
 
 
-def audit_model(name: str, params: Params, faces: pd.DataFrame | None = None) -> dict:
-    """Predict the test faces with the published model `name` (read from the features pass where it
-    stored them: stored_predictions), evaluate, write params.paths.audit/<model>/ (replacing what an
-    earlier audit wrote there); returns the headline figures per test set."""
-    card = published.card(name)
+def audit_model(model: PublishedModel, params: Params, faces: pd.DataFrame | None = None) -> dict:
+    """Predict the test faces with `model`, evaluate, write params.paths.audit/<model>/ (replacing
+    what an earlier audit wrote there); returns the headline figures per test set."""
+    card = model.card
     faces = faces_to_audit(params) if faces is None else faces
-    predicted = stored_predictions(name, params, faces)
-    if predicted is None:
-        model = published.load(name, params.paths.weights)
-        predicted = predict_crops(model, faces["crop_path"].tolist(), faces["margin"].to_numpy(dtype=float))
     out = params.paths.audit / card.name
     shutil.rmtree(out, ignore_errors=True)
     (out / "evaluation").mkdir(parents=True)
+    predicted = predict_crops(model, faces["crop_path"].tolist(), faces["margin"].to_numpy(dtype=float))
     table = predictions_table(faces, predicted, card, params)
     table.to_parquet(out / PREDICTIONS_FILE, index=False)
     datasets = list(dict.fromkeys(table["dataset"]))

@@ -125,3 +125,23 @@ def test_detectors_are_said_to_differ_only_where_the_interval_of_the_difference_
     assert "yunet finds a face in 98.5%" in sentence and "haar misses most often for black female (60.0% found)" in sentence
     crops["datasets"]["utkface"]["detection_on_precropped"]["haar"] = measured({"white*male": 99, "black*female": 97})
     assert "not shown to differ" in detector_finding(facts)
+
+
+def test_r2_reads_the_aligned_sets_never_a_set_cut_to_children():
+    from types import SimpleNamespace
+
+    from stages.lib.reporting.findings import aligned_sets
+
+    def evaluation(mae):
+        return SimpleNamespace(overall={"mae": mae, "mae_ci_low": mae - 1, "mae_ci_high": mae + 1})
+
+    def dataset(**options):
+        return SimpleNamespace(options=options)
+
+    params = SimpleNamespace(datasets={
+        "utkface": dataset(version="aligned", min_age=17), "utkface_children": dataset(version="aligned", max_age=16),
+        "utkface_wild": dataset(version="in_the_wild"), "fairface": dataset()})
+    evaluated = {"utkface_children": evaluation(26.7), "utkface": evaluation(11.7), "utkface_wild": evaluation(10.0)}
+    assert aligned_sets(params, evaluated, "utkface") == ["utkface"]               # real-offline: the main set
+    assert aligned_sets(params, evaluated, "utkface_wild") == ["utkface"]          # full: the aligned release
+    assert aligned_sets(params, {"fairface": evaluation(5.0)}, "fairface") == ["fairface"]   # none aligned

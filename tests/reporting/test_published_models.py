@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.evaluation.intervals import Bootstrap
-from stages.lib.reporting.published_models import (AuditedModel, age_figure, compared_phrase, gender_shades_figure,
+from stages.lib.reporting.published_models import (AuditedModel, adjusted_pairs, age_figure, compared_phrase, gender_shades_figure,
                                                    model_sentence, paired_summary, pairs_table, race_gender_accuracy)
 
 
@@ -120,3 +120,23 @@ def test_the_gender_shades_panels_grey_small_cells_and_leave_absent_ones_blank()
     assert colours[(1.0, 1.0)] == (0.85, 0.85, 0.85, 1.0) and colours[(1.0, 0.0)] != (0.85, 0.85, 0.85, 1.0)
     assert sorted(t.get_text() for t in first.texts) == ["60.0%\nn=12", "99.0%\nn=300"]
     assert len(second.patches) == 1
+
+
+def test_pairs_are_adjusted_per_statistic_and_a_difference_that_does_not_survive_is_not_called():
+    pairs = pd.DataFrame({"model": ["b", "c", "c", "b"], "other": ["a", "a", "b", "a"],
+                          "statistic": ["gender_accuracy"] * 3 + ["mae"], "difference": [0.1, 0.05, -0.05, 1.0],
+                          "ci_low": [0.05, 0.01, -0.09, 0.5], "ci_high": [0.15, 0.09, -0.01, 1.5],
+                          "p_value": [0.001, 0.02, 0.03, 0.03]})
+    adjusted = adjusted_pairs(pairs, 0.05).set_index(["statistic", "model", "other"])
+    # Holm over the three gender pairs: 0.003, 0.04, 0.04; the one MAE pair is a family of its own
+    assert np.allclose(adjusted.loc["gender_accuracy", "p_adjusted"], [0.003, 0.04, 0.04])
+    assert (adjusted.loc["gender_accuracy", "tests"] == 3).all() and adjusted.loc[("mae", "b", "a"), "tests"] == 1
+    assert adjusted.loc[("mae", "b", "a"), "p_adjusted"] == 0.03 and adjusted["significant"].all()
+    stricter = adjusted_pairs(pairs.assign(p_value=[0.001, 0.03, 0.04, 0.03]), 0.05).set_index(["model", "other"])
+    assert np.allclose(stricter["p_adjusted"], [0.003, 0.06, 0.06, 0.03])    # 0.03 x 2, then Holm's running max
+    assert stricter["significant"].tolist() == [True, False, False, True]
+    phrase = compared_phrase("gender_accuracy", "b", -0.05, (-0.09, -0.01), adjusted=(False, 0.08, 3))
+    assert phrase == ("gender accuracy: no difference from b's shown after adjusting for the 3 pairs compared "
+                      "(-5.0 pts, raw [-9.0, -1.0], adjusted p 0.080)")
+    assert compared_phrase("gender_accuracy", "b", -0.05, (-0.09, -0.01), adjusted=(True, 0.04, 3)).startswith(
+        "gender accuracy lower than b's by 5.0 pts")

@@ -302,6 +302,19 @@ def _group_accuracy(evaluation: Evaluation | None, group: str) -> str:
             f" (n={int(r['n']):,})")
 
 
+def aligned_sets(params: Params, evaluated: Mapping[str, Evaluation], main: str) -> list[str]:
+    """R2's test sets: the evaluated UTKFace-aligned sets (the main one first where it is aligned), never
+    one cut to children (options.max_age under STUDY_AGE: evaluated apart, not the study's population);
+    the main set alone where none is aligned."""
+    def aligned(name: str) -> bool:
+        options = params.datasets[name].options if name in params.datasets else {}
+        young = options.get("max_age") is not None and int(options["max_age"]) < STUDY_AGE
+        return options.get("version") == "aligned" and not young
+    found = [d for d in [main, *evaluated] if d in evaluated and aligned(d) and _mae_of(evaluated, d)]
+    found = list(dict.fromkeys(found))
+    return found or ([main] if _mae_of(evaluated, main) else [])
+
+
 def study_rows(facts: Facts) -> list[dict]:
     """R1–R14: the study's number, this run's, and the model (by role) it comes from."""
     params, dataset = facts.params, facts.dataset
@@ -309,11 +322,9 @@ def study_rows(facts: Facts) -> list[dict]:
     held_out = [d for d in published if d in params.datasets and params.datasets[d].adapter == "imdb_wiki"]
     rows = [("R1", "IMDB-Wiki held out: MAE 5.3", "; ".join(f"{d}: {_mae_of(published, d)}" for d in held_out)
              or "not run: no IMDB-Wiki test set in this profile", facts.published)]
-    aligned = [d for d in published if d != dataset and d in params.datasets
-               and params.datasets[d].options.get("version") == "aligned"]
     rows.append(("R2", "UTKFace aligned: much worse, older people worst",
-                 "; ".join(f"{d}: {_mae_of(published, d)}" for d in aligned) or
-                 (f"{dataset}: {_mae_of(published, dataset)}" if _mae_of(published, dataset) else ""), facts.published))
+                 "; ".join(f"{d}: {_mae_of(published, d)}" for d in aligned_sets(params, published, dataset)),
+                 facts.published))
     adult = study_population_mae(facts)
     r3 = _mae_of(published, dataset)
     if adult is not None:

@@ -31,10 +31,11 @@ from stages.lib.core.params import Params
 from stages.lib.evaluation.audit_results import CARD_FILE, METRICS_FILE, PREDICTIONS_FILE
 from stages.lib.evaluation.groups import ages_are_bands
 from stages.lib.evaluation.intervals import Bootstrap, direction
+from stages.lib.evaluation.multiplicity import adjust_families
 from stages.lib.evaluation.results import bootstrap_from
 from stages.lib.evaluation.worst_groups import summarise_experiments
 from stages.lib.reporting.figures import save_figure
-from stages.lib.reporting.markdown import Markdown, difference, percent, with_interval
+from stages.lib.reporting.markdown import Markdown, difference, p_value_text, percent, with_interval
 from stages.lib.reporting.mitigation import tradeoff_figure
 
 BAND_RULE = ("True ages are mapped onto a band model's bands by the nearest band, the distance measured to its "
@@ -97,9 +98,23 @@ def paired_summary(models: Sequence[AuditedModel], dataset: str, bootstrap: Boot
             changes = rows[rows["experiment"] == other]
             pairs.append(pd.DataFrame({"model": other, "other": reference, "statistic": changes["statistic"],
                                        "difference": changes["change"], "ci_low": changes["change_ci_low"],
-                                       "ci_high": changes["change_ci_high"]}))
-    return values, pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(
-        columns=["model", "other", "statistic", "difference", "ci_low", "ci_high"])
+                                       "ci_high": changes["change_ci_high"], "p_value": changes["change_p"]}))
+    if not pairs:
+        return values, pd.DataFrame(columns=PAIR_COLUMNS)
+    return values, adjusted_pairs(pd.concat(pairs, ignore_index=True), 1 - bootstrap.confidence)
+
+
+PAIR_COLUMNS = ["model", "other", "statistic", "difference", "ci_low", "ci_high", "p_value", "adjustment",
+                "p_adjusted", "significant", "tests"]
+
+
+def adjusted_pairs(pairs: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """`pairs` with each difference's p-value adjusted over the pairs compared on the same statistic
+    (multiplicity.adjust_families: Holm, Benjamini–Hochberg past ten), `significant` after it, and the
+    family's size (`tests`)."""
+    out = adjust_families(pairs.assign(family=pairs["statistic"]), alpha, eligible=pairs["p_value"].notna())
+    out["tests"] = out.groupby("statistic")["p_value"].transform("count")
+    return out[PAIR_COLUMNS]
 
 
 def age_figure(model: AuditedModel, dataset: str, folder: Path) -> str:
@@ -169,13 +184,19 @@ def _tenths(value: float) -> float:
 # Sentences
 
 
-def compared_phrase(statistic: str, other: str, change, interval: tuple[float, float]) -> str:
-    """How a model stands against `other` on one statistic, from the paired interval of the difference."""
+def compared_phrase(statistic: str, other: str, change, interval: tuple[float, float], *,
+                    adjusted: tuple[bool, float, int] | None = None) -> str:
+    """How a model stands against `other` on one statistic, from the paired interval of the difference;
+    with `adjusted` (significant after adjustment, the adjusted p, the pairs compared), a difference must
+    also survive the adjustment for the pairs compared to be called higher, lower, wider or narrower."""
     low, high = interval
     label, points, (above, below) = COMPARED[statistic]
     scale, unit = (100, " pts") if points else (1, " years")
     interval = (f"[{_tenths(scale * low):+.1f}, {_tenths(scale * high):+.1f}]" if pd.notna(low) else "(no interval)")
     side = direction(low, high)
+    if side in ("above", "below") and adjusted is not None and not adjusted[0]:
+        return (f"{label}: no difference from {other}'s shown after adjusting for the {adjusted[2]} pairs compared "
+                f"({_tenths(scale * change):+.1f}{unit}, raw {interval}, adjusted p {p_value_text(adjusted[1])})")
     if side in ("above", "below"):
         return (f"{label} {above if side == 'above' else below} than {other}'s by {abs(_tenths(scale * change)):.1f}"
                 f"{unit} {interval}")
@@ -194,17 +215,18 @@ def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pair
             f"{_points(gap['value'], gap['ci_low'], gap['ci_high'])} below {gap['best_group']}")
     phrases = []
     for statistic in COMPARED:
-        for other, change, low, high in _against_others(pairs, model.name, statistic):
-            phrases.append(compared_phrase(statistic, other, change, (low, high)))
+        for other, change, low, high, adjusted in _against_others(pairs, model.name, statistic):
+            phrases.append(compared_phrase(statistic, other, change, (low, high), adjusted=adjusted))
     return text + (". On the same faces: " + "; ".join(phrases) if phrases else "") + "."
 
 
 def _against_others(pairs: pd.DataFrame, name: str, statistic: str) -> list[tuple]:
-    """(other, model − other, low, high) for every pair holding `name`; a pair stored the other way
-    round is negated (its percentile interval negates exactly)."""
+    """(other, model − other, low, high, adjustment or None) for every pair holding `name`; a pair stored
+    the other way round is negated (its percentile interval negates exactly)."""
     rows = pairs[pairs["statistic"] == statistic]
-    found = [(r.other, r.difference, r.ci_low, r.ci_high) for r in rows[rows["model"] == name].itertuples()]
-    found += [(r.model, -r.difference, -r.ci_high, -r.ci_low) for r in rows[rows["other"] == name].itertuples()]
+    adjusted = (lambda r: (bool(r.significant), r.p_adjusted, int(r.tests))) if "significant" in rows else (lambda r: None)
+    found = [(r.other, r.difference, r.ci_low, r.ci_high, adjusted(r)) for r in rows[rows["model"] == name].itertuples()]
+    found += [(r.model, -r.difference, -r.ci_high, -r.ci_low, adjusted(r)) for r in rows[rows["other"] == name].itertuples()]
     return [entry for entry in found if pd.notna(entry[1])]
 
 
@@ -287,6 +309,12 @@ def published_models_section(md: Markdown, params: Params) -> None:
                for m in models)
     if any(m.card.get("age_bands") for m in models):
         md.paragraph(BAND_RULE)
+    if params.backbone.name in {m.name for m in models}:
+        md.paragraph(f"{params.backbone.name} is also this run's backbone, whose own outputs are the `published` "
+                     "experiment. There the features pass reads every crop the one way it reads them for any "
+                     "backbone (its JPEG decoder and resize); here the model's own code reads them (OpenCV). The two "
+                     "readings give slightly different pixels, so single faces' answers and the figures below can "
+                     "differ a little from that experiment's.")
     if missing:
         md.paragraph(f"Listed but not audited yet: {', '.join(missing)}.")
     audited = {d for m in models for d in m.predictions["dataset"]}
@@ -298,8 +326,10 @@ def published_models_section(md: Markdown, params: Params) -> None:
         md.heading(f"On {dataset}", 3)
         md.table(side_by_side_table(shown, values, dataset, params), f"{dataset}: each model on the same test faces")
         if not pairs.empty:
-            md.table(pairs_table(pairs), f"{dataset}: paired differences between models (row − column model), "
-                                         f"{confidence:.0%} CI; accuracy in percentage points")
+            md.table(pairs_table(pairs), f"{dataset}: paired differences between models (row − column model), raw "
+                                         f"{confidence:.0%} CI; accuracy in percentage points. The sentences below "
+                                         "call a difference only where it survives the adjustment for the pairs "
+                                         "compared on its statistic")
         md.bullets(model_sentence(m, dataset, values, pairs) for m in shown)
         panels[dataset] = values
         cells.update({(dataset, m.name): race_gender_accuracy(m.predictions[m.predictions["dataset"] == dataset])

@@ -93,3 +93,17 @@ def test_rebalancing_steps_need_the_plain_model_trained_the_same_way():
                    "reweight": Experiment(init="backbone", reweight="inverse_band_frequency")}
     assert training_steps(experiments) == [("rebalancing", "retrained", "reweight")]    # no published: no retraining
     assert training_steps({"naive": Experiment(init="backbone", split="naive"), **experiments})[0][1] == "retrained"
+
+
+def test_a_change_is_better_or_worse_only_if_it_survives_holm_over_the_changes_credited():
+    from stages.lib.evaluation.gains import adjusted_verdicts, paired_p_value
+    rows = pd.DataFrame({"step": ["retraining", "rebalancing", "rebalancing"], "side": ["below", "above", "below"],
+                         "p_value": [0.001, 0.03, 0.2]})
+    for column in set(GAIN_COLUMNS) - set(rows) - {"p_adjusted", "verdict"}:
+        rows[column] = 0.0
+    judged = adjusted_verdicts(rows, 0.05)
+    assert judged["p_adjusted"].round(3).tolist() == [0.003, 0.06, 0.2]
+    # the rebalancing's interval lies above 0, but 0.03 does not survive the three changes credited
+    assert judged["verdict"].tolist() == ["better", "no clear difference", "no clear difference"]
+    assert paired_p_value(np.array([1.0, 1.0, 1.0])) == 0.0 and paired_p_value(np.zeros(4)) == 1.0
+    assert paired_p_value(np.array([0.5, -0.5, 0.4, -0.6])) > 0.5

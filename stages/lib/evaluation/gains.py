@@ -14,12 +14,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from stages.lib.core.params import Experiment
 from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap
+from stages.lib.evaluation.multiplicity import holm
 
 GAIN_COLUMNS = ["step", "before", "after", "n", "mae_before", "mae_after", "change", "change_ci_low",
-                "change_ci_high", "cut_share", "cut_share_ci_low", "cut_share_ci_high", "verdict"]
+                "change_ci_high", "cut_share", "cut_share_ci_low", "cut_share_ci_high", "p_value", "p_adjusted",
+                "verdict"]
 VERDICTS = {"below": "better", "above": "worse", "n.s.": "no clear difference", "no interval": "no interval"}
 
 
@@ -76,5 +79,30 @@ def training_gains(predictions: Mapping[str, pd.DataFrame], steps: Sequence[tupl
                      "change": gap.difference, "change_ci_low": gap.difference_ci_low,
                      "change_ci_high": gap.difference_ci_high, "cut_share": 1 - gap.ratio,
                      "cut_share_ci_low": 1 - gap.ratio_ci_high, "cut_share_ci_high": 1 - gap.ratio_ci_low,
-                     "verdict": VERDICTS[direction(gap.difference_ci_low, gap.difference_ci_high)]})
-    return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+                     "p_value": paired_p_value(errors_after - errors_before),
+                     "side": direction(gap.difference_ci_low, gap.difference_ci_high)})
+    return adjusted_verdicts(pd.DataFrame(rows), 1 - bootstrap.confidence)
+
+
+def paired_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value of a mean paired difference of 0 (Wald, the differences' own standard error)."""
+    differences = np.asarray(differences, dtype=float)
+    if len(differences) < 2:
+        return float("nan")
+    mean, spread = float(differences.mean()), float(differences.std(ddof=1))
+    if spread == 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * norm.sf(abs(mean) / (spread / np.sqrt(len(differences)))))
+
+
+def adjusted_verdicts(rows: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The steps' p-values adjusted together (Holm: the changes credited on one test set are one family)
+    and each verdict: better or worse only where the interval lies on one side of 0 and the adjusted
+    p-value is under `alpha`."""
+    if rows.empty:
+        return pd.DataFrame(columns=GAIN_COLUMNS)
+    rows = rows.assign(p_adjusted=holm(rows["p_value"].to_numpy(dtype=float)))
+    survives = rows["p_adjusted"] < alpha
+    rows["verdict"] = [VERDICTS[side] if side in ("no interval", "n.s.") or kept else VERDICTS["n.s."]
+                       for side, kept in zip(rows["side"], survives)]
+    return rows[GAIN_COLUMNS]

@@ -164,7 +164,8 @@ def retraining_finding(facts: Facts) -> str | None:
     if row["verdict"] == "worse":
         return (f"Retraining the heads ({row['after']}) raises MAE from {number(row['mae_before'])} to "
                 f"{number(row['mae_after'])} years on the same test faces ({change}).")
-    return f"Retraining ({row['after']}) is not shown to change MAE: {change} holds 0."
+    return (f"Retraining ({row['after']}) is not shown to change MAE ({change}; adjusted p "
+            f"{p_value_text(row.get('p_adjusted'))} over the {len(facts.gains)} changes credited).")
 
 
 REBALANCING_WORDS = {"better": "cuts", "worse": "raises", "no clear difference": "is not shown to change",

@@ -31,7 +31,7 @@ from stages.lib.reporting import fidelity
 from stages.lib.reporting import figures as plots
 from stages.lib.reporting.comparisons import backbones_section, leakage_section, paired_split_comparison
 from stages.lib.reporting.findings import Facts, first_screen
-from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number,
+from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number, p_value_text,
                                            percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
 from stages.lib.reporting.published_models import published_models_section
@@ -415,6 +415,7 @@ def gains_display(gains: pd.DataFrame, confidence: float) -> pd.DataFrame:
             gains["change"], gains["change_ci_low"], gains["change_ci_high"])],
         f"share of MAE cut [{ci}]": [with_interval(v, lo, hi, as_percent=True) for v, lo, hi in zip(
             gains["cut_share"], gains["cut_share_ci_low"], gains["cut_share_ci_high"])],
+        "p (adjusted)": gains["p_adjusted"].map(p_value_text) if "p_adjusted" in gains else "",
         "verdict": gains["verdict"],
     })
 
@@ -429,8 +430,9 @@ def gains_section(md: Markdown, params: Params, gains: pd.DataFrame, dataset: st
         return
     md.paragraph(f"**R14**, each change credited with its own cut on {dataset}: retraining is published → "
                  "retrained, rebalancing is retrained → each oversampled or reweighted variant, both models "
-                 "judged on the same test faces (paired bootstrap). *better* only where the interval of the "
-                 "change lies below zero. The study credited its rebalanced model with a 24% cut (10 → 7.8) "
+                 "judged on the same test faces (paired bootstrap). *better* (*worse*) only where the interval "
+                 "of the change lies below (above) zero and its p-value survives Holm's adjustment for the "
+                 f"{len(gains)} changes in the table. The study credited its rebalanced model with a 24% cut (10 → 7.8) "
                  "over the published one, which lumps both changes together.")
     md.table(gains_display(gains, params.evaluate.confidence))
 

@@ -17,7 +17,8 @@ import pandas as pd
 from stages.lib.core.params import Params
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
 from stages.lib.evaluation.gains import paired_absolute_errors
-from stages.lib.evaluation.intervals import Bootstrap, direction, mean_interval, paired_mean_gap, proportion_gap
+from stages.lib.evaluation.intervals import (Bootstrap, binomial_interval, direction, mean_interval, paired_mean_gap,
+                                             proportion_gap)
 from stages.lib.reporting.fidelity import men_minus_women, young_signed_errors
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval
 from stages.lib.reporting.roles import Selection, selection_sentence
@@ -243,19 +244,24 @@ def detector_finding(facts: Facts) -> str | None:
     text = (f"On {facts.dataset}'s ready crops {first} finds a face in {percent(a['found'] / a['attempted'])} and "
             f"{second} in {percent(b['found'] / b['attempted'])} "
             f"({difference(gap.difference, gap.difference_ci_low, gap.difference_ci_high, points=True)})")
-    worst = _lowest_group(b if side == "above" else a, facts.params.evaluate.min_group_size)
+    params = facts.params
+    worst = _lowest_group(b if side == "above" else a, params.evaluate.min_group_size, params.evaluate.confidence)
     if worst:
-        text += f"; {second if side == 'above' else first} misses most often for {worst}"
+        text += f"; {second if side == 'above' else first}'s lowest rate of the race × gender groups is for {worst}"
     return text + "."
 
 
-def _lowest_group(measured: Mapping, min_size: int) -> str | None:
-    groups = {g: r["found"] / r["in"] for g, r in measured.get("by", {}).get("race_gender", {}).items()
+def _lowest_group(measured: Mapping, min_size: int, confidence: float) -> str | None:
+    """The race × gender group with the lowest detection rate (point estimate), with its Wilson interval:
+    named, not claimed to differ from the next one."""
+    counts = {g: (r["found"], r["in"]) for g, r in measured.get("by", {}).get("race_gender", {}).items()
               if r["in"] >= min_size}
-    if not groups:
+    if not counts:
         return None
-    group = min(groups, key=groups.get)
-    return f"{group.replace('*', ' ')} ({percent(groups[group])} found)"
+    group = min(counts, key=lambda g: counts[g][0] / counts[g][1])
+    found, n = counts[group]
+    low, high = binomial_interval(found, n, confidence)
+    return f"{group.replace('*', ' ')} ({with_interval(found / n, low, high, as_percent=True)} found, n={n:,})"
 
 
 def findings(facts: Facts) -> tuple[list[str], list[str]]:

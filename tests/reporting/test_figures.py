@@ -120,3 +120,9 @@ def test_write_figures_draws_only_what_the_evaluation_holds(tmp_path, monkeypatc
     without_race = write_figures(evaluate(TOY.assign(race=None), [0, 16, 31, 46, 61], Bootstrap(resamples=0), 2),
                                  tmp_path, "toy")
     assert not any("race" in name for name in without_race) and "mae_by_gender" in without_race
+
+
+def test_more_than_ten_experiments_get_distinct_colours():
+    from stages.lib.reporting.figures import distinct_colours
+    assert len(set(distinct_colours(10))) == 10 and len(set(distinct_colours(13))) == 13
+    assert distinct_colours(3) == distinct_colours(10)[:3]     # tab10 while it suffices

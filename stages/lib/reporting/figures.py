@@ -67,7 +67,13 @@ def predicted_vs_actual_figure(curves: pd.DataFrame, title: str,
 
 
 FIGURE_WIDTH_INCHES = 14.0   # at figure.dpi 110 and a tight box: about 1,550 px, legible at 1,600 px
-SPIKE_RATIO = 20.0           # a loss panel whose largest value exceeds its median this much gets a log axis
+SPIKE_RATIO = 5.0            # a loss panel whose largest value exceeds its median this much gets a log axis
+
+
+def distinct_colours(count: int) -> list:
+    """`count` colours, none repeated up to 20: matplotlib's tab10, or tab20 past ten (then cycling)."""
+    palette = plt.get_cmap("tab10" if count <= 10 else "tab20")
+    return [palette(index % palette.N) for index in range(count)]
 
 
 def loss_curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "Training and validation loss") -> Figure:
@@ -80,11 +86,11 @@ def loss_curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "Trai
     columns = min(len(heads), 2)
     rows = -(-len(heads) // columns)
     figure, panels = plt.subplots(rows, columns, figsize=(FIGURE_WIDTH_INCHES, 5.0 * rows), squeeze=False)
-    palette = plt.get_cmap("tab10")
+    colours = distinct_colours(len(names))
     for panel, head in zip(panels.flat, heads):
         drawn = []
         for index, name in enumerate(names):
-            history, colour = histories[name], palette(index % 10)
+            history, colour = histories[name], colours[index]
             if head in history:
                 panel.plot(history["epoch"], history[head], color=colour, linewidth=1.6, label=name)
                 drawn.append(history[head])

@@ -24,7 +24,7 @@ from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_ga
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBES_FILE
 from stages.lib.evaluation.results import bootstrap_from, load_worst_groups
 from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
-from stages.lib.reporting.figures import save_figure
+from stages.lib.reporting.figures import distinct_colours, save_figure
 from stages.lib.reporting.markdown import Markdown, number, p_value_text, percent, with_interval
 
 # metric row of the figure -> (overall statistic, worst-group statistic, axis label, as an error)
@@ -252,7 +252,7 @@ def tradeoff_figure(panels: Mapping[str, pd.DataFrame], confidence: float) -> Fi
     figure, axes = plt.subplots(rows, columns, squeeze=False,
                                 figsize=(FIGURE_WIDTH, FIGURE_WIDTH / columns * 0.9 * rows))
     names = [e for e in dict.fromkeys(e for _, _, p in drawn for e in p.index) if e not in BASELINES]
-    styles = {name: (plt.get_cmap("tab10")(i % 10), MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
+    styles = {name: (colour, MARKERS[i % len(MARKERS)]) for i, (name, colour) in enumerate(zip(names, distinct_colours(len(names))))}
     styles.update({name: ("black", "D") for name in BASELINES})   # what every other point is measured against
     for axis, (title, metric, points) in zip(axes.flat, drawn):
         axis.set_title(f"{title}: {FIGURE_METRICS[metric][2]}", fontsize=10)

@@ -181,3 +181,16 @@ def test_tests_mirror_the_rooms():
         elif not any(name == m or name.startswith(f"{m}_") for m in modules | {"stage"}):
             problems.append(f"{test.relative_to(ROOT)}: names no module of {folder}")
     assert not problems, "\n".join(problems)
+
+
+def test_every_library_module_has_its_own_test_file():
+    """stages/lib/<room>/<module>.py is tested in tests/<room>/test_<module>.py (or test_<module>_<aspect>.py)."""
+    untested = []
+    for module in sorted((ROOT / PACKAGE / "lib").glob("*/*.py")):
+        if module.stem == "__init__":
+            continue
+        tests = ROOT / "tests" / module.parent.name
+        if not [t for t in tests.glob(f"test_{module.stem}*.py")
+                if t.stem == f"test_{module.stem}" or t.stem.startswith(f"test_{module.stem}_")]:
+            untested.append(str(module.relative_to(ROOT)))
+    assert not untested, "no test file of their own: " + ", ".join(untested)

@@ -241,7 +241,7 @@ def test_every_mitigation_is_weighed_in_the_report_and_reruns_alone(demo_project
 
 
 SHARED = ROOT.parent / "shared" / "datasets"
-SAMPLE = 300  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
+SAMPLE = 200  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
 CHILDREN = 30  # UTKFace faces under 17 besides: the profile's `utkface_children`, evaluated apart
 # Every stage of the profile runs, with the experiments each role of the report needs (the published model,
 # the study's retrained and oversampled ones, the random-start control and the balanced heads the probe
@@ -268,16 +268,14 @@ def _sample_folder(target: Path) -> tuple[Path, Path]:
     return utkface, fairface
 
 
-@pytest.mark.shared
-@pytest.mark.skipif(not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir(),
-                    reason=f"the real photos are not in {SHARED}")
-def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resnet_weights, published_weights):
-    pytest.importorskip("dlib", reason='the dlib extra is not installed: pip install -e ".[dlib]"')
-    project = tmp_path / "project"
+def _real_offline_project(folder: Path, wide_resnet_file: Path, models_folder: Path) -> Path:
+    """A copy of the project under `folder`, profile real-offline on a sample of the shared photos, its
+    weights linked in as if put there by hand (checked, not fetched), committed."""
+    project = folder / "project"
     for name in _tracked_files():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
-    utkface, fairface = _sample_folder(tmp_path / "photos")
+    utkface, fairface = _sample_folder(folder / "photos")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["profile"] = "real-offline"
     profile = params["profiles"]["real-offline"]
@@ -293,12 +291,57 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     _run(["git", "init", "-q"], project)
     _run(["git", "add", "-A"], project)
     _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "real"], project)
-    weights = project / "data/raw/weights/wide_resnet_imdb.hdf5"  # as if put there by hand: checked, not fetched
+    weights = project / "data/raw/weights/wide_resnet_imdb.hdf5"
     weights.parent.mkdir(parents=True)
-    weights.symlink_to(wide_resnet_weights)
+    weights.symlink_to(wide_resnet_file)
     for name in ("ssd_face.pb", "ssd_face_config.pbtxt"):  # the SSD detector's files, likewise
-        (weights.parent / name).symlink_to(published_weights / name)
-    _run(DVC + ["repro"], project)
+        (weights.parent / name).symlink_to(models_folder / name)
+    return project
+
+
+REAL_TEST = "test_real_offline_profile_runs_end_to_end_on_real_faces"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_offline_run(request, tmp_path_factory):
+    """The real-offline `dvc repro`, started in the background when the module starts (where its test is
+    selected and its inputs are at hand), so that it runs beside the demo's stages, most of which keep
+    one core busy, and the suite uses both cores. Yields (project, process, log) or the reason it did not
+    start; a run still going at the end is stopped."""
+    if not any(item.name == REAL_TEST for item in request.session.items):
+        yield "not selected"
+        return
+    if not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir():
+        yield f"the real photos are not in {SHARED}"
+        return
+    try:
+        import dlib  # noqa: F401 (the identity stage needs it)
+        weights = [request.getfixturevalue(name) for name in ("wide_resnet_weights", "published_weights")]
+    except ImportError:
+        yield 'the dlib extra is not installed: pip install -e ".[dlib]"'
+        return
+    except pytest.skip.Exception as skipped:
+        yield str(skipped)
+        return
+    folder = tmp_path_factory.mktemp("real_offline")
+    project = _real_offline_project(folder, *weights)
+    log = folder / "repro.log"
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project)}
+    with log.open("w") as out:
+        process = subprocess.Popen(DVC + ["repro"], cwd=project, stdout=out, stderr=subprocess.STDOUT, env=env)
+    yield project, process, log
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.shared
+def test_real_offline_profile_runs_end_to_end_on_real_faces(real_offline_run):
+    if isinstance(real_offline_run, str):
+        pytest.skip(real_offline_run)
+    project, process, log = real_offline_run
+    assert process.wait(timeout=1800) == 0, f"dvc repro failed:\n{log.read_text()[-6000:]}"
 
     meta = json.loads((project / "data/features/meta.json").read_text())
     assert meta["shape"] == [2 * SAMPLE + CHILDREN, 8192] and meta["spec"]["name"] == "wide_resnet_imdb"
@@ -317,16 +360,16 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(tmp_path, wide_resne
     assert split["datasets"]["fairface"]["rows"] == {"train": 0, "val": 0, "test": SAMPLE}
     assert split["datasets"]["utkface_children"]["rows"]["test"] == CHILDREN
     assert split["datasets"]["utkface"]["rows"]["train"] > 0
-    # 180 training faces are too few for new heads to learn age (on the full sample's 2,997 the
-    # WideResNet's reach MAE 8.05 against the published 13.89), not gender: dlib's heads (compare stage,
-    # on the identity stage's pass; 92% here) and the WideResNet's retrained heads (79% here) must.
+    # 120 training faces are too few for new heads to learn age (on the full sample's 2,462 the faithful
+    # fine-tune reaches MAE 8.81 against the published 11.71), not gender: dlib's heads (compare stage,
+    # on the identity stage's pass) and the WideResNet's retrained heads must.
     dlib = json.loads((project / "reports/compare/dlib_resnet/evaluation/utkface/metrics.json").read_text())
     assert dlib["gender_accuracy"] > 0.8
     metrics = json.loads((project / "reports/experiments/retrained/metrics.json").read_text())
     assert metrics["utkface"]["gender_accuracy"] > 0.65
     test = pd.read_parquet(project / "reports/experiments/retrained/predictions.parquet").query(
         "dataset == 'utkface' and split == 'test'")
-    assert np.isfinite(test["age_pred"]).all() and len(test) > 50
+    assert np.isfinite(test["age_pred"]).all() and len(test) > 40
     assert 0 < metrics["fairface"]["age_band_accuracy"] < 1
     report = (project / "reports/report.md").read_text()
     assert "dlib_resnet MAE" in report and "wide_resnet_imdb MAE" in report and "look-alike" in report

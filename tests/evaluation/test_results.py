@@ -115,3 +115,16 @@ def test_bootstrap_from_params_reads_the_evaluate_section():
     raw["evaluate"] = {"bootstrap": 123, "confidence": 0.9, "min_group_size": 5}
     raw["seed"] = 7
     assert results.bootstrap_from(validate(raw)) == Bootstrap(resamples=123, confidence=0.9, seed=7)
+
+
+def test_a_set_cut_to_a_maximum_age_and_band_only_sets_are_never_pooled():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["datasets"] = {**raw["datasets"],
+                       "adults": {"adapter": "utkface", "sources": [{"path": "x"}], "options": {"min_age": 17}},
+                       "children": {"adapter": "utkface", "sources": [{"path": "x"}], "options": {"max_age": 16}},
+                       "others": {"adapter": "utkface", "sources": [{"path": "x"}]}}
+    params = validate(raw)
+    test = pd.DataFrame({"dataset": ["adults", "children", "others", "banded"], "age": [30, 8, 40, 25],
+                         "age_band_source": [None, None, None, "20-29"]})
+    assert results.pooled_rows(test, params)["dataset"].tolist() == ["adults", "others"]
+    assert results.pooled_rows(test[test["dataset"] != "others"], params)["dataset"].nunique() == 1   # nothing to pool

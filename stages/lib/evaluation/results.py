@@ -153,9 +153,18 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
+def pooled_rows(test: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """The test rows pooled as `all`: exact ages only (band-only ages, FairFace, are never pooled with
+    exact ones), and never a set cut to a maximum age (`utkface_children`): it is evaluated apart, and
+    pooling it with the adults it was cut from would make a mixture neither population is."""
+    apart = [name for name, dataset in params.datasets.items() if dataset.options.get("max_age") is not None]
+    exact = exact_age_rows(test)
+    return exact[~exact["dataset"].isin(apart)]
+
+
 def evaluate_experiment(experiment: str, params: Params) -> dict:
     """Evaluate the test split of `<experiments>/<experiment>/predictions.parquet` per test set (and `all`
-    pooled when there are several with exact ages); write the folder, DVC plot data and headline
+    pooled when there are several to pool: pooled_rows); write the folder, DVC plot data and headline
     metrics. Returns {dataset: overall figures}."""
     reports = params.paths.experiments
     table = read_predictions(reports / experiment / "predictions.parquet")
@@ -170,7 +179,7 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
         raise SchemaError(f"{reports / experiment / 'predictions.parquet'} has no test rows (splits: {splits})")
     datasets = list(dict.fromkeys(test["dataset"]))
     subsets = {name: test[test["dataset"] == name] for name in datasets}
-    exact = exact_age_rows(test)          # band-only ages (FairFace) are never pooled with exact ones
+    exact = pooled_rows(test, params)
     if exact["dataset"].nunique() > 1:
         subsets[POOLED] = exact
     bootstrap = bootstrap_from(params)

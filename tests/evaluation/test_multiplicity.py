@@ -189,9 +189,13 @@ def test_evaluate_stage_writes_band_changes_for_rebalancing_experiments_only(tmp
         folder = tmp_path / "reports/experiments" / name
         folder.mkdir(parents=True)
         table.assign(experiment=name).to_parquet(folder / "predictions.parquet")
+    stale = tmp_path / "reports/experiments/retrained/evaluation/gone_set"   # a test set of an earlier run
+    stale.mkdir(parents=True)
     for name in ("retrained", "oversample_x2"):
         assert stage.main([name]) == 0
     evaluation = tmp_path / "reports/experiments"
+    assert not stale.exists() and {f.name for f in (evaluation / "retrained/evaluation").iterdir() if f.is_dir()} == {
+        "toy", "fairface"}
     changes = pd.read_csv(evaluation / "oversample_x2/evaluation/toy/band_changes.csv").set_index("band")
     assert changes.loc["61+", "verdict"] == "improves" and changes.loc["46-60", "verdict"] == "worsens"
     assert "mae" not in pd.read_csv(evaluation / "oversample_x2/evaluation/fairface/band_changes.csv").columns

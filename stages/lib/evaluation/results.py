@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -182,6 +183,8 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
     exact = pooled_rows(test, params)
     if exact["dataset"].nunique() > 1:
         subsets[POOLED] = exact
+    for stale in [folder for folder in out.iterdir() if folder.is_dir() and folder.name not in subsets]:
+        shutil.rmtree(stale)   # a test set (or the pooled one) an earlier run evaluated and this one does not
     bootstrap = bootstrap_from(params)
     overall, headlines = {}, {}
     for name, rows in subsets.items():

@@ -148,3 +148,23 @@ def test_r2_reads_the_aligned_sets_never_a_set_cut_to_children():
     assert aligned_sets(params, evaluated, "utkface") == ["utkface"]               # real-offline: the main set
     assert aligned_sets(params, evaluated, "utkface_wild") == ["utkface"]          # full: the aligned release
     assert aligned_sets(params, {"fairface": evaluation(5.0)}, "fairface") == ["fairface"]   # none aligned
+
+
+def test_leakage_verdicts_survive_holm_over_the_two_metrics():
+    """A naive split whose MAE is clearly lower on the shared faces is 'flattered'; a change whose raw
+    p-value is 0.03 does not survive Holm over the two metrics (0.06)."""
+    import numpy as np
+    import pytest
+    rng = np.random.default_rng(0)
+    n = 400
+    base = pd.DataFrame({"id": [f"f{i}" for i in range(n)], "age": 30.0, "gender": "female", "gender_pred": "female"})
+    errors = 20 + rng.uniform(0, 2, n)      # far from 0: |error| moves exactly as the error
+    grouped = base.assign(age_pred=30 + errors)
+    table = paired_split_comparison(grouped, base.assign(age_pred=30 + errors / 2), BOOT).set_index("metric")
+    assert table.loc["MAE (years)", "verdict"] == "the naive split scores better: flattered"
+    assert table.loc["gender accuracy", "verdict"] == "no difference shown"
+    noise = rng.normal(size=n)
+    noise = (noise - noise.mean()) / noise.std(ddof=1) * 2.0       # mean 0, sd 2: t = 0.217 / (2 / 20) = 2.17
+    row = paired_split_comparison(grouped, base.assign(age_pred=30 + errors - 0.217 + noise), BOOT).set_index(
+        "metric").loc["MAE (years)"]
+    assert row["verdict"] == "no difference shown" and float(row["p (Holm over the metrics)"]) == pytest.approx(0.06, abs=0.003)

@@ -12,8 +12,10 @@ import pandas as pd
 
 from stages.lib.core.schema import BAND_COLUMN
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.evaluation.gains import paired_p_value
 from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap
-from stages.lib.reporting.markdown import Markdown, difference, number, percent, with_interval
+from stages.lib.evaluation.multiplicity import holm
+from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval
 
 COMPARED_ATTRIBUTES = ("race", "gender", "age_band", "race*gender")
 
@@ -160,22 +162,27 @@ def paired_split_comparison(grouped: pd.DataFrame, naive: pd.DataFrame, bootstra
                 "gender accuracy": (shared[shared["gender_grouped"].notna()],
                                     lambda f, s: (f[f"gender_pred_{s}"].astype(object)
                                                   == f[f"gender_{s}"].astype(object)).astype(float))}
+    sides, p_values = [], []
     for metric, (frame, outcome) in outcomes.items():
         if frame.empty:
             continue
         naive_values, grouped_values = outcome(frame, "naive"), outcome(frame, "grouped")
         gap = paired_mean_gap(naive_values, grouped_values, bootstrap, f"leakage:{metric}")
         accuracy = metric == "gender accuracy"
-        side = direction(gap.difference_ci_low, gap.difference_ci_high)
-        flattered = "above" if accuracy else "below"
-        verdict = ("the naive split scores better: flattered" if side == flattered
-                   else "no difference shown" if side in ("n.s.", "no interval") else "the naive split scores worse")
+        sides.append((direction(gap.difference_ci_low, gap.difference_ci_high), "above" if accuracy else "below"))
+        p_values.append(paired_p_value((naive_values - grouped_values).to_numpy(dtype=float)))
         shown = (lambda v: percent(v)) if accuracy else (lambda v: number(v))
         rows.append({"metric": metric, "shared test faces": len(frame),
                      "grouped split": shown(grouped_values.mean()), "naive split (the study's)": shown(naive_values.mean()),
                      "naive − grouped [CI]": difference(gap.difference, gap.difference_ci_low, gap.difference_ci_high,
-                                                        points=accuracy),
-                     "verdict": verdict})
+                                                        points=accuracy)})
+    adjusted = holm(p_values)
+    for row, (side, flattered), p_adjusted in zip(rows, sides, adjusted):
+        survives = p_adjusted < 1 - bootstrap.confidence
+        row["p (Holm over the metrics)"] = p_value_text(p_adjusted)
+        row["verdict"] = ("no difference shown" if side in ("n.s.", "no interval") or not survives
+                          else "the naive split scores better: flattered" if side == flattered
+                          else "the naive split scores worse")
     return pd.DataFrame(rows)
 
 
@@ -221,6 +228,6 @@ def leakage_section(md: Markdown, split_summary: Mapping, grouped: Mapping[str, 
     if paired is not None and not paired.empty:
         md.table(paired, f"The same training on each split, judged on the {dataset or ''} test faces both splits hold "
                          "(paired bootstrap interval of naive − grouped): *flattered* only where the interval "
-                         "excludes 0")
+                         "excludes 0 and the p-value survives Holm's adjustment over the metrics compared")
     elif compared and naive:
         md.paragraph("The two test splits share no face: no paired comparison.")

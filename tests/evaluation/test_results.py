@@ -122,7 +122,7 @@ def test_a_set_cut_to_a_maximum_age_and_band_only_sets_are_never_pooled():
     raw["datasets"] = {**raw["datasets"],
                        "adults": {"adapter": "utkface", "sources": [{"path": "x"}], "options": {"min_age": 17}},
                        "children": {"adapter": "utkface", "sources": [{"path": "x"}], "options": {"max_age": 16}},
-                       "others": {"adapter": "utkface", "sources": [{"path": "x"}]}}
+                       "others": {"adapter": "utkface", "sources": [{"path": "x"}], "options": {"max_age": 100}}}
     params = validate(raw)
     test = pd.DataFrame({"dataset": ["adults", "children", "others", "banded"], "age": [30, 8, 40, 25],
                          "age_band_source": [None, None, None, "20-29"]})

@@ -156,9 +156,10 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 def pooled_rows(test: pd.DataFrame, params: Params) -> pd.DataFrame:
     """The test rows pooled as `all`: exact ages only (band-only ages, FairFace, are never pooled with
-    exact ones), and never a set cut to a maximum age (`utkface_children`): it is evaluated apart, and
+    exact ones), and never a set cut to a maximum age below the labels' (`utkface_children`): it is evaluated apart, and
     pooling it with the adults it was cut from would make a mixture neither population is."""
-    apart = [name for name, dataset in params.datasets.items() if dataset.options.get("max_age") is not None]
+    apart = [name for name, dataset in params.datasets.items()
+             if dataset.options.get("max_age") is not None and int(dataset.options["max_age"]) < params.labels.max_age]
     exact = exact_age_rows(test)
     return exact[~exact["dataset"].isin(apart)]
 

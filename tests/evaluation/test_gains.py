@@ -96,7 +96,8 @@ def test_rebalancing_steps_need_the_plain_model_trained_the_same_way():
 
 
 def test_a_change_is_better_or_worse_only_if_it_survives_holm_over_the_changes_credited():
-    from stages.lib.evaluation.gains import adjusted_verdicts, paired_p_value
+    from stages.lib.evaluation.gains import adjusted_verdicts
+    from stages.lib.evaluation.intervals import paired_p_value
     rows = pd.DataFrame({"step": ["retraining", "rebalancing", "rebalancing"], "side": ["below", "above", "below"],
                          "p_value": [0.001, 0.03, 0.2]})
     for column in set(GAIN_COLUMNS) - set(rows) - {"p_adjusted", "verdict"}:

@@ -14,10 +14,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from stages.lib.core.params import Experiment
-from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap
+from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap, paired_p_value
 from stages.lib.evaluation.multiplicity import holm
 
 GAIN_COLUMNS = ["step", "before", "after", "n", "mae_before", "mae_after", "change", "change_ci_low",
@@ -82,17 +81,6 @@ def training_gains(predictions: Mapping[str, pd.DataFrame], steps: Sequence[tupl
                      "p_value": paired_p_value(errors_after - errors_before),
                      "side": direction(gap.difference_ci_low, gap.difference_ci_high)})
     return adjusted_verdicts(pd.DataFrame(rows), 1 - bootstrap.confidence)
-
-
-def paired_p_value(differences: np.ndarray) -> float:
-    """Two-sided p-value of a mean paired difference of 0 (Wald, the differences' own standard error)."""
-    differences = np.asarray(differences, dtype=float)
-    if len(differences) < 2:
-        return float("nan")
-    mean, spread = float(differences.mean()), float(differences.std(ddof=1))
-    if spread == 0:
-        return 1.0 if mean == 0 else 0.0
-    return float(2 * norm.sf(abs(mean) / (spread / np.sqrt(len(differences)))))
 
 
 def adjusted_verdicts(rows: pd.DataFrame, alpha: float) -> pd.DataFrame:

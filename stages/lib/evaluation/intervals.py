@@ -124,6 +124,13 @@ def resample_cluster_sums(values: np.ndarray, codes: np.ndarray | None, resample
     return resample_sums(cluster_totals(values, codes), resamples, rng)
 
 
+def wald_p_value(estimate: float, standard_error: float) -> float:
+    """Two-sided p-value of `estimate` = 0 given its standard error (0 error: 1 at 0, else 0)."""
+    if standard_error == 0:
+        return 1.0 if estimate == 0 else 0.0
+    return float(2 * norm.sf(abs(estimate) / standard_error))
+
+
 def bootstrap_p_value(difference: float, resampled_differences) -> float:
     """Two-sided p-value of `difference` = 0 from its bootstrap distribution: Wald, with the bootstrap's
     standard error (the percentile count would floor every p at 1 / resamples, too coarse for Holm over
@@ -132,10 +139,16 @@ def bootstrap_p_value(difference: float, resampled_differences) -> float:
     resampled = resampled[~np.isnan(resampled)]
     if len(resampled) < 2 or np.isnan(difference):
         return NAN
-    spread = float(resampled.std(ddof=1))
-    if spread == 0:
-        return 1.0 if difference == 0 else 0.0
-    return float(2 * norm.sf(abs(difference) / spread))
+    return wald_p_value(difference, float(resampled.std(ddof=1)))
+
+
+def paired_p_value(differences) -> float:
+    """Two-sided p-value of a mean paired difference of 0: Wald, with the differences' own standard
+    error of the mean. NaN for fewer than two pairs."""
+    differences = np.asarray(differences, dtype=float)
+    if len(differences) < 2:
+        return NAN
+    return wald_p_value(float(differences.mean()), float(differences.std(ddof=1)) / np.sqrt(len(differences)))
 
 
 def _wilson(successes: float, n: float, z: float) -> tuple[float, float]:

@@ -12,8 +12,7 @@ import pandas as pd
 
 from stages.lib.core.schema import BAND_COLUMN
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
-from stages.lib.evaluation.gains import paired_p_value
-from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap
+from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap, paired_p_value
 from stages.lib.evaluation.multiplicity import holm
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval
 

@@ -111,6 +111,14 @@ class Crop(Strict):
     detect_precropped: list[DetectorName] = Field(default_factory=list)
 
 
+class Measure(Strict):
+    """The measure stage's choices (stages/lib/faces/measure.py); the skin-colour method's own are fixed."""
+
+    face_scale: int = Field(96, ge=32, le=512)     # the face square's side (pixels) at which faces are measured
+    min_skin_pixels: int = Field(300, ge=1)        # fewer skin pixels at that scale: no skin colour, a reason
+    all_clipped: float = Field(0.9, gt=0.0, le=1.0)  # share of the face clipped that makes an all-dark/white crop
+
+
 class Clusters(Strict):
     # The embedding the look-alike distance is measured in: dlib_resnet (its own cached pass, the
     # `identity` stage; a threshold in dlib's calibrated units, same person below 0.6), or `features`
@@ -320,6 +328,7 @@ class Paths(Strict):
     crops_manifest: Path
     crops_quality: Path
     features: Path         # features: the backbone's output for every crop (the one expensive pass)
+    measurements: Path     # measure: skin colour, photo quality and pose of every crop
     identity: Path         # identity: dlib's face descriptor of every crop, for the split's look-alikes
     throughput: Path       # features: images/s of that pass
     processed: Path        # split: the manifest with its split column, and split.json
@@ -355,6 +364,7 @@ class Params(Strict):
     datasets: dict[str, Dataset]
     weights: dict[str, Source] = Field(default_factory=dict)
     crop: Crop = Crop()
+    measure: Measure = Measure()
     split: Split
     backbone: Backbone = Backbone()
     train: Train = Train()

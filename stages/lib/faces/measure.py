@@ -1,0 +1,170 @@
+"""Every face's measurements: apparent skin colour (`skin.py`), photo quality (`quality.py`) and head
+pose (`pose.py`), from a square face crop and the face square it holds (`landmarks.FaceSquare`).
+
+One face (`measure_face`): the 68 landmarks are those the dataset gives (drawn faces) or dlib's,
+started from the face square; the crop is then resized so that the face square is `face_scale` pixels
+wide, and everything after is measured at that scale (a 64-pixel demo crop and a 224-pixel photo crop
+alike, and KMeans sees a few thousand pixels, not tens of thousands). A face gets a reason, never a
+made-up value, where a measure cannot be taken (`problem`, reasons joined by "; "):
+
+- `unreadable photo (<code>)`: the crop cannot be decoded; nothing is measured;
+- `all-dark crop` / `all-white crop`: `all_clipped` or more of the face square is clipped; only the
+  exposure measures are kept;
+- `no landmarks (...)`: the dlib extra is missing; photo quality is kept, skin colour and pose are null;
+- `skin mask below N pixels`: too little skin between the landmarks; skin colour is null;
+- `grey-scale photo: no hue`: L* is kept, h* is null.
+
+Many faces (`measure_faces`): in `workers` processes, each loading dlib's landmark model once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import sklearn
+from threadpoolctl import threadpool_limits
+
+from stages.lib.core.progress import progress as show_progress
+from stages.lib.faces.images import FaceRejected, read_image
+from stages.lib.faces.landmarks import FaceSquare, Landmarker, LandmarksUnavailable
+from stages.lib.faces.pose import head_pose
+from stages.lib.faces.quality import face_scaled, is_greyscale, photo_quality, scaled_square
+from stages.lib.faces.skin import SkinMethod, skin_colour, skin_mask
+
+MEASURED = ("skin_lightness", "skin_hue", "skin_pixels", "clipped_dark", "clipped_bright", "background_luminance",
+            "contrast", "sharpness", "yaw", "pitch", "roll")
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """params.yaml's `measure` section."""
+
+    face_scale: int = 96        # the face square's side, in pixels, at which everything is measured
+    min_skin_pixels: int = 300  # fewer skin pixels at that scale: no skin colour
+    all_clipped: float = 0.9    # this share of the face square clipped: an all-dark (all-white) crop
+    method: SkinMethod = field(default_factory=SkinMethod)
+
+
+@dataclass(frozen=True)
+class FaceToMeasure:
+    """A crop to measure: its file, the margin its face square implies (NaN: a dataset's own face crop)
+    and the landmarks the dataset gives in the crop's pixels (None: dlib finds them)."""
+
+    crop: str
+    margin: float
+    landmarks: np.ndarray | None = None
+
+
+def empty_row(problem: str | None = None) -> dict:
+    return {**dict.fromkeys(MEASURED), "problem": problem}
+
+
+def measure_face(rgb: np.ndarray, square: FaceSquare, landmarks: np.ndarray | None, *,
+                 settings: MeasureSettings, missing_landmarks: str | None = None) -> dict:
+    """One face's row (the columns MEASURED + problem) from a uint8 RGB crop, its face square and its
+    (68, 2) landmarks in the crop's pixels (None: then `missing_landmarks` says why)."""
+    scaled, factor = face_scaled(rgb, square, settings.face_scale)
+    face = scaled_square(square, factor, settings.face_scale)
+    quality = photo_quality(scaled, face)
+    row = empty_row()
+    row.update(clipped_dark=quality.clipped_dark, clipped_bright=quality.clipped_bright)
+    clipped = _clipped_problem(quality.clipped_dark, quality.clipped_bright, settings.all_clipped)
+    if clipped:
+        row["problem"] = clipped
+        return row
+    row.update(background_luminance=quality.background_luminance, contrast=quality.contrast,
+               sharpness=quality.sharpness)
+    if landmarks is None:
+        row["problem"] = f"no landmarks ({missing_landmarks})"
+        return row
+    points = np.asarray(landmarks, dtype=float) * factor
+    pose = head_pose(points, scaled.shape[0])
+    if pose is not None:
+        row.update(yaw=pose.yaw, pitch=pose.pitch, roll=pose.roll)
+    mask = skin_mask(points, scaled.shape[:2])
+    row["skin_pixels"] = int(mask.sum())
+    if row["skin_pixels"] < settings.min_skin_pixels:
+        row["problem"] = f"skin mask below {settings.min_skin_pixels} pixels"
+        return row
+    colour = skin_colour(scaled, mask, settings.method)
+    row["skin_lightness"] = colour.lightness
+    if is_greyscale(scaled):
+        row["problem"] = "grey-scale photo: no hue"
+    else:
+        row["skin_hue"] = colour.hue
+    return row
+
+
+def _clipped_problem(dark: float, bright: float, limit: float) -> str | None:
+    if dark >= limit:
+        return "all-dark crop"
+    if bright >= limit:
+        return "all-white crop"
+    return None
+
+
+class FaceMeasurer:
+    """Measures `FaceToMeasure`s with one set of settings; loads dlib's landmarks on first need, once
+    per process, and remembers why it could not."""
+
+    def __init__(self, settings: MeasureSettings):
+        self.settings = settings
+        # KMeans sees a few thousand points per face: threads cost more than they save, and the checks
+        # of its arguments cost as much as the clustering. Both set once, for this process.
+        threadpool_limits(1)
+        sklearn.set_config(skip_parameter_validation=True)
+        self._landmarker: Landmarker | None = None
+        self._missing: str | None = None
+
+    def landmarks(self, rgb: np.ndarray, square: FaceSquare) -> np.ndarray | None:
+        if self._landmarker is None and self._missing is None:
+            try:
+                self._landmarker = Landmarker()
+            except LandmarksUnavailable as missing:
+                self._missing = str(missing)
+        return None if self._landmarker is None else self._landmarker(rgb, square)
+
+    def __call__(self, face: FaceToMeasure) -> dict:
+        try:
+            bgr = read_image(face.crop, upright=False)
+        except FaceRejected as rejected:
+            return empty_row(f"unreadable photo ({rejected.code})")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        square = FaceSquare.central(rgb.shape[0], face.margin)
+        landmarks = face.landmarks if face.landmarks is not None else self.landmarks(rgb, square)
+        return measure_face(rgb, square, landmarks, settings=self.settings, missing_landmarks=self._missing)
+
+
+_worker: FaceMeasurer | None = None
+
+
+def _start_worker(settings: MeasureSettings) -> None:
+    global _worker
+    _worker = FaceMeasurer(settings)
+
+
+def _measure_in_worker(face: FaceToMeasure) -> dict:
+    return _worker(face)
+
+
+def measure_faces(faces: list[FaceToMeasure], settings: MeasureSettings, *, workers: int,
+                  progress: bool | None = None) -> list[dict]:
+    """Every face's row, in order; `workers` > 1 measures in that many processes (spawned: safe
+    whatever threads the parent runs)."""
+    rows: list[dict] = []
+    with show_progress(len(faces), "measure", "face", show=progress) as bar:
+        if workers <= 1 or len(faces) < 2:
+            measurer = FaceMeasurer(settings)
+            for face in faces:
+                rows.append(measurer(face))
+                bar.update(1)
+            return rows
+        chunk = max(1, min(32, len(faces) // (workers * 8)))
+        with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (settings,)) as pool:
+            for row in pool.imap(_measure_in_worker, faces, chunksize=chunk):
+                rows.append(row)
+                bar.update(1)
+    return rows

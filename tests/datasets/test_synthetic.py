@@ -92,7 +92,7 @@ def test_drawn_faces_change_with_age_and_gender():
         """Mean hair brightness (top of the head box), skin roughness (cheeks) and lip redness, over faces."""
         hair, rough, red = [], [], []
         for index in range(12):
-            image, (x, y, w, h) = draw_face(Face(index, age, gender, "asian", age), 96, 0)
+            image, (x, y, w, h), _ = draw_face(Face(index, age, gender, "asian", age), 96, 0)
             image = image.astype(float)
             cols = slice(int(x + 0.3 * w), int(x + 0.7 * w))
             hair.append(image[int(y) + 1:int(y + 0.12 * h), cols].mean())

@@ -7,7 +7,8 @@ Each face is drawn from its labels so that a small CNN can learn them from appea
   Lines have the same contrast on every skin tone, so that the planted bias below is the only one;
 - gender: long hair (90% of women, 10% of men), red lips for women, beards for a third of adult men,
   heavier brows and a wider jaw for men;
-- race: skin tone (and the range of hair colours).
+- race: skin colour, drawn in CIELAB around the race's mean L* and h* (`SKIN_LCH`) with a spread
+  within the race (sd 5 L*, 3 degrees h*), and the range of hair colours.
 Background, clothes, head position and size, and hair shade vary at random.
 
 Sampling: race and gender uniform; age from a mixture (70% normal around 30, sd 13; 30% uniform over
@@ -19,6 +20,9 @@ The planted bias (options; default: both aimed at `black*female`):
 - `hard_labels {group, offset_years, noise_years}`: the group's faces are drawn at an age that differs
   from their label by `offset_years` plus a normal error of sd `noise_years` (clipped to 1..90): a
   misleading age cue, which a model fitted mostly on the other groups does not learn to undo.
+- `skin_effect {years_per_10_darker}` (default 5): within each race, a face whose skin is drawn d L*
+  darker than its race's mean is drawn 5 x d / 10 years older than its label (lighter: younger), so
+  age error tracks skin lightness within every race x gender group (docs/measurements.md).
 Defaults: fraction 0.5, offset 25, noise 5. Measured on 2,000 faces with the demo's random VGG trunk
 (64 px crops, pool5 features, fc 64-64-101 heads, 200 epochs, three splits): the group's test MAE
 13.7-18.4 years (95% CIs within 11-22) against 3.0-5.4 for every other race x gender group. With 30
@@ -29,7 +33,8 @@ A group is `*`-joined terms: a race, a gender, and an age range `a-b` or `a+` (`
 Files: `{age}_{gender}_{race}_{index:017d}.jpg` (UTKFace codes), written into the folder the adapter
 is given, which holds exactly this run's faces afterwards (older synthetic faces there are removed).
 The manifest gives each face's box (the head, without the hair) with `cropped` False, so the crop
-stage cuts it with its margin as it does for IMDB-Wiki. Seeded: the same options give the same bytes.
+stage cuts it with its margin as it does for IMDB-Wiki, and its 68 landmarks (`landmarks`, dlib's
+order, in the photo's pixels), so the measure stage needs no dlib for drawn faces. Seeded: the same options give the same bytes.
 """
 
 from __future__ import annotations

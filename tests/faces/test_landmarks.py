@@ -40,6 +40,5 @@ def test_dlib_finds_the_eyes_above_the_mouth_inside_the_square():
     points = landmarks.Landmarker()(rgb, square)
     assert points.shape == (68, 2)
     assert points[36:48, 1].mean() < points[48:60, 1].mean()
-    assert np.all(points >= 0) and np.all(points < rgb.shape[0])
     centre = square.left + square.side / 2
     assert abs(points[30, 0] - centre) < 0.1 * square.side  # the nose tip near the square's middle

@@ -67,7 +67,7 @@ def measurement_table(crops: pd.DataFrame, rows: list[dict], margin: float) -> p
     floats = [column for column in MEASUREMENT_COLUMNS if column not in ("id", "skin_pixels", "problem")]
     table[floats] = table[floats].astype("float64")
     table["skin_pixels"] = table["skin_pixels"].astype("Int64")
-    table["problem"] = table["problem"].astype(object)
+    table["problem"] = table["problem"].astype(object).where(table["problem"].notna(), None)
     return table
 
 

@@ -1,0 +1,97 @@
+"""One face's measurements, and a reason (never a made-up value) for every face that cannot be measured."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from stages.lib.datasets.synthetic import SKIN_LCH, Face, draw_face
+from stages.lib.faces.geometry import cut_square, square_region
+from stages.lib.faces.landmarks import FaceSquare
+from stages.lib.faces.measure import MEASURED, FaceMeasurer, FaceToMeasure, MeasureSettings, measure_face, measure_faces
+
+SETTINGS = MeasureSettings()
+MARGIN, SIZE = 0.4, 64
+
+
+def drawn_crop(face: Face):
+    """A drawn face cut as the crop stage cuts it (box + margin, SIZE px): RGB crop and its landmarks."""
+    image, box, points = draw_face(face, 96, 0)
+    region = square_region(box, MARGIN)
+    crop = cv2.cvtColor(cut_square(image, region, SIZE), cv2.COLOR_BGR2RGB)
+    return crop, (np.array(points) - (region.x, region.y)) * SIZE / region.side
+
+
+def measure(crop, points):
+    return measure_face(crop, FaceSquare.central(SIZE, MARGIN), points, settings=SETTINGS, missing_landmarks="none")
+
+
+def test_a_drawn_face_measures_close_to_the_colour_it_was_drawn_in():
+    for race in ("white", "black", "indian"):
+        row = measure(*drawn_crop(Face(1, 30, "female", race, 30)))
+        lightness, _, hue = SKIN_LCH[race]
+        assert row["problem"] is None
+        assert row["skin_lightness"] == pytest.approx(lightness, abs=7)
+        assert row["skin_hue"] == pytest.approx(hue, abs=7)
+        assert abs(row["yaw"]) < 5 and abs(row["roll"]) < 5
+        assert row["skin_pixels"] >= SETTINGS.min_skin_pixels
+
+
+def test_darker_drawn_skin_measures_darker():
+    light = measure(*drawn_crop(Face(2, 30, "male", "asian", 30, skin_offset=(8.0, 0.0))))
+    dark = measure(*drawn_crop(Face(2, 30, "male", "asian", 30, skin_offset=(-8.0, 0.0))))
+    assert light["skin_lightness"] - dark["skin_lightness"] == pytest.approx(16, abs=4)
+
+
+@pytest.mark.parametrize("value, reason", [(0, "all-dark crop"), (255, "all-white crop")])
+def test_an_all_dark_or_white_crop_keeps_its_exposure_and_gets_a_reason(value, reason):
+    crop, points = drawn_crop(Face(3, 30, "female", "white", 30))
+    row = measure(np.full_like(crop, value), points)
+    assert row["problem"] == reason
+    assert row["clipped_dark" if value == 0 else "clipped_bright"] == 1.0
+    assert all(row[column] is None for column in ("skin_lightness", "skin_hue", "yaw", "contrast"))
+
+
+def test_a_greyscale_photo_keeps_its_lightness_and_has_no_hue():
+    crop, points = drawn_crop(Face(4, 30, "male", "white", 30))
+    grey = np.repeat(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    row = measure(grey, points)
+    assert row["problem"] == "grey-scale photo: no hue"
+    assert row["skin_hue"] is None and 0 < row["skin_lightness"] < 100
+
+
+def test_no_landmarks_keeps_photo_quality_and_says_why():
+    crop, _ = drawn_crop(Face(5, 30, "male", "white", 30))
+    row = measure_face(crop, FaceSquare.central(SIZE, MARGIN), None, settings=SETTINGS, missing_landmarks="no dlib")
+    assert row["problem"] == "no landmarks (no dlib)"
+    assert row["skin_lightness"] is None and row["yaw"] is None and row["sharpness"] > 0
+
+
+def test_a_tiny_skin_mask_gets_a_reason():
+    crop, points = drawn_crop(Face(6, 30, "female", "white", 30))
+    centre = points.mean(axis=0)
+    row = measure(crop, centre + (points - centre) * 0.1)
+    assert row["problem"] == f"skin mask below {SETTINGS.min_skin_pixels} pixels"
+    assert row["skin_lightness"] is None and row["skin_pixels"] < SETTINGS.min_skin_pixels
+
+
+def test_an_unreadable_crop_gets_a_reason(tmp_path):
+    (tmp_path / "bad.jpg").write_text("not a photo")
+    row = FaceMeasurer(SETTINGS)(FaceToMeasure(str(tmp_path / "bad.jpg"), MARGIN, None))
+    assert row["problem"] == "unreadable photo (image_unreadable)"
+    assert all(row[column] is None for column in MEASURED)
+
+
+def test_two_workers_give_the_rows_of_one(tmp_path):
+    faces = []
+    for index in range(6):
+        crop, points = drawn_crop(Face(index, 20 + 9 * index, "female", "asian", 20 + 9 * index))
+        path = tmp_path / f"{index}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        faces.append(FaceToMeasure(str(path), MARGIN, points))
+    faces.append(FaceToMeasure(str(tmp_path / "missing.jpg"), math.nan, None))
+    one = measure_faces(faces, SETTINGS, workers=1, progress=False)
+    two = measure_faces(faces, SETTINGS, workers=2, progress=False)
+    assert one == two
+    assert one[-1]["problem"] == "unreadable photo (image_missing)"

@@ -163,8 +163,13 @@ def measure_faces(faces: list[FaceToMeasure], settings: MeasureSettings, *, work
                 bar.update(1)
             return rows
         chunk = max(1, min(32, len(faces) // (workers * 8)))
-        with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (settings,)) as pool:
+        pool = multiprocessing.get_context("spawn").Pool(workers, _start_worker, (settings,))
+        try:
             for row in pool.imap(_measure_in_worker, faces, chunksize=chunk):
                 rows.append(row)
                 bar.update(1)
+            pool.close()
+        finally:
+            pool.terminate()  # after close: waits for the idle workers (their CPU time is then counted)
+            pool.join()
     return rows

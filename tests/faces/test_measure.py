@@ -95,3 +95,31 @@ def test_two_workers_give_the_rows_of_one(tmp_path):
     two = measure_faces(faces, SETTINGS, workers=2, progress=False)
     assert one == two
     assert one[-1]["problem"] == "unreadable photo (image_missing)"
+
+
+def test_predictions_gain_their_faces_measurements_by_photo_and_face():
+    from stages.lib.faces.measure import PREDICT_FIELDS, predict_fields, with_measurements
+
+    row = {column: 0.5 for column in MEASURED} | {"problem": "grey-scale photo: no hue"}
+    measured = [{"photo": "a.jpg", "face": 2, **predict_fields(row), "problem": row["problem"]}]
+    records = [{"photo": "a.jpg", "face": 1, "age": 30}, {"photo": "a.jpg", "face": 2, "age": 40}]
+    merged = with_measurements(records, measured)
+    assert merged[0]["skin_lightness"] is None and merged[0]["measure_problem"] is None
+    assert merged[1]["exposure"] == {"clipped_dark": 0.5, "clipped_bright": 0.5}
+    assert merged[1]["measure_problem"] == "grey-scale photo: no hue" and merged[1]["age"] == 40
+    assert set(PREDICT_FIELDS) <= set(merged[1])
+
+
+def test_each_detected_face_of_a_photo_is_measured_largest_first():
+    from stages.lib.faces.geometry import Detection
+
+    class TwoFaces:
+        name = "fixed"
+
+        def detect(self, image):
+            return [Detection((5.0, 5.0, 20.0, 20.0), 0.9), Detection((40.0, 30.0, 40.0, 48.0), 0.8)]
+
+    image, _, _ = draw_face(Face(7, 30, "male", "white", 30), 96, 0)
+    rows = FaceMeasurer(SETTINGS).measure_photo(image, TwoFaces(), margin=MARGIN, size=SIZE)
+    assert [(row["face"], row["w"]) for row in rows] == [(1, 40.0), (2, 20.0)]
+    assert all(row["clipped_dark"] is not None for row in rows)

@@ -28,6 +28,8 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from stages.lib.core.progress import progress as show_progress
+from stages.lib.faces.detect import Detector
+from stages.lib.faces.geometry import cut_square, largest_first, square_region
 from stages.lib.faces.images import FaceRejected, read_image
 from stages.lib.faces.landmarks import FaceSquare, Landmarker, LandmarksUnavailable
 from stages.lib.faces.pose import head_pose
@@ -132,10 +134,30 @@ class FaceMeasurer:
             bgr = read_image(face.crop, upright=False)
         except FaceRejected as rejected:
             return empty_row(f"unreadable photo ({rejected.code})")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        square = FaceSquare.central(rgb.shape[0], face.margin)
-        landmarks = face.landmarks if face.landmarks is not None else self.landmarks(rgb, square)
+        return self.measure_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), face.margin, face.landmarks)
+
+    def measure_crop(self, rgb: np.ndarray, margin: float, landmarks: np.ndarray | None = None) -> dict:
+        """A square uint8 RGB crop's row; its landmarks are dlib's unless given."""
+        square = FaceSquare.central(rgb.shape[0], margin)
+        landmarks = landmarks if landmarks is not None else self.landmarks(rgb, square)
         return measure_face(rgb, square, landmarks, settings=self.settings, missing_landmarks=self._missing)
+
+    def measure_photo(self, bgr: np.ndarray, detector: Detector | None, *, margin: float, size: int) -> list[dict]:
+        """Each face of a photo, largest first (as predict numbers them), cut as the crop stage cuts it:
+        a row of face (1-based), x, y, w, h (the face box in the photo) and the measurements. With
+        `detector` None the photo is one ready face crop (a square of its whole)."""
+        height, width = bgr.shape[:2]
+        if detector is None:
+            boxes, regions, margins = [(0.0, 0.0, float(width), float(height))], [square_region((0, 0, width, height), 0.0)], [np.nan]
+        else:
+            boxes = [found.box for found in largest_first(detector.detect(bgr))]
+            regions, margins = [square_region(box, margin) for box in boxes], [margin] * len(boxes)
+        rows = []
+        for number, (box, region, face_margin) in enumerate(zip(boxes, regions, margins), start=1):
+            crop = cv2.cvtColor(cut_square(bgr, region, size), cv2.COLOR_BGR2RGB)
+            placed = dict(zip(("x", "y", "w", "h"), (round(float(v), 1) for v in box)))
+            rows.append({"face": number, **placed, **self.measure_crop(crop, face_margin)})
+        return rows
 
 
 _worker: FaceMeasurer | None = None
@@ -173,3 +195,71 @@ def measure_faces(faces: list[FaceToMeasure], settings: MeasureSettings, *, work
             pool.terminate()  # after close: waits for the idle workers (their CPU time is then counted)
             pool.join()
     return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# predict --measure: a face's measurements as predict prints them
+
+PREDICT_FIELDS = ("skin_lightness", "skin_hue", "exposure", "sharpness", "yaw", "pitch", "roll")
+
+
+def predict_fields(row: dict) -> dict:
+    """The measurements predict adds to a face's record: exposure is the clipped shares."""
+    exposure = None if row["clipped_dark"] is None else {"clipped_dark": row["clipped_dark"],
+                                                         "clipped_bright": row["clipped_bright"]}
+    return {**{key: _rounded(row.get(key)) for key in PREDICT_FIELDS if key != "exposure"},
+            "exposure": exposure and {key: round(value, 4) for key, value in exposure.items()}}
+
+
+def _rounded(value):
+    return None if value is None else round(float(value), 2)
+
+
+def format_measurements(records: list[dict]) -> str:
+    """A plain-text table of measurement records: one line per face, or per photo with its problem."""
+    lines = [f"{'photo':<40} {'face':>4} {'L*':>6} {'h*':>6} {'dark':>5} {'white':>5} {'sharp':>7} "
+             f"{'yaw':>6} {'pitch':>6} {'roll':>6}  problem"]
+    for row in records:
+        photo = row["photo"] if len(row["photo"]) <= 40 else "..." + row["photo"][-37:]
+        exposure = row.get("exposure") or {}
+        cells = [row.get("skin_lightness"), row.get("skin_hue"), exposure.get("clipped_dark"),
+                 exposure.get("clipped_bright"), row.get("sharpness"), row.get("yaw"), row.get("pitch"), row.get("roll")]
+        shown = [("-" if value is None else f"{value:.2f}" if i in (2, 3) else f"{value:.1f}") for i, value in enumerate(cells)]
+        widths = (6, 6, 5, 5, 7, 6, 6, 6)
+        face = "-" if row.get("face") is None else str(row["face"])
+        lines.append(f"{photo:<40} {face:>4} " + " ".join(f"{s:>{w}}" for s, w in zip(shown, widths))
+                     + f"  {row.get('problem') or ''}".rstrip())
+    return "\n".join(lines)
+
+
+def measure_photos(paths, detector: Detector | None, *, margin: float, size: int,
+                   settings: MeasureSettings) -> list[dict]:
+    """predict --measure: one record per face (photo, face, x, y, w, h, PREDICT_FIELDS, problem); a photo
+    that cannot be read or has no face gets one record with its problem."""
+    measurer, records = FaceMeasurer(settings), []
+    for path in paths:
+        blank = {"photo": str(path), "face": None, **dict.fromkeys(("x", "y", "w", "h", *PREDICT_FIELDS))}
+        try:
+            bgr = read_image(str(path), upright=True)
+        except FaceRejected as rejected:
+            records.append(blank | {"problem": rejected.reason})
+            continue
+        rows = measurer.measure_photo(bgr, detector, margin=margin, size=size)
+        if not rows:
+            records.append(blank | {"problem": f"no_face: {detector.name} found no face"})
+        records += [blank | {key: row[key] for key in ("face", "x", "y", "w", "h")} | predict_fields(row)
+                    | {"problem": row["problem"]} for row in rows]
+    return records
+
+
+def with_measurements(records: list[dict], measured: list[dict]) -> list[dict]:
+    """Prediction records (photo, face, ...) with each face's measurements added (PREDICT_FIELDS, and
+    `measure_problem` where they could not all be taken); faces match on photo and face number."""
+    by_face = {(row["photo"], row["face"]): row for row in measured if row["face"] is not None}
+    blank = dict.fromkeys(PREDICT_FIELDS) | {"measure_problem": None}
+    out = []
+    for record in records:
+        row = by_face.get((record["photo"], record.get("face")))
+        extra = blank if row is None else {key: row[key] for key in PREDICT_FIELDS} | {"measure_problem": row["problem"]}
+        out.append(record | extra)
+    return out

@@ -390,7 +390,7 @@ def read(root: Path, dataset: str, options: SyntheticOptions, labels: Labels) ->
         image, box, points = draw_face(face, options.image_size, options.seed)
         if not cv2.imwrite(str(root / face.file_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
             raise OSError(f"could not write {root / face.file_name}")
-        drawn = "" if face.drawn_age == face.age else f"; drawn as age {face.drawn_age} (hard_labels)"
+        drawn = "" if face.drawn_age == face.age else f"; drawn as age {face.drawn_age} (planted)"
         result.rows.append(manifest_row(
             dataset, root, face.file_name, age=face.age, gender=face.gender, race=face.race, identity=None,
             box=box, cropped=False, source_meta=f"synthetic seed {options.seed} face {face.index}{drawn}",

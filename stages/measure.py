@@ -35,7 +35,8 @@ def _run(args) -> int:
     crops = read_manifest(params.paths.crops_manifest)
     settings = MeasureSettings(**params.measure.model_dump())
     faces = faces_to_measure(crops, margin=params.crop.margin, crop_size=params.crop.size)
-    rows = measure_faces(faces, settings, workers=params.crop.workers, progress=False if args.no_progress else None)
+    progress = False if args.no_progress else None
+    rows = measure_faces(faces, settings, workers=params.crop.workers, progress=progress)
     table = measurement_table(crops, rows, params.crop.margin)
     out = params.paths.measurements
     out.mkdir(parents=True, exist_ok=True)

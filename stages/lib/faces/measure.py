@@ -147,13 +147,14 @@ class FaceMeasurer:
         a row of face (1-based), x, y, w, h (the face box in the photo) and the measurements. With
         `detector` None the photo is one ready face crop (a square of its whole)."""
         height, width = bgr.shape[:2]
-        if detector is None:
-            boxes, regions, margins = [(0.0, 0.0, float(width), float(height))], [square_region((0, 0, width, height), 0.0)], [np.nan]
+        if detector is None:  # the whole photo, squared without a margin, as the crop stage's ready crops
+            boxes, margins = [(0.0, 0.0, float(width), float(height))], [np.nan]
         else:
             boxes = [found.box for found in largest_first(detector.detect(bgr))]
-            regions, margins = [square_region(box, margin) for box in boxes], [margin] * len(boxes)
+            margins = [margin] * len(boxes)
         rows = []
-        for number, (box, region, face_margin) in enumerate(zip(boxes, regions, margins), start=1):
+        for number, (box, face_margin) in enumerate(zip(boxes, margins), start=1):
+            region = square_region(box, 0.0 if np.isnan(face_margin) else face_margin)
             crop = cv2.cvtColor(cut_square(bgr, region, size), cv2.COLOR_BGR2RGB)
             placed = dict(zip(("x", "y", "w", "h"), (round(float(v), 1) for v in box)))
             rows.append({"face": number, **placed, **self.measure_crop(crop, face_margin)})
@@ -222,13 +223,12 @@ def format_measurements(records: list[dict]) -> str:
     for row in records:
         photo = row["photo"] if len(row["photo"]) <= 40 else "..." + row["photo"][-37:]
         exposure = row.get("exposure") or {}
-        cells = [row.get("skin_lightness"), row.get("skin_hue"), exposure.get("clipped_dark"),
-                 exposure.get("clipped_bright"), row.get("sharpness"), row.get("yaw"), row.get("pitch"), row.get("roll")]
-        shown = [("-" if value is None else f"{value:.2f}" if i in (2, 3) else f"{value:.1f}") for i, value in enumerate(cells)]
-        widths = (6, 6, 5, 5, 7, 6, 6, 6)
+        cells = [(row.get("skin_lightness"), 6, 1), (row.get("skin_hue"), 6, 1), (exposure.get("clipped_dark"), 5, 2),
+                 (exposure.get("clipped_bright"), 5, 2), (row.get("sharpness"), 7, 1), (row.get("yaw"), 6, 1),
+                 (row.get("pitch"), 6, 1), (row.get("roll"), 6, 1)]
+        shown = " ".join(f"{'-' if value is None else f'{value:.{digits}f}':>{width}}" for value, width, digits in cells)
         face = "-" if row.get("face") is None else str(row["face"])
-        lines.append(f"{photo:<40} {face:>4} " + " ".join(f"{s:>{w}}" for s, w in zip(shown, widths))
-                     + f"  {row.get('problem') or ''}".rstrip())
+        lines.append(f"{photo:<40} {face:>4} {shown}  {row.get('problem') or ''}".rstrip())
     return "\n".join(lines)
 
 
@@ -260,6 +260,6 @@ def with_measurements(records: list[dict], measured: list[dict]) -> list[dict]:
     out = []
     for record in records:
         row = by_face.get((record["photo"], record.get("face")))
-        extra = blank if row is None else {key: row[key] for key in PREDICT_FIELDS} | {"measure_problem": row["problem"]}
+        extra = blank if row is None else {**{key: row[key] for key in PREDICT_FIELDS}, "measure_problem": row["problem"]}
         out.append(record | extra)
     return out

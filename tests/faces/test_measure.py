@@ -123,3 +123,21 @@ def test_each_detected_face_of_a_photo_is_measured_largest_first():
     rows = FaceMeasurer(SETTINGS).measure_photo(image, TwoFaces(), margin=MARGIN, size=SIZE)
     assert [(row["face"], row["w"]) for row in rows] == [(1, 40.0), (2, 20.0)]
     assert all(row["clipped_dark"] is not None for row in rows)
+
+
+def test_drawn_faces_need_no_dlib_and_real_ones_say_it_is_missing(tmp_path, monkeypatch):
+    from stages.lib.faces import measure as measure_module
+    from stages.lib.faces.landmarks import LandmarksUnavailable
+
+    def no_dlib():
+        raise LandmarksUnavailable("dlib is not importable")
+
+    monkeypatch.setattr(measure_module, "Landmarker", no_dlib)
+    crop, points = drawn_crop(Face(8, 30, "female", "black", 30))
+    path = tmp_path / "face.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    measurer = FaceMeasurer(SETTINGS)
+    drawn = measurer(FaceToMeasure(str(path), MARGIN, points))
+    real = measurer(FaceToMeasure(str(path), MARGIN, None))
+    assert drawn["problem"] is None and drawn["skin_lightness"] is not None
+    assert real["problem"] == "no landmarks (dlib is not importable)" and real["sharpness"] is not None

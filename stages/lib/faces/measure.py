@@ -69,35 +69,37 @@ def measure_face(rgb: np.ndarray, square: FaceSquare, landmarks: np.ndarray | No
     """One face's row (the columns MEASURED + problem) from a uint8 RGB crop, its face square and its
     (68, 2) landmarks in the crop's pixels (None: then `missing_landmarks` says why)."""
     scaled, factor = face_scaled(rgb, square, settings.face_scale)
-    face = scaled_square(square, factor, settings.face_scale)
-    quality = photo_quality(scaled, face)
-    row = empty_row()
-    row.update(clipped_dark=quality.clipped_dark, clipped_bright=quality.clipped_bright)
-    clipped = _clipped_problem(quality.clipped_dark, quality.clipped_bright, settings.all_clipped)
-    if clipped:
-        row["problem"] = clipped
-        return row
-    row.update(background_luminance=quality.background_luminance, contrast=quality.contrast,
-               sharpness=quality.sharpness)
-    if landmarks is None:
+    row = _photo_measures(scaled, scaled_square(square, factor, settings.face_scale), settings.all_clipped)
+    if row["problem"] is None and landmarks is None:
         row["problem"] = f"no landmarks ({missing_landmarks})"
-        return row
-    points = np.asarray(landmarks, dtype=float) * factor
+    if row["problem"] is None:
+        row.update(_landmark_measures(scaled, np.asarray(landmarks, dtype=float) * factor, settings))
+    return row
+
+
+def _photo_measures(scaled: np.ndarray, face: FaceSquare, all_clipped: float) -> dict:
+    """The quality columns; only the clipped shares, and the reason, for an all-dark or all-white crop."""
+    quality = photo_quality(scaled, face)
+    row = empty_row(_clipped_problem(quality.clipped_dark, quality.clipped_bright, all_clipped))
+    row.update(clipped_dark=quality.clipped_dark, clipped_bright=quality.clipped_bright)
+    if row["problem"] is None:
+        row.update(background_luminance=quality.background_luminance, contrast=quality.contrast,
+                   sharpness=quality.sharpness)
+    return row
+
+
+def _landmark_measures(scaled: np.ndarray, points: np.ndarray, settings: MeasureSettings) -> dict:
+    """Head pose, the skin mask's size and the skin colour (or the reason there is none)."""
     pose = head_pose(points, scaled.shape[0])
-    if pose is not None:
-        row.update(yaw=pose.yaw, pitch=pose.pitch, roll=pose.roll)
+    row = {} if pose is None else {"yaw": pose.yaw, "pitch": pose.pitch, "roll": pose.roll}
     mask = skin_mask(points, scaled.shape[:2])
     row["skin_pixels"] = int(mask.sum())
     if row["skin_pixels"] < settings.min_skin_pixels:
-        row["problem"] = f"skin mask below {settings.min_skin_pixels} pixels"
-        return row
+        return row | {"problem": f"skin mask below {settings.min_skin_pixels} pixels"}
     colour = skin_colour(scaled, mask, settings.method)
-    row["skin_lightness"] = colour.lightness
     if is_greyscale(scaled):
-        row["problem"] = "grey-scale photo: no hue"
-    else:
-        row["skin_hue"] = colour.hue
-    return row
+        return row | {"skin_lightness": colour.lightness, "problem": "grey-scale photo: no hue"}
+    return row | {"skin_lightness": colour.lightness, "skin_hue": colour.hue}
 
 
 def _clipped_problem(dark: float, bright: float, limit: float) -> str | None:

@@ -23,7 +23,8 @@ from stages.lib.backbones.registry import describe
 from stages.lib.backbones.wide_resnet import check_published_file as check_wide_resnet_file
 from stages.lib.core.files import write_json
 from stages.lib.core.params import ParamsError, load_params
-from stages.lib.core.cli import USER_MISTAKES, say_mistake
+from stages.lib.core.cli import say_mistake
+from stages.lib.core.errors import USER_MISTAKES
 from stages.lib.core.timing import start_timing
 from stages.lib.core.workspace import project_root
 from stages.lib.faces.detect import check_ssd_model, check_yunet_model

@@ -21,7 +21,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 # The architecture the published files were trained with; a model built otherwise cannot load them.
 PUBLISHED_INPUT_SIZE = 224

@@ -40,7 +40,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.backbones.registry import Embed, close_embed, describe, load
 from stages.lib.core.progress import progress as progress_display
 

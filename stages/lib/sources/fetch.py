@@ -41,7 +41,7 @@ from urllib.request import Request, urlopen
 
 import yaml
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.progress import Progress, progress as show_progress
 from stages.lib.sources.archives import ArchiveError, Extracted, extract_archive, is_archive
 from stages.lib.sources.packages import PackageError, fetch_package_member

@@ -34,7 +34,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 
 class PackageError(UserError, RuntimeError):

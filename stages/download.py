@@ -28,7 +28,8 @@ from stages.lib.core.errors import USER_MISTAKES
 from stages.lib.core.timing import start_timing
 from stages.lib.core.workspace import project_root
 from stages.lib.faces.detect import check_ssd_model, check_yunet_model
-from stages.lib.sources.fetch import Fetcher, FileCheck, format_missing, format_summary
+from stages.lib.sources.fetch import Fetcher, format_missing, format_summary
+from stages.lib.sources.intake import FileCheck
 from stages.lib.sources.plan import needed_weights, plan_fetches
 
 

@@ -27,7 +27,8 @@ from stages.lib.backbones.wide_resnet import (AGE_CLASSES, FEATURE_DIM, FULL_DIM
                                               pool_grid, published_framing_fraction)
 from stages.lib.core.params import validate
 from stages.lib.core.schema import MANIFEST_COLUMNS
-from stages.lib.sources.fetch import Fetcher, RefusedError, UnreachableError
+from stages.lib.sources.fetch import Fetcher
+from stages.lib.sources.intake import RefusedError, UnreachableError
 from stages.lib.sources.packages import PackageError, fetch_package_member
 from stages.lib.sources.plan import Fetch
 

@@ -22,7 +22,7 @@ from stages.lib.backbones.h5weights import N_CONV_LAYERS
 from stages.lib.core.schema import manifest_frame
 from stages.lib.faces.crop import CropSettings, crop_manifest
 from stages.lib.faces.images import FaceRejected, read_image
-from stages.lib.sources.fetch import RefusedError, read_lock
+from stages.lib.sources.intake import RefusedError, read_lock
 from stages.lib.sources.plan import Fetch
 from tests.sources.test_fetch import file_member, make_fetcher, server, url_fetch, write_tar  # noqa: F401 (fixture)
 from tests.heads.test_inference import project  # noqa: F401 (fixture)

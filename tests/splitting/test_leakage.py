@@ -15,7 +15,7 @@ from scipy.spatial.distance import cdist
 
 from stages.lib.splitting import leakage
 from stages.lib.splitting.leakage import BLOCK_ROWS, identity_clusters, leakage_summary
-from stages.lib.splitting.split import assign_splits
+from stages.lib.splitting.split import SplitPlan, assign_splits
 
 EDGES = [0, 16, 31, 46, 61]
 
@@ -219,7 +219,7 @@ def test_clusters_as_identities_never_cross_splits():
     labels = identity_clusters(rows, 0.6)
     assert labels[299] == labels[5] and labels[297] == labels[298] == labels[7]
     frame = pd.DataFrame({"age": ages, "identity": labels})
-    split = assign_splits(frame, {"train": 0.7, "val": 0, "test": 0.3}, EDGES, seed=0)
+    split = assign_splits(frame, SplitPlan({"train": 0.7, "val": 0, "test": 0.3}, EDGES, seed=0))
     assert (split.groupby(frame["identity"]).nunique() == 1).all()
     assert split[299] == split[5] and split[297] == split[298] == split[7]
     assert set(split) == {"train", "test"}

@@ -55,6 +55,17 @@ class Rejected(Exception):
         return f"{self.code}: {self.detail}"
 
 
+@dataclass(frozen=True)
+class DatasetFolder:
+    """One dataset as its adapter reads it: the folder its files are in, its name in params, its
+    validated options and its own age range (`dataset_labels`)."""
+
+    root: Path
+    name: str
+    options: Options
+    labels: Labels
+
+
 @dataclass
 class AdapterResult:
     """What an adapter returns: every input row lands in exactly one of the two lists."""

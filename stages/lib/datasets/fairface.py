@@ -90,10 +90,10 @@ def classify(row: dict[str, str], labels: Labels, top_band_age: int) -> dict:
     return {"age": age, "gender": gender, "race": race}
 
 
-def rows_from_labels(label_rows: list[dict[str, str]], label_rel: str, files: dict[str, int], folder: DatasetFolder
-                     ) -> AdapterResult:
+def rows_from_labels(label_rel: str, files: dict[str, int], folder: DatasetFolder) -> AdapterResult:
     """Manifest and reject rows of one label file (`label_rel`: its path relative to root)."""
     root, dataset, options, labels = folder.root, folder.name, folder.options, folder.labels
+    label_rows = read_csv_with_columns(Path(root, label_rel), COLUMNS, "is it FairFace's official label file?")
     csv_dir = label_rel.rsplit("/", 1)[0] if "/" in label_rel else ""
     label_name = label_rel.rsplit("/", 1)[-1]
     finder = ImageFinder(files)
@@ -149,8 +149,7 @@ def read(folder: DatasetFolder) -> AdapterResult:
     files = list_files(root)
     result = AdapterResult()
     for label_rel in label_files_for(options.split, files, root):
-        label_rows = read_csv_with_columns(Path(root, label_rel), COLUMNS, "is it FairFace's official label file?")
-        part = rows_from_labels(label_rows, label_rel, files, folder)
+        part = rows_from_labels(label_rel, files, folder)
         result.rows += part.rows
         result.rejects += part.rejects
     return result

@@ -61,9 +61,11 @@ def labels_from_csv_row(row: dict[str, str], labels: Labels) -> dict:
     return {"age": age, "gender": gender, "race": race, "identity": identity}
 
 
-def rows_from_csv(csv_rows: list[dict[str, str]], csv_rel: str, files: dict[str, int], folder: DatasetFolder
-                  ) -> AdapterResult:
+def rows_from_csv(csv_rel: str, files: dict[str, int], folder: DatasetFolder) -> AdapterResult:
+    """Manifest and reject rows of every line of the labels file (`csv_rel`: its path relative to root)."""
     root, dataset, options, labels = folder.root, folder.name, folder.options, folder.labels
+    csv_rows = read_csv_with_columns(Path(root, csv_rel), CSV_COLUMNS,
+                                     "it needs path, age, gender, and optionally race and identity")
     csv_dir = PurePosixPath(csv_rel).parent
     result = AdapterResult()
     for line, row in enumerate(csv_rows, start=2):
@@ -122,6 +124,4 @@ def read(folder: DatasetFolder) -> AdapterResult:
     if csv_rel not in files:
         raise DatasetError(f"{Path(root, csv_rel)} not found (datasets.{dataset}.options.csv): put the labels "
                            "file there, or fix the path (it is relative to the dataset's folder)")
-    csv_rows = read_csv_with_columns(Path(root, csv_rel), CSV_COLUMNS,
-                                     "it needs path, age, gender, and optionally race and identity")
-    return rows_from_csv(csv_rows, csv_rel, files, folder)
+    return rows_from_csv(csv_rel, files, folder)

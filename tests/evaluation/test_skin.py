@@ -59,3 +59,16 @@ def test_where_every_age_is_a_band_no_skin_table_carries_an_age_error():
 def test_without_skin_columns_there_is_no_breakdown():
     predictions, _ = planted(n=50)
     assert skin_breakdown(predictions, SkinBands.from_faces(predictions), Bootstrap(0), edges=EDGES) is None
+
+
+def test_point_values_are_those_of_fairlearns_metricframe():
+    from stages.lib.evaluation.groups import point_metrics, prepare
+    from stages.lib.evaluation.skin import disaggregate_skin, with_bands
+    predictions, measurements = planted(n=400, skin_effect=1.0)
+    faces = with_measurements(predictions, measurements)
+    bands = SkinBands.from_faces(faces)
+    table = disaggregate_skin(faces, bands, Bootstrap(0), edges=EDGES).table
+    ours = table[table["attribute"] == "lightness_paper*gender"].set_index("group")
+    theirs = point_metrics(prepare(with_bands(faces, bands), EDGES), "lightness_paper*gender")
+    for column in ("n", "mae", "rmse", "mean_error", "gender_accuracy", "n_gender"):
+        assert ours[column].to_numpy() == pytest.approx(theirs.loc[ours.index, column].to_numpy())

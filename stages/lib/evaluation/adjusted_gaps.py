@@ -190,10 +190,10 @@ class Design:
 
     def matrix(self, group: str | None, *, with_quality: bool) -> np.ndarray:
         """The design with every face set to `group` (None: as observed)."""
-        labels = self.groups if group is None else pd.Series(group, index=self.groups.index)
-        dummies = pd.DataFrame({g: (labels == g).astype(float) for g in self.group_names}, index=labels.index)
-        parts = [self.base, dummies] + ([self.quality] if with_quality else [])
-        return pd.concat(parts, axis=1).to_numpy(dtype=float)
+        labels = self.groups.to_numpy(dtype=object) if group is None else np.full(len(self.groups), group, dtype=object)
+        dummies = (labels[:, None] == np.asarray(self.group_names, dtype=object)[None, :]).astype(float)
+        parts = [self.base.to_numpy(dtype=float), dummies] + ([self.quality.to_numpy(dtype=float)] if with_quality else [])
+        return np.hstack(parts)
 
     @property
     def group_names(self) -> list[str]:

@@ -255,8 +255,10 @@ def build_report(params: Params) -> Path:
                    correction=correction)
     facts.best_test = _test_rows(best, dataset) if best is not None else None
     skin = skin_study(params)
+    skin_models = [*dict.fromkeys(r.name for r in (baseline, by_name.get(REFERENCE), best) if r is not None),
+                   *params.audit_models]
     first_screen(md, facts)
-    md.bullets(headline_lines(skin))
+    md.bullets(headline_lines(skin, skin_models))
 
     summary_section(md, params, results, absent, comparison=comparison, dataset=dataset, gains=gains)
     data_section(md, params.paths)
@@ -285,7 +287,7 @@ def build_report(params: Params) -> Path:
     backbones_section(md, compared, specs, params.evaluate.confidence)
     mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs)
     published_models_section(md, params)
-    skin_section(md, params, skin, dataset=dataset)
+    skin_section(md, params, skin, dataset=dataset, models=skin_models)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)

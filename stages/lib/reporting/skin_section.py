@@ -40,6 +40,7 @@ MEASUREMENTS_FILE = "measurements.parquet"
 IN_SAMPLE_FLAGS = ("yes", "partly")
 CONTACT_FACES = 36
 THUMBNAIL = 96
+MIN_BIN_FACES = 10    # reliability points from fewer faces are not drawn
 CAVEAT = ("What the adjustment can and cannot mean: photo quality may confound a gap (one group's photos are "
           "worse for reasons that have nothing to do with the faces) and may also mediate it (cameras' "
           "auto-exposure is tuned to light skin, so darker faces get worse photos): an adjusted gap is the part "
@@ -135,9 +136,10 @@ def _stacked(study: SkinStudy, table: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _group_words(group: str) -> str:
+def _group_words(group: str, possessive: bool = False) -> str:
     race, gender = group.split("*")
-    return f"{race.capitalize()} {'women' if gender == 'female' else 'men'}"
+    people = "women" if gender == "female" else "men"
+    return f"{race.capitalize()} {people}{'’s' if possessive else ''}"
 
 
 def gap_sentence(row: pd.Series) -> str:
@@ -145,57 +147,69 @@ def gap_sentence(row: pd.Series) -> str:
     before = difference(row["before"], row["before_ci_low"], row["before_ci_high"], points=points)
     after = difference(row["after"], row["after_ci_low"], row["after_ci_high"], points=points)
     held = "remains" if row["significant"] else "is no longer distinguishable from zero"
-    return (f"**{row['model']} on {row['dataset']}**: {_group_words(row['group'])}' {word} exceed "
-            f"{_group_words(row['reference'])}' by {before} with age band and dataset held equal, and by {after} with "
-            f"photo quality also held equal: the gap {held} (Holm p {p_value_text(row['after_p_holm'])}).")
+    return (f"**{row['model']} on {row['dataset']}**: {_group_words(row['group'], True)} {word} exceed "
+            f"{_group_words(row['reference'], True)} by {before} with age band and dataset held equal, and by {after} "
+            f"with photo quality also held equal: the gap {held} (Holm p {p_value_text(row['after_p_holm'])}).")
 
 
-def slope_sentence(row: pd.Series) -> str:
-    word, points = OUTCOME_WORDS[row["outcome"]]
-    slope = difference(row["slope"], row["ci_low"], row["ci_high"], points=points)
-    return (f"**{row['model']} on {row['dataset']}**: within {_group_words(row['group'])}, {word} change by {slope} "
-            f"per 10 units of {SYMBOLS[row['measure']]} (the other colour measure held; Holm p "
-            f"{p_value_text(row['p_holm'])}).")
+def slope_sentence(rows: pd.DataFrame, groups: int) -> str:
+    """The significant slopes of one run, outcome and measure, summarised by the largest."""
+    top = rows.loc[rows["slope"].abs().idxmax()]
+    word, points = OUTCOME_WORDS[top["outcome"]]
+    slope = difference(top["slope"], top["ci_low"], top["ci_high"], points=points)
+    return (f"**{top['model']} on {top['dataset']}**: {word} move with skin {SYMBOLS[top['measure']]} within "
+            f"{len(rows)} of {groups} race × gender groups (Holm across the groups; the other colour measure held); "
+            f"the steepest, within {_group_words(top['group'])}: {slope} per 10 units (Holm p "
+            f"{p_value_text(top['p_holm'])}).")
 
 
-def findings(study: SkinStudy, limit: int = 12) -> list[str]:
-    """Gaps that survive the quality adjustment (Holm), gaps it takes away (significant before, not
-    after), and slopes that survive Holm; out-of-sample runs only, largest first."""
-    gaps, slopes = _stacked(study, "adjusted_gaps"), _stacked(study, "slopes")
+def findings(study: SkinStudy, models: Sequence[str] | None = None) -> list[str]:
+    """Out-of-sample runs of `models` (None: all) only. Per run and outcome, the largest race × gender gap
+    that is significant before the quality adjustment, with its adjusted value (it remains, or the
+    adjustment takes it away); per run, outcome and measure, the slopes that survive Holm."""
+    gaps, slopes = (_shown(_stacked(study, table), models) for table in ("adjusted_gaps", "slopes"))
     lines = []
     if not gaps.empty:
-        judged = gaps[~gaps["in_sample"] & ~gaps["small"] & (gaps["before_ci_low"] > 0)]
-        judged = judged.assign(size=judged["before"].abs()).sort_values("size", ascending=False)
-        lines += [gap_sentence(row) for _, row in judged.head(limit).iterrows()]
+        judged = gaps[~gaps["small"] & (gaps["before_ci_low"] > 0)]
+        for _, rows in judged.groupby(["model", "dataset", "outcome"], sort=False):
+            lines.append(gap_sentence(rows.loc[rows["before"].idxmax()]))
     if not slopes.empty:
-        judged = slopes[~slopes["in_sample"] & slopes["significant"]]
-        judged = judged.assign(size=judged["slope"].abs()).sort_values("size", ascending=False)
-        lines += [slope_sentence(row) for _, row in judged.head(limit).iterrows()]
+        judged = slopes[~slopes["small"]]
+        for _, rows in judged.groupby(["model", "dataset", "outcome", "measure"], sort=False):
+            if rows["significant"].any():
+                lines.append(slope_sentence(rows[rows["significant"]], len(rows)))
     return lines
 
 
-def headline_lines(study: SkinStudy | None) -> list[str]:
-    """At most one line for the report's first screen: the largest out-of-sample race × gender gap that
-    is significant before the quality adjustment, stated with its adjusted value. Nothing where no
-    adjusted result supports a statement."""
-    gaps = _stacked(study, "adjusted_gaps") if study is not None else pd.DataFrame()
+def _shown(table: pd.DataFrame, models: Sequence[str] | None) -> pd.DataFrame:
+    """The out-of-sample rows of the models shown."""
+    if table.empty:
+        return table
+    return table[~table["in_sample"] & (table["model"].isin(models) if models is not None else True)]
+
+
+def headline_lines(study: SkinStudy | None, models: Sequence[str] | None = None) -> list[str]:
+    """Lines for the report's first screen, at most one per outcome: the largest out-of-sample race ×
+    gender gap that is significant before the quality adjustment, stated with its adjusted value and
+    whether it remains (Holm). Nothing where no such gap was adjusted."""
+    gaps = _shown(_stacked(study, "adjusted_gaps"), models) if study is not None else pd.DataFrame()
     if gaps.empty:
         return []
-    judged = gaps[~gaps["in_sample"] & ~gaps["small"] & (gaps["before_ci_low"] > 0) & gaps["after_p_holm"].notna()]
+    judged = gaps[~gaps["small"] & (gaps["before_ci_low"] > 0) & gaps["after_p_holm"].notna()]
     if judged.empty:
         return []
-    row = judged.loc[judged["before"].idxmax()]
-    return [f"Skin colour and photo quality: {gap_sentence(row)}"]
+    return [f"Skin colour and photo quality: {gap_sentence(rows.loc[rows['before'].idxmax()])}"
+            for _, rows in judged.groupby("outcome", sort=False)]
 
 
 # ---------------------------------------------------------------------------------------------------
 # Tables
 
 
-def _main_runs(study: SkinStudy, dataset: str) -> list[ModelRun]:
-    """Each model's run on the report's main test set, else on its first test set."""
+def _main_runs(study: SkinStudy, dataset: str, models: Sequence[str] | None) -> list[ModelRun]:
+    """Each shown model's run on the report's main test set, else on its first test set."""
     chosen = {}
-    for run in study.runs:
+    for run in (r for r in study.runs if models is None or r.model in models):
         if run.model not in chosen or (run.dataset == dataset and chosen[run.model].dataset != dataset):
             chosen[run.model] = run
     return list(chosen.values())
@@ -302,7 +316,8 @@ def gender_shades_figure(study: SkinStudy, runs: Sequence[ModelRun], confidence:
 
 
 def reliability_figure(study: SkinStudy, runs: Sequence[ModelRun]) -> Figure:
-    """Observed share of women against mean predicted p(female), per race, one panel per model."""
+    """Observed share of women against mean predicted p(female), per race, one panel per model (bins of
+    at least MIN_BIN_FACES faces)."""
     shown = [r for r in runs if not study.analyses[(r.model, r.dataset)].reliability.empty]
     columns = max(1, min(4, len(shown)))
     rows_count = max(1, int(np.ceil(len(shown) / columns)))
@@ -312,7 +327,7 @@ def reliability_figure(study: SkinStudy, runs: Sequence[ModelRun]) -> Figure:
         curves = study.analyses[(run.model, run.dataset)].reliability
         races = list(dict.fromkeys(curves["race"]))
         for colour, race in zip(distinct_colours(len(races)), races):
-            curve = curves[curves["race"] == race]
+            curve = curves[(curves["race"] == race) & (curves["n"] >= MIN_BIN_FACES)]
             axis.plot(curve["predicted"], curve["observed"], marker="o", markersize=3, color=colour, label=race)
         axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         axis.set_title(f"{run.model}\non {_label(run)}", fontsize=9)
@@ -344,7 +359,7 @@ def worst_misgendered(study: SkinStudy, runs: Sequence[ModelRun], min_group_size
     return worst, faces.rename(columns={"sum": "wrong_by", "size": "models"})
 
 
-def contact_sheet(faces: pd.DataFrame, crops: pd.Series) -> Figure | None:
+def contact_sheet(faces: pd.DataFrame, crops: pd.Series, title: str) -> Figure | None:
     """A grid of the faces' crops, each captioned by how many models misgendered it."""
     shown = [(face, row) for face, row in faces.iterrows() if face in crops.index and Path(crops[face]).exists()]
     if not shown:
@@ -358,6 +373,7 @@ def contact_sheet(faces: pd.DataFrame, crops: pd.Series) -> Figure | None:
         axis.set_title(f"{int(row['wrong_by'])}/{int(row['models'])} wrong", fontsize=7)
     for axis in axes.flat:
         axis.axis("off")
+    figure.suptitle(f"{title}: misgendered faces, with how many models got each wrong", fontsize=9)
     figure.tight_layout()
     return figure
 
@@ -366,8 +382,10 @@ def contact_sheet(faces: pd.DataFrame, crops: pd.Series) -> Figure | None:
 # The section
 
 
-def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, dataset: str) -> None:
-    """Write the section and its figures (params.paths.figures); `dataset`: the report's main test set."""
+def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, dataset: str,
+                 models: Sequence[str] | None = None) -> None:
+    """Write the section and its figures (params.paths.figures); `dataset`: the report's main test set;
+    `models`: the experiments and audited models the section shows (None: all; the files hold all)."""
     md.heading("Skin colour and photo quality", 2)
     if study is None:
         md.paragraph("No per-face measurements of skin colour and photo quality: run the measure stage "
@@ -377,14 +395,14 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
         md.paragraph("The measurement table holds no face of any evaluated model's test sets.")
         return
     confidence, min_group = params.evaluate.confidence, params.evaluate.min_group_size
-    lines = findings(study)
+    lines = findings(study, models)
     md.paragraph("**Findings** (out-of-sample runs only; each gap is an average marginal effect against the "
                  "best-served race × gender group, with a cluster-robust "
                  f"{confidence:.0%} interval; \"remains\" only where its Holm-adjusted p-value is below "
                  f"{1 - confidence:.2f}):")
     md.bullets(lines or ["No gap or slope survives the adjustment on an out-of-sample run."])
     md.paragraph(CAVEAT)
-    runs = _main_runs(study, dataset)
+    runs = _main_runs(study, dataset, models)
     figures = params.paths.figures
     md.figure(save_figure(gender_shades_figure(study, runs, confidence), figures / "skin_gender_accuracy.png"),
               f"Gender accuracy by skin-lightness band for women and men, one panel per model; whiskers: "
@@ -413,7 +431,8 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
         md.table(auc, "Threshold-free gender metrics per race: AUC of p(female) (cluster-bootstrap interval) and "
                       "expected calibration error (10 bins)")
         md.figure(save_figure(reliability_figure(study, runs), figures / "skin_gender_reliability.png"),
-                  "Reliability of p(female) per race, one panel per model: the diagonal is perfect calibration.")
+                  f"Reliability of p(female) per race, one panel per model (bins of at least {MIN_BIN_FACES} faces): "
+                  "the diagonal is perfect calibration.")
         moved = threshold_table(study, runs)
         if not moved.empty:
             md.table(moved, "Groups whose accuracy moves by a point or more between the model's own calls and a "
@@ -425,7 +444,7 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
         lambda v: number(v, 2))), "Each photo-quality measure's rank correlation with skin L* (evaluation faces)")
     worst, faces = worst_misgendered(study, runs, min_group)
     crops = study.pooled.set_index("id")["crop_path"] if "crop_path" in study.pooled else pd.Series(dtype=object)
-    sheet = contact_sheet(faces, crops) if not faces.empty else None
+    sheet = contact_sheet(faces, crops, _group_words(worst)) if not faces.empty else None
     if sheet is not None:
         md.figure(save_figure(sheet, figures / "skin_misgendered_contact_sheet.png"),
                   f"The {len(faces)} faces of the most misgendered group ({worst}) that the most out-of-sample "

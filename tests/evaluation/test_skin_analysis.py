@@ -39,3 +39,11 @@ def test_a_quality_measure_that_follows_lightness_correlates_with_it():
     measurements["background_luminance"] = measurements["skin_lightness"] * 0.8 + 5
     table = quality_correlations(measurements).set_index("measure")["spearman_with_lightness"]
     assert table["background_luminance"] == 1.0 and abs(table["contrast"]) < 0.2
+
+
+def test_a_model_the_report_does_not_discuss_gets_its_breakdowns_only():
+    predictions, measurements = planted(n=300)
+    faces = with_measurements(predictions, measurements)
+    analysis = analyse(faces, SkinBands.from_faces(faces), Bootstrap(0), edges=EDGES, breakdown_only=True)
+    assert analysis.breakdown is not None
+    assert all(getattr(analysis, name).empty for name in TABLES)

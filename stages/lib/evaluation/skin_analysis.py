@@ -46,13 +46,17 @@ class SkinAnalysis:
 
 
 def analyse(frame: pd.DataFrame, bands: SkinBands, bootstrap: Bootstrap = Bootstrap(), min_group_size: int = 30,
-            *, edges: Sequence[int]) -> SkinAnalysis:
+            *, edges: Sequence[int], breakdown_only: bool = False) -> SkinAnalysis:
     """Every analysis of one table (predictions joined with the measurements: skin.with_measurements).
-    Slopes need both skin columns, adjusted gaps the quality columns; without them, empty tables."""
+    Slopes need both skin columns, adjusted gaps the quality columns; without them (or with
+    `breakdown_only`: the models a report does not discuss), empty tables."""
+    breakdown = skin_breakdown(frame, bands, bootstrap, min_group_size, edges=edges)
+    if breakdown_only:
+        return SkinAnalysis(breakdown, *(pd.DataFrame() for _ in TABLES))
     has_skin = all(c in frame and frame[c].notna().any() for c in SKIN_COLUMNS)
     has_quality = any(c in frame and frame[c].notna().any() for c in QUALITY_COLUMNS)
     return SkinAnalysis(
-        breakdown=skin_breakdown(frame, bands, bootstrap, min_group_size, edges=edges),
+        breakdown=breakdown,
         slopes=(within_group_slopes(frame, confidence=bootstrap.confidence, min_group_size=min_group_size)
                 if has_skin else pd.DataFrame()),
         adjusted_gaps=(adjusted_gaps(frame, edges=edges, confidence=bootstrap.confidence,

@@ -254,9 +254,9 @@ def build_report(params: Params) -> Path:
     facts = _facts(params, dataset, by_name, baseline=baseline, selection=selection, gains=gains,
                    correction=correction)
     facts.best_test = _test_rows(best, dataset) if best is not None else None
-    skin = skin_study(params)
     skin_models = [*dict.fromkeys(r.name for r in (baseline, by_name.get(REFERENCE), best) if r is not None),
                    *params.audit_models]
+    skin = skin_study(params, skin_models)
     first_screen(md, facts)
     md.bullets(headline_lines(skin, skin_models))
 

@@ -96,8 +96,10 @@ def _audited_runs(params: Params, measurements: pd.DataFrame, clusters: pd.Serie
             for model in models for dataset, rows in model.predictions.groupby("dataset", sort=False)]
 
 
-def skin_study(params: Params) -> SkinStudy | None:
-    """Every model's analyses on every test set that has measured faces; None without measurements."""
+def skin_study(params: Params, models: Sequence[str] | None = None) -> SkinStudy | None:
+    """Every model's skin breakdowns on every test set that has measured faces, and the slopes, adjusted
+    gaps and threshold-free metrics of `models` (None: all; the report's regressions are the costly
+    part); None without measurements."""
     measurements = load_measurements(params)
     if measurements is None or not params.paths.manifest.exists():
         return None
@@ -110,7 +112,8 @@ def skin_study(params: Params) -> SkinStudy | None:
     study = SkinStudy(bands=SkinBands.from_faces(pooled), pooled=pooled, runs=runs)
     bootstrap, folder = bootstrap_from(params), skin_folder(params)
     for run in runs:
-        analysis = analyse(run.rows, study.bands, bootstrap, params.evaluate.min_group_size, edges=params.age_bands)
+        analysis = analyse(run.rows, study.bands, bootstrap, params.evaluate.min_group_size, edges=params.age_bands,
+                           breakdown_only=models is not None and run.model not in models)
         analysis.write(folder / run.model / run.dataset)
         study.analyses[(run.model, run.dataset)] = analysis
     study.bands.table().to_csv(folder / "bands.csv", index=False)

@@ -420,6 +420,9 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
                          "and of hue h*, both in one linear model, cluster-robust intervals; (n.s.): not significant "
                          "after Holm across the groups. Accuracy in percentage points")
     gaps = gaps_table(study, runs)
+    if slopes.empty and gaps.empty:
+        md.paragraph(f"No race × gender group has {min_group} measured faces on a shown model's test set: no slopes "
+                     "within groups and no adjusted gaps.")
     if not gaps.empty:
         left_out = sorted({g for a in study.analyses.values() if not a.adjusted_gaps.empty
                            for g in a.adjusted_gaps["left_out"].dropna() if g})

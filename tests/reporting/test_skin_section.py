@@ -61,6 +61,8 @@ def test_the_section_reads_every_model_against_skin_colour_and_photo_quality(tmp
     assert text.index("**Findings**") < text.index("What the adjustment can and cannot mean")
     assert "move with skin L* within" in text and "with photo quality also held equal" in text
     assert "’s wrong gender calls exceed" in text
+    assert "Race × gender gaps against the best-served group" in text and "| before quality [CI] |" in text
+    assert "per 10 L* [CI]" in text and "AUC [CI]" in text
     for figure in ("skin_gender_accuracy", "skin_gender_reliability", "skin_misgendered_contact_sheet"):
         assert (params.paths.figures / f"{figure}.png").exists(), figure
     assert "| L* | paper | 60 |" in text and "| h* | paper | 55 |" in text

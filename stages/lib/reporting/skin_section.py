@@ -240,10 +240,11 @@ def slopes_table(study: SkinStudy, runs: Sequence[ModelRun]) -> pd.DataFrame:
 
 
 def gaps_table(study: SkinStudy, runs: Sequence[ModelRun]) -> pd.DataFrame:
+    """The gaps whose interval before the quality adjustment lies above zero (all: adjusted_gaps.csv)."""
     rows = []
     for run in runs:
         gaps = study.analyses[(run.model, run.dataset)].adjusted_gaps
-        for _, row in (gaps.iterrows() if not gaps.empty else ()):
+        for _, row in (gaps[gaps["before_ci_low"] > 0].iterrows() if not gaps.empty else ()):
             word, points = OUTCOME_WORDS[row["outcome"]]
             rows.append({"model": run.model, "test set": _label(run), "outcome": word,
                          "group − reference": f"{row['group']} − {row['reference']}", "n": int(row["n"]),
@@ -426,7 +427,8 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
     if not gaps.empty:
         left_out = sorted({g for a in study.analyses.values() if not a.adjusted_gaps.empty
                            for g in a.adjusted_gaps["left_out"].dropna() if g})
-        md.table(gaps, "Race × gender gaps against the best-served group: raw (difference of means), before (age "
+        md.table(gaps, "Race × gender gaps against the best-served group, where the gap before the quality "
+                       "adjustment is above zero (every group: reports/skin/<model>/<test set>/adjusted_gaps.csv): raw (difference of means), before (age "
                        "band and dataset held) and after photo quality is also held (" + ", ".join(QUALITY_TERMS)
                        + "); average marginal effects on the outcome's own scale (years; percentage points), "
                          "logistic for gender, linear for age")

@@ -47,7 +47,7 @@ CAVEAT = ("What the adjustment can and cannot mean: photo quality may confound a
           "of the gap these measures do not carry, not \"the real\" gap. Skin colour is not a confounder of race "
           "but another description of the same faces, so it is never a covariate of a race gap: it has its own "
           "slopes, within each labelled group.")
-OUTCOME_WORDS = {"abs_error": ("absolute age error", False), "wrong_gender": ("wrong gender calls", True)}
+OUTCOME_WORDS = {"abs_error": ("absolute age errors", False), "wrong_gender": ("wrong gender calls", True)}
 
 
 @dataclass(frozen=True)
@@ -370,7 +370,8 @@ def contact_sheet(faces: pd.DataFrame, crops: pd.Series, title: str) -> Figure |
         return None
     columns = min(9, len(shown))
     rows_count = int(np.ceil(len(shown) / columns))
-    figure, axes = plt.subplots(rows_count, columns, squeeze=False, figsize=(1.25 * columns, 1.45 * rows_count))
+    figure, axes = plt.subplots(rows_count, columns, squeeze=False, layout="constrained",
+                                figsize=(1.3 * columns, 1.65 * rows_count + 0.35))
     for axis, (face, row) in zip(axes.flat, shown):
         with Image.open(crops[face]) as image:
             axis.imshow(image.convert("RGB").resize((THUMBNAIL, THUMBNAIL)))
@@ -378,7 +379,6 @@ def contact_sheet(faces: pd.DataFrame, crops: pd.Series, title: str) -> Figure |
     for axis in axes.flat:
         axis.axis("off")
     figure.suptitle(f"{title}: misgendered faces, with how many models got each wrong", fontsize=9)
-    figure.tight_layout()
     return figure
 
 

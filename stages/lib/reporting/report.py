@@ -7,6 +7,7 @@ Reads what the earlier stages wrote, and says so in the report where something i
     <experiments>/<exp>/predictions.parquet     predictions (figures, the correction model)
     <experiments>/<exp>/evaluation/<dataset>/   the evaluate stage's groups, gaps, tables and metrics
     <probe>/probes.csv, balanced.csv            linear probes and balanced heads per backbone (probe stage)
+    <measurements>/measurements.parquet         skin colour and photo quality per face (measure stage; optional)
 Writes report.md, the figures, correction.csv and `<plots>/experiments/<dataset>.csv` (DVC plot data:
 MAE and RMSE per experiment with CIs). Each section is a function of its own.
 """
@@ -35,6 +36,7 @@ from stages.lib.reporting.markdown import (Markdown, correction_section, differe
                                            percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
 from stages.lib.reporting.published_models import published_models_section
+from stages.lib.reporting.skin_section import headline_lines, skin_section, skin_study
 from stages.lib.reporting.roles import Selection, published_model, select_best, study_models
 
 
@@ -252,7 +254,11 @@ def build_report(params: Params) -> Path:
     facts = _facts(params, dataset, by_name, baseline=baseline, selection=selection, gains=gains,
                    correction=correction)
     facts.best_test = _test_rows(best, dataset) if best is not None else None
+    skin_models = [*dict.fromkeys(r.name for r in (baseline, by_name.get(REFERENCE), best) if r is not None),
+                   *params.audit_models]
+    skin = skin_study(params, skin_models)
     first_screen(md, facts)
+    md.bullets(headline_lines(skin, skin_models))
 
     summary_section(md, params, results, absent, comparison=comparison, dataset=dataset, gains=gains)
     data_section(md, params.paths)
@@ -281,6 +287,7 @@ def build_report(params: Params) -> Path:
     backbones_section(md, compared, specs, params.evaluate.confidence)
     mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs)
     published_models_section(md, params)
+    skin_section(md, params, skin, dataset=dataset, models=skin_models)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)

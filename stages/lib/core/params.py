@@ -345,7 +345,6 @@ class Paths(Strict):
     compare_reports: Path   # compare: the other backbones' evaluations (and their heads' test predictions)
     probe: Path             # probe: linear probes of race and gender, and balanced heads, per backbone
     audit: Path             # audit_models: <model>/ a published model's predictions, card and evaluation
-    measurements: Path      # measure: skin colour and photo quality of every crop (measurements.parquet)
     timing: Path            # every stage: its last run's wall and CPU seconds (core/timing.py; git-ignored)
 
     @model_validator(mode="after")

@@ -245,8 +245,8 @@ SAMPLE = 200  # faces per dataset: enough for every stage, small enough for CI (
 CHILDREN = 30  # UTKFace faces under 17 besides: the profile's `utkface_children`, evaluated apart
 # Every stage of the profile runs, with the experiments each role of the report needs (the published model,
 # the study's retrained and oversampled ones, the random-start control and the balanced heads the probe
-# reads); the other methods cost ~3 minutes here and run in the demo's end-to-end test.
-REAL_EXPERIMENTS = {"published", "retrained", "oversample_x2", "retrained_random", "balanced"}
+# reads, with its twin `plain`); the other methods cost ~3 minutes here and run in the demo's end-to-end test.
+REAL_EXPERIMENTS = {"published", "retrained", "oversample_x2", "retrained_random", "plain", "balanced"}
 
 
 def _sample_folder(target: Path) -> tuple[Path, Path]:

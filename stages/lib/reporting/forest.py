@@ -25,7 +25,7 @@ PANELS = {
                 ("accuracy_gap", "gap", 1)], "change of gender error (points)"),
 }
 STYLES = {"overall": ("#1f77b4", "o"), "worst group": ("#d62728", "s"), "gap": ("#2ca02c", "D")}
-ROW_HEIGHT = 0.32   # inches per drawn row
+ROW_HEIGHT = 0.24   # inches per drawn row
 OFFSETS = (-0.25, 0.0, 0.25)
 
 
@@ -53,25 +53,31 @@ def forest_rows(summary: pd.DataFrame, named: Mapping[str, str]) -> pd.DataFrame
 
 
 def forest_figure(rows: pd.DataFrame, *, confidence: float) -> Figure:
-    """One panel per test set and metric; per experiment a row of its three statistics, the whiskers
-    `rows`' (adjusted) intervals, a dotted line at no change."""
-    panels = [(dataset, panel) for dataset in dict.fromkeys(rows["dataset"]) for panel in PANELS
-              if not rows[(rows["dataset"] == dataset) & (rows["panel"] == panel)].empty]
+    """One row of panels per test set, one column per metric (MAE, gender error); per experiment a band
+    of its three statistics, the whiskers `rows`' (adjusted) intervals, a dotted line at no change."""
+    datasets = list(dict.fromkeys(rows["dataset"]))
     experiments = list(dict.fromkeys(rows["experiment"]))
-    height = max(2.5, ROW_HEIGHT * 3 * len(experiments) + 1.2)
-    figure, axes = plt.subplots(len(panels) or 1, 1, squeeze=False, figsize=(9, height * max(len(panels), 1)))
-    for axis, (dataset, panel) in zip(axes.flat, panels):
-        _draw(axis, rows[(rows["dataset"] == dataset) & (rows["panel"] == panel)], experiments)
-        axis.set_title(f"{dataset}: {PANELS[panel][1]}", fontsize=10)
-        axis.set_xlabel(f"{PANELS[panel][1]}, ← better", fontsize=9)
+    panel_height = max(2.0, ROW_HEIGHT * 3 * len(experiments) + 0.9)
+    figure, axes = plt.subplots(max(len(datasets), 1), len(PANELS), squeeze=False,
+                                figsize=(13, panel_height * max(len(datasets), 1) + 1.0))
+    for axes_row, dataset in zip(axes, datasets):
+        for axis, panel in zip(axes_row, PANELS):
+            drawn = rows[(rows["dataset"] == dataset) & (rows["panel"] == panel)]
+            if drawn.empty:
+                axis.set_axis_off()
+                continue
+            _draw(axis, drawn, experiments)
+            axis.set_title(f"{dataset}: {PANELS[panel][1]}", fontsize=10)
+            axis.set_xlabel(f"{PANELS[panel][1]}, ← better", fontsize=9)
     handles = [plt.Line2D([], [], color=colour, marker=marker, linestyle="", label=label)
                for label, (colour, marker) in STYLES.items()]
     handles.append(plt.Line2D([], [], color="grey", marker="o", markerfacecolor="white", linestyle="",
                               label="interval holds 0 (hollow)"))
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, bbox_to_anchor=(0.5, 0.0))
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9)
     figure.suptitle(f"Paired change against each twin; whiskers: {confidence:.0%} intervals, Bonferroni-adjusted "
                     "over the experiments drawn", fontsize=11)
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    bottom = 0.55 / figure.get_figheight()
+    figure.tight_layout(rect=(0, bottom, 1, 1 - 0.35 / figure.get_figheight()))
     return figure
 
 

@@ -35,7 +35,8 @@ from stages.lib.reporting.markdown import (Markdown, correction_section, differe
                                            percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
 from stages.lib.reporting.published_models import published_models_section
-from stages.lib.reporting.roles import Selection, published_model, select_best, study_models
+from stages.lib.reporting.roles import (Selection, outsider_kinds, published_model, select_best, selection_sentence,
+                                       study_models, with_outsiders)
 
 
 @dataclass(frozen=True)
@@ -244,8 +245,9 @@ def build_report(params: Params) -> Path:
     by_name = {r.name: r for r in results}
     evaluated = {name: params.experiments[name] for name in by_name}
     baseline = by_name.get(published_model(evaluated) or "")
-    selection = select_best({r.name: r.predictions for r in results}, study_models(evaluated), dataset,
-                            bootstrap_from(params))
+    predictions = {r.name: r.predictions for r in results}
+    selection = with_outsiders(select_best(predictions, study_models(evaluated), dataset, bootstrap_from(params)),
+                               predictions, outsider_kinds(evaluated), bootstrap_from(params))
     best = _best_by_role(by_name, selection, evaluated, dataset)
     gains = _gains(params, results, dataset)
     correction = correction_for(best, dataset, params) if best is not None else None
@@ -510,6 +512,8 @@ def best_model_section(md: Markdown, params: Params, best: ExperimentResults, da
     chosen = ("lowest MAE on the val split among the study's models" if selection is not None
               else "no val predictions to choose on: the plain retrained model")
     md.heading(f"The study's best retrained model, {best.name} ({chosen}), on {dataset} (R7, R8, R10)", 2)
+    if selection is not None:
+        md.paragraph(selection_sentence(selection, []))
     evaluation = best.evaluations[dataset]
     figures = plots.write_figures(evaluation, params.paths.figures / "best", f"{best.name} on {dataset}",
                                   min_count=params.evaluate.min_group_size)

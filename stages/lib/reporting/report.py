@@ -35,6 +35,7 @@ from stages.lib.reporting.markdown import (Markdown, correction_section, differe
                                            percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
 from stages.lib.reporting.published_models import published_models_section
+from stages.lib.reporting.populations import sample_sentence
 from stages.lib.reporting.roles import (Selection, outsider_kinds, published_model, select_best, selection_sentence,
                                        study_models, with_outsiders)
 
@@ -254,6 +255,8 @@ def build_report(params: Params) -> Path:
     facts = _facts(params, dataset, by_name, baseline=baseline, selection=selection, gains=gains,
                    correction=correction)
     facts.best_test = _test_rows(best, dataset) if best is not None else None
+    facts.published_rows = _all_test_rows(baseline)
+    facts.samples = sample_sentence(params)
     first_screen(md, facts)
 
     summary_section(md, params, results, absent, comparison=comparison, dataset=dataset, gains=gains)
@@ -538,6 +541,13 @@ def load_compared(params: Params) -> tuple[dict[str, dict[str, Evaluation]], dic
         compared[label] = load_evaluations(folder / label / "evaluation", params.age_bands,
                                            params.evaluate.confidence)
     return compared, specs
+
+
+def _all_test_rows(result: ExperimentResults | None) -> pd.DataFrame | None:
+    """`result`'s test rows on every test set (None without predictions)."""
+    if result is None or result.predictions is None:
+        return None
+    return result.predictions[result.predictions["split"] == "test"]
 
 
 def _test_rows(result: ExperimentResults, dataset: str) -> pd.DataFrame:

@@ -221,16 +221,23 @@ def mitigation_finding(facts: Facts) -> str | None:
     tests = int(rows["change_tests"].max()) if "change_tests" in rows else rows["experiment"].nunique()
     if narrowed.empty:
         return (f"No mitigation ({', '.join(dict.fromkeys(rows['experiment']))}) is shown to narrow the race × gender "
-                f"gap on {facts.dataset}: every change against {facts.reference} holds 0, lies above it, or does "
-                f"not survive the adjustment for the {tests} experiments compared.")
+                f"gap on {facts.dataset}: every change against its twin ({_twins_named(rows, facts)}) holds 0, lies "
+                f"above it, or does not survive the adjustment for the {tests} experiments compared.")
     gaps = {"mae_gap": "MAE gap, years", "accuracy_gap": "gender-accuracy gap"}
-    return (f"Against {facts.reference} on the same test faces, these mitigations narrow the race × gender gap: "
+    return (f"Against their twins ({_twins_named(narrowed, facts)}) on the same test faces, these mitigations narrow "
+            "the race × gender gap: "
             + "; ".join(f"{r['experiment']} ({gaps[r['statistic']]} "
                         f"{difference(r['change'], r['change_ci_low'], r['change_ci_high'], r['statistic'] == 'accuracy_gap')}, "
                         f"adjusted p {p_value_text(r['change_p_adjusted'])})"
                         for _, r in narrowed.iterrows())
             + f" (paired raw intervals; each change survives {ADJUSTMENT_NAMES.get(narrowed['change_adjustment'].iloc[0], 'the')} "
-              f"adjustment for the {tests} experiments compared with the reference).")
+              f"adjustment for the {tests} experiments compared with their references).")
+
+
+def _twins_named(rows: pd.DataFrame, facts: Facts) -> str:
+    """'balanced vs plain, ...': each mitigation's reference (reporting/twins.py's `reference` column)."""
+    references = rows["reference"] if "reference" in rows.columns else pd.Series(facts.reference, index=rows.index)
+    return ", ".join(dict.fromkeys(f"{e} vs {r or facts.reference}" for e, r in zip(rows["experiment"], references)))
 
 
 def detector_finding(facts: Facts) -> str | None:

@@ -492,13 +492,13 @@ def figure_panels(summary: pd.DataFrame, balanced: pd.DataFrame, backbone: str) 
 
 
 def mitigation_report(md: Markdown, params: Params, test_rows: Mapping[str, pd.DataFrame],
-                      specs: Mapping[str, Mapping] | None = None) -> None:
-    """Measure every evaluated experiment against its twin (reporting/twins.py), read the histories and
-    the probe stage's tables, draw the figures, write the section. `test_rows`: each experiment's test
-    predictions on the main test set."""
+                      specs: Mapping[str, Mapping] | None = None, *, twins: pd.DataFrame | None = None) -> None:
+    """Measure every evaluated experiment against its twin (reporting/twins.py; `twins`: that summary
+    computed already), read the histories and the probe stage's tables, draw the figures, write the
+    section. `test_rows`: each experiment's test predictions on the main test set."""
     evaluated = [name for name in params.experiments
                  if not load_worst_groups(params.paths.experiments / name / "evaluation").empty]
-    summary = twin_summary(params, evaluated)
+    summary = twin_summary(params, evaluated) if twins is None else twins[twins["experiment"].isin(evaluated)]
     alpha = 1 - params.evaluate.confidence
     summary = adjust_changes(summary, alpha) if not summary.empty else summary
     probe_folder = params.paths.probe

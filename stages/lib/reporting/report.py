@@ -25,7 +25,7 @@ from stages.lib.evaluation.curves import predicted_vs_actual, share_by_age_gende
 from stages.lib.evaluation.gains import training_gains, training_steps
 from stages.lib.evaluation.groups import Evaluation, ages_are_bands
 from stages.lib.evaluation.intervals import binomial_interval
-from stages.lib.evaluation.results import bootstrap_from, load_evaluations, load_worst_groups
+from stages.lib.evaluation.results import bootstrap_from, load_evaluations
 from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
 from stages.lib.reporting import fidelity
 from stages.lib.reporting import figures as plots
@@ -36,6 +36,7 @@ from stages.lib.reporting.markdown import (Markdown, correction_section, differe
 from stages.lib.reporting.mitigation import mitigation_report
 from stages.lib.reporting.published_models import published_models_section
 from stages.lib.reporting.populations import sample_sentence
+from stages.lib.reporting.twins import twin_summary
 from stages.lib.reporting.roles import (Selection, outsider_kinds, published_model, select_best, selection_sentence,
                                        study_models, with_outsiders)
 
@@ -252,8 +253,9 @@ def build_report(params: Params) -> Path:
     best = _best_by_role(by_name, selection, evaluated, dataset)
     gains = _gains(params, results, dataset)
     correction = correction_for(best, dataset, params) if best is not None else None
+    twins = twin_summary(params, [r.name for r in results])
     facts = _facts(params, dataset, by_name, baseline=baseline, selection=selection, gains=gains,
-                   correction=correction)
+                   correction=correction, twins=twins)
     facts.best_test = _test_rows(best, dataset) if best is not None else None
     facts.published_rows = _all_test_rows(baseline)
     facts.samples = sample_sentence(params)
@@ -284,7 +286,7 @@ def build_report(params: Params) -> Path:
                     paired=paired, dataset=dataset)
     compared, specs = load_compared(params)
     backbones_section(md, compared, specs, params.evaluate.confidence)
-    mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs)
+    mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs, twins=twins)
     published_models_section(md, params)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
@@ -316,11 +318,11 @@ def _gains(params: Params, results: list[ExperimentResults], dataset: str) -> pd
 
 def _facts(params: Params, dataset: str, by_name: dict[str, ExperimentResults], *,
            baseline: ExperimentResults | None, selection: Selection | None, gains: pd.DataFrame,
-           correction: tuple[pd.DataFrame, str] | None) -> Facts:
+           correction: tuple[pd.DataFrame, str] | None,
+           twins: pd.DataFrame | None = None) -> Facts:
     evaluated = {name: params.experiments[name] for name in by_name}
     crops = json.loads(params.paths.crops_quality.read_text()) if params.paths.crops_quality.exists() else {}
-    worst = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation") for name in by_name]
-                      or [pd.DataFrame()], ignore_index=True)
+    worst = twins if twins is not None else pd.DataFrame()
     worst = adjust_changes(worst, 1 - params.evaluate.confidence) if not worst.empty else worst
     shares, _ = share_source(params, by_name.get(REFERENCE) or next(iter(by_name.values())), dataset)
     return Facts(

@@ -227,7 +227,7 @@ def test_one_seed_gives_byte_identical_predictions_and_metrics(demo_project):
 def test_every_mitigation_is_weighed_in_the_report_and_reruns_alone(demo_project):
     report = (demo_project / "reports/report.md").read_text()
     for method in ("balanced", "group_dro", "adversarial", "last_layer"):
-        assert f"**{method}** on synthetic, against retrained: " in report
+        assert f"**{method}** on synthetic, against plain: " in report
         rows = pd.read_csv(demo_project / f"reports/experiments/{method}/evaluation/synthetic/worst_groups.csv")
         assert rows["change_ci_low"].notna().all() and set(rows["worst_group"].dropna()) != set()
     assert "What each embedding holds: linear probes" in report and "a linear probe reads race at" in report

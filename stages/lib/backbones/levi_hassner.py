@@ -17,7 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register, unusable, weight_files
+from stages.lib.backbones.cards import FacePredictions, ModelCard, unusable, weight_files
 
 FILES = {"levi_hassner_age": "levi_hassner_age.caffemodel", "levi_hassner_age_proto": "levi_hassner_age_proto.prototxt",
          "levi_hassner_gender": "levi_hassner_gender.caffemodel",
@@ -86,4 +86,5 @@ class LeviHassner:
         return FacePredictions(age=np.full(len(faces), np.nan), band_probs=band_probs, p_female=gender_probs[:, 1])
 
 
-register(CARD, LeviHassner)
+def load(weights_dir: Path) -> LeviHassner:
+    return LeviHassner(weights_dir)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, PublishedModel, whole_image_boxes
+from stages.lib.backbones.cards import FacePredictions, ModelCard, PublishedModel, whole_image_boxes
 from stages.lib.core.labels import age_band
 from stages.lib.faces.detect import Detector
 from stages.lib.faces.geometry import largest_first

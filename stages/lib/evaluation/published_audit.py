@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, PublishedModel
+from stages.lib.backbones.cards import FacePredictions, ModelCard, PublishedModel
 from stages.lib.backbones.store import crop_margins
 from stages.lib.core.labels import age_band
 from stages.lib.core.params import Params

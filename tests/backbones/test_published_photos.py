@@ -94,5 +94,8 @@ def test_the_model_list_says_what_each_predicts():
     bands = published.card("levi_hassner")
     text = format_cards([YEARS, bands])
     assert "years\n  family:     f\n  source:     s\n  trained on: t\n  predicts:   age in years, P(female)\n" \
-           "  weights:    w1, w2" in text
+           "  gender:     the more probable class (female on a tie)\n" \
+           "  age:        the softmax's expected value over its ages (the study's reading)\n  weights:    w1, w2" in text
+    faceres = format_cards([published.card("faceres"), published.card("gear")])
+    assert "gender:     male where P(male) >= 0.6" in faceres and "audited as: in-sample contrast only" in faceres
     assert "predicts:   age bands 0-2, 4-6, 8-12, 15-20, 25-32, 38-43, 48-53, 60-100, P(female)" in text

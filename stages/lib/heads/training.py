@@ -375,22 +375,25 @@ def predict_heads(models: dict[str, keras.Model], features: Features, rows: pd.D
 
 
 def predict_fitted(fitted: FittedHeads, features: Features, rows: pd.DataFrame, *, batch_size: int,
-                   experiment: str) -> pd.DataFrame:
-    """The predictions table of manifest `rows` from fitted heads, on what they read (`FittedHeads.reads`)."""
+                   experiment: str, male_at: float | None = None) -> pd.DataFrame:
+    """The predictions table of manifest `rows` from fitted heads, on what they read (`FittedHeads.reads`);
+    the published model's own outputs are called by its decision rule (`male_at`, BackboneSpec.male_at)."""
     if fitted.reads == "published_outputs":
-        return published_output_predictions(features, rows, experiment)
+        return published_output_predictions(features, rows, experiment, male_at=male_at)
     return predict_heads(fitted.heads, features.reading(fitted.reads), rows, batch_size=batch_size,
                          experiment=experiment)
 
 
-def published_output_predictions(features: Features, rows: pd.DataFrame, experiment: str) -> pd.DataFrame:
+def published_output_predictions(features: Features, rows: pd.DataFrame, experiment: str, *,
+                                 male_at: float | None = None) -> pd.DataFrame:
     """The predictions table of manifest `rows` from the published model's own outputs, as the features
-    stage stored them (float32: P(female), P(male), then the age probabilities)."""
+    stage stored them (float32: P(female), P(male), then the age probabilities); gender called male
+    where P(male) >= `male_at` (the published model's decision rule; None: the more probable class)."""
     if features.published is None:
         raise ValueError("the features hold no published outputs: this backbone's published heads are not its own "
                          "output layers")
     outputs = np.asarray(features.published[features.rows_for(rows["id"])], dtype=np.float32)
-    return prediction_frame(rows, outputs[:, 2:], outputs[:, :2], experiment)
+    return prediction_frame(rows, outputs[:, 2:], outputs[:, :2], experiment, male_at=male_at)
 
 
 def published_output_heads(published_outputs: int, max_age: int) -> dict[str, keras.Model]:

@@ -112,11 +112,12 @@ def graph_def(model: GraphModel):
 
 
 def runner(model: GraphModel, inputs: Sequence[str], outputs: Sequence[str]):
-    """A concrete TF function taking the `inputs` placeholders' tensors and returning the `outputs`
-    tensors (node names; ':0' added), the graph pruned to what they need."""
+    """run(*arrays) -> the `outputs` tensors (node names; ':0' added) for the `inputs` placeholders'
+    values, the graph pruned to what they need."""
     import tensorflow as tf
 
     definition = graph_def(model)
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(definition, name=""), [])
     tensor = (lambda name: wrapped.graph.get_tensor_by_name(name if ":" in name else f"{name}:0"))
-    return wrapped.prune([tensor(name) for name in inputs], [tensor(name) for name in outputs])
+    pruned = wrapped.prune([tensor(name) for name in inputs], [tensor(name) for name in outputs])
+    return lambda *arrays: pruned(*(tf.convert_to_tensor(array) for array in arrays))

@@ -22,6 +22,7 @@ from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import open_features
 from stages.lib.core.cli import run_stage
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.evaluation.audit_results import FROM_PASS
 from stages.lib.evaluation.published_audit import audit_model, faces_to_audit, stored_predictions, write_audit
 
 
@@ -55,7 +56,7 @@ def _run() -> None:
     for name in params.audit_models:
         if name == from_pass:   # the features pass read and framed each face as this model does
             predicted = stored_predictions(open_features(params.paths.features), faces["id"])
-            headlines = write_audit(published.card(name), predicted, params, faces)
+            headlines = write_audit(published.card(name), predicted, params, faces, read_from=FROM_PASS)
         else:
             headlines = audit_model(published.load(name, params.paths.weights), params, faces)
         for dataset, figures in headlines.items():

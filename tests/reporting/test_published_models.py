@@ -140,3 +140,24 @@ def test_pairs_are_adjusted_per_statistic_and_a_difference_that_does_not_survive
                       "(-5.0 pts, raw [-9.0, -1.0], adjusted p 0.080)")
     assert compared_phrase("gender_accuracy", "b", -0.05, (-0.09, -0.01), adjusted=(True, 0.04, 3)).startswith(
         "gender accuracy lower than b's by 5.0 pts")
+
+
+def _pair(statistic, difference, low, high, significant):
+    return {"model": "wide_resnet_imdb", "other": "faceres", "statistic": statistic, "difference": difference,
+            "ci_low": low, "ci_high": high, "p_value": 0.01, "adjustment": "holm", "p_adjusted": 0.02,
+            "significant": significant, "tests": 3}
+
+
+def test_data_or_design_says_only_what_the_adjusted_paired_intervals_support():
+    from stages.lib.reporting.published_models import data_or_design
+
+    same = pd.DataFrame([_pair("gender_accuracy", -0.03, -0.05, -0.01, True),
+                         _pair("accuracy_gap", 0.01, -0.02, 0.04, False)])
+    text = data_or_design(same, "utkface")
+    assert text.startswith("**Data or design?** (utkface) faceres and wide_resnet_imdb were both trained")
+    assert "gender accuracy higher than wide_resnet_imdb's by 3.0 pts [+1.0, +5.0]" in text   # negated pair
+    assert "gaps are not shown to differ" in text and "not proof" in text
+    wider = pd.DataFrame([_pair("accuracy_gap", -0.06, -0.09, -0.03, True)])
+    assert "gaps differ after adjustment" in data_or_design(wider, "fairface")
+    other = pd.DataFrame([{**_pair("accuracy_gap", 0.1, 0.05, 0.15, True), "model": "face_api"}])
+    assert data_or_design(other, "utkface") == ""

@@ -128,9 +128,11 @@ def predictions_table(faces: pd.DataFrame, predicted: pd.DataFrame, card: ModelC
     })[AUDIT_COLUMNS]
 
 
-def card_record(card: ModelCard, params: Params, datasets: Sequence[str]) -> dict:
-    """The card as JSON (bands as labels), with the in-sample flag of each audited test set."""
-    record = {**asdict(card), "in_sample": dict(card.in_sample), "weights": list(card.weights)}
+def card_record(card: ModelCard, params: Params, datasets: Sequence[str], read_from: str) -> dict:
+    """The card as JSON (bands as labels, its decision rule spelled out), with the in-sample flag of
+    each audited test set and where its answers were read from (`read_from`)."""
+    record = {**asdict(card), "in_sample": dict(card.in_sample), "weights": list(card.weights),
+              "decision_rule": card.decision_rule, "read_from": read_from}
     record["age_bands"] = None if card.age_bands is None else [band_label(b) for b in card.age_bands]
     record["test_sets"] = {d: in_sample(card, params.datasets[d].adapter) for d in datasets}
     return record
@@ -144,17 +146,18 @@ def audit_model(model: PublishedModel, params: Params, faces: pd.DataFrame | Non
     return write_audit(model.card, predicted, params, faces)
 
 
-def write_audit(card: ModelCard, predicted: pd.DataFrame, params: Params, faces: pd.DataFrame) -> dict:
+def write_audit(card: ModelCard, predicted: pd.DataFrame, params: Params, faces: pd.DataFrame, *,
+                read_from: str = "the model, run on the crops") -> dict:
     """Evaluate `predicted` (predict_crops' or stored_predictions' columns) for the test faces, write
     params.paths.audit/<card.name>/ (replacing what an earlier audit wrote there); returns the headline
-    figures per test set."""
+    figures per test set. `read_from`: where the answers came from (FROM_PASS: the features pass)."""
     out = params.paths.audit / card.name
     shutil.rmtree(out, ignore_errors=True)
     (out / "evaluation").mkdir(parents=True)
     table = predictions_table(faces, predicted, card, params)
     table.to_parquet(out / PREDICTIONS_FILE, index=False)
     datasets = list(dict.fromkeys(table["dataset"]))
-    write_json(card_record(card, params, datasets), out / CARD_FILE)
+    write_json(card_record(card, params, datasets, read_from), out / CARD_FILE)
     if card.age_bands is None:
         headlines = evaluate_years(table, card.name, params, out / "evaluation")
     else:

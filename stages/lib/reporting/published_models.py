@@ -26,10 +26,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from stages.lib.backbones.registry import describe
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Params
-from stages.lib.evaluation.audit_results import CARD_FILE, METRICS_FILE, PREDICTIONS_FILE
+from stages.lib.evaluation.audit_results import CARD_FILE, FROM_PASS, METRICS_FILE, PREDICTIONS_FILE
 from stages.lib.evaluation.groups import ages_are_bands
 from stages.lib.evaluation.intervals import Bootstrap, direction
 from stages.lib.evaluation.multiplicity import adjust_families
@@ -345,8 +344,8 @@ def published_models_section(md: Markdown, params: Params) -> None:
                for m in models)
     if any(m.card.get("age_bands") for m in models):
         md.paragraph(BAND_RULE)
-    from_pass = describe(params.backbone).published_model
-    if from_pass in {m.name for m in models}:
+    from_pass = next((m.name for m in models if m.card.get("read_from") == FROM_PASS), None)
+    if from_pass is not None:
         md.paragraph(f"{from_pass} is also this run's backbone: the features pass reads and frames every crop as "
                      "its published code does, so its rows here are read from that pass and are the `published` "
                      "experiment's answers, face for face.")

@@ -40,6 +40,7 @@ CARD = ModelCard(
     trained_on="private sets (~110k faces for age, ~200k for gender), as published; overlap with UTKFace/FairFace unknown",
     in_sample={},
     age_bands=None,
+    age_reading="the 81-way softmax's expected value, weights 0.25, 1, 2, ..., 80 (unrounded)",
     weights=tuple(FILES),
 )
 

@@ -47,6 +47,7 @@ CARD = ModelCard(
     trained_on="80/20 splits of UTK, FGNET, Chalearn, Wiki, IMDB, CACD, MegaAge(-Asian) (its README)",
     in_sample={"utkface": "partly", "fairface": "no"},
     age_bands=None,
+    age_reading="its regression output, in years",
     weights=(WEIGHTS_KEY, MANIFEST_KEY),
 )
 

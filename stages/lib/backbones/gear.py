@@ -40,6 +40,7 @@ CARD = ModelCard(
     trained_on="undocumented; UTKFace's five race classes and band layout: treated as trained on UTKFace",
     in_sample={"utkface": "yes"},
     age_bands=BANDS,
+    age_reading="the most probable of its seven bands (Human's weighted years are not used)",
     weights=(GRAPH_KEY, WEIGHTS_KEY),
     framing="Human's gear.ts: top 90%, central 80% of the width of the face box, 198x198 bilinear, RGB [0, 1]",
     contrast="in-sample",

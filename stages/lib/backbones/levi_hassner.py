@@ -34,6 +34,7 @@ CARD = ModelCard(
     trained_on="Adience (about 26k Flickr photos of 2,284 people; research-use licence)",
     in_sample={},  # Adience only, as published; Adience and FairFace both come from Flickr: overlap unknown
     age_bands=BANDS,
+    age_reading="the most probable of its eight Adience bands (no age in years)",
     weights=tuple(FILES),
 )
 

@@ -30,7 +30,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.lib.backbones import published  # noqa: E402
+from stages.lib.backbones import cards, published  # noqa: E402
 
 MODELS = ("dlib_cydral", "levi_hassner")
 
@@ -43,7 +43,7 @@ def first_faces(shared: Path, count: int) -> list[Path]:
 def our_rate(name: str, weights: Path, paths: list[Path]) -> float:
     model = published.load(name, weights)
     photos = [cv2.imread(str(path)) for path in paths]
-    boxes = published.whole_image_boxes(photos)
+    boxes = cards.whole_image_boxes(photos)
     model.predict(photos[:1], boxes[:1])  # warm-up
     start = time.perf_counter()
     model.predict(photos, boxes)

@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.lib.backbones import published  # noqa: E402
+from stages.lib.backbones import cards, published  # noqa: E402
 from stages.lib.faces.detect import SsdDetector  # noqa: E402
 from stages.lib.faces.geometry import largest_first  # noqa: E402
 
@@ -59,7 +59,7 @@ def main() -> int:
     photos = [cv2.imread(str(folder / row["file"])) for row in rows]
     female = np.array([row["gender"] == "Female" for row in rows])
     black_women = female & np.array([row["race"] == "Black" for row in rows])
-    whole = published.whole_image_boxes(photos)
+    whole = cards.whole_image_boxes(photos)
     ssd = SsdDetector(args.weights / "ssd_face.pb", args.weights / "ssd_face_config.pbtxt")
     found = [largest_first(ssd.detect(photo)) for photo in photos]
     has_box = np.array([bool(faces) for faces in found])

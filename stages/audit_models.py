@@ -5,8 +5,10 @@ of the evaluate-role datasets and evaluated as an experiment is.
 
 One stage for the whole list, not one per model (dvc.yaml's foreach reads params.yaml's top level, so
 a profile's list would never reach it). Per model, params.paths.audit/<model>/: its predictions, card,
-evaluation per test set and headline metrics (stages/lib/evaluation/published_audit.py). An empty list
-writes an empty folder. An unknown name or a missing weights file is one line naming the fix.
+evaluation per test set and headline metrics (stages/lib/evaluation/published_audit.py). The family
+the features pass already ran as its published model does (the backbone's `published_model`:
+faceres) is read from that pass, not run again: its rows are the `published` experiment's, face for
+face. An empty list writes an empty folder. An unknown name or a missing weights file is one line naming the fix.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import shutil
 import sys
 
 from stages.lib.backbones import published
+from stages.lib.backbones.registry import describe
+from stages.lib.backbones.store import open_features
 from stages.lib.core.cli import run_stage
 from stages.lib.core.params import ParamsError, load_params
-from stages.lib.evaluation.published_audit import audit_model, faces_to_audit
+from stages.lib.evaluation.audit_results import FROM_PASS
+from stages.lib.evaluation.published_audit import audit_model, faces_to_audit, stored_predictions, write_audit
 
 
 def summary_line(name: str, dataset: str, figures: dict) -> str:
@@ -47,8 +52,13 @@ def _run() -> None:
     for stale in [p for p in params.paths.audit.iterdir() if p.is_dir() and p.name not in params.audit_models]:
         shutil.rmtree(stale)
     faces = faces_to_audit(params) if params.audit_models else None
+    from_pass = describe(params.backbone).published_model
     for name in params.audit_models:
-        headlines = audit_model(published.load(name, params.paths.weights), params, faces)
+        if name == from_pass:   # the features pass read and framed each face as this model does
+            predicted = stored_predictions(open_features(params.paths.features), faces["id"])
+            headlines = write_audit(published.card(name), predicted, params, faces, read_from=FROM_PASS)
+        else:
+            headlines = audit_model(published.load(name, params.paths.weights), params, faces)
         for dataset, figures in headlines.items():
             if isinstance(figures, dict):
                 print(f"audit_models: {summary_line(name, dataset, figures)}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stages.lib.backbones.registry import describe
 from stages.lib.backbones.store import open_features
 from stages.lib.core.params import load_params
 from stages.lib.core.cli import run_stage
@@ -57,7 +58,7 @@ def run(experiment_name: str) -> int:
     write_framing(out, heads_framing(experiment, train, params))
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate)]
     predictions = predict_fitted(fitted, features, evaluated, batch_size=params.train.batch_size,
-                                 experiment=experiment_name)
+                                 experiment=experiment_name, male_at=describe(params.backbone).male_at)
     table = paths.experiments / experiment_name / "predictions.parquet"
     table.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(table, index=False)

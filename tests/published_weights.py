@@ -24,11 +24,10 @@ MODELS = ("dlib_cydral", "levi_hassner")
 DETECTOR_KEYS = ("ssd_face", "ssd_face_config")
 
 
-@pytest.fixture(scope="session")
-def published_weights() -> Path:
-    """The weights folder holding every file of MODELS and the SSD detector."""
+def fetched(models, extra_keys=()) -> Path:
+    """The weights folder holding every file of `models` and `extra_keys`, fetched once per machine."""
     params = validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    keys = [key for model in MODELS for key in published.card(model).weights] + list(DETECTOR_KEYS)
+    keys = [key for model in models for key in published.card(model).weights] + list(extra_keys)
     fetcher = Fetcher(CACHE, CACHE / "downloads.lock.yaml", progress=False)
     for item in plan_fetches(params, [], only=keys):
         try:
@@ -37,3 +36,15 @@ def published_weights() -> Path:
             pytest.skip(f"the published models' weights are not in {CACHE} and the package index is out of reach: "
                         f"{str(exc).splitlines()[0]}")
     return CACHE / "weights"
+
+
+@pytest.fixture(scope="session")
+def published_weights() -> Path:
+    """The weights folder holding every file of MODELS and the SSD detector."""
+    return fetched(MODELS, DETECTOR_KEYS)
+
+
+@pytest.fixture(scope="session")
+def faceres_weights() -> Path:
+    """The weights folder holding FaceRes' graph and weights (npm @vladmandic/human, 28.6 MB once)."""
+    return fetched(("faceres",))

@@ -15,7 +15,7 @@ import yaml
 
 from stages import download as download_stage
 from stages import predict as predict_stage
-from stages.lib.backbones import published
+from stages.lib.backbones import cards, published
 from stages.lib.core.params import Package, ParamsError, validate
 from stages.lib.faces.detect import CropError, make_detector
 from stages.lib.sources.fetch import Fetcher
@@ -152,7 +152,7 @@ def test_the_ssd_detector_without_its_files_names_the_download():
 class FakeBandModel:
     """Answers from the mean colour of the framed face: shows which pixels the CLI framed."""
 
-    card = published.ModelCard(name="fake_bands", family="a test double", source="none", trained_on="nothing",
+    card = cards.ModelCard(name="fake_bands", family="a test double", source="none", trained_on="nothing",
                                in_sample={}, age_bands=((0, 9), (10, 99)), weights=())
     seen: list = []
 
@@ -162,7 +162,7 @@ class FakeBandModel:
     def predict(self, photos, boxes):
         FakeBandModel.seen.append([tuple(b) for b in np.asarray(boxes)])
         n = len(photos)
-        return published.FacePredictions(np.full(n, np.nan), np.tile([0.3, 0.7], (n, 1)), np.full(n, 0.8))
+        return cards.FacePredictions(np.full(n, np.nan), np.tile([0.3, 0.7], (n, 1)), np.full(n, 0.8))
 
 
 class FakeYearsModel(FakeBandModel):
@@ -170,7 +170,7 @@ class FakeYearsModel(FakeBandModel):
 
     def predict(self, photos, boxes):
         n = len(photos)
-        return published.FacePredictions(np.full(n, 33.3), None, np.full(n, 0.1))
+        return cards.FacePredictions(np.full(n, 33.3), None, np.full(n, 0.1))
 
 
 @pytest.fixture()
@@ -180,7 +180,7 @@ def project(tmp_path, monkeypatch):
     cv2.imwrite(str(tmp_path / "noise.png"), np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8))
     (tmp_path / "broken.jpg").write_bytes(b"not a photo")
     for model in (FakeBandModel, FakeYearsModel):
-        monkeypatch.setitem(published._REGISTRY, model.card.name, (model.card, model))
+        monkeypatch.setitem(published.MODELS, model.card.name, (model.card, model))
     FakeBandModel.seen = []
     monkeypatch.chdir(tmp_path)
     return tmp_path

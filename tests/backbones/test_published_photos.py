@@ -4,26 +4,26 @@ first, every photo accounted for, and the plain-text table; a fake model and det
 import cv2
 import numpy as np
 
-from stages.lib.backbones import published
+from stages.lib.backbones import cards, published
 from stages.lib.backbones.published_photos import (RECORD_FIELDS, band_names, face_records, format_cards,
                                                    format_records, photo_boxes, predict_photos)
 from stages.lib.faces.geometry import Detection
 
-YEARS = published.ModelCard(name="years", family="f", source="s", trained_on="t", in_sample={}, age_bands=None,
+YEARS = cards.ModelCard(name="years", family="f", source="s", trained_on="t", in_sample={}, age_bands=None,
                             weights=("w1", "w2"))
 
 
 def test_a_band_models_band_is_its_most_probable_one_else_the_age_falls_in_params_bands():
     levi = published.card("levi_hassner")
     probs = np.eye(8)[[4, 7]]
-    predictions = published.FacePredictions(np.full(2, np.nan), probs, np.array([0.2, 0.9]))
+    predictions = cards.FacePredictions(np.full(2, np.nan), probs, np.array([0.2, 0.9]))
     assert band_names(levi, predictions, [0, 16]) == ["25-32", "60-100"]
-    years = published.FacePredictions(np.array([12.0, 40.5]), None, np.array([0.2, 0.9]))
+    years = cards.FacePredictions(np.array([12.0, 40.5]), None, np.array([0.2, 0.9]))
     assert band_names(published.card("dlib_cydral"), years, [0, 16, 31]) == ["0-15", "31+"]
 
 
 def test_face_records_round_the_box_and_values_and_call_half_female():
-    predictions = published.FacePredictions(np.array([33.333, np.nan]), None, np.array([0.5, 0.49996]))
+    predictions = cards.FacePredictions(np.array([33.333, np.nan]), None, np.array([0.5, 0.49996]))
     records = face_records(YEARS, predictions, np.array([[10.4, 20.6, 30.5, 40.0], [0, 0, 5, 5]]), [0, 16, 31])
     assert records[0] == {"face": 1, "x": 10, "y": 21, "w": 30, "h": 40, "age": 33.33, "age_band": "31+",
                           "gender": "female", "p_female": 0.5, "problem": None}
@@ -51,7 +51,7 @@ class Recorder:
     def predict(self, photos, boxes):
         self.calls.append((len(photos), np.asarray(boxes).tolist()))
         n = len(photos)
-        return published.FacePredictions(np.arange(20.0, 20.0 + n), None, np.full(n, 0.8))
+        return cards.FacePredictions(np.arange(20.0, 20.0 + n), None, np.full(n, 0.8))
 
 
 def test_boxes_come_largest_first_or_whole_for_a_ready_crop():
@@ -94,5 +94,8 @@ def test_the_model_list_says_what_each_predicts():
     bands = published.card("levi_hassner")
     text = format_cards([YEARS, bands])
     assert "years\n  family:     f\n  source:     s\n  trained on: t\n  predicts:   age in years, P(female)\n" \
-           "  weights:    w1, w2" in text
+           "  gender:     the more probable class (female on a tie)\n" \
+           "  age:        the softmax's expected value over its ages (the study's reading)\n  weights:    w1, w2" in text
+    faceres = format_cards([published.card("faceres"), published.card("gear")])
+    assert "gender:     male where P(male) >= 0.6" in faceres and "audited as: in-sample contrast only" in faceres
     assert "predicts:   age bands 0-2, 4-6, 8-12, 15-20, 25-32, 38-43, 48-53, 60-100, P(female)" in text

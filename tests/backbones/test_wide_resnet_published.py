@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.lib.backbones import published
+from stages.lib.backbones import cards, published
 from stages.lib.backbones.wide_resnet_published import CROP_SIDE, framed_crop, is_whole_photo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def test_wide_resnet_imdb_frames_faces_as_the_pipeline_does(tmp_path, wide_resne
     embed = model._embed  # the backbone's own embedder, as the features pass builds it (one load of 196 MB)
     photos = [cv2.imread(str(path)) for path in sorted(SHARED_UTKFACE.glob("*.jpg"))[:12]]
     box = (50.0, 40.0, 100.0, 120.0)
-    for boxes, detector, margin in ((published.whole_image_boxes(photos), None, np.nan),
+    for boxes, detector, margin in ((cards.whole_image_boxes(photos), None, np.nan),
                                     (np.array([box] * len(photos)), Boxes(box), 0.4)):
         crops = [photo_faces(photo, detector, 0.0 if detector is None else 0.4, 224)[0].crop_rgb for photo in photos]
         rows = embed(resize_uint8(np.stack(crops), 224), np.full(len(crops), margin))
@@ -50,7 +50,7 @@ def test_wide_resnet_imdb_frames_faces_as_the_pipeline_does(tmp_path, wide_resne
         got = model.predict(photos, boxes)
         np.testing.assert_allclose(got.age, outputs[:, 2:] @ np.arange(101), atol=1e-3)
         np.testing.assert_allclose(got.p_female, outputs[:, 0], atol=1e-4)
-    assert got.band_probs is None and not np.allclose(got.age, model.predict(photos, published.whole_image_boxes(photos)).age)
+    assert got.band_probs is None and not np.allclose(got.age, model.predict(photos, cards.whole_image_boxes(photos)).age)
 
 
 def test_a_box_covering_the_photo_is_a_ready_crop():

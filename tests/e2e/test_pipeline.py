@@ -344,9 +344,8 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(real_offline_run):
     assert process.wait(timeout=1800) == 0, f"dvc repro failed:\n{log.read_text()[-6000:]}"
 
     meta = json.loads((project / "data/features/meta.json").read_text())
-    assert meta["shape"] == [2 * SAMPLE + CHILDREN, 8192] and meta["spec"]["name"] == "wide_resnet_imdb"
-    assert meta["published_shape"] == [2 * SAMPLE + CHILDREN, 103]
-    assert meta["published_inputs_shape"] == [2 * SAMPLE + CHILDREN, 16 * 16 * 512]   # what the published layers read
+    assert meta["shape"] == [2 * SAMPLE + CHILDREN, 1024] and meta["spec"]["name"] == "faceres"
+    assert meta["published_shape"] == [2 * SAMPLE + CHILDREN, 103] and "published_inputs_shape" not in meta
     summary = json.loads((project / "models/retrained/live/metrics.json").read_text())
     assert summary["init"] == "published" and summary["method"] == "plain"   # the study's: fine-tuned from them
     assert json.loads((project / "data/identity/status.json").read_text())["computed"]
@@ -362,7 +361,7 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(real_offline_run):
     assert split["datasets"]["utkface"]["rows"]["train"] > 0
     # 120 training faces are too few for new heads to learn age (on the full sample's 2,462 the faithful
     # fine-tune reaches MAE 8.81 against the published 11.71), not gender: dlib's heads (compare stage,
-    # on the identity stage's pass) and the WideResNet's retrained heads must.
+    # on the identity stage's pass) and FaceRes' fine-tuned layers must.
     dlib = json.loads((project / "reports/compare/dlib_resnet/evaluation/utkface/metrics.json").read_text())
     assert dlib["gender_accuracy"] > 0.8
     metrics = json.loads((project / "reports/experiments/retrained/metrics.json").read_text())
@@ -372,10 +371,17 @@ def test_real_offline_profile_runs_end_to_end_on_real_faces(real_offline_run):
     assert np.isfinite(test["age_pred"]).all() and len(test) > 40
     assert 0 < metrics["fairface"]["age_band_accuracy"] < 1
     report = (project / "reports/report.md").read_text()
-    assert "dlib_resnet MAE" in report and "wide_resnet_imdb MAE" in report and "look-alike" in report
+    assert "dlib_resnet MAE" in report and "faceres MAE" in report and "look-alike" in report
     assert "yunet" in report and "haar" in report and "fairface: ssd" in report and "cropped already" in report
     audited = json.loads((project / "reports/audit_models/wide_resnet_imdb/metrics.json").read_text())
     assert audited["utkface"]["n"] == published["utkface"]["n"] and audited["utkface"]["in_sample"] == "no"
     assert "## Published models side by side" in report and "| wide_resnet_imdb | no |" in report
+    assert "| faceres | no |" in report and "| gear (in-sample contrast) | yes |" in report
     audits = sorted(path.name for path in (project / "reports/audit_models").iterdir() if path.is_dir())
-    assert audits == ["dlib_cydral", "face_api", "levi_hassner", "wide_resnet_imdb"]
+    assert audits == ["dlib_cydral", "face_api", "faceres", "gear", "levi_hassner", "wide_resnet_imdb"]
+    # one answer per face: FaceRes' audit rows are the `published` experiment's, read from the features pass
+    faceres = pd.read_parquet(project / "reports/audit_models/faceres/predictions.parquet").set_index("id")
+    ours = pd.read_parquet(project / "reports/experiments/published/predictions.parquet").set_index("id")
+    ours = ours.loc[faceres.index]
+    assert np.abs(faceres["age_pred"] - ours["age_pred"]).max() <= 1e-4
+    assert (faceres["gender_pred"] == ours["gender_pred"]).all()

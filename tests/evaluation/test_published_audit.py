@@ -13,7 +13,7 @@ import yaml
 
 from stages import audit_models as audit_stage
 from stages import params as params_stage
-from stages.lib.backbones import published
+from stages.lib.backbones import cards, published
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import load_params
 from stages.lib.evaluation.band_models import true_band
@@ -43,13 +43,13 @@ class FakeModel:
         if self.flip:
             p_female = np.where(np.array([f[1] for f in faces]) > 100, 1 - p_female, p_female)
         if self.card.age_bands is None:
-            return published.FacePredictions(age=age, band_probs=None, p_female=p_female)
+            return cards.FacePredictions(age=age, band_probs=None, p_female=p_female)
         probs = np.eye(len(ADIENCE))[true_band(age, ADIENCE)]
-        return published.FacePredictions(age=np.full(len(age), np.nan), band_probs=probs, p_female=p_female)
+        return cards.FacePredictions(age=np.full(len(age), np.nan), band_probs=probs, p_female=p_female)
 
 
-def fake_card(name: str, bands=None) -> published.ModelCard:
-    return published.ModelCard(name=name, family="fake", source="tests", trained_on="nothing",
+def fake_card(name: str, bands=None) -> cards.ModelCard:
+    return cards.ModelCard(name=name, family="fake", source="tests", trained_on="nothing",
                                in_sample={"utkface": "partly"}, age_bands=bands, weights=())
 
 
@@ -60,13 +60,13 @@ def register_fakes() -> list[str]:
     """Two year models (one with the planted bias) and a band model, registered for the tests only."""
     for name, (bands, flip) in FAKES.items():
         card = fake_card(name, bands)
-        published.register(card, lambda _, card=card, flip=flip: FakeModel(card, flip))
+        published.MODELS[card.name] = (card, lambda _, card=card, flip=flip: FakeModel(card, flip))
     return list(FAKES)
 
 
 def unregister_fakes() -> None:
     for name in FAKES:
-        published._REGISTRY.pop(name, None)
+        published.MODELS.pop(name, None)
 
 
 @pytest.fixture()

@@ -141,3 +141,11 @@ def test_prediction_frame_follows_the_contract():
     assert frame["gender_pred"].tolist() == ["male", "female"]
     assert frame["experiment"].unique().tolist() == ["retrained"]
     assert frame["race"].isna().tolist() == [False, True]
+
+
+def test_a_published_decision_rule_calls_male_at_its_threshold():
+    from stages.lib.heads.model import predicted_gender
+
+    probs = np.array([[0.45, 0.55], [0.4, 0.6], [0.6, 0.4], [0.5, 0.5]])   # P(female), P(male)
+    assert predicted_gender(probs).tolist() == ["male", "male", "female", "female"]
+    assert predicted_gender(probs, 0.6).tolist() == ["female", "male", "female", "female"]

@@ -152,3 +152,24 @@ def test_an_in_sample_model_is_flagged_wherever_it_is_ranked():
     assert "gender accuracy lower than b (in-sample: partly)'s by 5.0 pts" in a
     assert "these comparisons do not rank it fairly" in a
     assert pairs_table(PAIRS, flags)["models"].tolist() == ["b (in-sample: partly) − a"]
+
+
+def _pair(statistic, difference, low, high, significant):
+    return {"model": "wide_resnet_imdb", "other": "faceres", "statistic": statistic, "difference": difference,
+            "ci_low": low, "ci_high": high, "p_value": 0.01, "adjustment": "holm", "p_adjusted": 0.02,
+            "significant": significant, "tests": 3}
+
+
+def test_data_or_design_says_only_what_the_adjusted_paired_intervals_support():
+    from stages.lib.reporting.published_models import data_or_design
+
+    same = pd.DataFrame([_pair("gender_accuracy", -0.03, -0.05, -0.01, True),
+                         _pair("accuracy_gap", 0.01, -0.02, 0.04, False)])
+    text = data_or_design(same, "utkface")
+    assert text.startswith("**Data or design?** (utkface) faceres and wide_resnet_imdb were both trained")
+    assert "gender accuracy higher than wide_resnet_imdb's by 3.0 pts [+1.0, +5.0]" in text   # negated pair
+    assert "gaps are not shown to differ" in text and "not proof" in text
+    wider = pd.DataFrame([_pair("accuracy_gap", -0.06, -0.09, -0.03, True)])
+    assert "gaps differ after adjustment" in data_or_design(wider, "fairface")
+    other = pd.DataFrame([{**_pair("accuracy_gap", 0.1, 0.05, 0.15, True), "model": "face_api"}])
+    assert data_or_design(other, "utkface") == ""

@@ -22,6 +22,7 @@ def test_evaluate_only_datasets_are_the_ones_nothing_trains_on():
 
 def test_pretrain_trains_heads_only_where_nothing_published_fits():
     assert not pretrain_trains_heads(Backbone(name="wide_resnet_imdb", fc_width=256))
+    assert not pretrain_trains_heads(Backbone(name="faceres", fc_width=256))
     assert not pretrain_trains_heads(Backbone(name="vgg_face", weights="vgg_face"))
     assert pretrain_trains_heads(Backbone(name="vgg_face", weights="random"))
 

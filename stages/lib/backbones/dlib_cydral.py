@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register, unusable, weight_files
+from stages.lib.backbones.cards import FacePredictions, ModelCard, unusable, weight_files
 
 FILES = {"dlib_cydral_age": "dlib_cydral_age.onnx", "dlib_cydral_gender": "dlib_cydral_gender.onnx",
          "dlib_cydral_landmarks": "dlib_cydral_landmarks.dat"}
@@ -40,6 +40,7 @@ CARD = ModelCard(
     trained_on="private sets (~110k faces for age, ~200k for gender), as published; overlap with UTKFace/FairFace unknown",
     in_sample={},
     age_bands=None,
+    age_reading="the 81-way softmax's expected value, weights 0.25, 1, 2, ..., 80 (unrounded)",
     weights=tuple(FILES),
 )
 
@@ -118,4 +119,5 @@ class DlibCydral:
                                p_female=np.asarray(gender_probs[:, 0], dtype=np.float64))
 
 
-register(CARD, DlibCydral)
+def load(weights_dir: Path) -> DlibCydral:
+    return DlibCydral(weights_dir)

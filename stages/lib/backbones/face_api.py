@@ -1,5 +1,5 @@
 """face-api.js' AgeGenderNet (@vladmandic/face-api 1.7.15, MIT) as a Keras port: the published model
-`face_api`, registered with the published-model registry (stages/lib/backbones/published.py).
+`face_api`, listed in the published models' table (stages/lib/backbones/published.py).
 
 Faithful to the JS original, step by step (its sources: src/ageGenderNet/AgeGenderNet.ts,
 src/xception/TinyXception.ts, src/dom/extractFaceTensors.ts, src/dom/NetInput.ts, src/ops/padToSquare.ts):
@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register
+from stages.lib.backbones.cards import FacePredictions, ModelCard
 
 INPUT_SIZE = 112
 MEAN_RGB = (122.782, 117.001, 104.298)
@@ -47,6 +47,7 @@ CARD = ModelCard(
     trained_on="80/20 splits of UTK, FGNET, Chalearn, Wiki, IMDB, CACD, MegaAge(-Asian) (its README)",
     in_sample={"utkface": "partly", "fairface": "no"},
     age_bands=None,
+    age_reading="its regression output, in years",
     weights=(WEIGHTS_KEY, MANIFEST_KEY),
 )
 
@@ -224,6 +225,3 @@ def load_weights(weights_dir: Path) -> dict[str, np.ndarray]:
 
 def load(weights_dir: Path) -> FaceApi:
     return FaceApi(load_weights(weights_dir))
-
-
-register(CARD, load)

@@ -17,7 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register, unusable, weight_files
+from stages.lib.backbones.cards import FacePredictions, ModelCard, unusable, weight_files
 
 FILES = {"levi_hassner_age": "levi_hassner_age.caffemodel", "levi_hassner_age_proto": "levi_hassner_age_proto.prototxt",
          "levi_hassner_gender": "levi_hassner_gender.caffemodel",
@@ -34,6 +34,7 @@ CARD = ModelCard(
     trained_on="Adience (about 26k Flickr photos of 2,284 people; research-use licence)",
     in_sample={},  # Adience only, as published; Adience and FairFace both come from Flickr: overlap unknown
     age_bands=BANDS,
+    age_reading="the most probable of its eight Adience bands (no age in years)",
     weights=tuple(FILES),
 )
 
@@ -86,4 +87,5 @@ class LeviHassner:
         return FacePredictions(age=np.full(len(faces), np.nan), band_probs=band_probs, p_female=gender_probs[:, 1])
 
 
-register(CARD, LeviHassner)
+def load(weights_dir: Path) -> LeviHassner:
+    return LeviHassner(weights_dir)

@@ -3,7 +3,8 @@ as one ready face crop, predicted with the model's own framing; every photo acco
 
 One record per face: photo, face (1 = largest), its box, age (years; None for a band model),
 age_band (a band model's most probable band, e.g. "25-32"; else the band of the age in params'
-age_bands), gender, p_female, problem (None, or why the photo has no prediction).
+age_bands), gender (by the card's decision rule), p_female, problem (None, or why the photo has no
+prediction); and age_own, the model's own age reading, where its card has one beside the study's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, PublishedModel, whole_image_boxes
+from stages.lib.backbones.cards import FacePredictions, ModelCard, PublishedModel, whole_image_boxes
 from stages.lib.core.labels import age_band
 from stages.lib.faces.detect import Detector
 from stages.lib.faces.geometry import largest_first
@@ -34,13 +35,16 @@ def face_records(card: ModelCard, predictions: FacePredictions, boxes: np.ndarra
                  age_edges: Sequence[int]) -> list[dict]:
     """The prediction fields of one photo's faces, in face order."""
     bands = band_names(card, predictions, age_edges)
+    genders = card.genders(predictions.p_female)
+    own = [None] * len(boxes) if predictions.age_own is None else [round(float(a), 2) for a in predictions.age_own]
     records = []
-    for number, (box, age, band, p_female) in enumerate(zip(boxes, predictions.age, bands, predictions.p_female), 1):
+    for number, (box, age, band, gender, p_female, age_own) in enumerate(
+            zip(boxes, predictions.age, bands, genders, predictions.p_female, own), 1):
         x, y, w, h = (int(round(v)) for v in box)
         records.append({"face": number, "x": x, "y": y, "w": w, "h": h,
                         "age": None if np.isnan(age) else round(float(age), 2), "age_band": band,
-                        "gender": "female" if p_female >= 0.5 else "male", "p_female": round(float(p_female), 4),
-                        "problem": None})
+                        "gender": gender, "p_female": round(float(p_female), 4), "problem": None}
+                       | ({} if age_own is None else {"age_own": age_own}))
     return records
 
 
@@ -94,5 +98,8 @@ def format_cards(cards: Sequence[ModelCard]) -> str:
         output = "age bands " + ", ".join(f"{low}-{high}" for low, high in card.age_bands) if card.age_bands else "age in years"
         blocks.append(f"{card.name}\n  family:     {card.family}\n  source:     {card.source}\n"
                       f"  trained on: {card.trained_on}\n  predicts:   {output}, P(female)\n"
-                      f"  weights:    {', '.join(card.weights)}")
+                      f"  gender:     {card.decision_rule}\n  age:        {card.age_reading}\n"
+                      + (f"  framing:    {card.framing}\n" if card.framing else "")
+                      + (f"  audited as: {card.contrast} contrast only\n" if card.contrast else "")
+                      + f"  weights:    {', '.join(card.weights)}")
     return "\n".join(blocks)

@@ -28,6 +28,10 @@ Entries:
   features pass stores their outputs beside the feature row (`published_outputs`), so init
   `published` uses them unchanged; retrained heads read the 4x4-pooled grid (8,192) and follow
   params (`fc_width`). Reads `input_size` (crops are decoded at that size, then resized to 64).
+- `faceres`: HSE FaceRes (stages/lib/backbones/faceres.py), a MobileNet identity body with published
+  age/gender layers: the 1,024-wide pooled embedding, plus the published outputs; init `published`
+  fine-tunes its `feats` layer and output layers from their published weights. The crops are read
+  and framed as the published model `faceres` reads them (`reader`, `published_model`).
 """
 
 from __future__ import annotations
@@ -61,6 +65,15 @@ class BackboneSpec:
     # Width of what those published output layers read (the WideResNet's flatten), returned last by
     # `embed` and stored in float16, so that they can be fine-tuned from their published weights; 0: none.
     published_inputs: int = 0
+    # How the features pass reads a crop file: "tf" (tf.data's decoder and antialiased resize) or
+    # "cv2" (faces/images.read_image, the published model's own reader: the same pixels the audit
+    # and `predict --model` read; resized with INTER_LINEAR only where the crop is not input_size).
+    reader: str = "tf"
+    # The published model (backbones/published.py) whose own framing and reading `embed` applies, so
+    # that its published outputs are that model's answers face for face (the audit reads them from the
+    # pass); None: none. male_at: that model's decision rule (cards.ModelCard.male_at).
+    published_model: str | None = None
+    male_at: float | None = None
 
     def as_dict(self) -> dict:
         return {**asdict(self), "weights": list(self.weights)}  # as JSON reads it back
@@ -140,14 +153,42 @@ class WideResnetImdb:
 
         return embedder(load_published_model(Path(weights_dir) / WEIGHTS_FILE))
 
-    def published_output_layers(self, config: BackboneConfig, weights_dir: Path) -> dict[str, np.ndarray]:
+    def published_output_layers(self, config: BackboneConfig, weights_dir: Path) -> dict[str, tuple]:
+        from stages.lib.backbones.cards import PublishedLayer
         from stages.lib.backbones.wide_resnet import WEIGHTS_FILE, published_output_kernels
 
-        return published_output_kernels(Path(weights_dir) / WEIGHTS_FILE)
+        return {task: (PublishedLayer(kernel),)
+                for task, kernel in published_output_kernels(Path(weights_dir) / WEIGHTS_FILE).items()}
+
+
+class FaceRes:
+    """HSE FaceRes: the 1,024-wide pooled identity embedding, plus the published outputs, each face
+    read and framed as the published model `faceres` reads it (backbones/faceres.py)."""
+
+    def describe(self, config: BackboneConfig) -> BackboneSpec:
+        from stages.lib.backbones import faceres
+
+        return BackboneSpec(
+            name="faceres", input_size=config.input_size, alignment=faceres.FRAMING,
+            feature_dim=faceres.EMBEDDING_DIM, head_width=config.fc_width, published_heads=False,
+            weights_file=faceres.WEIGHTS_FILE, weights=faceres.CARD.weights,
+            published_outputs=faceres.PUBLISHED_OUTPUTS, reader="cv2", published_model=faceres.CARD.name,
+            male_at=faceres.CARD.male_at,
+        )
+
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> Embed:
+        from stages.lib.backbones.faceres import embedder
+
+        return embedder(Path(weights_dir))
+
+    def published_output_layers(self, config: BackboneConfig, weights_dir: Path) -> dict[str, tuple]:
+        from stages.lib.backbones.faceres import published_layers
+
+        return published_layers(Path(weights_dir))
 
 
 _REGISTRY: dict[str, BackboneEntry] = {"vgg_face": VggFace(), "dlib_resnet": DlibResnet(),
-                                       "wide_resnet_imdb": WideResnetImdb()}
+                                       "wide_resnet_imdb": WideResnetImdb(), "faceres": FaceRes()}
 
 
 def register(name: str, entry: BackboneEntry) -> None:
@@ -179,8 +220,8 @@ def embed_parts(spec: BackboneSpec, rows: np.ndarray) -> dict[str, np.ndarray]:
     return parts
 
 
-def published_output_layers(config: BackboneConfig, weights_dir: Path) -> dict[str, np.ndarray]:
-    """{task: kernel} of the published output layers of a backbone whose published heads are its own
+def published_output_layers(config: BackboneConfig, weights_dir: Path) -> dict[str, tuple]:
+    """{task: its `cards.PublishedLayer`s, input to output} of the published output layers of a backbone whose published heads are its own
     output layers (spec.published_outputs; such an entry has `published_output_layers`)."""
     entry = entry_for(config)
     if not describe(config).published_outputs:

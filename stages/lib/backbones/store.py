@@ -124,6 +124,32 @@ def image_dataset(paths: Sequence[Path], rows: Sequence[int], input_size: int, b
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def cv2_batches(paths: Sequence[Path], rows: Sequence[int], input_size: int, batch_size: int):
+    """Batches of (rows, uint8 RGB images) read as a published model reads a photo (faces/images.read_image:
+    cv2's decoder, no EXIF turn, as the audit reads a crop), resized with INTER_LINEAR only where a crop
+    is not input_size already; an unreadable file is a FeaturesError naming it."""
+    import cv2
+
+    from stages.lib.faces.images import FaceRejected, read_image
+
+    for start in range(0, len(rows), batch_size):
+        batch_rows = np.asarray(rows[start:start + batch_size], dtype=np.int64)
+        images = []
+        for position in range(start, start + len(batch_rows)):
+            try:
+                image = read_image(str(paths[position]), upright=False)
+            except FaceRejected as rejected:
+                raise FeaturesError(f"{rejected}: re-run the crop stage (`dvc repro -f crop`) to rewrite the crops"
+                                    ) from None
+            if image.shape[:2] != (input_size, input_size):
+                image = cv2.resize(image, (input_size, input_size), interpolation=cv2.INTER_LINEAR)
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        yield batch_rows, np.stack(images)
+
+
+READERS = {"tf": image_dataset, "cv2": cv2_batches}  # BackboneSpec.reader -> batches of (rows, images)
+
+
 def _next_batch(batches, paths: Sequence[Path], rows: Sequence[int], position: int):
     """The next (rows, images) batch, or None at the end; an undecodable file raises FeaturesError naming it.
 
@@ -234,6 +260,7 @@ class FeaturePass:
     published_outputs: int = 0
     published_inputs: int = 0
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    reader: str = "tf"   # BackboneSpec.reader, a key of READERS: how the crop files are read and resized
 
     def widths(self) -> dict[str, int]:
         """Each output file's number of columns, in the order `embed` returns them."""
@@ -265,13 +292,13 @@ def extract_features(
     chunks = chunk_bounds(len(paths), plan.chunk_rows, plan.batch_size)
     pending = [i for i in range(len(chunks)) if i not in set(progress["done"])]
     rows = [r for i in pending for r in range(*chunks[i])]
-    batches = iter(image_dataset([paths[r] for r in rows], rows, plan.input_size, plan.batch_size))
+    batches = iter(READERS[plan.reader]([paths[r] for r in rows], rows, plan.input_size, plan.batch_size))
     position, started = 0, time.perf_counter()
     with progress_display(len(paths), "features", "img", show=show_progress, initial=len(paths) - len(rows)) as bar:
         if progress["done"]:
             bar.write(f"features: resuming, {len(progress['done'])} of {len(chunks)} chunks already written")
         while (item := _next_batch(batches, paths, rows, position)) is not None:
-            batch_rows = item[0].numpy()
+            batch_rows = np.asarray(item[0])
             batch = _checked_finite(np.asarray(embed(item[1], margins[batch_rows])), batch_rows)
             for name, array in arrays.items():
                 array[batch_rows] = batch[:, columns[name][0]:columns[name][-1] + 1]
@@ -354,7 +381,7 @@ def run_features(
         plan = FeaturePass(work_dir=work_dir, fingerprint=fingerprint, input_size=spec.input_size,
                            batch_size=params.backbone.batch_size, feature_dim=spec.feature_dim,
                            published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
-                           chunk_rows=chunk_rows)
+                           chunk_rows=chunk_rows, reader=spec.reader)
         extract_features(embed, Crops(paths, crop_margins(manifest, params.crop.margin)), plan,
                          on_chunk_done=on_chunk_done, show_progress=show_progress)
     finally:

@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, register, weight_files
+from stages.lib.backbones.cards import FacePredictions, ModelCard, weight_files
 from stages.lib.backbones.wide_resnet import (AGE_CLASSES, FEATURE_DIM, PUBLISHED_MARGIN, PUBLISHED_OUTPUTS,
                                               WEIGHTS_FILE, embedder, load_published_model)
 from stages.lib.faces.geometry import cut_square, square_region
@@ -64,4 +64,5 @@ class WideResnetImdb:
         return FacePredictions(age=age, band_probs=None, p_female=outputs[:, 0])
 
 
-register(CARD, WideResnetImdb)
+def load(weights_dir: Path) -> WideResnetImdb:
+    return WideResnetImdb(weights_dir)

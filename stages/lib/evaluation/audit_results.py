@@ -33,6 +33,7 @@ CARD_FILE = "card.json"
 PREDICTIONS_FILE = "predictions.parquet"
 METRICS_FILE = "metrics.json"
 UNKNOWN = "unknown"   # the in-sample flag of a dataset the model card does not name
+FROM_PASS = "features pass"  # card.json `read_from` of the model whose rows are read from the features pass
 AUDIT_COLUMNS = [*PREDICTION_COLUMNS, BAND_COLUMN, "band_pred", "age_band_pred", "in_sample", "problem"]
 Bands = Sequence[tuple[int, int]]
 

@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.backbones.published import FacePredictions, ModelCard, PublishedModel
-from stages.lib.backbones.store import crop_margins
+from stages.lib.backbones.cards import FacePredictions, ModelCard, PublishedModel
+from stages.lib.backbones.store import Features, crop_margins
 from stages.lib.core.labels import age_band
 from stages.lib.core.params import Params
 from stages.lib.core.schema import BAND_COLUMN, read_manifest
@@ -87,6 +87,17 @@ def predict_crops(model: PublishedModel, paths: Sequence[str], margins: Sequence
     return out
 
 
+def stored_predictions(features: Features, ids: Sequence[str]) -> pd.DataFrame:
+    """age, band_pred, p_female and problem per face from the published outputs the features pass
+    stored (P(female), P(male), P(age = 0..)), read as the published model answers: the expected age,
+    P(female) as 1 - P(male). For the backbone whose `embed` reads and frames each crop as its
+    published model does (BackboneSpec.published_model), these are that model's answers face for face,
+    and the `published` experiment's."""
+    outputs = np.asarray(features.published[features.rows_for(ids)], dtype=np.float64)
+    return pd.DataFrame({"age": outputs[:, 2:] @ np.arange(outputs.shape[1] - 2, dtype=np.float64),
+                         "band_pred": -1, "p_female": 1.0 - outputs[:, 1], "problem": None})
+
+
 def predicted_bands(predicted: FacePredictions) -> np.ndarray:
     """The most probable band of each face (-1 where the probabilities are not finite)."""
     probs = np.asarray(predicted.band_probs, dtype=float)
@@ -97,7 +108,7 @@ def predicted_bands(predicted: FacePredictions) -> np.ndarray:
 def predictions_table(faces: pd.DataFrame, predicted: pd.DataFrame, card: ModelCard, params: Params) -> pd.DataFrame:
     """AUDIT_COLUMNS for the faces: labels from the manifest, the model's predictions beside them."""
     p_female = predicted["p_female"].to_numpy(dtype=float)
-    gender_pred = np.where(np.isnan(p_female), None, np.where(p_female >= 0.5, "female", "male"))
+    gender_pred = card.genders(p_female)
     band_pred = predicted["band_pred"].to_numpy(dtype=int)
     if card.age_bands is not None:
         names = [band_label(band) for band in card.age_bands]
@@ -117,9 +128,11 @@ def predictions_table(faces: pd.DataFrame, predicted: pd.DataFrame, card: ModelC
     })[AUDIT_COLUMNS]
 
 
-def card_record(card: ModelCard, params: Params, datasets: Sequence[str]) -> dict:
-    """The card as JSON (bands as labels), with the in-sample flag of each audited test set."""
-    record = {**asdict(card), "in_sample": dict(card.in_sample), "weights": list(card.weights)}
+def card_record(card: ModelCard, params: Params, datasets: Sequence[str], read_from: str) -> dict:
+    """The card as JSON (bands as labels, its decision rule spelled out), with the in-sample flag of
+    each audited test set and where its answers were read from (`read_from`)."""
+    record = {**asdict(card), "in_sample": dict(card.in_sample), "weights": list(card.weights),
+              "decision_rule": card.decision_rule, "read_from": read_from}
     record["age_bands"] = None if card.age_bands is None else [band_label(b) for b in card.age_bands]
     record["test_sets"] = {d: in_sample(card, params.datasets[d].adapter) for d in datasets}
     return record
@@ -128,16 +141,23 @@ def card_record(card: ModelCard, params: Params, datasets: Sequence[str]) -> dic
 def audit_model(model: PublishedModel, params: Params, faces: pd.DataFrame | None = None) -> dict:
     """Predict the test faces with `model`, evaluate, write params.paths.audit/<model>/ (replacing
     what an earlier audit wrote there); returns the headline figures per test set."""
-    card = model.card
     faces = faces_to_audit(params) if faces is None else faces
+    predicted = predict_crops(model, faces["crop_path"].tolist(), faces["margin"].to_numpy(dtype=float))
+    return write_audit(model.card, predicted, params, faces)
+
+
+def write_audit(card: ModelCard, predicted: pd.DataFrame, params: Params, faces: pd.DataFrame, *,
+                read_from: str = "the model, run on the crops") -> dict:
+    """Evaluate `predicted` (predict_crops' or stored_predictions' columns) for the test faces, write
+    params.paths.audit/<card.name>/ (replacing what an earlier audit wrote there); returns the headline
+    figures per test set. `read_from`: where the answers came from (FROM_PASS: the features pass)."""
     out = params.paths.audit / card.name
     shutil.rmtree(out, ignore_errors=True)
     (out / "evaluation").mkdir(parents=True)
-    predicted = predict_crops(model, faces["crop_path"].tolist(), faces["margin"].to_numpy(dtype=float))
     table = predictions_table(faces, predicted, card, params)
     table.to_parquet(out / PREDICTIONS_FILE, index=False)
     datasets = list(dict.fromkeys(table["dataset"]))
-    write_json(card_record(card, params, datasets), out / CARD_FILE)
+    write_json(card_record(card, params, datasets, read_from), out / CARD_FILE)
     if card.age_bands is None:
         headlines = evaluate_years(table, card.name, params, out / "evaluation")
     else:

@@ -130,9 +130,14 @@ def prob_female(probs: np.ndarray) -> np.ndarray:
     return probs[:, GENDER_CLASSES.index("female")]
 
 
-def predicted_gender(probs: np.ndarray) -> np.ndarray:
-    """'female' / 'male' per row: the more probable class (female on an exact tie)."""
-    return np.asarray(GENDER_CLASSES, dtype=object)[np.asarray(probs).argmax(axis=1)]
+def predicted_gender(probs: np.ndarray, male_at: float | None = None) -> np.ndarray:
+    """'female' / 'male' per row: the more probable class (female on an exact tie), or, with `male_at`
+    (a published model's decision rule, cards.ModelCard.male_at), male where P(male) >= male_at."""
+    probs = np.asarray(probs)
+    if male_at is None:
+        return np.asarray(GENDER_CLASSES, dtype=object)[probs.argmax(axis=1)]
+    male = probs[:, GENDER_CLASSES.index("male")].astype(np.float64) >= male_at
+    return np.where(male, "male", "female").astype(object)
 
 
 def gender_codes(genders) -> np.ndarray:
@@ -156,8 +161,9 @@ def age_codes(ages, max_age: int) -> np.ndarray:
 
 
 def prediction_frame(rows: pd.DataFrame, age_probs: np.ndarray, gender_probs: np.ndarray,
-                     experiment: str) -> pd.DataFrame:
-    """The predictions table (schema.PREDICTION_COLUMNS) of manifest `rows` from both heads' softmax."""
+                     experiment: str, *, male_at: float | None = None) -> pd.DataFrame:
+    """The predictions table (schema.PREDICTION_COLUMNS) of manifest `rows` from both heads' softmax;
+    `male_at`: see `predicted_gender`."""
     require_columns(rows, ["id", "dataset", "split", "age", "gender", "race"], "manifest rows to predict")
     if not len(rows) == len(age_probs) == len(gender_probs):
         raise ValueError("rows, age_probs and gender_probs must have the same length")
@@ -165,7 +171,7 @@ def prediction_frame(rows: pd.DataFrame, age_probs: np.ndarray, gender_probs: np
     frame["age_pred"] = expected_age(age_probs)
     frame["age_pred_argmax"] = argmax_age(age_probs).astype("int64")
     frame["gender_prob_female"] = prob_female(gender_probs).astype("float64")
-    frame["gender_pred"] = predicted_gender(gender_probs)
+    frame["gender_pred"] = predicted_gender(gender_probs, male_at)
     frame["experiment"] = experiment
     # FairFace's ages are bands: keep the band, so that evaluation can judge band accuracy.
     bands = rows[BAND_COLUMN].to_numpy() if BAND_COLUMN in rows.columns else None

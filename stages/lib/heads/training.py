@@ -34,6 +34,7 @@ import pandas as pd
 import tensorflow as tf
 from dvclive import Live
 
+from stages.lib.backbones.cards import PublishedLayer
 from stages.lib.backbones.vgg_face import head_weights, require_weights_file
 from stages.lib.backbones.registry import describe, uses_published_weights
 from stages.lib.backbones.store import Features
@@ -374,22 +375,25 @@ def predict_heads(models: dict[str, keras.Model], features: Features, rows: pd.D
 
 
 def predict_fitted(fitted: FittedHeads, features: Features, rows: pd.DataFrame, *, batch_size: int,
-                   experiment: str) -> pd.DataFrame:
-    """The predictions table of manifest `rows` from fitted heads, on what they read (`FittedHeads.reads`)."""
+                   experiment: str, male_at: float | None = None) -> pd.DataFrame:
+    """The predictions table of manifest `rows` from fitted heads, on what they read (`FittedHeads.reads`);
+    the published model's own outputs are called by its decision rule (`male_at`, BackboneSpec.male_at)."""
     if fitted.reads == "published_outputs":
-        return published_output_predictions(features, rows, experiment)
+        return published_output_predictions(features, rows, experiment, male_at=male_at)
     return predict_heads(fitted.heads, features.reading(fitted.reads), rows, batch_size=batch_size,
                          experiment=experiment)
 
 
-def published_output_predictions(features: Features, rows: pd.DataFrame, experiment: str) -> pd.DataFrame:
+def published_output_predictions(features: Features, rows: pd.DataFrame, experiment: str, *,
+                                 male_at: float | None = None) -> pd.DataFrame:
     """The predictions table of manifest `rows` from the published model's own outputs, as the features
-    stage stored them (float32: P(female), P(male), then the age probabilities)."""
+    stage stored them (float32: P(female), P(male), then the age probabilities); gender called male
+    where P(male) >= `male_at` (the published model's decision rule; None: the more probable class)."""
     if features.published is None:
         raise ValueError("the features hold no published outputs: this backbone's published heads are not its own "
                          "output layers")
     outputs = np.asarray(features.published[features.rows_for(rows["id"])], dtype=np.float32)
-    return prediction_frame(rows, outputs[:, 2:], outputs[:, :2], experiment)
+    return prediction_frame(rows, outputs[:, 2:], outputs[:, :2], experiment, male_at=male_at)
 
 
 def published_output_heads(published_outputs: int, max_age: int) -> dict[str, keras.Model]:
@@ -409,16 +413,25 @@ def published_output_heads(published_outputs: int, max_age: int) -> dict[str, ke
     return heads
 
 
-def published_layer_heads(kernels: dict[str, np.ndarray]) -> dict[str, keras.Model]:
-    """Heads that are a published model's own output layers, as published: per task one Dense layer
-    without bias (the WideResNet's dense_1/dense_2) and a softmax, on the features those layers read,
-    holding the published kernels ({task: (inputs, classes)}). Init `published` starts from them."""
+def published_layer_heads(layers: dict) -> dict[str, keras.Model]:
+    """Heads that are a published model's own output layers, as published, on the features those
+    layers read: per task either one kernel (a Dense layer without bias, then a softmax: the
+    WideResNet's dense_1/dense_2) or a stack of `cards.PublishedLayer`s (FaceRes' `feats` and output
+    layer). Init `published` starts from them."""
     heads = {}
-    for task, kernel in kernels.items():
-        inputs = keras.Input(shape=(kernel.shape[0],), name="features")
-        output = keras.layers.Dense(kernel.shape[1], use_bias=False, name="predictions")
-        heads[task] = keras.Model(inputs, keras.layers.Activation("softmax", name="softmax")(output(inputs)), name=task)
-        output.set_weights([np.asarray(kernel, dtype=np.float32)])
+    for task, stack in layers.items():
+        stack = (PublishedLayer(stack),) if isinstance(stack, np.ndarray) else tuple(stack)
+        inputs = keras.Input(shape=(stack[0].kernel.shape[0],), name="features")
+        out = inputs
+        for position, layer in enumerate(stack, 1):
+            dense = keras.layers.Dense(layer.kernel.shape[1], use_bias=layer.bias is not None, name=layer.name)
+            out = dense(out)
+            dense.set_weights([np.asarray(layer.kernel, dtype=np.float32)]
+                              + ([] if layer.bias is None else [np.asarray(layer.bias, dtype=np.float32)]))
+            last = position == len(stack)
+            out = keras.layers.Activation(layer.activation,
+                                          name=layer.activation if last else f"{layer.name}_{layer.activation}")(out)
+        heads[task] = keras.Model(inputs, out, name=task)
     return heads
 
 

@@ -34,6 +34,10 @@ PUBLISHED_MODELS = {
         "yu4u's WideResNet-16-8 (age-gender-estimation), standing in for the study's VGG-Face: the study's "
         "VGG-Face age and gender weights cannot be fetched here, and yu4u's model is the closest published "
         "one: also trained on IMDB-Wiki, its age head also a 101-way softmax read as an expected value"),
+    "faceres": (
+        "HSE FaceRes (Savchenko), built the study's way: an identity network (MobileNet on VGGFace2) whose last "
+        "dense layers were trained for age and gender on IMDB-Wiki, fed as its authors' code feeds it (age read "
+        "here as the softmax's expected value, as the study read it; male where P(male) >= 0.6, its authors' rule)"),
     "dlib_resnet": "dlib's ResNet face descriptor with heads trained here (dlib publishes no age or gender head)",
 }
 

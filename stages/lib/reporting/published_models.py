@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Params
-from stages.lib.evaluation.audit_results import CARD_FILE, METRICS_FILE, PREDICTIONS_FILE
+from stages.lib.evaluation.audit_results import CARD_FILE, FROM_PASS, METRICS_FILE, PREDICTIONS_FILE
 from stages.lib.evaluation.groups import ages_are_bands
 from stages.lib.evaluation.intervals import Bootstrap, direction
 from stages.lib.evaluation.multiplicity import adjust_families
@@ -138,7 +138,8 @@ def side_by_side_table(models: Sequence[AuditedModel], values: pd.DataFrame, dat
             continue
         accuracy, worst, gap = (by.loc[s] for s in ("gender_accuracy", "worst_group_accuracy", "accuracy_gap"))
         rows.append({
-            "model": model.name, "in-sample": model.card["test_sets"].get(dataset, "unknown"),
+            "model": model.name + (f" ({model.card['contrast']} contrast)" if model.card.get("contrast") else ""),
+            "in-sample": model.card["test_sets"].get(dataset, "unknown"),
             "n": int(accuracy["n"]),
             f"age [{ci}]": age_figure(model, dataset, params.paths.audit / model.name),
             f"gender accuracy [{ci}]": with_interval(accuracy["value"], accuracy["ci_low"], accuracy["ci_high"],
@@ -223,7 +224,9 @@ def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pair
     flags = flags or {}
     by = values[values["experiment"] == model.name].set_index("statistic")
     accuracy, worst, gap = (by.loc[s] for s in ("gender_accuracy", "worst_group_accuracy", "accuracy_gap"))
-    text = (f"**{model.name}** on {dataset} (in-sample: {model.card['test_sets'].get(dataset, 'unknown')}): gender "
+    contrast = (f", a labelled {model.card['contrast']} contrast, not an independent estimate"
+                if model.card.get("contrast") else "")
+    text = (f"**{model.name}** on {dataset} (in-sample: {model.card['test_sets'].get(dataset, 'unknown')}{contrast}): gender "
             f"accuracy {with_interval(accuracy['value'], accuracy['ci_low'], accuracy['ci_high'], as_percent=True)}; "
             f"its worst race × gender group, {worst['worst_group']}, at "
             f"{with_interval(worst['value'], worst['ci_low'], worst['ci_high'], as_percent=True)}, "
@@ -246,6 +249,38 @@ def _against_others(pairs: pd.DataFrame, name: str, statistic: str) -> list[tupl
     found = [(r.other, r.difference, r.ci_low, r.ci_high, adjusted(r)) for r in rows[rows["model"] == name].itertuples()]
     found += [(r.model, -r.difference, -r.ci_high, -r.ci_low, adjusted(r)) for r in rows[rows["other"] == name].itertuples()]
     return [entry for entry in found if pd.notna(entry[1])]
+
+
+DESIGN_PAIR = ("faceres", "wide_resnet_imdb")   # both IMDB-Wiki-trained: identity body or none
+CONTRAST_NOTE = ("{names}: audited only as a labelled in-sample contrast. Its card says it was trained on UTKFace, "
+                 "so its UTKFace rows are in-sample (flagged on its row) and flatter it; set against its FairFace "
+                 "rows (whose status is unknown) they show how much an in-sample test flatters a model. Its "
+                 "figures are never an independent estimate and stay out of the findings.")
+
+
+def data_or_design(pairs: pd.DataFrame, dataset: str) -> str:
+    """"Data or design?": the two IMDB-Wiki-trained families (FaceRes: an identity body trained on
+    VGGFace2; the WideResNet: none) on race × gender, from their paired differences after adjustment;
+    '' where either was not audited on `dataset`. Says only what the intervals support."""
+    if pairs.empty:
+        return ""
+    model, other = DESIGN_PAIR
+    both = pairs[pairs["model"].isin(DESIGN_PAIR) & pairs["other"].isin(DESIGN_PAIR)]
+    phrases = [compared_phrase(statistic, other, change, (low, high), adjusted=adjusted)
+               for statistic in ("gender_accuracy", "accuracy_gap")
+               for name, change, low, high, adjusted in _against_others(both, model, statistic) if name == other]
+    if not phrases:
+        return ""
+    shown = [(r.significant, r.statistic) for r in both.itertuples() if r.statistic in ("gender_accuracy", "accuracy_gap")]
+    verdict = ("The race × gender gaps differ after adjustment: with the training data held alike, something in the "
+               "design (the identity body, or anything else that differs between the two: architecture, input size, "
+               "framing) moves the gap; these faces cannot say which." if any(sig for sig, stat in shown
+                                                                              if stat == "accuracy_gap")
+               else "Their race × gender gaps are not shown to differ: on these faces the gap is no different with or "
+                    "without an identity body, consistent with the training data setting it, but not proof of it.")
+    return (f"**Data or design?** ({dataset}) {model} and {other} were both trained for age and gender on IMDB-Wiki; "
+            f"{model} reads an identity embedding (VGGFace2), {other} none. On the same faces, {model}: "
+            + "; ".join(phrases) + ". " + verdict)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -327,12 +362,20 @@ def published_models_section(md: Markdown, params: Params) -> None:
                for m in models)
     if any(m.card.get("age_bands") for m in models):
         md.paragraph(BAND_RULE)
-    if params.backbone.name in {m.name for m in models}:
+    from_pass = next((m.name for m in models if m.card.get("read_from") == FROM_PASS), None)
+    if from_pass is not None:
+        md.paragraph(f"{from_pass} is also this run's backbone: the features pass reads and frames every crop as "
+                     "its published code does, so its rows here are read from that pass and are the `published` "
+                     "experiment's answers, face for face.")
+    elif params.backbone.name in {m.name for m in models}:
         md.paragraph(f"{params.backbone.name} is also this run's backbone, whose own outputs are the `published` "
                      "experiment. There the features pass reads every crop the one way it reads them for any "
                      "backbone (its JPEG decoder and resize); here the model's own code reads them (OpenCV). The two "
                      "readings give slightly different pixels, so single faces' answers and the figures below can "
                      "differ a little from that experiment's.")
+    contrasts = [m for m in models if m.card.get("contrast")]
+    if contrasts:
+        md.paragraph(CONTRAST_NOTE.format(names=", ".join(m.name for m in contrasts)))
     if missing:
         md.paragraph(f"Listed but not audited yet: {', '.join(missing)}.")
     audited = {d for m in models for d in m.predictions["dataset"]}
@@ -350,6 +393,9 @@ def published_models_section(md: Markdown, params: Params) -> None:
                                          "call a difference only where it survives the adjustment for the pairs "
                                          "compared on its statistic")
         md.bullets(model_sentence(m, dataset, values, pairs, flags) for m in shown)
+        design = data_or_design(pairs, dataset)
+        if design:
+            md.paragraph(design)
         panels[dataset] = values
         cells.update({(dataset, m.name): race_gender_accuracy(m.predictions[m.predictions["dataset"] == dataset])
                       for m in shown})

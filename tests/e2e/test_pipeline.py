@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,24 @@ def _stdout(args: list[str], cwd: Path, **env: str) -> str:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=environment, check=True).stdout
 
 
+def readme_views() -> list[list[str]]:
+    """The README's `dvc exp show` comparison views, as argument lists."""
+    lines = [line.split(" # ")[0] for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("dvc exp show ")]
+    assert lines, "the README gives no `dvc exp show` view"
+    return [shlex.split(line)[1:] for line in lines]
+
+
+def assert_views_fit(project: Path, must_show: set[str]) -> None:
+    """Each README view at 120 columns: nothing cut to `…`, and every name in `must_show` in some view."""
+    shown = ""
+    for view in readme_views():
+        table = _stdout(DVC + [*view, "--no-pager"], project, COLUMNS="120")
+        assert "…" not in table, f"{' '.join(view)} cuts columns at 120 wide:\n{table}"
+        shown += table
+    assert all(name in shown for name in must_show), (must_show, shown)
+
+
 def test_the_headline_is_the_one_dvc_metric_and_exp_show_holds_it(demo_project):
     headline = json.loads((demo_project / HEADLINE).read_text())
     leaves = {f"{key}.{inner}" for key, value in headline.items() if isinstance(value, dict) for inner in value}
@@ -105,6 +124,8 @@ def test_the_headline_is_the_one_dvc_metric_and_exp_show_holds_it(demo_project):
     [workspace] = [row for row in json.loads(_stdout(DVC + ["exp", "show", "--json"], demo_project))
                    if row["rev"] == "workspace"]
     assert workspace["data"]["metrics"] == {HEADLINE: {"data": headline}}
+    main_set = {key for key, value in headline.items() if not isinstance(value, dict)}
+    assert_views_fit(demo_project, main_set)      # a fresh project: `main` has no results yet
 
 
 def _du(*paths: Path) -> int:
@@ -163,9 +184,7 @@ def test_a_queued_sweep_runs_in_dvcs_copies_with_different_metrics(demo_project)
     header, *rows = csv.reader(io.StringIO(_stdout(DVC + ["exp", "show", "--only-changed", "--csv"], demo_project)))
     assert any(column.endswith("experiments.oversample_x2.oversample") for column in header), header
     assert {"factor1", "factor3"} <= {row[0] for row in rows}
-    shown = _stdout(DVC + ["exp", "show", "--only-changed", "--no-pager"], demo_project, COLUMNS="120")
-    print(f"COLUMNS=120 dvc exp show --only-changed: widest line {max(map(len, shown.splitlines()))}, "
-          f"columns {header}\n{shown}")
+    assert_views_fit(demo_project, {"factor1", "factor3", "experiments.oversample_x2.oversample", "ret_mae", "ret_acc"})
 
 
 def _exp_refs(project: Path) -> dict[str, str]:

@@ -27,11 +27,13 @@ def test_measured_counts_name_each_reason_per_group_and_nothing_is_dropped():
     measurements.loc[:9, ["skin_lightness", "skin_hue"]] = np.nan
     measurements.loc[:9, "problem"] = "all-dark crop"
     measurements.loc[10:14, "skin_hue"] = np.nan
-    measurements.loc[10:14, "problem"] = "grey-scale photo: no hue"
+    measurements.loc[10:14, "problem"] = "grey-scale photo: no hue; no source size: fixed-size chips"
     counts = measured_counts(with_measurements(predictions, measurements)).set_index("group")
     assert counts.loc["all", "faces"] == 200
     assert counts.loc["all", "with lightness"] == 190 and counts.loc["all", "with hue"] == 185
     assert counts.loc["all", "all-dark crop"] == 10 and counts.drop("all")["all-dark crop"].sum() == 10
+    assert counts.loc["all", "grey-scale photo: no hue"] == 5     # a face's joined reasons count apart
+    assert counts.loc["all", "no source size: fixed-size chips"] == 5
 
 
 def test_a_quality_measure_that_follows_lightness_correlates_with_it():

@@ -66,13 +66,14 @@ def analyse(frame: pd.DataFrame, bands: SkinBands, bootstrap: Bootstrap = Bootst
 
 
 def measured_counts(faces: pd.DataFrame) -> pd.DataFrame:
-    """Per race × gender (and all): faces, those with skin L*, with h*, and each reason given (`problem`)."""
+    """Per race × gender (and all): faces, those with skin L*, with h*, and how often each reason is given
+    (`problem` joins a face's reasons with "; ": each counts apart)."""
     labels = race_gender(faces).fillna("unlabelled")
     reasons = faces["problem"] if "problem" in faces else pd.Series(None, index=faces.index, dtype=object)
     rows = []
     for group in ["all", *group_order(labels)]:
         cell = faces if group == "all" else faces[labels == group]
-        counts = reasons.loc[cell.index].dropna().value_counts()
+        counts = reasons.loc[cell.index].dropna().astype(str).str.split("; ").explode().value_counts()
         rows.append({"group": group, "faces": len(cell),
                      **{f"with {c.removeprefix('skin_')}": int(cell[c].notna().sum()) if c in cell else 0
                         for c in SKIN_COLUMNS},

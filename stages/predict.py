@@ -14,12 +14,14 @@ The params' backbone embeds the faces and models/<experiment>/{age,gender}.keras
 softmax's expected value, as the study; age_argmax: its most probable year). Prints a table, or JSON
 with --json; --annotate writes each photo with its boxes and labels to DIR/<name>.jpg.
 A photo without a face or that cannot be read gets a line with the problem; the exit status is 1 when
-no face was found at all. Run it from the project root, after `dvc repro` (or the demo).
+no face was found at all, 2 with one line for a mistake (a missing file, bad params). Run it from the project root, after `dvc repro` (or the demo).
 
 --model NAME answers with a published model (stages/lib/backbones/published.py; --list-models names
 them with their family, source and training data) instead of the experiment's heads: faces found with
 params' crop.detector (or, --precropped, each photo whole as the face box), then the model's own
-framing and alignment. It needs only the model's weights (`python -m stages.download --only NAME`).
+framing and alignment. It needs only the model's weights: the first call fetches them (pinned, checked)
+into the user cache, ~/.cache/face-bias-study/weights (FACE_BIAS_CACHE moves it), unless the download
+stage has put them in data/raw/weights; later calls read them there, offline.
 JSON records: photo, face, x, y, w, h, age (null for a band model), age_band, gender, p_female, problem.
 """
 
@@ -35,11 +37,14 @@ import cv2
 from stages.lib.backbones import published
 from stages.lib.backbones.published_photos import format_cards, format_records, predict_photos as predict_with_model
 from stages.lib.backbones.registry import load
-from stages.lib.faces.detect import CropError, make_detector
-from stages.lib.sources.plan import weight_path
+from stages.lib.core.cli import NothingFound, run_stage
+from stages.lib.core.params import load_params
+from stages.lib.core.setup_check import check_needs
+from stages.lib.faces.detect import make_detector
 from stages.lib.heads.framing import choose_framing, read_framing
 from stages.lib.heads.inference import Cutting, annotate, check_heads, format_table, load_heads, predict_photos
-from stages.lib.core.params import ParamsError, load_params
+from stages.lib.sources.plan import DETECTOR_WEIGHTS, weight_path
+from stages.lib.sources.weights_cache import weights_folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.model is not None and (args.experiment or args.margin is not None or args.annotate):
         parser.error("--model frames faces its own way and has no experiment: leave out --experiment, --margin "
                      "and --annotate")
+    if args.model is not None and args.model not in published.names():
+        parser.error(f"--model {args.model}: not a published model; registered: {', '.join(published.names())}")
     args.experiment = args.experiment or "retrained"
     if args.margin is not None and not 0 <= args.margin <= 2:
         parser.error(f"--margin must lie between 0 and 2 (a fraction of the face box), got {args.margin:g}")
@@ -71,34 +78,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def predict_published(args: argparse.Namespace) -> int:
-    """--model: the photos through a published model, with its own framing."""
-    try:
-        params = load_params()
-        model = published.load(args.model, params.paths.weights)
-        detector = None if args.precropped else make_detector(
-            params.crop.detector, _weight_or_none(params, "yunet"), params.crop.min_score,
-            ssd_files=_ssd_files(params))
-    except KeyError as exc:
-        print(f"predict: --model {exc.args[0]}", file=sys.stderr)
-        return 2
-    except (ParamsError, FileNotFoundError, ValueError, CropError, ImportError) as exc:
-        print(f"predict: {exc}", file=sys.stderr)
-        return 2
+    """--model: the photos through a published model, with its own framing; returns the faces answered."""
+    params = load_params()
+    card = published.card(args.model)
+    check_needs({f"the published model {args.model}": card.needs})
+    detector_keys = () if args.precropped else DETECTOR_WEIGHTS.get(params.crop.detector, ())
+    folder = weights_folder(params, [*card.weights, *detector_keys],
+                            progress=not args.json)
+    model = published.load(args.model, folder)
+    detector = None if args.precropped else make_detector(
+        params.crop.detector, folder / weight_path(params, "yunet").name, params.crop.min_score,
+        ssd_files=_ssd_files(params, folder))
     framing = "each photo whole as the face box" if detector is None else f"faces found by {detector.name}"
     print(f"predict: {args.model}, {framing}, then the model's own framing", file=sys.stderr)
     records = predict_with_model(model, args.photos, detector, params.age_bands)
     print(json.dumps(records, indent=2) if args.json else format_records(records))
-    return 0 if any(record["problem"] is None for record in records) else 1
+    return _answered(sum(record["problem"] is None for record in records))
 
 
-def _weight_or_none(params, name: str) -> Path | None:
-    return weight_path(params, name) if name in params.weights else None
-
-
-def _ssd_files(params) -> tuple[Path, Path] | None:
+def _ssd_files(params, folder: Path) -> tuple[Path, Path] | None:
     if "ssd_face" not in params.weights or "ssd_face_config" not in params.weights:
         return None
-    return weight_path(params, "ssd_face"), weight_path(params, "ssd_face_config")
+    return tuple(folder / weight_path(params, key).name for key in ("ssd_face", "ssd_face_config"))
+
+
+def _answered(faces: int) -> int:
+    """How many faces got an answer; NothingFound (exit 1) when none did."""
+    if not faces:
+        raise NothingFound("no face found in any photo (see each photo's problem above)")
+    return faces
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,20 +115,21 @@ def main(argv: list[str] | None = None) -> int:
         print(format_cards([published.card(name) for name in published.names()]))
         return 0
     if args.model is not None:
-        return predict_published(args)
-    try:
-        params = load_params()
-        params.experiment(args.experiment)
-        models_dir = params.paths.models / args.experiment
-        heads = load_heads(models_dir)
-        spec, embed = load(params.backbone, params.seed, params.paths.weights)
-        check_heads(heads, spec, models_dir)
-        framing, warnings = choose_framing(read_framing(models_dir), args.precropped, args.margin, params.crop.margin)
-        detector = None if framing.kind == "chip" else make_detector(
-            params.crop.detector, weight_path(params, "yunet"), params.crop.min_score)
-    except (ParamsError, FileNotFoundError, ValueError, CropError, ImportError) as exc:
-        print(f"predict: {exc}", file=sys.stderr)
-        return 2
+        return run_stage("predict", lambda: predict_published(args), timed=False)
+    return run_stage("predict", lambda: predict_with_heads(args), timed=False)
+
+
+def predict_with_heads(args: argparse.Namespace) -> int:
+    """The photos through the experiment's heads, framed as they were trained; returns the faces answered."""
+    params = load_params()
+    params.experiment(args.experiment)
+    models_dir = params.paths.models / args.experiment
+    heads = load_heads(models_dir)
+    spec, embed = load(params.backbone, params.seed, params.paths.weights)
+    check_heads(heads, spec, models_dir)
+    framing, warnings = choose_framing(read_framing(models_dir), args.precropped, args.margin, params.crop.margin)
+    detector = None if framing.kind == "chip" else make_detector(
+        params.crop.detector, weight_path(params, "yunet"), params.crop.min_score)
     for warning in warnings:
         print(f"predict: warning: {warning}", file=sys.stderr)
     print(f"predict: faces framed as {framing.describe()} ({framing.source})", file=sys.stderr)
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             target = args.annotate / f"{path.stem}.jpg"
             cv2.imwrite(str(target), annotate(image, faces, results[results["photo"] == str(path)]))
             print(f"annotated: {target}", file=sys.stderr)
-    return 0 if results["problem"].isna().any() else 1
+    return _answered(int(results["problem"].isna().sum()))
 
 
 if __name__ == "__main__":

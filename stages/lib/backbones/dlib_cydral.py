@@ -22,6 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.published import FacePredictions, ModelCard, register, unusable, weight_files
 
 FILES = {"dlib_cydral_age": "dlib_cydral_age.onnx", "dlib_cydral_gender": "dlib_cydral_gender.onnx",
@@ -41,6 +42,7 @@ CARD = ModelCard(
     in_sample={},
     age_bands=None,
     weights=tuple(FILES),
+    needs=Needs(("dlib", "onnxruntime"), extra="audit"),
 )
 
 

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.published import FacePredictions, ModelCard, register
 
 INPUT_SIZE = 112
@@ -48,6 +49,7 @@ CARD = ModelCard(
     in_sample={"utkface": "partly", "fairface": "no"},
     age_bands=None,
     weights=(WEIGHTS_KEY, MANIFEST_KEY),
+    needs=Needs(("keras", "tensorflow")),
 )
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.published import FacePredictions, ModelCard, register, unusable, weight_files
 
 FILES = {"levi_hassner_age": "levi_hassner_age.caffemodel", "levi_hassner_age_proto": "levi_hassner_age_proto.prototxt",
@@ -35,6 +36,7 @@ CARD = ModelCard(
     in_sample={},  # Adience only, as published; Adience and FairFace both come from Flickr: overlap unknown
     age_bands=BANDS,
     weights=tuple(FILES),
+    needs=Needs(("cv2",)),
 )
 
 

@@ -20,6 +20,9 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from stages.lib.core.cli import UserError
+from stages.lib.core.setup_check import NO_NEEDS, Needs
+
 
 @dataclass(frozen=True)
 class ModelCard:
@@ -30,6 +33,7 @@ class ModelCard:
     in_sample: Mapping[str, str]   # dataset adapter -> "yes" | "partly" | "no" | "unknown" (absent: unknown)
     age_bands: tuple[tuple[int, int], ...] | None  # None: predicts years; else its bands, inclusive
     weights: tuple[str, ...]       # keys of params.yaml `weights:` the download stage must fetch for it
+    needs: Needs = NO_NEEDS        # what it imports, checked by the params stage before any work
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,14 @@ def weight_files(weights_dir: Path, files: Mapping[str, str]) -> dict[str, Path]
     return paths
 
 
-def unusable(path: Path, key: str, error: Exception) -> ValueError:
+class UnusableWeights(UserError, ValueError):
+    """A weights file its runtime cannot load; the message names the fix."""
+
+
+def unusable(path: Path, key: str, error: Exception) -> UnusableWeights:
     """The one-line error for a weights file its runtime cannot load, naming the fix."""
     why = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-    return ValueError(f"{path} cannot be loaded ({why}): delete it and run `python -m stages.download --only {key}`")
+    return UnusableWeights(f"{path} cannot be loaded ({why}): delete it and run `python -m stages.download --only {key}`")
 
 
 def load(name: str, weights_dir: Path) -> PublishedModel:

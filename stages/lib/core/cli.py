@@ -14,6 +14,10 @@ class UserError(Exception):
     """A mistake the user can fix; its message says what is wrong and how to fix it."""
 
 
+class NothingFound(Exception):
+    """A command ran without a mistake but has nothing to answer (no face in any photo): exit code 1."""
+
+
 USER_MISTAKES = (UserError, FileNotFoundError)
 
 
@@ -23,9 +27,11 @@ def say_mistake(name: str, mistake: BaseException) -> int:
     return 2
 
 
-def run_stage(stage: str, body: Callable[[], int | None], *, key: str | None = None) -> int:
+def run_stage(stage: str, body: Callable[[], int | None], *, key: str | None = None, timed: bool = True) -> int:
     """Run a DVC stage's `body` (it returns how many faces it processed, or None) and time it: exit code
-    0, or 2 with one line for a user's mistake (`stage@key` names a foreach stage's run)."""
+    0, 2 with one line for a user's mistake (`stage@key` names a foreach stage's run), or 1 with its line
+    where the body found nothing to answer. `timed=False`: a command outside the pipeline (predict,
+    audit), which leaves no timing record."""
     from stages.lib.core.timing import start_timing
 
     timing = start_timing(stage, key=key)
@@ -33,5 +39,9 @@ def run_stage(stage: str, body: Callable[[], int | None], *, key: str | None = N
         faces = body()
     except USER_MISTAKES as mistake:
         return say_mistake(timing.name, mistake)
-    timing.finish(faces=faces)
+    except NothingFound as nothing:
+        print(f"{timing.name}: {nothing}", file=sys.stderr)
+        return 1
+    if timed:
+        timing.finish(faces=faces)
     return 0

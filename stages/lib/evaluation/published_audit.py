@@ -120,6 +120,7 @@ def predictions_table(faces: pd.DataFrame, predicted: pd.DataFrame, card: ModelC
 def card_record(card: ModelCard, params: Params, datasets: Sequence[str]) -> dict:
     """The card as JSON (bands as labels), with the in-sample flag of each audited test set."""
     record = {**asdict(card), "in_sample": dict(card.in_sample), "weights": list(card.weights)}
+    del record["needs"]   # what it imports: the params stage's concern, not the audit's
     record["age_bands"] = None if card.age_bands is None else [band_label(b) for b in card.age_bands]
     record["test_sets"] = {d: in_sample(card, params.datasets[d].adapter) for d in datasets}
     return record

@@ -20,7 +20,7 @@ from stages.lib.sources.fetch import Fetcher
 from stages.lib.sources.plan import plan_fetches, weight_path
 
 BY_HAND_ADVICE = re.compile(r";\s+(?:check the network|put )")   # where the fetcher's own advice starts
-LOCK_NAME = "downloads.lock.yaml"   # the cache's own lock: each fetched file's sha256
+LOCK_NAME = "weights.lock.yaml"   # the cache's own lock: each fetched file's sha256
 
 
 class WeightsUnavailable(UserError):

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.core.cli import UserError, run_stage
+from stages.lib.core.cli import run_stage
+from stages.lib.core.errors import UserError
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.core.labels import DEFAULT_AGE_BANDS

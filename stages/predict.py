@@ -37,7 +37,8 @@ import cv2
 from stages.lib.backbones import published
 from stages.lib.backbones.published_photos import format_cards, format_records, predict_photos as predict_with_model
 from stages.lib.backbones.registry import load
-from stages.lib.core.cli import NothingFound, run_stage
+from stages.lib.core.cli import run_stage
+from stages.lib.core.errors import NothingFound
 from stages.lib.core.params import load_params
 from stages.lib.core.setup_check import check_needs
 from stages.lib.faces.detect import make_detector

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages.lib.core.cli import UserError, run_stage, say_mistake
+from stages.lib.core.cli import run_stage, say_mistake
+from stages.lib.core.errors import UserError
 from stages.lib.core.schema import require_columns
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def test_say_mistake_prints_the_named_line_and_answers_2(capsys):
 
 
 def test_a_command_that_found_nothing_exits_1_with_its_line_and_an_untimed_command_leaves_no_record(project, capsys):
-    from stages.lib.core.cli import NothingFound
+    from stages.lib.core.errors import NothingFound
 
     def body():
         raise NothingFound("no face found in any photo")

@@ -20,7 +20,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.setup_check import NO_NEEDS, Needs
 
 

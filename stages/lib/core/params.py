@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.labels import DEFAULT_AGE_BANDS
 
 PARAMS_FILE = Path("params.yaml")

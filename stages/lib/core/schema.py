@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 MANIFEST_COLUMNS = ["id", "dataset", "path", "age", "gender", "race", "identity", "box", "cropped", "source_meta"]
 REJECT_COLUMNS = ["dataset", "path", "stage", "reason"]

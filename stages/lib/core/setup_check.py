@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.user_cache import cache_root
 
 LOCK_INSTALL = "pip install --require-hashes -r requirements.lock"   # every dependency and extra, pinned

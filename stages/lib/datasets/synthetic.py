@@ -43,7 +43,7 @@ import numpy as np
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
-from stages.lib.datasets.common import AdapterResult, DatasetError, Options, manifest_row
+from stages.lib.datasets.common import AdapterResult, DatasetError, DatasetFolder, Options, manifest_row
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Labels
 
@@ -292,9 +292,9 @@ def draw_face(face: Face, size: int, seed: int) -> tuple[np.ndarray, list[float]
     return image, [round(v, 2) for v in box]
 
 
-def read(root: Path, dataset: str, options: SyntheticOptions, labels: Labels) -> AdapterResult:
+def read(folder: DatasetFolder) -> AdapterResult:
     """Draw the faces into `root` (removing older synthetic faces there) and list them."""
-    root = Path(root)
+    root, dataset, options, labels = Path(folder.root), folder.name, folder.options, folder.labels
     root.mkdir(parents=True, exist_ok=True)
     faces = plan_faces(options, labels)
     wanted = {face.file_name for face in faces}

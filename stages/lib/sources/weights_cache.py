@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.params import WEIGHTS_FOLDER, Params
 from stages.lib.core.user_cache import CACHE_ENV, cache_root
 from stages.lib.core.workspace import project_root

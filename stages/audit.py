@@ -18,7 +18,10 @@ families, Benjamini–Hochberg for long ones; significance.csv says which), and 
 has a test of "all groups equal" that re-selects the extremes (gaps.csv, `p_all_equal`). With a
 `cluster` column (or --cluster-col: faces of one person or look-alikes), the bootstrap draws clusters,
 not faces. With --reference (another model's predictions of the same faces, read with the same column
-flags), DIR/band_changes.csv holds each age band's paired change in error against it.
+flags), DIR/band_changes.csv holds each age band's paired change in error against it. With
+`skin_lightness` / `skin_hue` columns (CIELAB L* and hue angle h* of each face's skin; optionally the
+photo-quality columns of the measure stage), DIR/skin/ holds the breakdowns by skin band × gender, the
+slopes on skin colour within race × gender and the quality-adjusted gaps; without them, one line says so.
 
 Writes DIR/groups.csv (the groups contract), DIR/gaps.csv, DIR/significance.csv, DIR/metrics.json,
 DIR/band_changes.csv (with --reference),
@@ -56,12 +59,13 @@ from stages.lib.core.params import PARAMS_FILE, Params, load_params
 from stages.lib.evaluation.predictions import (GENDER_CODES, PLAUSIBLE_MAX_AGE, ColumnError, Normalised,
                                                describe_codes, normalise_predictions, read_table)
 from stages.lib.reporting.audit_report import AuditedTable, AuditSettings, audit_report
+from stages.lib.reporting.skin_audit import audit_skin
 
 # What an audit writes into --out: files, and folders of which only these files are ours.
 OUTPUT_FILES = ("groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv", "correction.csv",
                 "band_changes.csv",
                 "report.md")
-OUTPUT_FOLDERS = {"tables": "*.csv", "plots": "*.csv", "figures": "*.png"}
+OUTPUT_FOLDERS = {"tables": "*.csv", "plots": "*.csv", "figures": "*.png", "skin": "*.csv"}
 COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES
     "age_col": "age", "pred_col": "age_pred", "argmax_col": "age_pred_argmax", "gender_col": "gender",
     "race_col": "race", "filename_col": "filename", "gender_pred_col": "gender_pred",
@@ -249,8 +253,10 @@ def audit(args: argparse.Namespace) -> dict:
     if correction is not None:
         correction[0].to_csv(out / "correction.csv", index=False)
     table = AuditedTable(args.predictions, title, len(raw), normalised, kept, args.gender_codes)
-    (out / "report.md").write_text(audit_report(table, evaluation, settings, out=out, figures=figures,
-                                                correction=correction))
+    report = audit_report(table, evaluation, settings, out=out, figures=figures, correction=correction)
+    report += audit_skin(raw, normalised, kept, out, edges=settings.edges, bootstrap=settings.bootstrap,
+                         min_group_size=settings.min_group_size)
+    (out / "report.md").write_text(report)
     metrics = {**evaluation.overall, "rows_read": len(raw), "rows_rejected": len(normalised.rejects),
                "gender_codes": normalised.gender_codes}
     write_json(metrics, out / "metrics.json")

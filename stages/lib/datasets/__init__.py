@@ -34,12 +34,15 @@ class Adapter:
     # True when the adapter makes its own images in the folder it is given (synthetic), rather than
     # reading what the download stage put there.
     generates: bool = False
+    # The whole dataset as published, for its options: (it in words, its faces), so that a run on a
+    # sample says how much of it it read; None where unknown.
+    published_size: Callable[[dict], tuple[str, int] | None] = lambda options: None
 
 
 ADAPTERS: dict[str, Adapter] = {
     "imdb_wiki": Adapter(imdb_wiki.ImdbWikiOptions, imdb_wiki.read),
-    "utkface": Adapter(utkface.UTKFaceOptions, utkface.read),
-    "fairface": Adapter(fairface.FairFaceOptions, fairface.read),
+    "utkface": Adapter(utkface.UTKFaceOptions, utkface.read, published_size=utkface.published_size),
+    "fairface": Adapter(fairface.FairFaceOptions, fairface.read, published_size=fairface.published_size),
     "folder": Adapter(folder.FolderOptions, folder.read),
     "synthetic": Adapter(synthetic.SyntheticOptions, synthetic.read, generates=True),
 }

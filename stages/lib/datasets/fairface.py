@@ -33,6 +33,12 @@ from stages.lib.core.params import Labels
 
 LABEL_FILES = {"val": "fairface_label_val.csv", "train": "fairface_label_train.csv"}
 COLUMNS = ("file", "age", "gender", "race")
+PUBLISHED_FACES = 97_698   # the released train (86,744) and val (10,954) label files
+
+
+def published_size(options: dict) -> tuple[str, int]:
+    """(the released FairFace in words, its faces), whatever the options."""
+    return f"FairFace's {PUBLISHED_FACES:,} released faces", PUBLISHED_FACES
 
 
 class FairFaceOptions(Options):

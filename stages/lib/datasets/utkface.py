@@ -42,6 +42,16 @@ from stages.lib.core.params import Labels
 ALIGNED_SUFFIX = ".jpg.chip.jpg"
 LANDMARK_LIST = re.compile(r"^landmark_list.*\.txt$", re.IGNORECASE)
 LANDMARK_COUNT = 68
+# The published archives' faces per version (UTKFace.tar.gz: 23,708 aligned & cropped chips).
+PUBLISHED_FACES = {"aligned": 23_708}
+
+
+def published_size(options: dict) -> tuple[str, int] | None:
+    """(the whole published version in words, its faces) for these options; None for a version not counted here."""
+    version = options.get("version", "aligned")
+    if version not in PUBLISHED_FACES:
+        return None
+    return f"UTKFace's {PUBLISHED_FACES[version]:,} {version} faces", PUBLISHED_FACES[version]
 
 
 class UTKFaceOptions(Options):

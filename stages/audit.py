@@ -29,7 +29,7 @@ DIR/rejects.csv (rows with unusable labels, with the reason), DIR/tables/*.csv, 
 (DVC plot data), DIR/figures/*.png and DIR/report.md. Age bands, bootstrap resamples, confidence and
 minimum group size default to params.yaml's when it is in the current folder.
 
-Bad input is one line naming the file and the fix, and exit status 1: a file that is empty, has a
+Bad input is one line naming the file and the fix, and exit status 2: a file that is empty, has a
 header only, is not a table (a photo, a ragged CSV), an --out that cannot be a writable folder. A true
 age over 122 years is rejected (`rejects.csv`); duplicate rows and implausible predictions are
 evaluated as given, with a note in the report and on stderr. The outputs of an earlier audit into the
@@ -41,24 +41,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from stages.lib.core.cli import run_stage
 from stages.lib.core.errors import UserError
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
-from stages.lib.core.labels import DEFAULT_AGE_BANDS, band_labels
+from stages.lib.core.labels import DEFAULT_AGE_BANDS
 from stages.lib.evaluation.band_changes import band_changes
-from stages.lib.evaluation.groups import Evaluation, evaluate
+from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import write_plot_tables
 from stages.lib.evaluation.results import headline_line, write_evaluation, write_json
-from stages.lib.core.params import PARAMS_FILE, Params, ParamsError, load_params
+from stages.lib.core.params import PARAMS_FILE, Params, load_params
 from stages.lib.evaluation.predictions import (GENDER_CODES, PLAUSIBLE_MAX_AGE, ColumnError, Normalised,
                                                describe_codes, normalise_predictions, read_table)
-from stages.lib.reporting.markdown import Markdown, correction_section, evaluation_sections
+from stages.lib.reporting.audit_report import AuditedTable, AuditSettings, audit_report
 from stages.lib.reporting.skin_audit import audit_skin
 
 # What an audit writes into --out: files, and folders of which only these files are ours.
@@ -75,14 +75,6 @@ COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES
 
 class AuditError(UserError, ValueError):
     """Input the audit cannot use (the table, --out); the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    edges: tuple[int, ...]
-    bootstrap: Bootstrap
-    min_group_size: int
-    source: str   # where the defaults came from
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -123,16 +115,16 @@ def parse_bands(text: str) -> tuple[int, ...]:
     try:
         edges = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise SystemExit(f"--age-bands {text!r}: give whole numbers separated by commas, e.g. 0,16,31,46,61") from None
+        raise AuditError(f"--age-bands {text!r}: give whole numbers separated by commas, e.g. 0,16,31,46,61") from None
     if not edges or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise SystemExit(f"--age-bands {text!r}: lower edges must be non-negative and strictly increasing")
+        raise AuditError(f"--age-bands {text!r}: lower edges must be non-negative and strictly increasing")
     return edges
 
 
-def settings_from(args: argparse.Namespace, params: Params | None) -> Settings:
+def settings_from(args: argparse.Namespace, params: Params | None) -> AuditSettings:
     """Flags first, then params.yaml (when present), then the study's defaults."""
     base = params.evaluate if params else None
-    return Settings(
+    return AuditSettings(
         edges=parse_bands(args.age_bands) if args.age_bands else tuple(params.age_bands if params else DEFAULT_AGE_BANDS),
         bootstrap=Bootstrap(
             resamples=args.bootstrap if args.bootstrap is not None else (base.bootstrap if base else 1000),
@@ -207,71 +199,10 @@ def input_notes(raw: pd.DataFrame, normalised: Normalised) -> list[str]:
     return notes
 
 
-def gender_codes_line(normalised: Normalised, requested: str | None) -> str:
-    """Which convention numeric gender codes were read with, said in the report."""
-    if normalised.gender_codes:
-        return f"numeric gender codes read as {describe_codes(normalised.gender_codes)} (--gender-codes)"
-    if requested:
-        return f"--gender-codes {requested} given, but no gender column holds numeric codes: read as words"
-    return "gender read as words (no numeric codes)"
-
-
-def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFrame, *, evaluation: Evaluation,
-                 figures: dict[str, Path], settings: Settings, correction: tuple[pd.DataFrame, str] | None,
-                 rows_read: int, title: str, requested_codes: str | None = None) -> str:
-    md = Markdown(out)
-    md.heading(f"Audit of {title}", 1)
-    md.paragraph(f"Predictions read from `{path}`: {rows_read:,} rows; **{len(kept):,} evaluated**, "
-                 f"{len(normalised.rejects):,} rejected (see `rejects.csv`).")
-    md.heading("Input", 2)
-    md.bullets([f"{field}: {source}" for field, source in normalised.sources.items()])
-    if normalised.skipped:
-        md.paragraph("Breakdowns skipped:")
-        md.bullets([f"**{label}**: {why}" for label, why in normalised.skipped.items()])
-    if normalised.notes:
-        md.paragraph("Notes:")
-        md.bullets(normalised.notes)
-    if not normalised.rejects.empty:
-        reasons = normalised.rejects["reason"].value_counts().rename_axis("reason").reset_index(name="rows")
-        md.table(reasons.head(15).astype(str), "rejected rows by reason (first 15 reasons)")
-    if len(kept) < len(normalised.frame):
-        md.paragraph(f"{len(normalised.frame) - len(kept):,} readable rows outside the requested split were not "
-                     "evaluated.")
-    md.paragraph("Settings:")
-    md.bullets([
-        f"age bands: {', '.join(band_labels(settings.edges))}",
-        f"{settings.bootstrap.resamples:,} bootstrap resamples, {settings.bootstrap.confidence:.0%} intervals, "
-        f"seed {settings.bootstrap.seed}; groups under {settings.min_group_size} faces flagged small "
-        f"(settings from {settings.source} and flags)",
-        gender_codes_line(normalised, requested_codes),
-    ])
-    below = int((kept["age"] < settings.edges[0]).sum())
-    if below:
-        md.paragraph(f"{below:,} faces are younger than the first band edge ({settings.edges[0]}): in every "
-                     "figure except the age-band breakdowns.")
-    evaluation_sections(md, evaluation, figures, settings.bootstrap.confidence, min_group_size=settings.min_group_size)
-    if correction is not None:
-        correction_section(md, correction[0], correction[1], settings.bootstrap.confidence)
-    md.heading("Files", 2)
-    md.table(pd.DataFrame({"file": ["groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv",
-                                    "band_changes.csv", "tables/", "plots/", "figures/"],
-                           "what": ["one row per group (the groups contract)",
-                                    "worst vs best group, with the test of all groups equal (adjusted)",
-                                    "each group's raw interval against the reference, raw and adjusted p-values",
-                                    "overall figures",
-                                    "rows not evaluated, with the reason",
-                                    "with --reference: each age band's paired change against it (Holm across bands)",
-                                    "the study's tables as CSV",
-                                    "DVC plot data", "the figures above"]}))
-    return md.text()
-
-
 def reference_faces(args: argparse.Namespace, requested: dict, kept: pd.DataFrame) -> pd.DataFrame:
     """The --reference table, read like the predictions, restricted as they are (split); AuditError when
     it shares no face (id or file name) with them."""
-    reference = normalise_predictions(read_predictions(args.reference, args.sep), requested,
-                                      dataset=args.predictions.stem, min_age=args.min_age, max_age=args.max_age,
-                                      gender_codes=args.gender_codes).frame
+    reference = normalised_table(read_predictions(args.reference, args.sep), args.reference, requested, args).frame
     if args.split:
         reference = reference[reference["split"] == args.split.lower()]
     if not reference["id"].isin(kept["id"]).any():
@@ -280,14 +211,22 @@ def reference_faces(args: argparse.Namespace, requested: dict, kept: pd.DataFram
     return reference
 
 
+def normalised_table(raw: pd.DataFrame, path: Path, requested: dict, args: argparse.Namespace) -> Normalised:
+    """The table in the predictions contract; AuditError naming the file for a column it lacks."""
+    try:
+        return normalise_predictions(raw, requested, dataset=args.predictions.stem, min_age=args.min_age,
+                                     max_age=args.max_age, gender_codes=args.gender_codes)
+    except ColumnError as error:
+        raise AuditError(f"{path}: {error}") from None
+
+
 def audit(args: argparse.Namespace) -> dict:
     params = load_params() if PARAMS_FILE.exists() else None
     settings = settings_from(args, params)
     raw = read_predictions(args.predictions, args.sep)
     requested = {field: getattr(args, flag) for flag, field in COLUMN_FLAGS.items()}
     title = args.title or args.predictions.name
-    normalised = normalise_predictions(raw, requested, dataset=args.predictions.stem, min_age=args.min_age,
-                                       max_age=args.max_age, gender_codes=args.gender_codes)
+    normalised = normalised_table(raw, args.predictions, requested, args)
     extra_notes = input_notes(raw, normalised)
     normalised.notes.extend(extra_notes)
     for note in extra_notes:
@@ -299,7 +238,7 @@ def audit(args: argparse.Namespace) -> dict:
     if args.split:
         kept = kept[kept["split"] == args.split.lower()]
     if kept.empty:
-        raise SystemExit(f"{args.predictions}: no row left to evaluate ({len(normalised.rejects):,} rejected; "
+        raise AuditError(f"{args.predictions}: no row left to evaluate ({len(normalised.rejects):,} rejected; "
                          f"reasons in {out / 'rejects.csv'})")
     evaluation = evaluate(kept, settings.edges, settings.bootstrap, settings.min_group_size, series=title)
     write_evaluation(evaluation, out)
@@ -313,8 +252,8 @@ def audit(args: argparse.Namespace) -> dict:
     correction = correction_protocol(normalised.frame, kept, settings.bootstrap) if args.correction else None
     if correction is not None:
         correction[0].to_csv(out / "correction.csv", index=False)
-    report = build_report(args.predictions, out, normalised, kept, evaluation=evaluation, figures=figures, settings=settings, correction=correction,
-                          rows_read=len(raw), title=title, requested_codes=args.gender_codes)
+    table = AuditedTable(args.predictions, title, len(raw), normalised, kept, args.gender_codes)
+    report = audit_report(table, evaluation, settings, out=out, figures=figures, correction=correction)
     report += audit_skin(raw, normalised, kept, out, edges=settings.edges, bootstrap=settings.bootstrap,
                          min_group_size=settings.min_group_size)
     (out / "report.md").write_text(report)
@@ -324,19 +263,20 @@ def audit(args: argparse.Namespace) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        metrics = audit(args)
-    except ColumnError as error:
-        sys.exit(f"audit: {args.predictions}: {error}")
-    except (AuditError, ParamsError, OSError) as error:
-        sys.exit(f"audit: {error}")
+    return run_stage("audit", lambda: _run(args), timed=False)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The audit, then its one summary line; returns the faces evaluated."""
+    metrics = audit(args)
     line = f"{args.predictions.name}: n={metrics['n']:,} {headline_line(metrics)}"
     if "mae_argmax" in metrics:
         line += f" (argmax MAE {metrics['mae_argmax']:.2f})"
     print(line + f"; {metrics['rows_rejected']:,} rows rejected; report: {args.out / 'report.md'}")
+    return metrics["n"]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,12 +15,14 @@ The params' backbone embeds the faces and models/<experiment>/{age,gender}.keras
 softmax's expected value, as the study; age_argmax: its most probable year). Prints a table, or JSON
 with --json; --annotate writes each photo with its boxes and labels to DIR/<name>.jpg.
 A photo without a face or that cannot be read gets a line with the problem; the exit status is 1 when
-no face was found at all. Run it from the project root, after `dvc repro` (or the demo).
+no face was found at all, 2 with one line for a mistake (a missing file, bad params). Run it from the project root, after `dvc repro` (or the demo).
 
 --model NAME answers with a published model (stages/lib/backbones/published.py; --list-models names
 them with their family, source and training data) instead of the experiment's heads: faces found with
 params' crop.detector (or, --precropped, each photo whole as the face box), then the model's own
-framing and alignment. It needs only the model's weights (`python -m stages.download --only NAME`).
+framing and alignment. It needs only the model's weights: the first call fetches them (pinned, checked)
+into the user cache, ~/.cache/face-bias-study/weights (FACE_BIAS_CACHE moves it), unless the download
+stage has put them in data/raw/weights; later calls read them there, offline.
 JSON records: photo, face, x, y, w, h, age (null for a band model), age_band, gender, p_female, problem.
 
 --measure adds each face's apparent skin colour and photo quality (docs/measurements.md): skin_lightness,
@@ -43,12 +45,16 @@ import pandas as pd
 from stages.lib.backbones import published
 from stages.lib.backbones.published_photos import format_cards, format_records, predict_photos as predict_with_model
 from stages.lib.backbones.registry import load
+from stages.lib.core.cli import run_stage
+from stages.lib.core.errors import NothingFound
+from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.setup_check import check_needs
 from stages.lib.faces.detect import CropError, make_detector
 from stages.lib.faces.measure import MeasureSettings, format_measurements, measure_photos, with_measurements
-from stages.lib.sources.plan import weight_path
 from stages.lib.heads.framing import choose_framing, read_framing
 from stages.lib.heads.inference import Cutting, annotate, check_heads, format_table, load_heads, predict_photos
-from stages.lib.core.params import ParamsError, load_params
+from stages.lib.sources.plan import DETECTOR_WEIGHTS, weight_path
+from stages.lib.sources.weights_cache import weights_folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,6 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.model is not None and (args.experiment or args.margin is not None or args.annotate):
         parser.error("--model frames faces its own way and has no experiment: leave out --experiment, --margin "
                      "and --annotate")
+    if args.model is not None and args.model not in published.names():
+        parser.error(f"--model {args.model}: not a published model; registered: {', '.join(published.names())}")
     args.experiment = args.experiment or "retrained"
     if args.margin is not None and not 0 <= args.margin <= 2:
         parser.error(f"--margin must lie between 0 and 2 (a fraction of the face box), got {args.margin:g}")
@@ -82,38 +90,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def predict_published(args: argparse.Namespace) -> int:
-    """--model: the photos through a published model, with its own framing."""
-    try:
-        params = load_params()
-        model = published.load(args.model, params.paths.weights)
-        detector = None if args.precropped else make_detector(
-            params.crop.detector, _weight_or_none(params, "yunet"), params.crop.min_score,
-            ssd_files=_ssd_files(params))
-    except KeyError as exc:
-        print(f"predict: --model {exc.args[0]}", file=sys.stderr)
-        return 2
-    except (ParamsError, FileNotFoundError, ValueError, CropError, ImportError) as exc:
-        print(f"predict: {exc}", file=sys.stderr)
-        return 2
+    """--model: the photos through a published model, with its own framing; returns the faces answered."""
+    params = load_params()
+    card = published.card(args.model)
+    check_needs({f"the published model {args.model}": card.needs})
+    detector_keys = () if args.precropped else DETECTOR_WEIGHTS.get(params.crop.detector, ())
+    folder = weights_folder(params, [*card.weights, *detector_keys])
+    model = published.load(args.model, folder)
+    detector = None if args.precropped else make_detector(
+        params.crop.detector, folder / weight_path(params, "yunet").name, params.crop.min_score,
+        ssd_files=_ssd_files(params, folder))
     framing = "each photo whole as the face box" if detector is None else f"faces found by {detector.name}"
     print(f"predict: {args.model}, {framing}, then the model's own framing", file=sys.stderr)
     records = predict_with_model(model, args.photos, detector, params.age_bands)
-    if args.measure:
-        records = with_measurements(records, _measured(args, params, detector, params.crop.margin))
+    measured = _measured(args, params, detector, params.crop.margin) if args.measure else None
+    if measured is not None:
+        records = with_measurements(records, measured)
     print(json.dumps(records, indent=2) if args.json else format_records(records))
-    if args.measure and not args.json:
-        print(format_measurements(_measured(args, params, detector, params.crop.margin)))
-    return 0 if any(record["problem"] is None for record in records) else 1
+    if measured is not None and not args.json:
+        print(format_measurements(measured))
+    return _answered(sum(record["problem"] is None for record in records))
 
 
 def _weight_or_none(params, name: str) -> Path | None:
     return weight_path(params, name) if name in params.weights else None
 
 
-def _ssd_files(params) -> tuple[Path, Path] | None:
+def _ssd_files(params, folder: Path) -> tuple[Path, Path] | None:
+    """The SSD detector's (model, config) in `folder`, where params name them."""
     if "ssd_face" not in params.weights or "ssd_face_config" not in params.weights:
         return None
-    return weight_path(params, "ssd_face"), weight_path(params, "ssd_face_config")
+    return tuple(folder / weight_path(params, key).name for key in ("ssd_face", "ssd_face_config"))
+
+
+def _answered(faces: int) -> int:
+    """How many faces got an answer; NothingFound (exit 1) when none did."""
+    if not faces:
+        raise NothingFound("no face found in any photo (see each photo's problem above)")
+    return faces
 
 
 def heads_trained(experiment: str) -> bool:
@@ -132,17 +146,13 @@ def _measured(args: argparse.Namespace, params, detector, margin: float) -> list
 
 def measure_alone(args: argparse.Namespace) -> int:
     """--measure with no model to ask: each face's measurements alone (exit 0 whatever they found)."""
-    try:
-        params = load_params()
-    except ParamsError as exc:
-        print(f"predict: {exc}", file=sys.stderr)
-        return 2
+    params = load_params()
     detector, found_by = None, "each photo whole as one face crop"
     if not args.precropped:
         yunet = _weight_or_none(params, "yunet")
         name = params.crop.detector if params.crop.detector != "yunet" or (yunet and yunet.is_file()) else "haar"
         try:
-            detector = make_detector(name, yunet, params.crop.min_score, ssd_files=_ssd_files(params))
+            detector = make_detector(name, yunet, params.crop.min_score, ssd_files=_ssd_files(params, params.paths.weights))
         except (CropError, FileNotFoundError) as exc:
             detector, name = make_detector("haar", None, params.crop.min_score), f"haar ({exc})"
         found_by = f"faces found by {name}"
@@ -150,7 +160,7 @@ def measure_alone(args: argparse.Namespace) -> int:
     margin = args.margin if args.margin is not None else params.crop.margin
     records = _measured(args, params, detector, margin)
     print(json.dumps(records, indent=2) if args.json else format_measurements(records))
-    return 0
+    return len(records)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,22 +169,23 @@ def main(argv: list[str] | None = None) -> int:
         print(format_cards([published.card(name) for name in published.names()]))
         return 0
     if args.model is not None:
-        return predict_published(args)
+        return run_stage("predict", lambda: predict_published(args), timed=False)
     if args.measure and not heads_trained(args.experiment):
-        return measure_alone(args)
-    try:
-        params = load_params()
-        params.experiment(args.experiment)
-        models_dir = params.paths.models / args.experiment
-        heads = load_heads(models_dir)
-        spec, embed = load(params.backbone, params.seed, params.paths.weights)
-        check_heads(heads, spec, models_dir)
-        framing, warnings = choose_framing(read_framing(models_dir), args.precropped, args.margin, params.crop.margin)
-        detector = None if framing.kind == "chip" else make_detector(
-            params.crop.detector, weight_path(params, "yunet"), params.crop.min_score)
-    except (ParamsError, FileNotFoundError, ValueError, CropError, ImportError) as exc:
-        print(f"predict: {exc}", file=sys.stderr)
-        return 2
+        return run_stage("predict", lambda: measure_alone(args), timed=False)
+    return run_stage("predict", lambda: predict_with_heads(args), timed=False)
+
+
+def predict_with_heads(args: argparse.Namespace) -> int:
+    """The photos through the experiment's heads, framed as they were trained; returns the faces answered."""
+    params = load_params()
+    params.experiment(args.experiment)
+    models_dir = params.paths.models / args.experiment
+    heads = load_heads(models_dir)
+    spec, embed = load(params.backbone, params.seed, params.paths.weights)
+    check_heads(heads, spec, models_dir)
+    framing, warnings = choose_framing(read_framing(models_dir), args.precropped, args.margin, params.crop.margin)
+    detector = None if framing.kind == "chip" else make_detector(
+        params.crop.detector, weight_path(params, "yunet"), params.crop.min_score)
     for warning in warnings:
         print(f"predict: warning: {warning}", file=sys.stderr)
     print(f"predict: faces framed as {framing.describe()} ({framing.source})", file=sys.stderr)
@@ -193,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             target = args.annotate / f"{path.stem}.jpg"
             cv2.imwrite(str(target), annotate(image, faces, results[results["photo"] == str(path)]))
             print(f"annotated: {target}", file=sys.stderr)
-    return 0 if results["problem"].isna().any() else 1
+    return _answered(int(results["problem"].isna().sum()))
 
 
 if __name__ == "__main__":

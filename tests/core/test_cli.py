@@ -70,3 +70,14 @@ def test_a_successful_run_is_exit_0_and_records_the_faces_it_processed(project, 
 def test_say_mistake_prints_the_named_line_and_answers_2(capsys):
     assert say_mistake("predict", ValueError("photo.jpg: not an image")) == 2
     assert capsys.readouterr().err == "predict: photo.jpg: not an image\n"
+
+
+def test_a_command_that_found_nothing_exits_1_with_its_line_and_an_untimed_command_leaves_no_record(project, capsys):
+    from stages.lib.core.errors import NothingFound
+
+    def body():
+        raise NothingFound("no face found in any photo")
+
+    assert run_stage("predict", body, timed=False) == 1
+    assert capsys.readouterr().err == "predict: no face found in any photo\n"
+    assert run_stage("audit", lambda: 40, timed=False) == 0 and timings(project) == []

@@ -1,5 +1,9 @@
 """The `params` stage: checks params.yaml whole and writes what the stages read, the profile applied."""
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -49,3 +53,35 @@ def test_a_profile_cannot_move_files_or_add_experiments(tmp_path, monkeypatch, c
     raw["profiles"]["demo"]["experiments"] = {"new_one": {"init": "random"}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert stage.main([]) == 2 and "not add one" in capsys.readouterr().err
+
+
+def test_a_stubbed_optional_module_stops_the_real_profile_in_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FACE_BIAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)   # as an uninstalled or stubbed package imports
+    project(tmp_path, monkeypatch, profile="real-offline")
+    assert stage.main([]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("params: not installed or broken: onnxruntime")
+    assert "for audit_models dlib_cydral" in error and error.rstrip().endswith('install with: pip install -e ".[audit]"')
+    assert not (tmp_path / raw_paths()["params"]).exists()
+
+
+def raw_paths() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]
+
+
+def test_a_broken_install_on_the_path_stops_the_stage_within_seconds(tmp_path, monkeypatch):
+    """As a user would meet it: `python -m stages.params` with a broken onnxruntime first on the path."""
+    fake = tmp_path / "site" / "onnxruntime"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('libonnxruntime.so: cannot open shared object file')\n")
+    project(tmp_path, monkeypatch, profile="real-offline")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)]),
+           "FACE_BIAS_CACHE": str(tmp_path / "cache")}
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "stages.params"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    [line] = run.stderr.strip().splitlines()
+    assert "onnxruntime (libonnxruntime.so: cannot open shared object file)" in line
+    assert line.endswith('install with: pip install -e ".[audit]"')
+    assert time.perf_counter() - started < 60   # seconds, not the hour the audit stage would come after

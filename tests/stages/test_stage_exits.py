@@ -11,6 +11,8 @@ STAGES = {  # stage module -> its arguments
     "params": [], "download": ["--no-progress"], "prepare": [], "crop": [], "features": ["--no-progress"],
     "identity": ["--no-progress"], "measure": ["--no-progress"], "split": [], "pretrain": None, "train": ["retrained"], "evaluate": ["retrained"],
     "compare": None, "probe": None, "report": [], "audit_models": [],
+    "predict": ["photo.jpg"], "predict --model": ["--model", "face_api", "photo.jpg"],
+    "audit": ["predictions.csv", "--out", "audit"],
 }
 
 
@@ -22,13 +24,13 @@ def project(tmp_path, monkeypatch):
 
 
 def run(stage: str, args) -> int:
-    main = importlib.import_module(f"stages.{stage}").main
+    main = importlib.import_module(f"stages.{stage.split()[0]}").main
     return main() if args is None else main(args)
 
 
 def one_line(err: str, stage: str) -> str:
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{stage}") and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith(stage.split()[0]) and "Traceback" not in err, err
     return lines[0]
 
 

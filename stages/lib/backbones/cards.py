@@ -21,6 +21,9 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from stages.lib.core.errors import UserError
+from stages.lib.core.setup_check import NO_NEEDS, Needs
+
 ARGMAX_RULE = "the more probable class (female on a tie)"
 EXPECTED_AGE = "the softmax's expected value over its ages (the study's reading)"
 
@@ -38,6 +41,7 @@ class ModelCard:
     age_reading: str = EXPECTED_AGE  # how `age` is read (and `age_own`, where the model has its own)
     framing: str = ""              # how its faces are read and framed, where the card has more to say
     contrast: str = ""             # non-empty: audited only as this labelled contrast, never as an estimate
+    needs: Needs = NO_NEEDS        # what it imports, checked by the params stage before any work
 
     @property
     def decision_rule(self) -> str:
@@ -90,10 +94,14 @@ def weight_files(weights_dir: Path, files: Mapping[str, str]) -> dict[str, Path]
     return paths
 
 
-def unusable(path: Path, key: str, error: Exception) -> ValueError:
+class UnusableWeights(UserError, ValueError):
+    """A weights file its runtime cannot load; the message names the fix."""
+
+
+def unusable(path: Path, key: str, error: Exception) -> UnusableWeights:
     """The one-line error for a weights file its runtime cannot load, naming the fix."""
     why = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-    return ValueError(f"{path} cannot be loaded ({why}): delete it and run `python -m stages.download --only {key}`")
+    return UnusableWeights(f"{path} cannot be loaded ({why}): delete it and run `python -m stages.download --only {key}`")
 
 
 def whole_image_boxes(photos: Sequence[np.ndarray]) -> np.ndarray:

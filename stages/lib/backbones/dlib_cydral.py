@@ -22,6 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.cards import FacePredictions, ModelCard, unusable, weight_files
 
 FILES = {"dlib_cydral_age": "dlib_cydral_age.onnx", "dlib_cydral_gender": "dlib_cydral_gender.onnx",
@@ -42,6 +43,7 @@ CARD = ModelCard(
     age_bands=None,
     age_reading="the 81-way softmax's expected value, weights 0.25, 1, 2, ..., 80 (unrounded)",
     weights=tuple(FILES),
+    needs=Needs(("dlib", "onnxruntime"), extra="audit"),
 )
 
 

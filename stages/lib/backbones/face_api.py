@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.cards import FacePredictions, ModelCard
 
 INPUT_SIZE = 112
@@ -49,6 +50,7 @@ CARD = ModelCard(
     age_bands=None,
     age_reading="its regression output, in years",
     weights=(WEIGHTS_KEY, MANIFEST_KEY),
+    needs=Needs(("keras", "tensorflow")),
 )
 
 

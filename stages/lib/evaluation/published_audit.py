@@ -133,6 +133,7 @@ def card_record(card: ModelCard, params: Params, datasets: Sequence[str], read_f
     each audited test set and where its answers were read from (`read_from`)."""
     record = {**asdict(card), "in_sample": dict(card.in_sample), "weights": list(card.weights),
               "decision_rule": card.decision_rule, "read_from": read_from}
+    del record["needs"]   # what it imports: the params stage's concern, not the audit's
     record["age_bands"] = None if card.age_bands is None else [band_label(b) for b in card.age_bands]
     record["test_sets"] = {d: in_sample(card, params.datasets[d].adapter) for d in datasets}
     return record

@@ -105,8 +105,23 @@ def locate(task: CropTask, image: np.ndarray, detector: Detector | None, margin:
 
 def crop_row(task: CropTask, detector: Detector | None, margin: float, size: int) -> CropOutcome:
     """Crop one photo to `task.target`; a bad photo, box or a missing face becomes a rejected outcome."""
+    return crop_image(task, read_task_image(task), detector, margin, size)
+
+
+def read_task_image(task: CropTask) -> np.ndarray | FaceRejected:
+    """The task's photo (upright unless the dataset's box is in the file's own pixels), or why it cannot be read."""
     try:
-        image = read_image(task.source, upright=task.route != "dataset_box")
+        return read_image(task.source, upright=task.route != "dataset_box")
+    except FaceRejected as rejected:
+        return rejected
+
+
+def crop_image(task: CropTask, image: np.ndarray | FaceRejected, detector: Detector | None, margin: float,
+               size: int) -> CropOutcome:
+    """Crop the task's decoded photo to `task.target` (a photo that could not be read: its rejection)."""
+    try:
+        if isinstance(image, FaceRejected):
+            raise image
         region, faces_found = locate(task, image, detector, margin)
     except FaceRejected as rejected:
         return CropOutcome(task.index, reason=rejected.reason)
@@ -148,12 +163,15 @@ class RowCropper:
 
     def __call__(self, task: CropTask) -> CropOutcome:
         detector = self.detector() if task.route in DETECTORS else None
-        outcome = crop_row(task, detector, self.settings.margin, self.settings.size)
+        image = read_task_image(task)   # decoded once: cropped, then shown to the detectors of detect_precropped
+        outcome = crop_image(task, image, detector, self.settings.margin, self.settings.size)
         if task.route != "precropped" or outcome.reason is not None or not self.settings.detect_precropped:
             return outcome
-        image = read_image(task.source, upright=True)
-        return replace(outcome, found_by={name: len(self.detector(name).detect(image))
-                                          for name in self.settings.detect_precropped})
+        return replace(outcome, found_by=self.found_by(image))
+
+    def found_by(self, image: np.ndarray) -> dict[str, int]:
+        """How many faces each detector of detect_precropped finds in a ready crop."""
+        return {name: len(self.detector(name).detect(image)) for name in self.settings.detect_precropped}
 
 
 _worker_cropper: RowCropper | None = None

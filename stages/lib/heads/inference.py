@@ -27,7 +27,7 @@ from stages.lib.backbones.registry import BackboneSpec, Embed, embed_parts
 from stages.lib.faces.detect import Detector
 from stages.lib.faces.geometry import Detection, Region, cut_square, largest_first, square_region
 from stages.lib.faces.images import FaceRejected, read_image
-from stages.lib.heads.model import argmax_age, expected_age, predicted_gender, prob_female
+from stages.lib.heads.model import HeadWeightsError, argmax_age, expected_age, predicted_gender, prob_female
 
 RESULT_COLUMNS = ["photo", "face", "x", "y", "w", "h", "score", "age", "age_argmax", "gender", "p_female", "problem"]
 
@@ -57,12 +57,13 @@ def photo_faces(image_bgr: np.ndarray, detector: Detector | None, margin: float,
 
 
 def check_heads(heads: dict[str, keras.Model], spec: BackboneSpec, source: Path) -> None:
-    """ValueError naming the fix when the saved heads do not take this backbone's features."""
+    """HeadWeightsError (a user's mistake, a ValueError) naming the fix when the saved heads do not take
+    this backbone's features."""
     widths = {spec.feature_dim, spec.published_outputs, spec.published_inputs} - {0}
     for task, model in heads.items():
         width = int(model.input_shape[-1])
         if width not in widths:
-            raise ValueError(
+            raise HeadWeightsError(
                 f"{source}/{task}.keras takes features {width} wide, but the params' backbone "
                 f"({spec.name}, input {spec.input_size}) gives {spec.feature_dim}: params.yaml changed since "
                 "these heads were trained; run `dvc repro` (or `dvc exp apply` the experiment that made them)")

@@ -81,7 +81,7 @@ def test_vgg_face_spec_matches_the_real_model():
 
 
 def test_an_unknown_backbone_name_lists_the_registered_ones():
-    with pytest.raises(ParamsError, match=r"backbone.name: 'vgg_fcae'.*allowed: dlib_resnet, vgg_face"):
+    with pytest.raises(ParamsError, match=r"backbone.name: 'vgg_fcae'.*allowed: dlib_resnet, faceres, vgg_face"):
         describe(make_params(name="vgg_fcae").backbone)
 
 

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.params import validate
-from stages.lib.heads.training import Budget, Features, TaskRows, cross_entropy, predict_probs
+from stages.lib.backbones.store import Features
+from stages.lib.heads.data import Budget, TaskRows
+from stages.lib.heads.predicting import cross_entropy, predict_probs
 
 DIM = 6
 BUDGET = Budget(epochs=40, patience=40, batch_size=64, learning_rate=0.01, seed=0)

@@ -36,7 +36,6 @@ from stages.lib.core.schema import read_manifest
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBE_COLUMNS, PROBES_FILE, probe_summary
 from stages.lib.evaluation.results import bootstrap_from
 from stages.lib.evaluation.worst_groups import RANDOM_START, SUMMARY_COLUMNS, summarise_experiments
-from stages.lib.core.params import Experiment
 from stages.lib.heads.data import HeadData, role_splits
 from stages.lib.heads.loop import configure_determinism
 from stages.lib.heads.methods import BALANCED_FROM_RANDOM, FROM_RANDOM, fit_experiment

@@ -13,7 +13,8 @@ from stages.lib.heads.inference import predict_crops
 from stages.lib.core.params import ParamsError
 from stages.lib.heads.sampling import training_plan
 from stages.lib.backbones.store import open_features
-from stages.lib.heads.training import HeadData, train_heads
+from stages.lib.heads.data import HeadData
+from stages.lib.heads.plain import train_heads
 from tests.backbones.test_store import make_params, write_crops
 
 FAKE_DIM = 6

@@ -213,6 +213,17 @@ class Shown:
     show: bool | None = False
 
 
+def compile_for_fit(model: keras.Model, learning_rate: float) -> None:
+    """The study's optimisation: Adam on the cross-entropy of the softmax, labels as class indices (a
+    `Trainer`'s own `train_step` says what it learns instead).
+
+    Keras runs `STEPS_PER_EXECUTION` batches per call of its compiled step: the same batches, in the
+    same order, give the same weights bit for bit (tests/heads/test_loop_speed.py), with a fraction of
+    the per-step Python overhead, which is most of an epoch's cost on the demo's small heads."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), steps_per_execution=STEPS_PER_EXECUTION)
+
+
 def fit_loop(model: keras.Model, batches: RowBatches, *, budget: Budget, validation: RowBatches | None = None,
              figures: Sequence[Callable[[], dict[str, float]]] = (), keep: str = "val_loss",
              shown: Shown = Shown()) -> dict[str, list[float]]:
@@ -222,8 +233,7 @@ def fit_loop(model: keras.Model, batches: RowBatches, *, budget: Budget, validat
     Each epoch's `val_loss` is Keras' loss on `validation`, or what `figures` say. Returns Keras'
     history ({'loss': [...], 'val_loss': [...], ...}, one value per epoch)."""
     keras.utils.set_random_seed(budget.seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=budget.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), steps_per_execution=STEPS_PER_EXECUTION)
+    compile_for_fit(model, budget.learning_rate)
     train = batches.dataset()
     val = None if validation is None else validation.dataset()
     with progress(budget.epochs, shown.desc, "epoch", show=shown.show, at_most=True) as bar:

@@ -33,7 +33,8 @@ import tensorflow as tf  # noqa: E402
 
 from stages.lib.backbones.vgg_face import backbone_trunk, build_vgg_face, preprocess  # noqa: E402
 from stages.lib.heads.model import build_head  # noqa: E402
-from stages.lib.heads.training import compile_head, row_dataset  # noqa: E402
+from stages.lib.heads.data import TaskRows  # noqa: E402
+from stages.lib.heads.loop import Reshuffled, RowBatches, compile_for_fit  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "utkface-aligned-sample"
 
@@ -97,13 +98,13 @@ def main(argv=None) -> None:
     features_seconds = time.perf_counter() - started
 
     head = build_head(cached.shape[1], args.fc_width, 101, dropout=0.5, name="age", seed=1)
-    compile_head(head, 1e-4)
+    compile_for_fit(head, 1e-4)
     rows = np.resize(np.arange(args.faces), max(args.faces, 2 * args.head_batch_size))
-    head_epochs = seconds_per_epoch(head, row_dataset(cached, rows, ages[rows], args.head_batch_size, shuffle_seed=0),
-                                    args.epochs)
+    batches = RowBatches(cached, TaskRows(rows, ages[rows]), args.head_batch_size, Reshuffled(0))
+    head_epochs = seconds_per_epoch(head, batches.dataset(), args.epochs)
     del head
 
-    compile_head(study, 1e-4)
+    compile_for_fit(study, 1e-4)
     images_data = tf.data.Dataset.from_tensor_slices((images, ages)).batch(args.study_batch_size)
     study_epochs = seconds_per_epoch(study, images_data, args.epochs)
 

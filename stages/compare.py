@@ -35,12 +35,14 @@ from stages.lib.evaluation.results import bootstrap_from, headline_line, write_e
 from stages.lib.core.files import write_json
 from stages.lib.core.params import Params, load_params
 from stages.lib.core.cli import run_stage
-from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
 from stages.lib.evaluation.worst_groups import RANDOM_START
-from stages.lib.heads.training import (HeadData, configure_determinism, predict_heads, role_splits, start_for,
-                                       train_heads)
+from stages.lib.heads.data import HeadData, role_splits
+from stages.lib.heads.loop import configure_determinism
+from stages.lib.heads.methods import FROM_RANDOM, fit_experiment
+from stages.lib.heads.predicting import predict_heads
+from stages.lib.heads.starts import start_for
 from stages.lib.splitting.identity import holds_features_of
 
 
@@ -84,8 +86,7 @@ def compare_one(label: str, params: Params) -> dict:
         same = None
         features = open_features(features_for(label, params, compared))
         train, val = role_splits(manifest, params.roles.finetune, "finetune")
-        plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
-        models = train_heads(HeadData(compared, features, train, val), "random", plan).heads
+        models = fit_experiment(HeadData(compared, features, train, val), FROM_RANDOM).heads
         predictions = predict_heads(models, features, evaluated, batch_size=params.train.batch_size,
                                     experiment=label)
     out = params.paths.compare_reports / label

@@ -28,11 +28,13 @@ from stages.lib.backbones.registry import describe, published_output_layers, use
 from stages.lib.core.params import load_params
 from stages.lib.core.cli import run_stage
 from stages.lib.heads.framing import published_framing, training_framing, write_framing
-from stages.lib.heads.sampling import training_plan
 from stages.lib.core.schema import read_manifest
 from stages.lib.backbones.store import open_features
-from stages.lib.heads.training import (HeadData, configure_determinism, published_heads, published_layer_heads,
-                                       role_splits, save_heads, train_heads)
+from stages.lib.heads.data import HeadData, role_splits
+from stages.lib.heads.loop import configure_determinism
+from stages.lib.heads.methods import FROM_RANDOM, fit_experiment
+from stages.lib.heads.published import published_heads, published_layer_heads
+from stages.lib.heads.saving import save_heads
 
 STARTS = ("age", "gender", "vgg_face")  # the published files a head can start from
 
@@ -58,8 +60,7 @@ def _run() -> None:
         framing = published_framing()
     else:
         train, val = role_splits(read_manifest(paths.manifest), params.roles.pretrain, "pretrain")
-        plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
-        fitted = train_heads(HeadData(params, features, train, val), "random", plan)
+        fitted = fit_experiment(HeadData(params, features, train, val), FROM_RANDOM)
         models, histories = fitted.heads, fitted.histories
         summary = {"source": f"trained on {params.roles.pretrain}", "train_faces": len(train), "val_faces": len(val)}
         framing = training_framing(train, params.crop.margin, params.roles.pretrain)

@@ -26,21 +26,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from stages.lib.backbones.store import open_features
 from stages.lib.core.files import write_json
-from stages.lib.core.params import Params, load_params
+from stages.lib.core.params import Experiment, Params, load_params
 from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBE_COLUMNS, PROBES_FILE, probe_summary
 from stages.lib.evaluation.results import bootstrap_from
 from stages.lib.evaluation.worst_groups import RANDOM_START, SUMMARY_COLUMNS, summarise_experiments
+from stages.lib.heads.data import HeadData, role_splits
+from stages.lib.heads.loop import configure_determinism
+from stages.lib.heads.methods import BALANCED_FROM_RANDOM, FROM_RANDOM, fit_experiment
+from stages.lib.heads.predicting import predict_heads
 from stages.lib.heads.probe import fit_probe, probe_predictions
-from stages.lib.heads.sampling import balanced_indices, group_codes
-from stages.lib.heads.training import (HeadData, configure_determinism, predict_heads, role_splits, start_for,
-                                       train_heads)
+from stages.lib.heads.starts import start_for
 from stages.lib.splitting.identity import holds_features_of
 
 ATTRIBUTES = ("race", "gender")
@@ -75,15 +76,12 @@ def balanced_experiment(params: Params) -> str | None:
         return None
     same_start = all(start_for(e.init, params.backbone) == "random" and e.split == "grouped"
                      for e in (reference, balanced))
-    mitigation = balanced.mitigation
-    fits = (mitigation is not None and mitigation.method == "balanced" and list(mitigation.groups) == ["race", "gender"]
-            and mitigation.target == "mean")
-    return BALANCED if same_start and fits else None
+    return BALANCED if same_start and balanced.mitigation == BALANCED_FROM_RANDOM.mitigation else None
 
 
-def heads_predictions(data: HeadData, test: pd.DataFrame, plan, name: str) -> pd.DataFrame:
-    """Test predictions of heads from the compare stage's seeded random start, trained on `plan`."""
-    models = train_heads(data, "random", plan).heads
+def heads_predictions(data: HeadData, test: pd.DataFrame, experiment: Experiment, name: str) -> pd.DataFrame:
+    """Test predictions of heads fitted as `experiment` (from the compare stage's seeded random start)."""
+    models = fit_experiment(data, experiment).heads
     return predict_heads(models, data.features, test, batch_size=data.params.train.batch_size, experiment=name)
 
 
@@ -106,9 +104,8 @@ def probe_backbone(label: str, params: Params, folder: Path, manifest: pd.DataFr
         return probes, pd.DataFrame(columns=[*SUMMARY_COLUMNS, "backbone"])   # the experiments hold these heads
     compared = params.paths.compare_reports / label / "predictions.parquet"
     plain = (pd.read_parquet(compared) if label in params.compare_backbones and compared.exists()
-             else heads_predictions(data, test, (np.arange(len(train)), None), "plain"))
-    codes, _ = group_codes(train, ["race", "gender"], params.age_bands)
-    balanced = heads_predictions(data, test, (balanced_indices(codes, "mean", params.seed), None), "balanced")
+             else heads_predictions(data, test, FROM_RANDOM, "plain"))
+    balanced = heads_predictions(data, test, BALANCED_FROM_RANDOM, "balanced")
     summary, _ = summarise_experiments({"plain": plain, "balanced": balanced}, "plain", bootstrap,
                                        params.evaluate.min_group_size)
     return probes, summary.assign(backbone=label)

@@ -3,11 +3,11 @@
     python -m stages.train EXPERIMENT
 
 Reads params.yaml once, the split manifest, the features memmap and the pretrain stage's heads
-(`models/_pretrain/`, see stages/lib/heads/training.py for which init starts from what; a backbone
+(`models/_pretrain/`, see stages/lib/heads/starts.py for which init starts from what; a backbone
 whose published heads are its own output layers gives init `published` the outputs the features
 stage stored, and saves heads that select them, for `stages.predict`). Trains on the
 finetune-role dataset's train split (the grouped split, or the study's naive one with `split: naive`)
-with the experiment's oversampling / re-weighting or mitigation (stages/lib/heads/mitigation.py), stops
+with the experiment's oversampling / re-weighting or mitigation (stages/lib/heads/methods.py), stops
 on the val split's loss (group DRO and last-layer refits: the worst group's; with `protocol: study`, the
 study's way instead: stages/lib/heads/protocol.py), and writes:
     models/<exp>/age.keras, gender.keras      the heads (init `published`: the baseline, untrained)
@@ -31,9 +31,11 @@ from stages.lib.core.cli import run_stage
 from stages.lib.core.files import write_json
 from stages.lib.core.schema import read_manifest
 from stages.lib.heads.framing import heads_framing, write_framing
+from stages.lib.heads.data import HeadData, role_splits, with_split
+from stages.lib.heads.loop import configure_determinism
 from stages.lib.heads.methods import fit_experiment
-from stages.lib.heads.training import (HeadData, configure_determinism, heads_signature, predict_fitted, role_splits,
-                                       save_heads, with_split)
+from stages.lib.heads.predicting import predict_fitted
+from stages.lib.heads.saving import heads_signature, save_heads
 
 
 def run(experiment_name: str) -> int:

@@ -11,9 +11,9 @@ from stages.lib.backbones.registry import BackboneSpec, describe, register, uses
 from stages.lib.backbones.store import read_features, run_features
 from stages.lib.heads.inference import predict_crops
 from stages.lib.core.params import ParamsError
-from stages.lib.heads.sampling import training_plan
 from stages.lib.backbones.store import open_features
-from stages.lib.heads.training import HeadData, train_heads
+from stages.lib.heads.data import NO_RESAMPLING, HeadData
+from stages.lib.heads.plain import train_heads
 from tests.backbones.test_store import make_params, write_crops
 
 FAKE_DIM = 6
@@ -53,9 +53,8 @@ def test_a_registered_backbone_runs_through_features_and_training(tmp_path, fake
 
     features = open_features(tmp_path / "features")
     train, val = manifest.iloc[:30], manifest.iloc[30:]
-    plan = training_plan(train["age"].to_numpy(), [], "none", params.age_bands)
     short = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 2})})
-    fitted = train_heads(HeadData(short, features, train, val), "random", plan)
+    fitted = train_heads(HeadData(short, features, train, val), "random", NO_RESAMPLING)
     models, histories = fitted.heads, fitted.histories
     assert models["age"].input_shape[-1] == FAKE_DIM and set(histories) == {"age", "gender"}
 

@@ -236,7 +236,7 @@ def test_published_outputs_stored_by_the_features_pass_are_the_whole_models(tmp_
     # What the published output layers read is stored too (float16), and the published layers, as the
     # pretrain stage builds them for init `published` to fine-tune, give the published outputs from it.
     from stages.lib.backbones.wide_resnet import published_output_kernels
-    from stages.lib.heads.training import published_layer_heads
+    from stages.lib.heads.published import published_layer_heads
 
     assert features.published_inputs.shape == (len(manifest), FULL_DIM)
     heads = published_layer_heads(published_output_kernels(wide_resnet_weights))
@@ -247,7 +247,8 @@ def test_published_outputs_stored_by_the_features_pass_are_the_whole_models(tmp_
 
 def test_published_predictions_come_from_the_stored_outputs_and_retrained_heads_start_random():
     from stages.lib.backbones.store import Features
-    from stages.lib.heads.training import published_output_predictions, start_for
+    from stages.lib.heads.predicting import published_output_predictions
+    from stages.lib.heads.starts import start_for
 
     rows = pd.DataFrame({"id": ["u/a", "u/b"], "dataset": "utkface", "split": "test", "age": [30, 70],
                          "gender": ["female", "male"], "race": "white"})

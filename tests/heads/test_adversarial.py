@@ -11,7 +11,9 @@ from stages.lib.heads.adversarial import (Adversarial, build_adversary, fit_adve
                                           hidden_model, masked_cross_entropy)
 from stages.lib.heads.last_layer import hidden_activations
 from stages.lib.heads.model import build_head
-from stages.lib.heads.training import Budget, HeadData, TaskRows, fit_head, predict_probs
+from stages.lib.heads.data import Budget, HeadData, TaskRows
+from stages.lib.heads.plain import fit_head
+from stages.lib.heads.predicting import predict_probs
 from tests.heads.toys import DIM, tiny_params, tiny_split
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from stages.lib.heads import balanced
 from stages.lib.heads.sampling import group_codes
-from stages.lib.heads.training import FittedHeads, HeadData
+from stages.lib.heads.data import FittedHeads, HeadData
 from tests.heads.toys import tiny_params, tiny_split
 
 
@@ -17,7 +17,8 @@ def fitted_plan(raw, monkeypatch, mitigation):
     monkeypatch.setattr(balanced, "train_heads", lambda data, init, plan: (plans.append(plan),
                                                                             FittedHeads({}, {}))[1])
     fitted = balanced.fit(HeadData(params, features, train, val), params.experiments["x"])
-    (indices, weights), = plans
+    plan, = plans
+    indices, weights = plan.indices, plan.weights
     return params, train, indices, weights, fitted.trained_on
 
 

@@ -7,9 +7,11 @@ import pytest
 import tensorflow as tf
 
 from stages.lib.heads.group_dro import GroupDRO, exponentiated_update, fit_group_dro
-from stages.lib.heads.loops import worst_group_loss
+from stages.lib.heads.groups import worst_group_loss
 from stages.lib.heads.model import build_head
-from stages.lib.heads.training import Budget, cross_entropy, fit_head, predict_probs
+from stages.lib.heads.data import Budget
+from stages.lib.heads.plain import fit_head
+from stages.lib.heads.predicting import cross_entropy, predict_probs
 from tests.heads.toys import BUDGET, DIM, against_the_rule, group_losses, planted_imbalance
 
 

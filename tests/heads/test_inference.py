@@ -162,7 +162,7 @@ def test_heads_trained_on_chips_take_each_photo_as_a_chip(project, capsys):
 
 def test_published_output_heads_read_the_models_own_outputs_after_the_feature_row():
     from stages.lib.backbones.registry import BackboneSpec
-    from stages.lib.heads.training import published_output_heads, published_layer_heads
+    from stages.lib.heads.published import published_output_heads, published_layer_heads
 
     published = np.array([[0.8, 0.2, *np.eye(101)[30]], [0.1, 0.9, *np.eye(101)[61]]], dtype=np.float32)
     inputs = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)

@@ -7,10 +7,12 @@ import pytest
 
 from stages.lib.heads import last_layer
 from stages.lib.heads.last_layer import hidden_activations, retrain_last_layer
-from stages.lib.heads.loops import worst_group_loss
+from stages.lib.heads.groups import worst_group_loss
 from stages.lib.heads.model import build_head, layer_weights
 from stages.lib.heads.sampling import group_codes
-from stages.lib.heads.training import Budget, HeadData, TaskRows, cross_entropy, fit_head, predict_probs
+from stages.lib.heads.data import Budget, HeadData, TaskRows
+from stages.lib.heads.plain import fit_head
+from stages.lib.heads.predicting import cross_entropy, predict_probs
 from tests.heads.toys import BUDGET, DIM, against_the_rule, group_losses, planted_imbalance, tiny_params, tiny_split
 
 

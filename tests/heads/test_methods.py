@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.params import ParamsError, validate
-from stages.lib.heads.loops import MitigationError
+from stages.lib.heads.groups import MitigationError
 from stages.lib.heads.methods import fit_experiment
 from stages.lib.heads.sampling import SamplingError, balanced_holdout, balanced_indices, group_codes
-from stages.lib.heads.training import HeadData
+from stages.lib.heads.data import HeadData
 from tests.heads.toys import tiny_params, tiny_split, with_experiment
 
 

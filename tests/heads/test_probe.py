@@ -8,8 +8,8 @@ from stages.lib.backbones.store import Features
 from stages.lib.core.params import validate
 from stages.lib.heads.probe import (class_balanced_weights, feature_moments, fit_probe, labelled,
                                     probe_predictions)
-from stages.lib.heads.training import HeadData
-from tests.heads.test_training import MINIMAL
+from stages.lib.heads.data import HeadData
+from tests.heads.toys import MINIMAL
 
 
 def test_moments_are_read_in_chunks_and_match_numpy():

@@ -11,9 +11,12 @@ import yaml
 from stages import pretrain, train
 from stages.lib.core.params import ParamsError, validate
 from stages.lib.heads.model import build_head
-from stages.lib.heads.protocol import STUDY_LEARNING_RATE, fit_head_study, selection_summary
-from stages.lib.heads.training import TaskRows, cross_entropy, predict_probs
-from tests.heads.test_training import DIM, determinism_requests, toy_problem, write_project  # noqa: F401 (a fixture)
+from stages.lib.heads.protocol import (STUDY_BATCH_SIZE, STUDY_EPOCHS, STUDY_LEARNING_RATE, fit_head_study,
+                                       selection_summary, study_budget)
+from stages.lib.heads.data import Budget, TaskRows
+from stages.lib.heads.predicting import cross_entropy, predict_probs
+from tests.heads.toys import PROBLEM_DIM as DIM, toy_problem
+from tests.stages.test_train import determinism_requests, write_project  # noqa: F401 (a fixture)
 
 
 def test_the_study_loop_trains_one_random_batch_per_epoch_and_keeps_the_best_test_loss():
@@ -21,13 +24,20 @@ def test_the_study_loop_trains_one_random_batch_per_epoch_and_keeps_the_best_tes
     model = build_head(DIM, 8, 3, dropout=0.2, name="toy", seed=0)
     splits = {"train": np.arange(0, 180), "val": np.arange(180, 210), "test": np.arange(210, 300)}
     history = fit_head_study(model, features, "gender", {name: TaskRows(rows, labels[rows]) for name, rows in splits.items()},
-                             seed=1, epochs=12, batch_size=16)
+                             budget=Budget(epochs=12, patience=12, batch_size=16, learning_rate=STUDY_LEARNING_RATE, seed=1))
     assert float(model.optimizer.learning_rate) == pytest.approx(STUDY_LEARNING_RATE)
     assert int(model.optimizer.iterations) == 12  # an "epoch" is one batch
     assert all(len(values) == 12 for values in history.values())
     kept = predict_probs(model, features, splits["test"], 64)
     assert cross_entropy(kept, labels[splits["test"]]).mean() == pytest.approx(min(history["test_loss"]), rel=1e-4)
     assert min(history["test_loss"]) < history["test_loss"][0]
+
+
+def test_the_studys_budget_is_250_one_batch_epochs_never_stopped_early():
+    budget = study_budget(seed=5)
+    assert (budget.epochs, budget.batch_size, budget.learning_rate, budget.seed) == (STUDY_EPOCHS, STUDY_BATCH_SIZE,
+                                                                                     STUDY_LEARNING_RATE, 5)
+    assert budget.patience >= budget.epochs
 
 
 def test_selection_summary_compares_the_test_figure_at_both_checkpoints():

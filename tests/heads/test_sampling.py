@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stages.lib.core.params import Oversample
+from stages.lib.heads.data import NO_RESAMPLING
 from stages.lib.heads.sampling import SamplingError, inverse_band_weights, oversample_indices, training_plan
 
 BANDS = [0, 16, 31, 46, 61]
@@ -60,11 +61,14 @@ def test_ages_below_the_first_band_are_refused():
 
 
 def test_plan_oversamples_then_weighs_the_oversampled_rows():
-    indices, weights = training_plan(AGES, [{"min_age": 60, "factor": 2}], "inverse_band_frequency", BANDS)
+    plan = training_plan(AGES, [{"min_age": 60, "factor": 2}], "inverse_band_frequency", BANDS)
+    indices, weights = plan.indices, plan.weights
     assert indices.tolist() == [0, 1, 2, 3, 4, 1, 2, 4]
     # oversampled ages [10, 60, 70, 59, 100, 60, 70, 100]: bands 0-15: 1, 46-60: 3, 61+: 4 of n = 8, B = 3
     np.testing.assert_allclose(weights, [8 / 3, 8 / 9, 8 / 12, 8 / 9, 8 / 12, 8 / 9, 8 / 12, 8 / 12])
-    assert training_plan(AGES, [], "none", BANDS)[1] is None
+    assert training_plan(AGES, [], "none", BANDS) is NO_RESAMPLING     # every row once, unweighted
+    weighed = training_plan(AGES, [], "inverse_band_frequency", BANDS)
+    assert weighed.rows_of(len(AGES)).tolist() == list(range(len(AGES))) and len(weighed.weights) == len(AGES)
     with pytest.raises(SamplingError, match="reweight"):
         training_plan(AGES, [], "inverse", BANDS)
 

@@ -1,14 +1,22 @@
 """Small synthetic data and params the heads' tests share: planted group effects, a tiny experiment."""
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from stages.lib.core.params import validate
-from stages.lib.heads.training import Budget, Features, TaskRows, cross_entropy, predict_probs
+from stages.lib.backbones.store import Features
+from stages.lib.heads.data import Budget, TaskRows
+from stages.lib.heads.predicting import cross_entropy, predict_probs
 
 DIM = 6
+PROBLEM_DIM = 10
+MINIMAL = {"roles": {"pretrain": "d", "finetune": "d", "evaluate": ["d"]}, "datasets": {"d": {"adapter": "utkface"}},
+           "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "experiments": {"x": {"init": "random"}},
+           "paths": yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["paths"]}
 BUDGET = Budget(epochs=40, patience=40, batch_size=64, learning_rate=0.01, seed=0)
 
 
@@ -57,3 +65,12 @@ def against_the_rule(data: TaskRows, every: int = 10) -> TaskRows:
     loss grows as the rule is learnt), and the rest (group 0). Its worst group is far from its mean."""
     flipped = np.isin(data.rows, data.rows[data.groups == 0][::every])
     return TaskRows(data.rows, np.where(flipped, 1 - data.labels, data.labels), flipped.astype(np.int64))
+
+
+def toy_problem(n=240, seed=0):
+    """Features (PROBLEM_DIM wide) whose first column carries the class of a 3-way problem, stored as float16."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    features = rng.normal(size=(n, PROBLEM_DIM)).astype(np.float16)
+    features[:, 0] = labels * 2.0
+    return features, labels

@@ -11,7 +11,8 @@ import yaml
 from stages import evaluate as evaluate_stage
 from stages import report as report_stage
 from stages.lib.heads.model import build_head
-from stages.lib.heads.training import FittedHeads, heads_signature
+from stages.lib.heads.data import FittedHeads
+from stages.lib.heads.saving import heads_signature
 from stages.lib.reporting.twins import compared_pairs, saved_mismatches, signature_differences
 from tests.reporting.test_report import write_params, write_predictions
 from tests.reporting.toy_experiments import params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -48,3 +49,43 @@ def test_params_and_download_run_without_tensorflow(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "heavy:"
     assert (tmp_path / "data" / "params.yaml").is_file()  # the stages did run
+
+
+# ----- every stage trains heads through the heads registry ---------------------------------------------
+
+REGISTRY_ENTRY = "fit_experiment"   # stages/lib/heads/methods.py
+NOT_HEADS = {"fit_probe"}           # a linear probe of the features (heads/probe.py), not the age/gender heads
+
+
+def head_training_functions() -> set[str]:
+    """The heads room's functions that fit something: every top-level `fit`, `fit_…`, `train_…` of stages/lib/heads."""
+    names = set()
+    for module in (ROOT / "stages" / "lib" / "heads").glob("*.py"):
+        names |= {node.name for node in ast.parse(module.read_text()).body
+                  if isinstance(node, ast.FunctionDef) and (node.name == "fit" or node.name.startswith(("fit_", "train_")))}
+    return names - {REGISTRY_ENTRY} - NOT_HEADS
+
+
+def calls_around_the_registry(source: str, training: set[str]) -> list[str]:
+    """`name (line n)` of each call in `source` to one of `training`, by name or as an attribute."""
+    calls = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name in training:
+                calls.append((node.lineno, name))
+    return [f"{name} (line {line})" for line, name in sorted(calls)]
+
+
+def test_no_stage_trains_heads_except_through_the_registry():
+    training = head_training_functions()
+    assert {"train_heads", "fit_head", "fit_loop", "fit"} <= training
+    offences = {stage.name: calls for stage in sorted((ROOT / "stages").glob("*.py"))
+                if (calls := calls_around_the_registry(stage.read_text(), training))}
+    assert not offences, f"stages that train heads around heads.methods.{REGISTRY_ENTRY}: {offences}"
+
+
+def test_the_registry_check_sees_a_stage_training_around_it():
+    source = ("from stages.lib.heads import balanced\nfrom stages.lib.heads.plain import train_heads\n"
+              "models = train_heads(data, 'random', plan).heads\nfitted = balanced.fit(data, experiment)\n")
+    assert calls_around_the_registry(source, head_training_functions()) == ["train_heads (line 3)", "fit (line 4)"]

@@ -74,7 +74,7 @@ Loader = Callable[[Path], PublishedModel]
 @dataclass(frozen=True)
 class PublishedLayer:
     """One dense layer of a published model's output layers, as published: init `published` starts
-    a head from a stack of them (heads/training.py `published_layer_heads`)."""
+    a head from a stack of them (heads/published.py `published_layer_heads`)."""
 
     kernel: np.ndarray             # (inputs, units) float32
     bias: np.ndarray | None = None

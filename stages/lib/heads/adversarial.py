@@ -13,10 +13,13 @@ import pandas as pd
 import tensorflow as tf
 
 from stages.lib.core.params import Experiment
-from stages.lib.heads.loops import MitigationError, Trainer, attribute_codes, fit_trainer, row_batches
+from stages.lib.heads.data import Budget, FittedHeads, HeadData, TaskRows, require_rows
+from stages.lib.heads.groups import MitigationError, attribute_codes
+from stages.lib.heads.loop import Permuted, RowBatches, Trainer, fit_loop
 from stages.lib.heads.model import HIDDEN_LAYER, TASKS
-from stages.lib.heads.training import (Budget, FittedHeads, HeadData, TaskRows, cross_entropy, fit_head,
-                                       predict_probs, require_rows, start_head)
+from stages.lib.heads.plain import fit_head
+from stages.lib.heads.predicting import cross_entropy, predict_probs
+from stages.lib.heads.starts import start_head
 
 
 def gradient_reversal(strength: float) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -94,11 +97,12 @@ def fit_adversarial(model: keras.Model, features: np.ndarray, train: TaskRows, v
                    for i, (name, count) in enumerate(sorted(classes.items()))}
     trainer = Adversarial(model, adversaries, strength)
 
-    def validate() -> float:
+    def validate() -> dict[str, float]:
         probs = predict_probs(model, features, val.rows, budget.batch_size, desc="val")
-        return float(cross_entropy(probs, val.labels).mean())
+        return {"val_loss": float(cross_entropy(probs, val.labels).mean())}
 
-    return fit_trainer(trainer, row_batches(features, train, budget, extra="attributes"), validate, budget=budget)
+    batches = RowBatches(features, train, budget.batch_size, Permuted(budget.seed), extra="attributes")
+    return fit_loop(trainer, batches, budget=budget, figures=[validate])
 
 
 def _coded_attributes(data: HeadData, attributes) -> dict[str, tuple[np.ndarray, int]]:

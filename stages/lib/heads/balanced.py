@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from stages.lib.core.params import Experiment
+from stages.lib.heads.data import FittedHeads, HeadData, TrainingPlan
+from stages.lib.heads.plain import train_heads
 from stages.lib.heads.sampling import balanced_indices, group_codes
-from stages.lib.heads.training import FittedHeads, HeadData, train_heads
 
 
 def fit(data: HeadData, experiment: Experiment) -> FittedHeads:
     mitigation = experiment.mitigation
     codes, _ = group_codes(data.train, mitigation.groups, data.params.age_bands)
     indices = balanced_indices(codes, mitigation.target, data.params.seed)
-    fitted = train_heads(data, experiment.init, (indices, None))
+    fitted = train_heads(data, experiment.init, TrainingPlan(indices))
     return FittedHeads(fitted.heads, fitted.histories,
                        trained_on={"train_rows": len(indices), "groups": len(np.unique(codes))})

@@ -10,10 +10,12 @@ import numpy as np
 import tensorflow as tf
 
 from stages.lib.core.params import Experiment
-from stages.lib.heads.loops import Trainer, fit_trainer, group_means, joint_group_codes, row_batches, worst_group_loss
+from stages.lib.heads.data import Budget, FittedHeads, HeadData, TaskRows, require_rows
+from stages.lib.heads.groups import group_means, joint_group_codes, worst_group_loss
+from stages.lib.heads.loop import Permuted, RowBatches, Trainer, fit_loop
 from stages.lib.heads.model import TASKS
-from stages.lib.heads.training import (Budget, FittedHeads, HeadData, TaskRows, cross_entropy, predict_probs,
-                                       require_rows, start_head)
+from stages.lib.heads.predicting import cross_entropy, predict_probs
+from stages.lib.heads.starts import start_head
 
 
 def exponentiated_update(q: tf.Tensor, group_loss: tf.Tensor, step_size: float) -> tf.Tensor:
@@ -52,11 +54,12 @@ def fit_group_dro(model: keras.Model, features: np.ndarray, train: TaskRows, val
     require_rows(len(train.rows), len(val.rows))
     trainer = GroupDRO(model, n_groups, step_size)
 
-    def validate() -> float:
+    def validate() -> dict[str, float]:
         probs = predict_probs(model, features, val.rows, budget.batch_size, desc="val")
-        return worst_group_loss(cross_entropy(probs, val.labels), val.groups)
+        return {"val_loss": worst_group_loss(cross_entropy(probs, val.labels), val.groups)}
 
-    history = fit_trainer(trainer, row_batches(features, train, budget, extra="groups"), validate, budget=budget)
+    batches = RowBatches(features, train, budget.batch_size, Permuted(budget.seed), extra="groups")
+    history = fit_loop(trainer, batches, budget=budget, figures=[validate])
     return history, trainer.q.numpy()
 
 

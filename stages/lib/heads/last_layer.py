@@ -10,11 +10,13 @@ import numpy as np
 import tensorflow as tf
 
 from stages.lib.core.params import Experiment
-from stages.lib.heads.loops import Trainer, fit_trainer, joint_group_codes, row_batches, worst_group_loss
+from stages.lib.heads.data import NO_RESAMPLING, Budget, FittedHeads, HeadData, TaskRows, require_rows
+from stages.lib.heads.groups import joint_group_codes, worst_group_loss
+from stages.lib.heads.loop import Permuted, RowBatches, Trainer, fit_loop
 from stages.lib.heads.model import HIDDEN_LAYER, TASKS
+from stages.lib.heads.plain import train_heads
+from stages.lib.heads.predicting import cross_entropy, predict_probs
 from stages.lib.heads.sampling import balanced_holdout
-from stages.lib.heads.training import (Budget, FittedHeads, HeadData, TaskRows, cross_entropy, predict_probs,
-                                       require_rows, train_heads)
 
 
 def hidden_activations(model: keras.Model, features: np.ndarray, rows: np.ndarray, batch_size: int) -> np.ndarray:
@@ -48,13 +50,13 @@ def retrain_last_layer(model: keras.Model, features: np.ndarray, holdout: TaskRo
                              keras.layers.Dense(output.units), keras.layers.Activation("softmax")])
     last.layers[0].set_weights(output.get_weights())
 
-    def validate() -> float:
+    def validate() -> dict[str, float]:
         probs = last.predict_on_batch(val_hidden)
-        return worst_group_loss(cross_entropy(probs, val.labels), val.groups)
+        return {"val_loss": worst_group_loss(cross_entropy(probs, val.labels), val.groups)}
 
     held = TaskRows(np.arange(len(holdout.rows)), holdout.labels)
-    history = fit_trainer(OutputLayer(last), row_batches(train_hidden, held, budget, in_file_order=False), validate,
-                          budget=budget)
+    batches = RowBatches(train_hidden, held, budget.batch_size, Permuted(budget.seed), in_file_order=False)
+    history = fit_loop(OutputLayer(last), batches, budget=budget, figures=[validate])
     output.set_weights(last.layers[0].get_weights())
     return history
 
@@ -65,7 +67,7 @@ def fit(data: HeadData, experiment: Experiment) -> FittedHeads:
     train_codes, val_codes, _ = joint_group_codes(data.train, data.val, mitigation.groups, data.params.age_bands)
     kept, held = balanced_holdout(train_codes, mitigation.holdout, data.params.seed)
     kept_data = HeadData(data.params, data.features, data.train.iloc[kept], data.val, data.pretrain_dir)
-    fitted = train_heads(kept_data, experiment.init, (np.arange(len(kept)), None))
+    fitted = train_heads(kept_data, experiment.init, NO_RESAMPLING)
     histories = dict(fitted.histories)
     for task in TASKS:
         holdout = data.task_rows(task, data.train.iloc[held], train_codes[held])

@@ -3,15 +3,16 @@ is the backbones'). An experiment's params pick the entry (`Experiment.method`: 
 else its protocol's: `none` -> as_published, `ours` -> plain, `study` -> study); every entry takes the
 same `HeadData` and the experiment and returns `FittedHeads`. A new method is one module with a
 `fit(data, experiment)` and one line here (and its params model in core/params.py, if it has knobs).
+Every stage that trains heads does it here, through `fit_experiment` (tests/stages/test_stage_imports.py).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from stages.lib.core.params import Experiment, ParamsError
+from stages.lib.core.params import Balanced, Experiment, ParamsError
 from stages.lib.heads import adversarial, balanced, group_dro, last_layer, plain, protocol
-from stages.lib.heads.training import FittedHeads, HeadData
+from stages.lib.heads.data import FittedHeads, HeadData
 
 Method = Callable[[HeadData, Experiment], FittedHeads]
 
@@ -24,6 +25,13 @@ METHODS: dict[str, Method] = {
     "adversarial": adversarial.fit,
     "last_layer": last_layer.fit,
 }
+
+
+# The experiments the pretrain, compare and probe stages fit their heads as (not params' own): heads
+# from the seeded random start, every training row once; and the same on rows balanced over race x gender.
+FROM_RANDOM = Experiment(init="random")
+BALANCED_FROM_RANDOM = Experiment(init="random", mitigation=Balanced(method="balanced", groups=["race", "gender"],
+                                                                    target="mean"))
 
 
 def method_for(experiment: Experiment) -> Method:

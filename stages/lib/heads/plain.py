@@ -1,12 +1,19 @@
 """The two plain ways of getting heads: the published heads as they are (`as_published`, the baseline)
-and `plain` fitting with the experiment's oversampling / re-weighting plan, early stopping on val."""
+and `plain` fitting with the experiment's oversampling / re-weighting plan, early stopping on val
+(`train_heads`, which the mitigations that resample rows fit with too)."""
 
 from __future__ import annotations
 
+import keras
+import numpy as np
+
 from stages.lib.core.params import Experiment
+from stages.lib.heads.data import Budget, FittedHeads, HeadData, TaskRows, TrainingPlan, require_rows
+from stages.lib.heads.loop import Reshuffled, RowBatches, Shown, fit_loop
+from stages.lib.heads.model import TASKS, Init
+from stages.lib.heads.published import published_output_heads
 from stages.lib.heads.sampling import training_plan
-from stages.lib.heads.training import (FittedHeads, HeadData, published_output_heads, start_head, train_heads)
-from stages.lib.heads.model import TASKS
+from stages.lib.heads.starts import start_head
 
 
 def as_published(data: HeadData, experiment: Experiment) -> FittedHeads:
@@ -23,3 +30,28 @@ def fit(data: HeadData, experiment: Experiment) -> FittedHeads:
     plan = training_plan(data.train["age"].to_numpy(), experiment.oversample, experiment.reweight,
                          data.params.age_bands)
     return train_heads(data, experiment.init, plan)
+
+
+def fit_head(model: keras.Model, features: np.ndarray, train: TaskRows, val: TaskRows, *, budget: Budget,
+             sample_weight: np.ndarray | None = None, shown: Shown = Shown()) -> dict[str, list[float]]:
+    """Train `model` in place on the cross-entropy of `train` (each row weighted by `sample_weight`),
+    every row once per epoch in a seeded shuffle; keep the epoch of lowest val loss (patience
+    `budget.patience`). Returns Keras' history: {'loss': [...], 'val_loss': [...]}."""
+    require_rows(len(train.rows), len(val.rows))
+    batches = RowBatches(features, train, budget.batch_size, Reshuffled(budget.seed),
+                         extra=None if sample_weight is None else "weights", weights=sample_weight)
+    return fit_loop(model, batches, budget=budget, validation=RowBatches(features, val, budget.batch_size),
+                    shown=shown)
+
+
+def train_heads(data: HeadData, init: Init, plan: TrainingPlan) -> FittedHeads:
+    """Build, initialise and fit the age and the gender head on `data`'s train rows as `plan` picks and
+    weighs them, early stopping on val."""
+    indices = plan.rows_of(len(data.train))
+    heads, histories = {}, {}
+    for task in TASKS:
+        heads[task] = start_head(data, task, init)
+        train = data.task_rows(task, data.train).take(indices)
+        histories[task] = fit_head(heads[task], data.features.array, train, data.task_rows(task, data.val),
+                                   budget=data.budget, sample_weight=plan.weights, shown=Shown(f"train {task}", None))
+    return FittedHeads(heads, histories, trained_on={"train_rows": len(indices)}, reads=data.reads)

@@ -13,7 +13,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.lib.heads.training import Features, HeadData, TaskRows, fit_head, predict_probs
+from stages.lib.backbones.store import Features
+from stages.lib.heads.data import HeadData, TaskRows
+from stages.lib.heads.plain import fit_head
+from stages.lib.heads.predicting import predict_probs
 
 
 def feature_moments(features: np.ndarray, rows: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:

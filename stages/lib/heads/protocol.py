@@ -4,7 +4,7 @@ The study (its notebooks, after serengil's tensorflow-101): Adam at Keras' defau
 on the cross-entropy; 250 "epochs", each a single `fit` on one batch of 512 rows drawn at random,
 with replacement, from the training set; a 70/30 train/test split with no validation set, the loss on
 the test set computed after every epoch and the checkpoint with the lowest test loss kept. Ours
-(heads/training.py): Adam at `train.learning_rate` (1e-4), full passes over the train split, early
+(heads/plain.py): Adam at `train.learning_rate` (1e-4), full passes over the train split, early
 stopping on a separate val split, 60/10/30.
 
 `fit` runs the study's loop (an experiment with `protocol: study`) on the train split
@@ -22,14 +22,23 @@ import keras
 import numpy as np
 
 from stages.lib.core.params import Experiment
+from stages.lib.heads.data import Budget, FittedHeads, HeadData, TaskRows
+from stages.lib.heads.loop import Drawn, RowBatches, fit_loop
 from stages.lib.heads.model import TASKS, expected_age
+from stages.lib.heads.predicting import cross_entropy, predict_probs
 from stages.lib.heads.sampling import training_plan
-from stages.lib.heads.training import (FittedHeads, HeadData, TaskRows, compile_head, cross_entropy, predict_probs,
-                                       start_head)
+from stages.lib.heads.starts import start_head
 
 STUDY_LEARNING_RATE = 1e-3  # keras.optimizers.Adam()'s default, which the study used
 STUDY_EPOCHS = 250
 STUDY_BATCH_SIZE = 512
+
+
+def study_budget(seed: int) -> Budget:
+    """The study's budget: 250 one-batch epochs of 512 rows, Adam at its default rate, never stopped
+    early (patience: every epoch)."""
+    return Budget(epochs=STUDY_EPOCHS, patience=STUDY_EPOCHS, batch_size=STUDY_BATCH_SIZE,
+                  learning_rate=STUDY_LEARNING_RATE, seed=seed)
 
 
 def task_metric(task: str, probs: np.ndarray, labels: np.ndarray) -> float:
@@ -40,10 +49,10 @@ def task_metric(task: str, probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_head_study(model: keras.Model, features: np.ndarray, task: str, splits: dict[str, TaskRows], *,
-                   sample_weight: np.ndarray | None = None, seed: int, epochs: int = STUDY_EPOCHS,
-                   batch_size: int = STUDY_BATCH_SIZE, learning_rate: float = STUDY_LEARNING_RATE
-                   ) -> dict[str, list[float]]:
-    """Train `model` in place the study's way; keep the weights of the epoch with the lowest test loss.
+                   budget: Budget, sample_weight: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Train `model` in place the study's way: every epoch one batch of `budget.batch_size` rows drawn
+    with replacement, then the val and test splits scored; keep the weights of the epoch with the
+    lowest test loss (the loop's KeepLowest on `test_loss`).
 
     `splits`: the train, val and test rows. Returns per epoch the training batch's `loss`,
     `val_loss` and `test_loss`, and `val_metric` / `test_metric` (`task_metric`).
@@ -52,25 +61,18 @@ def fit_head_study(model: keras.Model, features: np.ndarray, task: str, splits: 
     if min(sizes.values()) == 0:
         raise ValueError(f"the study's protocol needs rows in train ({sizes['train']}), val ({sizes['val']}) and "
                          f"test ({sizes['test']}): check split.* and the finetune dataset's size")
-    keras.utils.set_random_seed(seed)
-    compile_head(model, learning_rate)
-    rng = np.random.default_rng(seed)
-    rows, labels = splits["train"].rows, splits["train"].labels
-    history: dict[str, list[float]] = {key: [] for key in ("loss", "val_loss", "test_loss", "val_metric", "test_metric")}
-    best_loss, best_weights = np.inf, model.get_weights()
-    for _ in range(epochs):
-        drawn = rng.integers(0, len(rows), batch_size)  # np.random.choice(n, size): with replacement
-        weights = None if sample_weight is None else sample_weight[drawn]
-        batch = np.asarray(features[rows[drawn]], dtype=np.float32)
-        history["loss"].append(float(model.train_on_batch(batch, labels[drawn], sample_weight=weights)))
+
+    def scores() -> dict[str, float]:
+        figures = {}
         for name in ("val", "test"):
-            probs = predict_probs(model, features, splits[name].rows, batch_size, desc=f"{task} {name}")
-            history[f"{name}_loss"].append(float(cross_entropy(probs, splits[name].labels).mean()))
-            history[f"{name}_metric"].append(task_metric(task, probs, splits[name].labels))
-        if history["test_loss"][-1] < best_loss:
-            best_loss, best_weights = history["test_loss"][-1], model.get_weights()
-    model.set_weights(best_weights)
-    return history
+            probs = predict_probs(model, features, splits[name].rows, budget.batch_size, desc=f"{task} {name}")
+            figures[f"{name}_loss"] = float(cross_entropy(probs, splits[name].labels).mean())
+            figures[f"{name}_metric"] = task_metric(task, probs, splits[name].labels)
+        return figures
+
+    batches = RowBatches(features, splits["train"], budget.batch_size, Drawn(budget.seed),
+                         extra=None if sample_weight is None else "weights", weights=sample_weight, in_file_order=False)
+    return fit_loop(model, batches, budget=budget, figures=[scores], keep="test_loss")
 
 
 def selection_summary(task: str, history: dict[str, list[float]]) -> dict:
@@ -93,15 +95,16 @@ def fit(data: HeadData, experiment: Experiment) -> FittedHeads:
     from; the summary's `selection` says how much picking on the test split flatters the test figures."""
     if data.test is None:
         raise ValueError("the study's protocol picks its checkpoint on the finetune dataset's test rows: none given")
-    indices, weights = training_plan(data.train["age"].to_numpy(), experiment.oversample, experiment.reweight,
-                                     data.params.age_bands)
+    plan = training_plan(data.train["age"].to_numpy(), experiment.oversample, experiment.reweight,
+                         data.params.age_bands)
+    indices = plan.rows_of(len(data.train))
     heads, histories, selection = {}, {}, {}
     for task in TASKS:
         heads[task] = start_head(data, task, experiment.init)
         splits = {"train": data.task_rows(task, data.train).take(indices), "val": data.task_rows(task, data.val),
                   "test": data.task_rows(task, data.test)}
-        histories[task] = fit_head_study(heads[task], data.features.array, task, splits, sample_weight=weights,
-                                         seed=data.params.seed)
+        histories[task] = fit_head_study(heads[task], data.features.array, task, splits, sample_weight=plan.weights,
+                                         budget=study_budget(data.params.seed))
         selection[task] = selection_summary(task, histories[task])
     return FittedHeads(heads, histories, summary={"protocol": "study", "selection": selection},
                        trained_on={"train_rows": len(indices)}, reads=data.reads)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from stages.lib.core.errors import UserError
 from stages.lib.core.labels import age_band
+from stages.lib.heads.data import NO_RESAMPLING, TrainingPlan
 
 
 class SamplingError(UserError, ValueError):
@@ -81,16 +82,18 @@ def inverse_band_weights(ages: Sequence[int] | np.ndarray, edges: Sequence[int])
 
 
 def training_plan(ages: Sequence[int] | np.ndarray, oversample: Sequence[Any], reweight: str,
-                  edges: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """(indices into `ages`, loss weights per index or None) for one experiment's training set.
+                  edges: Sequence[int]) -> TrainingPlan:
+    """One experiment's training plan: indices into `ages` and loss weights per index (or None).
 
-    Oversampling comes first; re-weighting then weighs the oversampled rows, so the two compose.
+    Oversampling comes first; re-weighting then weighs the oversampled rows, so the two compose. With
+    neither, every row once, unweighted (`NO_RESAMPLING`).
     """
-    indices = oversample_indices(ages, oversample)
+    plan = TrainingPlan(oversample_indices(ages, oversample)) if oversample else NO_RESAMPLING
     if reweight == "none":
-        return indices, None
+        return plan
     if reweight == "inverse_band_frequency":
-        return indices, inverse_band_weights(np.asarray(ages)[indices], edges)
+        indices = plan.rows_of(len(ages))
+        return TrainingPlan(indices, inverse_band_weights(np.asarray(ages)[indices], edges))
     raise SamplingError(f"reweight {reweight!r} is not one of none, inverse_band_frequency")
 
 

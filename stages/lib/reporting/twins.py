@@ -24,7 +24,7 @@ from stages.lib.evaluation.predictions import normalise_predictions
 from stages.lib.evaluation.results import bootstrap_from, read_predictions
 from stages.lib.evaluation.worst_groups import REFERENCE, against_reference
 
-HEADS_KEY = "heads"   # models/<exp>/mitigation.json: the saved heads' signature (heads/training.heads_signature)
+HEADS_KEY = "heads"   # models/<exp>/mitigation.json: the saved heads' signature (heads/saving.heads_signature)
 
 
 def twin_of(params: Params, name: str) -> str | None:

@@ -1,4 +1,5 @@
-"""Fitting heads on cached features, the pretrain stage's starting heads, and the train stage end to end."""
+"""The pretrain and train stages end to end on a fake features cache: the starting heads, the models,
+the predictions table."""
 
 import json
 from pathlib import Path
@@ -11,31 +12,15 @@ import tensorflow as tf
 import yaml
 
 from stages import pretrain, train
-from stages.lib.backbones.vgg_face import backbone_trunk, build_vgg_face
 from stages.lib.backbones.h5weights import weighted_layers
+from stages.lib.backbones.store import open_features
+from stages.lib.backbones.vgg_face import backbone_trunk, build_vgg_face
 from tests.backbones.keras2_files import write_keras2_weights
-from stages.lib.heads.model import build_head, layer_weights
 from stages.lib.core.params import ParamsError, validate
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
-from stages.lib.backbones.store import open_features
-from stages.lib.backbones.store import Features
-from stages.lib.heads.training import (
-    Budget,
-    HeadData,
-    TaskRows,
-    published_layer_heads,
-    start_head,
-    fit_head,
-    history_frame,
-    predict_probs,
-    row_dataset,
-    starting_weights,
-)
+from stages.lib.heads.model import layer_weights
 
 DIM = 10
-MINIMAL = {"roles": {"pretrain": "d", "finetune": "d", "evaluate": ["d"]}, "datasets": {"d": {"adapter": "utkface"}},
-           "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "experiments": {"x": {"init": "random"}},
-           "paths": yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["paths"]}
 
 
 @pytest.fixture
@@ -46,130 +31,6 @@ def determinism_requests(monkeypatch):
     monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: requests.append(True))
     return requests
 
-
-def toy_problem(n=240, seed=0):
-    """Features whose first column carries the class of a 3-way problem, stored as float16."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    features = rng.normal(size=(n, DIM)).astype(np.float16)
-    features[:, 0] = labels * 2.0
-    return features, labels
-
-
-def fit(features, labels, seed, epochs=4, patience=10, weights=None):
-    model = build_head(DIM, 8, 3, dropout=0.2, name="toy", seed=seed)
-    history = fit_head(model, features, TaskRows(np.arange(0, 180), labels[:180]),
-                       TaskRows(np.arange(180, 240), labels[180:]),
-                       budget=Budget(epochs=epochs, patience=patience, batch_size=32, learning_rate=0.01, seed=seed),
-                       sample_weight=weights)
-    return model, history
-
-
-def test_batches_are_the_requested_rows_as_float32_reshuffled_each_epoch():
-    features, labels = toy_problem(40)
-    rows = np.array([5, 1, 30, 7, 22, 9, 14])
-    weights = np.arange(7, dtype=np.float32)
-    dataset = row_dataset(features, rows, labels[rows], batch_size=3, weights=weights, shuffle_seed=1)
-    epochs = [[tuple(t.numpy() for t in batch) for batch in dataset] for _ in range(2)]
-    for epoch in epochs:
-        x = np.concatenate([b[0] for b in epoch])
-        y = np.concatenate([b[1] for b in epoch])
-        w = np.concatenate([b[2] for b in epoch])
-        assert x.dtype == np.float32 and [len(b[0]) for b in epoch] == [3, 3, 1]
-        positions = w.astype(int)  # weight i was given to rows[i]
-        assert sorted(positions) == list(range(7))
-        np.testing.assert_array_equal(x, features[rows[positions]].astype(np.float32))
-        np.testing.assert_array_equal(y, labels[rows[positions]])
-    orders = [np.concatenate([b[2] for b in epoch]).tolist() for epoch in epochs]
-    assert orders[0] != orders[1]  # reshuffled between epochs
-    fresh = row_dataset(features, rows, labels[rows], batch_size=3, weights=weights, shuffle_seed=1)
-    assert [np.concatenate([b[2].numpy() for b in fresh]).tolist() for _ in range(2)] == orders  # same seed
-
-
-def test_same_seed_same_predictions_other_seed_others():
-    features, labels = toy_problem()
-    probe = np.arange(240)
-    first = predict_probs(fit(features, labels, seed=3)[0], features, probe, 64)
-    second = predict_probs(fit(features, labels, seed=3)[0], features, probe, 64)
-    other = predict_probs(fit(features, labels, seed=4)[0], features, probe, 64)
-    np.testing.assert_array_equal(first, second)
-    assert np.abs(first - other).max() > 1e-4
-
-
-def test_fit_learns_and_keeps_the_best_validation_epoch():
-    features, labels = toy_problem()
-    model, history = fit(features, labels, seed=0, epochs=12, patience=2)
-    assert set(history) == {"loss", "val_loss"}
-    assert min(history["val_loss"]) < history["val_loss"][0] * 0.7
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy())
-    val_loss = model.evaluate(row_dataset(features, np.arange(180, 240), labels[180:], 32), verbose=0)
-    assert val_loss == pytest.approx(min(history["val_loss"]), rel=1e-4)
-
-
-def test_sample_weights_change_the_fit():
-    features, labels = toy_problem()
-    weights = np.where(labels[:180] == 2, 5.0, 1.0)
-    plain = predict_probs(fit(features, labels, seed=3)[0], features, np.arange(240), 64)
-    weighted = predict_probs(fit(features, labels, seed=3, weights=weights)[0], features, np.arange(240), 64)
-    assert weighted[:, 2].mean() > plain[:, 2].mean()
-
-
-def test_fit_refuses_an_empty_validation_split():
-    features, labels = toy_problem()
-    with pytest.raises(ValueError, match="val"):
-        fit_head(build_head(DIM, 8, 3, 0.0, name="toy"), features, TaskRows(np.arange(10), labels[:10]),
-                 TaskRows(np.arange(0), labels[:0]), budget=Budget(epochs=1, patience=1, batch_size=4, learning_rate=0.01, seed=0))
-
-
-def test_history_table_has_a_column_pair_per_trained_head():
-    frame = history_frame({"age": {"loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.5, 2.6]},
-                           "gender": {"loss": [0.7, 0.6], "val_loss": [0.8, 0.7]}})
-    assert list(frame.columns) == ["epoch", "age_loss", "val_age_loss", "gender_loss", "val_gender_loss"]
-    assert frame["epoch"].tolist() == [1, 2, 3]
-    assert frame["val_age_loss"].tolist() == [3.1, 2.5, 2.6]
-    assert frame["gender_loss"].tolist()[:2] == [0.7, 0.6] and np.isnan(frame["gender_loss"].iloc[2])
-    assert list(history_frame({}).columns) == ["epoch"] and history_frame({}).empty
-
-
-# ----- starting weights --------------------------------------------------------------------------
-
-def save_head(path, classes, seed):
-    model = build_head(DIM, 8, classes, 0.5, name=path.stem, seed=seed)
-    model.save(path)
-    return layer_weights(model)
-
-
-def test_starting_weights_resolve_from_the_pretrain_folder(tmp_path):
-    age = save_head(tmp_path / "age.keras", 101, seed=1)
-    vgg = save_head(tmp_path / "vgg_face.keras", 2622, seed=2)
-    real = starting_weights("backbone", "age", tmp_path, True)     # published VGG-Face's fc6/fc7
-    offline = starting_weights("backbone", "age", tmp_path, False)    # the pretrain-trained head's
-    assert set(real) == set(offline) == {"fc6", "fc7"}
-    np.testing.assert_array_equal(real["fc6"][0], vgg["fc6"][0])
-    np.testing.assert_array_equal(offline["fc6"][0], age["fc6"][0])
-    assert starting_weights("random", "age", None, False) is None
-    with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
-        starting_weights("backbone", "gender", tmp_path, False)
-
-
-def test_init_published_starts_from_the_whole_published_head_whatever_its_layers(tmp_path):
-    """VGG-Face's published heads have fc6, fc7 and an output layer; the WideResNet's are one output
-    layer on its flatten: init `published` takes either as it is, to fine-tune it."""
-    age = save_head(tmp_path / "age.keras", 101, seed=1)
-    kernel = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
-    published_layer_heads({"gender": kernel})["gender"].save(tmp_path / "gender.keras")
-    data = HeadData(validate(MINIMAL), Features(np.zeros((1, DIM), np.float16), pd.Series([0], index=["a"])),
-                    pd.DataFrame(), pd.DataFrame(), tmp_path)
-    vgg_like = start_head(data, "age", "published")
-    np.testing.assert_array_equal(layer_weights(vgg_like)["predictions"][0], age["predictions"][0])
-    wide_like = start_head(data, "gender", "published")
-    assert [layer.name for layer in wide_like.layers] == ["features", "predictions", "softmax"]
-    np.testing.assert_array_equal(wide_like.get_layer("predictions").get_weights()[0], kernel)
-    with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
-        start_head(HeadData(data.params, data.features, data.train, data.val, tmp_path / "none"), "age", "published")
-
-
-# ----- the stages, end to end on a fake features cache ------------------------------------------
 
 def write_project(root: Path, backbone: dict, features: np.ndarray | None = None, n_per_dataset=120) -> pd.DataFrame:
     """params.yaml, a split manifest of two datasets and a features cache as the features stage writes it."""

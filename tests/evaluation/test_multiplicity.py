@@ -9,8 +9,10 @@ import pytest
 
 from stages.lib.core.labels import RACES
 from stages.lib.evaluation.band_changes import band_changes, columns
-from stages.lib.evaluation.groups import (AGE_ERROR_COLUMNS, GAP_COLUMNS, SIGNIFICANCE_COLUMNS, disaggregate, evaluate,
-                                          gaps, group_metrics, significance)
+from stages.lib.evaluation.disaggregation import AGE_ERROR_COLUMNS, disaggregate, group_metrics
+from stages.lib.evaluation.group_gaps import GAP_COLUMNS, gaps
+from stages.lib.evaluation.groups import evaluate
+from stages.lib.evaluation.significance import SIGNIFICANCE_COLUMNS, significance
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.multiplicity import adjust_families, benjamini_hochberg, holm
 from stages.lib.evaluation.results import write_evaluation

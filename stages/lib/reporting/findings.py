@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.params import Params
-from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.evaluation.groups import Evaluation
+from stages.lib.evaluation.source_bands import ages_are_bands
 from stages.lib.evaluation.gains import paired_absolute_errors
 from stages.lib.evaluation.intervals import (Bootstrap, binomial_interval, direction, mean_interval, paired_mean_gap,
                                              proportion_gap)

@@ -15,7 +15,9 @@ import pandas as pd
 
 from stages.lib.core.labels import RACES, band_labels
 from stages.lib.evaluation.curves import pivot
-from stages.lib.evaluation.groups import Evaluation, age_standardised_mae, ages_are_bands
+from stages.lib.evaluation.disaggregation import age_standardised_mae
+from stages.lib.evaluation.groups import Evaluation
+from stages.lib.evaluation.source_bands import ages_are_bands
 
 STUDY_PARTS = ("R10", "R11", "R12")
 ATTRIBUTE_TITLES = {

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Params
 from stages.lib.evaluation.audit_results import CARD_FILE, METRICS_FILE, PREDICTIONS_FILE
-from stages.lib.evaluation.groups import ages_are_bands
+from stages.lib.evaluation.source_bands import ages_are_bands
 from stages.lib.evaluation.intervals import Bootstrap, direction
 from stages.lib.evaluation.multiplicity import adjust_families
 from stages.lib.evaluation.results import bootstrap_from

@@ -23,7 +23,8 @@ from stages.lib.core.params import Params, Paths
 from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.evaluation.curves import predicted_vs_actual, share_by_age_gender
 from stages.lib.evaluation.gains import training_gains, training_steps
-from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.evaluation.groups import Evaluation
+from stages.lib.evaluation.source_bands import ages_are_bands
 from stages.lib.evaluation.intervals import binomial_interval
 from stages.lib.evaluation.results import bootstrap_from, load_evaluations, load_worst_groups
 from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes

@@ -59,9 +59,9 @@ def test_adjusted_significant_list_is_shorter_and_keeps_the_real_difference():
     assert set(verdicts.loc[verdicts["attribute"] == "race", "adjustment"]) == {"holm"}
 
 
-def test_all_groups_equal_reselects_the_extremes():
+def test_a_gap_adjusted_over_every_pair_is_not_flattered_by_picking_the_extremes():
     """Five races with one error distribution: picking the worst and best first calls many gaps `worse`
-    on their raw interval; the test of all groups equal, adjusted, very few."""
+    on their raw interval; their interval adjusted over the 10 pairs of races, very few."""
     raw_worse = adjusted_worse = 0
     for seed in range(20):
         rng = np.random.default_rng(seed)

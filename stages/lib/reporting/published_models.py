@@ -198,8 +198,9 @@ def compared_phrase(statistic: str, other: str, change, interval: tuple[float, f
         return (f"{label}: no difference from {other}'s shown after adjusting for the {adjusted[2]} pairs compared "
                 f"({_tenths(scale * change):+.1f}{unit}, raw {interval}, adjusted p {p_value_text(adjusted[1])})")
     if side in ("above", "below"):
+        shown = interval if adjusted is None else f"(raw {interval}, adjusted p {p_value_text(adjusted[1])})"
         return (f"{label} {above if side == 'above' else below} than {other}'s by {abs(_tenths(scale * change)):.1f}"
-                f"{unit} {interval}")
+                f"{unit} {shown}")
     return f"{label}: no difference from {other}'s shown ({_tenths(scale * change):+.1f}{unit}, {interval})"
 
 

@@ -253,8 +253,9 @@ def build_report(path: Path, out: Path, normalised: Normalised, kept: pd.DataFra
     md.table(pd.DataFrame({"file": ["groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv",
                                     "band_changes.csv", "tables/", "plots/", "figures/"],
                            "what": ["one row per group (the groups contract)",
-                                    "worst vs best group, with the test of all groups equal (adjusted)",
-                                    "each group's raw interval against the reference, raw and adjusted p-values",
+                                    "worst vs best group: raw interval, interval after Bonferroni adjustment over the pairs, "
+                                    "omnibus test of all groups equal",
+                                    "each group's raw interval against the reference, p-value raw and after adjustment",
                                     "overall figures",
                                     "rows not evaluated, with the reason",
                                     "with --reference: each age band's paired change against it (Holm across bands)",

@@ -11,6 +11,7 @@ import yaml
 from stages.lib.core.params import validate
 from stages.lib.reporting.comparisons import paired_split_comparison
 from stages.lib.reporting.findings import Facts, findings, published_gender_finding
+from tests.reporting.test_markdown_adjusted import unsupported_adjusted
 from tests.reporting.toy_experiments import BOOT, ROOT, params, predictions
 
 
@@ -34,7 +35,7 @@ def test_a_gap_finding_follows_the_adjusted_verdict_where_there_is_one():
     facts = Facts(params=params(), dataset="utkface", published="published")
     facts.published_evaluations = {"utkface": _gap_evaluation(None, adjusted=False)}
     sentence = published_gender_finding(facts)
-    assert "not adjusted" in sentence and "45.8% of black female" in sentence and "raw interval" in sentence
+    assert "no multiplicity adjustment" in sentence and "45.8% of black female" in sentence and "raw interval" in sentence
     facts.published_evaluations = {"utkface": _gap_evaluation(True)}
     sentence = published_gender_finding(facts)
     assert ("-52.0 [-60.0, -44.0] pts (raw interval; adjusted 99.9% interval [-68.0, -36.0] pts, Bonferroni over the "
@@ -89,6 +90,7 @@ def test_the_report_opens_with_findings_and_names_each_section_by_role(tmp_path,
     mitigation = next(block for title, block in sections.items() if title.startswith("Mitigation"))
     assert "| retrained | 5." in mitigation.replace("| utkface | retrained", "| retrained") and "reference" in mitigation
     assert "+0.00 [+0.00, +0.00]" not in mitigation
+    assert "adjusted" in text and unsupported_adjusted(text) == []       # every "adjusted" shows its number
 
 
 # ----- duplicate computations: compare and probe read the experiments that trained their heads ---------

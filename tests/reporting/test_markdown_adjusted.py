@@ -1,9 +1,8 @@
 """Every "adjusted" in a rendered report sits beside an adjusted interval or an adjusted p-value: a word
-that promises an adjustment always shows the adjusted number it promises (the markdown is scanned)."""
+that promises an adjustment always shows the adjusted number it promises (the markdown is scanned; the
+whole rendered report is scanned in test_findings.py, which renders one already)."""
 
 import re
-
-import yaml
 
 ADJUSTED = re.compile(r"\badjusted\b", re.IGNORECASE)
 # an adjusted p-value or an adjusted interval, written out
@@ -43,21 +42,3 @@ def test_the_scan_catches_an_adjusted_word_without_its_number():
     table = "| a | p (adjusted) |\n|---|---|\n| x | 0.01 |\n| y | later |"
     assert unsupported_adjusted(table) == ["column 'p (adjusted)': 'later'"]
 
-
-def test_every_adjusted_in_the_rendered_report_sits_beside_its_adjusted_number(tmp_path, monkeypatch):
-    from stages import evaluate as evaluate_stage
-    from stages import report as report_stage
-    from tests.reporting.test_report import write_params, write_predictions
-
-    monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, bootstrap=30)
-    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    raw["profile"] = "full"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    for name, noise, seed in (("published", 9, 0), ("retrained", 5, 1), ("oversample_x2", 4, 2)):
-        write_predictions(tmp_path, name, noise=noise, seed=seed)
-        evaluate_stage.main([name])
-    report_stage.main([])
-    text = (tmp_path / "reports" / "report.md").read_text()
-    assert ADJUSTED.search(text)
-    assert unsupported_adjusted(text) == []

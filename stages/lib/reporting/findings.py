@@ -104,7 +104,7 @@ def gap_claim(row: pd.Series, *, points: bool = False) -> str:
     of all groups equal with its Holm-adjusted p-value; a table without them says it is unadjusted."""
     raw = difference(row["difference"], row["difference_ci_low"], row["difference_ci_high"], points)
     if pd.isna(row.get("difference_adjusted_ci_low", np.nan)):
-        return f"{raw} (raw interval; not adjusted for multiplicity: no adjusted interval in this run)"
+        return f"{raw} (raw interval; this run's gaps.csv carries no multiplicity adjustment)"
     adjusted = difference(row["difference"], row["difference_adjusted_ci_low"], row["difference_adjusted_ci_high"],
                           points).split(" ", 1)[1]
     text = (f"{raw} (raw interval; adjusted {float(row['adjusted_confidence']):.1%} interval {adjusted}, "
@@ -451,7 +451,7 @@ def _correction_count(table: pd.DataFrame | None) -> str:
         return ""
     better = table[table["verdict"] == "better"]
     if "p_adjusted" not in table.columns:
-        return f"{len(better)} of {len(table) - 1} correction models better (raw intervals, not adjusted)"
+        return f"{len(better)} of {len(table) - 1} correction models better (raw intervals, no multiplicity adjustment)"
     smallest = table.loc[table["model"] != "none", "p_adjusted"].min()
     return (f"{len(better)} of {len(table) - 1} correction models better (paired; Holm over the {len(table) - 1}: "
             f"smallest adjusted p {p_value_text(smallest)})")

@@ -368,8 +368,8 @@ def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[s
     significant, not_significant = significance_bullets(evaluation, min_group_size)
     adjusted = _adjustment(evaluation.significance)
     md.paragraph(f"Significant ({adjusted}):" if adjusted else
-                 "Significant (the raw interval of the difference excludes zero; not adjusted for multiplicity: "
-                 "this run's significance.csv has no adjusted column):")
+                 "Significant (the raw interval of the difference excludes zero; no multiplicity adjustment: "
+                 "this run's significance.csv has no column for it):")
     md.bullets(significant or ["nothing"])
     md.paragraph("Not significant or not judged:")
     md.bullets(not_significant or ["nothing"])

@@ -48,16 +48,15 @@ INTERSECTIONS = ("race*gender", "race*age_band", "gender*age_band")
 # What the bootstrap sums per face, in this column order: a group's statistics are ratios of these sums,
 # so that they hold whether a resample draws faces or whole clusters (a varying number of faces).
 SUMMED = ["abs_error", "squared_error", "error", "faces", "gender_hit", "gender_scored", "band_hit", "band_scored"]
-_FACES = SUMMED.index("faces")
+FACES = SUMMED.index("faces")
 MEANS = {
-    "mae": lambda sums: sums[..., 0] / sums[..., _FACES],
-    "rmse": lambda sums: np.sqrt(sums[..., 1] / sums[..., _FACES]),
-    "mean_error": lambda sums: sums[..., 2] / sums[..., _FACES],
+    "mae": lambda sums: sums[..., 0] / sums[..., FACES],
+    "rmse": lambda sums: np.sqrt(sums[..., 1] / sums[..., FACES]),
+    "mean_error": lambda sums: sums[..., 2] / sums[..., FACES],
 }
 # Proportion -> (column of hits, column of faces scored) in SUMMED.
 PROPORTIONS = {"gender_accuracy": (SUMMED.index("gender_hit"), SUMMED.index("gender_scored")),
                "age_band_accuracy": (SUMMED.index("band_hit"), SUMMED.index("band_scored"))}
-
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,6 @@ class Disaggregated:
     resampled: dict[tuple[str, str], np.ndarray]
     confidence: float
     totals: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-
 
 
 def prepare(frame: pd.DataFrame, edges: Sequence[int]) -> pd.DataFrame:
@@ -235,7 +233,6 @@ def age_standardised_mae(groups: pd.DataFrame, attribute: str) -> pd.Series:
     wide = table.pivot(index="group", columns="band", values="mae").reindex(columns=weights.index)
     standardised = (wide * weights).sum(axis=1, min_count=len(weights))
     return standardised.where(wide.notna().all(axis=1))
-
 
 
 def source_band_accuracy(frame: pd.DataFrame, edges: Sequence[int], confidence: float,

@@ -13,11 +13,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.evaluation.disaggregation import MEANS, PROPORTIONS, SUMMED, Disaggregated
+from stages.lib.evaluation.disaggregation import FACES, MEANS, PROPORTIONS, Disaggregated
 from stages.lib.evaluation.intervals import (Gap, bootstrap_p_value, proportion_gap, proportion_gap_p_value,
                                              resampled_gap)
-
-FACES = SUMMED.index("faces")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ class Evaluation:
     confidence: float = 0.95
 
 
-
 def evaluate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap = Bootstrap(),
              min_group_size: int = 30, *, age_bin_width: int = 5, series: str = "predictions") -> Evaluation:
     """Groups, gaps, significance, overall figures and the study's tables for one predictions table.

@@ -43,7 +43,6 @@ def overall_metrics(groups: pd.DataFrame, gap_table: pd.DataFrame, frame: pd.Dat
     return result
 
 
-
 def plain(value):
     """A JSON-friendly Python scalar (NaN -> None)."""
     if isinstance(value, (np.integer, int)) and not isinstance(value, bool):

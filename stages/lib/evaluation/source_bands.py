@@ -33,7 +33,6 @@ def in_source_band(age_pred, bands) -> np.ndarray:
     return result
 
 
-
 def ages_are_bands(overall: Mapping) -> bool:
     """Is every face's age a labelled band (FairFace: `age` is the band's midpoint)? Then an MAE mixes the
     model's error with the band's width: such a set is judged by age-band accuracy, and never pooled

@@ -48,6 +48,25 @@ def test_a_gap_finding_follows_the_adjusted_verdict_where_there_is_one():
     assert any("band_changes" in u for u in unsaid)                      # absent columns are said to be absent
 
 
+
+def test_the_retrained_models_gap_is_said_beside_the_published_ones():
+    from stages.lib.reporting.findings import retrained_gender_finding
+
+    facts = Facts(params=params(), dataset="utkface", published="published", reference="retrained")
+    published = _gap_evaluation(True)
+    retrained = _gap_evaluation(True)
+    retrained.gaps = retrained.gaps.assign(difference=-0.182, difference_ci_low=-0.263, difference_ci_high=-0.112,
+                                           worst=0.777, best=0.959, best_group="white*male",
+                                           difference_adjusted_ci_low=-0.31, difference_adjusted_ci_high=-0.06)
+    facts.published_evaluations = {"utkface": published}
+    facts.evaluations = {"retrained": {"utkface": retrained}}
+    sentence = retrained_gender_finding(facts)
+    assert sentence.startswith("Retrained (retrained) gets gender right for 77.7% of black female faces")
+    assert "-18.2 [-26.3, -11.2] pts (raw interval; adjusted 99.9% interval [-31.0, -6.0] pts" in sentence
+    assert sentence.endswith("The published model's gap on the same test set: -52.0 pts.")
+    retrained.gaps = retrained.gaps.assign(significant=False, difference_adjusted_ci_high=0.01)
+    assert retrained_gender_finding(facts) is None
+
 # ----- leakage: paired on shared faces ------------------------------------------------------------------
 
 def test_leakage_is_compared_on_the_test_faces_both_splits_share():

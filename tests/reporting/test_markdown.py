@@ -68,6 +68,9 @@ def test_pivot_cells_show_value_and_n_and_mark_small_ones():
     shown = pivot_display(values, counts, min_count=30)
     assert list(shown.columns) == ["band", "white", "black"]
     assert shown.values.tolist() == [["16-30", "1.23 (1,500)", "-2.00 (12, *small*)"], ["61+", "", "3.50 (40)"]]
+    bounds = (values - 0.5, values + 0.5)
+    shown = pivot_display(values, counts, min_count=30, intervals=bounds)
+    assert shown.values.tolist()[0] == ["16-30", "1.23 [0.73, 1.73] (1,500)", "-2.00 [-2.50, -1.50] (12, *small*)"]
 
 
 def _groups() -> pd.DataFrame:

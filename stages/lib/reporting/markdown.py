@@ -237,14 +237,19 @@ def _all_equal(gaps: pd.DataFrame) -> list[str]:
                                    gaps["p_all_equal_adjusted"])]
 
 
-def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number, *, min_count: int = 0) -> pd.DataFrame:
-    """A pivot with 'value (n)' cells, for markdown; cells under `min_count` faces marked *small*."""
+def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number, *, min_count: int = 0,
+                  intervals: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """A pivot with 'value (n)' cells ('value [low, high] (n)' with `intervals`, (low, high) tables shaped
+    like `values`), for markdown; cells under `min_count` faces marked *small*."""
     cells = pd.DataFrame(index=values.index, columns=values.columns, dtype=object)
     for row in values.index:
         for column in values.columns:
             value, count = values.at[row, column], counts.at[row, column]
             mark = ", *small*" if count < min_count else ""
-            cells.at[row, column] = "" if pd.isna(value) else f"{formatter(value)} ({int(count):,}{mark})"
+            shown = formatter(value)
+            if intervals is not None and pd.notna(intervals[0].at[row, column]):
+                shown += f" [{formatter(intervals[0].at[row, column])}, {formatter(intervals[1].at[row, column])}]"
+            cells.at[row, column] = "" if pd.isna(value) else f"{shown} ({int(count):,}{mark})"
     cells = cells.reset_index()
     cells.columns = [str(values.index.name or "")] + [str(c) for c in values.columns]
     return cells
@@ -398,8 +403,11 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
         split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
                                    gender=race_gender["group"].str.split("*").str[1])
         values, counts = pivot(split, "race", ["gender"], "gender_accuracy", index_order=list(RACES))
+        bounds = tuple(pivot(split, "race", ["gender"], f"gender_accuracy_ci_{end}", index_order=list(RACES))[0]
+                       .reindex_like(values) for end in ("low", "high"))
         md.figure(figures.get("gender_accuracy_race_gender"), "Gender accuracy by race and gender (R11).")
-        md.table(pivot_display(values, counts, percent, min_count=min_count), f"cells: accuracy (n){small}")
+        md.table(pivot_display(values, counts, percent, min_count=min_count, intervals=bounds),
+                 f"cells: accuracy [{evaluation.confidence:.0%} Wilson interval] (n){small}")
     women = evaluation.tables.get("women_gender_accuracy")
     if "R12" in parts and women is not None and not women.empty:
         by_band = women[women["attribute"] == "race*age_band"]

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.lib.backbones.vgg_face import (backbone_trunk, build_vgg_face, flat_features_fn, resize_uint8,  # noqa: E402
                                  set_precision_for_device)
-from stages.lib.backbones.store import extract_features, image_dataset  # noqa: E402
+from stages.lib.backbones.store import Crops, FeaturePass, extract_features, image_dataset  # noqa: E402
 
 
 def write_jpegs(folder: Path, count: int, size: int, seed: int = 0) -> list[Path]:
@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> None:
         def stage():
             out = Path(tmp) / "features"
             (out / "progress.json").unlink(missing_ok=True)  # a fresh pass every time
-            extract_features(lambda images, margins: infer(images).numpy(), int(np.prod(trunk.output.shape[1:])), paths,
-                             np.full(len(paths), np.nan), work_dir=out,
-                             input_size=args.input_size, batch_size=args.batch_size,
-                             fingerprint="bench", chunk_rows=4 * args.batch_size, show_progress=False)
+            plan = FeaturePass(work_dir=out, fingerprint="bench", input_size=args.input_size, batch_size=args.batch_size,
+                               feature_dim=int(np.prod(trunk.output.shape[1:])), chunk_rows=4 * args.batch_size)
+            extract_features(lambda images, margins: infer(images).numpy(), Crops(paths, np.full(len(paths), np.nan)),
+                             plan, show_progress=False)
 
         rates = best_rates(len(paths), {"model": model_only, "pipeline": pipeline, "stage": stage}, args.repeats)
         model_rate, pipeline_rate, stage_rate = rates["model"], rates["pipeline"], rates["stage"]

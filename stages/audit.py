@@ -19,7 +19,10 @@ Each worst − best gap is judged on its own interval adjusted over every pair o
 (gaps.csv, `difference_adjusted_ci_*`), beside an omnibus test of "all groups equal" (`p_all_equal`). With a
 `cluster` column (or --cluster-col: faces of one person or look-alikes), the bootstrap draws clusters,
 not faces. With --reference (another model's predictions of the same faces, read with the same column
-flags), DIR/band_changes.csv holds each age band's paired change in error against it.
+flags), DIR/band_changes.csv holds each age band's paired change in error against it. With
+`skin_lightness` / `skin_hue` columns (CIELAB L* and hue angle h* of each face's skin; optionally the
+photo-quality columns of the measure stage), DIR/skin/ holds the breakdowns by skin band × gender, the
+slopes on skin colour within race × gender and the quality-adjusted gaps; without them, one line says so.
 
 Writes DIR/groups.csv (the groups contract), DIR/gaps.csv, DIR/significance.csv, DIR/metrics.json,
 DIR/band_changes.csv (with --reference),
@@ -44,7 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.reporting import figures as plots
 from stages.lib.evaluation.correction import correction_protocol
 from stages.lib.core.labels import DEFAULT_AGE_BANDS, band_labels
@@ -57,12 +60,13 @@ from stages.lib.core.params import PARAMS_FILE, Params, ParamsError, load_params
 from stages.lib.evaluation.predictions import (GENDER_CODES, PLAUSIBLE_MAX_AGE, ColumnError, Normalised,
                                                describe_codes, normalise_predictions, read_table)
 from stages.lib.reporting.markdown import Markdown, correction_section, evaluation_sections
+from stages.lib.reporting.skin_audit import audit_skin
 
 # What an audit writes into --out: files, and folders of which only these files are ours.
 OUTPUT_FILES = ("groups.csv", "gaps.csv", "significance.csv", "metrics.json", "rejects.csv", "correction.csv",
                 "band_changes.csv",
                 "report.md")
-OUTPUT_FOLDERS = {"tables": "*.csv", "plots": "*.csv", "figures": "*.png"}
+OUTPUT_FOLDERS = {"tables": "*.csv", "plots": "*.csv", "figures": "*.png", "skin": "*.csv"}
 COLUMN_FLAGS = {   # flag -> field of predictions.DEFAULT_NAMES
     "age_col": "age", "pred_col": "age_pred", "argmax_col": "age_pred_argmax", "gender_col": "gender",
     "race_col": "race", "filename_col": "filename", "gender_pred_col": "gender_pred",
@@ -313,6 +317,8 @@ def audit(args: argparse.Namespace) -> dict:
         correction[0].to_csv(out / "correction.csv", index=False)
     report = build_report(args.predictions, out, normalised, kept, evaluation=evaluation, figures=figures, settings=settings, correction=correction,
                           rows_read=len(raw), title=title, requested_codes=args.gender_codes)
+    report += audit_skin(raw, normalised, kept, out, edges=settings.edges, bootstrap=settings.bootstrap,
+                         min_group_size=settings.min_group_size)
     (out / "report.md").write_text(report)
     metrics = {**evaluation.overall, "rows_read": len(raw), "rows_rejected": len(normalised.rejects),
                "gender_codes": normalised.gender_codes}

@@ -23,11 +23,13 @@ from stages.lib.backbones.registry import describe
 from stages.lib.backbones.wide_resnet import check_published_file as check_wide_resnet_file
 from stages.lib.core.files import write_json
 from stages.lib.core.params import ParamsError, load_params
-from stages.lib.core.cli import USER_MISTAKES, say_mistake
+from stages.lib.core.cli import say_mistake
+from stages.lib.core.errors import USER_MISTAKES
 from stages.lib.core.timing import start_timing
 from stages.lib.core.workspace import project_root
 from stages.lib.faces.detect import check_ssd_model, check_yunet_model
-from stages.lib.sources.fetch import Fetcher, FileCheck, format_missing, format_summary
+from stages.lib.sources.fetch import Fetcher, format_missing, format_summary
+from stages.lib.sources.intake import FileCheck
 from stages.lib.sources.plan import needed_weights, plan_fetches
 
 

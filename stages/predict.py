@@ -4,6 +4,7 @@
                              [--precropped | --margin M]
     python -m stages.predict --model NAME [--precropped] [--json] PHOTO [PHOTO...]
     python -m stages.predict --list-models
+    python -m stages.predict --measure [--json] [--precropped] PHOTO [PHOTO...]
 
 Faces are framed as the experiment's heads were trained (models/<experiment>/framing.json, written by
 the train stage): heads trained on ready face crops (UTKFace's aligned chips) take each photo whole as
@@ -21,6 +22,12 @@ them with their family, source and training data) instead of the experiment's he
 params' crop.detector (or, --precropped, each photo whole as the face box), then the model's own
 framing and alignment. It needs only the model's weights (`python -m stages.download --only NAME`).
 JSON records: photo, face, x, y, w, h, age (null for a band model), age_band, gender, p_female, problem.
+
+--measure adds each face's apparent skin colour and photo quality (docs/measurements.md): skin_lightness,
+skin_hue, exposure (the clipped shares), sharpness, yaw, pitch, roll, and measure_problem where one could
+not be taken. Without --model or trained heads it prints the measurements alone (problem: why a face
+could not be measured), exit 0: it needs no run and no weights (faces found by Haar when YuNet's
+weights are absent; skin colour needs the dlib extra for landmarks).
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ import sys
 from pathlib import Path
 
 import cv2
+import pandas as pd
 
 from stages.lib.backbones import published
 from stages.lib.backbones.published_photos import format_cards, format_records, predict_photos as predict_with_model
 from stages.lib.backbones.registry import load
 from stages.lib.faces.detect import CropError, make_detector
+from stages.lib.faces.measure import MeasureSettings, format_measurements, measure_photos, with_measurements
 from stages.lib.sources.plan import weight_path
 from stages.lib.heads.framing import choose_framing, read_framing
 from stages.lib.heads.inference import Cutting, annotate, check_heads, format_table, load_heads, predict_photos
@@ -53,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--verbose", action="store_true",
                         help="keep TensorFlow's start-up lines (read by stages/lib/core/quiet.py; or FACE_BIAS_VERBOSE=1)")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated copies of the photos here")
+    parser.add_argument("--measure", action="store_true",
+                        help="add each face's skin colour, exposure, sharpness and head pose; alone without a model")
     framing = parser.add_mutually_exclusive_group()
     framing.add_argument("--precropped", action="store_true",
                          help="take each photo whole as one face crop (default: as the heads were trained)")
@@ -87,7 +98,11 @@ def predict_published(args: argparse.Namespace) -> int:
     framing = "each photo whole as the face box" if detector is None else f"faces found by {detector.name}"
     print(f"predict: {args.model}, {framing}, then the model's own framing", file=sys.stderr)
     records = predict_with_model(model, args.photos, detector, params.age_bands)
+    if args.measure:
+        records = with_measurements(records, _measured(args, params, detector, params.crop.margin))
     print(json.dumps(records, indent=2) if args.json else format_records(records))
+    if args.measure and not args.json:
+        print(format_measurements(_measured(args, params, detector, params.crop.margin)))
     return 0 if any(record["problem"] is None for record in records) else 1
 
 
@@ -101,6 +116,43 @@ def _ssd_files(params) -> tuple[Path, Path] | None:
     return weight_path(params, "ssd_face"), weight_path(params, "ssd_face_config")
 
 
+def heads_trained(experiment: str) -> bool:
+    """True when params.yaml can be read and names trained heads for `experiment`."""
+    try:
+        folder = load_params().paths.models / experiment
+    except ParamsError:
+        return False
+    return (folder / "age.keras").is_file() and (folder / "gender.keras").is_file()
+
+
+def _measured(args: argparse.Namespace, params, detector, margin: float) -> list[dict]:
+    return measure_photos(args.photos, detector, margin=margin, size=params.crop.size,
+                          settings=MeasureSettings(**params.measure.model_dump()))
+
+
+def measure_alone(args: argparse.Namespace) -> int:
+    """--measure with no model to ask: each face's measurements alone (exit 0 whatever they found)."""
+    try:
+        params = load_params()
+    except ParamsError as exc:
+        print(f"predict: {exc}", file=sys.stderr)
+        return 2
+    detector, found_by = None, "each photo whole as one face crop"
+    if not args.precropped:
+        yunet = _weight_or_none(params, "yunet")
+        name = params.crop.detector if params.crop.detector != "yunet" or (yunet and yunet.is_file()) else "haar"
+        try:
+            detector = make_detector(name, yunet, params.crop.min_score, ssd_files=_ssd_files(params))
+        except (CropError, FileNotFoundError) as exc:
+            detector, name = make_detector("haar", None, params.crop.min_score), f"haar ({exc})"
+        found_by = f"faces found by {name}"
+    print(f"predict: measurements alone (no trained heads), {found_by}", file=sys.stderr)
+    margin = args.margin if args.margin is not None else params.crop.margin
+    records = _measured(args, params, detector, margin)
+    print(json.dumps(records, indent=2) if args.json else format_measurements(records))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_models:
@@ -108,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.model is not None:
         return predict_published(args)
+    if args.measure and not heads_trained(args.experiment):
+        return measure_alone(args)
     try:
         params = load_params()
         params.experiment(args.experiment)
@@ -127,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     results, found = predict_photos(args.photos, Cutting(detector, framing.margin or 0.0, params.crop.size),
                                     (spec, embed), heads, batch_size=params.backbone.batch_size,
                                     keep_found=args.annotate is not None)
+    if args.measure:
+        measured = _measured(args, params, detector, framing.margin or 0.0)
+        results = pd.DataFrame(with_measurements(results.to_dict("records"), measured))
     print(results.to_json(orient="records", indent=2) if args.json else format_table(results))
+    if args.measure and not args.json:
+        print(format_measurements(measured))
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
         for path, (image, faces) in found.items():

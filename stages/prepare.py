@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.core.files import write_json
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.datasets import ADAPTERS, AdapterResult, parse_options, read_dataset
 from stages.lib.sources.plan import MANUAL_DOWNLOAD
 from stages.lib.core.params import Params, ParamsError, load_params

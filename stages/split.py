@@ -41,7 +41,7 @@ from stages.lib.core.params import Clusters, load_params
 from stages.lib.core.cli import run_stage
 from stages.lib.core.schema import read_manifest, write_manifest
 from stages.lib.backbones.registry import pretrain_trains_heads
-from stages.lib.splitting.split import (all_to_test, evaluated_whole, follow_shared_photos, naive_split_manifest,
+from stages.lib.splitting.split import (SplitPlan, all_to_test, evaluated_whole, follow_shared_photos, naive_split_manifest,
                                         split_manifest, split_summary, with_cluster_identities)
 
 
@@ -106,7 +106,7 @@ def _run() -> int | None:
     clusters, embedding_dir, skipped = usable_clusters(params.split.clusters, params.paths.features,
                                                        params.paths.identity)
     embeddings = dataset_features(manifest, embedding_dir) if clusters else {}
-    fractions, edges = params.split.fractions(), params.age_bands
+    plan = SplitPlan(params.split.fractions(), params.age_bands, params.seed)
     grouped, resplit = manifest, {}
     if clusters:
         found, resplit = cluster_labels(manifest, embeddings, clusters)
@@ -117,18 +117,17 @@ def _run() -> int | None:
                             pretrain_trains=pretrain_trains_heads(params.backbone))
     manifest = manifest.assign(
         split=follow_shared_photos(
-            manifest, all_to_test(manifest, split_manifest(grouped, fractions, edges, params.seed), whole), order),
+            manifest, all_to_test(manifest, split_manifest(grouped, plan), whole), order),
         split_naive=follow_shared_photos(
-            manifest, all_to_test(manifest, naive_split_manifest(manifest, fractions, edges, params.seed), whole),
-            order),
+            manifest, all_to_test(manifest, naive_split_manifest(manifest, plan), whole), order),
     )
     write_manifest(manifest, params.paths.manifest)
     summary = {
-        "seed": params.seed, "fractions": fractions,
+        "seed": params.seed, "fractions": plan.fractions,
         "clusters": clusters.model_dump() if clusters else None,
         "clusters_skipped": skipped,
         "evaluated_whole": whole,   # no model trains on them: every row is a test face
-        "datasets": split_summary(manifest, edges),
+        "datasets": split_summary(manifest, plan.edges),
         "leakage": leakage(manifest, embeddings, clusters, resplit) if clusters else {},
     }
     write_json(summary, params.paths.split_summary)

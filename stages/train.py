@@ -14,7 +14,8 @@ study's way instead: stages/lib/heads/protocol.py), and writes:
     models/<exp>/history.csv                  epoch, age_loss, val_age_loss, gender_loss, val_gender_loss
     models/<exp>/framing.json                 how the training faces were framed (stages.predict frames alike)
     models/<exp>/live/                        dvclive: loss curves per head, metrics.json summary
-    models/<exp>/mitigation.json              what the mitigation did (rows, held-out rows, DRO's group weights)
+    models/<exp>/mitigation.json              what the mitigation did (rows, held-out rows, DRO's group weights), and
+                                              `heads`: start, budget, weight shapes (what its twin must share)
     reports/<exp>/predictions.parquet         every face of every evaluate-role dataset, all splits
 """
 
@@ -30,8 +31,8 @@ from stages.lib.core.files import write_json
 from stages.lib.core.schema import read_manifest
 from stages.lib.heads.framing import heads_framing, write_framing
 from stages.lib.heads.methods import fit_experiment
-from stages.lib.heads.training import (HeadData, configure_determinism, predict_fitted, role_splits, save_heads,
-                                       with_split)
+from stages.lib.heads.training import (HeadData, configure_determinism, heads_signature, predict_fitted, role_splits,
+                                       save_heads, with_split)
 
 
 def run(experiment_name: str) -> int:
@@ -51,7 +52,8 @@ def run(experiment_name: str) -> int:
     if fitted.histories:
         summary.update(train_faces=len(train), train_rows=fitted.trained_on["train_rows"], val_faces=len(val))
     save_heads(fitted.heads, fitted.histories, out, summary)
-    write_json({"method": experiment.method, **fitted.trained_on}, out / "mitigation.json")
+    write_json({"method": experiment.method, **fitted.trained_on,
+                "heads": heads_signature(fitted, experiment.init, params, experiment.split)}, out / "mitigation.json")
     write_framing(out, heads_framing(experiment, train, params))
     evaluated = manifest[manifest["dataset"].isin(params.roles.evaluate)]
     predictions = predict_fitted(fitted, features, evaluated, batch_size=params.train.batch_size,

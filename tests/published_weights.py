@@ -13,7 +13,8 @@ import yaml
 
 from stages.lib.backbones import published
 from stages.lib.core.params import validate
-from stages.lib.sources.fetch import Fetcher, UnreachableError
+from stages.lib.sources.fetch import Fetcher
+from stages.lib.sources.intake import UnreachableError
 from stages.lib.sources.plan import plan_fetches
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -69,6 +69,76 @@ def _only_a_docstring(path: Path) -> bool:
     return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
 
 
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Every module of the package under `root` and the package modules it imports (imports inside
+    functions too; `from package import NAME` counted as importing the package when NAME is not a module)."""
+    modules = {".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
+               for path in (root / PACKAGE).rglob("*.py")}
+    graph = {}
+    for module, path in modules.items():
+        imported = {name if name in modules else name.rpartition(".")[0] for name in imported_modules(path, module)}
+        graph[module] = {name for name in imported if name in modules and name != module}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle of imports for each group of modules that import each other (a strongly connected
+    component), as the modules in order with the first repeated at the end; empty when there is none."""
+    circles = []
+    for group in _strong_components(graph):
+        if len(group) > 1:
+            circles.append(_circle_within(graph, group))
+    return circles
+
+
+def _strong_components(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's algorithm: the groups of modules each reachable from every other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for name in sorted(graph[module]):
+            if name not in index:
+                visit(name)
+                low[module] = min(low[module], low[name])
+            elif name in stack:
+                low[module] = min(low[module], index[name])
+        if low[module] == index[module]:
+            group = set()
+            while not group or member != module:
+                member = stack.pop()
+                group.add(member)
+            groups.append(group)
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return groups
+
+
+def _circle_within(graph: dict[str, set[str]], group: set[str]) -> list[str]:
+    """A shortest circle through the group's first module (breadth first, staying inside the group)."""
+    start = min(group)
+    came_from = {start: None}
+    pending = [start]
+    while pending:
+        module = pending.pop(0)
+        for name in sorted(graph[module] & group):
+            if name == start:
+                path = [module]
+                while came_from[path[-1]] is not None:
+                    path.append(came_from[path[-1]])
+                return [*reversed(path), start]
+            if name not in came_from:
+                came_from[name] = module
+                pending.append(name)
+    raise AssertionError(f"no circle within {sorted(group)}")
+
+
 def pipeline_stages() -> list:
     return list(Repo(str(ROOT)).index.stages)
 
@@ -98,6 +168,26 @@ def test_the_closure_follows_imports_inside_functions(tmp_path):
     (package / "lib" / "unused.py").write_text("Y = 2\n")
     assert import_closure(tmp_path, "stages.lib.a") == {Path("stages/lib/a.py"), Path("stages/lib/b.py"),
                                                         Path("stages/lib/c.py")}
+
+
+def test_the_import_graph_has_no_circle():
+    """No module imports, however indirectly, a module that imports it back, imports inside functions
+    included: an import moved into a function hides a circle, it does not remove it."""
+    circles = import_circles(import_graph(ROOT))
+    assert not circles, "circles of imports:\n" + "\n".join(" -> ".join(circle) for circle in circles)
+
+
+def test_the_circle_test_sees_imports_inside_functions(tmp_path):
+    package = tmp_path / "stages"
+    (package / "lib").mkdir(parents=True)
+    for name in ("__init__.py", "lib/__init__.py"):
+        (package / name).write_text("")
+    (package / "lib" / "a.py").write_text("from stages.lib.b import B\n")
+    (package / "lib" / "b.py").write_text("B = 1\ndef f():\n    from stages.lib import c\n")
+    (package / "lib" / "c.py").write_text("from . import a\n")
+    assert import_circles(import_graph(tmp_path)) == [["stages.lib.a", "stages.lib.b", "stages.lib.c", "stages.lib.a"]]
+    (package / "lib" / "c.py").write_text("import stages.lib\n")
+    assert import_circles(import_graph(tmp_path)) == []
 
 
 def test_every_stage_depends_on_exactly_the_code_it_runs():

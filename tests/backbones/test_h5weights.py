@@ -12,8 +12,8 @@ from stages.lib.backbones.h5weights import (
     load_into,
     read_keras2_weights,
     weighted_layers,
-    write_keras2_weights,
 )
+from tests.backbones.keras2_files import write_keras2_weights
 
 TINY = dict(input_size=32, conv_widths=(4, 4, 8, 8, 8), fc_width=16)
 

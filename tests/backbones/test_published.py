@@ -18,7 +18,8 @@ from stages import predict as predict_stage
 from stages.lib.backbones import published
 from stages.lib.core.params import Package, ParamsError, validate
 from stages.lib.faces.detect import CropError, make_detector
-from stages.lib.sources.fetch import Fetcher, RefusedError, UnreachableError
+from stages.lib.sources.fetch import Fetcher
+from stages.lib.sources.intake import RefusedError, UnreachableError
 from stages.lib.sources.plan import Fetch, needed_weights, plan_fetches, weight_path
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from stages.lib.backbones import registry as backbones
-from stages.lib.backbones.registry import BackboneSpec, describe, register, unregister, uses_published_weights
+from stages.lib.backbones.registry import BackboneSpec, describe, register, uses_published_weights
 from stages.lib.backbones.store import read_features, run_features
 from stages.lib.heads.inference import predict_crops
 from stages.lib.core.params import ParamsError
@@ -39,7 +39,7 @@ class ColourStats:
 def fake_backbone():
     register("colour_stats", ColourStats())
     yield
-    unregister("colour_stats")
+    backbones._REGISTRY.pop("colour_stats")
 
 
 def test_a_registered_backbone_runs_through_features_and_training(tmp_path, fake_backbone):

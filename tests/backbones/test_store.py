@@ -22,9 +22,9 @@ from stages.lib.backbones.store import (
     read_features,
     run_features,
 )
-from stages.lib.backbones.h5weights import write_keras2_weights
 from stages.lib.core.params import validate
 from stages.lib.core.schema import MANIFEST_COLUMNS
+from tests.backbones.keras2_files import write_keras2_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 N_CROPS = 40

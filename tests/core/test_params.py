@@ -108,3 +108,35 @@ def test_deep_merge_merges_dicts_and_replaces_lists():
 def test_missing_params_file_says_where_to_run(tmp_path):
     with pytest.raises(ParamsError, match="project root"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_every_mitigation_names_a_twin_that_differs_from_it_only_in_the_mitigation(raw):
+    for profile in ["full", *raw["profiles"]]:
+        params = validate({**raw, "profile": profile})
+        for name, experiment in params.experiments.items():
+            if experiment.mitigation is None:
+                continue
+            twin = params.experiments[experiment.reference]
+            assert twin.mitigation is None and twin.init == experiment.init and twin.protocol == experiment.protocol
+            assert (twin.split, twin.oversample, twin.reweight) == (experiment.split, [], "none"), (profile, name)
+
+
+def test_a_reference_that_differs_in_more_than_the_treatment_is_refused(raw):
+    bad = copy.deepcopy(raw)
+    bad["experiments"]["group_dro"]["reference"] = "retrained"
+    bad["profile"] = "real-offline"          # there retrained starts from the published layer
+    with pytest.raises(ParamsError, match=r"group_dro\.reference: 'retrained' is not its twin.*init 'backbone' vs 'published'"):
+        validate(bad)
+    bad["experiments"]["group_dro"]["reference"] = "oversample_x2"   # same init, but a treatment of its own
+    with pytest.raises(ParamsError, match=r"not its twin.*the reference's own oversample"):
+        validate(bad)
+
+
+def test_a_mitigation_without_a_reference_or_with_an_unknown_one_is_refused(raw):
+    bad = copy.deepcopy(raw)
+    del bad["experiments"]["balanced"]["reference"]
+    with pytest.raises(ParamsError, match=r"experiments\.balanced: a mitigation names the experiment it is compared with"):
+        validate(bad)
+    bad["experiments"]["balanced"]["reference"] = "plian"
+    with pytest.raises(ParamsError, match=r"balanced\.reference: 'plian' is not another experiment; known: published"):
+        validate(bad)

@@ -4,7 +4,7 @@ naming what it lacks and has; columns come out in contract order, dtypes fixed."
 import pandas as pd
 import pytest
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.schema import (MANIFEST_COLUMNS, REJECT_COLUMNS, SchemaError, manifest_frame, read_manifest,
                                     rejects_frame, resampling_clusters, write_manifest, write_rejects)
 

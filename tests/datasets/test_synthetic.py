@@ -69,11 +69,39 @@ def test_planted_underrepresentation_shows_in_counts():
 
 
 def test_planted_hard_labels_move_only_the_group():
-    faces = plan_faces(SyntheticOptions(n=1500), LABELS)
+    faces = plan_faces(SyntheticOptions(n=1500, skin_effect=None), LABELS)
     gaps = {key: [f.drawn_age - f.age for f in faces if (f.race, f.gender) == key] for key in
             {(f.race, f.gender) for f in faces}}
     assert np.mean(gaps[("black", "female")]) > 15
     assert all(not any(gap) for key, gap in gaps.items() if key != ("black", "female"))
+
+
+def test_planted_skin_effect_draws_darker_faces_older_within_each_race():
+    """Outside the hard_labels group, a face d L* darker than its race's mean is drawn d years older
+    (10 years per 10 L*, rounded to a year, clipped to 1..90); lighter faces as labelled."""
+    faces = [f for f in plan_faces(SyntheticOptions(n=800), LABELS) if (f.race, f.gender) != ("black", "female")]
+    offsets = np.array([f.skin_offset[0] for f in faces])
+    gaps = np.array([f.drawn_age - f.age for f in faces])
+    inside = np.array([f.age < 75 for f in faces])
+    assert np.all(np.abs(gaps[inside] - np.maximum(0, -offsets[inside])) <= 0.5 + 1e-9)
+    assert offsets.std() == pytest.approx(5.0, rel=0.15) and (gaps[offsets > 0] == 0).all()
+
+
+def test_drawn_skin_has_its_lightness_and_hue_and_the_landmarks_frame_the_face():
+    from skimage.color import rgb2lab
+    from stages.lib.datasets.synthetic import SKIN_LCH, Face, skin_bgr
+
+    face = Face(0, 40, "male", "indian", 40, skin_offset=(-8.0, 4.0))
+    lab = rgb2lab(skin_bgr(face)[::-1].reshape(1, 1, 3) / 255).ravel()
+    lightness, _, hue = SKIN_LCH["indian"]
+    assert lab[0] == pytest.approx(lightness - 8, abs=0.01)
+    assert np.degrees(np.arctan2(lab[2], lab[1])) == pytest.approx(hue + 4, abs=0.01)
+    _, (x, y, w, h), points = draw_face(face, 96, 0)
+    points = np.array(points)
+    assert points.shape == (68, 2)
+    assert points[8, 1] == pytest.approx(y + h, abs=0.02)                # chin at the bottom of the head
+    assert points[0, 0] == pytest.approx(x, abs=0.2) and points[16, 0] == pytest.approx(x + w, abs=0.2)
+    assert points[36:42, 0].mean() < points[42:48, 0].mean()           # eyes in dlib's order
 
 
 def test_synthetic_ages_stay_in_the_labels_range():
@@ -92,7 +120,7 @@ def test_drawn_faces_change_with_age_and_gender():
         """Mean hair brightness (top of the head box), skin roughness (cheeks) and lip redness, over faces."""
         hair, rough, red = [], [], []
         for index in range(12):
-            image, (x, y, w, h) = draw_face(Face(index, age, gender, "asian", age), 96, 0)
+            image, (x, y, w, h), _ = draw_face(Face(index, age, gender, "asian", age), 96, 0)
             image = image.astype(float)
             cols = slice(int(x + 0.3 * w), int(x + 0.7 * w))
             hair.append(image[int(y) + 1:int(y + 0.12 * h), cols].mean())
@@ -123,7 +151,8 @@ def test_synthetic_ages_are_drawn_between_1_and_90_whatever_the_labels_allow():
 
 def test_a_planted_bias_can_aim_at_an_age_group():
     options = SyntheticOptions(n=1200, underrepresent=None,
-                               hard_labels={"group": "61+", "offset_years": -30.0, "noise_years": 0.0})
+                               hard_labels={"group": "61+", "offset_years": -30.0, "noise_years": 0.0},
+                               skin_effect=None)
     faces = plan_faces(options, LABELS)
     assert all((f.drawn_age == f.age - 30) == (f.age >= 61) for f in faces)
     assert sum(f.age >= 61 for f in faces) > 20

@@ -108,3 +108,9 @@ def test_a_change_is_better_or_worse_only_if_it_survives_holm_over_the_changes_c
     assert judged["verdict"].tolist() == ["better", "no clear difference", "no clear difference"]
     assert paired_p_value(np.array([1.0, 1.0, 1.0])) == 0.0 and paired_p_value(np.zeros(4)) == 1.0
     assert paired_p_value(np.array([0.5, -0.5, 0.4, -0.6])) > 0.5
+
+
+def test_retraining_is_credited_to_the_studys_reference_whatever_the_order_of_the_plain_fits():
+    experiments = {"published": Experiment(init="published", protocol="none"), "plain": Experiment(init="backbone"),
+                   "retrained": Experiment(init="published", protocol="ours")}
+    assert training_steps(experiments) == [("retraining", "published", "retrained")]

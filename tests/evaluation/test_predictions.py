@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.labels import LabelError
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS
 from stages.lib.evaluation.predictions import (ColumnError, describe_codes, gender_reader, holds_codes,

@@ -12,7 +12,8 @@ import yaml
 
 from stages import pretrain, train
 from stages.lib.backbones.vgg_face import backbone_trunk, build_vgg_face
-from stages.lib.backbones.h5weights import weighted_layers, write_keras2_weights
+from stages.lib.backbones.h5weights import weighted_layers
+from tests.backbones.keras2_files import write_keras2_weights
 from stages.lib.heads.model import build_head, layer_weights
 from stages.lib.core.params import ParamsError, validate
 from stages.lib.core.schema import BAND_COLUMN, PREDICTION_COLUMNS

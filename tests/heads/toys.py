@@ -35,7 +35,8 @@ def with_experiment(raw, entry):
 
 
 def tiny_params(raw, mitigation):
-    changed = with_experiment({**raw, "profile": "demo"}, {"init": "random", "mitigation": mitigation})
+    changed = with_experiment({**raw, "profile": "demo"}, {"init": "random", "mitigation": mitigation,
+                                                         "reference": "retrained_random"})   # its twin: same init
     changed["profiles"]["demo"]["train"] = {"epochs": 2, "patience": 2, "batch_size": 32, "learning_rate": 0.01}
     changed["profiles"]["demo"]["backbone"]["fc_width"] = 8
     changed["labels"]["max_age"] = 30

@@ -10,7 +10,7 @@ import yaml
 
 from stages.lib.core.params import validate
 from stages.lib.reporting.comparisons import paired_split_comparison
-from stages.lib.reporting.findings import Facts, findings, published_gender_finding
+from stages.lib.reporting.findings import Facts, findings, mitigation_finding, published_gender_finding
 from tests.reporting.test_markdown_adjusted import unsupported_adjusted
 from tests.reporting.toy_experiments import BOOT, ROOT, params, predictions
 
@@ -204,3 +204,17 @@ def test_leakage_verdicts_survive_holm_over_the_two_metrics():
     row = paired_split_comparison(grouped, base.assign(age_pred=30 + errors - 0.217 + noise), BOOT).set_index(
         "metric").loc["MAE (years)"]
     assert row["verdict"] == "no difference shown" and float(row["p (Holm over the metrics)"]) == pytest.approx(0.06, abs=0.003)
+
+
+def test_the_mitigation_finding_names_each_mitigations_twin():
+    rows = pd.DataFrame({"dataset": "utkface", "experiment": ["balanced", "group_dro"], "statistic": "mae_gap",
+                         "reference": "plain", "change": [-1.0, 0.2], "change_ci_low": [-1.5, -0.1],
+                         "change_ci_high": [-0.5, 0.5], "change_p": [0.001, 0.4], "change_p_adjusted": [0.002, 0.4],
+                         "change_significant": [True, False], "change_adjustment": "holm", "change_tests": 2})
+    facts = Facts(params=params(), dataset="utkface", reference="retrained", worst_groups=rows,
+                  mitigations=["balanced", "group_dro"])
+    text = mitigation_finding(facts)
+    assert text.startswith("Against their twins (balanced vs plain) on the same test faces, these mitigations narrow")
+    none = mitigation_finding(Facts(params=params(), dataset="utkface", reference="retrained",
+                                    worst_groups=rows.assign(change_significant=False), mitigations=["balanced"]))
+    assert "every change against its twin (balanced vs plain) holds 0" in none

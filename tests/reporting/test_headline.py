@@ -1,6 +1,7 @@
 """The one DVC metrics file: a dozen numbers at most, each key meaning the same number in every run."""
 
-from stages.lib.reporting.headline import MAX_KEYS, headline_metrics
+from stages.lib.reporting.headline import MAX_KEYS, headline_metrics, twin_of_reference
+from tests.reporting.toy_experiments import params
 
 
 def _figures(mae: float, *, bands: bool = False, worst: bool = True) -> dict:
@@ -47,3 +48,10 @@ def test_absent_experiments_leave_their_keys_out():
     assert headline["utkface_wild"] == {"pub_mae": 10, "pub_acc": 0.9}
     assert not {"worst_mae", "gap_mae", "best_fix"} & set(headline)
     assert headline_metrics({}, test_sets=[], fixes=[]) == {}
+
+
+def test_best_fix_weighs_only_fixes_whose_change_against_retrained_is_their_own():
+    real, demo = params("real-offline"), params("demo")
+    assert twin_of_reference(real, real.experiments["oversample_x2"])
+    assert not twin_of_reference(real, real.experiments["group_dro"])   # another start than retrained's
+    assert twin_of_reference(demo, demo.experiments["group_dro"])

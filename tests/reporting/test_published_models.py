@@ -9,6 +9,7 @@ import pandas as pd
 
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.reporting.published_models import (AuditedModel, adjusted_pairs, age_figure, compared_phrase, gender_shades_figure,
+                                                   in_sample_flags,
                                                    model_sentence, paired_summary, pairs_table, race_gender_accuracy)
 
 
@@ -140,3 +141,14 @@ def test_pairs_are_adjusted_per_statistic_and_a_difference_that_does_not_survive
                       "(-5.0 pts, raw [-9.0, -1.0], adjusted p 0.080)")
     assert compared_phrase("gender_accuracy", "b", -0.05, (-0.09, -0.01), adjusted=(True, 0.04, 3)) == (
         "gender accuracy lower than b's by 5.0 pts (raw [-9.0, -1.0], adjusted p 0.040)")
+
+
+def test_an_in_sample_model_is_flagged_wherever_it_is_ranked():
+    values = pd.concat([_values("a", 0.90, 0.7, 0.25), _values("b", 0.95, 0.8, 0.15)])
+    partly = AuditedModel("b", {"test_sets": {"utkface": "partly"}}, pd.DataFrame())
+    flags = in_sample_flags([_model("a"), partly], "utkface")
+    assert flags == {"b": " (in-sample: partly)"} and in_sample_flags([_model("a")], "utkface") == {}
+    a = model_sentence(_model("a"), "utkface", values, PAIRS, flags)
+    assert "gender accuracy lower than b (in-sample: partly)'s by 5.0 pts" in a
+    assert "these comparisons do not rank it fairly" in a
+    assert pairs_table(PAIRS, flags)["models"].tolist() == ["b (in-sample: partly) − a"]

@@ -140,7 +140,7 @@ def test_report_reads_every_experiment_and_says_what_is_missing(project):
         assert expected in text, expected
     absent = text.split("not evaluated yet: ")[1].split(".")[0]
     assert set(absent.split(", ")) == {"oversample_x2", "oversample_x3", "reweight", "retrained_random", "naive_split", "study_protocol",
-                                       "balanced", "group_dro", "adversarial", "last_layer"}
+                                       "plain", "balanced", "group_dro", "adversarial", "last_layer"}
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert len(links) > 10
     for link in links:

@@ -6,8 +6,8 @@ import pandas as pd
 
 from stages.lib.core.params import Experiment
 from stages.lib.evaluation.intervals import Gap
-from stages.lib.reporting.roles import (Selection, controls, published_model, select_best, selection_sentence,
-                                        study_models)
+from stages.lib.reporting.roles import (Selection, controls, outsider_kinds, published_model, select_best,
+                                        selection_sentence, study_models, with_outsiders)
 from tests.reporting.toy_experiments import BOOT, params, predictions
 
 
@@ -94,3 +94,19 @@ def test_the_selection_sentence_says_lower_only_where_the_interval_lies_below_ze
     bare = selection_sentence(_selection(Gap(-0.33, np.nan, np.nan, 0.9, np.nan, np.nan)), [])
     assert bare.endswith("Best − runner-up: -0.33 years, without an interval.")
     assert "Runner-up" not in selection_sentence(_selection(None, runner_up=None), [])
+
+
+def test_a_control_or_mitigation_below_the_best_on_val_is_named_with_its_paired_interval():
+    frames = {"retrained": predictions(6, 6, seed=1), "oversample_x2": predictions(7, 5, seed=2),
+              "group_dro": predictions(3, 6, seed=3), "naive_split": predictions(9, 1, seed=4),
+              "published": predictions(1, 1, seed=5)}
+    experiments = {name: e for name, e in params().experiments.items() if name in frames}
+    selection = with_outsiders(select_best(frames, study_models(experiments), "utkface", BOOT), frames,
+                               outsider_kinds(experiments), BOOT)
+    assert selection.best == "retrained" and selection.candidates == ("retrained", "oversample_x2")
+    assert [o.name for o in selection.outsiders] == ["group_dro"]    # the naive split's val MAE is higher; published is no rival
+    text = selection_sentence(selection, ["group_dro", "naive_split"])
+    assert "study's model (candidates: retrained, oversample_x2) with the lowest MAE" in text
+    assert "**group_dro** (a mitigation, not a candidate) has a lower val MAE than retrained" in text
+    assert "group_dro − retrained on the 100 val faces both predicted: -" in text
+    assert "lower: the best of the study's models is not the best head this run trained)." in text

@@ -17,8 +17,8 @@ import yaml
 
 from stages import download as stage
 from stages.lib.core.params import validate
-from stages.lib.sources.fetch import (ChecksumError, DownloadError, Fetcher, MissingSourceError, UnreachableError,
-                                      read_lock)
+from stages.lib.sources.fetch import Fetcher
+from stages.lib.sources.intake import ChecksumError, DownloadError, MissingSourceError, UnreachableError, read_lock
 from stages.lib.sources.plan import Fetch
 from tests.sources.test_archives import file_member, write_tar
 from tests.sources.test_plan import plan

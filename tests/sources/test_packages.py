@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from stages.lib.core.params import Package, ParamsError, validate
-from stages.lib.sources.fetch import Fetcher, read_lock
+from stages.lib.sources.fetch import Fetcher
+from stages.lib.sources.intake import read_lock
 from stages.lib.sources.packages import PackageError, fetch_package_member, is_tarball_url
 from stages.lib.sources.plan import Fetch
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.labels import age_band
-from stages.lib.splitting.split import SPLITS, assign_splits, split_manifest, split_summary
+from stages.lib.splitting.split import SPLITS, SplitPlan, assign_splits, split_manifest, split_summary
 
 FRACTIONS = {"train": 0.6, "val": 0.1, "test": 0.3}
 EDGES = [0, 16, 31, 46, 61]
@@ -33,7 +33,7 @@ def _anonymous(n: int, seed: int = 0) -> pd.DataFrame:
 
 def test_no_identity_crosses_splits():
     frame = _people(300, 500)
-    split = assign_splits(frame, FRACTIONS, EDGES, seed=1)
+    split = assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=1))
     known = frame["identity"].notna()
     assert (split[known].groupby(frame.loc[known, "identity"]).nunique() == 1).all()
     assert set(split) == set(SPLITS)
@@ -41,7 +41,7 @@ def test_no_identity_crosses_splits():
 
 def test_fractions_are_close_to_the_target_overall_and_in_every_band():
     frame = _anonymous(5000)
-    split = assign_splits(frame, FRACTIONS, EDGES, seed=3)
+    split = assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=3))
     shares = split.value_counts(normalize=True)
     for name, target in FRACTIONS.items():
         assert shares[name] == pytest.approx(target, abs=0.01)
@@ -54,7 +54,7 @@ def test_fractions_are_close_to_the_target_overall_and_in_every_band():
 
 def test_stratification_holds_with_identities():
     frame = _people(800, 0, seed=5)
-    split = assign_splits(frame, FRACTIONS, EDGES, seed=5)
+    split = assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=5))
     bands = pd.Series(age_band(frame["age"], EDGES))
     for band in bands.cat.categories:
         in_band = split[bands == band].value_counts(normalize=True)
@@ -64,29 +64,29 @@ def test_stratification_holds_with_identities():
 
 def test_the_same_seed_gives_the_same_split_and_another_seed_another():
     frame = _people(100, 200)
-    first = assign_splits(frame, FRACTIONS, EDGES, seed=7)
-    assert first.equals(assign_splits(frame, FRACTIONS, EDGES, seed=7))
-    assert not first.equals(assign_splits(frame, FRACTIONS, EDGES, seed=8))
+    first = assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=7))
+    assert first.equals(assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=7)))
+    assert not first.equals(assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=8)))
 
 
 def test_index_is_kept():
     frame = _anonymous(20).set_axis(range(100, 120))
-    split = assign_splits(frame, FRACTIONS, EDGES, seed=0)
+    split = assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=0))
     assert list(split.index) == list(range(100, 120)) and split.name == "split"
 
 
 def test_tiny_inputs():
-    empty = assign_splits(_anonymous(0), FRACTIONS, EDGES, seed=0)
+    empty = assign_splits(_anonymous(0), SplitPlan(FRACTIONS, EDGES, seed=0))
     assert empty.empty
-    assert assign_splits(_anonymous(1), FRACTIONS, EDGES, seed=0).iloc[0] in SPLITS
+    assert assign_splits(_anonymous(1), SplitPlan(FRACTIONS, EDGES, seed=0)).iloc[0] in SPLITS
     one_person = pd.DataFrame({"dataset": "d", "identity": "x", "age": [20, 40, 70]})
-    assert assign_splits(one_person, FRACTIONS, EDGES, seed=0).nunique() == 1
+    assert assign_splits(one_person, SplitPlan(FRACTIONS, EDGES, seed=0)).nunique() == 1
 
 
 def test_a_lone_group_lands_in_each_split_as_often_as_its_fraction():
     """No rounding bias towards train: a one-row stratum follows the fractions across seeds."""
     one = _anonymous(1)
-    counts = pd.Series([assign_splits(one, FRACTIONS, EDGES, seed=s).iloc[0] for s in range(600)]).value_counts(
+    counts = pd.Series([assign_splits(one, SplitPlan(FRACTIONS, EDGES, seed=s)).iloc[0] for s in range(600)]).value_counts(
         normalize=True
     )
     for name, target in FRACTIONS.items():
@@ -94,44 +94,44 @@ def test_a_lone_group_lands_in_each_split_as_often_as_its_fraction():
 
 
 def test_no_val_fraction_gives_no_val_rows():
-    split = assign_splits(_anonymous(300), {"train": 0.7, "val": 0.0, "test": 0.3}, EDGES, seed=0)
+    split = assign_splits(_anonymous(300), SplitPlan({"train": 0.7, "val": 0.0, "test": 0.3}, EDGES, seed=0))
     assert set(split) == {"train", "test"}
 
 
 def test_ages_below_the_first_band_are_still_split():
     frame = pd.DataFrame({"dataset": "d", "identity": None, "age": [3, 5, 8, 20, 30, 40] * 50})
-    split = assign_splits(frame, FRACTIONS, [16, 31], seed=0)
+    split = assign_splits(frame, SplitPlan(FRACTIONS, [16, 31], seed=0))
     assert split.notna().all()
     assert split[frame["age"] < 16].value_counts(normalize=True)["train"] == pytest.approx(0.6, abs=0.05)
 
 
 def test_frames_without_identity_column_split_row_by_row():
     frame = _anonymous(200).drop(columns="identity")
-    assert assign_splits(frame, FRACTIONS, EDGES, seed=0).notna().all()
+    assert assign_splits(frame, SplitPlan(FRACTIONS, EDGES, seed=0)).notna().all()
 
 
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="sum to 1"):
-        assign_splits(_anonymous(5), {"train": 0.5, "val": 0.1, "test": 0.1}, EDGES, seed=0)
+        assign_splits(_anonymous(5), SplitPlan({"train": 0.5, "val": 0.1, "test": 0.1}, EDGES, seed=0))
 
 
 def test_each_dataset_is_split_independently_of_the_others():
     a = _people(50, 100, seed=1, dataset="a")
     b = _people(50, 100, seed=2, dataset="b")
-    together = split_manifest(pd.concat([a, b], ignore_index=True), FRACTIONS, EDGES, seed=4)
-    alone = split_manifest(a, FRACTIONS, EDGES, seed=4)
+    together = split_manifest(pd.concat([a, b], ignore_index=True), SplitPlan(FRACTIONS, EDGES, seed=4))
+    alone = split_manifest(a, SplitPlan(FRACTIONS, EDGES, seed=4))
     assert list(together.iloc[: len(a)]) == list(alone)
 
 
 def test_the_same_identity_in_two_datasets_may_differ_but_never_within_one():
     both = pd.concat([_people(40, 0, seed=1, dataset="a"), _people(40, 0, seed=1, dataset="b")], ignore_index=True)
-    both["split"] = split_manifest(both, FRACTIONS, EDGES, seed=0)
+    both["split"] = split_manifest(both, SplitPlan(FRACTIONS, EDGES, seed=0))
     assert (both.groupby(["dataset", "identity"])["split"].nunique() == 1).all()
 
 
 def test_summary_counts_rows_bands_and_identities():
     frame = _people(60, 40, seed=9)
-    frame["split"] = split_manifest(frame, FRACTIONS, EDGES, seed=0)
+    frame["split"] = split_manifest(frame, SplitPlan(FRACTIONS, EDGES, seed=0))
     summary = split_summary(frame, EDGES)["d"]
     assert sum(summary["rows"].values()) == len(frame)
     assert sum(sum(b.values()) for b in summary["by_age_band"].values()) == len(frame)
@@ -380,7 +380,7 @@ def test_a_photo_in_two_datasets_takes_the_split_of_the_first():
                             "age": [int(p.split("_")[0]) for p in photos]})
     other = pd.DataFrame({"dataset": "fairface", "photo": None, "identity": None, "age": rng.integers(1, 90, 50)})
     frame = pd.concat([aligned, wild, other], ignore_index=True)
-    independent = split_manifest(frame, FRACTIONS, EDGES, seed=0)
+    independent = split_manifest(frame, SplitPlan(FRACTIONS, EDGES, seed=0))
     followed = follow_shared_photos(frame, independent, ["utkface_wild", "utkface", "fairface"])
     by_photo = frame.assign(split=followed).dropna(subset=["photo"]).groupby("photo")["split"].nunique()
     assert (by_photo == 1).all()

@@ -5,7 +5,7 @@ import pandas as pd
 
 from stages.lib.backbones.registry import pretrain_trains_heads
 from stages.lib.core.params import Backbone
-from stages.lib.splitting.split import all_to_test, evaluated_whole, follow_shared_photos, split_manifest
+from stages.lib.splitting.split import SplitPlan, all_to_test, evaluated_whole, follow_shared_photos, split_manifest
 
 FRACTIONS = {"train": 0.6, "val": 0.1, "test": 0.3}
 EDGES = [0, 16, 31, 46, 61]
@@ -34,7 +34,7 @@ def test_every_row_of_an_evaluate_only_dataset_is_tested_and_shared_photos_still
         pd.DataFrame({"dataset": "aligned", "photo": photos[:100], "age": rng.integers(17, 90, 100)}),
         pd.DataFrame({"dataset": "fairface", "photo": None, "age": rng.integers(1, 90, 200)}),
     ], ignore_index=True)
-    split = split_manifest(frame, FRACTIONS, EDGES, seed=0)
+    split = split_manifest(frame, SplitPlan(FRACTIONS, EDGES, seed=0))
     whole = evaluated_whole("fairface", "utkface", ["utkface", "aligned", "fairface"], pretrain_trains=False)
     final = follow_shared_photos(frame, all_to_test(frame, split, whole), ["fairface", "utkface", "aligned", "fairface"])
     assert (final[frame["dataset"] == "fairface"] == "test").all() and (frame["dataset"] == "fairface").sum() == 200

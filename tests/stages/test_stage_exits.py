@@ -9,7 +9,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = {  # stage module -> its arguments
     "params": [], "download": ["--no-progress"], "prepare": [], "crop": [], "features": ["--no-progress"],
-    "identity": ["--no-progress"], "split": [], "pretrain": None, "train": ["retrained"], "evaluate": ["retrained"],
+    "identity": ["--no-progress"], "measure": ["--no-progress"], "split": [], "pretrain": None, "train": ["retrained"], "evaluate": ["retrained"],
     "compare": None, "probe": None, "report": [], "audit_models": [],
 }
 

@@ -18,14 +18,15 @@ import pytest
 import yaml
 
 from stages import download as download_stage
-from stages.lib.backbones.h5weights import N_CONV_LAYERS, write_keras2_weights
+from stages.lib.backbones.h5weights import N_CONV_LAYERS
 from stages.lib.core.schema import manifest_frame
 from stages.lib.faces.crop import CropSettings, crop_manifest
 from stages.lib.faces.images import FaceRejected, read_image
-from stages.lib.sources.fetch import RefusedError, read_lock
+from stages.lib.sources.intake import RefusedError, read_lock
 from stages.lib.sources.plan import Fetch
 from tests.sources.test_fetch import file_member, make_fetcher, server, url_fetch, write_tar  # noqa: F401 (fixture)
 from tests.heads.test_inference import project  # noqa: F401 (fixture)
+from tests.backbones.keras2_files import write_keras2_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"

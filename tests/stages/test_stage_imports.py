@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 # split reads a finished features pass, identity makes none unless clusters use dlib (then its pass imports it)
-TABLE_STAGES = ["evaluate", "report", "params", "download", "prepare", "split", "identity"]
+TABLE_STAGES = ["evaluate", "report", "params", "download", "prepare", "split", "identity", "measure"]
 
 
 @pytest.mark.parametrize("stage", TABLE_STAGES)

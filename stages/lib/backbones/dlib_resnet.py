@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 FEATURE_DIM = 128
 CHIP_SIZE = 150  # compute_face_descriptor aligns each face to a 150x150 chip before the network

@@ -155,10 +155,6 @@ def register(name: str, entry: BackboneEntry) -> None:
     _REGISTRY[name] = entry
 
 
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
-
-
 def registered() -> list[str]:
     return sorted(_REGISTRY)
 

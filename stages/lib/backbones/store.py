@@ -40,7 +40,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.backbones.registry import Embed, close_embed, describe, load
 from stages.lib.core.progress import progress as progress_display
 
@@ -211,38 +211,61 @@ def crop_margins(manifest: pd.DataFrame, margin: float) -> np.ndarray:
     return np.where(own.to_numpy(), np.nan, float(margin))
 
 
+@dataclass(frozen=True)
+class Crops:
+    """The crop files a pass reads, in row order, and each one's margin for the backbone (NaN for a
+    dataset's own face crop: `crop_margins`)."""
+
+    paths: Sequence[Path]
+    margins: np.ndarray
+
+
+@dataclass(frozen=True)
+class FeaturePass:
+    """One resumable pass: the columns `embed` returns (`feature_dim` features, then `published_outputs`
+    published model outputs and `published_inputs` inputs of the published layers), the model's input
+    size and batching, and the scratch folder whose progress a pass with the same `fingerprint` resumes."""
+
+    work_dir: Path
+    fingerprint: str
+    input_size: int
+    batch_size: int
+    feature_dim: int
+    published_outputs: int = 0
+    published_inputs: int = 0
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+
+    def widths(self) -> dict[str, int]:
+        """Each output file's number of columns, in the order `embed` returns them."""
+        return {FEATURES_FILE: self.feature_dim, PUBLISHED_FILE: self.published_outputs,
+                PUBLISHED_INPUTS_FILE: self.published_inputs}
+
+
 def extract_features(
     embed: Embed,
-    dim: int,
-    paths: Sequence[Path],
-    margins: np.ndarray,
-    *, work_dir: Path,
-    input_size: int,
-    batch_size: int,
-    fingerprint: str,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    crops: Crops,
+    plan: FeaturePass,
+    *,
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
-    published_outputs: int = 0,
-    published_inputs: int = 0,
 ) -> None:
-    """Run `embed` (uint8 batches and their `margins` -> (n, dim + published_outputs + published_inputs))
-    over the images at `paths` into work_dir/features.npy (the first `dim` columns, float16) and, when
-    `published_outputs`, work_dir/published.npy (the next ones, float32) and published_inputs.npy (the
-    last `published_inputs`, float16), resuming an interrupted pass.
+    """Run `embed` (uint8 batches and their margins -> the plan's columns) over the crops into
+    work_dir/features.npy (the first `feature_dim` columns, float16) and, when the plan has published
+    outputs, work_dir/published.npy (the next ones, float32) and published_inputs.npy (the last ones,
+    float16), resuming an interrupted pass.
 
     `on_chunk_done(chunk_index)` is called after each chunk is safely on disk. `show_progress`
     None shows a bar on a terminal and a line now and then elsewhere (`core.progress`).
     """
-    work_dir = Path(work_dir)
-    widths = {FEATURES_FILE: dim, PUBLISHED_FILE: published_outputs, PUBLISHED_INPUTS_FILE: published_inputs}
+    work_dir, paths, margins = Path(plan.work_dir), crops.paths, crops.margins
+    widths = plan.widths()
     shapes = {name: (len(paths), width) for name, width in widths.items() if width}
     columns = dict(zip(widths, np.split(np.arange(sum(widths.values())), np.cumsum(list(widths.values()))[:-1])))
-    arrays, progress = _open_or_start(work_dir, fingerprint, shapes, chunk_rows)
-    chunks = chunk_bounds(len(paths), chunk_rows, batch_size)
+    arrays, progress = _open_or_start(work_dir, plan.fingerprint, shapes, plan.chunk_rows)
+    chunks = chunk_bounds(len(paths), plan.chunk_rows, plan.batch_size)
     pending = [i for i in range(len(chunks)) if i not in set(progress["done"])]
     rows = [r for i in pending for r in range(*chunks[i])]
-    batches = iter(image_dataset([paths[r] for r in rows], rows, input_size, batch_size))
+    batches = iter(image_dataset([paths[r] for r in rows], rows, plan.input_size, plan.batch_size))
     position, started = 0, time.perf_counter()
     with progress_display(len(paths), "features", "img", show=show_progress, initial=len(paths) - len(rows)) as bar:
         if progress["done"]:
@@ -328,12 +351,12 @@ def run_features(
         return finished
     _, embed = load(params.backbone, params.seed, weights_dir, workers=workers)
     try:
-        extract_features(
-            embed, spec.feature_dim, paths, crop_margins(manifest, params.crop.margin), work_dir=work_dir,
-            input_size=spec.input_size, batch_size=params.backbone.batch_size, fingerprint=fingerprint,
-            chunk_rows=chunk_rows, on_chunk_done=on_chunk_done, show_progress=show_progress,
-            published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
-        )
+        plan = FeaturePass(work_dir=work_dir, fingerprint=fingerprint, input_size=spec.input_size,
+                           batch_size=params.backbone.batch_size, feature_dim=spec.feature_dim,
+                           published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
+                           chunk_rows=chunk_rows)
+        extract_features(embed, Crops(paths, crop_margins(manifest, params.crop.margin)), plan,
+                         on_chunk_done=on_chunk_done, show_progress=show_progress)
     finally:
         close_embed(embed)
     meta = {

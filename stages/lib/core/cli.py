@@ -1,6 +1,6 @@
 """How every stage and command ends: a user's mistake (bad params, a missing input, an unknown name, a
 file that is not what it should be) is one line on stderr, `<stage>: <what is wrong and the fix>`,
-and exit code 2; never a traceback. Errors a user can cause derive from `UserError` (ParamsError,
+and exit code 2; never a traceback. Errors a user can cause derive from `core/errors.UserError` (ParamsError,
 SchemaError, FeaturesError, ...); a missing file is Python's FileNotFoundError, whose message names
 the command that makes it. A DVC stage's successful run is timed (core/timing.py)."""
 
@@ -9,12 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-
-class UserError(Exception):
-    """A mistake the user can fix; its message says what is wrong and how to fix it."""
-
-
-USER_MISTAKES = (UserError, FileNotFoundError)
+from stages.lib.core.errors import USER_MISTAKES
+from stages.lib.core.timing import start_timing
 
 
 def say_mistake(name: str, mistake: BaseException) -> int:
@@ -26,8 +22,6 @@ def say_mistake(name: str, mistake: BaseException) -> int:
 def run_stage(stage: str, body: Callable[[], int | None], *, key: str | None = None) -> int:
     """Run a DVC stage's `body` (it returns how many faces it processed, or None) and time it: exit code
     0, or 2 with one line for a user's mistake (`stage@key` names a foreach stage's run)."""
-    from stages.lib.core.timing import start_timing
-
     timing = start_timing(stage, key=key)
     try:
         faces = body()

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.labels import DEFAULT_AGE_BANDS
 
 PARAMS_FILE = Path("params.yaml")
@@ -109,6 +109,14 @@ class Crop(Strict):
     # Detectors also run on photos that are already face crops (UTKFace aligned, FairFace), recording
     # per photo whether each finds a face (nothing is dropped): the detector's bias measured on real faces.
     detect_precropped: list[DetectorName] = Field(default_factory=list)
+
+
+class Measure(Strict):
+    """The measure stage's choices (stages/lib/faces/measure.py); the skin-colour method's own are fixed."""
+
+    face_scale: int = Field(96, ge=32, le=512)     # the face square's side (pixels) at which faces are measured
+    min_skin_pixels: int = Field(300, ge=1)        # fewer skin pixels at that scale: no skin colour, a reason
+    all_clipped: float = Field(0.9, gt=0.0, le=1.0)  # share of the face clipped that makes an all-dark/white crop
 
 
 class Clusters(Strict):
@@ -247,6 +255,10 @@ class Experiment(Strict):
     # A control measures something about another experiment (the naive split's leakage, the study's
     # protocol's checkpoint choice): the report never names it the best model.
     control: bool = False
+    # The experiment this one is compared with: its twin, alike in everything but this one's treatment
+    # (TREATMENTS; Params checks it). Every mitigation names one; without it the report compares
+    # with `retrained`, the study's reference.
+    reference: str | None = None
 
     @field_validator("init", mode="before")
     @classmethod
@@ -286,6 +298,12 @@ class Experiment(Strict):
         return self
 
     @property
+    def treatments(self) -> tuple[str, ...]:
+        """The TREATMENTS this experiment applies: its fields that differ from a plain training's."""
+        return tuple(name for name in TREATMENTS if getattr(self, name) != Experiment.model_fields[name].get_default(
+            call_default_factory=True))
+
+    @property
     def method(self) -> str:
         """The heads registry entry that fits this experiment's heads."""
         if self.mitigation is not None:
@@ -296,6 +314,23 @@ class Experiment(Strict):
     def is_baseline(self) -> bool:
         """The published heads as they are: what every retraining is measured against."""
         return self.method == "as_published"
+
+
+# What an experiment may change against its reference (its treatment): everything else, the start, the
+# head's shape that comes with it and the protocol with its budget, must be the reference's.
+TREATMENTS = ("mitigation", "oversample", "reweight", "split")
+BOOKKEEPING = ("control", "reference")   # say how an experiment is reported, not how its heads are fitted
+
+
+def twin_differences(experiment: Experiment, reference: Experiment) -> list[str]:
+    """What keeps `reference` from being `experiment`'s twin, in words ([]: a twin): a field other than
+    the treatments that differs, or a treatment of the reference's own that the experiment lacks."""
+    own = set(experiment.treatments)
+    mine, theirs = experiment.model_dump(), reference.model_dump()
+    problems = [f"{key} {mine[key]!r} vs {theirs[key]!r}" for key in mine
+                if key not in (*TREATMENTS, *BOOKKEEPING) and mine[key] != theirs[key]]
+    problems += [f"the reference's own {name} ({theirs[name]!r})" for name in reference.treatments if name not in own]
+    return problems
 
 
 class Evaluate(Strict):
@@ -320,6 +355,7 @@ class Paths(Strict):
     crops_manifest: Path
     crops_quality: Path
     features: Path         # features: the backbone's output for every crop (the one expensive pass)
+    measurements: Path     # measure: skin colour, photo quality and pose of every crop
     identity: Path         # identity: dlib's face descriptor of every crop, for the split's look-alikes
     throughput: Path       # features: images/s of that pass
     processed: Path        # split: the manifest with its split column, and split.json
@@ -355,6 +391,7 @@ class Params(Strict):
     datasets: dict[str, Dataset]
     weights: dict[str, Source] = Field(default_factory=dict)
     crop: Crop = Crop()
+    measure: Measure = Measure()
     split: Split
     backbone: Backbone = Backbone()
     train: Train = Train()
@@ -389,6 +426,29 @@ class Params(Strict):
         for label in self.compare_backbones:
             self.compared_backbone(label)
         return self
+
+    @model_validator(mode="after")
+    def _references_are_twins(self) -> "Params":
+        for name, experiment in self.experiments.items():
+            if experiment.mitigation is not None and experiment.reference is None:
+                raise ValueError(f"experiments.{name}: a mitigation names the experiment it is compared with, "
+                                 "its twin without the mitigation (same init and protocol): add `reference: <name>`")
+            if experiment.reference is None:
+                continue
+            if experiment.reference == name or experiment.reference not in self.experiments:
+                others = ", ".join(n for n in self.experiments if n != name)
+                raise ValueError(f"experiments.{name}.reference: {experiment.reference!r} is not another experiment; "
+                                 f"known: {others}")
+            problems = twin_differences(experiment, self.experiments[experiment.reference])
+            if problems:
+                raise ValueError(f"experiments.{name}.reference: {experiment.reference!r} is not its twin (they may "
+                                 f"differ only in {name}'s {' / '.join(experiment.treatments) or 'treatment'}): "
+                                 f"{'; '.join(problems)}. Name a twin, or add one with the same init and protocol")
+        return self
+
+    def reference_of(self, name: str) -> str | None:
+        """The experiment `name` is compared with, as params name it (None: not named)."""
+        return self.experiment(name).reference
 
     def compared_backbone(self, label: str) -> Backbone:
         """`backbone` with compare_backbones[label]'s keys replacing its own."""

@@ -25,13 +25,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 MANIFEST_COLUMNS = ["id", "dataset", "path", "age", "gender", "race", "identity", "box", "cropped", "source_meta"]
 REJECT_COLUMNS = ["dataset", "path", "stage", "reason"]
 PREDICTION_COLUMNS = [
     "id", "dataset", "split", "age", "age_pred", "age_pred_argmax",
     "gender", "gender_prob_female", "gender_pred", "race", "experiment",
+]
+# The measure stage's table (data/measurements/measurements.parquet), one row per crop, keyed by `id`:
+# apparent skin colour (L* 0-100, h* degrees), photo quality, face size in the source photo (pixels),
+# head pose (degrees); null where not measurable, and then `problem` says why (docs/measurements.md).
+MEASUREMENT_COLUMNS = [
+    "id", "skin_lightness", "skin_hue", "skin_pixels", "clipped_dark", "clipped_bright", "background_luminance",
+    "contrast", "sharpness", "face_size", "yaw", "pitch", "roll", "problem",
 ]
 # Written after those: the labelled age band of datasets that give bands only (FairFace: `20-29`; then
 # `age` is the band's midpoint), null elsewhere; evaluation judges band accuracy on it. Optional on input.

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from pydantic import ValidationError
 
 from stages.lib.datasets import fairface, folder, imdb_wiki, synthetic, utkface
-from stages.lib.datasets.common import AdapterResult, DatasetError, Options, dataset_labels, sample_rows
+from stages.lib.datasets.common import AdapterResult, DatasetError, DatasetFolder, Options, dataset_labels, sample_rows
 from stages.lib.core.params import Labels, ParamsError
 
 __all__ = ["ADAPTERS", "Adapter", "AdapterResult", "DatasetError", "OptionsError", "parse_options", "read_dataset",
@@ -30,16 +30,19 @@ class OptionsError(ParamsError):
 @dataclass(frozen=True)
 class Adapter:
     options: type[Options]
-    read: Callable[[Path, str, Any, Labels], AdapterResult]
+    read: Callable[[DatasetFolder], AdapterResult]
     # True when the adapter makes its own images in the folder it is given (synthetic), rather than
     # reading what the download stage put there.
     generates: bool = False
+    # The whole dataset as published, for its options: (it in words, its faces), so that a run on a
+    # sample says how much of it it read; None where unknown.
+    published_size: Callable[[dict], tuple[str, int] | None] = lambda options: None
 
 
 ADAPTERS: dict[str, Adapter] = {
     "imdb_wiki": Adapter(imdb_wiki.ImdbWikiOptions, imdb_wiki.read),
-    "utkface": Adapter(utkface.UTKFaceOptions, utkface.read),
-    "fairface": Adapter(fairface.FairFaceOptions, fairface.read),
+    "utkface": Adapter(utkface.UTKFaceOptions, utkface.read, published_size=utkface.published_size),
+    "fairface": Adapter(fairface.FairFaceOptions, fairface.read, published_size=fairface.published_size),
     "folder": Adapter(folder.FolderOptions, folder.read),
     "synthetic": Adapter(synthetic.SyntheticOptions, synthetic.read, generates=True),
 }
@@ -82,7 +85,8 @@ def _own_labels(options: Options, labels: Labels, dataset: str) -> Labels:
 
 def read_dataset(adapter_name: str, root: Path, dataset: str, options: Options, *, labels: Labels) -> AdapterResult:
     """Read `dataset` from `root` with its adapter, its age range (`dataset_labels`) and its sample."""
-    result = ADAPTERS[adapter_name].read(Path(root), dataset, options, _own_labels(options, labels, dataset))
+    folder = DatasetFolder(Path(root), dataset, options, _own_labels(options, labels, dataset))
+    result = ADAPTERS[adapter_name].read(folder)
     return result if options.sample is None else sample_rows(result, dataset, options.sample, options.sample_seed)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.params import Labels
 
 STAGE = "prepare"
@@ -53,6 +53,17 @@ class Rejected(Exception):
     @property
     def reason(self) -> str:
         return f"{self.code}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class DatasetFolder:
+    """One dataset as its adapter reads it: the folder its files are in, its name in params, its
+    validated options and its own age range (`dataset_labels`)."""
+
+    root: Path
+    name: str
+    options: Options
+    labels: Labels
 
 
 @dataclass

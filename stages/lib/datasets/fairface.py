@@ -25,14 +25,20 @@ from typing import Literal
 from pydantic import Field
 
 from stages.lib.datasets.common import (
-    AdapterResult, DatasetError, Options, Rejected, check_age, list_files, manifest_row, project_path, read_csv_with_columns,
-    reject_row,
+    AdapterResult, DatasetError, DatasetFolder, Options, Rejected, check_age, list_files, manifest_row, project_path,
+    read_csv_with_columns, reject_row,
 )
 from stages.lib.core.labels import LabelError, labelled_band_bounds, normalise_gender, normalise_race
 from stages.lib.core.params import Labels
 
 LABEL_FILES = {"val": "fairface_label_val.csv", "train": "fairface_label_train.csv"}
 COLUMNS = ("file", "age", "gender", "race")
+PUBLISHED_FACES = 97_698   # the released train (86,744) and val (10,954) label files
+
+
+def published_size(options: dict) -> tuple[str, int]:
+    """(the released FairFace in words, its faces), whatever the options."""
+    return f"FairFace's {PUBLISHED_FACES:,} released faces", PUBLISHED_FACES
 
 
 class FairFaceOptions(Options):
@@ -90,11 +96,10 @@ def classify(row: dict[str, str], labels: Labels, top_band_age: int) -> dict:
     return {"age": age, "gender": gender, "race": race}
 
 
-def rows_from_labels(
-    label_rows: list[dict[str, str]], label_rel: str, files: dict[str, int], dataset: str, *, root: Path,
-    options: FairFaceOptions, labels: Labels,
-) -> AdapterResult:
+def rows_from_labels(label_rel: str, files: dict[str, int], folder: DatasetFolder) -> AdapterResult:
     """Manifest and reject rows of one label file (`label_rel`: its path relative to root)."""
+    root, dataset, options, labels = folder.root, folder.name, folder.options, folder.labels
+    label_rows = read_csv_with_columns(Path(root, label_rel), COLUMNS, "is it FairFace's official label file?")
     csv_dir = label_rel.rsplit("/", 1)[0] if "/" in label_rel else ""
     label_name = label_rel.rsplit("/", 1)[-1]
     finder = ImageFinder(files)
@@ -145,12 +150,12 @@ def label_files_for(split: str, files: dict[str, int], root: Path) -> list[str]:
     return [found[part] for part in wanted if part in found]
 
 
-def read(root: Path, dataset: str, options: FairFaceOptions, labels: Labels) -> AdapterResult:
+def read(folder: DatasetFolder) -> AdapterResult:
+    root, options = folder.root, folder.options
     files = list_files(root)
     result = AdapterResult()
     for label_rel in label_files_for(options.split, files, root):
-        label_rows = read_csv_with_columns(Path(root, label_rel), COLUMNS, "is it FairFace's official label file?")
-        part = rows_from_labels(label_rows, label_rel, files, dataset, root=root, options=options, labels=labels)
+        part = rows_from_labels(label_rel, files, folder)
         result.rows += part.rows
         result.rejects += part.rejects
     return result

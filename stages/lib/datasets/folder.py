@@ -22,8 +22,8 @@ from pydantic import field_validator
 
 from stages.lib.sources.archives import is_archive
 from stages.lib.datasets.common import (
-    AdapterResult, DatasetError, Options, Rejected, check_age, check_image_file, is_image_name, list_files,
-    manifest_row, project_path, read_csv_with_columns, reject_row,
+    AdapterResult, DatasetError, DatasetFolder, Options, Rejected, check_age, check_image_file, is_image_name,
+    list_files, manifest_row, project_path, read_csv_with_columns, reject_row,
 )
 from stages.lib.datasets.utkface import parse_utkface_name
 from stages.lib.core.labels import LabelError, normalise_age, normalise_gender, normalise_race
@@ -61,10 +61,11 @@ def labels_from_csv_row(row: dict[str, str], labels: Labels) -> dict:
     return {"age": age, "gender": gender, "race": race, "identity": identity}
 
 
-def rows_from_csv(
-    csv_rows: list[dict[str, str]], csv_rel: str, files: dict[str, int], dataset: str, *, root: Path,
-    options: FolderOptions, labels: Labels,
-) -> AdapterResult:
+def rows_from_csv(csv_rel: str, files: dict[str, int], folder: DatasetFolder) -> AdapterResult:
+    """Manifest and reject rows of every line of the labels file (`csv_rel`: its path relative to root)."""
+    root, dataset, options, labels = folder.root, folder.name, folder.options, folder.labels
+    csv_rows = read_csv_with_columns(Path(root, csv_rel), CSV_COLUMNS,
+                                     "it needs path, age, gender, and optionally race and identity")
     csv_dir = PurePosixPath(csv_rel).parent
     result = AdapterResult()
     for line, row in enumerate(csv_rows, start=2):
@@ -88,10 +89,9 @@ def rows_from_csv(
     return result
 
 
-def rows_from_names(
-    files: dict[str, int], dataset: str, root: Path, options: FolderOptions, *, labels: Labels,
-) -> AdapterResult:
+def rows_from_names(files: dict[str, int], folder: DatasetFolder) -> AdapterResult:
     """Rows of every listed file, labels read from UTKFace-style names; archives are skipped."""
+    root, dataset, options, labels = folder.root, folder.name, folder.options, folder.labels
     result = AdapterResult()
     for rel, size in files.items():
         if is_archive(rel):
@@ -112,17 +112,16 @@ def rows_from_names(
     return result
 
 
-def read(root: Path, dataset: str, options: FolderOptions, labels: Labels) -> AdapterResult:
+def read(folder: DatasetFolder) -> AdapterResult:
+    root, dataset, options = folder.root, folder.name, folder.options
     files = list_files(root)
     if options.csv is None:
         if not any(is_image_name(rel) for rel in files):
             raise DatasetError(f"no images under {root}: put the photos there (UTKFace-style names, or set "
                                f"datasets.{dataset}.options.csv to a labels file)")
-        return rows_from_names(files, dataset, root, options, labels=labels)
+        return rows_from_names(files, folder)
     csv_rel = PurePosixPath(options.csv).as_posix()
     if csv_rel not in files:
         raise DatasetError(f"{Path(root, csv_rel)} not found (datasets.{dataset}.options.csv): put the labels "
                            "file there, or fix the path (it is relative to the dataset's folder)")
-    csv_rows = read_csv_with_columns(Path(root, csv_rel), CSV_COLUMNS,
-                                     "it needs path, age, gender, and optionally race and identity")
-    return rows_from_csv(csv_rows, csv_rel, files, dataset, root=root, options=options, labels=labels)
+    return rows_from_csv(csv_rel, files, folder)

@@ -27,8 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from stages.lib.datasets.common import (
-    AdapterResult, DatasetError, Options, Rejected, check_age, check_image_file, find_one, list_files, manifest_row,
-    project_path, reject_row, unique_ids,
+    AdapterResult, DatasetError, DatasetFolder, Options, Rejected, check_age, check_image_file, find_one, list_files,
+    manifest_row, project_path, reject_row, unique_ids,
 )
 from stages.lib.core.labels import normalise_gender
 from stages.lib.core.params import Labels
@@ -166,13 +166,13 @@ def box_of(face_location: tuple[float, ...]) -> list[float]:
 
 
 def rows_from_records(
-    records: list[MatRecord], dataset: str, root: Path, image_dir: str, *, files: dict[str, int],
-    options: ImdbWikiOptions, labels: Labels,
+    records: list[MatRecord], folder: DatasetFolder, image_dir: str, *, files: dict[str, int],
 ) -> AdapterResult:
     """Manifest and reject rows of every record; `files` lists root's files (relative path -> size).
 
     `image_dir` is the .mat's folder relative to `root`, which `full_path` is relative to.
     """
+    root, dataset, options, labels = folder.root, folder.name, folder.options, folder.labels
     result = AdapterResult()
     prefix = f"{image_dir}/" if image_dir else ""
     for record in tqdm(records, desc=f"prepare {dataset}", unit="row", disable=None):
@@ -192,8 +192,9 @@ def rows_from_records(
     return result
 
 
-def read(root: Path, dataset: str, options: ImdbWikiOptions, labels: Labels) -> AdapterResult:
+def read(folder: DatasetFolder) -> AdapterResult:
     """Find `<variant>.mat` under `root` (any depth), load it, and check every row against the files."""
+    root, options = folder.root, folder.options
     from scipy.io import loadmat
 
     files = list_files(root)
@@ -209,4 +210,4 @@ def read(root: Path, dataset: str, options: ImdbWikiOptions, labels: Labels) -> 
         ) from None
     records = records_from_mat(mat, options.variant)
     image_dir = mat_rel.rsplit("/", 1)[0] if "/" in mat_rel else ""
-    return rows_from_records(records, dataset, root, image_dir, files=files, options=options, labels=labels)
+    return rows_from_records(records, folder, image_dir, files=files)

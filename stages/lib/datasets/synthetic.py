@@ -7,7 +7,8 @@ Each face is drawn from its labels so that a small CNN can learn them from appea
   Lines have the same contrast on every skin tone, so that the planted bias below is the only one;
 - gender: long hair (90% of women, 10% of men), red lips for women, beards for a third of adult men,
   heavier brows and a wider jaw for men;
-- race: skin tone (and the range of hair colours).
+- race: skin colour, drawn in CIELAB around the race's mean L* and h* (`SKIN_LCH`) with a spread
+  within the race (sd 5 L*, 3 degrees h*), and the range of hair colours.
 Background, clothes, head position and size, and hair shade vary at random.
 
 Sampling: race and gender uniform; age from a mixture (70% normal around 30, sd 13; 30% uniform over
@@ -19,6 +20,10 @@ The planted bias (options; default: both aimed at `black*female`):
 - `hard_labels {group, offset_years, noise_years}`: the group's faces are drawn at an age that differs
   from their label by `offset_years` plus a normal error of sd `noise_years` (clipped to 1..90): a
   misleading age cue, which a model fitted mostly on the other groups does not learn to undo.
+- `skin_effect {years_per_10_darker}` (default 10): within each race, a face whose skin is drawn d L*
+  darker than its race's mean is drawn 10 x d / 10 years older than its label (lighter faces as
+  labelled), so age error grows as skin lightness falls within every race x gender group
+  (docs/measurements.md).
 Defaults: fraction 0.5, offset 25, noise 5. Measured on 2,000 faces with the demo's random VGG trunk
 (64 px crops, pool5 features, fc 64-64-101 heads, 200 epochs, three splits): the group's test MAE
 13.7-18.4 years (95% CIs within 11-22) against 3.0-5.4 for every other race x gender group. With 30
@@ -29,7 +34,8 @@ A group is `*`-joined terms: a race, a gender, and an age range `a-b` or `a+` (`
 Files: `{age}_{gender}_{race}_{index:017d}.jpg` (UTKFace codes), written into the folder the adapter
 is given, which holds exactly this run's faces afterwards (older synthetic faces there are removed).
 The manifest gives each face's box (the head, without the hair) with `cropped` False, so the crop
-stage cuts it with its margin as it does for IMDB-Wiki. Seeded: the same options give the same bytes.
+stage cuts it with its margin as it does for IMDB-Wiki, and its 68 landmarks (`landmarks`, dlib's
+order, in the photo's pixels), so the measure stage needs no dlib for drawn faces. Seeded: the same options give the same bytes.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from pydantic import Field, field_validator
+from skimage.color import lab2rgb, rgb2lab
 from tqdm import tqdm
 
-from stages.lib.datasets.common import AdapterResult, DatasetError, Options, manifest_row
+from stages.lib.datasets.common import AdapterResult, DatasetError, DatasetFolder, Options, manifest_row
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Labels
 
@@ -52,11 +59,28 @@ FILE_NAME = re.compile(r"^\d+_\d_\d_\d{17}\.jpg$")
 _AGE_OPEN = re.compile(r"^(\d+)\+$")
 _AGE_RANGE = re.compile(r"^(\d+)-(\d+)$")
 
+def _lch(bgr: tuple[int, int, int]) -> tuple[float, float, float]:
+    lab = rgb2lab(np.array(bgr[::-1], dtype=float).reshape(1, 1, 3) / 255).ravel()
+    return float(lab[0]), float(np.hypot(lab[1], lab[2])), float(np.degrees(np.arctan2(lab[2], lab[1])))
+
+
+def skin_bgr(face: "Face") -> np.ndarray:
+    """The face's skin colour (BGR, 0-255 floats): its race's L*, C*, h* moved by its own offsets."""
+    lightness, chroma, hue = SKIN_LCH[face.race]
+    lightness, hue = lightness + face.skin_offset[0], np.radians(hue + face.skin_offset[1])
+    lab = np.array([lightness, chroma * np.cos(hue), chroma * np.sin(hue)]).reshape(1, 1, 3)
+    return lab2rgb(lab).ravel()[::-1] * 255
+
+
 # BGR. Skin tones by race, and the hair colours each race draws from (before greying).
 SKIN = {
     "white": (178, 198, 232), "black": (52, 72, 104), "asian": (140, 185, 222),
     "indian": (88, 128, 178), "others": (112, 154, 200),
 }
+# The skin's CIELAB lightness L*, chroma C* and hue angle h* (degrees), by race: the mean each face's
+# skin is drawn around, with a normal spread of SKIN_SPREAD (sd of L*, of h*) within the race.
+SKIN_LCH = {race: _lch(bgr) for race, bgr in SKIN.items()}
+SKIN_SPREAD = (5.0, 3.0)
 HAIR = {
     "white": [(30, 45, 80), (25, 30, 40), (40, 70, 120)],
     "black": [(18, 18, 22), (25, 28, 35)],
@@ -128,12 +152,21 @@ class HardLabels(_GroupOption):
     offset_years: float = 0.0                # mean of that gap: the group looks this much older
 
 
+class SkinEffect(Options):
+    """Within each race, a face whose skin is drawn darker than the race's mean is drawn older than its
+    label: `years_per_10_darker` years per 10 units of L* below the mean (lighter faces as labelled), so
+    both the signed and the absolute age error grow as skin lightness falls within every group."""
+
+    years_per_10_darker: float = Field(10.0, ge=0.0)
+
+
 class SyntheticOptions(Options):
     n: int = Field(2000, ge=1)
     image_size: int = Field(96, ge=48, le=1024)
     seed: int = Field(0, ge=0)  # the data's own seed, apart from params.seed (split, training)
     underrepresent: Underrepresent | None = Underrepresent(group="black*female", fraction=0.5)
     hard_labels: HardLabels | None = HardLabels(group="black*female", offset_years=25.0, noise_years=5.0)
+    skin_effect: SkinEffect | None = SkinEffect()
 
 
 @dataclass(frozen=True)
@@ -143,6 +176,7 @@ class Face:
     gender: str
     race: str
     drawn_age: int    # the age the face shows (differs from the label in the hard_labels group)
+    skin_offset: tuple[float, float] = (0.0, 0.0)  # the skin's L* and h* less the race's mean (SKIN_LCH)
 
     @property
     def file_name(self) -> str:
@@ -177,11 +211,14 @@ def plan_faces(options: SyntheticOptions, labels: Labels) -> list[Face]:
         keep = rng.random()
         if scarce is not None and scarce.matches(age, gender, race) and keep >= options.underrepresent.fraction:
             continue
-        drawn = age
+        skin_offset = (float(rng.normal(0.0, SKIN_SPREAD[0])), float(rng.normal(0.0, SKIN_SPREAD[1])))
+        gap = 0.0
         if hard is not None and hard.matches(age, gender, race):
-            gap = options.hard_labels.offset_years + rng.normal(0.0, options.hard_labels.noise_years)
-            drawn = int(np.clip(round(age + gap), 1, MAX_DRAWN_AGE))
-        faces.append(Face(len(faces), age, gender, race, drawn))
+            gap += options.hard_labels.offset_years + rng.normal(0.0, options.hard_labels.noise_years)
+        if options.skin_effect is not None:
+            gap += options.skin_effect.years_per_10_darker * max(0.0, -skin_offset[0]) / 10
+        drawn = int(np.clip(round(age + gap), 1, MAX_DRAWN_AGE)) if gap else age
+        faces.append(Face(len(faces), age, gender, race, drawn, skin_offset))
     return faces
 
 
@@ -194,8 +231,9 @@ def _ramp(value: float, start: float, end: float) -> float:
     return float(np.clip((value - start) / (end - start), 0.0, 1.0))
 
 
-def draw_face(face: Face, size: int, seed: int) -> tuple[np.ndarray, list[float]]:
-    """The face's BGR image (size x size) and its head box [x, y, w, h] (pure: seeded by seed and index)."""
+def draw_face(face: Face, size: int, seed: int) -> tuple[np.ndarray, list[float], list[list[float]]]:
+    """The face's BGR image (size x size), its head box [x, y, w, h] and its 68 landmarks (`landmarks`)
+    (pure: seeded by seed and index)."""
     rng = np.random.default_rng([seed, face.index])
     k = size / 96.0
     age, female = face.drawn_age, face.gender == "female"
@@ -209,7 +247,7 @@ def draw_face(face: Face, size: int, seed: int) -> tuple[np.ndarray, list[float]
     cy = size * 0.47 + rng.normal(0, 2 * k)
     half_w = 17.5 * k * (1 + rng.normal(0, 0.05)) * (1.04 if not female else 0.97) * (1 - 0.12 * child)
     half_h = half_w * (1.0 + 0.4 * _ramp(age, 0, 80))  # faces lengthen from childhood, then sag
-    skin = np.array(SKIN[face.race], dtype=float) + rng.normal(0, 7, 3)
+    skin = skin_bgr(face)
     base_hair = np.array(HAIR[face.race][rng.integers(len(HAIR[face.race]))], dtype=float)
     hair = _colour(base_hair * (1 - grey) + GREY_HAIR * grey + rng.normal(0, 5, 3))
     # Lines are drawn with the same contrast on every skin tone (lighter than dark skin, darker than
@@ -245,11 +283,11 @@ def draw_face(face: Face, size: int, seed: int) -> tuple[np.ndarray, list[float]
     eye_y = cy - 0.12 * half_h + 0.2 * child * half_h
     eye_dx = 0.4 * half_w
     eye_r = (2.3 + 2.4 * child) * k
+    brow_y = eye_y - (2.6 + 1.2 * child) * eye_r
     for side in (-1, 1):
         ex = cx + side * eye_dx
         cv2.ellipse(image, pt(ex, eye_y), axes(1.7 * eye_r, eye_r), 0, 0, 360, (235, 235, 235), -1, aa)
         cv2.circle(image, pt(ex, eye_y), max(1, int(round(0.75 * eye_r))), (30, 30, 30), -1, aa)
-        brow_y = eye_y - (2.6 + 1.2 * child) * eye_r
         cv2.line(image, pt(ex - 1.8 * eye_r, brow_y), pt(ex + 1.8 * eye_r, brow_y), hair,
                  max(1, int(round((1.8 if not female else 1.0) * k))), aa)
         if age > 40:   # crow's feet
@@ -289,12 +327,58 @@ def draw_face(face: Face, size: int, seed: int) -> tuple[np.ndarray, list[float]
     noise += rng.integers(-texture, texture + 1, size=image.shape, dtype=np.int16) * face_mask[..., None]
     image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     box = [cx - half_w, cy - half_h, 2 * half_w, 2 * half_h]
-    return image, [round(v, 2) for v in box]
+    points = landmarks(Layout(cx, cy, half_w, half_h, eye_y, brow_y, eye_dx, eye_r, nose_y, mouth_y, mouth_w))
+    return image, [round(v, 2) for v in box], points
 
 
-def read(root: Path, dataset: str, options: SyntheticOptions, labels: Labels) -> AdapterResult:
+@dataclass(frozen=True)
+class Layout:
+    """Where a drawn face's parts are, in the image's pixels."""
+
+    cx: float
+    cy: float
+    half_w: float
+    half_h: float
+    eye_y: float
+    brow_y: float
+    eye_dx: float
+    eye_r: float
+    nose_y: float
+    mouth_y: float
+    mouth_w: float
+
+
+def _ellipse_points(centre: tuple[float, float], axes: tuple[float, float], degrees) -> list[tuple[float, float]]:
+    """Points on an ellipse at angles counted anticlockwise from the image's right (y grows downwards)."""
+    angles = np.radians(np.asarray(degrees, dtype=float))
+    return list(zip(centre[0] + axes[0] * np.cos(angles), centre[1] - axes[1] * np.sin(angles)))
+
+
+def landmarks(layout: Layout) -> list[list[float]]:
+    """The drawn face's 68 landmarks in dlib's order (jaw, brows, nose, eyes, mouth; points start on the
+    image's left), rounded to 0.01 pixel: landmarks on a drawing are known, so dlib is not needed."""
+    lay = layout
+    tilt = np.arcsin(0.12)  # the jaw line starts at eye level, 0.12 half-heights above the centre
+    sweep = np.linspace(-(np.pi / 2 + tilt), np.pi / 2 + tilt, 17)
+    jaw = list(zip(lay.cx + lay.half_w * np.sin(sweep), lay.cy + lay.half_h * np.cos(sweep)))
+    brow_y = lay.brow_y
+    brows, eyes = [], []
+    for side in (-1, 1):
+        ex = lay.cx + side * lay.eye_dx
+        brows += [(x, brow_y) for x in np.linspace(ex - 1.8 * lay.eye_r, ex + 1.8 * lay.eye_r, 5)]
+        eyes += _ellipse_points((ex, lay.eye_y), (1.7 * lay.eye_r, lay.eye_r), [180, 120, 60, 0, -60, -120])
+    bridge = [(lay.cx, y) for y in np.linspace(lay.eye_y, lay.nose_y, 4)]
+    nostrils = [(lay.cx + dx * 0.12 * lay.half_w, lay.nose_y + 0.05 * lay.half_h) for dx in (-2, -1, 0, 1, 2)]
+    lips = (lay.mouth_w, 0.09 * lay.half_h)
+    outer = _ellipse_points((lay.cx, lay.mouth_y), lips, [180, 150, 120, 90, 60, 30, 0, -30, -60, -90, -120, -150])
+    inner = _ellipse_points((lay.cx, lay.mouth_y), (0.8 * lips[0], 0.5 * lips[1]), [180, 135, 90, 45, 0, -45, -90, -135])
+    points = jaw + brows + bridge + nostrils + eyes + outer + inner
+    return [[round(float(x), 2), round(float(y), 2)] for x, y in points]
+
+
+def read(folder: DatasetFolder) -> AdapterResult:
     """Draw the faces into `root` (removing older synthetic faces there) and list them."""
-    root = Path(root)
+    root, dataset, options, labels = Path(folder.root), folder.name, folder.options, folder.labels
     root.mkdir(parents=True, exist_ok=True)
     faces = plan_faces(options, labels)
     wanted = {face.file_name for face in faces}
@@ -303,12 +387,13 @@ def read(root: Path, dataset: str, options: SyntheticOptions, labels: Labels) ->
             stale.unlink()
     result = AdapterResult()
     for face in tqdm(faces, desc=f"draw {dataset}", unit="face", disable=None):  # ages drawn within labels' range
-        image, box = draw_face(face, options.image_size, options.seed)
+        image, box, points = draw_face(face, options.image_size, options.seed)
         if not cv2.imwrite(str(root / face.file_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95]):
             raise OSError(f"could not write {root / face.file_name}")
-        drawn = "" if face.drawn_age == face.age else f"; drawn as age {face.drawn_age} (hard_labels)"
+        drawn = "" if face.drawn_age == face.age else f"; drawn as age {face.drawn_age} (planted)"
         result.rows.append(manifest_row(
             dataset, root, face.file_name, age=face.age, gender=face.gender, race=face.race, identity=None,
             box=box, cropped=False, source_meta=f"synthetic seed {options.seed} face {face.index}{drawn}",
+            landmarks=points,
         ))
     return result

@@ -33,7 +33,7 @@ import numpy as np
 
 from stages.lib.sources.archives import is_archive
 from stages.lib.datasets.common import (
-    AdapterResult, DatasetError, Options, Rejected, check_age, is_image_name, list_files, manifest_row,
+    AdapterResult, DatasetError, DatasetFolder, Options, Rejected, check_age, is_image_name, list_files, manifest_row,
     project_path, reject_row,
 )
 from stages.lib.core.labels import LabelError, normalise_age, normalise_gender, normalise_race
@@ -42,6 +42,16 @@ from stages.lib.core.params import Labels
 ALIGNED_SUFFIX = ".jpg.chip.jpg"
 LANDMARK_LIST = re.compile(r"^landmark_list.*\.txt$", re.IGNORECASE)
 LANDMARK_COUNT = 68
+# The published archives' faces per version (UTKFace.tar.gz: 23,708 aligned & cropped chips).
+PUBLISHED_FACES = {"aligned": 23_708}
+
+
+def published_size(options: dict) -> tuple[str, int] | None:
+    """(the whole published version in words, its faces) for these options; None for a version not counted here."""
+    version = options.get("version", "aligned")
+    if version not in PUBLISHED_FACES:
+        return None
+    return f"UTKFace's {PUBLISHED_FACES[version]:,} {version} faces", PUBLISHED_FACES[version]
 
 
 class UTKFaceOptions(Options):
@@ -155,10 +165,11 @@ def classify(rel: str, size: int, version: str, labels: Labels) -> UTKName:
 
 
 def rows_from_files(
-    files: dict[str, int], dataset: str, root: Path, options: UTKFaceOptions, *, labels: Labels,
+    files: dict[str, int], folder: DatasetFolder, *,
     boxes: dict[str, list[float]] | None = None, landmark_problems: dict[str, str] | None = None,
 ) -> AdapterResult:
     """Manifest and reject rows for every listed file except the companions (archives, landmark lists)."""
+    root, dataset, options, labels = folder.root, folder.name, folder.options, folder.labels
     boxes, landmark_problems = boxes or {}, landmark_problems or {}
     result = AdapterResult()
     for rel, size in files.items():
@@ -181,8 +192,9 @@ def rows_from_files(
     return result
 
 
-def read(root: Path, dataset: str, options: UTKFaceOptions, labels: Labels) -> AdapterResult:
+def read(folder: DatasetFolder) -> AdapterResult:
     """Every file under `root` (any depth), with the landmark lists' boxes for the wild release."""
+    root, options = folder.root, folder.options
     files = list_files(root)
     boxes: dict[str, list[float]] = {}
     problems: dict[str, str] = {}
@@ -195,4 +207,4 @@ def read(root: Path, dataset: str, options: UTKFaceOptions, labels: Labels) -> A
         expected = ALIGNED_SUFFIX if options.version == "aligned" else ".jpg in part1/2/3"
         raise DatasetError(f"no UTKFace images (*{expected}) under {root}: run `dvc repro download`, or extract "
                            f"UTKFace's archives there (options.version is {options.version!r})")
-    return rows_from_files(files, dataset, root, options, labels=labels, boxes=boxes, landmark_problems=problems)
+    return rows_from_files(files, folder, boxes=boxes, landmark_problems=problems)

@@ -18,6 +18,7 @@ import pandas as pd
 from stages.lib.core.params import Experiment
 from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap, paired_p_value
 from stages.lib.evaluation.multiplicity import holm
+from stages.lib.evaluation.worst_groups import REFERENCE
 
 GAIN_COLUMNS = ["step", "before", "after", "n", "mae_before", "mae_after", "change", "change_ci_low",
                 "change_ci_high", "cut_share", "cut_share_ci_low", "cut_share_ci_high", "p_value", "p_adjusted",
@@ -30,10 +31,11 @@ def training_steps(experiments: Mapping[str, Experiment]) -> list[tuple[str, str
     (same split, no rebalancing, our protocol), then `rebalancing` from that to each oversampled or
     reweighted variant trained the same way. Steps whose ends are missing are left out."""
     published = next((name for name, e in experiments.items() if e.is_baseline), None)
-    plain = next((name for name, e in experiments.items()
-                  if e.method == "plain" and not _rebalanced(e) and e.split == "grouped"), None)
-    if plain is None:
+    plains = [name for name, e in experiments.items()
+              if e.method == "plain" and not _rebalanced(e) and e.split == "grouped"]
+    if not plains:
         return []
+    plain = REFERENCE if REFERENCE in plains else plains[0]   # the study's reference, where it is one
     steps = [("retraining", published, plain)] if published else []
     base = experiments[plain]
     steps += [("rebalancing", plain, name) for name, e in experiments.items()

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.labels import LabelError, as_code, normalise_age, normalise_gender, normalise_race
 from stages.lib.datasets.utkface import name_fields
 from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN, PREDICTION_COLUMNS

@@ -31,7 +31,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN
 from stages.lib.evaluation.intervals import (Bootstrap, bootstrap_p_value, cluster_codes, group_rng,
                                              percentile_interval)

@@ -14,7 +14,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.faces.geometry import Detection
 
 DETECTORS = ("yunet", "haar", "ssd")

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 from stages.lib.core.schema import (BAND_COLUMN, CLUSTER_COLUMN, PREDICTION_COLUMNS, require_columns,
                                     resampling_clusters)
 

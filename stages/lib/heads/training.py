@@ -24,7 +24,7 @@ from the seeded random init (`start_for`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -420,6 +420,16 @@ def published_layer_heads(kernels: dict[str, np.ndarray]) -> dict[str, keras.Mod
         heads[task] = keras.Model(inputs, keras.layers.Activation("softmax", name="softmax")(output(inputs)), name=task)
         output.set_weights([np.asarray(kernel, dtype=np.float32)])
     return heads
+
+
+def heads_signature(fitted: FittedHeads, init: Init, params: Params, split: str) -> dict:
+    """What an experiment's twin must share, as its saved heads show it: where they really started
+    (`start_for`), what they read, the split, the budget, and each head's weight shapes. Written to
+    models/<exp>/mitigation.json (`heads`); the report compares each pair it sets side by side."""
+    start = init if init == "published" else start_for(init, params.backbone)
+    return {"start": start, "reads": fitted.reads, "split": split,
+            "budget": asdict(Budget.from_params(params)),
+            "layers": {task: [list(weight.shape) for weight in model.weights] for task, model in fitted.heads.items()}}
 
 
 def save_heads(models: dict[str, keras.Model], histories: dict[str, dict[str, list[float]]],

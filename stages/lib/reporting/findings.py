@@ -23,6 +23,7 @@ from stages.lib.evaluation.intervals import (Bootstrap, binomial_interval, direc
 from stages.lib.evaluation.multiplicity import holm
 from stages.lib.reporting.fidelity import men_minus_women, young_signed_errors
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval
+from stages.lib.reporting.populations import pooled_from_one, r10_views, study_r2
 from stages.lib.reporting.roles import Selection, selection_sentence
 
 STUDY_AGE = 17            # the study's tables hold no one younger (reference/study.md)
@@ -60,6 +61,8 @@ class Facts:
     correction: pd.DataFrame | None = None
     shares: pd.DataFrame | None = None                   # the main dataset's faces (age, gender): R5
     best_test: pd.DataFrame | None = None                # the best study model's test rows on `dataset`: R7
+    published_rows: pd.DataFrame | None = None           # the published model's test rows on every test set: R2
+    samples: str = ""                                    # how much of each published dataset was read
 
 
 def bootstrap_of(params: Params) -> Bootstrap:
@@ -83,7 +86,7 @@ def run_paragraph(facts: Facts) -> str:
             "mitigations and controls.")
     if facts.excluded:
         text += f" Controls and mitigations ({', '.join(facts.excluded)}) are never called the best model."
-    return text
+    return text + (f" {facts.samples}" if facts.samples else "")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -262,16 +265,23 @@ def mitigation_finding(facts: Facts) -> str | None:
     tests = int(rows["change_tests"].max()) if "change_tests" in rows else rows["experiment"].nunique()
     if narrowed.empty:
         return (f"No mitigation ({', '.join(dict.fromkeys(rows['experiment']))}) is shown to narrow the race × gender "
-                f"gap on {facts.dataset}: every change against {facts.reference} holds 0, lies above it, or does "
-                f"not survive the adjustment for the {tests} experiments compared.")
+                f"gap on {facts.dataset}: every change against its twin ({_twins_named(rows, facts)}) holds 0, lies "
+                f"above it, or does not survive the adjustment for the {tests} experiments compared.")
     gaps = {"mae_gap": "MAE gap, years", "accuracy_gap": "gender-accuracy gap"}
-    return (f"Against {facts.reference} on the same test faces, these mitigations narrow the race × gender gap: "
+    return (f"Against their twins ({_twins_named(narrowed, facts)}) on the same test faces, these mitigations narrow "
+            "the race × gender gap: "
             + "; ".join(f"{r['experiment']} ({gaps[r['statistic']]} "
                         f"{difference(r['change'], r['change_ci_low'], r['change_ci_high'], r['statistic'] == 'accuracy_gap')}, "
                         f"adjusted p {p_value_text(r['change_p_adjusted'])})"
                         for _, r in narrowed.iterrows())
             + f" (paired raw intervals; each change survives {ADJUSTMENT_NAMES.get(narrowed['change_adjustment'].iloc[0], 'the')} "
-              f"adjustment for the {tests} experiments compared with the reference).")
+              f"adjustment for the {tests} experiments compared with their references).")
+
+
+def _twins_named(rows: pd.DataFrame, facts: Facts) -> str:
+    """'balanced vs plain, ...': each mitigation's reference (reporting/twins.py's `reference` column)."""
+    references = rows["reference"] if "reference" in rows.columns else pd.Series(facts.reference, index=rows.index)
+    return ", ".join(dict.fromkeys(f"{e} vs {r or facts.reference}" for e, r in zip(rows["experiment"], references)))
 
 
 def detector_finding(facts: Facts) -> str | None:
@@ -375,9 +385,7 @@ def study_rows(facts: Facts) -> list[dict]:
     held_out = [d for d in published if d in params.datasets and params.datasets[d].adapter == "imdb_wiki"]
     rows = [("R1", "IMDB-Wiki held out: MAE 5.3", "; ".join(f"{d}: {_mae_of(published, d)}" for d in held_out)
              or "not run: no IMDB-Wiki test set in this profile", facts.published)]
-    rows.append(("R2", "UTKFace aligned: much worse, older people worst",
-                 "; ".join(f"{d}: {_mae_of(published, d)}" for d in aligned_sets(params, published, dataset)),
-                 facts.published))
+    rows.append(("R2", "UTKFace aligned: much worse, older people worst", _r2(facts), facts.published))
     adult = study_population_mae(facts)
     r3 = _mae_of(published, dataset)
     if adult is not None:
@@ -399,7 +407,8 @@ def study_rows(facts: Facts) -> list[dict]:
                  f"{difference(race_gap['difference'], race_gap['difference_ci_low'], race_gap['difference_ci_high'])}",
                  best))
     rows.append(("R9", "no correction model beats the uncorrected one", _correction_count(facts.correction), best))
-    rows.append(("R10", "the old under-estimated", _oldest_bias(best_eval), best))
+    rows.append(("R10", "the old under-estimated",
+                 r10_views(facts.best_test, params.age_bands, bootstrap_of(params)) or _oldest_bias(best_eval), best))
     main_published = published.get(dataset)
     rows.append(("R11", "99% (IMDB-Wiki) vs 78% (UTKFace); Black women 46%",
                  f"{dataset}: {_overall_accuracy(main_published)}; black women "
@@ -414,6 +423,19 @@ def study_rows(facts: Facts) -> list[dict]:
     rows.append(("R14", "retraining + rebalancing cut MAE by 24% (10 → 7.8)", r14[0], r14[1]))
     return [{"#": r[0], "the study": r[1], "this run": r[2] or "not measured", "model (role)": r[3] or ""}
             for r in rows]
+
+
+def _r2(facts: Facts) -> str:
+    """R2 on the study's population, UTKFace aligned from age 1: the aligned sets cut from one folder by
+    age pooled where the run has them (never the 17+ figure of R3 alone), else each aligned set's MAE."""
+    published = facts.published_evaluations
+    sets = aligned_sets(facts.params, published, facts.dataset)
+    pooled = pooled_from_one(facts.params, list(published), sets[0]) if sets else []
+    if len(pooled) > 1:
+        text = study_r2(facts.published_rows, pooled, bootstrap_of(facts.params))
+        if text:
+            return text
+    return "; ".join(f"{d}: {_mae_of(published, d)}" for d in sets)
 
 
 def _young_men_minus_women(facts: Facts) -> str:

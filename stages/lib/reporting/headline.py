@@ -10,7 +10,8 @@ experiment's files (`<experiments>/<exp>/metrics.json`, `evaluation/`), which th
     gap_mae                        retrained's race x gender MAE gap (worst - best group), main test set
     best_fix                       the best fix's change of the worst group's MAE against retrained
                                    (negative: lower), main test set, among the experiments that change
-                                   the training data or loss: mitigations, oversampling, re-weighting
+                                   the training data or loss (mitigations, oversampling, re-weighting)
+                                   and nothing else against retrained (a twin of it: same init, protocol)
 
 The main test set (the fine-tuning dataset when evaluated) comes first, then the other evaluated sets
 while the total stays within MAX_KEYS. A figure whose experiment or test set is absent is left out,
@@ -23,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from stages.lib.core.params import Params
+from stages.lib.core.params import Experiment, Params, twin_differences
 from stages.lib.core.files import write_json
 from stages.lib.evaluation.worst_groups import REFERENCE
 
@@ -66,6 +67,12 @@ def _per_set(metrics: Mapping[str, Mapping], test_set: str) -> dict:
     return entry
 
 
+def twin_of_reference(params: Params, experiment: Experiment) -> bool:
+    """Whether `experiment`'s change against retrained (metrics.json's) is its treatment's alone: the two
+    differ in nothing else (core/params.twin_differences). A mitigation of another start is left out."""
+    return REFERENCE in params.experiments and not twin_differences(experiment, params.experiments[REFERENCE])
+
+
 def _count(headline: Mapping) -> int:
     return sum(len(entry) for entry in headline.values())
 
@@ -79,6 +86,7 @@ def write_headline(params: Params) -> Path:
     order = [params.roles.finetune, *params.roles.evaluate]
     test_sets = [name for name in dict.fromkeys(order) if name in params.roles.evaluate and name in evaluated]
     fixes = [name for name, experiment in params.experiments.items()
-             if experiment.mitigation is not None or experiment.oversample or experiment.reweight != "none"]
+             if (experiment.mitigation is not None or experiment.oversample or experiment.reweight != "none")
+             and twin_of_reference(params, experiment)]
     write_json(headline_metrics(metrics, test_sets=test_sets, fixes=fixes), params.paths.headline)
     return params.paths.headline

@@ -396,6 +396,7 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
                       "Mean (predicted − true) by band of the predicted age; red: over-, blue: under-estimated.")
             md.table(pivot_display(values, counts, min_count=min_count),
                      f"cells: mean (predicted − true) in years (n){small}")
+            true_age_view(md, evaluation.groups)
     groups = evaluation.groups
     race_gender = groups[(groups["attribute"] == "race*gender") & groups["gender_accuracy"].notna()]
     if "R11" in parts and not race_gender.empty:
@@ -419,6 +420,24 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
             md.figure(figures.get("women_gender_accuracy"), "Gender accuracy for women by age band and race (R12).")
             md.table(pivot_display(values, counts, percent, min_count=min_count),
                      f"cells: accuracy among women (n){small}")
+
+
+REGRESSION_TO_THE_MEAN = ("Grouped by true age, even a well-calibrated estimate looks biased: any estimate from "
+                          "uncertain evidence is pulled toward the average age, so the oldest faces' errors lean "
+                          "negative and the youngest's positive (regression to the mean). Grouped by predicted age, "
+                          "that pull builds no bias in, so that view comes first.")
+
+
+def true_age_view(md: Markdown, groups: pd.DataFrame) -> None:
+    """Beside R10: the mean (predicted − true) by TRUE age band, with the line on regression to the mean."""
+    bands = groups[(groups["attribute"] == "age_band") & groups["mean_error"].notna()]
+    if bands.empty:
+        return
+    interval = "mean_error_ci_low" in bands.columns
+    md.paragraph("By true age band instead: " + "; ".join(
+        f"{row['group']}: " + (with_interval(row["mean_error"], row["mean_error_ci_low"], row["mean_error_ci_high"])
+                               if interval else number(row["mean_error"])) + f" (n={int(row['n']):,})"
+        for _, row in bands.iterrows()) + ". " + REGRESSION_TO_THE_MEAN)
 
 
 def correction_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:

@@ -1,8 +1,8 @@
 """The report's mitigation section: can a fix downstream of the embedding close the gap?
 
-Inputs are tidy tables: every experiment's `worst_groups.csv` rows (stages/lib/evaluation/
-worst_groups.py: overall and worst-group error, the race × gender gap, and the change of each
-against `retrained` on the same faces, with paired bootstrap intervals), and the probe stage's
+Inputs are tidy tables: every experiment's worst_groups rows (stages/lib/evaluation/worst_groups.py:
+overall and worst-group error, the race × gender gap, and the change of each against its twin, the
+`reference` column (reporting/twins.py), on the same faces, with paired bootstrap intervals), and the probe stage's
 `probes.csv` (linear probes of race and gender per backbone) and `balanced.csv` (plain against
 balanced heads per backbone). Every sentence is generated from an interval: a change is called a
 rise or a fall only when its interval lies on one side of zero.
@@ -25,7 +25,9 @@ from stages.lib.evaluation.probes import BALANCED_FILE, PROBES_FILE
 from stages.lib.evaluation.results import bootstrap_from, load_worst_groups
 from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
 from stages.lib.reporting.figures import distinct_colours, save_figure, separate_labels
+from stages.lib.reporting.forest import bonferroni_confidence, forest_figure, forest_rows
 from stages.lib.reporting.markdown import Markdown, number, p_value_text, percent, with_interval
+from stages.lib.reporting.twins import saved_mismatches, twin_summary
 
 # metric row of the figure -> (overall statistic, worst-group statistic, axis label, as an error)
 FIGURE_METRICS = {
@@ -89,28 +91,36 @@ def _adjusted(row: pd.Series) -> pd.Series | None:
     return row[ADJUSTED] if all(column in row.index for column in ADJUSTED) else None
 
 
+def reference_of(row: pd.Series) -> str:
+    """The experiment a worst_groups row is measured against: its `reference` column, else `retrained`
+    (the evaluate stage's rows)."""
+    value = row.get("reference") if "reference" in row.index else None
+    return value if isinstance(value, str) and value else REFERENCE
+
+
 def verdict(rows: pd.DataFrame, reference_worst: Mapping[str, str] | None = None) -> str:
     """One sentence on one experiment and test set, from its worst_groups rows; where its worst group is
-    not the reference's (`reference_worst`: statistic -> group), the sentence says the two differ."""
+    not its reference's (`reference_worst`: statistic -> group), the sentence says the two differ."""
     by = rows.set_index("statistic")
     first = rows.iloc[0]
+    reference = reference_of(first)
     if by["change"].isna().all():
-        return (f"**{first['experiment']}** on {first['dataset']}: tested on other faces than {REFERENCE}, "
+        return (f"**{first['experiment']}** on {first['dataset']}: tested on other faces than {reference}, "
                 "so no paired change can be given.")
     parts = [change_phrase(s, *by.loc[s, ["change", "change_ci_low", "change_ci_high"]], adjusted=_adjusted(by.loc[s]))
-             + _other_group(s, by, reference_worst or {})
+             + _other_group(s, by, reference_worst or {}, reference)
              for s in WORDING if s in by.index and pd.notna(by.loc[s, "value"])]
-    return f"**{first['experiment']}** on {first['dataset']}, against {REFERENCE}: " + "; ".join(parts) + "."
+    return f"**{first['experiment']}** on {first['dataset']}, against {reference}: " + "; ".join(parts) + "."
 
 
-def _other_group(statistic: str, by: pd.DataFrame, reference_worst: Mapping[str, str]) -> str:
+def _other_group(statistic: str, by: pd.DataFrame, reference_worst: Mapping[str, str], reference: str) -> str:
     if not statistic.startswith("worst_group") or statistic not in reference_worst:
         return ""
     own = by.loc[statistic, "worst_group"]
     if own == reference_worst[statistic]:
         return ""
-    return (f" (its worst group is {own}, {REFERENCE}'s {reference_worst[statistic]}: two groups; "
-            f"*Δ at {REFERENCE}'s worst group* in the table holds one fixed)")
+    return (f" (its worst group is {own}, {reference}'s {reference_worst[statistic]}: two groups; "
+            "*Δ at the reference's worst group* in the table holds one fixed)")
 
 
 def summary_display(summary: pd.DataFrame, metric: str, confidence: float, *,
@@ -128,19 +138,20 @@ def summary_display(summary: pd.DataFrame, metric: str, confidence: float, *,
         by = group.set_index("statistic")
         if statistics[0] not in by.index or pd.isna(by.loc[statistics[0], "value"]):   # no MAE where ages are bands
             continue
-        row = {"test set": dataset, "experiment": experiment}
+        reference = "" if experiment == REFERENCE else reference_of(group.iloc[0])
+        row = {"test set": dataset, "experiment": experiment, "against": reference or "(the study's reference)"}
         same = experiment == REFERENCE or _same_as_reference(group)
         for statistic, title in zip(statistics, ("overall", "worst group", "gap")):
             entry = by.loc[statistic]
             label = f" ({entry['worst_group']})" if title == "worst group" else ""
             row[f"{title} [{ci}]"] = with_interval(entry["value"], entry["ci_low"], entry["ci_high"],
                                                    as_percent=as_percent) + label
-            column = f"Δ {title} vs {REFERENCE}" + ("'s (groups may differ)" if title == "worst group" else "")
-            row[column] = (_reference_cell(experiment) if same else signed_change(
+            column = f"Δ {title}" + (" (groups may differ)" if title == "worst group" else "")
+            row[column] = (_reference_cell(experiment, reference) if same else signed_change(
                 entry["change"], entry["change_ci_low"], entry["change_ci_high"], as_points=as_percent))
         if fixed is not None:
-            row[f"Δ at {REFERENCE}'s worst group"] = (_reference_cell(experiment) if same
-                                                      else fixed.get((dataset, experiment), ""))
+            row["Δ at the reference's worst group"] = (_reference_cell(experiment, reference) if same
+                                                       else fixed.get((dataset, experiment), ""))
         if flags:
             row["training"] = flags.get(experiment, "")
         rows.append(row)
@@ -156,28 +167,28 @@ def _same_as_reference(rows: pd.DataFrame) -> bool:
     return bool(np.isfinite(changes).all() and (changes == 0).all())
 
 
-def _reference_cell(experiment: str) -> str:
-    return REFERENCE_CELL if experiment == REFERENCE else f"same predictions as {REFERENCE}"
+def _reference_cell(experiment: str, reference: str) -> str:
+    return REFERENCE_CELL if experiment == REFERENCE else f"same predictions as {reference}"
 
 
-def _reference_worst(summary: pd.DataFrame, dataset: str) -> dict[str, str]:
-    found = {s: reference_worst_group(summary, dataset, s) for s in ("worst_group_mae", "worst_group_accuracy")}
+def _reference_worst(summary: pd.DataFrame, dataset: str, reference: str) -> dict[str, str]:
+    found = {s: reference_worst_group(summary, dataset, s, reference) for s in ("worst_group_mae", "worst_group_accuracy")}
     return {s: group for s, group in found.items() if group}
 
 
-def reference_worst_group(summary: pd.DataFrame, dataset: str, statistic: str) -> str | None:
-    """The reference's worst race × gender group on `dataset` for `statistic` (worst_group_mae | _accuracy)."""
-    rows = summary[(summary["dataset"] == dataset) & (summary["experiment"] == REFERENCE)
+def reference_worst_group(summary: pd.DataFrame, dataset: str, statistic: str, reference: str = REFERENCE) -> str | None:
+    """`reference`'s worst race × gender group on `dataset` for `statistic` (worst_group_mae | _accuracy)."""
+    rows = summary[(summary["dataset"] == dataset) & (summary["experiment"] == reference)
                    & (summary["statistic"] == statistic)]
     return None if rows.empty or not isinstance(rows["worst_group"].iloc[0], str) else rows["worst_group"].iloc[0]
 
 
 def fixed_group_changes(predictions: Mapping[str, pd.DataFrame], group: str, metric: str,
-                        bootstrap: Bootstrap) -> dict[str, str]:
-    """Each experiment's change against the reference on the faces of ONE group (the reference's worst),
+                        bootstrap: Bootstrap, reference: str = REFERENCE) -> dict[str, str]:
+    """Each experiment's change against `reference` on the faces of ONE group (the reference's worst),
     paired by face id with a bootstrap interval: {experiment: '+0.82 [+0.64, +0.98]'}. Experiments
     tested on other faces are left out."""
-    if REFERENCE not in predictions:
+    if reference not in predictions:
         return {}
     race, gender = group.split("*")
     outcome = _absolute_error if metric == "mae" else _correct
@@ -186,13 +197,13 @@ def fixed_group_changes(predictions: Mapping[str, pd.DataFrame], group: str, met
         chosen = frame[(frame["race"] == race) & (frame["gender"] == gender)]
         return pd.DataFrame({"id": chosen["id"].to_numpy(), "outcome": outcome(chosen)})
 
-    reference = faces(predictions[REFERENCE])
+    reference_faces = faces(predictions[reference])
     changes = {}
     for name, frame in predictions.items():
         other = faces(frame)
-        if name == REFERENCE or frame.empty or sorted(other["id"]) != sorted(reference["id"]):
+        if name == reference or frame.empty or sorted(other["id"]) != sorted(reference_faces["id"]):
             continue
-        paired = reference.merge(other, on="id", suffixes=("_reference", ""))
+        paired = reference_faces.merge(other, on="id", suffixes=("_reference", ""))
         gap = paired_mean_gap(paired["outcome"], paired["outcome_reference"], bootstrap, f"fixed:{name}:{group}")
         changes[name] = signed_change(gap.difference, gap.difference_ci_low, gap.difference_ci_high,
                                       as_points=metric != "mae")
@@ -366,32 +377,58 @@ class MitigationInputs:
     fixed: Mapping[str, Mapping] = field(default_factory=dict)   # metric -> {(dataset, experiment): change text}
     flags: Mapping[str, str] = field(default_factory=dict)       # experiment -> stalled-training note
     confounds: tuple[str, ...] = ()
+    named: Mapping[str, str] = field(default_factory=dict)       # experiment -> the twin params name for it
+    mismatches: Mapping[str, list[str]] = field(default_factory=dict)   # experiment -> how its saved twin differs
+    forest_path: Path | None = None
+    forest_caption: str = ""
+
+
+def twins_paragraph(named: Mapping[str, str], mismatches: Mapping[str, list[str]]) -> str:
+    """Which experiment each is measured against, and any pair whose saved heads are not twins."""
+    by_twin: dict[str, list[str]] = {}
+    for name, twin in named.items():
+        by_twin.setdefault(twin, []).append(name)
+    pairs = "; ".join(f"{', '.join(names)} against **{twin}**" for twin, names in by_twin.items())
+    text = (f"Each experiment is measured against its twin, named in params.yaml (`reference`) and checked there to "
+            "differ from it only in its treatment (the mitigation, the oversampling or re-weighting, the split): the "
+            "same cached features, start, head shape, training budget and split. "
+            + (f"Twins: {pairs}. " if pairs else "")
+            + f"The others, which name none, are measured against {REFERENCE}, the study's reference, from which "
+            "they may differ in more than one respect.")
+    for name, differences in mismatches.items():
+        text += (f" **Not twins as saved:** {name}'s heads differ from {named.get(name, REFERENCE)}'s in "
+                 f"{'; '.join(differences)} (models/<experiment>/mitigation.json): re-run both train stages.")
+    return text
 
 
 def mitigation_section(md: Markdown, summary: pd.DataFrame, probes: pd.DataFrame, balanced: pd.DataFrame, *,
                        inputs: MitigationInputs, level: int = 2) -> None:
-    """The section: the figure, the two tables, a sentence per experiment, then the probes."""
+    """The section: the twins, the forest of paired changes, the figure, the two tables, a sentence per
+    experiment, then the probes."""
     md.heading("Mitigation side by side: can a fix downstream of the embedding close the gap?", level)
     if summary.empty:
         md.paragraph("No experiment has a worst_groups.csv yet: run the evaluate stages.")
         return
     confidence = inputs.confidence
-    md.paragraph(f"Each experiment trains the heads on the same cached {inputs.backbone} features and split. Worst "
-                 "and best groups are race × gender groups with enough test faces, named from each experiment's own "
-                 f"estimates; changes are against {REFERENCE} (the *reference*) on the same test faces, with paired, "
-                 f"group-stratified bootstrap {confidence:.0%} intervals. A change is called a rise or a fall only "
-                 "where its interval excludes 0 and its p-value survives the adjustment for the experiments compared "
-                 "on that test set and statistic (Holm; Benjamini–Hochberg past ten); the intervals shown are raw. Each experiment's worst group may differ from {REFERENCE}'s: *Δ at "
-                 f"{REFERENCE}'s worst group* holds that one group fixed, so it says whether the group worst served "
-                 "by the reference is served better.")
+    md.paragraph(twins_paragraph(inputs.named, inputs.mismatches))
+    md.paragraph("Worst and best groups are race × gender groups with enough test faces, named from each experiment's "
+                 "own estimates; each change is against the experiment's reference (the *against* column) on the same "
+                 f"test faces, with paired, group-stratified bootstrap {confidence:.0%} intervals. A change is called a "
+                 "rise or a fall only where its interval excludes 0 and its p-value survives the adjustment for the "
+                 "experiments compared on that test set and statistic (Holm; Benjamini–Hochberg, which controls the "
+                 "false discovery rate, past ten); the intervals in the tables are raw. An experiment's worst group may "
+                 "differ from its reference's: *Δ at the reference's worst group* holds that one group fixed, so it "
+                 "says whether the group worst served by the reference is served better.")
+    if inputs.forest_path is not None:
+        md.figure(inputs.forest_path, inputs.forest_caption)
     md.figure(inputs.figure_path, f"Overall against worst-group error per experiment ({inputs.backbone}); "
                                   f"whiskers: {confidence:.0%} CI.")
     for metric, caption in (("mae", "Age: MAE in years"), ("gender", "Gender: accuracy")):
         table = summary_display(summary, metric, confidence, fixed=inputs.fixed.get(metric), flags=inputs.flags)
         if not table.empty:
             md.table(table, f"{caption}, overall, for the worst race × gender group and the gap (how far it trails the best), "
-                            f"and each one's change against {REFERENCE}")
-    md.bullets(verdict(rows, _reference_worst(summary, dataset))
+                            "and each one's change against its reference (*against*)")
+    md.bullets(verdict(rows, _reference_worst(summary, dataset, reference_of(rows.iloc[0])))
                + (f" *Training did not move: {inputs.flags[experiment]}.*" if experiment in inputs.flags else "")
                for (dataset, experiment), rows in summary.groupby(["dataset", "experiment"], sort=False)
                if experiment != REFERENCE)
@@ -456,39 +493,71 @@ def figure_panels(summary: pd.DataFrame, balanced: pd.DataFrame, backbone: str) 
 
 
 def mitigation_report(md: Markdown, params: Params, test_rows: Mapping[str, pd.DataFrame],
-                      specs: Mapping[str, Mapping] | None = None) -> None:
-    """Read every experiment's worst_groups.csv, history and the probe stage's tables, draw the figure,
-    write the section. `test_rows`: each experiment's test predictions on the main test set."""
-    summary = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation")
-                         for name in params.experiments] or [pd.DataFrame()], ignore_index=True)
+                      specs: Mapping[str, Mapping] | None = None, *, twins: pd.DataFrame | None = None) -> None:
+    """Measure every evaluated experiment against its twin (reporting/twins.py; `twins`: that summary
+    computed already), read the histories and the probe stage's tables, draw the figures, write the
+    section. `test_rows`: each experiment's test predictions on the main test set."""
+    evaluated = [name for name in params.experiments
+                 if not load_worst_groups(params.paths.experiments / name / "evaluation").empty]
+    summary = twin_summary(params, evaluated) if twins is None else twins[twins["experiment"].isin(evaluated)]
     alpha = 1 - params.evaluate.confidence
     summary = adjust_changes(summary, alpha) if not summary.empty else summary
     probe_folder = params.paths.probe
     probes, balanced = (pd.read_csv(probe_folder / name) if (probe_folder / name).exists() else pd.DataFrame()
                         for name in (PROBES_FILE, BALANCED_FILE))
     balanced = adjust_changes(balanced, alpha) if not balanced.empty else balanced
-    figure_path = None
+    named = {name: params.experiments[name].reference for name in evaluated if params.experiments[name].reference}
+    figure_path, forest_path, forest_caption = None, None, ""
     if not summary.empty:
         panels = figure_panels(summary, balanced, params.backbone.name)
         figure_path = save_figure(tradeoff_figure(panels, params.evaluate.confidence),
                                   params.paths.figures / "mitigation.png")
+        forest_path, forest_caption = _forest(params, evaluated, named)
     histories = {name: _history(params.paths.models / name / "history.csv") for name in params.experiments
                  if name != REFERENCE and not params.experiments[name].is_baseline}
-    fixed = {}
-    if not summary.empty:
-        for metric, statistic in (("mae", "worst_group_mae"), ("gender", "worst_group_accuracy")):
-            found = {}
-            for dataset in summary["dataset"].unique():
-                group = reference_worst_group(summary, dataset, statistic)
-                if group is not None and test_rows and str(dataset) == _dataset_of(test_rows):
-                    found.update({(dataset, name): text for name, text in fixed_group_changes(
-                        test_rows, group, metric, bootstrap_from(params)).items()})
-            fixed[metric] = found
     clusters = params.split.clusters
-    inputs = MitigationInputs(figure_path, params.backbone.name, params.evaluate.confidence, fixed,
-                              stall_flags(histories),
-                              probe_confounds(specs or {}, clusters.embedding if clusters else None))
+    inputs = MitigationInputs(figure_path, params.backbone.name, params.evaluate.confidence,
+                              _fixed_changes(summary, test_rows, bootstrap_from(params)), stall_flags(histories),
+                              probe_confounds(specs or {}, clusters.embedding if clusters else None), named,
+                              saved_mismatches(params, named), forest_path, forest_caption)
     mitigation_section(md, summary, probes, balanced, inputs=inputs)
+
+
+def _forest(params: Params, evaluated: list[str], named: Mapping[str, str]) -> tuple[Path | None, str]:
+    """The forest plot of the experiments that name a twin, at Bonferroni-adjusted confidence, and its caption."""
+    drawn = [name for name in named if name in evaluated]
+    if not drawn:
+        return None, ""
+    confidence = bonferroni_confidence(params.evaluate.confidence, len(drawn))
+    rows = forest_rows(twin_summary(params, drawn, confidence=confidence), named)
+    if rows.empty:
+        return None, ""
+    path = save_figure(forest_figure(rows, confidence=params.evaluate.confidence),
+                       params.paths.figures / "mitigation_forest.png")
+    return path, (f"Each experiment's paired change against its twin (*against*), per statistic, as a change of error "
+                  f"(left is better); whiskers: Bonferroni-adjusted intervals, each at {confidence:.1%} so that the "
+                  f"{len(drawn)} compared on a test set and statistic hold together at {params.evaluate.confidence:.0%}; "
+                  "hollow where the interval holds 0.")
+
+
+def _fixed_changes(summary: pd.DataFrame, test_rows: Mapping[str, pd.DataFrame], bootstrap: Bootstrap) -> dict:
+    """metric -> {(dataset, experiment): change at its reference's worst group} on the main test set."""
+    fixed = {}
+    if summary.empty or not test_rows:
+        return fixed
+    main = _dataset_of(test_rows)
+    for metric, statistic in (("mae", "worst_group_mae"), ("gender", "worst_group_accuracy")):
+        found = {}
+        for (dataset, reference), rows in summary.groupby(["dataset", summary["reference"].map(
+                lambda r: r or REFERENCE)], sort=False):
+            group = reference_worst_group(summary, dataset, statistic, reference)
+            if group is None or str(dataset) != main:
+                continue
+            changes = fixed_group_changes(test_rows, group, metric, bootstrap, reference=reference)
+            found.update({(dataset, name): changes[name] for name in rows["experiment"] if name in changes
+                          and reference_of(rows[rows["experiment"] == name].iloc[0]) == reference})
+        fixed[metric] = found
+    return fixed
 
 
 def _history(path: Path) -> pd.DataFrame | None:

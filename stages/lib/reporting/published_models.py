@@ -150,12 +150,24 @@ def side_by_side_table(models: Sequence[AuditedModel], values: pd.DataFrame, dat
     return pd.DataFrame(rows)
 
 
-def pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    """One row per pair of models: each compared statistic's paired difference with its interval."""
+IN_SAMPLE = ("yes", "partly")   # a card's test_sets values that make a model's figures on that set in-sample
+
+
+def in_sample_flags(models: Sequence[AuditedModel], dataset: str) -> dict[str, str]:
+    """{model: ' (in-sample: partly)'} for the models whose training data held (some of) `dataset`'s faces:
+    every ranking that holds one of them carries the flag."""
+    return {m.name: f" (in-sample: {m.card['test_sets'][dataset]})" for m in models
+            if m.card["test_sets"].get(dataset) in IN_SAMPLE}
+
+
+def pairs_table(pairs: pd.DataFrame, flags: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per pair of models: each compared statistic's paired difference with its interval; a model
+    named in `flags` (in_sample_flags) carries its flag."""
+    flags = flags or {}
     rows = []
     for (model, other), group in pairs.groupby(["model", "other"], sort=False):
         by = group.set_index("statistic")
-        row = {"models": f"{model} − {other}"}
+        row = {"models": f"{model}{flags.get(model, '')} − {other}{flags.get(other, '')}"}
         for statistic, (label, points, _) in COMPARED.items():
             if statistic in by.index and pd.notna(by.loc[statistic, "difference"]):
                 entry = by.loc[statistic]
@@ -203,9 +215,12 @@ def compared_phrase(statistic: str, other: str, change, interval: tuple[float, f
     return f"{label}: no difference from {other}'s shown ({_tenths(scale * change):+.1f}{unit}, {interval})"
 
 
-def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pairs: pd.DataFrame) -> str:
+def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pairs: pd.DataFrame,
+                   flags: Mapping[str, str] | None = None) -> str:
     """One sentence on one model and test set: its gender accuracy, worst group and gap with their
-    intervals, then each paired comparison with the other models."""
+    intervals, then each paired comparison with the other models, each in-sample one flagged (`flags`:
+    in_sample_flags); a comparison involving an in-sample model is said not to rank them fairly."""
+    flags = flags or {}
     by = values[values["experiment"] == model.name].set_index("statistic")
     accuracy, worst, gap = (by.loc[s] for s in ("gender_accuracy", "worst_group_accuracy", "accuracy_gap"))
     text = (f"**{model.name}** on {dataset} (in-sample: {model.card['test_sets'].get(dataset, 'unknown')}): gender "
@@ -216,8 +231,11 @@ def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pair
     phrases = []
     for statistic in COMPARED:
         for other, change, low, high, adjusted in _against_others(pairs, model.name, statistic):
-            phrases.append(compared_phrase(statistic, other, change, (low, high), adjusted=adjusted))
-    return text + (". On the same faces: " + "; ".join(phrases) if phrases else "") + "."
+            phrases.append(compared_phrase(statistic, other + flags.get(other, ""), change, (low, high),
+                                           adjusted=adjusted))
+    caveat = (f" (an in-sample model's figures on {dataset} flatter it: these comparisons do not rank it fairly)"
+              if phrases and flags else "")
+    return text + (". On the same faces" + caveat + ": " + "; ".join(phrases) if phrases else "") + "."
 
 
 def _against_others(pairs: pd.DataFrame, name: str, statistic: str) -> list[tuple]:
@@ -335,12 +353,13 @@ def published_models_section(md: Markdown, params: Params) -> None:
         shown = [m for m in models if (values["experiment"] == m.name).any()]
         md.heading(f"On {dataset}", 3)
         md.table(side_by_side_table(shown, values, dataset, params), f"{dataset}: each model on the same test faces")
+        flags = in_sample_flags(shown, dataset)
         if not pairs.empty:
-            md.table(pairs_table(pairs), f"{dataset}: paired differences between models (row − column model), raw "
+            md.table(pairs_table(pairs, flags), f"{dataset}: paired differences between models (row − column model), raw "
                                          f"{confidence:.0%} CI; accuracy in percentage points. The sentences below "
                                          "call a difference only where it survives the adjustment for the pairs "
                                          "compared on its statistic")
-        md.bullets(model_sentence(m, dataset, values, pairs) for m in shown)
+        md.bullets(model_sentence(m, dataset, values, pairs, flags) for m in shown)
         panels[dataset] = values
         cells.update({(dataset, m.name): race_gender_accuracy(m.predictions[m.predictions["dataset"] == dataset])
                       for m in shown})

@@ -7,6 +7,7 @@ Reads what the earlier stages wrote, and says so in the report where something i
     <experiments>/<exp>/predictions.parquet     predictions (figures, the correction model)
     <experiments>/<exp>/evaluation/<dataset>/   the evaluate stage's groups, gaps, tables and metrics
     <probe>/probes.csv, balanced.csv            linear probes and balanced heads per backbone (probe stage)
+    <measurements>/measurements.parquet         skin colour and photo quality per face (measure stage; optional)
 Writes report.md, the figures, correction.csv and `<plots>/experiments/<dataset>.csv` (DVC plot data:
 MAE and RMSE per experiment with CIs). Each section is a function of its own.
 """
@@ -26,7 +27,7 @@ from stages.lib.evaluation.gains import training_gains, training_steps
 from stages.lib.evaluation.groups import Evaluation
 from stages.lib.evaluation.source_bands import ages_are_bands
 from stages.lib.evaluation.intervals import binomial_interval
-from stages.lib.evaluation.results import bootstrap_from, load_evaluations, load_worst_groups
+from stages.lib.evaluation.results import bootstrap_from, load_evaluations
 from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
 from stages.lib.reporting import fidelity
 from stages.lib.reporting import figures as plots
@@ -36,7 +37,11 @@ from stages.lib.reporting.markdown import (Markdown, correction_section, differe
                                            percent, study_tables, with_interval)
 from stages.lib.reporting.mitigation import mitigation_report
 from stages.lib.reporting.published_models import published_models_section
-from stages.lib.reporting.roles import Selection, published_model, select_best, study_models
+from stages.lib.reporting.populations import sample_sentence
+from stages.lib.reporting.skin_section import headline_lines, skin_section, skin_study
+from stages.lib.reporting.twins import twin_summary
+from stages.lib.reporting.roles import (Selection, outsider_kinds, published_model, select_best, selection_sentence,
+                                       study_models, with_outsiders)
 
 
 @dataclass(frozen=True)
@@ -245,15 +250,23 @@ def build_report(params: Params) -> Path:
     by_name = {r.name: r for r in results}
     evaluated = {name: params.experiments[name] for name in by_name}
     baseline = by_name.get(published_model(evaluated) or "")
-    selection = select_best({r.name: r.predictions for r in results}, study_models(evaluated), dataset,
-                            bootstrap_from(params))
+    predictions = {r.name: r.predictions for r in results}
+    selection = with_outsiders(select_best(predictions, study_models(evaluated), dataset, bootstrap_from(params)),
+                               predictions, outsider_kinds(evaluated), bootstrap_from(params))
     best = _best_by_role(by_name, selection, evaluated, dataset)
     gains = _gains(params, results, dataset)
     correction = correction_for(best, dataset, params) if best is not None else None
+    twins = twin_summary(params, [r.name for r in results])
     facts = _facts(params, dataset, by_name, baseline=baseline, selection=selection, gains=gains,
-                   correction=correction)
+                   correction=correction, twins=twins)
     facts.best_test = _test_rows(best, dataset) if best is not None else None
+    facts.published_rows = _all_test_rows(baseline)
+    facts.samples = sample_sentence(params)
+    skin_models = [*dict.fromkeys(r.name for r in (baseline, by_name.get(REFERENCE), best) if r is not None),
+                   *params.audit_models]
+    skin = skin_study(params, skin_models)
     first_screen(md, facts)
+    md.bullets(headline_lines(skin, skin_models))
 
     summary_section(md, params, results, absent, comparison=comparison, dataset=dataset, gains=gains)
     data_section(md, params.paths)
@@ -280,8 +293,9 @@ def build_report(params: Params) -> Path:
                     paired=paired, dataset=dataset)
     compared, specs = load_compared(params)
     backbones_section(md, compared, specs, params.evaluate.confidence)
-    mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs)
+    mitigation_report(md, params, {r.name: _test_rows(r, dataset) for r in results}, specs, twins=twins)
     published_models_section(md, params)
+    skin_section(md, params, skin, dataset=dataset, models=skin_models)
     md.heading("Every experiment's tables", 2)
     folder = params.paths.experiments.relative_to(params.paths.reports)
     md.bullets(f"{r.name}: " + ", ".join(f"[{d}]({folder}/{r.name}/evaluation/{d}/groups.csv)" for d in r.evaluations)
@@ -312,11 +326,11 @@ def _gains(params: Params, results: list[ExperimentResults], dataset: str) -> pd
 
 def _facts(params: Params, dataset: str, by_name: dict[str, ExperimentResults], *,
            baseline: ExperimentResults | None, selection: Selection | None, gains: pd.DataFrame,
-           correction: tuple[pd.DataFrame, str] | None) -> Facts:
+           correction: tuple[pd.DataFrame, str] | None,
+           twins: pd.DataFrame | None = None) -> Facts:
     evaluated = {name: params.experiments[name] for name in by_name}
     crops = json.loads(params.paths.crops_quality.read_text()) if params.paths.crops_quality.exists() else {}
-    worst = pd.concat([load_worst_groups(params.paths.experiments / name / "evaluation") for name in by_name]
-                      or [pd.DataFrame()], ignore_index=True)
+    worst = twins if twins is not None else pd.DataFrame()
     worst = adjust_changes(worst, 1 - params.evaluate.confidence) if not worst.empty else worst
     shares, _ = share_source(params, by_name.get(REFERENCE) or next(iter(by_name.values())), dataset)
     return Facts(
@@ -510,6 +524,8 @@ def best_model_section(md: Markdown, params: Params, best: ExperimentResults, da
     chosen = ("lowest MAE on the val split among the study's models" if selection is not None
               else "no val predictions to choose on: the plain retrained model")
     md.heading(f"The study's best retrained model, {best.name} ({chosen}), on {dataset} (R7, R8, R10)", 2)
+    if selection is not None:
+        md.paragraph(selection_sentence(selection, []))
     evaluation = best.evaluations[dataset]
     figures = plots.write_figures(evaluation, params.paths.figures / "best", f"{best.name} on {dataset}",
                                   min_count=params.evaluate.min_group_size)
@@ -534,6 +550,13 @@ def load_compared(params: Params) -> tuple[dict[str, dict[str, Evaluation]], dic
         compared[label] = load_evaluations(folder / label / "evaluation", params.age_bands,
                                            params.evaluate.confidence)
     return compared, specs
+
+
+def _all_test_rows(result: ExperimentResults | None) -> pd.DataFrame | None:
+    """`result`'s test rows on every test set (None without predictions)."""
+    if result is None or result.predictions is None:
+        return None
+    return result.predictions[result.predictions["split"] == "test"]
 
 
 def _test_rows(result: ExperimentResults, dataset: str) -> pd.DataFrame:

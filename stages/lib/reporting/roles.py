@@ -8,11 +8,14 @@
 - The best of the study's models is the one with the lowest MAE on the fine-tuning set's VAL split
   (the split training already stops on), so that picking it does not flatter its test figures; its
   lead over the runner-up comes with a paired bootstrap interval on the val faces both predicted.
+  The sentence names the candidates it was chosen among, and every control or mitigation whose val
+  MAE is lower than the best's (`outsiders`), with the paired interval of that difference: "best"
+  means the best of the study's models, never the best head the run trained.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import numpy as np
@@ -40,6 +43,18 @@ def study_models(experiments: Mapping[str, Experiment]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Outsider:
+    """A control or mitigation whose val MAE is below the best candidate's."""
+
+    name: str
+    kind: str                                 # control | mitigation
+    val_mae: float
+    val_faces: int
+    difference: Gap | None                    # outsider − best val MAE on the val faces both predicted
+    shared_faces: int
+
+
+@dataclass(frozen=True)
 class Selection:
     """The best of the study's models on the val split, and how far it leads the runner-up."""
 
@@ -49,6 +64,8 @@ class Selection:
     lead: Gap | None                          # best − runner-up val MAE on shared val faces (negative: best lower)
     shared_faces: int
     dataset: str
+    candidates: tuple[str, ...] = ()          # what `best` was chosen among
+    outsiders: tuple[Outsider, ...] = ()      # controls and mitigations lower on val than `best`
 
     def lead_supported(self) -> bool:
         """True when the interval of best − runner-up lies below zero."""
@@ -74,21 +91,49 @@ def select_best(predictions: Mapping[str, pd.DataFrame | None], candidates: list
     mae = {name: (float((rows["age_pred"] - rows["age"]).abs().mean()), len(rows)) for name, rows in val.items()}
     ranked = sorted(mae, key=lambda name: (mae[name][0], candidates.index(name)))
     best, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    named = tuple(name for name in candidates if name in mae)
     if runner_up is None:
-        return Selection(best, None, mae, None, 0, dataset)
-    merged = val[best][["id", "age", "age_pred"]].merge(val[runner_up][["id", "age_pred"]], on="id",
-                                                        suffixes=("", "_runner_up"))
+        return Selection(best, None, mae, None, 0, dataset, named)
+    lead, shared = _paired_val_gap(val[best], val[runner_up], bootstrap, f"selection:{best}-{runner_up}")
+    return Selection(best, runner_up, mae, lead, shared, dataset, named)
+
+
+def _paired_val_gap(first: pd.DataFrame, second: pd.DataFrame, bootstrap: Bootstrap, key: str
+                    ) -> tuple[Gap | None, int]:
+    """first − second val MAE over the faces both predicted (matched by id), paired bootstrap."""
+    merged = first[["id", "age", "age_pred"]].merge(second[["id", "age_pred"]], on="id", suffixes=("", "_second"))
     truth = merged["age"].to_numpy(dtype=float)
-    lead = paired_mean_gap(np.abs(merged["age_pred"].to_numpy(dtype=float) - truth),
-                           np.abs(merged["age_pred_runner_up"].to_numpy(dtype=float) - truth),
-                           bootstrap, f"selection:{best}-{runner_up}") if len(merged) else None
-    return Selection(best, runner_up, mae, lead, len(merged), dataset)
+    if merged.empty:
+        return None, 0
+    return paired_mean_gap(np.abs(merged["age_pred"].to_numpy(dtype=float) - truth),
+                           np.abs(merged["age_pred_second"].to_numpy(dtype=float) - truth), bootstrap, key), len(merged)
+
+
+def with_outsiders(selection: Selection | None, predictions: Mapping[str, pd.DataFrame | None],
+                   kinds: Mapping[str, str], bootstrap: Bootstrap) -> Selection | None:
+    """`selection` with every experiment of `kinds` ({name: control | mitigation}) whose val MAE on the
+    selection's dataset is below the best's, each with the paired interval of the difference."""
+    if selection is None:
+        return None
+    best_rows = _val_rows(predictions.get(selection.best), selection.dataset)
+    best_mae = selection.val_mae[selection.best][0]
+    found = []
+    for name, kind in kinds.items():
+        rows = _val_rows(predictions.get(name), selection.dataset)
+        if rows.empty:
+            continue
+        mae = float((rows["age_pred"] - rows["age"]).abs().mean())
+        if mae < best_mae:
+            gap, shared = _paired_val_gap(rows, best_rows, bootstrap, f"outsider:{name}-{selection.best}")
+            found.append(Outsider(name, kind, mae, len(rows), gap, shared))
+    return replace(selection, outsiders=tuple(sorted(found, key=lambda o: o.val_mae)))
 
 
 def selection_sentence(selection: Selection, excluded: list[str]) -> str:
     """What the choice rests on, in words: the val MAEs, the lead's interval, what was left out."""
     best_mae, best_n = selection.val_mae[selection.best]
-    text = (f"**{selection.best}** is the study's model with the lowest MAE on {selection.dataset}'s "
+    among = f" (candidates: {', '.join(selection.candidates)})" if selection.candidates else ""
+    text = (f"**{selection.best}** is the study's model{among} with the lowest MAE on {selection.dataset}'s "
             f"{SELECTION_SPLIT} split ({best_mae:.2f} years, n={best_n:,}); chosen there, never on the test split.")
     if selection.runner_up is not None:
         runner_mae, _ = selection.val_mae[selection.runner_up]
@@ -104,4 +149,25 @@ def selection_sentence(selection: Selection, excluded: list[str]) -> str:
             text += f" Best − runner-up: {lead.difference:+.2f} years, without an interval."
     if excluded:
         text += f" Not candidates: {', '.join(excluded)} (controls and mitigations are not the study's models)."
-    return text
+    return text + "".join(" " + outsider_sentence(o, selection) for o in selection.outsiders)
+
+
+def outsider_sentence(outsider: Outsider, selection: Selection) -> str:
+    """A control or mitigation below the best on val, with the paired interval of its difference."""
+    text = (f"**{outsider.name}** (a {outsider.kind}, not a candidate) has a lower {SELECTION_SPLIT} MAE than "
+            f"{selection.best}: {outsider.val_mae:.2f} years (n={outsider.val_faces:,})")
+    gap = outsider.difference
+    if gap is None or np.isnan(gap.difference_ci_low):
+        return text + (f", {gap.difference:+.2f} years without an interval." if gap is not None
+                       else ", on other val faces: no paired difference.")
+    lower = direction(gap.difference_ci_low, gap.difference_ci_high) == "below"
+    return (text + f"; {outsider.name} − {selection.best} on the {outsider.shared_faces:,} {SELECTION_SPLIT} faces "
+            f"both predicted: {gap.difference:+.2f} [{gap.difference_ci_low:+.2f}, {gap.difference_ci_high:+.2f}] "
+            "years (" + ("lower: the best of the study's models is not the best head this run trained)." if lower
+                         else "not shown to be lower: the interval holds 0)."))
+
+
+def outsider_kinds(experiments: Mapping[str, Experiment]) -> dict[str, str]:
+    """{name: control | mitigation} for the experiments that are never candidates (the baseline aside)."""
+    return {name: "control" if e.control else "mitigation" for name, e in experiments.items()
+            if not e.is_baseline and (e.control or e.mitigation is not None)}

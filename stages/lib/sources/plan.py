@@ -56,6 +56,13 @@ class Fetch:
         return self.url if self.url is not None else str(self.path)
 
     @property
+    def kind(self) -> str:
+        """The key of its entry in `kinds.SOURCE_KINDS`: `url`, `package` (a package's member only) or `path`."""
+        if self.url is not None:
+            return "url"
+        return "package" if self.path is None and self.package is not None else "path"
+
+    @property
     def file_name(self) -> str:
         """The file's name: the last component of the URL's path, of the local path, or of the wheel's member."""
         if self.url is not None:

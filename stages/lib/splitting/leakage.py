@@ -226,13 +226,6 @@ def bounded_clusters(embeddings: np.ndarray, threshold: float, max_size: int, me
     return _first_appearance(labels).astype(np.int64), resplit
 
 
-def _check_mask(mask, n: int, name: str) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.shape != (n,):
-        raise ValueError(f"{name} must be a boolean array with one entry per row ({n}), got dtype {mask.dtype}, shape {mask.shape}")
-    return mask
-
-
 def _nearest(space: _Space, queries: np.ndarray, references: np.ndarray, block_rows: int) -> np.ndarray:
     """For each query row, the float64 distance to the reference row found nearest in float32."""
     out = np.full(len(queries), np.inf)
@@ -252,20 +245,6 @@ def _nearest(space: _Space, queries: np.ndarray, references: np.ndarray, block_r
             best[better], best_row[better] = value[better], reference[column[better]]
         out[start:start + len(query)] = space.exact(query, best_row)
     return out
-
-
-def nearest_distances(embeddings: np.ndarray, query_mask: np.ndarray, reference_mask: np.ndarray, metric: str = "euclidean", *, block_rows: int = BLOCK_ROWS) -> np.ndarray:
-    """For each query row (in row order), the distance to its nearest reference row; inf when there
-    is no reference row. A row in both masks is its own nearest (distance 0).
-
-    The nearest row is found in float32 and its distance computed in float64, so a reference nearer
-    by less than float32 rounding can be passed over for an almost equally near one.
-    """
-    space = _space(embeddings, metric)
-    n = len(space.data)
-    queries = np.flatnonzero(_check_mask(query_mask, n, "query_mask"))
-    references = np.flatnonzero(_check_mask(reference_mask, n, "reference_mask"))
-    return _nearest(space, queries, references, _check_block_rows(block_rows))
 
 
 def _check_split(split, n: int) -> np.ndarray:

@@ -16,6 +16,7 @@ towards train from rounding).
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -25,6 +26,16 @@ from stages.lib.core.labels import age_band, band_labels
 
 SPLITS = ("train", "val", "test")
 NO_BAND = "below bands"
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How to split: the share of each split ({train, val, test} summing to 1; val may be 0), the
+    age-band edges each split is stratified by, and the seed (an int, or a seed sequence)."""
+
+    fractions: Mapping[str, float]
+    edges: Sequence[int]
+    seed: int | Sequence[int]
 
 
 def dataset_seed(seed: int, dataset: str) -> list[int]:
@@ -53,22 +64,20 @@ def group_strata(bands: np.ndarray, groups: np.ndarray) -> pd.Series:
     return counts.drop_duplicates("group").set_index("group")["band"]
 
 
-def assign_splits(frame: pd.DataFrame, fractions: Mapping[str, float], edges: Sequence[int], seed) -> pd.Series:
+def assign_splits(frame: pd.DataFrame, plan: SplitPlan) -> pd.Series:
     """`train`/`val`/`test` for every row of `frame` (index kept), stratified by the age band of
-    `frame['age']` (bands from `edges`) and never splitting an `identity` (when the column exists).
-
-    fractions: {train, val, test} summing to 1 (val may be 0). seed: an int or a seed sequence.
+    `frame['age']` (bands from the plan's edges) and never splitting an `identity` (when the column exists).
     """
-    shares = np.array([float(fractions[name]) for name in SPLITS])
+    shares = np.array([float(plan.fractions[name]) for name in SPLITS])
     if (shares < 0).any() or abs(shares.sum() - 1) > 1e-6:
-        raise ValueError(f"split fractions must be non-negative and sum to 1, got {dict(fractions)}")
+        raise ValueError(f"split fractions must be non-negative and sum to 1, got {dict(plan.fractions)}")
     if frame.empty:
         return pd.Series([], index=frame.index, dtype=object, name="split")
-    bands = np.asarray(age_band(frame["age"], edges).codes)  # -1: below the first edge
+    bands = np.asarray(age_band(frame["age"], plan.edges).codes)  # -1: below the first edge
     groups = group_keys(frame)
     sizes = np.bincount(groups)
     strata = group_strata(bands, groups)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(plan.seed)
     bounds = np.cumsum(shares)[:-1]
     group_split = np.empty(len(sizes), dtype=np.int64)
     for stratum in np.sort(strata.unique()):
@@ -79,10 +88,11 @@ def assign_splits(frame: pd.DataFrame, fractions: Mapping[str, float], edges: Se
     return pd.Series(np.asarray(SPLITS, dtype=object)[group_split[groups]], index=frame.index, name="split")
 
 
-def split_manifest(manifest: pd.DataFrame, fractions: Mapping[str, float], edges: Sequence[int], seed: int) -> pd.Series:
-    """The split of every row, each dataset split independently (see `dataset_seed`)."""
+def split_manifest(manifest: pd.DataFrame, plan: SplitPlan) -> pd.Series:
+    """The split of every row, each dataset split independently (see `dataset_seed`; the plan's seed
+    is params' int)."""
     parts = [
-        assign_splits(rows, fractions, edges, dataset_seed(seed, str(dataset)))
+        assign_splits(rows, replace(plan, seed=dataset_seed(plan.seed, str(dataset))))
         for dataset, rows in manifest.groupby("dataset", sort=True)
     ]
     if not parts:
@@ -158,11 +168,10 @@ def follow_shared_photos(manifest: pd.DataFrame, split: pd.Series, order: Sequen
     return keyed["photo"].map(first).reindex(split.index).fillna(split).rename(split.name)
 
 
-def naive_split_manifest(manifest: pd.DataFrame, fractions: Mapping[str, float], edges: Sequence[int],
-                         seed: int) -> pd.Series:
+def naive_split_manifest(manifest: pd.DataFrame, plan: SplitPlan) -> pd.Series:
     """The study's split: every face on its own (identities ignored), otherwise as `split_manifest`.
 
     Kept beside the grouped split so that an experiment can train on it (`split: naive`) and the
     report can show how much a split that lets a person into both train and test flatters the metrics.
     """
-    return split_manifest(manifest.drop(columns=["identity"], errors="ignore"), fractions, edges, seed)
+    return split_manifest(manifest.drop(columns=["identity"], errors="ignore"), plan)

@@ -1,0 +1,459 @@
+"""The report's section "Skin colour and photo quality": why a group is worse, read against apparent
+skin colour (L*, h*) and photo quality, for every experiment and every audited published model.
+
+Reads the measure stage's table (params.paths.measurements/measurements.parquet: one row per crop,
+keyed by `id`), the split manifest (the pooled evaluation faces, their resampling clusters, their crop
+files), each experiment's predictions and each audited model's predictions. Writes, per model and test
+set, <reports>/skin/<model>/<dataset>/ (skin_analysis.py), <reports>/skin/bands.csv,
+measured.csv and quality_correlations.csv, and the section's figures. Without the measurement table,
+the section is one line saying how to make it.
+
+A test set on which a model's figures are in-sample (the published weights trained on it; an audited
+model's card says `yes` or `partly`) is analysed and flagged, and kept out of the findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
+
+from stages.lib.core.labels import GENDERS
+from stages.lib.core.params import Params
+from stages.lib.core.schema import read_manifest, resampling_clusters
+from stages.lib.evaluation.adjusted_gaps import QUALITY_TERMS, race_gender
+from stages.lib.evaluation.results import bootstrap_from
+from stages.lib.evaluation.skin import LIGHTNESS, SYMBOLS, SkinBands, band_names, with_measurements
+from stages.lib.evaluation.skin_analysis import SkinAnalysis, analyse, measured_counts, quality_correlations
+from stages.lib.reporting import fidelity
+from stages.lib.reporting.figures import distinct_colours, save_figure
+from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent
+from stages.lib.reporting.published_models import load_audited
+
+MEASUREMENTS_FILE = "measurements.parquet"
+IN_SAMPLE_FLAGS = ("yes", "partly")
+CONTACT_FACES = 36
+THUMBNAIL = 96
+MIN_BIN_FACES = 10    # reliability points from fewer faces are not drawn
+CAVEAT = ("What the adjustment can and cannot mean: photo quality may confound a gap (one group's photos are "
+          "worse for reasons that have nothing to do with the faces) and may also mediate it (cameras' "
+          "auto-exposure is tuned to light skin, so darker faces get worse photos): an adjusted gap is the part "
+          "of the gap these measures do not carry, not \"the real\" gap. Skin colour is not a confounder of race "
+          "but another description of the same faces, so it is never a covariate of a race gap: it has its own "
+          "slopes, within each labelled group.")
+OUTCOME_WORDS = {"abs_error": ("absolute age errors", False), "wrong_gender": ("wrong gender calls", True)}
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model's test predictions on one test set, joined with the measurements."""
+
+    model: str
+    dataset: str
+    in_sample: bool
+    rows: pd.DataFrame
+
+
+@dataclass
+class SkinStudy:
+    bands: SkinBands
+    pooled: pd.DataFrame                       # the evaluation faces, with their measurements and crop files
+    runs: list[ModelRun]
+    analyses: dict[tuple[str, str], SkinAnalysis] = field(default_factory=dict)
+
+    def run(self, model: str, dataset: str) -> ModelRun:
+        return next(r for r in self.runs if (r.model, r.dataset) == (model, dataset))
+
+
+def load_measurements(params: Params) -> pd.DataFrame | None:
+    path = params.paths.measurements / MEASUREMENTS_FILE
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _experiment_runs(params: Params, measurements: pd.DataFrame, clusters: pd.Series) -> list[ModelRun]:
+    runs = []
+    for name, spec in params.experiments.items():
+        path = params.paths.experiments / name / "predictions.parquet"
+        if not path.exists():
+            continue
+        test = pd.read_parquet(path).query("split == 'test'")
+        for dataset, rows in test.groupby("dataset", sort=False):
+            inside = fidelity.test_set_label(params, spec.init, str(dataset)) != dataset
+            runs.append(ModelRun(name, str(dataset), inside, with_measurements(rows, measurements, clusters)))
+    return runs
+
+
+def _audited_runs(params: Params, measurements: pd.DataFrame, clusters: pd.Series) -> list[ModelRun]:
+    models, _ = load_audited(params)
+    return [ModelRun(model.name, str(dataset), bool(rows["in_sample"].isin(IN_SAMPLE_FLAGS).any()),
+                     with_measurements(rows.drop(columns=["problem"]), measurements, clusters))
+            for model in models for dataset, rows in model.predictions.groupby("dataset", sort=False)]
+
+
+def skin_study(params: Params, models: Sequence[str] | None = None) -> SkinStudy | None:
+    """Every model's skin breakdowns on every test set that has measured faces, and the slopes, adjusted
+    gaps and threshold-free metrics of `models` (None: all; the report's regressions are the costly
+    part); None without measurements."""
+    measurements = load_measurements(params)
+    if measurements is None or not params.paths.manifest.exists():
+        return None
+    manifest = read_manifest(params.paths.manifest)
+    clusters = pd.Series(resampling_clusters(manifest).to_numpy(), index=manifest["id"])
+    evaluation = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
+    pooled = with_measurements(evaluation, measurements)
+    runs = [run for run in _experiment_runs(params, measurements, clusters) + _audited_runs(params, measurements, clusters)
+            if run.rows[LIGHTNESS].notna().any()]
+    study = SkinStudy(bands=SkinBands.from_faces(pooled), pooled=pooled, runs=runs)
+    bootstrap, folder = bootstrap_from(params), skin_folder(params)
+    for run in runs:
+        analysis = analyse(run.rows, study.bands, bootstrap, params.evaluate.min_group_size, edges=params.age_bands,
+                           breakdown_only=models is not None and run.model not in models)
+        analysis.write(folder / run.model / run.dataset)
+        study.analyses[(run.model, run.dataset)] = analysis
+    study.bands.table().to_csv(folder / "bands.csv", index=False)
+    measured_counts(pooled).to_csv(folder / "measured.csv", index=False)
+    quality_correlations(pooled).to_csv(folder / "quality_correlations.csv", index=False)
+    return study
+
+
+def skin_folder(params: Params) -> Path:
+    folder = params.paths.reports / "skin"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------
+# Findings: adjusted results only, never an in-sample run
+
+
+def _stacked(study: SkinStudy, table: str) -> pd.DataFrame:
+    frames = [getattr(study.analyses[(r.model, r.dataset)], table).assign(model=r.model, dataset=r.dataset,
+                                                                           in_sample=r.in_sample)
+              for r in study.runs if not getattr(study.analyses[(r.model, r.dataset)], table).empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _group_words(group: str, possessive: bool = False) -> str:
+    race, gender = group.split("*")
+    people = "women" if gender == "female" else "men"
+    return f"{race.capitalize()} {people}{'’s' if possessive else ''}"
+
+
+def gap_sentence(row: pd.Series) -> str:
+    word, points = OUTCOME_WORDS[row["outcome"]]
+    before = difference(row["before"], row["before_ci_low"], row["before_ci_high"], points=points)
+    after = difference(row["after"], row["after_ci_low"], row["after_ci_high"], points=points)
+    held = "remains" if row["significant"] else "is no longer distinguishable from zero"
+    return (f"**{row['model']} on {row['dataset']}**: {_group_words(row['group'], True)} {word} exceed "
+            f"{_group_words(row['reference'], True)} by {before} with age band and dataset held equal, and by {after} "
+            f"with photo quality also held equal: the gap {held} (Holm p {p_value_text(row['after_p_holm'])}).")
+
+
+def slope_sentence(rows: pd.DataFrame, groups: int) -> str:
+    """The significant slopes of one run, outcome and measure, summarised by the largest."""
+    top = rows.loc[rows["slope"].abs().idxmax()]
+    word, points = OUTCOME_WORDS[top["outcome"]]
+    slope = difference(top["slope"], top["ci_low"], top["ci_high"], points=points)
+    return (f"**{top['model']} on {top['dataset']}**: {word} move with skin {SYMBOLS[top['measure']]} within "
+            f"{len(rows)} of {groups} race × gender groups (Holm across the groups; the other colour measure held); "
+            f"the steepest, within {_group_words(top['group'])}: {slope} per 10 units (Holm p "
+            f"{p_value_text(top['p_holm'])}).")
+
+
+def findings(study: SkinStudy, models: Sequence[str] | None = None) -> list[str]:
+    """Out-of-sample runs of `models` (None: all) only. Per run and outcome, the largest race × gender gap
+    that is significant before the quality adjustment, with its adjusted value (it remains, or the
+    adjustment takes it away); per run, outcome and measure, the slopes that survive Holm."""
+    gaps, slopes = (_shown(_stacked(study, table), models) for table in ("adjusted_gaps", "slopes"))
+    lines = []
+    if not gaps.empty:
+        judged = gaps[~gaps["small"] & (gaps["before_ci_low"] > 0)]
+        for _, rows in judged.groupby(["model", "dataset", "outcome"], sort=False):
+            lines.append(gap_sentence(rows.loc[rows["before"].idxmax()]))
+    if not slopes.empty:
+        judged = slopes[~slopes["small"]]
+        for _, rows in judged.groupby(["model", "dataset", "outcome", "measure"], sort=False):
+            if rows["significant"].any():
+                lines.append(slope_sentence(rows[rows["significant"]], len(rows)))
+    return lines
+
+
+def _shown(table: pd.DataFrame, models: Sequence[str] | None) -> pd.DataFrame:
+    """The out-of-sample rows of the models shown."""
+    if table.empty:
+        return table
+    return table[~table["in_sample"] & (table["model"].isin(models) if models is not None else True)]
+
+
+def headline_lines(study: SkinStudy | None, models: Sequence[str] | None = None) -> list[str]:
+    """Lines for the report's first screen, at most one per outcome: the largest out-of-sample race ×
+    gender gap that is significant before the quality adjustment, stated with its adjusted value and
+    whether it remains (Holm). Nothing where no such gap was adjusted."""
+    gaps = _shown(_stacked(study, "adjusted_gaps"), models) if study is not None else pd.DataFrame()
+    if gaps.empty:
+        return []
+    judged = gaps[~gaps["small"] & (gaps["before_ci_low"] > 0) & gaps["after_p_holm"].notna()]
+    if judged.empty:
+        return []
+    return [f"Skin colour and photo quality: {gap_sentence(rows.loc[rows['before'].idxmax()])}"
+            for _, rows in judged.groupby("outcome", sort=False)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables
+
+
+def _main_runs(study: SkinStudy, dataset: str, models: Sequence[str] | None) -> list[ModelRun]:
+    """Each shown model's run on the report's main test set, else on its first test set."""
+    chosen = {}
+    for run in (r for r in study.runs if models is None or r.model in models):
+        if run.model not in chosen or (run.dataset == dataset and chosen[run.model].dataset != dataset):
+            chosen[run.model] = run
+    return list(chosen.values())
+
+
+def _label(run: ModelRun) -> str:
+    return f"{run.dataset} (in-sample)" if run.in_sample else run.dataset
+
+
+def slopes_table(study: SkinStudy, runs: Sequence[ModelRun]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        slopes = study.analyses[(run.model, run.dataset)].slopes
+        if slopes.empty:
+            continue
+        for (outcome, group), cell in slopes[~slopes["small"]].groupby(["outcome", "group"], sort=False):
+            _, points = OUTCOME_WORDS[outcome]
+            by = cell.set_index("measure")
+            rows.append({"model": run.model, "test set": _label(run), "outcome": OUTCOME_WORDS[outcome][0],
+                         "group": group, "n": int(by["n"].iloc[0]),
+                         **{f"per 10 {SYMBOLS[m]} [CI]": difference(by.loc[m, "slope"], by.loc[m, "ci_low"],
+                                                                  by.loc[m, "ci_high"], points=points)
+                            + ("" if by.loc[m, "significant"] else " (n.s.)") for m in by.index}})
+    return pd.DataFrame(rows)
+
+
+def gaps_table(study: SkinStudy, runs: Sequence[ModelRun]) -> pd.DataFrame:
+    """The gaps whose interval before the quality adjustment lies above zero (all: adjusted_gaps.csv)."""
+    rows = []
+    for run in runs:
+        gaps = study.analyses[(run.model, run.dataset)].adjusted_gaps
+        for _, row in (gaps[gaps["before_ci_low"] > 0].iterrows() if not gaps.empty else ()):
+            word, points = OUTCOME_WORDS[row["outcome"]]
+            rows.append({"model": run.model, "test set": _label(run), "outcome": word,
+                         "group − reference": f"{row['group']} − {row['reference']}", "n": int(row["n"]),
+                         "raw": difference(row["raw"], None, None, points=points),
+                         "before quality [CI]": difference(row["before"], row["before_ci_low"], row["before_ci_high"],
+                                                           points=points),
+                         "after quality [CI]": difference(row["after"], row["after_ci_low"], row["after_ci_high"],
+                                                          points=points),
+                         "Holm p (after)": p_value_text(row["after_p_holm"])})
+    return pd.DataFrame(rows)
+
+
+def auc_table(study: SkinStudy, runs: Sequence[ModelRun]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        auc = study.analyses[(run.model, run.dataset)].gender_auc
+        for _, row in auc[auc["auc"].notna()].iterrows():
+            rows.append({"model": run.model, "test set": _label(run), "race": row["race"], "n": int(row["n"]),
+                         "AUC [CI]": f"{number(row['auc'], 3)} [{number(row['auc_ci_low'], 3)}, "
+                                     f"{number(row['auc_ci_high'], 3)}]", "ECE": number(row["ece"], 3)})
+    return pd.DataFrame(rows)
+
+
+def threshold_table(study: SkinStudy, runs: Sequence[ModelRun]) -> pd.DataFrame:
+    """Where the model's own threshold moves a group's accuracy by at least a point."""
+    rows = []
+    for run in runs:
+        calls = study.analyses[(run.model, run.dataset)].gender_calls
+        moved = calls[(calls["accuracy_own_threshold"] - calls["accuracy_at_half"]).abs() >= 0.01]
+        rows += [{"model": run.model, "test set": _label(run), "group": r["group"], "n": int(r["n"]),
+                  "accuracy (own calls)": percent(r["accuracy_own_threshold"]),
+                  "accuracy at p = 0.5": percent(r["accuracy_at_half"]),
+                  "mean p(labelled gender)": number(r["mean_p_true_gender"], 3)} for _, r in moved.iterrows()]
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+
+
+def gender_shades_figure(study: SkinStudy, runs: Sequence[ModelRun], confidence: float) -> Figure:
+    """Gender accuracy by skin-lightness band (the run's quintiles) for women and men, one panel per
+    model, Wilson intervals drawn; bands under the minimum group size drawn hollow."""
+    names = band_names(study.bands.edges[LIGHTNESS]["quintile"])
+    columns = min(4, len(runs))
+    rows_count = int(np.ceil(len(runs) / columns))
+    figure, axes = plt.subplots(rows_count, columns, squeeze=False, sharey=True, layout="constrained",
+                                figsize=(3.6 * columns + 0.5, 3.2 * rows_count + 0.6))
+    colours = dict(zip(GENDERS, ("#1f77b4", "#d62728")))
+    for axis, run in zip(axes.flat, runs):
+        breakdown = study.analyses[(run.model, run.dataset)].breakdown
+        groups = breakdown.groups if breakdown is not None else pd.DataFrame(columns=["attribute"])
+        cells = groups[groups["attribute"] == "lightness_quintile*gender"]
+        for offset, gender in zip((-0.08, 0.08), GENDERS):
+            mine = cells[cells["group"].str.endswith(f"*{gender}")]
+            band = mine["group"].str.rsplit("*", n=1).str[0]
+            x = np.array([names.index(b) for b in band]) + offset
+            value = mine["gender_accuracy"].to_numpy(dtype=float)
+            error = np.vstack([value - mine["gender_accuracy_ci_low"], mine["gender_accuracy_ci_high"] - value])
+            axis.errorbar(x, value, yerr=error, marker="o", capsize=3, color=colours[gender],
+                          label="women" if gender == "female" else "men",
+                          markerfacecolor="white" if mine["small"].all() and len(mine) else colours[gender])
+        axis.set_title(f"{run.model}\non {_label(run)}", fontsize=9)
+        axis.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
+        axis.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(runs):]:
+        axis.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    figure.supxlabel("skin lightness L* band (darker → lighter; quintiles of the evaluation faces)", fontsize=9)
+    figure.supylabel(f"gender accuracy ({confidence:.0%} CI)", fontsize=9)
+    return figure
+
+
+def reliability_figure(study: SkinStudy, runs: Sequence[ModelRun]) -> Figure:
+    """Observed share of women against mean predicted p(female), per race, one panel per model (bins of
+    at least MIN_BIN_FACES faces)."""
+    shown = [r for r in runs if not study.analyses[(r.model, r.dataset)].reliability.empty]
+    columns = max(1, min(4, len(shown)))
+    rows_count = max(1, int(np.ceil(len(shown) / columns)))
+    figure, axes = plt.subplots(rows_count, columns, squeeze=False, layout="constrained",
+                                figsize=(3.4 * columns + 0.5, 3.2 * rows_count + 0.5))
+    for axis, run in zip(axes.flat, shown):
+        curves = study.analyses[(run.model, run.dataset)].reliability
+        races = list(dict.fromkeys(curves["race"]))
+        for colour, race in zip(distinct_colours(len(races)), races):
+            curve = curves[(curves["race"] == race) & (curves["n"] >= MIN_BIN_FACES)]
+            axis.plot(curve["predicted"], curve["observed"], marker="o", markersize=3, color=colour, label=race)
+        axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        axis.set_title(f"{run.model}\non {_label(run)}", fontsize=9)
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+    for axis in list(axes.flat)[len(shown):]:
+        axis.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    figure.supxlabel("mean predicted p(female) in the bin", fontsize=9)
+    figure.supylabel("observed share of women", fontsize=9)
+    return figure
+
+
+def worst_misgendered(study: SkinStudy, runs: Sequence[ModelRun], min_group_size: int) -> tuple[str, pd.DataFrame]:
+    """The race × gender group the out-of-sample runs misgender most often (pooled over them, groups of
+    at least `min_group_size` faces), and its faces misgendered by the most of those runs."""
+    calls = pd.concat([r.rows.assign(wrong=(r.rows["gender_pred"] != r.rows["gender"]).astype(float),
+                                     group=race_gender(r.rows))
+                       for r in runs if not r.in_sample and r.rows["gender_pred"].notna().any()] or [pd.DataFrame()])
+    if calls.empty or calls["group"].isna().all():
+        return "", pd.DataFrame()
+    rates = calls.groupby("group")["wrong"].agg(["mean", "size"])
+    rates = rates[rates["size"] >= min_group_size]
+    if rates.empty:
+        return "", pd.DataFrame()
+    worst = str(rates["mean"].idxmax())
+    faces = calls[calls["group"] == worst].groupby("id")["wrong"].agg(["sum", "size"])
+    faces = faces[faces["sum"] > 0].sort_values("sum", ascending=False).head(CONTACT_FACES)
+    return worst, faces.rename(columns={"sum": "wrong_by", "size": "models"})
+
+
+def contact_sheet(faces: pd.DataFrame, crops: pd.Series, title: str) -> Figure | None:
+    """A grid of the faces' crops, each captioned by how many models misgendered it."""
+    shown = [(face, row) for face, row in faces.iterrows() if face in crops.index and Path(crops[face]).exists()]
+    if not shown:
+        return None
+    columns = min(9, len(shown))
+    rows_count = int(np.ceil(len(shown) / columns))
+    figure, axes = plt.subplots(rows_count, columns, squeeze=False, layout="constrained",
+                                figsize=(1.3 * columns, 1.65 * rows_count + 0.35))
+    for axis, (face, row) in zip(axes.flat, shown):
+        with Image.open(crops[face]) as image:
+            axis.imshow(image.convert("RGB").resize((THUMBNAIL, THUMBNAIL)))
+        axis.set_title(f"{int(row['wrong_by'])}/{int(row['models'])} wrong", fontsize=7)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.suptitle(f"{title}: misgendered faces, with how many models got each wrong", fontsize=9)
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------------
+# The section
+
+
+def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, dataset: str,
+                 models: Sequence[str] | None = None) -> None:
+    """Write the section and its figures (params.paths.figures); `dataset`: the report's main test set;
+    `models`: the experiments and audited models the section shows (None: all; the files hold all)."""
+    md.heading("Skin colour and photo quality", 2)
+    if study is None:
+        md.paragraph("No per-face measurements of skin colour and photo quality: run the measure stage "
+                     "(`dvc repro measure`); then this section reads every model's error against them.")
+        return
+    if not study.runs:
+        md.paragraph("The measurement table holds no face of any evaluated model's test sets.")
+        return
+    confidence, min_group = params.evaluate.confidence, params.evaluate.min_group_size
+    lines = findings(study, models)
+    md.paragraph("**Findings** (out-of-sample runs only; each gap is an average marginal effect against the "
+                 "best-served race × gender group, with a cluster-robust "
+                 f"{confidence:.0%} interval; \"remains\" only where its Holm-adjusted p-value is below "
+                 f"{1 - confidence:.2f}):")
+    md.bullets(lines or ["No gap or slope survives the adjustment on an out-of-sample run."])
+    md.paragraph(CAVEAT)
+    runs = _main_runs(study, dataset, models)
+    figures = params.paths.figures
+    md.figure(save_figure(gender_shades_figure(study, runs, confidence), figures / "skin_gender_accuracy.png"),
+              f"Gender accuracy by skin-lightness band for women and men, one panel per model; whiskers: "
+              f"{confidence:.0%} Wilson intervals; hollow: fewer than {min_group} faces.")
+    md.table(study.bands.table(), "Skin bands: quintile edges chosen once for this run from the pooled evaluation "
+                                  "faces, beside the fixed cut-offs of Thong et al. (2023), L* 60 and h* 55. Per "
+                                  "model and test set, both breakdowns × gender are in reports/skin/<model>/<test "
+                                  "set>/skin_groups.csv (adjusted as the race × gender tables: skin_significance.csv)")
+    slopes = slopes_table(study, runs)
+    if not slopes.empty:
+        md.table(slopes, "Within each race × gender group: the change in error per 10 units of skin lightness L* "
+                         "and of hue h*, both in one linear model, cluster-robust intervals; (n.s.): not significant "
+                         "after Holm across the groups. Accuracy in percentage points")
+    gaps = gaps_table(study, runs)
+    if slopes.empty and gaps.empty:
+        md.paragraph(f"No race × gender group has {min_group} measured faces on a shown model's test set: no slopes "
+                     "within groups and no adjusted gaps.")
+    if not gaps.empty:
+        left_out = sorted({g for a in study.analyses.values() if not a.adjusted_gaps.empty
+                           for g in a.adjusted_gaps["left_out"].dropna() if g})
+        md.table(gaps, "Race × gender gaps against the best-served group, where the gap before the quality "
+                       "adjustment is above zero (every group: reports/skin/<model>/<test set>/adjusted_gaps.csv): raw (difference of means), before (age "
+                       "band and dataset held) and after photo quality is also held (" + ", ".join(QUALITY_TERMS)
+                       + "); average marginal effects on the outcome's own scale (years; percentage points), "
+                         "logistic for gender, linear for age")
+        if left_out:
+            md.paragraph("Quality measures left out of the adjustment: " + "; ".join(left_out) + ".")
+    auc = auc_table(study, runs)
+    if not auc.empty:
+        md.table(auc, "Threshold-free gender metrics per race: AUC of p(female) (cluster-bootstrap interval) and "
+                      "expected calibration error (10 bins)")
+        md.figure(save_figure(reliability_figure(study, runs), figures / "skin_gender_reliability.png"),
+                  f"Reliability of p(female) per race, one panel per model (bins of at least {MIN_BIN_FACES} faces): "
+                  "the diagonal is perfect calibration.")
+        moved = threshold_table(study, runs)
+        if not moved.empty:
+            md.table(moved, "Groups whose accuracy moves by a point or more between the model's own calls and a "
+                            "threshold of 0.5")
+    md.table(measured_counts(study.pooled), "Evaluation faces measured, and the reason each unmeasured face got, "
+                                            "per race × gender")
+    correlations = quality_correlations(study.pooled)
+    md.table(correlations.assign(spearman_with_lightness=correlations["spearman_with_lightness"].map(
+        lambda v: number(v, 2))), "Each photo-quality measure's rank correlation with skin L* (evaluation faces)")
+    worst, faces = worst_misgendered(study, runs, min_group)
+    crops = study.pooled.set_index("id")["crop_path"] if "crop_path" in study.pooled else pd.Series(dtype=object)
+    sheet = contact_sheet(faces, crops, _group_words(worst)) if not faces.empty else None
+    if sheet is not None:
+        md.figure(save_figure(sheet, figures / "skin_misgendered_contact_sheet.png"),
+                  f"The {len(faces)} faces of the most misgendered group ({worst}) that the most out-of-sample "
+                  "runs misgender, with how many did: a reader can judge whether the label or the model is wrong.")

@@ -1,0 +1,49 @@
+import numpy as np
+
+from stages.lib.evaluation.intervals import Bootstrap
+from stages.lib.evaluation.skin import SkinBands, with_measurements
+from stages.lib.evaluation.skin_analysis import TABLES, analyse, measured_counts, quality_correlations
+from tests.evaluation.frames import EDGES
+from tests.evaluation.skin_frames import planted
+
+
+def test_every_analysis_of_one_table_is_written(tmp_path):
+    predictions, measurements = planted(n=600, skin_effect=1.0)
+    faces = with_measurements(predictions, measurements)
+    analyse(faces, SkinBands.from_faces(faces), Bootstrap(30), edges=EDGES).write(tmp_path)
+    written = {path.stem for path in tmp_path.glob("*.csv")}
+    assert written == {*TABLES, "skin_groups", "skin_gaps", "skin_significance"}
+
+
+def test_a_table_without_quality_columns_gets_breakdowns_and_slopes_but_no_adjusted_gaps():
+    predictions, measurements = planted(n=400)
+    faces = with_measurements(predictions, measurements[["id", "skin_lightness", "skin_hue"]])
+    analysis = analyse(faces, SkinBands.from_faces(faces), Bootstrap(0), edges=EDGES)
+    assert analysis.adjusted_gaps.empty and not analysis.slopes.empty and analysis.breakdown is not None
+
+
+def test_measured_counts_name_each_reason_per_group_and_nothing_is_dropped():
+    predictions, measurements = planted(n=200)
+    measurements.loc[:9, ["skin_lightness", "skin_hue"]] = np.nan
+    measurements.loc[:9, "problem"] = "all-dark crop"
+    measurements.loc[10:14, "skin_hue"] = np.nan
+    measurements.loc[10:14, "problem"] = "grey-scale photo: no hue"
+    counts = measured_counts(with_measurements(predictions, measurements)).set_index("group")
+    assert counts.loc["all", "faces"] == 200
+    assert counts.loc["all", "with lightness"] == 190 and counts.loc["all", "with hue"] == 185
+    assert counts.loc["all", "all-dark crop"] == 10 and counts.drop("all")["all-dark crop"].sum() == 10
+
+
+def test_a_quality_measure_that_follows_lightness_correlates_with_it():
+    predictions, measurements = planted(n=500)
+    measurements["background_luminance"] = measurements["skin_lightness"] * 0.8 + 5
+    table = quality_correlations(measurements).set_index("measure")["spearman_with_lightness"]
+    assert table["background_luminance"] == 1.0 and abs(table["contrast"]) < 0.2
+
+
+def test_a_model_the_report_does_not_discuss_gets_its_breakdowns_only():
+    predictions, measurements = planted(n=300)
+    faces = with_measurements(predictions, measurements)
+    analysis = analyse(faces, SkinBands.from_faces(faces), Bootstrap(0), edges=EDGES, breakdown_only=True)
+    assert analysis.breakdown is not None
+    assert all(getattr(analysis, name).empty for name in TABLES)

@@ -1,0 +1,99 @@
+"""The report's section "Skin colour and photo quality" (reporting/skin_section.py) on a toy project:
+two experiments' predictions with a planted skin-colour effect, a split manifest with crops, and a
+measurement table in the measure stage's contract."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from stages.lib.core.params import load_params
+from stages.lib.core.schema import MANIFEST_COLUMNS
+from stages.lib.reporting.markdown import Markdown
+from stages.lib.reporting.skin_section import headline_lines, skin_section, skin_study
+from tests.evaluation.skin_frames import planted
+from tests.reporting.test_report import ROOT
+
+
+def _project(folder, *, measured: bool = True, n: int = 600):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["evaluate"]["bootstrap"] = 30
+    raw["roles"] = {"pretrain": "wiki", "finetune": "utkface", "evaluate": ["utkface"]}
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw))
+    predictions, measurements = planted(n=n, skin_effect=1.5, seed=3)
+    predictions = predictions.assign(id=predictions["id"].str.replace("toy/", "utkface/"), dataset="utkface")
+    measurements = measurements.assign(id=predictions["id"])
+    for experiment, noise in (("published", 2.0), ("retrained", 1.0)):
+        path = folder / "reports" / "experiments" / experiment / "predictions.parquet"
+        path.parent.mkdir(parents=True)
+        rng = np.random.default_rng(noise.__hash__())
+        predictions.assign(age_pred=predictions["age_pred"] + rng.normal(0, noise, len(predictions)),
+                           experiment=experiment).to_parquet(path)
+    crops = folder / "data" / "crops"
+    crops.mkdir(parents=True)
+    paths = []
+    for position, lightness in enumerate(measurements["skin_lightness"]):
+        path = crops / f"{position}.png"
+        if position < 300:
+            Image.new("RGB", (24, 24), (int(2.4 * lightness),) * 3).save(path)
+        paths.append(str(path.relative_to(folder)))
+    manifest = predictions[["id", "dataset", "age", "gender", "race"]].assign(
+        path=paths, identity=None, box=None, cropped=True, source_meta="", split="test", crop_path=paths)
+    manifest_path = folder / "data" / "processed" / "manifest.parquet"
+    manifest_path.parent.mkdir(parents=True)
+    manifest[MANIFEST_COLUMNS + ["split", "crop_path"]].to_parquet(manifest_path)
+    if measured:
+        (folder / "data" / "measurements").mkdir(parents=True)
+        measurements.to_parquet(folder / "data" / "measurements" / "measurements.parquet")
+
+
+def test_the_section_reads_every_model_against_skin_colour_and_photo_quality(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _project(tmp_path)
+    params = load_params()
+    study = skin_study(params)
+    assert {(run.model, run.dataset) for run in study.runs} == {("published", "utkface"), ("retrained", "utkface")}
+    assert all(run.in_sample is False for run in study.runs)       # utkface: no published_in_sample
+    md = Markdown(params.paths.reports)
+    skin_section(md, params, study, dataset="utkface")
+    text = md.text()
+    assert text.index("**Findings**") < text.index("What the adjustment can and cannot mean")
+    assert "move with skin L* within" in text and "with photo quality also held equal" in text
+    assert "’s wrong gender calls exceed" in text
+    assert "Race × gender gaps against the best-served group" in text and "| before quality [CI] |" in text
+    assert "per 10 L* [CI]" in text and "AUC [CI]" in text
+    for figure in ("skin_gender_accuracy", "skin_gender_reliability", "skin_misgendered_contact_sheet"):
+        assert (params.paths.figures / f"{figure}.png").exists(), figure
+    assert "| L* | paper | 60 |" in text and "| h* | paper | 55 |" in text
+    assert (params.paths.reports / "skin" / "retrained" / "utkface" / "skin_groups.csv").exists()
+    groups = pd.read_csv(params.paths.reports / "skin" / "retrained" / "utkface" / "skin_groups.csv")
+    darkest = groups[groups["attribute"] == "lightness_quintile"].iloc[0]
+    assert darkest["group"].startswith("< ") and darkest["mae"] > groups[groups["attribute"] == "all"]["mae"].item()
+    assert headline_lines(study)[0].startswith("Skin colour and photo quality: **")
+
+
+def test_an_in_sample_run_is_flagged_and_kept_out_of_the_findings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _project(tmp_path, n=300)
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["datasets"]["utkface"]["published_in_sample"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    params = load_params()
+    study = skin_study(params)
+    assert {run.model for run in study.runs if run.in_sample} == {"published"}
+    md = Markdown(params.paths.reports)
+    skin_section(md, params, study, dataset="utkface")
+    findings = md.text().split("What the adjustment")[0]
+    assert "**published on" not in findings and "**retrained on utkface**" in findings
+    assert "utkface (in-sample)" in md.text()
+
+
+def test_without_measurements_the_section_says_how_to_make_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _project(tmp_path, measured=False, n=40)
+    params = load_params()
+    assert skin_study(params) is None and headline_lines(None) == []
+    md = Markdown(params.paths.reports)
+    skin_section(md, params, None, dataset="utkface")
+    assert "`dvc repro measure`" in md.text()

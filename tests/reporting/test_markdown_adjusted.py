@@ -11,11 +11,19 @@ VALUE_CELL = re.compile(r"^(|—|not computed|.*\d.*)$")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*])")
 
 
+FIGURE = re.compile(r"^!\[(.*)\]\(.*\)$")
+
+
 def unsupported_adjusted(text: str) -> list[str]:
     """The sentences (or table cells) of a markdown text that say "adjusted" without an adjusted value
-    beside them; a table column headed "adjusted" must hold values."""
-    problems, header = [], None
+    beside them; a table column headed "adjusted" must hold values. A figure's link and caption are
+    left out: the figure draws the adjusted intervals its caption names."""
+    problems, header, caption = [], None, None
     for line in text.splitlines():
+        figure = FIGURE.match(line)
+        if figure or (caption and line == f"*{caption}*"):
+            caption = figure.group(1) if figure else None
+            continue
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if set(line) <= set("|-: "):
@@ -41,4 +49,6 @@ def test_the_scan_catches_an_adjusted_word_without_its_number():
         "Nothing else is adjusted."]
     table = "| a | p (adjusted) |\n|---|---|\n| x | 0.01 |\n| y | later |"
     assert unsupported_adjusted(table) == ["column 'p (adjusted)': 'later'"]
+    figure = "![Whiskers: adjusted intervals.](f.png)\n\n*Whiskers: adjusted intervals.*\n\nAll adjusted."
+    assert unsupported_adjusted(figure) == ["All adjusted."]
 

@@ -13,9 +13,10 @@ because conventions disagree (UTKFace: 0 = male; IMDB-Wiki and deepface's argmax
 with numeric gender and no flag is refused, never guessed. A missing gender or race column skips that
 breakdown, and the report says so.
 
-Verdicts are adjusted for multiplicity within each family (a breakdown × a metric: Holm for short
-families, Benjamini–Hochberg for long ones; significance.csv says which), and each worst − best gap
-has a test of "all groups equal" that re-selects the extremes (gaps.csv, `p_all_equal`). With a
+Verdicts are adjusted for multiplicity within each family (a breakdown × a metric: Holm, family-wise, for
+short families; Benjamini–Hochberg, false discovery rate, for long ones; significance.csv says which).
+Each worst − best gap is judged on its own interval adjusted over every pair of the groups compared
+(gaps.csv, `difference_adjusted_ci_*`), beside an omnibus test of "all groups equal" (`p_all_equal`). With a
 `cluster` column (or --cluster-col: faces of one person or look-alikes), the bootstrap draws clusters,
 not faces. With --reference (another model's predictions of the same faces, read with the same column
 flags), DIR/band_changes.csv holds each age band's paired change in error against it. With

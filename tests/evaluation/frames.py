@@ -20,6 +20,25 @@ def table(rows):
     return frame[PREDICTION_COLUMNS]
 
 
+# Five faces whose errors and gender hits are easy to count by hand.
+TOY = table([
+    # age, predicted, gender, race, predicted gender
+    (20, 22.0, "male", "white", "male"),      # error +2
+    (25, 21.0, "female", "white", "male"),    # error -4, gender wrong
+    (40, 46.0, "female", "black", "female"),  # error +6
+    (70, 60.0, "male", "black", "male"),      # error -10
+    (65, 64.0, "female", "black", "male"),    # error -1, gender wrong
+])
+
+
+def two_races(shift: float, n: int = 300, seed: int = 3) -> pd.DataFrame:
+    """n white faces with errors ~ N(0, 2), n black ones with errors ~ N(shift, 2)."""
+    rng = np.random.default_rng(seed)
+    rows = [(40, 40 + rng.normal(0, 2), "male", "white", None) for _ in range(n)]
+    rows += [(40, 40 + shift + rng.normal(0, 2), "male", "black", None) for _ in range(n)]
+    return table(rows)
+
+
 def row(groups, attribute, group):
     match = groups[(groups["attribute"] == attribute) & (groups["group"] == group)]
     assert len(match) == 1, f"{attribute}={group} not found once in {groups[['attribute', 'group']]}"

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.evaluation.correction import (MODEL_KINDS, compare_corrections, corrected_predictions, correction_features,
-                                   cross_fitted_corrections, make_model)
+from stages.lib.evaluation.correction import (MODEL_KINDS, adjusted_verdicts, compare_corrections, corrected_predictions,
+                                              correction_features, cross_fitted_corrections, make_model)
 from stages.lib.core.labels import RACES
 from stages.lib.evaluation.intervals import Bootstrap
 
@@ -73,3 +73,16 @@ def test_every_model_fits_a_val_split_smaller_than_its_neighbourhood():
     frame["age_pred"] = frame["age"] + rng.normal(0, 5, 60)
     for kind in MODEL_KINDS:  # 30 faces to fit: fewer than k-NN's 50 neighbours
         assert np.isfinite(corrected_predictions(kind, frame.iloc[:30], frame.iloc[30:], seed=0)).all()
+
+
+def test_a_model_is_better_only_after_holms_adjustment_over_every_model():
+    rows = [{"model": "none", "n_fit": 0, "n_judged": 300, "mae": 6.0, "rmse": 8.0, "mae_change": np.nan,
+             "mae_change_ci_low": np.nan, "mae_change_ci_high": np.nan, "p_value": np.nan}]
+    rows += [{"model": kind, "n_fit": 900, "n_judged": 300, "mae": 5.9, "rmse": 7.9, "mae_change": -0.1,
+              "mae_change_ci_low": -0.2, "mae_change_ci_high": -0.01, "p_value": p}
+             for kind, p in (("linear", 0.02), ("knn", 0.001), ("random_forest", 0.5))]
+    table = adjusted_verdicts(rows, 0.05).set_index("model")
+    assert table.loc["knn", "p_adjusted"] == pytest.approx(0.003) and table.loc["knn", "verdict"] == "better"
+    assert table.loc["linear", "p_adjusted"] == pytest.approx(0.04) and table.loc["linear", "verdict"] == "better"
+    assert table.loc["random_forest", "verdict"] == "no clear difference"     # raw interval below 0, adjusted p not
+    assert table.loc["none", "verdict"] == "baseline" and np.isnan(table.loc["none", "p_adjusted"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stages.lib.evaluation.groups import group_metrics
+from stages.lib.evaluation.disaggregation import group_metrics
 from stages.lib.evaluation.intervals import (
     Bootstrap, binomial_interval, bootstrap_p_value, cluster_codes, cluster_totals, direction, group_rng, mean_interval,
     paired_mean_gap, percentile_interval, proportion_gap, proportion_gap_p_value, resample_cluster_sums, resample_sums,

@@ -6,7 +6,8 @@ import pytest
 from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.reporting import figures as plots
 from stages.lib.core.labels import GENDERS, RACES
-from stages.lib.evaluation.groups import evaluate, group_metrics
+from stages.lib.evaluation.disaggregation import group_metrics
+from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.core.schema import PREDICTION_COLUMNS
 

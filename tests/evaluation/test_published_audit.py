@@ -17,7 +17,7 @@ from stages.lib.backbones import cards, published
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import load_params
 from stages.lib.evaluation.band_models import true_band
-from stages.lib.evaluation.groups import GROUP_COLUMNS
+from stages.lib.evaluation.disaggregation import GROUP_COLUMNS
 from stages.lib.evaluation.published_audit import face_boxes
 from stages.lib.reporting.markdown import Markdown
 from stages.lib.reporting.published_models import published_models_section

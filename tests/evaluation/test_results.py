@@ -11,7 +11,8 @@ import yaml
 from stages.lib.core.params import validate
 from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError
 from stages.lib.evaluation import results
-from stages.lib.evaluation.groups import GROUP_COLUMNS, evaluate
+from stages.lib.evaluation.disaggregation import GROUP_COLUMNS
+from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.intervals import Bootstrap
 from tests.evaluation.frames import EDGES, predictions
 from tests.reporting.test_report import write_predictions

@@ -62,7 +62,7 @@ def test_without_skin_columns_there_is_no_breakdown():
 
 
 def test_point_values_are_those_of_fairlearns_metricframe():
-    from stages.lib.evaluation.groups import point_metrics, prepare
+    from stages.lib.evaluation.disaggregation import point_metrics, prepare
     from stages.lib.evaluation.skin import disaggregate_skin, with_bands
     predictions, measurements = planted(n=400, skin_effect=1.0)
     faces = with_measurements(predictions, measurements)

@@ -4,7 +4,7 @@
 from stages.lib.reporting.comparisons import leakage_table, side_by_side_gaps, side_by_side_groups, split_comparison
 from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.intervals import Bootstrap
-from tests.evaluation.test_groups import EDGES, TOY
+from tests.evaluation.frames import EDGES, TOY
 
 BOOT = Bootstrap(resamples=50)
 

@@ -116,7 +116,8 @@ def r7_frame(men_over: float, women_over: float):
     (6.0, 6.0, "neither gender is shown to be over-estimated more: the interval holds zero"),
 ])
 def test_the_report_says_where_our_r7_differs_from_the_studys_text_and_why(men, women, says):
-    from stages.lib.evaluation.groups import Bootstrap, evaluate
+    from stages.lib.evaluation.groups import evaluate
+    from stages.lib.evaluation.intervals import Bootstrap
     from stages.lib.reporting.fidelity import gender_coding_section
     from stages.lib.reporting.markdown import Markdown
 

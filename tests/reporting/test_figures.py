@@ -10,9 +10,10 @@ from PIL import Image
 from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.reporting.figures import (SMALL_CELL, error_by_age_figure, group_bars_figure, heatmap_figure,
-                                          loss_curves_figure, save_figure, write_figures)
+                                          loss_curves_figure, overlapping_texts, save_figure, separate_labels,
+                                          write_figures)
 from stages.lib.reporting.markdown import pivot_display
-from tests.evaluation.test_groups import TOY
+from tests.evaluation.frames import TOY
 
 
 # ----- figures ------------------------------------------------------------------------------------------
@@ -126,3 +127,28 @@ def test_more_than_ten_experiments_get_distinct_colours():
     from stages.lib.reporting.figures import distinct_colours
     assert len(set(distinct_colours(10))) == 10 and len(set(distinct_colours(13))) == 13
     assert distinct_colours(3) == distinct_colours(10)[:3]     # tab10 while it suffices
+
+
+def test_the_r11_heatmap_prints_each_cells_interval_and_no_two_texts_meet(tmp_path):
+    evaluation = evaluate(TOY, [0, 16, 31, 46, 61], Bootstrap(resamples=20), 1)
+    written = write_figures(evaluation, tmp_path, "toy")
+    assert "gender_accuracy_race_gender" in written
+    values = pd.DataFrame({"female": [45.8, 97.0]}, index=["black", "white"])
+    counts = pd.DataFrame({"female": [120, 300]}, index=values.index)
+    bounds = (values - 8, values + 2)
+    figure = heatmap_figure(values, counts, "accuracy", "{:.0f}%", intervals=bounds)
+    assert sorted(t.get_text() for t in figure.axes[0].texts) == ["46%\n[38–48]\nn=120", "97%\n[89–99]\nn=300"]
+    assert overlapping_texts(figure) == []
+
+
+def test_labels_of_points_on_top_of_one_another_are_moved_apart():
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4, 3))
+    for name in ("retrained", "balanced", "group_dro", "last_layer"):
+        axis.plot([1.0], [2.0], "o")
+        axis.annotate(name, (1.0, 2.0), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    axis.set(xlim=(0, 3), ylim=(0, 4))
+    assert len(overlapping_texts(figure)) >= 6                     # all four on one spot
+    separate_labels(figure)
+    assert overlapping_texts(figure) == []

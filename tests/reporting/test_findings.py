@@ -11,31 +11,61 @@ import yaml
 from stages.lib.core.params import validate
 from stages.lib.reporting.comparisons import paired_split_comparison
 from stages.lib.reporting.findings import Facts, findings, mitigation_finding, published_gender_finding
+from tests.reporting.test_markdown_adjusted import unsupported_adjusted
 from tests.reporting.toy_experiments import BOOT, ROOT, params, predictions
 
 
 # ----- findings: a sentence only where the (adjusted) interval supports it -----------------------------
 
-def _gap_evaluation(significant):
+ADJUSTED_GAP = {"tests": 45, "groups_compared": 10, "adjusted_confidence": 1 - 0.05 / 45,
+                "difference_adjusted_ci_low": -0.68, "difference_adjusted_ci_high": -0.36, "omnibus_statistic": 61.2,
+                "omnibus_df": 9, "p_all_equal": 1e-9, "p_all_equal_adjusted": 3e-9}
+
+
+def _gap_evaluation(significant, adjusted=True):
     gaps = pd.DataFrame([{"attribute": "race*gender", "metric": "gender_accuracy", "worst_group": "black*female",
                           "worst_n": 120, "worst": 0.458, "best_group": "indian*male", "best_n": 150, "best": 0.98,
                           "difference": -0.52, "difference_ci_low": -0.6, "difference_ci_high": -0.44,
+                          **(ADJUSTED_GAP if adjusted else {}),
                           "verdict": "worse", **({} if significant is None else {"significant": significant})}])
     return type("E", (), {"gaps": gaps, "overall": {}})()
 
 
 def test_a_gap_finding_follows_the_adjusted_verdict_where_there_is_one():
     facts = Facts(params=params(), dataset="utkface", published="published")
-    facts.published_evaluations = {"utkface": _gap_evaluation(None)}
-    assert "unadjusted" in published_gender_finding(facts) and "45.8% of black female" in published_gender_finding(facts)
+    facts.published_evaluations = {"utkface": _gap_evaluation(None, adjusted=False)}
+    sentence = published_gender_finding(facts)
+    assert "no multiplicity adjustment" in sentence and "45.8% of black female" in sentence and "raw interval" in sentence
     facts.published_evaluations = {"utkface": _gap_evaluation(True)}
-    assert "adjusted for multiplicity" in published_gender_finding(facts)
+    sentence = published_gender_finding(facts)
+    assert ("-52.0 [-60.0, -44.0] pts (raw interval; adjusted 99.9% interval [-68.0, -36.0] pts, Bonferroni over the "
+            "45 pairs of the 10 groups compared; all 10 groups equal: Q = 61.2 (9 df), Holm-adjusted p < 0.001)"
+            in sentence)
     facts.published_evaluations = {"utkface": _gap_evaluation(False)}    # raw interval excludes 0, adjusted does not
     assert published_gender_finding(facts) is None
     said, unsaid = findings(facts)
     assert not any("black female" in s for s in said) and any("gender-accuracy gap" in u for u in unsaid)
     assert any("band_changes" in u for u in unsaid)                      # absent columns are said to be absent
 
+
+
+def test_the_retrained_models_gap_is_said_beside_the_published_ones():
+    from stages.lib.reporting.findings import retrained_gender_finding
+
+    facts = Facts(params=params(), dataset="utkface", published="published", reference="retrained")
+    published = _gap_evaluation(True)
+    retrained = _gap_evaluation(True)
+    retrained.gaps = retrained.gaps.assign(difference=-0.182, difference_ci_low=-0.263, difference_ci_high=-0.112,
+                                           worst=0.777, best=0.959, best_group="white*male",
+                                           difference_adjusted_ci_low=-0.31, difference_adjusted_ci_high=-0.06)
+    facts.published_evaluations = {"utkface": published}
+    facts.evaluations = {"retrained": {"utkface": retrained}}
+    sentence = retrained_gender_finding(facts)
+    assert sentence.startswith("Retrained (retrained) gets gender right for 77.7% of black female faces")
+    assert "-18.2 [-26.3, -11.2] pts (raw interval; adjusted 99.9% interval [-31.0, -6.0] pts" in sentence
+    assert sentence.endswith("The published model's gap on the same test set: -52.0 pts.")
+    retrained.gaps = retrained.gaps.assign(significant=False, difference_adjusted_ci_high=0.01)
+    assert retrained_gender_finding(facts) is None
 
 # ----- leakage: paired on shared faces ------------------------------------------------------------------
 
@@ -79,6 +109,7 @@ def test_the_report_opens_with_findings_and_names_each_section_by_role(tmp_path,
     mitigation = next(block for title, block in sections.items() if title.startswith("Mitigation"))
     assert "| retrained | 5." in mitigation.replace("| utkface | retrained", "| retrained") and "reference" in mitigation
     assert "+0.00 [+0.00, +0.00]" not in mitigation
+    assert "adjusted" in text and unsupported_adjusted(text) == []       # every "adjusted" shows its number
 
 
 # ----- duplicate computations: compare and probe read the experiments that trained their heads ---------
@@ -103,11 +134,16 @@ def test_band_changes_are_claimed_only_where_the_adjusted_test_holds():
 
     table = pd.DataFrame({"dataset": "utkface", "band": ["46-60", "61+", "16-30"], "n": [300, 120, 500],
                           "mae_reference": [7.0, 12.0, 6.0], "mae": [8.09, 9.09, 6.1], "delta": [1.09, -2.91, 0.1],
-                          "ci_low": [0.51, -3.89, 0.01], "ci_high": [1.68, -1.92, 0.2], "p_value": [0.001, 0.0001, 0.04],
+                          "ci_low": [0.51, -3.89, -0.01], "ci_high": [1.68, -1.92, 0.2], "p_value": [0.02, 0.0001, 0.06],
                           "p_adjusted": [0.003, 0.0005, 0.12], "significant": [True, True, False]})
-    phrases = band_change_phrases({"oversample_x3": table})
-    assert phrases == ["oversample_x3: 46-60 +1.09 [+0.51, +1.68], 61+ -2.91 [-3.89, -1.92]"]   # 16-30: raw only
-    assert band_change_phrases({"oversample_x3": table.drop(columns="significant")}) == []
+    phrases, tests = band_change_phrases({"oversample_x3": table}, "utkface", 0.05)
+    assert tests == 3 and phrases == ["oversample_x3: 46-60 +1.09 [+0.51, +1.68] (adjusted p 0.040), "
+                                      "61+ -2.91 [-3.89, -1.92] (adjusted p < 0.001)"]
+    # listed beside another experiment's bands, the family is all their tests: 46-60 no longer survives
+    other = table.assign(p_value=[0.2, 0.3, 0.4], ci_low=-0.5)
+    phrases, tests = band_change_phrases({"oversample_x3": table, "reweight": other}, "utkface", 0.05)
+    assert tests == 6 and phrases == ["oversample_x3: 61+ -2.91 [-3.89, -1.92] (adjusted p < 0.001)"]
+    assert band_change_phrases({"oversample_x3": table}, "fairface", 0.05) == ([], 0)
 
 
 def test_detectors_are_said_to_differ_only_where_the_interval_of_the_difference_shows_it():

@@ -68,6 +68,9 @@ def test_pivot_cells_show_value_and_n_and_mark_small_ones():
     shown = pivot_display(values, counts, min_count=30)
     assert list(shown.columns) == ["band", "white", "black"]
     assert shown.values.tolist() == [["16-30", "1.23 (1,500)", "-2.00 (12, *small*)"], ["61+", "", "3.50 (40)"]]
+    bounds = (values - 0.5, values + 0.5)
+    shown = pivot_display(values, counts, min_count=30, intervals=bounds)
+    assert shown.values.tolist()[0] == ["16-30", "1.23 [0.73, 1.73] (1,500)", "-2.00 [-2.50, -1.50] (12, *small*)"]
 
 
 def _groups() -> pd.DataFrame:
@@ -104,12 +107,17 @@ def test_the_correction_section_names_a_winner_only_where_one_is_better(tmp_path
     table = pd.DataFrame({"model": ["none", "linear", "forest"], "n_fit": [0, 900, 900], "n_judged": [300] * 3,
                           "mae": [6.0, 5.5, 6.2], "rmse": [8.0, 7.5, 8.1], "mae_change": [np.nan, -0.5, 0.2],
                           "mae_change_ci_low": [np.nan, -0.8, -0.1], "mae_change_ci_high": [np.nan, -0.2, 0.5],
-                          "verdict": ["", "better", "n.s."]})
+                          "p_adjusted": [np.nan, 0.004, 0.3], "verdict": ["", "better", "n.s."]})
     md = Markdown(tmp_path)
     correction_section(md, table, "Fitted on val.", 0.95)
     text = md.text()
-    assert "| none | — | 300 | 6.00 | 8.00 | — |  |" in text and "| linear | 900 | 300 | 5.50 | 7.50 | -0.50 [-0.80, -0.20] | better |" in text
-    assert "**1 of 2 models beat no correction**; the best, linear, changes MAE by -0.50 years." in text
+    assert "| none | — | 300 | 6.00 | 8.00 | — |  |  |" in text
+    assert "| linear | 900 | 300 | 5.50 | 7.50 | -0.50 [-0.80, -0.20] | 0.004 | better |" in text
+    assert ("**1 of 2 models beat no correction** (each after Holm's adjustment over the 2 models); the best, linear, "
+            "changes MAE by -0.50 years (adjusted p 0.004).") in text
+    md = Markdown(tmp_path)
+    correction_section(md, table.drop(columns="p_adjusted"), "Fitted on val.", 0.95)
+    assert "(raw intervals: this table carries no adjusted p-values)" in md.text()
     md = Markdown(tmp_path)
     correction_section(md, table.assign(verdict=["", "n.s.", "n.s."]), "Fitted on val.", 0.95)
     assert "No correction model beats the uncorrected predictions" in md.text()

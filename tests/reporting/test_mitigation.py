@@ -183,3 +183,16 @@ def test_a_change_whose_interval_excludes_zero_is_called_only_if_it_survives_the
         "(-0.80 years, raw [-1.50, -0.10], adjusted p 0.068)")
     # an interval holding 0 needs no adjustment to say nothing
     assert "holds 0" in change_phrase("mae_gap", -0.2, -1.0, 0.5, adjusted=falls)
+
+
+def test_the_overall_against_worst_panels_print_no_label_on_another():
+    """Four experiments on one spot: their labels are moved until no two texts of the figure meet."""
+    from stages.lib.reporting.figures import overlapping_texts
+
+    rows = [{"experiment": name, "dataset": "utkface", "statistic": statistic, "value": value, "ci_low": value - 0.2,
+             "ci_high": value + 0.2}
+            for name in ("retrained", "balanced", "group_dro", "last_layer")
+            for statistic, value in (("mae", 6.0), ("worst_group_mae", 9.0))]
+    figure = tradeoff_figure({"utkface": pd.DataFrame(rows)}, 0.95)
+    assert len(figure.axes[0].texts) == 4
+    assert overlapping_texts(figure) == []

@@ -11,7 +11,7 @@ from stages import report as report_stage
 from stages.lib.evaluation import results
 from stages.lib.evaluation.plot_data import dvc_tables
 from stages.lib.core.labels import RACES
-from stages.lib.evaluation.groups import GROUP_COLUMNS
+from stages.lib.evaluation.disaggregation import GROUP_COLUMNS
 from stages.lib.core.schema import PREDICTION_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]

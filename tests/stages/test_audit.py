@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from stages import audit
-from stages.lib.evaluation.groups import GROUP_COLUMNS
+from stages.lib.evaluation.disaggregation import GROUP_COLUMNS
 from stages.lib.evaluation.predictions import read_table
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

@@ -21,7 +21,7 @@ import pandas as pd
 from stages.lib.core.labels import age_band
 from stages.lib.core.params import Experiment
 from stages.lib.core.schema import BAND_COLUMN, CLUSTER_COLUMN
-from stages.lib.evaluation.groups import in_source_band
+from stages.lib.evaluation.source_bands import in_source_band
 from stages.lib.evaluation.intervals import (Bootstrap, bootstrap_p_value, cluster_codes, direction, group_rng,
                                              percentile_interval, resample_cluster_sums)
 from stages.lib.evaluation.multiplicity import adjust_families

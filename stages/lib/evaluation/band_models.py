@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from stages.lib.evaluation.groups import breakdowns, group_positions, prepare
+from stages.lib.evaluation.disaggregation import breakdowns, group_positions, prepare
 from stages.lib.evaluation.intervals import binomial_interval, direction, proportion_gap
 
 Bands = Sequence[tuple[int, int]]

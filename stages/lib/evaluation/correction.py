@@ -24,11 +24,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from stages.lib.core.labels import RACES
-from stages.lib.evaluation.intervals import Bootstrap, direction, mean_interval
+from stages.lib.evaluation.intervals import Bootstrap, direction, mean_interval, paired_p_value
+from stages.lib.evaluation.multiplicity import holm
 
 MODEL_KINDS = ("linear", "polynomial", "knn", "random_forest", "gradient_boosting")
 COLUMNS = ["model", "n_fit", "n_judged", "mae", "rmse", "mae_change", "mae_change_ci_low", "mae_change_ci_high",
-           "verdict"]
+           "p_value", "p_adjusted", "verdict"]
+VERDICTS = {"below": "better", "above": "worse", "n.s.": "no clear difference", "no interval": "no interval"}
 
 
 def correction_features(frame: pd.DataFrame) -> np.ndarray:
@@ -81,11 +83,23 @@ def _judge(model: str, n_fit: int, judged: pd.DataFrame, predictions: np.ndarray
     errors = np.abs(predictions - truth)
     change = errors - baseline
     low, high = mean_interval(change, bootstrap, f"correction={model}")
-    words = {"below": "better", "above": "worse", "n.s.": "no clear difference", "no interval": "no interval"}
-    verdict = "baseline" if model == "none" else words[direction(low, high)]
     return {"model": model, "n_fit": n_fit, "n_judged": len(judged), "mae": float(errors.mean()),
             "rmse": float(np.sqrt(np.mean((predictions - truth) ** 2))), "mae_change": float(change.mean()),
-            "mae_change_ci_low": low, "mae_change_ci_high": high, "verdict": verdict}
+            "mae_change_ci_low": low, "mae_change_ci_high": high,
+            "p_value": float("nan") if model == "none" else paired_p_value(change)}
+
+
+def adjusted_verdicts(rows: list[dict], alpha: float) -> pd.DataFrame:
+    """The models' table with each change's p-value Holm-adjusted over the correction models compared (one
+    family: "k of them better" is one claim drawn from all of them) and each verdict: better or worse only
+    where the raw interval lies on one side of 0 and the adjusted p-value is under `alpha`."""
+    table = pd.DataFrame(rows)
+    table["p_adjusted"] = holm(table["p_value"].to_numpy(dtype=float))
+    sides = [direction(low, high) for low, high in zip(table["mae_change_ci_low"], table["mae_change_ci_high"])]
+    table["verdict"] = ["baseline" if model == "none" else
+                        VERDICTS[side if side in ("n.s.", "no interval") or p < alpha else "n.s."]
+                        for model, side, p in zip(table["model"], sides, table["p_adjusted"])]
+    return table[COLUMNS]
 
 
 def compare_corrections(fit: pd.DataFrame, judged: pd.DataFrame, bootstrap: Bootstrap = Bootstrap(),
@@ -97,7 +111,7 @@ def compare_corrections(fit: pd.DataFrame, judged: pd.DataFrame, bootstrap: Boot
     rows = [_judge("none", 0, judged, judged["age_pred"].to_numpy(dtype=float), bootstrap=bootstrap)]
     for kind in kinds:
         rows.append(_judge(kind, len(fit), judged, corrected_predictions(kind, fit, judged, bootstrap.seed), bootstrap=bootstrap))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return adjusted_verdicts(rows, 1 - bootstrap.confidence)
 
 
 def cross_fitted_corrections(frame: pd.DataFrame, folds: int = 5, bootstrap: Bootstrap = Bootstrap(),
@@ -114,7 +128,7 @@ def cross_fitted_corrections(frame: pd.DataFrame, folds: int = 5, bootstrap: Boo
             predictions[judged_index] = corrected_predictions(
                 kind, rows_used.iloc[fit_index], rows_used.iloc[judged_index], bootstrap.seed)
         results.append(_judge(kind, len(rows_used) * (folds - 1) // folds, rows_used, predictions, bootstrap=bootstrap))
-    return pd.DataFrame(results, columns=COLUMNS)
+    return adjusted_verdicts(results, 1 - bootstrap.confidence)
 
 
 def correction_protocol(frame: pd.DataFrame, judged_when_unsplit: pd.DataFrame, bootstrap: Bootstrap = Bootstrap(),

@@ -76,3 +76,8 @@ def adjust_families(table: pd.DataFrame, alpha: float, *, p_column: str = "p_val
     out["significant"] = (out[adjusted_column] < alpha).fillna(False).astype(bool)
     out["significant_raw"] = (out[p_column] < alpha).fillna(False).astype(bool)
     return out
+
+
+def adjusted_verdict(raw: pd.Series, significant: pd.Series, claims) -> pd.Series:
+    """The raw interval's word where the adjusted test is significant too; `n.s.` where it is not."""
+    return raw.where(~raw.isin(claims) | significant.astype(bool), "n.s.")

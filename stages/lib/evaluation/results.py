@@ -30,7 +30,9 @@ from stages.lib.core.params import Params
 from stages.lib.core.files import write_json
 from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError, require_columns
 from stages.lib.evaluation.band_changes import band_changes, is_rebalancing
-from stages.lib.evaluation.groups import Evaluation, ages_are_bands, contract_groups, evaluate, exact_age_rows
+from stages.lib.evaluation.disaggregation import contract_groups
+from stages.lib.evaluation.groups import Evaluation, evaluate
+from stages.lib.evaluation.source_bands import ages_are_bands, exact_age_rows
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import write_dvc_plots
 from stages.lib.evaluation.predictions import normalise_predictions

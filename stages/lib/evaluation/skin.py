@@ -24,9 +24,11 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.schema import CLUSTER_COLUMN
-from stages.lib.evaluation.groups import (AGE_ERROR_COLUMNS, EXTRA_COLUMNS, GROUP_COLUMNS, MEANS, PROPORTIONS, SUMMED, Disaggregated,
-                                          gaps, group_positions, judged_metrics, prepare, significance,
-                                          summed_values)
+from stages.lib.evaluation.disaggregation import (AGE_ERROR_COLUMNS, EXTRA_COLUMNS, GROUP_COLUMNS, MEANS, PROPORTIONS,
+                                                  SUMMED, Disaggregated, group_positions, prepare, summed_values)
+from stages.lib.evaluation.group_differences import judged_metrics
+from stages.lib.evaluation.group_gaps import gaps
+from stages.lib.evaluation.significance import significance
 from stages.lib.evaluation.intervals import (Bootstrap, binomial_interval, group_rng, percentile_interval,
                                              resample_cluster_sums)
 
@@ -111,7 +113,7 @@ def with_measurements(predictions: pd.DataFrame, measurements: pd.DataFrame,
 
 
 def skin_attributes(bands: SkinBands, frame: pd.DataFrame) -> list[str]:
-    """`all` (which tells groups.judged_metrics whether ages are bands), then each band column alone and
+    """`all` (which tells group_differences.judged_metrics whether ages are bands), then each band column alone and
     crossed with gender, for the measures the table holds."""
     names = [attribute_name(m, s) for m, schemes in bands.edges.items() if m in frame and frame[m].notna().any()
              for s in schemes]

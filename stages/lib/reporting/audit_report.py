@@ -17,8 +17,9 @@ from stages.lib.reporting.markdown import Markdown, correction_section, evaluati
 
 FILES = {
     "groups.csv": "one row per group (the groups contract)",
-    "gaps.csv": "worst vs best group, with the test of all groups equal (adjusted)",
-    "significance.csv": "each group's raw interval against the reference, raw and adjusted p-values",
+    "gaps.csv": ("worst vs best group: raw interval, interval after Bonferroni adjustment over the pairs, "
+                 "omnibus test of all groups equal"),
+    "significance.csv": "each group's raw interval against the reference, p-value raw and after adjustment",
     "metrics.json": "overall figures",
     "rejects.csv": "rows not evaluated, with the reason",
     "band_changes.csv": "with --reference: each age band's paired change against it (Holm across bands)",

@@ -11,7 +11,8 @@ from typing import Mapping
 import pandas as pd
 
 from stages.lib.core.schema import BAND_COLUMN
-from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.evaluation.groups import Evaluation
+from stages.lib.evaluation.source_bands import ages_are_bands
 from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_gap, paired_p_value
 from stages.lib.evaluation.multiplicity import holm
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval

@@ -1,6 +1,6 @@
 """The study's figures (matplotlib PNGs) and the same data as DVC plot files.
 
-Each `*_figure` function takes tidy data (from `stages.lib.evaluation.groups`) and returns a matplotlib Figure;
+Each `*_figure` function takes tidy data (from `stages.lib.evaluation.disaggregation` and `groups`) and returns a matplotlib Figure;
 `save_figure` writes it and closes it. Every legend or tick label carries its group's n. The
 `dvc_*` functions reshape the same data into small CSV tables with fixed columns, so that a
 `plots:` declaration in dvc.yaml (x/y names) stays valid across experiments and `dvc plots diff`
@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Annotation, Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from stages.lib.core.labels import GENDERS, RACES, band_labels  # noqa: E402
 from stages.lib.evaluation.curves import pivot  # noqa: E402
@@ -45,6 +47,72 @@ def save_figure(figure: Figure, path: Path) -> Path:
 
 def _n(value) -> str:
     return f"{int(value):,}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Labels that never sit on one another
+
+
+def text_boxes(figure: Figure) -> list[tuple[Text, object]]:
+    """Every visible, non-empty text of the figure with its box in display pixels, as the renderer
+    draws it (tick labels, titles, legends, annotations, cell values), after a draw has laid them out;
+    texts wholly outside the figure (ticks past the axis limits) are not drawn and not counted."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    undrawn = _ticks_out_of_view(figure)
+    boxes = [(text, text.get_window_extent(renderer)) for text in figure.findobj(Text)
+             if text.get_visible() and text.get_text().strip() and text.figure is not None and text not in undrawn]
+    return [(text, box) for text, box in boxes if box.overlaps(figure.bbox)]
+
+
+def _ticks_out_of_view(figure: Figure) -> set:
+    """Tick labels of ticks past their axis's limits: they exist, but the renderer never draws them."""
+    hidden = set()
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * max(abs(high - low), 1.0)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    hidden.update({tick.label1, tick.label2})
+    return hidden
+
+
+def overlapping_texts(figure: Figure) -> list[tuple[str, str]]:
+    """The pairs of texts whose drawn boxes intersect (empty where every label reads on its own)."""
+    boxes = text_boxes(figure)
+    return [(a.get_text(), b.get_text()) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
+            if box_a.overlaps(box_b)]
+
+
+def _marker_box(label: Annotation, half: float = 5.0):
+    """The box (display pixels) of the point an annotation labels."""
+    x, y = label.axes.transData.transform(label.xy)
+    return Bbox.from_extents(x - half, y - half, x + half, y + half)
+
+
+# Offsets (points) tried in turn for a point's label: right of it, then left, stepping up and down.
+LABEL_OFFSETS = [(side * 6, rise) for rise in (4, -14, 16, -26, 28, -38, 40, -50, 52, -62) for side in (1, -1)]
+
+
+def separate_labels(figure: Figure) -> None:
+    """Move each annotation (a point's label, in offset points) to the first of LABEL_OFFSETS where its
+    box meets no other text and stays inside its axes; call once the layout is final."""
+    renderer = figure.canvas.get_renderer()
+    labels = [t for t in figure.findobj(Annotation) if t.get_visible() and t.get_text().strip()]
+    placed = [box for text, box in text_boxes(figure) if text not in labels]
+    placed += [_marker_box(label) for label in labels]   # a label never covers another point
+    for label in labels:
+        frame = label.axes.get_window_extent(renderer) if label.axes else None
+        for dx, dy in LABEL_OFFSETS:
+            label.xyann = (dx, dy)
+            label.set_horizontalalignment("left" if dx > 0 else "right")
+            box = label.get_window_extent(renderer)
+            inside = frame is None or (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+                                       and box.y1 <= frame.y1)
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
 
 
 def predicted_vs_actual_figure(curves: pd.DataFrame, title: str,
@@ -204,15 +272,18 @@ SMALL_CELL = "#d9d9d9"   # heatmap cells too small to judge: grey, their value i
 
 
 def heatmap_figure(values: pd.DataFrame, counts: pd.DataFrame, title: str, value_format: str = "{:.1f}",
-                   *, diverging: bool = False, colour_label: str = "", min_count: int = 0) -> Figure:
-    """An annotated table as a heatmap: each cell shows its value and n; empty cells stay blank; cells
-    of fewer than `min_count` faces are grey (not coloured by their value, which is too uncertain to
-    paint at full strength) and left out of the colour scale."""
+                   *, diverging: bool = False, colour_label: str = "", min_count: int = 0,
+                   intervals: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Figure:
+    """An annotated table as a heatmap: each cell shows its value (with its interval where `intervals`,
+    (low, high) tables shaped like `values`, are given) and n; empty cells stay blank; cells of fewer
+    than `min_count` faces are grey (not coloured by their value, which is too uncertain to paint at
+    full strength) and left out of the colour scale, which spans the other cells' values."""
     data = values.to_numpy(dtype=float)
     sizes = counts.reindex(index=values.index, columns=values.columns).to_numpy(dtype=float)
     small = np.isfinite(data) & (np.nan_to_num(sizes) < min_count)
     shown = np.where(small, np.nan, data)
-    figure, axes = plt.subplots(figsize=(1.35 * values.shape[1] + 3, 0.62 * values.shape[0] + 2))
+    tall = 0.95 if intervals is not None else 0.62
+    figure, axes = plt.subplots(figsize=(1.6 * values.shape[1] + 3, tall * values.shape[0] + 2))
     finite = shown[np.isfinite(shown)]
     if diverging:
         # the colour scale follows cells of at least MIN_POINTS faces; thinner, extreme cells saturate
@@ -230,8 +301,9 @@ def heatmap_figure(values: pd.DataFrame, counts: pd.DataFrame, title: str, value
         if np.isfinite(value):
             count = counts.iat[row, column]
             greyed = small[row, column]
-            axes.text(column, row, f"{value_format.format(value)}\nn={_n(count)}", ha="center", va="center",
-                      fontsize=9, color="#555555" if greyed else _text_colour(image, value),
+            axes.text(column, row, _cell_text(value, value_format, count, _cell_interval(intervals, row, column)),
+                      ha="center", va="center", fontsize=9,
+                      color="#555555" if greyed else _text_colour(image, value),
                       fontstyle="italic" if greyed else "normal")
     axes.set_xticks(range(values.shape[1]), [str(c) for c in values.columns], rotation=30, ha="right")
     axes.set_yticks(range(values.shape[0]), [str(i) for i in values.index])
@@ -242,6 +314,22 @@ def heatmap_figure(values: pd.DataFrame, counts: pd.DataFrame, title: str, value
     if finite.size:                      # every cell greyed: no colour scale to explain
         figure.colorbar(image, ax=axes, label=colour_label)
     return figure
+
+
+def _cell_interval(intervals, row: int, column: int) -> tuple[float, float] | None:
+    if intervals is None:
+        return None
+    low, high = (table.iat[row, column] for table in intervals)
+    return None if pd.isna(low) or pd.isna(high) else (float(low), float(high))
+
+
+def _cell_text(value: float, value_format: str, count, interval: tuple[float, float] | None) -> str:
+    """'77%' / '[70–84]' / 'n=120': the value, its interval where known, and n."""
+    shown = value_format.format(value)
+    if interval is not None:
+        bare = value_format.replace("%", "")
+        shown += f"\n[{bare.format(interval[0])}–{bare.format(interval[1])}]"
+    return f"{shown}\nn={_n(count)}"
 
 
 def _text_colour(image, value) -> str:
@@ -327,9 +415,11 @@ def write_figures(evaluation, folder: Path, title: str, *, min_count: int = 0) -
         split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
                                    gender=race_gender["group"].str.split("*").str[1])
         values, counts = pivot(split, "race", ["gender"], "gender_accuracy", index_order=list(RACES))
-        save("gender_accuracy_race_gender", heatmap_figure(values * 100, counts, f"{title}: gender accuracy (%)",
-                                                           "{:.0f}%", colour_label="accuracy (%)",
-                                                           min_count=min_count))
+        bounds = tuple(pivot(split, "race", ["gender"], f"gender_accuracy_ci_{end}", index_order=list(RACES))[0].reindex_like(values)
+                       * 100 for end in ("low", "high"))
+        save("gender_accuracy_race_gender", heatmap_figure(
+            values * 100, counts, f"{title}: gender accuracy (%), {evaluation.confidence:.0%} Wilson interval",
+            "{:.0f}%", colour_label="accuracy (%)", min_count=min_count, intervals=bounds))
     women = tables.get("women_gender_accuracy")
     if women is not None and (women["attribute"] == "race*age_band").any():
         rows = women[women["attribute"] == "race*age_band"]

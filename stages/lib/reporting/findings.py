@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.params import Params
-from stages.lib.evaluation.groups import Evaluation, ages_are_bands
+from stages.lib.evaluation.groups import Evaluation
+from stages.lib.evaluation.source_bands import ages_are_bands
 from stages.lib.evaluation.gains import paired_absolute_errors
 from stages.lib.evaluation.intervals import (Bootstrap, binomial_interval, direction, mean_interval, paired_mean_gap,
                                              proportion_gap)
+from stages.lib.evaluation.multiplicity import holm
 from stages.lib.reporting.fidelity import men_minus_women, young_signed_errors
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval
 from stages.lib.reporting.populations import pooled_from_one, r10_views, study_r2
@@ -95,12 +97,29 @@ def run_paragraph(facts: Facts) -> str:
 # Findings: one function per sentence, None where nothing is supported
 
 
-def _significant(row: pd.Series) -> tuple[bool, str]:
-    """Whether a gaps/significance row is significant, and how it was judged: the adjusted column
-    where the evaluate stage wrote one, else the raw interval (said so)."""
+def _significant(row: pd.Series) -> bool:
+    """Whether a gaps row is a gap: its adjusted interval excludes 0 (gaps.csv `significant`), else, for a
+    table written without adjusted columns, its raw verdict (the sentence then says it is unadjusted)."""
     if "significant" in row.index and pd.notna(row["significant"]):
-        return str(row["significant"]).lower() in ("true", "1", "1.0"), "adjusted for multiplicity"
-    return row.get("verdict") == "worse", "unadjusted: no multiplicity-adjusted column in this run"
+        return str(row["significant"]).lower() in ("true", "1", "1.0")
+    return row.get("verdict") == "worse"
+
+
+def gap_claim(row: pd.Series, *, points: bool = False) -> str:
+    """A worst − best gap as a sentence says it: the difference with its raw interval, labelled raw, and
+    beside it the adjusted interval (Bonferroni over the pairs of groups compared) and the omnibus test
+    of all groups equal with its Holm-adjusted p-value; a table without them says it is unadjusted."""
+    raw = difference(row["difference"], row["difference_ci_low"], row["difference_ci_high"], points)
+    if pd.isna(row.get("difference_adjusted_ci_low", np.nan)):
+        return f"{raw} (raw interval; this run's gaps.csv carries no multiplicity adjustment)"
+    adjusted = difference(row["difference"], row["difference_adjusted_ci_low"], row["difference_adjusted_ci_high"],
+                          points).split(" ", 1)[1]
+    text = (f"{raw} (raw interval; adjusted {float(row['adjusted_confidence']):.1%} interval {adjusted}, "
+            f"Bonferroni over the {int(row['tests'])} pairs of the {int(row['groups_compared'])} groups compared")
+    if pd.notna(row.get("p_all_equal_adjusted", np.nan)):
+        text += (f"; all {int(row['groups_compared'])} groups equal: Q = {number(row['omnibus_statistic'], 1)} "
+                 f"({int(row['omnibus_df'])} df), Holm-adjusted p {p_value_text(row['p_all_equal_adjusted'])}")
+    return text + ")"
 
 
 def _gap_row(evaluation: Evaluation | None, attribute: str, metric: str) -> pd.Series | None:
@@ -110,19 +129,30 @@ def _gap_row(evaluation: Evaluation | None, attribute: str, metric: str) -> pd.S
     return None if rows.empty else rows.iloc[0]
 
 
-def published_gender_finding(facts: Facts) -> str | None:
-    evaluation = facts.published_evaluations.get(facts.dataset)
+def gender_gap_sentence(evaluation: Evaluation | None, model: str, dataset: str) -> str | None:
+    """A model's race × gender gap in gender accuracy, where its adjusted interval excludes 0."""
     row = _gap_row(evaluation, "race*gender", "gender_accuracy")
-    if row is None:
+    if row is None or not _significant(row):
         return None
-    supported, how = _significant(row)
-    if not supported:
-        return None
-    return (f"The published model gets gender right for {percent(row['worst'])} of "
-            f"{row['worst_group'].replace('*', ' ')} faces on {facts.dataset} (n={int(row['worst_n']):,}) against "
+    return (f"{model} gets gender right for {percent(row['worst'])} of "
+            f"{row['worst_group'].replace('*', ' ')} faces on {dataset} (n={int(row['worst_n']):,}) against "
             f"{percent(row['best'])} of {row['best_group'].replace('*', ' ')} faces: "
-            f"{difference(row['difference'], row['difference_ci_low'], row['difference_ci_high'], points=True)} "
-            f"({how}).")
+            f"{gap_claim(row, points=True)}.")
+
+
+def published_gender_finding(facts: Facts) -> str | None:
+    return gender_gap_sentence(facts.published_evaluations.get(facts.dataset), "The published model", facts.dataset)
+
+
+def retrained_gender_finding(facts: Facts) -> str | None:
+    """The retrained model's race × gender gap in gender accuracy, beside the published model's."""
+    evaluation = facts.evaluations.get(facts.reference or "", {}).get(facts.dataset)
+    sentence = gender_gap_sentence(evaluation, f"Retrained ({facts.reference})", facts.dataset)
+    published = _gap_row(facts.published_evaluations.get(facts.dataset), "race*gender", "gender_accuracy")
+    if sentence and published is not None:
+        sentence += (f" The published model's gap on the same test set: "
+                     f"{difference(published['difference'], None, None, True)}.")
+    return sentence
 
 
 def published_age_finding(facts: Facts) -> str | None:
@@ -137,11 +167,9 @@ def published_age_finding(facts: Facts) -> str | None:
     if adult is not None:
         text += f", {with_interval(*adult[:3])} on the {adult[3]:,} faces aged {STUDY_AGE}+ (the study's population)"
     row = _gap_row(evaluation, "age_band", "mae")
-    if row is not None and _significant(row)[0]:
+    if row is not None and _significant(row):
         text += (f"; it is worst for ages {row['worst_group']} (MAE {number(row['worst'])}, n={int(row['worst_n']):,}) "
-                 f"and best for {row['best_group']} ({number(row['best'])}): "
-                 f"{difference(row['difference'], row['difference_ci_low'], row['difference_ci_high'])} years "
-                 f"({_significant(row)[1]})")
+                 f"and best for {row['best_group']} ({number(row['best'])}): {gap_claim(row)} years")
     return text + "."
 
 
@@ -188,26 +216,42 @@ def rebalancing_finding(facts: Facts) -> str | None:
                      f"({difference(r['change'], r['change_ci_low'], r['change_ci_high'])} years)"
                      for _, r in rows.iterrows())
     text = f"Against {rows.iloc[0]['before']} on the same test faces, {said}."
-    bands = band_change_phrases(facts.band_changes)
+    bands, tests = band_change_phrases(facts.band_changes, facts.dataset, 1 - facts.params.evaluate.confidence)
     if bands:
-        text += " By age band (paired, significant after multiplicity adjustment): " + "; ".join(bands) + "."
+        text += (f" By age band (paired; raw intervals; significant after Holm's adjustment over all {tests} band "
+                 "tests of the experiments above): " + "; ".join(bands) + ".")
     return text
 
 
-def band_change_phrases(band_changes: Mapping[str, pd.DataFrame]) -> list[str]:
-    """Per experiment, the age bands whose paired MAE change is significant after adjustment."""
-    phrases = []
-    for experiment, table in band_changes.items():
-        if table is None or table.empty or "significant" not in table.columns:
-            continue
-        hits = table[table["significant"].astype(str).str.lower().isin(["true", "1", "1.0"])]
-        if not hits.empty:
-            phrases.append(f"{experiment}: " + ", ".join(
-                f"{r['band']} {difference(r['delta'], r['ci_low'], r['ci_high'])}" for _, r in hits.iterrows()))
-    return phrases
+def band_change_family(band_changes: Mapping[str, pd.DataFrame], dataset: str) -> pd.DataFrame:
+    """Every band test of every experiment on `dataset` (band_changes.csv rows, with `experiment`), their
+    p-values Holm-adjusted together (`p_family`): a sentence or table that lists the bands of several
+    experiments draws from all their tests, so they are one family, not one per experiment."""
+    tables = [(table[table["dataset"] == dataset] if "dataset" in table.columns else table).assign(experiment=name)
+              for name, table in band_changes.items()
+              if isinstance(table, pd.DataFrame) and not table.empty and "p_value" in table.columns]
+    if not tables:
+        return pd.DataFrame(columns=["experiment", "band", "p_value", "p_family"])
+    rows = pd.concat(tables, ignore_index=True)
+    return rows.assign(p_family=holm(rows["p_value"].to_numpy(dtype=float)))
 
 
-ADJUSTMENT_NAMES = {"holm": "Holm's", "bh": "Benjamini–Hochberg's"}
+def band_change_phrases(band_changes: Mapping[str, pd.DataFrame], dataset: str,
+                        alpha: float) -> tuple[list[str], int]:
+    """(per experiment, its age bands whose paired change survives Holm's adjustment over every band test
+    of every experiment on `dataset` (`band_change_family`); the number of those tests)."""
+    rows = band_change_family(band_changes, dataset)
+    if rows.empty:
+        return [], 0
+    sides = np.array([direction(low, high) for low, high in zip(rows["ci_low"], rows["ci_high"])])
+    hits = rows[(rows["p_family"] < alpha) & np.isin(sides, ["above", "below"])]
+    phrases = [f"{experiment}: " + ", ".join(
+        f"{r['band']} {difference(r['delta'], r['ci_low'], r['ci_high'])} (adjusted p {p_value_text(r['p_family'])})"
+        for _, r in found.iterrows()) for experiment, found in hits.groupby("experiment", sort=False)]
+    return phrases, int(rows["p_value"].notna().sum())
+
+
+ADJUSTMENT_NAMES = {"holm": "Holm's (family-wise)", "bh": "Benjamini–Hochberg's (false discovery rate)"}
 
 
 def mitigation_finding(facts: Facts) -> str | None:
@@ -284,7 +328,9 @@ def findings(facts: Facts) -> tuple[list[str], list[str]]:
     for function, missing in (
             (published_age_finding, "the published model's age error: not evaluated on the main test set"),
             (published_gender_finding, "a race × gender gender-accuracy gap of the published model: none "
-                                       "supported by its interval (or not evaluated)"),
+                                       "shown by its interval after adjustment (or not evaluated)"),
+            (retrained_gender_finding, "a race × gender gender-accuracy gap of the retrained model: none "
+                                       "shown by its interval after adjustment (or not evaluated)"),
             (retraining_finding, "what retraining changes: needs the published and the retrained test predictions"),
             (rebalancing_finding, "what rebalancing changes: no rebalanced experiment evaluated"),
             (mitigation_finding, "whether a mitigation narrows the gap: no mitigation paired with the reference"),
@@ -426,9 +472,15 @@ def _busy_share(shares: pd.DataFrame | None) -> str:
 
 
 def _correction_count(table: pd.DataFrame | None) -> str:
+    """R9: how many correction models beat none, each judged after Holm's adjustment over all of them."""
     if table is None or table.empty:
         return ""
-    return f"{int((table['verdict'] == 'better').sum())} of {len(table) - 1} correction models better"
+    better = table[table["verdict"] == "better"]
+    if "p_adjusted" not in table.columns:
+        return f"{len(better)} of {len(table) - 1} correction models better (raw intervals, no multiplicity adjustment)"
+    smallest = table.loc[table["model"] != "none", "p_adjusted"].min()
+    return (f"{len(better)} of {len(table) - 1} correction models better (paired; Holm over the {len(table) - 1}: "
+            f"smallest adjusted p {p_value_text(smallest)})")
 
 
 def _oldest_bias(evaluation: Evaluation | None) -> str:

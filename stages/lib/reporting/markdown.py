@@ -15,7 +15,9 @@ import pandas as pd
 
 from stages.lib.core.labels import RACES, band_labels
 from stages.lib.evaluation.curves import pivot
-from stages.lib.evaluation.groups import Evaluation, age_standardised_mae, ages_are_bands
+from stages.lib.evaluation.disaggregation import age_standardised_mae
+from stages.lib.evaluation.groups import Evaluation
+from stages.lib.evaluation.source_bands import ages_are_bands
 
 STUDY_PARTS = ("R10", "R11", "R12")
 ATTRIBUTE_TITLES = {
@@ -191,10 +193,12 @@ def _verdicts(verdicts: pd.DataFrame, attribute: str, metric: str, words: Mappin
 
 
 def gaps_display(gaps: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """The gaps table as report rows: worst and best, their difference and ratio with intervals, verdict."""
+    """The gaps table as report rows: worst and best, their difference with its raw and its adjusted
+    interval (Bonferroni over the pairs of groups compared), the ratio, the verdict (on the adjusted
+    interval) and the omnibus test of all groups equal."""
     accuracy = gaps["metric"] == "gender_accuracy"
     show = lambda values: [percent(v) if a else number(v) for v, a in zip(values, accuracy)]  # noqa: E731
-    ci = f"{confidence:.0%} CI"
+    ci = f"raw {confidence:.0%} CI"
     return pd.DataFrame({
         "breakdown": gaps["attribute"].map(lambda a: ATTRIBUTE_TITLES.get(a, a)),
         "metric": gaps["metric"],
@@ -204,32 +208,48 @@ def gaps_display(gaps: pd.DataFrame, confidence: float) -> pd.DataFrame:
         "best": show(gaps["best"]),
         f"worst − best [{ci}]": [difference(v, lo, hi, a) for v, lo, hi, a in zip(
             gaps["difference"], gaps["difference_ci_low"], gaps["difference_ci_high"], accuracy)],
+        "adjusted CI (Bonferroni over the pairs)": _adjusted_gap_intervals(gaps, accuracy),
         f"worst / best [{ci}]": [with_interval(v, lo, hi) for v, lo, hi in zip(
             gaps["ratio"], gaps["ratio_ci_low"], gaps["ratio_ci_high"])],
-        "verdict": _adjusted_verdicts(gaps)["verdict"].where(~gaps["verdict"].isna(), ""),
+        "verdict": gaps["verdict"].fillna(""),
         "groups compared": gaps["groups_compared"],
         "small groups left out": gaps["small_left_out"],
-        "all groups equal? p (adjusted)": _all_equal(gaps),
+        "all groups equal? Q (df): raw p, Holm-adjusted p": _all_equal(gaps),
     })
 
 
-def _all_equal(gaps: pd.DataFrame) -> list[str]:
-    """The test that all groups are equal (re-selecting the extremes), where the evaluate stage wrote it."""
-    if "p_all_equal" not in gaps.columns:
+def _adjusted_gap_intervals(gaps: pd.DataFrame, accuracy: pd.Series) -> list[str]:
+    """'[low, high] (98.3%, 3 pairs)' per gap, where the evaluate stage wrote the adjusted interval."""
+    if "difference_adjusted_ci_low" not in gaps.columns:
         return ["not computed"] * len(gaps)
-    adjusted = gaps["p_all_equal_adjusted"] if "p_all_equal_adjusted" in gaps.columns else [None] * len(gaps)
-    return [f"{number(p, 3)} ({'not computed' if a is None or pd.isna(a) else number(a, 3)})"
-            for p, a in zip(gaps["p_all_equal"], adjusted)]
+    return [difference(v, lo, hi, a).split(" ", 1)[-1] + f" ({level:.1%}, {int(tests)} pairs)"
+            for v, lo, hi, a, level, tests in zip(gaps["difference"], gaps["difference_adjusted_ci_low"],
+                                                  gaps["difference_adjusted_ci_high"], accuracy,
+                                                  gaps["adjusted_confidence"], gaps["tests"])]
 
 
-def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number, *, min_count: int = 0) -> pd.DataFrame:
-    """A pivot with 'value (n)' cells, for markdown; cells under `min_count` faces marked *small*."""
+def _all_equal(gaps: pd.DataFrame) -> list[str]:
+    """The omnibus test that all groups are equal, where the evaluate stage wrote it."""
+    if "p_all_equal" not in gaps.columns or "omnibus_statistic" not in gaps.columns:
+        return ["not computed"] * len(gaps)
+    return [f"{number(q, 1)} ({int(df)}): {p_value_text(p)}, {p_value_text(a)}" if pd.notna(p) else "not computed"
+            for q, df, p, a in zip(gaps["omnibus_statistic"], gaps["omnibus_df"], gaps["p_all_equal"],
+                                   gaps["p_all_equal_adjusted"])]
+
+
+def pivot_display(values: pd.DataFrame, counts: pd.DataFrame, formatter=number, *, min_count: int = 0,
+                  intervals: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """A pivot with 'value (n)' cells ('value [low, high] (n)' with `intervals`, (low, high) tables shaped
+    like `values`), for markdown; cells under `min_count` faces marked *small*."""
     cells = pd.DataFrame(index=values.index, columns=values.columns, dtype=object)
     for row in values.index:
         for column in values.columns:
             value, count = values.at[row, column], counts.at[row, column]
             mark = ", *small*" if count < min_count else ""
-            cells.at[row, column] = "" if pd.isna(value) else f"{formatter(value)} ({int(count):,}{mark})"
+            shown = formatter(value)
+            if intervals is not None and pd.notna(intervals[0].at[row, column]):
+                shown += f" [{formatter(intervals[0].at[row, column])}, {formatter(intervals[1].at[row, column])}]"
+            cells.at[row, column] = "" if pd.isna(value) else f"{shown} ({int(count):,}{mark})"
     cells = cells.reset_index()
     cells.columns = [str(values.index.name or "")] + [str(c) for c in values.columns]
     return cells
@@ -267,9 +287,10 @@ def _adjustment(verdicts: pd.DataFrame) -> str | None:
     """How the significance table was adjusted for multiplicity, or None where it carries no adjusted column."""
     if "significant" not in verdicts.columns or verdicts.empty:
         return None
-    methods = sorted(set(verdicts["adjustment"].dropna().astype(str))) if "adjustment" in verdicts.columns else []
-    return ("adjusted for multiplicity within each breakdown × metric"
-            + (f" ({', '.join(methods)})" if methods else "") + "; raw intervals shown")
+    methods = sorted(set(verdicts["adjustment"].dropna().astype(str)) - {""}) if "adjustment" in verdicts.columns else []
+    named = ", ".join(ADJUSTMENTS.get(m, m) for m in methods)
+    return ("multiplicity adjustment within each breakdown × metric" + (f": {named}" if named else "")
+            + "; each claim shows its raw interval, labelled raw, and its p-value after adjustment")
 
 
 def _adjusted_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
@@ -281,13 +302,23 @@ def _adjusted_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
     return verdicts.assign(verdict=verdicts["verdict"].where(kept | (verdicts["verdict"] == "n.s."), "n.s."))
 
 
+# How a family's p-values were adjusted, as a reader needs it said (multiplicity.py)
+ADJUSTMENTS = {"holm": "Holm: family-wise error rate, up to ten tests",
+               "bh": "Benjamini–Hochberg: false discovery rate (FDR), past ten tests"}
+
+
 def _judged_group(metric: str, row: pd.Series) -> str:
-    """'black (12.3; +4.10 [+3.20, +5.00] against the rest)'; for the mean signed error the value is the difference."""
+    """'black (12.3; +4.10 [+3.20, +5.00] raw against the rest, adjusted p 0.002 (Holm))'; for the mean
+    signed error the value is the difference."""
     shown = difference(row["difference"], row["difference_ci_low"], row["difference_ci_high"],
                        metric == "gender_accuracy")
+    adjusted = ""
+    if pd.notna(row.get("p_adjusted", np.nan)):
+        method = {"holm": "Holm", "bh": "Benjamini–Hochberg, FDR"}.get(str(row.get("adjustment")), "adjusted")
+        adjusted = f", adjusted p {p_value_text(row['p_adjusted'])} ({method})"
     if metric == "mean_error":
-        return f"{row['group']} ({shown} years)"
-    return f"{row['group']} ({_value(metric, row['value'])}; {shown} against the rest)"
+        return f"{row['group']} ({shown} years raw{adjusted})"
+    return f"{row['group']} ({_value(metric, row['value'])}; {shown} raw against the rest{adjusted})"
 
 
 def _value(metric: str, value) -> str:
@@ -327,9 +358,13 @@ def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[s
         md.heading("Gaps", level)
         md.paragraph("Worst and best group per breakdown (small groups left out when two or more others "
                      "remain), with the intervals of their difference and of their ratio (accuracy: Newcombe's, "
-                     "from the two Wilson intervals). *worse*: the difference's interval excludes zero. The two are "
-                     "the extremes of their breakdown, so the more groups compared, the more easily a gap this "
-                     "size arises by chance.")
+                     "from the two Wilson intervals). The two are the extremes of their breakdown, so the more groups "
+                     "compared, the more easily a gap this size arises by chance: beside the raw interval stands the "
+                     "difference's interval after Bonferroni's adjustment over every pair of the groups compared "
+                     "(k groups, k (k − 1) / 2 pairs), and the verdict rests on it: *worse* where it excludes zero, "
+                     "*n.s.* only where it holds zero. The last column tests all groups of the breakdown at once "
+                     "(a Wald test of heterogeneity, Cochran's Q, with each group's variance from the cluster "
+                     "bootstrap; χ² with k − 1 df; Holm's adjustment over the breakdowns of a metric).")
         md.table(gaps_display(evaluation.gaps, evaluation.confidence))
 
     study_tables(md, evaluation, figures, level, parts=parts, min_count=min_group_size)
@@ -338,8 +373,8 @@ def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[s
     significant, not_significant = significance_bullets(evaluation, min_group_size)
     adjusted = _adjustment(evaluation.significance)
     md.paragraph(f"Significant ({adjusted}):" if adjusted else
-                 "Significant (the raw interval of the difference excludes zero; not adjusted for multiplicity: "
-                 "this run's significance.csv has no adjusted column):")
+                 "Significant (the raw interval of the difference excludes zero; no multiplicity adjustment: "
+                 "this run's significance.csv has no column for it):")
     md.bullets(significant or ["nothing"])
     md.paragraph("Not significant or not judged:")
     md.bullets(not_significant or ["nothing"])
@@ -369,8 +404,11 @@ def study_tables(md: Markdown, evaluation: Evaluation, figures: Mapping[str, Pat
         split = race_gender.assign(race=race_gender["group"].str.split("*").str[0],
                                    gender=race_gender["group"].str.split("*").str[1])
         values, counts = pivot(split, "race", ["gender"], "gender_accuracy", index_order=list(RACES))
+        bounds = tuple(pivot(split, "race", ["gender"], f"gender_accuracy_ci_{end}", index_order=list(RACES))[0]
+                       .reindex_like(values) for end in ("low", "high"))
         md.figure(figures.get("gender_accuracy_race_gender"), "Gender accuracy by race and gender (R11).")
-        md.table(pivot_display(values, counts, percent, min_count=min_count), f"cells: accuracy (n){small}")
+        md.table(pivot_display(values, counts, percent, min_count=min_count, intervals=bounds),
+                 f"cells: accuracy [{evaluation.confidence:.0%} Wilson interval] (n){small}")
     women = evaluation.tables.get("women_gender_accuracy")
     if "R12" in parts and women is not None and not women.empty:
         by_band = women[women["attribute"] == "race*age_band"]
@@ -409,10 +447,12 @@ def correction_display(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
         "judged on": table["n_judged"].map(lambda n: f"{n:,}"),
         "MAE": table["mae"].map(number),
         "RMSE": table["rmse"].map(number),
-        f"MAE change [{confidence:.0%} CI]": [
+        f"MAE change [raw {confidence:.0%} CI]": [
             "—" if m == "none" else with_interval(v, lo, hi)
             for m, v, lo, hi in zip(table["model"], table["mae_change"], table["mae_change_ci_low"],
                                     table["mae_change_ci_high"])],
+        "p (Holm-adjusted over the models)": (table["p_adjusted"].map(p_value_text) if "p_adjusted" in table
+                                               else "not computed"),
         "verdict": table["verdict"],
     })
 
@@ -421,7 +461,8 @@ def correction_section(md: Markdown, table: pd.DataFrame, protocol: str, confide
     """R9: each correction model against no correction, with the paired interval of the MAE change."""
     md.heading("Post-hoc correction on (predicted age, gender, race) (R9)", level)
     md.paragraph(f"{protocol} Each model learns true − predicted age from the predicted age, gender and race; "
-                 "*better* means the whole interval of the MAE change is below zero. Like the study, it uses "
+                 "*better* means the whole raw interval of the MAE change is below zero and its p-value after Holm's "
+                 "adjustment over the correction models compared is under the test level. Like the study, it uses "
                  "the true gender and race, which a deployed system would not have.")
     md.table(correction_display(table, confidence))
     winners = table[table["verdict"] == "better"]
@@ -429,5 +470,9 @@ def correction_section(md: Markdown, table: pd.DataFrame, protocol: str, confide
         md.paragraph("No correction model beats the uncorrected predictions (the study's finding too).")
     else:
         best = winners.loc[winners["mae"].idxmin()]
-        md.paragraph(f"**{len(winners)} of {len(table) - 1} models beat no correction**; the best, {best['model']}, "
-                     f"changes MAE by {number(best['mae_change'])} years. The study found none did.")
+        how = (f"each after Holm's adjustment over the {len(table) - 1} models" if "p_adjusted" in table
+               else "raw intervals: this table carries no adjusted p-values")
+        adjusted = f" (adjusted p {p_value_text(best['p_adjusted'])})" if "p_adjusted" in table else ""
+        md.paragraph(f"**{len(winners)} of {len(table) - 1} models beat no correction** ({how}); the best, "
+                     f"{best['model']}, changes MAE by {number(best['mae_change'])} years{adjusted}. "
+                     "The study found none did.")

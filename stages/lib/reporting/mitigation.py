@@ -24,7 +24,7 @@ from stages.lib.evaluation.intervals import Bootstrap, direction, paired_mean_ga
 from stages.lib.evaluation.probes import BALANCED_FILE, PROBES_FILE
 from stages.lib.evaluation.results import bootstrap_from, load_worst_groups
 from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
-from stages.lib.reporting.figures import distinct_colours, save_figure
+from stages.lib.reporting.figures import distinct_colours, save_figure, separate_labels
 from stages.lib.reporting.forest import bonferroni_confidence, forest_figure, forest_rows
 from stages.lib.reporting.markdown import Markdown, number, p_value_text, percent, with_interval
 from stages.lib.reporting.twins import saved_mismatches, twin_summary
@@ -277,6 +277,7 @@ def tradeoff_figure(panels: Mapping[str, pd.DataFrame], confidence: float) -> Fi
     figure.suptitle(f"Overall against worst-group error, whiskers: {confidence:.0%} CI "
                     "(dotted, where in view: worst group = overall)", fontsize=12)
     figure.tight_layout()
+    separate_labels(figure)
     return figure
 
 

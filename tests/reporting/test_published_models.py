@@ -148,7 +148,7 @@ def test_an_in_sample_model_is_flagged_wherever_it_is_ranked():
     partly = AuditedModel("b", {"test_sets": {"utkface": "partly"}}, pd.DataFrame())
     flags = in_sample_flags([_model("a"), partly], "utkface")
     assert flags == {"b": " (in-sample: partly)"} and in_sample_flags([_model("a")], "utkface") == {}
-    a = model_sentence(_model("a"), "utkface", values, PAIRS, flags)
+    a = model_sentence(_model("a"), "utkface", values, PAIRS, flags=flags)
     assert "gender accuracy lower than b (in-sample: partly)'s by 5.0 pts" in a
     assert "these comparisons do not rank it fairly" in a
     assert pairs_table(PAIRS, flags)["models"].tolist() == ["b (in-sample: partly) − a"]

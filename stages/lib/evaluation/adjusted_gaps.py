@@ -135,7 +135,7 @@ def within_group_slopes(frame: pd.DataFrame, *, confidence: float = 0.95, min_gr
             rows.extend(_slope_rows(frame[usable & (groups == group)], y_all, name, group,
                                     confidence=confidence, min_group_size=min_group_size))
     table = pd.DataFrame(rows, columns=[c for c in SLOPE_COLUMNS if c not in ("p_holm", "significant")])
-    return _holm_within(table, ["outcome", "measure"], "p_value", "p_holm", confidence)[SLOPE_COLUMNS]
+    return _holm_within(table, ["outcome", "measure"], "p_value", "p_holm", confidence=confidence)[SLOPE_COLUMNS]
 
 
 def _slope_rows(rows: pd.DataFrame, y_all: pd.Series, outcome: str, group: str, *, confidence: float,
@@ -160,7 +160,7 @@ def _clusters(rows: pd.DataFrame) -> np.ndarray:
     return cluster_codes(rows[CLUSTER_COLUMN] if CLUSTER_COLUMN in rows else None, len(rows))
 
 
-def _holm_within(table: pd.DataFrame, family: list[str], p_column: str, adjusted: str,
+def _holm_within(table: pd.DataFrame, family: list[str], p_column: str, adjusted: str, *,
                  confidence: float) -> pd.DataFrame:
     """Holm-adjusted p-values within each family, over the rows not flagged small; `significant`."""
     table = table.copy()
@@ -259,7 +259,7 @@ def adjusted_gaps(frame: pd.DataFrame, *, edges: Sequence[int], confidence: floa
             rows.extend(_gap_rows(spec, y_all.loc[spec.rows.index], name, outcome, confidence=confidence,
                                   min_group_size=min_group_size))
     table = pd.DataFrame(rows, columns=[c for c in GAP_COLUMNS if c not in ("after_p_holm", "significant")])
-    return _holm_within(table, ["outcome"], "after_p", "after_p_holm", confidence)[GAP_COLUMNS]
+    return _holm_within(table, ["outcome"], "after_p", "after_p_holm", confidence=confidence)[GAP_COLUMNS]
 
 
 def _gap_rows(spec: Design, y: pd.Series, name: str, outcome: Outcome, *, confidence: float,

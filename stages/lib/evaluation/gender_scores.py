@@ -60,7 +60,7 @@ def weighted_auc(is_female: np.ndarray, p_female: np.ndarray, weights: np.ndarra
     return float((women * (np.cumsum(men) - men / 2)).sum() / pairs)
 
 
-def _auc_interval(is_female: np.ndarray, p_female: np.ndarray, codes: np.ndarray, bootstrap: Bootstrap,
+def _auc_interval(is_female: np.ndarray, p_female: np.ndarray, codes: np.ndarray, bootstrap: Bootstrap, *,
                   key: str) -> tuple[float, float]:
     """Percentile interval of the AUC over resamples of whole clusters (a face weighs as often as its
     cluster is drawn)."""
@@ -82,7 +82,7 @@ def by_race(frame: pd.DataFrame, bootstrap: Bootstrap = Bootstrap()) -> pd.DataF
         p_female = group["gender_prob_female"].to_numpy(dtype=float)
         both = 0 < is_female.sum() < len(is_female)
         codes = cluster_codes(group[CLUSTER_COLUMN] if CLUSTER_COLUMN in group else None, len(group))
-        low, high = _auc_interval(is_female, p_female, codes, bootstrap, f"auc={race}") if both else (np.nan, np.nan)
+        low, high = _auc_interval(is_female, p_female, codes, bootstrap, key=f"auc={race}") if both else (np.nan, np.nan)
         rows.append({"race": race, "n": len(group), "auc": weighted_auc(is_female, p_female) if both else np.nan,
                      "auc_ci_low": low, "auc_ci_high": high, "ece": expected_calibration_error(is_female, p_female)})
     return pd.DataFrame(rows, columns=RACE_COLUMNS)

@@ -105,7 +105,7 @@ def locate(task: CropTask, image: np.ndarray, detector: Detector | None, margin:
 
 def crop_row(task: CropTask, detector: Detector | None, margin: float, size: int) -> CropOutcome:
     """Crop one photo to `task.target`; a bad photo, box or a missing face becomes a rejected outcome."""
-    return crop_image(task, read_task_image(task), detector, margin, size)
+    return crop_image(task, read_task_image(task), detector, margin=margin, size=size)
 
 
 def read_task_image(task: CropTask) -> np.ndarray | FaceRejected:
@@ -116,7 +116,7 @@ def read_task_image(task: CropTask) -> np.ndarray | FaceRejected:
         return rejected
 
 
-def crop_image(task: CropTask, image: np.ndarray | FaceRejected, detector: Detector | None, margin: float,
+def crop_image(task: CropTask, image: np.ndarray | FaceRejected, detector: Detector | None, *, margin: float,
                size: int) -> CropOutcome:
     """Crop the task's decoded photo to `task.target` (a photo that could not be read: its rejection)."""
     try:
@@ -164,7 +164,7 @@ class RowCropper:
     def __call__(self, task: CropTask) -> CropOutcome:
         detector = self.detector() if task.route in DETECTORS else None
         image = read_task_image(task)   # decoded once: cropped, then shown to the detectors of detect_precropped
-        outcome = crop_image(task, image, detector, self.settings.margin, self.settings.size)
+        outcome = crop_image(task, image, detector, margin=self.settings.margin, size=self.settings.size)
         if task.route != "precropped" or outcome.reason is not None or not self.settings.detect_precropped:
             return outcome
         return replace(outcome, found_by=self.found_by(image))

@@ -184,7 +184,7 @@ def reference_worst_group(summary: pd.DataFrame, dataset: str, statistic: str, r
 
 
 def fixed_group_changes(predictions: Mapping[str, pd.DataFrame], group: str, metric: str,
-                        bootstrap: Bootstrap, reference: str = REFERENCE) -> dict[str, str]:
+                        bootstrap: Bootstrap, *, reference: str = REFERENCE) -> dict[str, str]:
     """Each experiment's change against `reference` on the faces of ONE group (the reference's worst),
     paired by face id with a bootstrap interval: {experiment: '+0.82 [+0.64, +0.98]'}. Experiments
     tested on other faces are left out."""

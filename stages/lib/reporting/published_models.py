@@ -216,7 +216,7 @@ def compared_phrase(statistic: str, other: str, change, interval: tuple[float, f
     return f"{label}: no difference from {other}'s shown ({_tenths(scale * change):+.1f}{unit}, {interval})"
 
 
-def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pairs: pd.DataFrame,
+def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pairs: pd.DataFrame, *,
                    flags: Mapping[str, str] | None = None) -> str:
     """One sentence on one model and test set: its gender accuracy, worst group and gap with their
     intervals, then each paired comparison with the other models, each in-sample one flagged (`flags`:
@@ -402,7 +402,7 @@ def published_models_section(md: Markdown, params: Params) -> None:
                                          f"{confidence:.0%} CI; accuracy in percentage points. The sentences below "
                                          "call a difference only where it survives the adjustment for the pairs "
                                          "compared on its statistic")
-        md.bullets(model_sentence(m, dataset, values, pairs, flags) for m in shown)
+        md.bullets(model_sentence(m, dataset, values, pairs, flags=flags) for m in shown)
         design = data_or_design(pairs, dataset)
         if design:
             md.paragraph(design)

@@ -167,7 +167,7 @@ def test_data_or_design_says_only_what_the_adjusted_paired_intervals_support():
                          _pair("accuracy_gap", 0.01, -0.02, 0.04, False)])
     text = data_or_design(same, "utkface")
     assert text.startswith("**Data or design?** (utkface) faceres and wide_resnet_imdb were both trained")
-    assert "gender accuracy higher than wide_resnet_imdb's by 3.0 pts [+1.0, +5.0]" in text   # negated pair
+    assert "gender accuracy higher than wide_resnet_imdb's by 3.0 pts (raw [+1.0, +5.0], adjusted p" in text   # negated pair
     assert "gaps are not shown to differ" in text and "not proof" in text
     wider = pd.DataFrame([_pair("accuracy_gap", -0.06, -0.09, -0.03, True)])
     assert "gaps differ after adjustment" in data_or_design(wider, "fairface")

@@ -67,6 +67,7 @@ class Facts:
     best_test: pd.DataFrame | None = None                # the best study model's test rows on `dataset`: R7
     published_rows: pd.DataFrame | None = None           # the published model's test rows on every test set: R2
     samples: str = ""                                    # how much of each published dataset was read
+    more_findings: list[str] = field(default_factory=list)   # other sections' headline lines (skin colour, ...)
 
 
 def bootstrap_of(params: Params) -> Bootstrap:
@@ -526,7 +527,7 @@ def first_screen(md: Markdown, facts: Facts) -> None:
     md.paragraph(run_paragraph(facts))
     md.heading("Findings", 2)
     said, unsaid = findings(facts)
-    md.bullets(said)
+    md.bullets([*said, *facts.more_findings])
     if unsaid:
         md.paragraph("Not established by this run: " + "; ".join(unsaid) + ".")
     md.heading("The study's figures beside this run's (R1–R14)", 2)

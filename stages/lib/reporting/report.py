@@ -265,8 +265,8 @@ def build_report(params: Params) -> Path:
     skin_models = [*dict.fromkeys(r.name for r in (baseline, by_name.get(REFERENCE), best) if r is not None),
                    *params.audit_models]
     skin = skin_study(params, skin_models)
+    facts.more_findings = list(headline_lines(skin, skin_models))
     first_screen(md, facts)
-    md.bullets(headline_lines(skin, skin_models))
 
     summary_section(md, params, results, absent, comparison=comparison, dataset=dataset, gains=gains)
     data_section(md, params.paths)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from keras.models import load_model
 
+from stages.lib.backbones import faceres
 from stages.lib.backbones.cards import PublishedLayer
 from stages.lib.core.params import Experiment
 from stages.lib.heads import plain
@@ -16,6 +17,7 @@ from stages.lib.heads.predicting import cross_entropy, predict_probs
 from stages.lib.heads.published import published_layer_heads
 from stages.lib.heads.saving import heads_signature, save_heads
 from tests.heads.toys import DIM, tiny_params, tiny_split
+from tests.published_weights import faceres_weights  # noqa: F401 (a fixture)
 
 FINE_TUNED = Experiment(init="published", protocol="ours")
 
@@ -122,3 +124,10 @@ def test_the_kept_epoch_is_the_one_of_lowest_summed_val_loss(raw, pretrained):
     summed = sum(cross_entropy(predict_probs(fitted.heads[task], features.array, rows, 32),
                                task_labels(task, val, params.labels.max_age)).mean() for task in ("age", "gender"))
     assert summed == pytest.approx(min(val_loss), rel=1e-5)
+
+
+def test_faceres_published_heads_share_feats_once_saved_and_loaded(faceres_weights, tmp_path):
+    for task, head in published_layer_heads(faceres.published_layers(faceres_weights)).items():
+        head.save(tmp_path / f"{task}.keras")
+    heads = {task: load_model(tmp_path / f"{task}.keras", compile=False) for task in ("age", "gender")}
+    assert shared_layers(heads) == ["feats", "feats_relu"]

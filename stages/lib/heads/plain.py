@@ -54,7 +54,7 @@ def train_heads(data: HeadData, init: Init, plan: TrainingPlan) -> FittedHeads:
     shared = shared_layers(heads) if init == "published" else []
     if shared:
         heads = tie(heads, shared)
-        histories = {"joint": fit_joint(heads, data, indices, plan.weights)}
+        histories = {"joint": fit_joint(heads, data, plan)}
     else:
         histories = {}
         for task in TASKS:
@@ -64,19 +64,19 @@ def train_heads(data: HeadData, init: Init, plan: TrainingPlan) -> FittedHeads:
     return FittedHeads(heads, histories, trained_on={"train_rows": len(indices)}, reads=data.reads)
 
 
-def fit_joint(heads: dict[str, keras.Model], data: HeadData, indices: np.ndarray,
-              weights: np.ndarray | None) -> dict[str, list[float]]:
-    """Train the tied `heads` in place as one model (joint.JointHeads: the sum of both tasks' losses, each
-    row weighted as the per-task fit weighs it), in the per-task fit's row order, keeping the epoch of
-    lowest summed val loss. Both tasks read the same rows (every row has both labels)."""
+def fit_joint(heads: dict[str, keras.Model], data: HeadData, plan: TrainingPlan) -> dict[str, list[float]]:
+    """Train the tied `heads` in place as one model on the rows `plan` picks (joint.JointHeads: the sum
+    of both tasks' losses, each row weighted as the per-task fit weighs it), in the per-task fit's row
+    order, keeping the epoch of lowest summed val loss. Both tasks read the same rows: every training
+    row has both labels (`task_labels` refuses a row without one)."""
     def both(frame) -> TaskRows:
         age, gender = (data.task_rows(task, frame) for task in TASKS)
         return TaskRows(age.rows, joint_labels(age.labels, gender.labels))
 
-    train, val = both(data.train).take(indices), both(data.val)
+    train, val = both(data.train).take(plan.rows_of(len(data.train))), both(data.val)
     require_rows(len(train.rows), len(val.rows))
     batches = RowBatches(data.features.array, train, data.budget.batch_size, Reshuffled(data.budget.seed),
-                         extra=None if weights is None else "weights", weights=weights)
+                         extra=None if plan.weights is None else "weights", weights=plan.weights)
     return fit_loop(JointHeads(heads), batches, budget=data.budget,
                     validation=RowBatches(data.features.array, val, data.budget.batch_size),
                     shown=Shown("train age+gender", None))

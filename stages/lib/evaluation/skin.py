@@ -25,12 +25,12 @@ import pandas as pd
 
 from stages.lib.core.schema import CLUSTER_COLUMN
 from stages.lib.evaluation.disaggregation import (AGE_ERROR_COLUMNS, EXTRA_COLUMNS, GROUP_COLUMNS, MEANS, PROPORTIONS,
-                                                  SUMMED, Disaggregated, group_positions, prepare, summed_values)
+                                                  SUMMED, Disaggregated, group_intervals, group_positions, prepare,
+                                                  summed_values)
 from stages.lib.evaluation.group_differences import judged_metrics
 from stages.lib.evaluation.group_gaps import gaps
 from stages.lib.evaluation.significance import significance
-from stages.lib.evaluation.intervals import (Bootstrap, binomial_interval, group_rng, percentile_interval,
-                                             resample_cluster_sums)
+from stages.lib.evaluation.intervals import Bootstrap, group_rng, resample_cluster_sums
 
 LIGHTNESS, HUE = "skin_lightness", "skin_hue"
 SKIN_COLUMNS = (LIGHTNESS, HUE)
@@ -158,16 +158,10 @@ def _points(totals: np.ndarray) -> dict:
 
 
 def _intervals(totals: np.ndarray, resampled: np.ndarray, confidence: float) -> dict:
-    """Age-band accuracy from the sums; percentile intervals of the means, Wilson of the proportions."""
+    """Age-band accuracy from the sums, beside the race × gender tables' own intervals."""
     hits, banded = (totals[column] for column in PROPORTIONS["age_band_accuracy"])
-    row = {"age_band_accuracy": hits / banded if banded else np.nan, "n_age_band": int(banded)}
-    for metric, mean in MEANS.items():
-        with np.errstate(invalid="ignore", divide="ignore"):
-            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = percentile_interval(mean(resampled), confidence)
-    for metric, (hit, scored) in PROPORTIONS.items():
-        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = binomial_interval(
-            round(totals[hit]), int(totals[scored]), confidence)
-    return row
+    return {"age_band_accuracy": hits / banded if banded else np.nan, "n_age_band": int(banded),
+            **group_intervals(totals, resampled, confidence)}
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,8 @@ def skin_breakdown_only(name: str, experiment: Experiment) -> bool:
     """Controls and mitigations get the skin breakdowns alone: the report's skin section discusses the
     published model, the reference and the best of the study's models, never one of these, and the
     slopes and adjusted gaps are the costly part (reporting/roles.py says which model is which)."""
-    return name != REFERENCE and not experiment.is_baseline and (experiment.control or experiment.mitigation is not None)
+    outsider = experiment.control or experiment.mitigation is not None
+    return outsider and name != REFERENCE and not experiment.is_baseline
 
 
 def _reference_predictions(params: Params) -> pd.DataFrame | None:

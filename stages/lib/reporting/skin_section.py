@@ -97,8 +97,9 @@ def _audited_runs(params: Params, inputs: SkinInputs) -> list[ModelRun]:
 
 def skin_study(params: Params, models: Sequence[str] | None = None) -> SkinStudy | None:
     """Every model's skin breakdowns on every test set that has measured faces, and the slopes, adjusted
-    gaps and threshold-free metrics of `models` (None: all), as the stages that predicted them wrote them
-    (copied to <reports>/skin/<model>/<dataset>/); None without measurements."""
+    gaps and threshold-free metrics of `models` (None: every model that has them; evaluate writes none for
+    controls and mitigations), as the stages that predicted them wrote them (copied to
+    <reports>/skin/<model>/<dataset>/); None without measurements."""
     inputs = skin_inputs(params)
     if inputs is None:
         return None

@@ -187,7 +187,8 @@ class SkinBreakdown:
 
 def read_table(path) -> pd.DataFrame:
     """A table as `to_csv` wrote it, value for value: floats round-trip, only empty cells are missing (a
-    group named "NA" stays one), and an empty frame's blank file is an empty frame."""
+    group named "NA" stays one; an empty text is missing, as CSV cannot tell them apart), and an empty
+    frame's blank file is an empty frame."""
     if not path.read_text().strip():
         return pd.DataFrame()
     return pd.read_csv(path, keep_default_na=False, na_values=[""])

@@ -21,6 +21,7 @@ from stages.lib.evaluation.disaggregation import GROUP_COLUMNS
 from stages.lib.evaluation.published_audit import face_boxes
 from stages.lib.reporting.markdown import Markdown
 from stages.lib.reporting.published_models import published_models_section
+from stages.lib.reporting.skin_section import skin_study
 from tests.evaluation.frames import ADIENCE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,3 +217,21 @@ def test_an_empty_list_audits_nothing_and_leaves_an_empty_folder(project):
     set_audit_models([])
     assert audit_stage.main([]) == 0
     assert list(load_params().paths.audit.iterdir()) == []
+
+
+def test_each_audited_model_gets_its_skin_analysis_where_the_faces_are_measured(project, fakes):
+    set_audit_models(["fake_years"])
+    manifest = pd.read_parquet("data/processed/manifest.parquet")
+    rng = np.random.default_rng(5)
+    measured = manifest[manifest["dataset"] == "utkface"]
+    folder = Path("data/measurements")
+    folder.mkdir(parents=True)
+    pd.DataFrame({"id": measured["id"], "skin_lightness": rng.uniform(20, 80, len(measured)),
+                  "skin_hue": rng.uniform(30, 70, len(measured))}).to_parquet(folder / "measurements.parquet")
+    assert audit_stage.main([]) == 0
+    evaluation = load_params().paths.audit / "fake_years" / "evaluation"
+    written = {path.name for path in (evaluation / "utkface" / "skin").iterdir()}
+    assert {"skin_groups.csv", "slopes.csv", "gender_auc.csv"} <= written
+    assert not (evaluation / "fairface" / "skin").exists()      # no face of it measured
+    study = skin_study(load_params())
+    assert [(run.model, run.dataset) for run in study.runs] == [("fake_years", "utkface")]

@@ -8,14 +8,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.lib.core.params import validate
+from stages.lib.core.params import load_params, validate
 from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError
 from stages.lib.evaluation import results
 from stages.lib.evaluation.disaggregation import GROUP_COLUMNS
 from stages.lib.evaluation.groups import evaluate
 from stages.lib.evaluation.intervals import Bootstrap
 from tests.evaluation.frames import EDGES, predictions
+from stages.lib.evaluation.worst_groups import REFERENCE
+from stages.lib.reporting.roles import outsider_kinds, published_model
 from tests.reporting.test_report import write_predictions
+from tests.reporting.test_skin_section import toy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,3 +132,23 @@ def test_a_set_cut_to_a_maximum_age_and_band_only_sets_are_never_pooled():
                          "age_band_source": [None, None, None, "20-29"]})
     assert results.pooled_rows(test, params)["dataset"].tolist() == ["adults", "others"]
     assert results.pooled_rows(test[test["dataset"] != "others"], params)["dataset"].nunique() == 1   # nothing to pool
+
+
+def test_only_the_models_the_report_can_discuss_get_the_costly_skin_analyses():
+    params = validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    only = {name for name, spec in params.experiments.items() if results.skin_breakdown_only(name, spec)}
+    assert only == set(outsider_kinds(params.experiments)) - {REFERENCE}
+    assert only and REFERENCE in params.experiments and published_model(params.experiments) not in only
+
+
+def test_each_test_set_gets_its_skin_analysis_and_none_is_left_without_measurements(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    toy_project(tmp_path, n=200)
+    params = load_params()
+    test = pd.read_parquet(params.paths.experiments / "retrained" / "predictions.parquet")
+    out = params.paths.experiments / "retrained" / "evaluation"
+    assert results.write_skin_analyses(test, params, out, breakdown_only=False) == ["utkface"]
+    assert {"skin_groups.csv", "slopes.csv"} <= {path.name for path in (out / "utkface" / "skin").iterdir()}
+    (params.paths.measurements / "measurements.parquet").unlink()
+    assert results.write_skin_analyses(test, params, out, breakdown_only=False) == []
+    assert not (out / "utkface" / "skin").exists()

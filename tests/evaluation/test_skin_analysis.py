@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
+import pytest
 
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.skin import SkinBands, with_measurements
-from stages.lib.evaluation.skin_analysis import TABLES, analyse, measured_counts, quality_correlations
+from stages.lib.evaluation.skin_analysis import TABLES, SkinAnalysis, analyse, measured_counts, quality_correlations
 from tests.evaluation.frames import EDGES
 from tests.evaluation.skin_frames import planted
 
@@ -50,3 +52,23 @@ def test_a_model_the_report_does_not_discuss_gets_its_breakdowns_only():
     analysis = analyse(faces, SkinBands.from_faces(faces), Bootstrap(0), edges=EDGES, breakdown_only=True)
     assert analysis.breakdown is not None
     assert all(getattr(analysis, name).empty for name in TABLES)
+
+
+def test_an_analysis_reads_back_value_for_value(tmp_path):
+    """Every value as written; an empty text reads back as missing (CSV holds no difference)."""
+    predictions, measurements = planted(n=600, skin_effect=1.0)
+    faces = with_measurements(predictions, measurements)
+    analysis = analyse(faces, SkinBands.from_faces(faces), Bootstrap(30), edges=EDGES)
+    analysis.write(tmp_path)
+    read = SkinAnalysis.read(tmp_path)
+    pairs = [(getattr(read.breakdown, name), getattr(analysis.breakdown, name))
+             for name in ("groups", "gaps", "significance")]
+    for back, written in pairs + [(getattr(read, name), getattr(analysis, name)) for name in TABLES]:
+        assert not written.empty
+        pd.testing.assert_frame_equal(back, written.replace("", np.nan), check_dtype=False)
+    assert all(getattr(SkinAnalysis.read(tmp_path, breakdown_only=True), name).empty for name in TABLES)
+
+
+def test_an_analysis_never_written_names_the_stage_that_writes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="evaluate@<experiment>, audit_models"):
+        SkinAnalysis.read(tmp_path / "absent")

@@ -2,6 +2,8 @@
 two experiments' predictions with a planted skin-colour effect, a split manifest with crops, and a
 measurement table in the measure stage's contract."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,13 +12,15 @@ from PIL import Image
 
 from stages.lib.core.params import load_params
 from stages.lib.core.schema import MANIFEST_COLUMNS
+from stages.lib.evaluation.results import skin_breakdown_only, write_skin_analyses
+from stages.lib.evaluation.skin_analysis import SkinAnalysis
 from stages.lib.reporting.markdown import Markdown
 from stages.lib.reporting.skin_section import headline_lines, skin_section, skin_study
 from tests.evaluation.skin_frames import planted
 from tests.reporting.test_report import ROOT
 
 
-def _project(folder, *, measured: bool = True, n: int = 600):
+def toy_project(folder, *, measured: bool = True, n: int = 600):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["evaluate"]["bootstrap"] = 30
     raw["roles"] = {"pretrain": "wiki", "finetune": "utkface", "evaluate": ["utkface"]}
@@ -46,11 +50,21 @@ def _project(folder, *, measured: bool = True, n: int = 600):
     if measured:
         (folder / "data" / "measurements").mkdir(parents=True)
         measurements.to_parquet(folder / "data" / "measurements" / "measurements.parquet")
+    evaluate_skin(load_params())
+
+
+def evaluate_skin(params):
+    """What evaluate@<experiment> writes for the section: each experiment's analysis per test set."""
+    for name, spec in params.experiments.items():
+        path = params.paths.experiments / name / "predictions.parquet"
+        if path.exists():
+            write_skin_analyses(pd.read_parquet(path).query("split == 'test'"), params, path.parent / "evaluation",
+                                breakdown_only=skin_breakdown_only(name, spec))
 
 
 def test_the_section_reads_every_model_against_skin_colour_and_photo_quality(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _project(tmp_path)
+    toy_project(tmp_path)
     params = load_params()
     study = skin_study(params)
     assert {(run.model, run.dataset) for run in study.runs} == {("published", "utkface"), ("retrained", "utkface")}
@@ -75,7 +89,7 @@ def test_the_section_reads_every_model_against_skin_colour_and_photo_quality(tmp
 
 def test_an_in_sample_run_is_flagged_and_kept_out_of_the_findings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _project(tmp_path, n=300)
+    toy_project(tmp_path, n=300)
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     raw["datasets"]["utkface"]["published_in_sample"] = True
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -91,9 +105,24 @@ def test_an_in_sample_run_is_flagged_and_kept_out_of_the_findings(tmp_path, monk
 
 def test_without_measurements_the_section_says_how_to_make_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _project(tmp_path, measured=False, n=40)
+    toy_project(tmp_path, measured=False, n=40)
     params = load_params()
     assert skin_study(params) is None and headline_lines(None) == []
     md = Markdown(params.paths.reports)
     skin_section(md, params, None, dataset="utkface")
     assert "`dvc repro measure`" in md.text()
+
+
+def test_the_section_reads_the_analyses_the_evaluate_stage_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    toy_project(tmp_path, n=200)
+    params = load_params()
+    study = skin_study(params)
+    written = SkinAnalysis.read(params.paths.experiments / "retrained" / "evaluation" / "utkface" / "skin")
+    pd.testing.assert_frame_equal(study.analyses[("retrained", "utkface")].slopes, written.slopes)
+    shown = skin_study(params, ["retrained"])
+    assert shown.analyses[("published", "utkface")].slopes.empty
+    assert not shown.analyses[("retrained", "utkface")].slopes.empty
+    shutil.rmtree(params.paths.experiments / "retrained" / "evaluation")
+    with pytest.raises(FileNotFoundError, match="evaluate@<experiment>"):
+        skin_study(params)

@@ -7,6 +7,8 @@ audit_models stage (stages/lib/evaluation/published_audit.py predicts), read bac
                           groups.csv, gaps.csv, significance.csv, metrics.json, tables/, worst_groups.csv);
                           a band model: band_groups.csv, band_gaps.csv, metrics.json (band_models.py) and
                           worst_groups.csv (its gender rows): never an MAE
+    evaluation/<dataset>/skin/  the skin-colour and photo-quality analysis (results.write_skin_analyses),
+                          where the measure stage's table has a face of the test set
     evaluation/rejects.csv  rows the evaluation could not read (with the reason)
     metrics.json          the headline figures per test set, each with its in-sample flag
 

@@ -29,6 +29,7 @@ from stages.lib.evaluation.audit_results import (AUDIT_COLUMNS, CARD_FILE, METRI
                                                  evaluate_band_model, evaluate_years)
 from stages.lib.evaluation.band_models import band_label
 from stages.lib.core.files import write_json
+from stages.lib.evaluation.results import write_skin_analyses
 from stages.lib.faces.images import FaceRejected, read_image
 
 BATCH = 64   # crops read and predicted at once
@@ -165,6 +166,9 @@ def write_audit(card: ModelCard, predicted: pd.DataFrame, params: Params, faces:
         headlines = evaluate_band_model(table, card.name, params, out / "evaluation", bands=card.age_bands)
     for dataset, figures in headlines.items():
         figures["in_sample"] = in_sample(card, params.datasets[dataset].adapter)
+    written = pd.read_parquet(out / PREDICTIONS_FILE)   # the table as the report reads it back
+    write_skin_analyses(written[written["split"] == "test"].drop(columns=["problem"]), params, out / "evaluation",
+                        breakdown_only=False)
     headlines["rejected_rows"] = int(table["problem"].notna().sum())
     write_json(headlines, out / METRICS_FILE)
     return headlines

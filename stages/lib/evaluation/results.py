@@ -11,6 +11,9 @@
     <experiment>/evaluation/<dataset>/band_changes.csv  rebalancing experiments only (oversample, reweight,
                                                       mitigation): per age band, the paired change
                                                       against `retrained` (band_changes.columns)
+    <experiment>/evaluation/<dataset>/skin/           the skin-colour and photo-quality analysis of the
+                                                      test set's predictions (skin_analysis.py), where
+                                                      the measure stage's table has a face of it
     <experiment>/evaluation/rejects.csv               rows whose labels could not be read (with reason)
     <experiment>/metrics.json                         the experiment's figures per test set (`headline`);
                                                       the report stage draws the study's one DVC metrics
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.core.params import Params
+from stages.lib.core.params import Experiment, Params
 from stages.lib.core.files import write_json
 from stages.lib.core.schema import PREDICTION_COLUMNS, SchemaError, require_columns
 from stages.lib.evaluation.band_changes import band_changes, is_rebalancing
@@ -36,6 +39,7 @@ from stages.lib.evaluation.source_bands import ages_are_bands, exact_age_rows
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.plot_data import write_dvc_plots
 from stages.lib.evaluation.predictions import normalise_predictions
+from stages.lib.evaluation.skin_analysis import analyse, analysis_folder, skin_inputs
 from stages.lib.evaluation.worst_groups import REFERENCE, against_reference
 
 POOLED = "all"
@@ -129,6 +133,29 @@ def load_worst_groups(folder: Path) -> pd.DataFrame:
     return pd.concat([_read_csv(path) for path in paths], ignore_index=True) if paths else pd.DataFrame()
 
 
+def write_skin_analyses(test: pd.DataFrame, params: Params, out: Path, *, breakdown_only: bool) -> list[str]:
+    """Each test set's skin analysis of the `test` predictions in out/<dataset>/skin/ (replacing an earlier
+    one), for the sets with a measured face; none without the measure stage's table. Returns those sets."""
+    for dataset in test["dataset"].unique():
+        shutil.rmtree(analysis_folder(out, str(dataset)), ignore_errors=True)
+    inputs = skin_inputs(params)
+    if inputs is None:
+        return []
+    runs, bootstrap = inputs.measured_runs(test), bootstrap_from(params)
+    for dataset, rows in runs.items():
+        analyse(rows, inputs.bands, bootstrap, params.evaluate.min_group_size, edges=params.age_bands,
+                breakdown_only=breakdown_only).write(analysis_folder(out, dataset))
+    return list(runs)
+
+
+def skin_breakdown_only(name: str, experiment: Experiment) -> bool:
+    """Controls and mitigations get the skin breakdowns alone: the report's skin section discusses the
+    published model, the reference and the best of the study's models, never one of these, and the
+    slopes and adjusted gaps are the costly part (reporting/roles.py says which model is which)."""
+    outsider = experiment.control or experiment.mitigation is not None
+    return outsider and name != REFERENCE and not experiment.is_baseline
+
+
 def _reference_predictions(params: Params) -> pd.DataFrame | None:
     path = params.paths.experiments / REFERENCE / "predictions.parquet"
     if REFERENCE not in params.experiments or not path.exists():
@@ -207,6 +234,8 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
     for name, rows in summary.groupby("dataset", sort=False):
         rows.to_csv(out / str(name) / f"{WORST_GROUPS}.csv", index=False)
         headlines[name].update(worst_group_headline(rows))
+    write_skin_analyses(table[table["split"] == "test"], params, out,
+                        breakdown_only=skin_breakdown_only(experiment, params.experiments[experiment]))
     headlines["rejected_rows"] = int(len(normalised.rejects))
     write_json(headlines, reports / experiment / "metrics.json")
     return overall

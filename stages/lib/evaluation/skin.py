@@ -179,6 +179,20 @@ class SkinBreakdown:
         self.gaps.to_csv(folder / "skin_gaps.csv", index=False)
         self.significance.to_csv(folder / "skin_significance.csv", index=False)
 
+    @classmethod
+    def read(cls, folder) -> "SkinBreakdown":
+        """The breakdowns `write` wrote."""
+        return cls(*(read_table(folder / f"{name}.csv") for name in ("skin_groups", "skin_gaps", "skin_significance")))
+
+
+def read_table(path) -> pd.DataFrame:
+    """A table as `to_csv` wrote it, value for value: floats round-trip, only empty cells are missing (a
+    group named "NA" stays one; an empty text is missing, as CSV cannot tell them apart), and an empty
+    frame's blank file is an empty frame."""
+    if not path.read_text().strip():
+        return pd.DataFrame()
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
 
 def skin_breakdown(frame: pd.DataFrame, bands: SkinBands, bootstrap: Bootstrap = Bootstrap(),
                    min_group_size: int = 30, *, edges: Sequence[int]) -> SkinBreakdown | None:

@@ -6,6 +6,12 @@ and where it is written:
     adjusted_gaps.csv   race × gender gaps before and after photo quality (adjusted_gaps.py)
     gender_auc.csv, gender_calls.csv, reliability.csv   threshold-free gender metrics (gender_scores.py)
 
+Each stage that predicts writes its models' analyses beside their evaluation, one folder per test set
+(`analysis_folder`: <evaluation>/<dataset>/skin/): evaluate@<experiment> (results.py) and audit_models
+(published_audit.py); the report reads them back (`SkinAnalysis.read`). All read against the same
+`SkinInputs`: the measure stage's table and the bands of the pooled evaluation faces, which depend on
+the split manifest and that table only, so every stage draws the same bands.
+
 Also the pooled faces' own facts the report states once: how many were measured (and each reason
 per race × gender), and each quality measure's correlation with skin lightness.
 """
@@ -18,13 +24,17 @@ from typing import Sequence
 
 import pandas as pd
 
+from stages.lib.core.params import Params
+from stages.lib.core.schema import read_manifest, resampling_clusters
 from stages.lib.evaluation.adjusted_gaps import adjusted_gaps, group_order, race_gender, within_group_slopes
 from stages.lib.evaluation.gender_scores import by_race, by_race_gender, reliability_by_race
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.skin import (LIGHTNESS, QUALITY_COLUMNS, SKIN_COLUMNS, SkinBands, SkinBreakdown,
-                                        skin_breakdown)
+                                        read_table, skin_breakdown, with_measurements)
 
 TABLES = ("slopes", "adjusted_gaps", "gender_auc", "gender_calls", "reliability")
+MEASUREMENTS_FILE = "measurements.parquet"   # inside params.paths.measurements: the measure stage's table
+SKIN_FOLDER = "skin"
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,56 @@ class SkinAnalysis:
             self.breakdown.write(folder)
         for name in TABLES:
             getattr(self, name).to_csv(folder / f"{name}.csv", index=False)
+
+    @classmethod
+    def read(cls, folder: Path, *, breakdown_only: bool = False) -> "SkinAnalysis":
+        """The analysis `write` wrote; with `breakdown_only`, the breakdown alone (the other tables empty,
+        as `analyse` leaves them)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} not found: the stage that wrote these predictions writes it "
+                                    "(evaluate@<experiment>, audit_models); run it again")
+        breakdown = SkinBreakdown.read(folder) if (folder / "skin_groups.csv").exists() else None
+        return cls(breakdown, *(pd.DataFrame() if breakdown_only else read_table(folder / f"{name}.csv")
+                                for name in TABLES))
+
+
+@dataclass(frozen=True)
+class SkinInputs:
+    """What every model's predictions are analysed against."""
+
+    measurements: pd.DataFrame
+    clusters: pd.Series        # each face's resampling cluster, indexed by id
+    pooled: pd.DataFrame       # the evaluation faces (evaluate-role test sets) with their measurements
+    bands: SkinBands           # quintile edges of `pooled`
+
+    def measured_runs(self, test: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Each test set's rows of `test` joined with the measurements: the sets with a measured face."""
+        joined = {str(dataset): with_measurements(rows, self.measurements, self.clusters)
+                  for dataset, rows in test.groupby("dataset", sort=False)}
+        return {dataset: rows for dataset, rows in joined.items() if rows[LIGHTNESS].notna().any()}
+
+
+def load_measurements(params: Params) -> pd.DataFrame | None:
+    path = params.paths.measurements / MEASUREMENTS_FILE
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def skin_inputs(params: Params) -> SkinInputs | None:
+    """None without the measurement table or the split manifest."""
+    measurements = load_measurements(params)
+    if measurements is None or not params.paths.manifest.exists():
+        return None
+    manifest = read_manifest(params.paths.manifest)
+    clusters = pd.Series(resampling_clusters(manifest).to_numpy(), index=manifest["id"])
+    evaluation = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
+    pooled = with_measurements(evaluation, measurements)
+    return SkinInputs(measurements, clusters, pooled, SkinBands.from_faces(pooled))
+
+
+def analysis_folder(evaluation: Path, dataset: str) -> Path:
+    """Where a model's skin analysis on `dataset` lies, in its evaluation folder `evaluation`."""
+    return Path(evaluation) / dataset / SKIN_FOLDER
 
 
 def analyse(frame: pd.DataFrame, bands: SkinBands, bootstrap: Bootstrap = Bootstrap(), min_group_size: int = 30,

@@ -3,10 +3,12 @@ skin colour (L*, h*) and photo quality, for every experiment and every audited p
 
 Reads the measure stage's table (params.paths.measurements/measurements.parquet: one row per crop,
 keyed by `id`), the split manifest (the pooled evaluation faces, their resampling clusters, their crop
-files), each experiment's predictions and each audited model's predictions. Writes, per model and test
-set, <reports>/skin/<model>/<dataset>/ (skin_analysis.py), <reports>/skin/bands.csv,
-measured.csv and quality_correlations.csv, and the section's figures. Without the measurement table,
-the section is one line saying how to make it.
+files), each experiment's predictions and each audited model's predictions, and the analysis of each
+model on each test set that the stage which predicted it wrote (skin_analysis.py: evaluate@<experiment>
+in <experiments>/<model>/evaluation/<dataset>/skin/, audit_models in <audit>/<model>/evaluation/<dataset>/skin/);
+nothing is analysed here. Writes, per model and test set, a copy of what it read in
+<reports>/skin/<model>/<dataset>/, <reports>/skin/bands.csv, measured.csv and quality_correlations.csv,
+and the section's figures. Without the measurement table, the section is one line saying how to make it.
 
 A test set on which a model's figures are in-sample (the published weights trained on it; an audited
 model's card says `yes` or `partly`) is analysed and flagged, and kept out of the findings.
@@ -26,17 +28,15 @@ from PIL import Image
 
 from stages.lib.core.labels import GENDERS
 from stages.lib.core.params import Params
-from stages.lib.core.schema import read_manifest, resampling_clusters
 from stages.lib.evaluation.adjusted_gaps import QUALITY_TERMS, race_gender
-from stages.lib.evaluation.results import bootstrap_from
-from stages.lib.evaluation.skin import LIGHTNESS, SYMBOLS, SkinBands, band_names, with_measurements
-from stages.lib.evaluation.skin_analysis import SkinAnalysis, analyse, measured_counts, quality_correlations
+from stages.lib.evaluation.skin import LIGHTNESS, SYMBOLS, SkinBands, band_names
+from stages.lib.evaluation.skin_analysis import (SkinAnalysis, SkinInputs, analysis_folder, measured_counts,
+                                                 quality_correlations, skin_inputs)
 from stages.lib.reporting import fidelity
 from stages.lib.reporting.figures import distinct_colours, save_figure
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent
 from stages.lib.reporting.published_models import load_audited
 
-MEASUREMENTS_FILE = "measurements.parquet"
 IN_SAMPLE_FLAGS = ("yes", "partly")
 CONTACT_FACES = 36
 THUMBNAIL = 96
@@ -52,12 +52,14 @@ OUTCOME_WORDS = {"abs_error": ("absolute age errors", False), "wrong_gender": ("
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One model's test predictions on one test set, joined with the measurements."""
+    """One model's test predictions on one test set, joined with the measurements, and the folder of
+    their analysis."""
 
     model: str
     dataset: str
     in_sample: bool
     rows: pd.DataFrame
+    analysis: Path
 
 
 @dataclass
@@ -71,54 +73,46 @@ class SkinStudy:
         return next(r for r in self.runs if (r.model, r.dataset) == (model, dataset))
 
 
-def load_measurements(params: Params) -> pd.DataFrame | None:
-    path = params.paths.measurements / MEASUREMENTS_FILE
-    return pd.read_parquet(path) if path.exists() else None
-
-
-def _experiment_runs(params: Params, measurements: pd.DataFrame, clusters: pd.Series) -> list[ModelRun]:
+def _experiment_runs(params: Params, inputs: SkinInputs) -> list[ModelRun]:
     runs = []
     for name, spec in params.experiments.items():
         path = params.paths.experiments / name / "predictions.parquet"
         if not path.exists():
             continue
         test = pd.read_parquet(path).query("split == 'test'")
-        for dataset, rows in test.groupby("dataset", sort=False):
-            inside = fidelity.test_set_label(params, spec.init, str(dataset)) != dataset
-            runs.append(ModelRun(name, str(dataset), inside, with_measurements(rows, measurements, clusters)))
+        for dataset, rows in inputs.measured_runs(test).items():
+            inside = fidelity.test_set_label(params, spec.init, dataset) != dataset
+            evaluation = params.paths.experiments / name / "evaluation"
+            runs.append(ModelRun(name, dataset, inside, rows, analysis_folder(evaluation, dataset)))
     return runs
 
 
-def _audited_runs(params: Params, measurements: pd.DataFrame, clusters: pd.Series) -> list[ModelRun]:
+def _audited_runs(params: Params, inputs: SkinInputs) -> list[ModelRun]:
     models, _ = load_audited(params)
-    return [ModelRun(model.name, str(dataset), bool(rows["in_sample"].isin(IN_SAMPLE_FLAGS).any()),
-                     with_measurements(rows.drop(columns=["problem"]), measurements, clusters))
-            for model in models for dataset, rows in model.predictions.groupby("dataset", sort=False)]
+    return [ModelRun(model.name, dataset, bool(rows["in_sample"].isin(IN_SAMPLE_FLAGS).any()), rows,
+                     analysis_folder(params.paths.audit / model.name / "evaluation", dataset))
+            for model in models
+            for dataset, rows in inputs.measured_runs(model.predictions.drop(columns=["problem"])).items()]
 
 
 def skin_study(params: Params, models: Sequence[str] | None = None) -> SkinStudy | None:
     """Every model's skin breakdowns on every test set that has measured faces, and the slopes, adjusted
-    gaps and threshold-free metrics of `models` (None: all; the report's regressions are the costly
-    part); None without measurements."""
-    measurements = load_measurements(params)
-    if measurements is None or not params.paths.manifest.exists():
+    gaps and threshold-free metrics of `models` (None: every model that has them; evaluate writes none for
+    controls and mitigations), as the stages that predicted them wrote them (copied to
+    <reports>/skin/<model>/<dataset>/); None without measurements."""
+    inputs = skin_inputs(params)
+    if inputs is None:
         return None
-    manifest = read_manifest(params.paths.manifest)
-    clusters = pd.Series(resampling_clusters(manifest).to_numpy(), index=manifest["id"])
-    evaluation = manifest[manifest["dataset"].isin(params.roles.evaluate) & (manifest["split"] == "test")]
-    pooled = with_measurements(evaluation, measurements)
-    runs = [run for run in _experiment_runs(params, measurements, clusters) + _audited_runs(params, measurements, clusters)
-            if run.rows[LIGHTNESS].notna().any()]
-    study = SkinStudy(bands=SkinBands.from_faces(pooled), pooled=pooled, runs=runs)
-    bootstrap, folder = bootstrap_from(params), skin_folder(params)
+    runs = _experiment_runs(params, inputs) + _audited_runs(params, inputs)
+    study = SkinStudy(bands=inputs.bands, pooled=inputs.pooled, runs=runs)
+    folder = skin_folder(params)
     for run in runs:
-        analysis = analyse(run.rows, study.bands, bootstrap, params.evaluate.min_group_size, edges=params.age_bands,
-                           breakdown_only=models is not None and run.model not in models)
+        analysis = SkinAnalysis.read(run.analysis, breakdown_only=models is not None and run.model not in models)
         analysis.write(folder / run.model / run.dataset)
         study.analyses[(run.model, run.dataset)] = analysis
     study.bands.table().to_csv(folder / "bands.csv", index=False)
-    measured_counts(pooled).to_csv(folder / "measured.csv", index=False)
-    quality_correlations(pooled).to_csv(folder / "quality_correlations.csv", index=False)
+    measured_counts(study.pooled).to_csv(folder / "measured.csv", index=False)
+    quality_correlations(study.pooled).to_csv(folder / "quality_correlations.csv", index=False)
     return study
 
 

@@ -6,6 +6,7 @@ where a test that needs one is selected) and go on while the unit tests run, whi
 the end-to-end tests then wait for theirs. A run still going when the session ends is stopped.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,9 @@ from tests.published_weights import DETECTOR_KEYS, MODELS, fetched
 ROOT = Path(__file__).resolve().parents[2]
 DVC = [sys.executable, "-m", "dvc"]
 WAIT_S = 1800  # seconds a test waits for its run, on top of the head start the unit tests give it
+# The real-offline run yields the cores: nothing waits on it until the very end, while the demo's follow-up
+# tests wait on the demo and on the unit tests before them, so it fills the cores they leave idle.
+REAL_NICENESS = 10
 
 SHARED = ROOT.parent / "shared" / "datasets"
 SAMPLE = 200  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
@@ -129,14 +133,17 @@ class BackgroundRun:
     """`dvc repro` going on in `project`, its output in `log`; or, where it could not start, why: `skipped`
     (its test skips) or `failed` (its test fails)."""
 
-    def __init__(self, project: Path | None = None, log: Path | None = None, *, skipped: str = "",
-                 failed: str = "") -> None:
+    def __init__(self, project: Path | None = None, log: Path | None = None, *, niceness: int = 0,
+                 skipped: str = "", failed: str = "") -> None:
         self.project, self.log, self.skipped, self.failed = project, log, skipped, failed
         self.process = None
         if project is not None:
             with log.open("w") as out:   # its own process group, so that stopping it stops its stages too
                 self.process = subprocess.Popen(DVC + ["repro"], cwd=project, stdout=out, stderr=subprocess.STDOUT,
                                                 env=environment(project), start_new_session=True)
+            if niceness:   # added to this process's; the stages it starts inherit it
+                with contextlib.suppress(ProcessLookupError):   # ended already
+                    os.setpriority(os.PRIO_PROCESS, self.process.pid, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
 
     def wait(self, timeout: float = WAIT_S) -> int:
         """The run's exit status once it ends; the test skips or fails, saying why, where it never started,
@@ -177,7 +184,7 @@ def start_real_offline(request, tmp_path_factory) -> BackgroundRun:
     except pytest.skip.Exception as skipped:
         return BackgroundRun(skipped=str(skipped))
     folder = tmp_path_factory.mktemp("real_offline")
-    return BackgroundRun(real_offline_project(folder, *weights), folder / "repro.log")
+    return BackgroundRun(real_offline_project(folder, *weights), folder / "repro.log", niceness=REAL_NICENESS)
 
 
 # {the fixture the tests that need a run ask for: how to start that run}

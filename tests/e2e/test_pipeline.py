@@ -7,12 +7,9 @@ second `dvc repro` does nothing.
 import csv
 import io
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,47 +18,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.published_weights import published_weights  # noqa: F401 (a fixture)
-
-ROOT = Path(__file__).resolve().parents[2]
-DVC = [sys.executable, "-m", "dvc"]
+from tests.e2e.runs import CHILDREN, DVC, ROOT, SAMPLE, environment
+from tests.e2e.runs import run as _run
 
 pytestmark = pytest.mark.slow
 
 
-def _tracked_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout.split()
-    return [name for name in listed if (ROOT / name).is_file()]
-
-
-def _run(args: list[str], cwd: Path) -> str:
-    # dvc.yaml's commands call `python`: make it this interpreter, whatever the caller's PATH.
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
-    if done.returncode:
-        raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
-def demo_project(tmp_path_factory) -> Path:
-    """A fresh copy of the project, profile set to demo, after one `dvc repro`."""
-    project = tmp_path_factory.mktemp("project")
-    for name in _tracked_files():
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, project / name)
-    _run(["git", "init", "-q"], project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["profile"] = "demo"
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "add", "-A"], project)
-    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "demo"], project)
-    _run(DVC + ["repro"], project)
-    return project
+def demo_project(background_runs) -> Path:
+    """A fresh copy of the project, profile set to demo, after one `dvc repro` (started with the session)."""
+    run = background_runs["demo_project"]
+    assert run.wait() == 0, f"dvc repro in {run.project} failed:\n{run.tail()}"
+    return run.project
 
 
 def test_dag_runs_from_download_to_split(demo_project):
@@ -90,9 +58,8 @@ HEADLINE = "reports/metrics.json"
 
 def _stdout(args: list[str], cwd: Path, **env: str) -> str:
     """A command's stdout alone (what `--json` prints), with `_run`'s environment and `env`."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    environment = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), **env}
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=environment, check=True).stdout
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=environment(cwd, **env), check=True)
+    return done.stdout
 
 
 def readme_views() -> list[list[str]]:
@@ -259,108 +226,17 @@ def test_every_mitigation_is_weighed_in_the_report_and_reruns_alone(demo_project
     assert ran == {"params", "train@group_dro", "evaluate@group_dro", "report"}
 
 
-SHARED = ROOT.parent / "shared" / "datasets"
-SAMPLE = 200  # faces per dataset: enough for every stage, small enough for CI (dlib: ~15 faces/s)
-CHILDREN = 30  # UTKFace faces under 17 besides: the profile's `utkface_children`, evaluated apart
-# Every stage of the profile runs, with the experiments each role of the report needs (the published model,
-# the study's retrained and oversampled ones, the random-start control and the balanced heads the probe
-# reads, with its twin `plain`); the other methods cost ~3 minutes here and run in the demo's end-to-end test.
-REAL_EXPERIMENTS = {"published", "retrained", "oversample_x2", "retrained_random", "plain", "balanced"}
-
-
-def _sample_folder(target: Path) -> tuple[Path, Path]:
-    """Links to SAMPLE UTKFace files aged 17+ and CHILDREN under 17 (one folder: the profile's utkface
-    and utkface_children read it by age), and SAMPLE FairFace rows (with their label file) under target."""
-    utkface = target / "utkface"
-    utkface.mkdir(parents=True)
-    files = sorted((SHARED / "utkface-aligned-sample").glob("*.jpg"))
-    age = lambda path: int(path.name.split("_")[0])  # noqa: E731
-    adults, children = [f for f in files if age(f) >= 17], [f for f in files if age(f) < 17]
-    for path in adults[:: len(adults) // SAMPLE][:SAMPLE] + children[:: len(children) // CHILDREN][:CHILDREN]:
-        (utkface / path.name).symlink_to(path)
-    fairface = target / "fairface"
-    (fairface / "val").mkdir(parents=True)
-    labels = pd.read_csv(SHARED / "fairface-sample" / "fairface_label_val.csv").iloc[:SAMPLE]
-    labels.to_csv(fairface / "fairface_label_val.csv", index=False)
-    for name in labels["file"]:
-        (fairface / name).symlink_to(SHARED / "fairface-sample" / name)
-    return utkface, fairface
-
-
-def _real_offline_project(folder: Path, wide_resnet_file: Path, models_folder: Path) -> Path:
-    """A copy of the project under `folder`, profile real-offline on a sample of the shared photos, its
-    weights linked in as if put there by hand (checked, not fetched), committed."""
-    project = folder / "project"
-    for name in _tracked_files():
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, project / name)
-    utkface, fairface = _sample_folder(folder / "photos")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["profile"] = "real-offline"
-    profile = params["profiles"]["real-offline"]
-    profile["datasets"]["utkface"]["sources"] = [{"path": str(utkface)}]
-    profile["datasets"]["utkface_children"]["sources"] = [{"path": str(utkface)}]
-    profile["datasets"]["fairface"]["sources"] = [{"path": str(fairface)}]
-    profile["weights"]["yunet"]["path"] = str(ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx")
-    profile["evaluate"] = {"bootstrap": 100}
-    for name in set(params["experiments"]) - REAL_EXPERIMENTS:   # every other method runs in the demo's e2e
-        del params["experiments"][name]
-        profile["experiments"].pop(name, None)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], project)
-    _run(["git", "add", "-A"], project)
-    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "real"], project)
-    weights = project / "data/raw/weights/wide_resnet_imdb.hdf5"
-    weights.parent.mkdir(parents=True)
-    weights.symlink_to(wide_resnet_file)
-    for name in ("ssd_face.pb", "ssd_face_config.pbtxt"):  # the SSD detector's files, likewise
-        (weights.parent / name).symlink_to(models_folder / name)
-    return project
-
-
-REAL_TEST = "test_real_offline_profile_runs_end_to_end_on_real_faces"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def real_offline_run(request, tmp_path_factory):
-    """The real-offline `dvc repro`, started in the background when the module starts (where its test is
-    selected and its inputs are at hand), so that it runs beside the demo's stages, most of which keep
-    one core busy, and the suite uses both cores. Yields (project, process, log) or the reason it did not
-    start; a run still going at the end is stopped."""
-    if not any(item.name == REAL_TEST for item in request.session.items):
-        yield "not selected"
-        return
-    if not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir():
-        yield f"the real photos are not in {SHARED}"
-        return
-    try:
-        import dlib  # noqa: F401 (the identity stage needs it)
-        weights = [request.getfixturevalue(name) for name in ("wide_resnet_weights", "published_weights")]
-    except ImportError:
-        yield 'the dlib extra is not installed: pip install -e ".[dlib]"'
-        return
-    except pytest.skip.Exception as skipped:
-        yield str(skipped)
-        return
-    folder = tmp_path_factory.mktemp("real_offline")
-    project = _real_offline_project(folder, *weights)
-    log = folder / "repro.log"
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project)}
-    with log.open("w") as out:
-        process = subprocess.Popen(DVC + ["repro"], cwd=project, stdout=out, stderr=subprocess.STDOUT, env=env)
-    yield project, process, log
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+@pytest.fixture(scope="module")
+def real_offline_run(background_runs):
+    """The real-offline `dvc repro` on a sample of the real photos, started in the background with the
+    session (tests/e2e/runs.py) where its test is selected and its inputs are at hand."""
+    return background_runs["real_offline_run"]
 
 
 @pytest.mark.shared
 def test_real_offline_profile_runs_end_to_end_on_real_faces(real_offline_run):
-    if isinstance(real_offline_run, str):
-        pytest.skip(real_offline_run)
-    project, process, log = real_offline_run
-    assert process.wait(timeout=1800) == 0, f"dvc repro failed:\n{log.read_text()[-6000:]}"
+    assert real_offline_run.wait() == 0, f"dvc repro failed:\n{real_offline_run.tail()}"
+    project = real_offline_run.project
 
     meta = json.loads((project / "data/features/meta.json").read_text())
     assert meta["shape"] == [2 * SAMPLE + CHILDREN, 1024] and meta["spec"]["name"] == "faceres"

@@ -48,7 +48,8 @@ COVERAGE = 0.95   # a quality column is used when at least this share of the fac
 SLOPE_COLUMNS = ["outcome", "group", "n", "small", "measure", "slope", "ci_low", "ci_high", "p_value", "p_holm",
                  "significant"]
 GAP_COLUMNS = ["outcome", "group", "reference", "n", "small", "raw", "before", "before_ci_low", "before_ci_high",
-               "before_p", "after", "after_ci_low", "after_ci_high", "after_p", "after_p_holm", "significant",
+               "before_p", "before_p_holm", "significant_before", "after", "after_ci_low", "after_ci_high", "after_p",
+               "after_p_holm", "significant",
                "n_model", "quality_terms", "left_out"]
 
 
@@ -161,14 +162,14 @@ def _clusters(rows: pd.DataFrame) -> np.ndarray:
 
 
 def _holm_within(table: pd.DataFrame, family: list[str], p_column: str, adjusted: str, *,
-                 confidence: float) -> pd.DataFrame:
-    """Holm-adjusted p-values within each family, over the rows not flagged small; `significant`."""
+                 confidence: float, flag: str = "significant") -> pd.DataFrame:
+    """Holm-adjusted p-values within each family, over the rows not flagged small; `flag`: below 1 - confidence."""
     table = table.copy()
     table[adjusted] = np.nan
     judged = table[~table["small"].astype(bool)]
     for _, rows in judged.groupby(family, sort=False):
         table.loc[rows.index, adjusted] = holm(rows[p_column].to_numpy(dtype=float))
-    table["significant"] = (table[adjusted] < 1 - confidence).fillna(False).astype(bool)
+    table[flag] = (table[adjusted] < 1 - confidence).fillna(False).astype(bool)
     return table
 
 
@@ -250,7 +251,9 @@ def adjusted_gaps(frame: pd.DataFrame, *, edges: Sequence[int], confidence: floa
     """Per outcome and race × gender group: its gap to the best-served group (lowest mean outcome among
     groups of at least `min_group_size` faces), raw (difference of means), before (AME with age band
     and dataset) and after photo quality (AME with the quality terms added), each with its
-    cluster-robust interval; Holm across the groups per outcome on the adjusted gap."""
+    cluster-robust interval; Holm across the groups per outcome, on the gap before the adjustment and on
+    the gap after it (`significant`: the adjusted gap's), so that a gap said to go away with photo quality
+    is one that was there under the same adjustment for multiplicity."""
     rows = []
     for name, outcome in OUTCOMES.items():
         y_all = outcome.values(frame)
@@ -258,7 +261,10 @@ def adjusted_gaps(frame: pd.DataFrame, *, edges: Sequence[int], confidence: floa
         if spec is not None:
             rows.extend(_gap_rows(spec, y_all.loc[spec.rows.index], name, outcome, confidence=confidence,
                                   min_group_size=min_group_size))
-    table = pd.DataFrame(rows, columns=[c for c in GAP_COLUMNS if c not in ("after_p_holm", "significant")])
+    table = pd.DataFrame(rows, columns=[c for c in GAP_COLUMNS if c not in ("before_p_holm", "significant_before",
+                                                                          "after_p_holm", "significant")])
+    table = _holm_within(table, ["outcome"], "before_p", "before_p_holm", confidence=confidence,
+                         flag="significant_before")
     return _holm_within(table, ["outcome"], "after_p", "after_p_holm", confidence=confidence)[GAP_COLUMNS]
 
 

@@ -18,7 +18,7 @@ from stages.lib.evaluation.predictions import Normalised
 from stages.lib.evaluation.skin import QUALITY_COLUMNS, SKIN_COLUMNS, SkinBands
 from stages.lib.evaluation.skin_analysis import analyse
 from stages.lib.reporting.markdown import Markdown, gaps_display, groups_display
-from stages.lib.reporting.skin_section import CAVEAT, gap_sentence, slope_sentence
+from stages.lib.reporting.skin_section import CAVEAT, gap_sentence, held_before, slope_sentence
 
 ABSENT = "no skin_lightness / skin_hue column: no skin-colour breakdown (add them to break error down by skin colour)"
 SHOWN = ("lightness_quintile*gender", "hue_quintile*gender", "lightness_paper*gender", "hue_paper*gender")
@@ -64,6 +64,6 @@ def audit_skin(raw: pd.DataFrame, normalised: Normalised, kept: pd.DataFrame, ou
         md.bullets(lines or ["Within no race × gender group does error move with skin L* or h* (Holm)."])
     if not analysis.adjusted_gaps.empty:
         gaps = analysis.adjusted_gaps.assign(model="this table", dataset="its faces")
-        md.bullets(gap_sentence(row) for _, row in gaps[gaps["before_ci_low"] > 0].iterrows())
+        md.bullets(gap_sentence(row) for _, row in held_before(gaps).iterrows())
         md.paragraph(CAVEAT)
     return "\n\n" + md.text()

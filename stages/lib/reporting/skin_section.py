@@ -145,8 +145,9 @@ def gap_sentence(row: pd.Series) -> str:
     after = difference(row["after"], row["after_ci_low"], row["after_ci_high"], points=points)
     held = "remains" if row["significant"] else "is no longer distinguishable from zero"
     return (f"**{row['model']} on {row['dataset']}**: {_group_words(row['group'], True)} {word} exceed "
-            f"{_group_words(row['reference'], True)} by {before} with age band and dataset held equal, and by {after} "
-            f"with photo quality also held equal: the gap {held} (Holm p {p_value_text(row['after_p_holm'])}).")
+            f"{_group_words(row['reference'], True)} by {before} (Holm p {p_value_text(row['before_p_holm'])}) with "
+            f"age band and dataset held equal, and by {after} (Holm p {p_value_text(row['after_p_holm'])}) with photo "
+            f"quality also held equal: the gap {held}.")
 
 
 def slope_sentence(rows: pd.DataFrame, groups: int) -> str:
@@ -162,12 +163,12 @@ def slope_sentence(rows: pd.DataFrame, groups: int) -> str:
 
 def findings(study: SkinStudy, models: Sequence[str] | None = None) -> list[str]:
     """Out-of-sample runs of `models` (None: all) only. Per run and outcome, the largest race × gender gap
-    that is significant before the quality adjustment, with its adjusted value (it remains, or the
-    adjustment takes it away); per run, outcome and measure, the slopes that survive Holm."""
+    that survives Holm before the quality adjustment, with its adjusted value (it remains, or the
+    adjustment takes it away, both judged by Holm); per run, outcome and measure, the slopes that survive Holm."""
     gaps, slopes = (_shown(_stacked(study, table), models) for table in ("adjusted_gaps", "slopes"))
     lines = []
     if not gaps.empty:
-        judged = gaps[~gaps["small"] & (gaps["before_ci_low"] > 0)]
+        judged = held_before(gaps)
         for _, rows in judged.groupby(["model", "dataset", "outcome"], sort=False):
             lines.append(gap_sentence(rows.loc[rows["before"].idxmax()]))
     if not slopes.empty:
@@ -176,6 +177,12 @@ def findings(study: SkinStudy, models: Sequence[str] | None = None) -> list[str]
             if rows["significant"].any():
                 lines.append(slope_sentence(rows[rows["significant"]], len(rows)))
     return lines
+
+
+def held_before(gaps: pd.DataFrame) -> pd.DataFrame:
+    """The gaps above zero that survive Holm before the quality adjustment, so that "no longer
+    distinguishable" is said only of a gap that was distinguishable under the same adjustment."""
+    return gaps[~gaps["small"] & (gaps["before"] > 0) & gaps["significant_before"].astype(bool)]
 
 
 def _shown(table: pd.DataFrame, models: Sequence[str] | None) -> pd.DataFrame:
@@ -192,7 +199,8 @@ def headline_lines(study: SkinStudy | None, models: Sequence[str] | None = None)
     gaps = _shown(_stacked(study, "adjusted_gaps"), models) if study is not None else pd.DataFrame()
     if gaps.empty:
         return []
-    judged = gaps[~gaps["small"] & (gaps["before_ci_low"] > 0) & gaps["after_p_holm"].notna()]
+    judged = held_before(gaps)
+    judged = judged[judged["after_p_holm"].notna()]
     if judged.empty:
         return []
     return [f"Skin colour and photo quality: {gap_sentence(rows.loc[rows['before'].idxmax()])}"
@@ -245,6 +253,7 @@ def gaps_table(study: SkinStudy, runs: Sequence[ModelRun]) -> pd.DataFrame:
                          "raw": difference(row["raw"], None, None, points=points),
                          "before quality [CI]": difference(row["before"], row["before_ci_low"], row["before_ci_high"],
                                                            points=points),
+                         "Holm p (before)": p_value_text(row["before_p_holm"]),
                          "after quality [CI]": difference(row["after"], row["after_ci_low"], row["after_ci_high"],
                                                           points=points),
                          "Holm p (after)": p_value_text(row["after_p_holm"])})

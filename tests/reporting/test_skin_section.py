@@ -15,7 +15,8 @@ from stages.lib.core.schema import MANIFEST_COLUMNS
 from stages.lib.evaluation.results import skin_breakdown_only, write_skin_analyses
 from stages.lib.evaluation.skin_analysis import SkinAnalysis
 from stages.lib.reporting.markdown import Markdown
-from stages.lib.reporting.skin_section import headline_lines, skin_section, skin_study
+from stages.lib.reporting.skin_section import (quality_verdict, focus_table, headline_lines, held_before, skin_section,
+                                                skin_study, worst_misgendered)
 from tests.evaluation.skin_frames import planted
 from tests.reporting.test_report import ROOT
 
@@ -85,6 +86,23 @@ def test_the_section_reads_every_model_against_skin_colour_and_photo_quality(tmp
     darkest = groups[groups["attribute"] == "lightness_quintile"].iloc[0]
     assert darkest["group"].startswith("< ") and darkest["mae"] > groups[groups["attribute"] == "all"]["mae"].item()
     assert headline_lines(study)[0].startswith("Skin colour and photo quality: **")
+    # the most misgendered group gets its own answer, model by model: explained by photo quality or not
+    worst, _ = worst_misgendered(study, study.runs, params.evaluate.min_group_size)
+    focus = focus_table(study, worst, study.runs)
+    assert f"The most misgendered group, {worst.split('*')[0].capitalize()}" in text
+    assert set(focus["model"]) == {"published", "retrained"}
+    assert set(focus["explained by photo quality?"]) <= {
+        "no gap to explain (Holm)", "no: it remains", "its gap is no longer distinguishable from zero"}
+    assert focus["per 10 L* [CI]"].notna().all() and focus["before quality [CI]"].str.contains("Holm p").all()
+
+
+def test_a_gap_is_said_to_go_away_only_if_it_survived_holm_before_the_adjustment():
+    gaps = pd.DataFrame({"small": [False, False, False, True], "before": [10.0, 8.0, 5.0, 20.0],
+                         "significant_before": [True, True, False, True], "significant": [True, False, False, False]})
+    held = held_before(gaps)
+    assert list(held.index) == [0, 1]            # not the one that was never distinguishable, nor a small group
+    assert [quality_verdict(row) for _, row in gaps.iloc[:3].iterrows()] == [
+        "no: it remains", "its gap is no longer distinguishable from zero", "no gap to explain (Holm)"]
 
 
 def test_an_in_sample_run_is_flagged_and_kept_out_of_the_findings(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ from stages.lib.sources.plan import Fetch
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_UTKFACE = ROOT.parent / "shared" / "datasets" / "utkface-aligned-sample"
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-N_REAL_FACES = 240
+N_REAL_FACES = 120   # enough for the fidelity checks; the MAE and accuracy bounds hold with room
 
 
 def sha(data: bytes) -> str:

@@ -439,8 +439,9 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
     lines = findings(study, models)
     md.paragraph("**Findings** (out-of-sample runs only; each gap is an average marginal effect against the "
                  "best-served race × gender group, with a cluster-robust "
-                 f"{confidence:.0%} interval; \"remains\" only where its Holm-adjusted p-value is below "
-                 f"{1 - confidence:.2f}):")
+                 f"{confidence:.0%} interval; a gap is listed only where its Holm-adjusted p-value before the "
+                 f"quality adjustment is below {1 - confidence:.2f}, and \"remains\" only where its Holm-adjusted "
+                 "p-value after it is too):")
     md.bullets(lines or ["No gap or slope survives the adjustment on an out-of-sample run."])
     md.paragraph(CAVEAT)
     runs = _main_runs(study, dataset, models)

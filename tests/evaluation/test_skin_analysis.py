@@ -72,3 +72,13 @@ def test_an_analysis_reads_back_value_for_value(tmp_path):
 def test_an_analysis_never_written_names_the_stage_that_writes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="evaluate@<experiment>, audit_models"):
         SkinAnalysis.read(tmp_path / "absent")
+
+
+def test_an_analysis_written_by_an_older_version_names_the_stage_to_run_again(tmp_path):
+    predictions, measurements = planted(n=600, skin_effect=1.0)
+    faces = with_measurements(predictions, measurements)
+    analyse(faces, SkinBands.from_faces(faces), Bootstrap(30), edges=EDGES).write(tmp_path)
+    gaps = pd.read_csv(tmp_path / "adjusted_gaps.csv")
+    gaps.drop(columns=["before_p_holm", "significant_before"]).to_csv(tmp_path / "adjusted_gaps.csv", index=False)
+    with pytest.raises(FileNotFoundError, match=r"older version \(no before_p_holm, significant_before\).*evaluate@"):
+        SkinAnalysis.read(tmp_path)

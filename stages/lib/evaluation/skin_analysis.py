@@ -26,13 +26,15 @@ import pandas as pd
 
 from stages.lib.core.params import Params
 from stages.lib.core.schema import read_manifest, resampling_clusters
-from stages.lib.evaluation.adjusted_gaps import adjusted_gaps, group_order, race_gender, within_group_slopes
+from stages.lib.evaluation.adjusted_gaps import (GAP_COLUMNS, SLOPE_COLUMNS, adjusted_gaps, group_order, race_gender,
+                                                within_group_slopes)
 from stages.lib.evaluation.gender_scores import by_race, by_race_gender, reliability_by_race
 from stages.lib.evaluation.intervals import Bootstrap
 from stages.lib.evaluation.skin import (LIGHTNESS, QUALITY_COLUMNS, SKIN_COLUMNS, SkinBands, SkinBreakdown,
                                         read_table, skin_breakdown, with_measurements)
 
 TABLES = ("slopes", "adjusted_gaps", "gender_auc", "gender_calls", "reliability")
+COLUMNS_READ = {"slopes": SLOPE_COLUMNS, "adjusted_gaps": GAP_COLUMNS}   # what the report reads of them
 MEASUREMENTS_FILE = "measurements.parquet"   # inside params.paths.measurements: the measure stage's table
 SKIN_FOLDER = "skin"
 
@@ -63,8 +65,14 @@ class SkinAnalysis:
             raise FileNotFoundError(f"{folder} not found: the stage that wrote these predictions writes it "
                                     "(evaluate@<experiment>, audit_models); run it again")
         breakdown = SkinBreakdown.read(folder) if (folder / "skin_groups.csv").exists() else None
-        return cls(breakdown, *(pd.DataFrame() if breakdown_only else read_table(folder / f"{name}.csv")
-                                for name in TABLES))
+        tables = [pd.DataFrame() if breakdown_only else read_table(folder / f"{name}.csv") for name in TABLES]
+        for name, table in zip(TABLES, tables):
+            columns = COLUMNS_READ.get(name, ())
+            if not table.empty and set(columns) - set(table.columns):
+                raise FileNotFoundError(f"{folder / f'{name}.csv'} was written by an older version (no "
+                                        f"{', '.join(sorted(set(columns) - set(table.columns)))}): run the stage "
+                                        "that wrote it again (evaluate@<experiment>, audit_models; `dvc repro` does)")
+        return cls(breakdown, *tables)
 
 
 @dataclass(frozen=True)

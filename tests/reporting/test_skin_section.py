@@ -81,8 +81,9 @@ def test_the_section_reads_every_model_against_skin_colour_and_photo_quality(tmp
     for figure in ("skin_gender_accuracy", "skin_gender_reliability", "skin_misgendered_contact_sheet"):
         assert (params.paths.figures / f"{figure}.png").exists(), figure
     assert "| L* | paper | 60 |" in text and "| h* | paper | 55 |" in text
-    assert (params.paths.reports / "skin" / "retrained" / "utkface" / "skin_groups.csv").exists()
-    groups = pd.read_csv(params.paths.reports / "skin" / "retrained" / "utkface" / "skin_groups.csv")
+    written = params.paths.experiments / "retrained" / "evaluation" / "utkface" / "skin" / "skin_groups.csv"
+    assert written.exists() and not (params.paths.reports / "skin" / "retrained").exists()   # read, not copied
+    groups = pd.read_csv(written)
     darkest = groups[groups["attribute"] == "lightness_quintile"].iloc[0]
     assert darkest["group"].startswith("< ") and darkest["mae"] > groups[groups["attribute"] == "all"]["mae"].item()
     assert headline_lines(study)[0].startswith("Skin colour and photo quality: **")

@@ -6,9 +6,8 @@ keyed by `id`), the split manifest (the pooled evaluation faces, their resamplin
 files), each experiment's predictions and each audited model's predictions, and the analysis of each
 model on each test set that the stage which predicted it wrote (skin_analysis.py: evaluate@<experiment>
 in <experiments>/<model>/evaluation/<dataset>/skin/, audit_models in <audit>/<model>/evaluation/<dataset>/skin/);
-nothing is analysed here. Writes, per model and test set, a copy of what it read in
-<reports>/skin/<model>/<dataset>/, <reports>/skin/bands.csv, measured.csv and quality_correlations.csv,
-and the section's figures. Without the measurement table, the section is one line saying how to make it.
+nothing is analysed or copied here. Writes <reports>/skin/bands.csv, measured.csv and
+quality_correlations.csv, and the section's figures. Without the measurement table, the section is one line saying how to make it.
 
 A test set on which a model's figures are in-sample (the published weights trained on it; an audited
 model's card says `yes` or `partly`) is analysed and flagged, and kept out of the findings.
@@ -38,6 +37,8 @@ from stages.lib.reporting.markdown import Markdown, difference, number, p_value_
 from stages.lib.reporting.published_models import load_audited
 
 IN_SAMPLE_FLAGS = ("yes", "partly")
+ANALYSES = ("<model's evaluation folder>/<test set>/skin (reports/experiments/<experiment>/evaluation/..., "
+            "reports/audit_models/<model>/evaluation/...)")   # where evaluate and audit_models write them
 CONTACT_FACES = 36
 THUMBNAIL = 96
 MIN_BIN_FACES = 10    # reliability points from fewer faces are not drawn
@@ -98,8 +99,7 @@ def _audited_runs(params: Params, inputs: SkinInputs) -> list[ModelRun]:
 def skin_study(params: Params, models: Sequence[str] | None = None) -> SkinStudy | None:
     """Every model's skin breakdowns on every test set that has measured faces, and the slopes, adjusted
     gaps and threshold-free metrics of `models` (None: every model that has them; evaluate writes none for
-    controls and mitigations), as the stages that predicted them wrote them (copied to
-    <reports>/skin/<model>/<dataset>/); None without measurements."""
+    controls and mitigations), as the stages that predicted them wrote them; None without measurements."""
     inputs = skin_inputs(params)
     if inputs is None:
         return None
@@ -107,9 +107,8 @@ def skin_study(params: Params, models: Sequence[str] | None = None) -> SkinStudy
     study = SkinStudy(bands=inputs.bands, pooled=inputs.pooled, runs=runs)
     folder = skin_folder(params)
     for run in runs:
-        analysis = SkinAnalysis.read(run.analysis, breakdown_only=models is not None and run.model not in models)
-        analysis.write(folder / run.model / run.dataset)
-        study.analyses[(run.model, run.dataset)] = analysis
+        study.analyses[(run.model, run.dataset)] = SkinAnalysis.read(
+            run.analysis, breakdown_only=models is not None and run.model not in models)
     study.bands.table().to_csv(folder / "bands.csv", index=False)
     measured_counts(study.pooled).to_csv(folder / "measured.csv", index=False)
     quality_correlations(study.pooled).to_csv(folder / "quality_correlations.csv", index=False)
@@ -460,8 +459,8 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
               f"{confidence:.0%} Wilson intervals; hollow: fewer than {min_group} faces.")
     md.table(study.bands.table(), "Skin bands: quintile edges chosen once for this run from the pooled evaluation "
                                   "faces, beside the fixed cut-offs of Thong et al. (2023), L* 60 and h* 55. Per "
-                                  "model and test set, both breakdowns × gender are in reports/skin/<model>/<test "
-                                  "set>/skin_groups.csv (adjusted as the race × gender tables: skin_significance.csv)")
+                                  f"model and test set, both breakdowns × gender are in {ANALYSES}/skin_groups.csv "
+                                  "(adjusted as the race × gender tables: skin_significance.csv)")
     slopes = slopes_table(study, runs)
     if not slopes.empty:
         md.table(slopes, "Within each race × gender group: the change in error per 10 units of skin lightness L* "
@@ -475,7 +474,7 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
         left_out = sorted({g for a in study.analyses.values() if not a.adjusted_gaps.empty
                            for g in a.adjusted_gaps["left_out"].dropna() if g})
         md.table(gaps, "Race × gender gaps against the best-served group, where the gap before the quality "
-                       "adjustment is above zero (every group: reports/skin/<model>/<test set>/adjusted_gaps.csv): raw (difference of means), before (age "
+                       "adjustment is above zero (every group: " + ANALYSES + "/adjusted_gaps.csv): raw (difference of means), before (age "
                        "band and dataset held) and after photo quality is also held (" + ", ".join(QUALITY_TERMS)
                        + "); average marginal effects on the outcome's own scale (years; percentage points), "
                          "logistic for gender, linear for age")

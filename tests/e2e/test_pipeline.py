@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.e2e.runs import CHILDREN, DVC, ROOT, SAMPLE, environment
+from tests.e2e.runs import CHILDREN, DVC, ROOT, SAMPLE, commit, environment
 from tests.e2e.runs import run as _run
 
 pytestmark = pytest.mark.slow
@@ -118,8 +118,7 @@ def test_a_pushed_run_is_pulled_into_a_clean_clone_and_reruns_nothing(demo_proje
     copies = [path for path in crops if not (path.is_symlink() or path.stat().st_nlink > 1) and path.stat().st_size > 1024]
     assert crops and not copies, copies[:5]
     _run(DVC + ["remote", "add", "-d", "team", str(tmp_path / "remote")], demo_project)
-    _run(["git", "add", "-A"], demo_project)
-    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "demo run"], demo_project)
+    commit(demo_project, "demo run")
     _run(DVC + ["push"], demo_project)
     clone = tmp_path / "clone"
     _run(["git", "clone", "-q", str(demo_project), str(clone)], tmp_path)
@@ -134,9 +133,7 @@ def test_a_queued_sweep_runs_in_dvcs_copies_with_different_metrics(demo_project)
     """Two oversampling factors queued and run two at a time in DVC's temporary copies of the project:
     each re-runs only that experiment's stages (not the features pass, nor any other experiment), and
     its metrics differ."""
-    _run(["git", "add", "-A"], demo_project)   # the run's dvc.lock committed: the copies start from it
-    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=CI", "commit", "-qm", "before the sweep",
-          "--allow-empty"], demo_project)
+    commit(demo_project, "before the sweep")   # the run's dvc.lock committed: the copies start from it
     for factor in (1, 3):
         _run(DVC + ["exp", "run", "--queue", "-n", f"factor{factor}",
                     "-S", f"experiments.oversample_x2.oversample=[{{min_age: 60, factor: {factor}}}]"], demo_project)

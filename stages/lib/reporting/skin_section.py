@@ -37,8 +37,6 @@ from stages.lib.reporting.markdown import Markdown, difference, number, p_value_
 from stages.lib.reporting.published_models import load_audited
 
 IN_SAMPLE_FLAGS = ("yes", "partly")
-ANALYSES = ("<model's evaluation folder>/<test set>/skin (reports/experiments/<experiment>/evaluation/..., "
-            "reports/audit_models/<model>/evaluation/...)")   # where evaluate and audit_models write them
 CONTACT_FACES = 36
 THUMBNAIL = 96
 MIN_BIN_FACES = 10    # reliability points from fewer faces are not drawn
@@ -113,6 +111,12 @@ def skin_study(params: Params, models: Sequence[str] | None = None) -> SkinStudy
     measured_counts(study.pooled).to_csv(folder / "measured.csv", index=False)
     quality_correlations(study.pooled).to_csv(folder / "quality_correlations.csv", index=False)
     return study
+
+
+def analyses_text(params: Params) -> str:
+    """Where evaluate and audit_models write each model's analyses, for the captions."""
+    return (f"{params.paths.experiments}/<experiment>/evaluation/<test set>/skin (audited models: "
+            f"{params.paths.audit}/<model>/evaluation/<test set>/skin)")
 
 
 def skin_folder(params: Params) -> Path:
@@ -459,7 +463,7 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
               f"{confidence:.0%} Wilson intervals; hollow: fewer than {min_group} faces.")
     md.table(study.bands.table(), "Skin bands: quintile edges chosen once for this run from the pooled evaluation "
                                   "faces, beside the fixed cut-offs of Thong et al. (2023), L* 60 and h* 55. Per "
-                                  f"model and test set, both breakdowns × gender are in {ANALYSES}/skin_groups.csv "
+                                  f"model and test set, both breakdowns × gender are in {analyses_text(params)}, skin_groups.csv "
                                   "(adjusted as the race × gender tables: skin_significance.csv)")
     slopes = slopes_table(study, runs)
     if not slopes.empty:
@@ -474,7 +478,7 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
         left_out = sorted({g for a in study.analyses.values() if not a.adjusted_gaps.empty
                            for g in a.adjusted_gaps["left_out"].dropna() if g})
         md.table(gaps, "Race × gender gaps against the best-served group, where the gap before the quality "
-                       "adjustment is above zero (every group: " + ANALYSES + "/adjusted_gaps.csv): raw (difference of means), before (age "
+                       "adjustment is above zero (every group: " + analyses_text(params) + ", adjusted_gaps.csv): raw (difference of means), before (age "
                        "band and dataset held) and after photo quality is also held (" + ", ".join(QUALITY_TERMS)
                        + "); average marginal effects on the outcome's own scale (years; percentage points), "
                          "logistic for gender, linear for age")

@@ -6,7 +6,9 @@
 
 `finish` writes params.paths.timing/train@<experiment>.json: wall seconds, CPU seconds (this process
 and the worker processes it has waited for: user + system), faces processed and faces/s, the cores
-seen and the share of them used (CPU s / (wall s x cores): 1.0 is every core busy all along). One file
+seen and the share of them used (CPU s / (wall s x cores): 1.0 is every core busy all along), and the
+start-up: seconds from the process's start (its launcher's, where a warm server ran it: core/preload.py)
+to the stage's first line, imports included. One file
 per stage (and per `foreach` key), overwritten by the stage's next successful run, so the folder holds
 the last run of each stage; a run that fails writes nothing. The files are git-ignored and read by no
 stage, so the report stays the same for the same inputs; `bench/where_time_goes.py` prints them.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from stages.lib.core.files import write_json
 from stages.lib.core.params import ParamsError, load_params
+from stages.lib.core.preload import process_started
 
 
 def cpu_seconds() -> float:
@@ -39,6 +42,7 @@ class StageTiming:
     key: str | None = None
     wall_start: float = field(default_factory=time.perf_counter)
     cpu_start: float = field(default_factory=cpu_seconds)
+    startup: float = field(default_factory=lambda: max(0.0, time.time() - process_started()))
 
     @property
     def name(self) -> str:
@@ -49,7 +53,8 @@ class StageTiming:
         """Record the run so far into `folder` (default: params.paths.timing; nothing is written when
         params.yaml cannot be read) and return the record."""
         record = timing_record(self.name, wall=time.perf_counter() - self.wall_start,
-                               cpu=cpu_seconds() - self.cpu_start, faces=faces, cores=os.cpu_count() or 1)
+                               cpu=cpu_seconds() - self.cpu_start, faces=faces, cores=os.cpu_count() or 1,
+                               startup=self.startup)
         folder = folder if folder is not None else timing_folder()
         if folder is not None:
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -62,7 +67,8 @@ def start_timing(stage: str, *, key: str | None = None) -> StageTiming:
     return StageTiming(stage, key)
 
 
-def timing_record(name: str, *, wall: float, cpu: float, faces: int | None, cores: int) -> dict:
+def timing_record(name: str, *, wall: float, cpu: float, faces: int | None, cores: int,
+                  startup: float | None = None) -> dict:
     """The JSON a stage's run leaves behind (pure: the measured figures in, the record out)."""
     return {
         "stage": name,
@@ -72,6 +78,7 @@ def timing_record(name: str, *, wall: float, cpu: float, faces: int | None, core
         "cpu_share": round(cpu / (wall * cores), 3) if wall > 0 else None,
         "faces": faces,
         "faces_per_s": round(faces / wall, 2) if faces and wall > 0 else None,
+        "startup_s": None if startup is None else round(startup, 3),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

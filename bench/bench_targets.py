@@ -10,9 +10,9 @@ against the target (how far over, when over), the stages' own table "where the t
 stage's timing file, stages/lib/core/timing.py) and the time DVC itself took (the total minus the
 stages). Then, unless --no-change: one experiment's params changed (experiments.<--change>, its
 oversampling factor or a group set), `dvc exp run` again, its time against the 40 s target, and the
-stages it re-ran. The time outside the stages is split into each stage process's start-up (measured
-afterwards: a fresh interpreter importing the stage, TensorFlow included where it comes) and DVC's
-own work. Other processes on the machine slow every figure: the load average is printed.
+stages it re-ran. The time outside the stages is split into each stage's start-up (recorded by the
+stage: from its process's start, or its launcher's where a warm interpreter ran it, to its first
+line) and DVC's own work. Other processes on the machine slow every figure: the load average is printed.
 """
 
 from __future__ import annotations
@@ -76,34 +76,21 @@ def timing_of(project: Path, params_file: Path) -> list[dict]:
     return read_timings(folder) if folder.is_dir() else []
 
 
-def import_seconds(project: Path, module: str) -> tuple[float, bool]:
-    """(wall s, whether TensorFlow came with it) of a fresh interpreter importing `module` in `project`."""
-    code = f"import sys, {module}; print('tensorflow' in sys.modules)"
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=True)
-    return time.perf_counter() - started, done.stdout.strip().endswith("True")
-
-
-def why_over(project: Path, records: list[dict], *, total: float) -> str:
-    """Where the time outside the stages' own code goes: each stage module's start-up (a fresh
-    interpreter importing it, measured now) times its runs, and what is left for DVC itself."""
-    runs: dict[str, int] = {}
+def why_over(records: list[dict], *, total: float) -> str:
+    """Where the time outside the stages' own code goes: each stage's start-up as it recorded it (from
+    its process's start, or its launcher's where a warm interpreter ran it, to its first line) and
+    what is left for DVC itself."""
+    runs: dict[str, list[float]] = {}
     for record in records:
-        module = record["stage"].split("@")[0]
-        runs[module] = runs.get(module, 0) + 1
-    measured = {module: import_seconds(project, f"stages.{module}") for module in runs}
-    startup = sum(measured[module][0] * count for module, count in runs.items())
-    heavy = {module: count for module, count in runs.items() if measured[module][1]}
-    lines = ["| stage module | runs | start-up s (each) | start-up s (all) | imports TensorFlow |",
-             "|---|---:|---:|---:|---|"]
-    for module, count in sorted(runs.items(), key=lambda item: -measured[item[0]][0] * item[1]):
-        seconds, tensorflow = measured[module]
-        lines.append(f"| {module} | {count} | {seconds:.1f} | {seconds * count:.1f} | {'yes' if tensorflow else 'no'} |")
+        runs.setdefault(record["stage"].split("@")[0], []).append(record.get("startup_s") or 0.0)
+    lines = ["| stage module | runs | start-up s (each, mean) | start-up s (all) |", "|---|---:|---:|---:|"]
+    for module, startups in sorted(runs.items(), key=lambda item: -sum(item[1])):
+        lines.append(f"| {module} | {len(startups)} | {sum(startups) / len(startups):.2f} | {sum(startups):.1f} |")
     own = sum(record["wall_s"] for record in records)
-    lines.append(f"\nof {total:.1f} s: the stages' own code {own:.1f} s; their {sum(runs.values())} processes' "
-                 f"start-up {startup:.1f} s, {sum(measured[m][0] * c for m, c in heavy.items()):.1f} s of it in the "
-                 f"{sum(heavy.values())} that import TensorFlow; DVC itself (hashing, locks, the experiment's "
-                 f"commit) {total - own - startup:.1f} s")
+    startup = sum(sum(startups) for startups in runs.values())
+    lines.append(f"\nof {total:.1f} s: the stages' own code {own:.1f} s; their {len(records)} processes' start-up "
+                 f"{startup:.1f} s; DVC itself (hashing, locks, the experiment's commit) and the processes' exits "
+                 f"{total - own - startup:.1f} s")
     return "\n".join(lines)
 
 
@@ -122,8 +109,8 @@ def measure(project: Path, args: argparse.Namespace) -> None:
     print(f"clean clone, dvc exp run -S profile={args.profile}: {against(total, TARGETS[args.profile])}")
     print(f"stages {stages:.1f} s ({len(records)} runs), DVC and process start-up outside the stages {total - stages:.1f} s")
     print(timing_table(records))
-    print("\nwhere the time outside the stages goes (start-up measured now, one import each):")
-    print(why_over(project, records, total=total))
+    print("\nwhere the time outside the stages goes (start-up as each stage recorded it):")
+    print(why_over(records, total=total))
     if args.no_change:
         return
     change = change_one_experiment(project, args.change)

@@ -54,7 +54,7 @@ CHILD_MARKER = "<preloaded>"   # sys.argv[0] while a fork imports the stage: `st
 MAX_REQUEST = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Request:
     """Everything a fork needs to become `python -m <module> <args>` as the launching process would be."""
 
@@ -220,8 +220,9 @@ def serve(key: str, libraries: Sequence[str] = LIBRARIES) -> None:
         except socket.timeout:
             if running:
                 continue
-            path.unlink(missing_ok=True)
             listener.close()
+            for leftover in (path, folder / f"{key}.lock"):
+                leftover.unlink(missing_ok=True)
             return
         pid = _fork_for(connection, listener, lock)
         if pid:

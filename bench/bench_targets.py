@@ -104,7 +104,8 @@ def measure(project: Path, args: argparse.Namespace) -> None:
     total, output = run(dvc + ["exp", "run", "-S", f"profile={args.profile}"], project)
     records = timing_of(project, project / "params.yaml")
     stages = sum(record["wall_s"] for record in records)
-    print(f"commit {commit[:10]}, profile {args.profile}, {os.cpu_count()} cores, "
+    print(f"commit {commit[:10]}, profile {args.profile}, {os.cpu_count()} cores, stages "
+          f"{'each in a fresh interpreter' if args.fresh_interpreters else 'forked from a warm interpreter'}, "
           f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"clean clone, dvc exp run -S profile={args.profile}: {against(total, TARGETS[args.profile])}")
     print(f"stages {stages:.1f} s ({len(records)} runs), DVC and process start-up outside the stages {total - stages:.1f} s")
@@ -126,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--change", default="oversample_x3", help="the experiment whose params change")
     parser.add_argument("--no-change", action="store_true", help="only the full run")
     parser.add_argument("--keep", type=Path, help="clone into this (new) folder and keep it")
+    parser.add_argument("--fresh-interpreters", action="store_true",
+                        help="every stage in its own interpreter (FACE_BIAS_PRELOAD=0), to compare with the warm one")
     args = parser.parse_args(argv)
+    if args.fresh_interpreters:
+        os.environ["FACE_BIAS_PRELOAD"] = "0"
     if args.keep:
         measure(args.keep, args)
         return

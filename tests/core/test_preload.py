@@ -164,3 +164,11 @@ def test_an_idle_server_leaves_and_takes_its_socket_and_lock(short_temp):
                           cwd=ROOT, env=environ, timeout=30)
     assert done.returncode == 0
     assert sorted(path.name for path in preload.server_folder().iterdir()) == []
+
+
+def test_a_folder_open_to_others_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    assert preload.server_folder().stat().st_mode & 0o777 == 0o700
+    preload.server_folder().chmod(0o777)
+    with pytest.raises(PermissionError, match="not this user's own folder"):
+        preload.server_folder()

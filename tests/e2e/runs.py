@@ -52,8 +52,8 @@ def environment(project: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project), **extra}
 
 
-def run(args: list[str], cwd: Path) -> str:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=environment(cwd))
+def run(args: list[str], cwd: Path, **extra: str) -> str:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=environment(cwd, **extra))
     if done.returncode:
         raise AssertionError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout + done.stderr

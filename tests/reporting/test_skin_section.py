@@ -15,8 +15,8 @@ from stages.lib.core.schema import MANIFEST_COLUMNS
 from stages.lib.evaluation.results import skin_breakdown_only, write_skin_analyses
 from stages.lib.evaluation.skin_analysis import SkinAnalysis
 from stages.lib.reporting.markdown import Markdown
-from stages.lib.reporting.skin_section import (quality_verdict, focus_table, headline_lines, held_before, skin_section,
-                                                skin_study, worst_misgendered)
+from stages.lib.reporting.skin_section import (_shown, focus_table, gap_sentence, headline_lines, held_before,
+                                                quality_verdict, skin_section, skin_study, worst_misgendered)
 from tests.evaluation.skin_frames import planted
 from tests.reporting.test_report import ROOT
 
@@ -104,6 +104,25 @@ def test_a_gap_is_said_to_go_away_only_if_it_survived_holm_before_the_adjustment
     assert list(held.index) == [0, 1]            # not the one that was never distinguishable, nor a small group
     assert [quality_verdict(row) for _, row in gaps.iloc[:3].iterrows()] == [
         "no: it remains", "its gap is no longer distinguishable from zero", "no gap to explain (Holm)"]
+
+
+def gap_row(**fields) -> pd.Series:
+    row = {"outcome": "wrong_gender", "before": 0.12, "before_ci_low": 0.05, "before_ci_high": 0.19, "after": 0.11,
+           "after_ci_low": 0.04, "after_ci_high": 0.18, "significant": True, "significant_before": True, "small": False,
+           "model": "published", "dataset": "utkface", "group": "black*female", "reference": "white*male",
+           "before_p_holm": 0.001, "after_p_holm": 0.002, "in_sample": False, "same_as": None, "minors": False}
+    return pd.Series({**row, **fields})
+
+
+def test_the_groups_of_a_test_set_of_children_are_girls_and_boys():
+    assert "Black women’s wrong gender calls exceed White men’s" in gap_sentence(gap_row())
+    assert "Black girls’ wrong gender calls exceed White boys’" in gap_sentence(gap_row(minors=True))
+
+
+def test_a_model_whose_answers_are_an_experiments_is_said_once_under_the_experiments_name():
+    table = pd.DataFrame([gap_row(), gap_row(model="faceres", same_as="published"), gap_row(model="gear")])
+    assert list(_shown(table, ["published", "faceres", "gear"])["model"]) == ["published", "gear"]
+    assert list(_shown(table, ["faceres"])["model"]) == ["faceres"]   # said where published is not shown
 
 
 def test_an_in_sample_run_is_flagged_and_kept_out_of_the_findings(tmp_path, monkeypatch):

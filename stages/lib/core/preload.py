@@ -96,9 +96,13 @@ def server_key(environ: Mapping[str, str], *, niceness: int) -> str:
 
 
 def server_folder() -> Path:
-    """The user's own folder for servers' sockets, locks and logs (mode 700)."""
+    """The user's own folder for servers' sockets, locks and logs (mode 700); OSError where that folder
+    is someone else's or open to others (then every stage runs in its own interpreter)."""
     folder = Path(tempfile.gettempdir()) / f"face-bias-preload-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
+    state = folder.lstat()
+    if state.st_uid != os.getuid() or state.st_mode & 0o077 or not folder.is_dir() or folder.is_symlink():
+        raise PermissionError(f"{folder} is not this user's own folder")
     return folder
 
 
@@ -114,7 +118,10 @@ def hand_off(argv: Sequence[str] = sys.argv) -> None:
                       umask=_current_umask())
     status = _ask_server(key, request)
     if status is None:
-        _start_server(key)
+        try:
+            _start_server(key)
+        except OSError:   # no folder of our own, no process to spare: the stages run as they always did
+            pass
         return
     _exit_like(status)
 

@@ -28,11 +28,13 @@ from PIL import Image
 from stages.lib.core.labels import GENDERS
 from stages.lib.core.params import Params
 from stages.lib.evaluation.adjusted_gaps import QUALITY_TERMS, race_gender
+from stages.lib.evaluation.audit_results import FROM_PASS
 from stages.lib.evaluation.skin import LIGHTNESS, SYMBOLS, SkinBands, band_names
 from stages.lib.evaluation.skin_analysis import (SkinAnalysis, SkinInputs, analysis_folder, measured_counts,
                                                  quality_correlations, skin_inputs)
 from stages.lib.reporting import fidelity
 from stages.lib.reporting.figures import distinct_colours, save_figure
+from stages.lib.reporting.headline import PUBLISHED
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent
 from stages.lib.reporting.published_models import load_audited
 
@@ -59,6 +61,12 @@ class ModelRun:
     in_sample: bool
     rows: pd.DataFrame
     analysis: Path
+    same_as: str | None = None   # the experiment whose answers these are, face for face (the backbone's audit row)
+
+    @property
+    def minors(self) -> bool:
+        """Every face under 18: its groups are girls and boys."""
+        return bool(len(self.rows)) and bool(self.rows["age"].max() < 18)
 
 
 @dataclass
@@ -89,7 +97,8 @@ def _experiment_runs(params: Params, inputs: SkinInputs) -> list[ModelRun]:
 def _audited_runs(params: Params, inputs: SkinInputs) -> list[ModelRun]:
     models, _ = load_audited(params)
     return [ModelRun(model.name, dataset, bool(rows["in_sample"].isin(IN_SAMPLE_FLAGS).any()), rows,
-                     analysis_folder(params.paths.audit / model.name / "evaluation", dataset))
+                     analysis_folder(params.paths.audit / model.name / "evaluation", dataset),
+                     same_as=PUBLISHED if model.card.get("read_from") == FROM_PASS else None)
             for model in models
             for dataset, rows in inputs.measured_runs(model.predictions.drop(columns=["problem"])).items()]
 
@@ -130,16 +139,17 @@ def skin_folder(params: Params) -> Path:
 
 
 def _stacked(study: SkinStudy, table: str) -> pd.DataFrame:
-    frames = [getattr(study.analyses[(r.model, r.dataset)], table).assign(model=r.model, dataset=r.dataset,
-                                                                           in_sample=r.in_sample)
+    frames = [getattr(study.analyses[(r.model, r.dataset)], table).assign(
+                  model=r.model, dataset=r.dataset, in_sample=r.in_sample, same_as=r.same_as, minors=r.minors)
               for r in study.runs if not getattr(study.analyses[(r.model, r.dataset)], table).empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _group_words(group: str, possessive: bool = False) -> str:
+def _group_words(group: str, possessive: bool = False, *, minors: bool = False) -> str:
     race, gender = group.split("*")
-    people = "women" if gender == "female" else "men"
-    return f"{race.capitalize()} {people}{'’s' if possessive else ''}"
+    people = {(False, "female"): "women", (False, "male"): "men", (True, "female"): "girls", (True, "male"): "boys"}
+    word = people[(bool(minors), gender)]
+    return f"{race.capitalize()} {word}{('’' if word.endswith('s') else '’s') if possessive else ''}"
 
 
 def gap_sentence(row: pd.Series) -> str:
@@ -147,8 +157,9 @@ def gap_sentence(row: pd.Series) -> str:
     before = difference(row["before"], row["before_ci_low"], row["before_ci_high"], points=points)
     after = difference(row["after"], row["after_ci_low"], row["after_ci_high"], points=points)
     held = "remains" if row["significant"] else "is no longer distinguishable from zero"
-    return (f"**{row['model']} on {row['dataset']}**: {_group_words(row['group'], True)} {word} exceed "
-            f"{_group_words(row['reference'], True)} by {before} (Holm p {p_value_text(row['before_p_holm'])}) with "
+    minors = row.get("minors", False)
+    return (f"**{row['model']} on {row['dataset']}**: {_group_words(row['group'], True, minors=minors)} {word} exceed "
+            f"{_group_words(row['reference'], True, minors=minors)} by {before} (Holm p {p_value_text(row['before_p_holm'])}) with "
             f"age band and dataset held equal, and by {after} (Holm p {p_value_text(row['after_p_holm'])}) with photo "
             f"quality also held equal: the gap {held}.")
 
@@ -160,7 +171,7 @@ def slope_sentence(rows: pd.DataFrame, groups: int) -> str:
     slope = difference(top["slope"], top["ci_low"], top["ci_high"], points=points)
     return (f"**{top['model']} on {top['dataset']}**: {word} move with skin {SYMBOLS[top['measure']]} within "
             f"{len(rows)} of {groups} race × gender groups (Holm across the groups; the other colour measure held); "
-            f"the steepest, within {_group_words(top['group'])}: {slope} per 10 units (Holm p "
+            f"the steepest, within {_group_words(top['group'], minors=top.get('minors', False))}: {slope} per 10 units (Holm p "
             f"{p_value_text(top['p_holm'])}).")
 
 
@@ -182,6 +193,13 @@ def findings(study: SkinStudy, models: Sequence[str] | None = None) -> list[str]
     return lines
 
 
+def _said_once(study: SkinStudy, models: Sequence[str] | None) -> str:
+    """"; faceres: ..." where an audited model's answers are an experiment's and its lines would repeat it."""
+    pairs = {(r.model, r.same_as) for r in study.runs if r.same_as and (models is None or r.same_as in models)}
+    return "".join(f"; {model}'s answers are {same}'s, face for face, and are said once, as {same}"
+                   for model, same in sorted(pairs))
+
+
 def held_before(gaps: pd.DataFrame) -> pd.DataFrame:
     """The gaps above zero that survive Holm before the quality adjustment, so that "no longer
     distinguishable" is said only of a gap that was distinguishable under the same adjustment."""
@@ -189,10 +207,13 @@ def held_before(gaps: pd.DataFrame) -> pd.DataFrame:
 
 
 def _shown(table: pd.DataFrame, models: Sequence[str] | None) -> pd.DataFrame:
-    """The out-of-sample rows of the models shown."""
+    """The out-of-sample rows of the models shown, each model's answers once (an audited model whose
+    answers are an experiment's, face for face, is said under that experiment's name)."""
     if table.empty:
         return table
-    return table[~table["in_sample"] & (table["model"].isin(models) if models is not None else True)]
+    shown = table["model"].isin(models) if models is not None else pd.Series(True, index=table.index)
+    twice = table["same_as"].notna() & table["same_as"].isin(table.loc[shown, "model"])
+    return table[~table["in_sample"] & shown & ~twice]
 
 
 def headline_lines(study: SkinStudy | None, models: Sequence[str] | None = None) -> list[str]:
@@ -444,7 +465,7 @@ def skin_section(md: Markdown, params: Params, study: SkinStudy | None, *, datas
                  "best-served race × gender group, with a cluster-robust "
                  f"{confidence:.0%} interval; a gap is listed only where its Holm-adjusted p-value before the "
                  f"quality adjustment is below {1 - confidence:.2f}, and \"remains\" only where its Holm-adjusted "
-                 "p-value after it is too):")
+                 "p-value after it is too" + _said_once(study, models) + "):")
     md.bullets(lines or ["No gap or slope survives the adjustment on an out-of-sample run."])
     md.paragraph(CAVEAT)
     runs = _main_runs(study, dataset, models)

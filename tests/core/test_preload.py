@@ -64,17 +64,23 @@ def short_temp(monkeypatch):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def server(short_temp):
-    """A server (importing only `json`) with its files in a short temporary folder; its key."""
-    environ = {**os.environ, preload.IDLE_ENV: "30"}
-    key = "test" + str(os.getpid())
+def start_server(key: str, **popen) -> subprocess.Popen:
+    """A server importing only `json`, once its socket is there."""
     process = subprocess.Popen([sys.executable, "-c", f"from stages.lib.core import preload; "
-                                f"preload.serve({key!r}, ('json',))"], cwd=ROOT, env=environ)
+                                f"preload.serve({key!r}, ('json',))"], cwd=ROOT,
+                               env={**os.environ, preload.IDLE_ENV: "30"}, **popen)
     socket_file = preload.server_folder() / f"{key}.sock"
     deadline = time.monotonic() + 30
     while not socket_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    return process
+
+
+@pytest.fixture
+def server(short_temp):
+    """A server with its files in a short temporary folder; its key."""
+    key = "test" + str(os.getpid())
+    process = start_server(key)
     yield key
     process.terminate()
     process.wait(10)
@@ -103,6 +109,15 @@ def test_the_fork_runs_the_stage_as_its_launcher_would(server, tmp_path, capfd):
     assert "project modules []" in out   # the project's code is imported afresh by every stage
     assert "umask 0o27" in out
     assert err.strip() == "to stderr"
+
+
+def test_a_server_started_with_sigchld_ignored_still_learns_each_stages_status(short_temp, tmp_path):
+    process = start_server("ignored", preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    try:
+        assert preload._ask_server("ignored", stage_module(tmp_path, "raise SystemExit(3)\n")) == {"exit": 3}
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def test_a_stage_that_fails_prints_its_traceback_and_exits_1(server, tmp_path, capfd):

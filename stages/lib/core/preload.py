@@ -204,6 +204,7 @@ def serve(key: str, libraries: Sequence[str] = LIBRARIES) -> None:
     """The server: hold the key's lock, import `libraries`, answer requests until idle. A fork never
     returns from here (`_become` runs the stage and exits); the server itself returns when idle."""
     folder = server_folder()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # an ignored SIGCHLD, inherited, would reap the forks unseen
     lock = open(folder / f"{key}.lock", "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -263,28 +264,41 @@ def _fork_for(connection: socket.socket, listener: socket.socket, lock) -> int:
 
 
 def _watch(pid: int, connection: socket.socket, running: set[int]) -> None:
-    """Send the fork's status to its launcher when it ends; stop the fork's process group where the
-    launcher goes away first (killed, or its terminal closed)."""
-    connection.settimeout(None)
-    ended = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None   # readable when the fork ends
-    while True:
-        readable, _, _ = select.select([connection] + ([ended] if ended is not None else []), [], [], 0.05)
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if connection in readable and not connection.recv(1):
-            _signal_group(pid, signal.SIGTERM)
-            done, status = os.waitpid(pid, 0)
-            break
-    if ended is not None:
-        os.close(ended)
+    """Send the fork's status to its launcher when it ends ({"lost": true} where it could not be
+    learnt); stop the fork's process group where the launcher goes away first (killed, or its terminal
+    closed)."""
+    try:
+        status = _wait_for(pid, connection)
+        reply = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.WEXITSTATUS(status)}
+    except OSError:   # reaped elsewhere, or no such process: the launcher must not wait for ever
+        reply = {"exit": 1, "lost": True}
     running.discard(pid)
-    reply = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.WEXITSTATUS(status)}
     try:
         connection.sendall((json.dumps(reply) + "\n").encode())
     except OSError:
         pass
     connection.close()
+
+
+def _wait_for(pid: int, connection: socket.socket) -> int:
+    """The fork's wait status, once it has ended."""
+    connection.settimeout(None)
+    try:
+        ended = os.pidfd_open(pid)   # readable when the fork ends
+    except (AttributeError, OSError):
+        ended = None
+    try:
+        while True:
+            readable, _, _ = select.select([connection] + ([ended] if ended is not None else []), [], [], 0.05)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            if connection in readable and not connection.recv(1):
+                _signal_group(pid, signal.SIGTERM)
+                return os.waitpid(pid, 0)[1]
+    finally:
+        if ended is not None:
+            os.close(ended)
 
 
 def _become(request: Request, fds: list[int], connection: socket.socket) -> None:

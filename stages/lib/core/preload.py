@@ -35,19 +35,22 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-import time
 from typing import Mapping, Sequence
+
+from stages.lib.core.quiet import VERBOSE_ENV, is_verbose
 
 PRELOAD_ENV = "FACE_BIAS_PRELOAD"
 IDLE_ENV = "FACE_BIAS_PRELOAD_IDLE"
 STARTED_ENV = "FACE_BIAS_STARTED"   # when the launching process began (epoch s): a stage's start-up is timed from it
 DEFAULT_IDLE_S = 600.0
 LIBRARIES = ("numpy", "pandas", "pyarrow.parquet", "scipy.stats", "sklearn.cluster", "statsmodels.api",
-             "matplotlib.pyplot", "cv2", "skimage.color", "yaml", "pydantic", "dvclive", "fairlearn.metrics", "tensorflow", "keras")
+             "matplotlib.pyplot", "cv2", "skimage.color", "yaml", "pydantic", "dvclive", "fairlearn.metrics",
+             "tensorflow", "keras")
 IMPORT_TIME_PREFIXES = ("TF_", "OMP_", "OPENBLAS_", "MKL_", "KERAS_", "CUDA_", "XLA_", "PYTHON", "LD_", "MPL",
-                        "FACE_BIAS_VERBOSE")
+                        VERBOSE_ENV)
 RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PROJECT_PACKAGE = "stages"
 CHILD_MARKER = "<preloaded>"   # sys.argv[0] while a fork imports the stage: `stages/__init__` hands nothing off then
@@ -78,7 +81,7 @@ def requested_module(argv: Sequence[str], orig_argv: Sequence[str], environ: Map
     run by DVC, not switched off, not verbose."""
     if argv[:1] != ["-m"] or "DVC_STAGE" not in environ or environ.get(PRELOAD_ENV, "1").strip() == "0":
         return None
-    if environ.get("FACE_BIAS_VERBOSE", "").strip().lower() in {"1", "true", "yes"} or "--verbose" in orig_argv:
+    if is_verbose(environ, orig_argv):
         return None
     flag = list(orig_argv).index("-m") if "-m" in orig_argv else -1
     module = orig_argv[flag + 1] if 0 <= flag < len(orig_argv) - 1 else ""
@@ -106,10 +109,10 @@ def server_folder() -> Path:
     return folder
 
 
-def hand_off(argv: Sequence[str] = sys.argv) -> None:
+def hand_off() -> None:
     """Run this `python -m stages.<name>` in a warm server and exit with its status; return (to run
     here, as usual) where it should not or no server is up, starting one for the stages to come."""
-    module = requested_module(argv, getattr(sys, "orig_argv", []), os.environ)
+    module = requested_module(sys.argv, getattr(sys, "orig_argv", []), os.environ)
     if module is None:
         return
     key = server_key(os.environ, niceness=os.getpriority(os.PRIO_PROCESS, 0))

@@ -157,11 +157,10 @@ def gap_sentence(row: pd.Series) -> str:
     before = difference(row["before"], row["before_ci_low"], row["before_ci_high"], points=points)
     after = difference(row["after"], row["after_ci_low"], row["after_ci_high"], points=points)
     held = "remains" if row["significant"] else "is no longer distinguishable from zero"
-    minors = row.get("minors", False)
-    return (f"**{row['model']} on {row['dataset']}**: {_group_words(row['group'], True, minors=minors)} {word} exceed "
-            f"{_group_words(row['reference'], True, minors=minors)} by {before} (Holm p {p_value_text(row['before_p_holm'])}) with "
-            f"age band and dataset held equal, and by {after} (Holm p {p_value_text(row['after_p_holm'])}) with photo "
-            f"quality also held equal: the gap {held}.")
+    group, reference = (_group_words(row[name], True, minors=row["minors"]) for name in ("group", "reference"))
+    return (f"**{row['model']} on {row['dataset']}**: {group} {word} exceed {reference} by {before} (Holm p "
+            f"{p_value_text(row['before_p_holm'])}) with age band and dataset held equal, and by {after} (Holm p "
+            f"{p_value_text(row['after_p_holm'])}) with photo quality also held equal: the gap {held}.")
 
 
 def slope_sentence(rows: pd.DataFrame, groups: int) -> str:
@@ -171,7 +170,7 @@ def slope_sentence(rows: pd.DataFrame, groups: int) -> str:
     slope = difference(top["slope"], top["ci_low"], top["ci_high"], points=points)
     return (f"**{top['model']} on {top['dataset']}**: {word} move with skin {SYMBOLS[top['measure']]} within "
             f"{len(rows)} of {groups} race × gender groups (Holm across the groups; the other colour measure held); "
-            f"the steepest, within {_group_words(top['group'], minors=top.get('minors', False))}: {slope} per 10 units (Holm p "
+            f"the steepest, within {_group_words(top['group'], minors=top['minors'])}: {slope} per 10 units (Holm p "
             f"{p_value_text(top['p_holm'])}).")
 
 

@@ -18,7 +18,7 @@ from stages.lib.evaluation.predictions import Normalised
 from stages.lib.evaluation.skin import QUALITY_COLUMNS, SKIN_COLUMNS, SkinBands
 from stages.lib.evaluation.skin_analysis import analyse
 from stages.lib.reporting.markdown import Markdown, gaps_display, groups_display
-from stages.lib.reporting.skin_section import CAVEAT, gap_sentence, held_before, slope_sentence
+from stages.lib.reporting.skin_section import CAVEAT, are_minors, gap_sentence, held_before, slope_sentence
 
 ABSENT = "no skin_lightness / skin_hue column: no skin-colour breakdown (add them to break error down by skin colour)"
 SHOWN = ("lightness_quintile*gender", "hue_quintile*gender", "lightness_paper*gender", "hue_paper*gender")
@@ -56,14 +56,14 @@ def audit_skin(raw: pd.DataFrame, normalised: Normalised, kept: pd.DataFrame, ou
         for attribute in (a for a in SHOWN if (groups["attribute"] == a).any()):
             md.table(groups_display(groups, attribute, bootstrap.confidence, verdicts), attribute)
         md.table(gaps_display(analysis.breakdown.gaps, bootstrap.confidence), "Worst − best skin band (× gender)")
-    slopes = analysis.slopes
+    slopes, who = analysis.slopes, {"model": "this table", "dataset": "its faces", "minors": are_minors(faces["age"])}
     if not slopes.empty:
-        lines = [slope_sentence(rows[rows["significant"]].assign(model="this table", dataset="its faces"), len(rows))
+        lines = [slope_sentence(rows[rows["significant"]].assign(**who), len(rows))
                  for _, rows in slopes[~slopes["small"]].groupby(["outcome", "measure"], sort=False)
                  if rows["significant"].any()]
         md.bullets(lines or ["Within no race × gender group does error move with skin L* or h* (Holm)."])
     if not analysis.adjusted_gaps.empty:
-        gaps = analysis.adjusted_gaps.assign(model="this table", dataset="its faces")
+        gaps = analysis.adjusted_gaps.assign(**who)
         md.bullets(gap_sentence(row) for _, row in held_before(gaps).iterrows())
         md.paragraph(CAVEAT)
     return "\n\n" + md.text()

@@ -65,8 +65,12 @@ class ModelRun:
 
     @property
     def minors(self) -> bool:
-        """Every face under 18: its groups are girls and boys."""
-        return bool(len(self.rows)) and bool(self.rows["age"].max() < 18)
+        return are_minors(self.rows["age"])
+
+
+def are_minors(ages: pd.Series) -> bool:
+    """Every face under 18: a sentence's groups are girls and boys."""
+    return bool(len(ages)) and bool(ages.max() < 18)
 
 
 @dataclass

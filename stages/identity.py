@@ -42,7 +42,7 @@ def _run(args) -> int | None:
             status = skipped_status(clusters)
         else:
             meta = run_features(read_manifest(params.paths.crops_manifest), identity_params(params), out,
-                                show_progress=False if args.no_progress else None, workers=params.crop.workers)
+                                show_progress=False if args.no_progress else None)
             status = {"computed": True, "embedding": "dlib_resnet", "rows": meta["shape"][0], "reason": None}
     except BackboneUnavailable as missing:   # no dlib extra: the split keeps identities only, and says why
         status = {"computed": False, "embedding": "dlib_resnet", "reason": str(missing)}

@@ -27,7 +27,7 @@ class ColourStats:
                             feature_dim=FAKE_DIM, head_width=config.fc_width, published_heads=False,
                             weights_file=None)
 
-    def load(self, config, seed, root, *, workers=1):
+    def load(self, config, seed, root):
         def embed(images, margins):
             pixels = np.asarray(images, dtype=np.float32).reshape(len(images), -1, 3) / 255.0
             return np.concatenate([pixels.mean(axis=1), pixels.std(axis=1)], axis=1)

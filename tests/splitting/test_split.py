@@ -298,7 +298,7 @@ class CountingDescriptor:
         return BackboneSpec(name="dlib_resnet", input_size=config.input_size, alignment="fake", feature_dim=3,
                             head_width=config.fc_width, published_heads=False, weights_file=None)
 
-    def load(self, config, seed, root, *, workers=1):
+    def load(self, config, seed, root):
         if self.fail:
             raise self.fail
         self.loads += 1

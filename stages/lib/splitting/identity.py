@@ -5,9 +5,10 @@ embedding whose distances mean "same person" at a known threshold. The heads' ba
 one: VGG-Face's pool5 has no calibrated threshold. So the split may use its own identity embedding,
 dlib's 128-d face descriptor (same person below 0.6 Euclidean), whatever backbone the heads read.
 
-That embedding is a backbone pass over every crop (~15 faces/s per CPU core; the stage runs it in
-`crop.workers` processes), so the `identity` stage computes it once, in the features store's format (`backbones/store.py`: resumable, and reused
-while the crops and margin are unchanged), and the split stage only reads it. The stage also writes
+That embedding is a backbone pass over every crop (dlib's landmarks and chips, then dlib's network
+rebuilt in Keras: about 150 faces/s on 2 cores), so the `identity` stage computes it once, in the
+features store's format (`backbones/store.py`: resumable, and reused while the crops and margin are
+unchanged), and the split stage only reads it. The stage also writes
 `status.json`, which says whether the pass was made and, when not, why (no clusters asked for, the
 heads' own features asked for, or the dlib extra not installed); the split stage then falls back to
 identities only and says so in split.json.

@@ -130,7 +130,7 @@ class VggFace:
 class DlibResnet:
     """dlib's face-recognition ResNet (128-d), aligned on its 5-point landmarks; the optional `dlib` extra."""
 
-    needs = Needs(("dlib",), extra="dlib", probe=_dlib_model_files)
+    needs = Needs(("dlib", "keras", "tensorflow"), extra="dlib", probe=_dlib_model_files)
 
     def describe(self, config: BackboneConfig) -> BackboneSpec:
         from stages.lib.backbones.dlib_resnet import ALIGNMENT, FEATURE_DIM

@@ -98,8 +98,9 @@ def small_prototxt() -> str:
     layers, bottom = [], "data"
     for index, name in enumerate(levi_hassner.CONVS, start=1):
         stride, pad = levi_hassner.CONVS[name]
-        layers.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}" convolution_param '
-                      f'{{ num_output: {SMALL_WIDTHS[name]} kernel_size: {SMALL_KERNELS[name]} stride: {stride} pad: {pad} }} }}\n'
+        layers.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}" '
+                      f'convolution_param {{ num_output: {SMALL_WIDTHS[name]} kernel_size: {SMALL_KERNELS[name]} '
+                      f'stride: {stride} pad: {pad} }} }}\n'
                       f'layer {{ name: "relu{index}" type: "ReLU" bottom: "{name}" top: "{name}" }}\n'
                       f'layer {{ name: "pool{index}" type: "Pooling" bottom: "{name}" top: "pool{index}" '
                       f'pooling_param {{ pool: MAX kernel_size: 3 stride: 2 }} }}\n')
@@ -144,7 +145,7 @@ def small_caffemodel(weights: dict) -> bytes:
 
 
 def small_weights(rng) -> dict:
-    weights, channels, grid = {}, 3, SMALL_SIDE
+    weights, channels = {}, 3
     for name, kernel in SMALL_KERNELS.items():
         weights[name] = (rng.normal(0, 0.3, (SMALL_WIDTHS[name], channels, kernel, kernel)).astype(np.float32),
                          rng.normal(0, 1, SMALL_WIDTHS[name]).astype(np.float32))
@@ -185,11 +186,12 @@ def test_the_published_nets_in_tensorflow_answer_as_cv2_dnn_on_real_faces(publis
              + sorted((SHARED / "fairface-sample" / "val").glob("*.jpg"))[:REAL_FACES])
     photos = [cv2.imread(str(path)) for path in files]
     margins = np.tile([np.nan, 0.4], len(photos) // 2)            # the audit's framings: a ready crop whole, or crop.margin
-    faces = [padded_face(photo, box) for photo, box in zip(photos, face_boxes([p.shape[:2] for p in photos], margins))]
+    boxes = face_boxes([photo.shape[:2] for photo in photos], margins)
+    faces = [padded_face(photo, box) for photo, box in zip(photos, boxes)]
     bands, genders = levi_hassner.load(published_weights).probabilities(faces)
     nets = levi_hassner.read_nets(levi_hassner.weight_files(published_weights, levi_hassner.FILES))
     answers = [levi_hassner.opencv_probabilities(nets, np.concatenate([face_blob(face) for face in faces[start:start + 32]]))
-               for start in range(0, len(faces), 32)]
+               for start in range(0, len(faces), 32)]                # 32 blobs a forward, as the entry ran them
     opencv_bands, opencv_genders = (np.concatenate([answer[k] for answer in answers]) for k in (0, 1))
     np.testing.assert_allclose(bands, opencv_bands, atol=1e-4)    # measured: 1.2e-5
     np.testing.assert_allclose(genders, opencv_genders, atol=1e-4)

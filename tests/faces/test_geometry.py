@@ -86,6 +86,15 @@ def test_choose_face_takes_the_largest_then_the_surest():
     assert choose_face([]) is None
 
 
+def test_equal_detections_are_chosen_by_place_whatever_their_order():
+    """Haar returns same-size boxes (all scored 1.0) in an order that varies with OpenCV's threads."""
+    upper_left, upper_right, lower = (Detection(box, 1.0) for box in
+                                      [(10, 10, 30, 30), (60, 10, 30, 30), (5, 80, 30, 30)])
+    for order in ([upper_left, upper_right, lower], [lower, upper_right, upper_left], [upper_right, lower, upper_left]):
+        assert choose_face(order) == upper_left
+        assert largest_first(order) == [upper_left, upper_right, lower]
+
+
 def test_valid_box_needs_four_finite_values_and_a_positive_size():
     assert valid_box([0, 0, 1, 1])
     assert not valid_box([0, 0, 0, 5])

@@ -91,11 +91,12 @@ def cut_square(image: np.ndarray, region: Region, size: int) -> np.ndarray:
 
 
 def largest_first(detections: Sequence[Detection]) -> list[Detection]:
-    """Detections from the largest box down (a higher score breaks a tie)."""
-    return sorted(detections, key=lambda d: (d.box[2] * d.box[3], d.score), reverse=True)
+    """Detections from the largest box down (a higher score, then the upper, then the left box breaks a
+    tie): the same order whatever order a detector returns them in (Haar's varies with OpenCV's threads)."""
+    return sorted(detections, key=lambda d: (d.box[2] * d.box[3], d.score, -d.box[1], -d.box[0]), reverse=True)
 
 
 def choose_face(detections: Sequence[Detection]) -> Detection | None:
-    """The largest detection (higher score breaks a tie); None when there is none."""
+    """The largest detection (ties broken as in `largest_first`); None when there is none."""
     ordered = largest_first(detections)
     return ordered[0] if ordered else None

@@ -4,7 +4,7 @@ them with OpenCV's `cv2.dnn`; here OpenCV only reads them (`cv2.dnn.readNet`, so
 fails as it would there) and they run in TensorFlow, one Keras model with both nets' outputs, built
 from the very weights OpenCV read and held to cv2.dnn's outputs (tests/backbones/test_levi_hassner.py:
 probabilities to 1e-4, measured 1.3e-5, and the same band and gender call on real UTKFace and FairFace
-faces), at 2.4 to 3.2 times its faces/s on two shared cores (bench/bench_levi_hassner.py).
+faces), at 2.1 times its faces/s on two idle cores (bench/bench_levi_hassner.py).
 
 Caffe's semantics, kept: max pooling rounds its output size up (the windows past the bottom and right
 edges padded with -inf), LRN across five channels with alpha divided by the window (TF's

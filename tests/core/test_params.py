@@ -132,6 +132,16 @@ def test_a_reference_that_differs_in_more_than_the_treatment_is_refused(raw):
         validate(bad)
 
 
+def test_a_reference_is_one_of_the_twins_the_evaluate_stage_is_handed(raw):
+    """A twin that dvc.yaml does not hand evaluate@<experiment> would let a stale comparison stand."""
+    ok = copy.deepcopy(raw)
+    ok["experiments"]["other_plain"] = {"init": "backbone"}
+    ok["experiments"]["balanced"]["reference"] = "other_plain"   # a twin, but not one evaluate reads
+    with pytest.raises(ParamsError, match=r"balanced\.reference: 'other_plain': the evaluate stage measures against "
+                                          r"retrained or plain only"):
+        validate(ok)
+
+
 def test_a_mitigation_without_a_reference_or_with_an_unknown_one_is_refused(raw):
     bad = copy.deepcopy(raw)
     del bad["experiments"]["balanced"]["reference"]

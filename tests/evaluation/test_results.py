@@ -152,3 +152,28 @@ def test_each_test_set_gets_its_skin_analysis_and_none_is_left_without_measureme
     (params.paths.measurements / "measurements.parquet").unlink()
     assert results.write_skin_analyses(test, params, out, breakdown_only=False) == []
     assert not (out / "utkface" / "skin").exists()
+
+
+def test_a_mitigations_band_changes_are_against_its_twin_not_retrained(tmp_path, monkeypatch):
+    """balanced names `plain` as its twin: its per-band changes compare it with plain's predictions on the
+    same faces (a head of its own shape and start), never with retrained's."""
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["evaluate"]["bootstrap"] = 30
+    raw["roles"] = {"pretrain": "wiki", "finetune": "utkface", "evaluate": ["utkface"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    params = load_params()
+    assert params.reference_of("balanced") == "plain"
+    folder = params.paths.experiments
+    for experiment, noise, seed in (("retrained", 1.0, 1), ("plain", 6.0, 2), ("balanced", 3.0, 3)):
+        write_predictions(tmp_path, experiment, noise, seed)
+    results.evaluate_experiment("balanced", params)
+    changes = pd.read_csv(folder / "balanced" / "evaluation" / "utkface" / "band_changes.csv")
+    assert set(changes["against"]) == {"plain"}
+    test = lambda name: pd.read_parquet(folder / name / "predictions.parquet").query(  # noqa: E731
+        "split == 'test' and dataset == 'utkface'")
+    plain, retrained = test("plain"), test("retrained")
+    oldest = changes.set_index("band").loc["61+"]
+    in_band = lambda frame: (frame["age_pred"] - frame["age"]).abs()[frame["age"] >= 61].mean()  # noqa: E731
+    assert oldest["mae_reference"] == pytest.approx(in_band(plain))
+    assert oldest["mae_reference"] != pytest.approx(in_band(retrained))

@@ -17,9 +17,11 @@ def test_groups_and_gaps_side_by_side():
     black = groups.query("attribute == 'race' and group == 'black'").iloc[0]
     assert black["n"] == 3 and black["a MAE"].startswith("5.67") and black["b MAE"].startswith("8.33")
     gaps = side_by_side_gaps(evaluations).set_index(["attribute", "model"])
-    assert gaps.loc[("race", "a"), "MAE gap"].startswith("+2.67 [")              # worst − best [its interval]
-    assert gaps.loc[("race", "a"), "MAE gap"].endswith(": black vs white (" + evaluations["a"].gaps.query(
-        "attribute == 'race' and metric == 'mae'")["verdict"].iloc[0] + ")")
+    race = evaluations["a"].gaps.query("attribute == 'race' and metric == 'mae'").iloc[0]
+    assert gaps.loc[("race", "a"), "MAE gap"] == (     # worst − best, its raw interval and the verdict's own
+        f"+2.67 [{race['difference_ci_low']:+.2f}, {race['difference_ci_high']:+.2f}] raw, "
+        f"[{race['difference_adjusted_ci_low']:+.2f}, {race['difference_adjusted_ci_high']:+.2f}] adjusted: "
+        f"black vs white ({race['verdict']})")
     assert gaps.loc[("race", "b"), "MAE gap"].startswith("+5.33 [")
     assert gaps.loc[("gender", "a"), "gender acc. gap"].startswith("-66.7 [")
     assert "pts: female vs male" in gaps.loc[("gender", "a"), "gender acc. gap"]

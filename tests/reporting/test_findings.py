@@ -137,12 +137,12 @@ def test_band_changes_are_claimed_only_where_the_adjusted_test_holds():
                           "ci_low": [0.51, -3.89, -0.01], "ci_high": [1.68, -1.92, 0.2], "p_value": [0.02, 0.0001, 0.06],
                           "p_adjusted": [0.003, 0.0005, 0.12], "significant": [True, True, False]})
     phrases, tests = band_change_phrases({"oversample_x3": table}, "utkface", 0.05)
-    assert tests == 3 and phrases == ["oversample_x3: 46-60 +1.09 [+0.51, +1.68] (adjusted p 0.040), "
+    assert tests == 3 and phrases == ["oversample_x3 (against retrained): 46-60 +1.09 [+0.51, +1.68] (adjusted p 0.040), "
                                       "61+ -2.91 [-3.89, -1.92] (adjusted p < 0.001)"]
     # listed beside another experiment's bands, the family is all their tests: 46-60 no longer survives
     other = table.assign(p_value=[0.2, 0.3, 0.4], ci_low=-0.5)
     phrases, tests = band_change_phrases({"oversample_x3": table, "reweight": other}, "utkface", 0.05)
-    assert tests == 6 and phrases == ["oversample_x3: 61+ -2.91 [-3.89, -1.92] (adjusted p < 0.001)"]
+    assert tests == 6 and phrases == ["oversample_x3 (against retrained): 61+ -2.91 [-3.89, -1.92] (adjusted p < 0.001)"]
     assert band_change_phrases({"oversample_x3": table}, "fairface", 0.05) == ([], 0)
 
 

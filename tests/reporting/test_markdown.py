@@ -8,7 +8,8 @@ import pandas as pd
 
 from stages.lib.core.labels import RACES
 from stages.lib.reporting.markdown import (Markdown, correction_section, difference, groups_display, markdown_table,
-                                           number, percent, pivot_display, significance_bullets, with_interval)
+                                           number, p_value_text, percent, pivot_display, significance_bullets,
+                                           with_interval)
 
 
 def test_markdown_helpers():
@@ -31,6 +32,19 @@ def test_an_adjusted_significance_list_is_shorter_than_the_raw_one():
     adjusted, _ = significance_bullets(evaluation, 30)
     raw, _ = significance_bullets(type("E", (), {"significance": table.drop(columns=["significant"])})(), 30)
     assert adjusted[0].count("(") < raw[0].count("(") and "black" in adjusted[0] and "white" not in adjusted[0]
+    # a group whose raw interval excludes zero but which fails the adjustment is never said to hold zero
+    with_p = table.assign(p_adjusted=np.where(table["group"] == "black", 0.01, 0.09))
+    as_written = with_p.assign(verdict_raw=with_p["verdict"],   # as the evaluation writes it: verdict adjusted
+                               verdict=np.where(with_p["significant"], with_p["verdict"], "n.s."))
+    for frame in (with_p, as_written):
+        _, unclear = significance_bullets(type("E", (), {"significance": frame})(), 30)
+        assert "white (adjusted p 0.090)" in unclear[0] and "does not survive the multiplicity adjustment" in unclear[0]
+        assert "holds zero" not in unclear[0]
+
+
+def test_a_p_value_never_rounds_onto_a_threshold():
+    assert [p_value_text(p) for p in (0.0496, 0.0504, 0.051, 0.0099, 0.2, 0.0004, None)] == [
+        "0.0496", "0.0504", "0.051", "0.0099", "0.200", "< 0.001", ""]
 
 
 def test_table_cells_give_counts_separators_keep_signs_and_leave_missing_values_empty():

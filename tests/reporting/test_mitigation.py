@@ -183,6 +183,15 @@ def test_a_change_whose_interval_excludes_zero_is_called_only_if_it_survives_the
         "(-0.80 years, raw [-1.50, -0.10], adjusted p 0.068)")
     # an interval holding 0 needs no adjustment to say nothing
     assert "holds 0" in change_phrase("mae_gap", -0.2, -1.0, 0.5, adjusted=falls)
+    # where the row says how it was adjusted, the sentence names it: FDR is called FDR
+    holm = survives.copy()
+    holm["change_adjustment"] = "holm"
+    assert change_phrase("mae_gap", -2.0, -3.0, -1.0, adjusted=holm).endswith(
+        "(Holm-adjusted p < 0.001 over 11 comparisons)")
+    fdr = pd.Series({"change_significant": True, "change_p_adjusted": 0.0496, "change_tests": 12,
+                     "change_adjustment": "bh"})
+    assert change_phrase("mae_gap", -2.0, -3.0, -1.0, adjusted=fdr).endswith(
+        "(FDR-adjusted p 0.0496 over 12 comparisons)")   # four decimals on the threshold
 
 
 def test_the_overall_against_worst_panels_print_no_label_on_another():

@@ -10,7 +10,8 @@
                                                       on the same faces (worst_groups.SUMMARY_COLUMNS)
     <experiment>/evaluation/<dataset>/band_changes.csv  rebalancing experiments only (oversample, reweight,
                                                       mitigation): per age band, the paired change
-                                                      against `retrained` (band_changes.columns)
+                                                      against its twin (params' `reference`, else
+                                                      `retrained`; column `against`)
     <experiment>/evaluation/<dataset>/skin/           the skin-colour and photo-quality analysis of the
                                                       test set's predictions (skin_analysis.py), where
                                                       the measure stage's table has a face of it
@@ -156,13 +157,14 @@ def skin_breakdown_only(name: str, experiment: Experiment) -> bool:
     return outsider and name != REFERENCE and not experiment.is_baseline
 
 
-def _reference_predictions(params: Params) -> pd.DataFrame | None:
-    path = params.paths.experiments / REFERENCE / "predictions.parquet"
-    if REFERENCE not in params.experiments or not path.exists():
+def _reference_predictions(params: Params, name: str = REFERENCE) -> pd.DataFrame | None:
+    """Experiment `name`'s predictions, normalised; None where it is not in the run or has none yet."""
+    path = params.paths.experiments / name / "predictions.parquet"
+    if name not in params.experiments or not path.exists():
         return None
     table = read_predictions(path)
     return normalise_predictions(table, {f: f for f in PREDICTION_COLUMNS if f in table.columns},
-                                 experiment=REFERENCE).frame
+                                 experiment=name).frame
 
 
 def _rounded(value, digits: int):
@@ -226,11 +228,14 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
     reference = _reference_predictions(params)
     summary = against_reference(normalised.frame, reference, experiment, bootstrap,
                                 min_group_size=params.evaluate.min_group_size)
-    if reference is not None and experiment != REFERENCE and is_rebalancing(params.experiments[experiment]):
-        reference_test = reference[reference["split"] == "test"]
+    twin_name = params.reference_of(experiment) or REFERENCE   # band changes are against the experiment's twin
+    twin = reference if twin_name == REFERENCE else _reference_predictions(params, twin_name)
+    if twin is not None and experiment != twin_name and is_rebalancing(params.experiments[experiment]):
+        twin_test = twin[twin["split"] == "test"]
         for name in datasets:
-            band_changes(subsets[name], reference_test[reference_test["dataset"] == name], params.age_bands,
-                         bootstrap, dataset=name).to_csv(out / name / f"{BAND_CHANGES}.csv", index=False)
+            band_changes(subsets[name], twin_test[twin_test["dataset"] == name], params.age_bands,
+                         bootstrap, dataset=name).assign(against=twin_name).to_csv(
+                out / name / f"{BAND_CHANGES}.csv", index=False)
     for name, rows in summary.groupby("dataset", sort=False):
         rows.to_csv(out / str(name) / f"{WORST_GROUPS}.csv", index=False)
         headlines[name].update(worst_group_headline(rows))

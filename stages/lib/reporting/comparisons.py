@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from stages.lib.core.schema import BAND_COLUMN
@@ -61,8 +62,10 @@ def side_by_side_groups(evaluations: Mapping[str, Evaluation], attributes=COMPAR
 
 def side_by_side_gaps(evaluations: Mapping[str, Evaluation], attributes=COMPARED_ATTRIBUTES) -> pd.DataFrame:
     """Per attribute and model: the MAE gap (years) and gender accuracy gap (percentage points) between
-    the worst and the best group, with the interval of that difference, naming both, and the verdict
-    (`worse` where the interval excludes zero). No MAE gap where ages are bands."""
+    the worst and the best group, with the raw interval of that difference and, where the evaluation has
+    it, its interval adjusted over the pairs of groups compared (Bonferroni), naming both, and the
+    verdict, which rests on the adjusted interval (`worse` where it excludes zero). No MAE gap where ages
+    are bands."""
     rows = []
     for name, evaluation in evaluations.items():
         for attribute in attributes:
@@ -73,11 +76,21 @@ def side_by_side_gaps(evaluations: Mapping[str, Evaluation], attributes=COMPARED
                     row[label] = ""
                     continue
                 gap = gap.iloc[0]
-                shown = difference(gap["difference"], gap["difference_ci_low"], gap["difference_ci_high"],
-                                   points=metric == "gender_accuracy")
-                row[label] = f"{shown}: {gap['worst_group']} vs {gap['best_group']} ({gap['verdict']})"
+                row[label] = f"{_gap_with_intervals(gap, metric == 'gender_accuracy')}: {gap['worst_group']} vs " \
+                             f"{gap['best_group']} ({gap['verdict']})"
             rows.append(row)
     return pd.DataFrame(rows, columns=["attribute", "model", "MAE gap", "gender acc. gap"])
+
+
+def _gap_with_intervals(gap: pd.Series, points: bool) -> str:
+    """'-5.9 [-14.3, -0.2] raw, [-20.1, +2.9] adjusted': the verdict's own interval beside the raw one."""
+    shown = difference(gap["difference"], gap["difference_ci_low"], gap["difference_ci_high"], points=points)
+    if pd.isna(gap.get("difference_adjusted_ci_low", np.nan)):
+        return shown
+    adjusted = difference(gap["difference"], gap["difference_adjusted_ci_low"], gap["difference_adjusted_ci_high"],
+                          points=points).split(" ", 1)[-1]
+    unit = " pts" if points else ""
+    return f"{shown.removesuffix(unit)} raw, {adjusted.removesuffix(unit)} adjusted{unit}"
 
 
 def leakage_table(leakage: Mapping[str, Mapping]) -> pd.DataFrame:
@@ -138,7 +151,9 @@ def backbones_section(md: Markdown, compared: Mapping[str, Mapping[str, Evaluati
         evaluations = {label: e[dataset] for label, e in compared.items() if dataset in e}
         md.heading(f"On {dataset}", 3)
         md.table(side_by_side_groups(evaluations), f"{dataset}: per group, each backbone's heads")
-        md.table(side_by_side_gaps(evaluations), f"{dataset}: worst − best group per attribute and backbone")
+        md.table(side_by_side_gaps(evaluations), f"{dataset}: worst − best group per attribute and backbone (raw "
+                 f"{confidence:.0%} interval, and adjusted over the pairs of groups compared, Bonferroni; the "
+                 "verdict rests on the adjusted one)")
 
 
 def identical_splits(split_summary: Mapping) -> list[str]:

@@ -246,10 +246,16 @@ def band_change_phrases(band_changes: Mapping[str, pd.DataFrame], dataset: str,
         return [], 0
     sides = np.array([direction(low, high) for low, high in zip(rows["ci_low"], rows["ci_high"])])
     hits = rows[(rows["p_family"] < alpha) & np.isin(sides, ["above", "below"])]
-    phrases = [f"{experiment}: " + ", ".join(
+    phrases = [f"{experiment} (against {band_change_twin(found.iloc[0])}): " + ", ".join(
         f"{r['band']} {difference(r['delta'], r['ci_low'], r['ci_high'])} (adjusted p {p_value_text(r['p_family'])})"
         for _, r in found.iterrows()) for experiment, found in hits.groupby("experiment", sort=False)]
     return phrases, int(rows["p_value"].notna().sum())
+
+
+def band_change_twin(row: pd.Series) -> str:
+    """The experiment a band_changes row is measured against (an older file without the column: retrained)."""
+    value = row.get("against")
+    return value if isinstance(value, str) and value else "retrained"
 
 
 ADJUSTMENT_NAMES = {"holm": "Holm's (family-wise)", "bh": "Benjamini–Hochberg's (false discovery rate)"}
@@ -532,6 +538,10 @@ def first_screen(md: Markdown, facts: Facts) -> None:
         md.paragraph("Not established by this run: " + "; ".join(unsaid) + ".")
     md.heading("The study's figures beside this run's (R1–R14)", 2)
     md.paragraph(f"Intervals {facts.params.evaluate.confidence:.0%}. The study's numbers are point estimates "
-                 "(reference/study.md); the model column names the experiment by its role.")
+                 "(reference/study.md); the model column names the experiment by its role. One figure can carry "
+                 "slightly different intervals in different sections of this report: each section resamples in "
+                 "its own way (look-alike clusters for a group's figures, race × gender strata for paired changes, "
+                 "Wilson and Newcombe intervals for accuracies and their differences, its own seed), so their ends "
+                 "may differ in the last digit while the point values are the same.")
     md.table(pd.DataFrame(study_rows(facts)))
 

@@ -77,11 +77,18 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+THRESHOLDS = ("0.010", "0.050", "0.100")   # levels a reader compares a p-value with
+
+
 def p_value_text(p) -> str:
-    """A p-value for a sentence: three decimals, `< 0.001` below that, empty when missing."""
+    """A p-value for a sentence: three decimals (four where three would round it onto a usual threshold,
+    so that 0.0496 does not read as 0.050), `< 0.001` below that, empty when missing."""
     if p is None or pd.isna(p):
         return ""
-    return "< 0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+    if float(p) < 0.001:
+        return "< 0.001"
+    text = f"{float(p):.3f}"
+    return f"{float(p):.4f}" if text in THRESHOLDS else text
 
 
 def number(value, digits: int = 2) -> str:
@@ -174,8 +181,9 @@ def groups_display(groups: pd.DataFrame, attribute: str, confidence: float, verd
 
 
 def _against_the_rest(verdicts: pd.DataFrame, attribute: str, metric: str) -> dict:
-    """{group: '+1.20 [+0.40, +2.00] worse'}: the difference to the rest of the breakdown, its interval and
-    the word it earns (`worse`/`better` only where the interval excludes zero)."""
+    """{group: '+1.20 [+0.40, +2.00] worse'}: the difference to the rest of the breakdown, its raw interval
+    and the word the adjusted test earns (`worse`/`better` only where it is significant); where the raw
+    interval excludes zero and the adjusted test does not pass, 'n.s. (adjusted p 0.09)'."""
     rows = verdicts[(verdicts["attribute"] == attribute) & (verdicts["metric"] == metric)]
     higher_is_worse = metric != "gender_accuracy"
     words = {"above": "worse" if higher_is_worse else "better", "below": "better" if higher_is_worse else "worse",
@@ -183,13 +191,21 @@ def _against_the_rest(verdicts: pd.DataFrame, attribute: str, metric: str) -> di
     cells = {}
     for _, row in rows.iterrows():
         shown = difference(row["difference"], row["difference_ci_low"], row["difference_ci_high"], not higher_is_worse)
-        cells[row["group"]] = f"{shown} {words.get(row['verdict'], '')}".strip()
+        cells[row["group"]] = f"{shown} {words.get(row['verdict'], '')}{_failed_adjustment(row)}".strip()
     return cells
+
+
+def _failed_adjustment(row: pd.Series) -> str:
+    """' (adjusted p 0.09)' where the raw interval excludes zero but the adjusted test is not significant."""
+    if row["verdict"] != "n.s." or row.get("raw_verdict", "n.s.") == "n.s." or pd.isna(row.get("p_adjusted", np.nan)):
+        return ""
+    return f" (adjusted p {p_value_text(row['p_adjusted'])})"
 
 
 def _verdicts(verdicts: pd.DataFrame, attribute: str, metric: str, words: Mapping[str, str]) -> dict:
     rows = verdicts[(verdicts["attribute"] == attribute) & (verdicts["metric"] == metric)]
-    return {g: words.get(v, "n.s." if v == "n.s." else "") for g, v in zip(rows["group"], rows["verdict"])}
+    return {row["group"]: words.get(row["verdict"], "n.s." if row["verdict"] == "n.s." else "") + _failed_adjustment(row)
+            for _, row in rows.iterrows()}
 
 
 def gaps_display(gaps: pd.DataFrame, confidence: float) -> pd.DataFrame:
@@ -274,9 +290,14 @@ def significance_bullets(evaluation: Evaluation, min_group_size: int) -> tuple[l
                 listed = ", ".join(_judged_group(metric, row) for _, row in hits.iterrows())
                 significant.append(f"**{words}**: {listed}")
         unclear = rows[rows["verdict"] == "n.s."]
-        if not unclear.empty:
-            not_significant.append(f"{metric.replace('_', ' ')}: {', '.join(unclear['group'])} "
-                                   "(the interval of the difference holds zero)")
+        holds_zero = unclear["raw_verdict"] == "n.s."
+        if holds_zero.any():
+            not_significant.append(f"{metric.replace('_', ' ')}: {', '.join(unclear.loc[holds_zero, 'group'])} "
+                                   "(the raw interval of the difference holds zero)")
+        if (~holds_zero).any():
+            failed = ", ".join(f"{row['group']}{_failed_adjustment(row)}" for _, row in unclear[~holds_zero].iterrows())
+            not_significant.append(f"{metric.replace('_', ' ')}: {failed} (the raw interval excludes zero, "
+                                   "but the difference does not survive the multiplicity adjustment)")
     small = verdicts.loc[verdicts["small"], "group"].unique()
     if len(small):
         not_significant.append(f"not judged, fewer than {min_group_size} faces: {', '.join(small)}")
@@ -295,11 +316,13 @@ def _adjustment(verdicts: pd.DataFrame) -> str | None:
 
 def _adjusted_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
     """The significance table with `verdict` n.s. wherever the multiplicity-adjusted test is not
-    significant (where the table has the adjusted `significant` column; else as it is)."""
+    significant (where the table has the adjusted `significant` column; else as it is), and the raw
+    interval's own verdict as `raw_verdict` (the evaluation's `verdict_raw` where it wrote one)."""
+    raw = verdicts["verdict_raw"] if "verdict_raw" in verdicts.columns else verdicts["verdict"]
     if "significant" not in verdicts.columns:
-        return verdicts
+        return verdicts.assign(raw_verdict=raw)
     kept = verdicts["significant"].astype(str).str.lower().isin(["true", "1", "1.0"])
-    return verdicts.assign(verdict=verdicts["verdict"].where(kept | (verdicts["verdict"] == "n.s."), "n.s."))
+    return verdicts.assign(raw_verdict=raw, verdict=verdicts["verdict"].where(kept | (verdicts["verdict"] == "n.s."), "n.s."))
 
 
 # How a family's p-values were adjusted, as a reader needs it said (multiplicity.py)
@@ -343,8 +366,11 @@ def evaluation_sections(md: Markdown, evaluation: Evaluation, figures: Mapping[s
                  "intervals, accuracies Wilson intervals (which, unlike a bootstrap, do not shrink to nothing for a "
                  f"small group that happens to be all right). Groups under {min_group_size} faces are marked "
                  "*(small)*: shown, not judged. *MAE − the rest*: the group's MAE minus that of the breakdown's "
-                 "other faces, with the interval of that difference; *worse* or *better* only where the interval "
-                 "excludes zero. *bias*: the interval of its mean signed error excludes zero. *MAE at the overall "
+                 "other faces, with the raw interval of that difference; *worse* or *better* only where the "
+                 "difference survives the correction for multiplicity that *What is significant and what is not* "
+                 "names (where the raw interval excludes zero but the corrected test does not pass, the cell says "
+                 "n.s. with the corrected p-value). *bias*: its mean signed error differs from zero, judged the "
+                 "same way. *MAE at the overall "
                  "age mix*: the group's MAE in each age band, weighted by the age bands' shares of all faces, so "
                  "that a group is not judged by how old its members are (blank when it lacks a band).")
     for attribute in [a for a in evaluation.groups["attribute"].unique() if a != "all"]:

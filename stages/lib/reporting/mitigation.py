@@ -76,19 +76,31 @@ def change_phrase(statistic: str, change, low, high, *, adjusted: pd.Series | No
     word = rise if side == "above" else fall
     if adjusted is None:
         return f"{name} {word} by {size} {interval}"
-    tests, p_adjusted = int(adjusted["change_tests"]), adjusted["change_p_adjusted"]
+    tests, p_adjusted = int(adjusted["change_tests"]), _adjusted_p(adjusted)
     if not bool(adjusted["change_significant"]):
         return (f"{name}: no change shown after adjusting for the {tests} comparisons "
-                f"({_scaled(change, unit):+.2f} {unit}, raw {interval}, adjusted p {p_value_text(p_adjusted)})")
-    return f"{name} {word} by {size} {interval} (adjusted p {p_value_text(p_adjusted)} over {tests} comparisons)"
+                f"({_scaled(change, unit):+.2f} {unit}, raw {interval}, {p_adjusted})")
+    return f"{name} {word} by {size} {interval} ({p_adjusted} over {tests} comparisons)"
 
 
 ADJUSTED = ["change_significant", "change_p_adjusted", "change_tests"]
+# How each adjustment is named beside its p-value (multiplicity.adjust_families: Holm controls the
+# family-wise error rate, Benjamini–Hochberg, used past ten tests, the false discovery rate)
+P_NAMES = {"holm": "Holm-adjusted p", "bh": "FDR-adjusted p"}
+
+
+def _adjusted_p(adjusted: pd.Series) -> str:
+    """'Holm-adjusted p 0.012', 'FDR-adjusted p 0.037' (Benjamini–Hochberg), or 'adjusted p 0.012' where the
+    row does not say which adjustment it had."""
+    name = P_NAMES.get(str(adjusted.get("change_adjustment", "")), "adjusted p")
+    return f"{name} {p_value_text(adjusted['change_p_adjusted'])}"
 
 
 def _adjusted(row: pd.Series) -> pd.Series | None:
     """The row's adjustment (adjust_changes' columns), or None where the summary was not adjusted."""
-    return row[ADJUSTED] if all(column in row.index for column in ADJUSTED) else None
+    if not all(column in row.index for column in ADJUSTED):
+        return None
+    return row[[*ADJUSTED, *(["change_adjustment"] if "change_adjustment" in row.index else [])]]
 
 
 def reference_of(row: pd.Series) -> str:
@@ -537,7 +549,9 @@ def _forest(params: Params, evaluated: list[str], named: Mapping[str, str]) -> t
     return path, (f"Each experiment's paired change against its twin (*against*), per statistic, as a change of error "
                   f"(left is better); whiskers: Bonferroni-adjusted intervals, each at {confidence:.1%} so that the "
                   f"{len(drawn)} compared on a test set and statistic hold together at {params.evaluate.confidence:.0%}; "
-                  "hollow where the interval holds 0.")
+                  "hollow where the interval holds 0. These whiskers control the family-wise error, as Holm does in the "
+                  "text; past ten comparisons the text's verdicts control the false discovery rate (Benjamini–Hochberg), "
+                  "which is less strict, so a change the text calls a rise or fall there may have a whisker that reaches 0.")
 
 
 def _fixed_changes(summary: pd.DataFrame, test_rows: Mapping[str, pd.DataFrame], bootstrap: Bootstrap) -> dict:

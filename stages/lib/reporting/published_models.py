@@ -236,8 +236,14 @@ def model_sentence(model: AuditedModel, dataset: str, values: pd.DataFrame, pair
         for other, change, low, high, adjusted in _against_others(pairs, model.name, statistic):
             phrases.append(compared_phrase(statistic, other + flags.get(other, ""), change, (low, high),
                                            adjusted=adjusted))
-    caveat = (f" (an in-sample model's figures on {dataset} flatter it: these comparisons do not rank it fairly)"
-              if phrases and flags else "")
+    flagged = [other for other in flags if other != model.name]
+    own = model.name in flags
+    caveat = ""
+    if phrases and (flagged or own):
+        whose = ([f"{model.name}'s own"] if own else []) + [f"{other}'s" for other in flagged]
+        caveat = (f" ({' and '.join(whose)} figures on {dataset} are in-sample and flatter "
+                  f"{'them' if len(whose) > 1 else 'it'}: the comparisons with "
+                  f"{'it' if len(whose) == 1 else 'them'} do not rank fairly)")
     return text + (". On the same faces" + caveat + ": " + "; ".join(phrases) if phrases else "") + "."
 
 

@@ -174,7 +174,7 @@ def test_the_tensorflow_layers_answer_as_cv2_dnn_on_a_small_caffe_net(tmp_path):
 
 real = pytest.mark.skipif(not (SHARED / "fairface-sample").is_dir() or not (SHARED / "utkface-aligned-sample").is_dir(),
                           reason=f"real photos not found in {SHARED}")
-REAL_FACES = 120   # of each dataset
+REAL_FACES = 32   # of each dataset (240 faces checked when this was written: the same calls, at most 1.3e-5 apart)
 
 
 @pytest.mark.shared

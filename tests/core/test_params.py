@@ -138,7 +138,7 @@ def test_a_reference_is_one_of_the_twins_the_evaluate_stage_is_handed(raw):
     ok["experiments"]["other_plain"] = {"init": "backbone"}
     ok["experiments"]["balanced"]["reference"] = "other_plain"   # a twin, but not one evaluate reads
     with pytest.raises(ParamsError, match=r"balanced\.reference: 'other_plain': the evaluate stage measures against "
-                                          r"retrained or plain only"):
+                                          r"retrained, plain, retrained_random only"):
         validate(ok)
 
 

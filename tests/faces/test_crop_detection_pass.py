@@ -22,7 +22,7 @@ from tests.faces.photos import manifest_row
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet.onnx"
-REAL_PER_DATASET = 60
+REAL_PER_DATASET = 20   # of each dataset: the counts of 120 were checked once; 40 keep the suite short
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,10 @@ def stage_counts(manifest: pd.DataFrame, settings: CropSettings, out: Path, work
 
 
 def drawn_manifest(folder: Path) -> pd.DataFrame:
-    """40 drawn faces (every age band, gender and race) at three sizes, written as JPEGs."""
+    """20 drawn faces (every age band, gender and race) at three sizes, written as JPEGs."""
     rows = []
     combos = [(age, gender, race) for age in (8, 25, 40, 71) for gender in ("male", "female")
-              for race in ("white", "black", "asian", "indian", "others")]
+              for race in ("white", "black", "asian", "indian", "others")][::2]
     for index, (age, gender, race) in enumerate(combos):
         path = folder / f"{index}.jpg"
         cv2.imwrite(str(path), draw_face(Face(index, age, gender, race, age), (224, 200, 160)[index % 3], seed=7)[0])

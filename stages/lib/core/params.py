@@ -320,8 +320,8 @@ class Experiment(Strict):
 # head's shape that comes with it and the protocol with its budget, must be the reference's.
 TREATMENTS = ("mitigation", "oversample", "reweight", "split")
 # The experiments a `reference` may name: evaluate@<experiment> reads its reference's predictions, and
-# dvc.yaml's evaluate stage lists these two as its deps (a foreach cannot list a per-item one).
-TWIN_REFERENCES = ("retrained", "plain")
+# dvc.yaml's evaluate stage lists these as its deps (a foreach cannot list a per-item one).
+TWIN_REFERENCES = ("retrained", "plain", "retrained_random")
 BOOKKEEPING = ("control", "reference")   # say how an experiment is reported, not how its heads are fitted
 
 
@@ -449,7 +449,7 @@ class Params(Strict):
                                  f"{'; '.join(problems)}. Name a twin, or add one with the same init and protocol")
             if experiment.reference not in TWIN_REFERENCES:
                 raise ValueError(f"experiments.{name}.reference: {experiment.reference!r}: the evaluate stage measures "
-                                 f"against {' or '.join(TWIN_REFERENCES)} only (dvc.yaml hands it their predictions, so "
+                                 f"against {', '.join(TWIN_REFERENCES)} only (dvc.yaml hands it their predictions, so "
                                  "that a retrained reference re-runs the evaluations that read it); give it an "
                                  "experiment of that name as its twin")
         return self

@@ -169,7 +169,7 @@ def test_a_mitigations_band_changes_are_against_its_twin_not_retrained(tmp_path,
         write_predictions(tmp_path, experiment, noise, seed)
     results.evaluate_experiment("balanced", params)
     changes = pd.read_csv(folder / "balanced" / "evaluation" / "utkface" / "band_changes.csv")
-    assert set(changes["against"]) == {"plain"}
+    assert set(changes["reference"]) == {"plain"}
     test = lambda name: pd.read_parquet(folder / name / "predictions.parquet").query(  # noqa: E731
         "split == 'test' and dataset == 'utkface'")
     plain, retrained = test("plain"), test("retrained")

@@ -11,7 +11,7 @@
     <experiment>/evaluation/<dataset>/band_changes.csv  rebalancing experiments only (oversample, reweight,
                                                       mitigation): per age band, the paired change
                                                       against its twin (params' `reference`, else
-                                                      `retrained`; column `against`)
+                                                      `retrained`; column `reference`)
     <experiment>/evaluation/<dataset>/skin/           the skin-colour and photo-quality analysis of the
                                                       test set's predictions (skin_analysis.py), where
                                                       the measure stage's table has a face of it
@@ -234,7 +234,7 @@ def evaluate_experiment(experiment: str, params: Params) -> dict:
         twin_test = twin[twin["split"] == "test"]
         for name in datasets:
             band_changes(subsets[name], twin_test[twin_test["dataset"] == name], params.age_bands,
-                         bootstrap, dataset=name).assign(against=twin_name).to_csv(
+                         bootstrap, dataset=name).assign(reference=twin_name).to_csv(
                 out / name / f"{BAND_CHANGES}.csv", index=False)
     for name, rows in summary.groupby("dataset", sort=False):
         rows.to_csv(out / str(name) / f"{WORST_GROUPS}.csv", index=False)

@@ -23,6 +23,7 @@ from stages.lib.evaluation.intervals import (Bootstrap, binomial_interval, direc
 from stages.lib.evaluation.multiplicity import holm
 from stages.lib.reporting.fidelity import men_minus_women, young_signed_errors
 from stages.lib.reporting.markdown import Markdown, difference, number, p_value_text, percent, with_interval
+from stages.lib.reporting.mitigation import reference_of
 from stages.lib.reporting.populations import pooled_from_one, r10_views, study_r2
 from stages.lib.reporting.roles import Selection, selection_sentence
 
@@ -246,16 +247,10 @@ def band_change_phrases(band_changes: Mapping[str, pd.DataFrame], dataset: str,
         return [], 0
     sides = np.array([direction(low, high) for low, high in zip(rows["ci_low"], rows["ci_high"])])
     hits = rows[(rows["p_family"] < alpha) & np.isin(sides, ["above", "below"])]
-    phrases = [f"{experiment} (against {band_change_twin(found.iloc[0])}): " + ", ".join(
+    phrases = [f"{experiment} (against {reference_of(found.iloc[0])}): " + ", ".join(
         f"{r['band']} {difference(r['delta'], r['ci_low'], r['ci_high'])} (adjusted p {p_value_text(r['p_family'])})"
         for _, r in found.iterrows()) for experiment, found in hits.groupby("experiment", sort=False)]
     return phrases, int(rows["p_value"].notna().sum())
-
-
-def band_change_twin(row: pd.Series) -> str:
-    """The experiment a band_changes row is measured against (an older file without the column: retrained)."""
-    value = row.get("against")
-    return value if isinstance(value, str) and value else "retrained"
 
 
 ADJUSTMENT_NAMES = {"holm": "Holm's (family-wise)", "bh": "Benjamini–Hochberg's (false discovery rate)"}

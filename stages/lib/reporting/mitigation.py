@@ -104,8 +104,8 @@ def _adjusted(row: pd.Series) -> pd.Series | None:
 
 
 def reference_of(row: pd.Series) -> str:
-    """The experiment a worst_groups row is measured against: its `reference` column, else `retrained`
-    (the evaluate stage's rows)."""
+    """The experiment a worst_groups or band_changes row is measured against: its `reference` column, else
+    `retrained` (the evaluate stage's worst_groups rows, and band_changes written before it had the column)."""
     value = row.get("reference") if "reference" in row.index else None
     return value if isinstance(value, str) and value else REFERENCE
 

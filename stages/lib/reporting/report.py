@@ -32,10 +32,10 @@ from stages.lib.evaluation.worst_groups import REFERENCE, adjust_changes
 from stages.lib.reporting import fidelity
 from stages.lib.reporting import figures as plots
 from stages.lib.reporting.comparisons import backbones_section, leakage_section, paired_split_comparison
-from stages.lib.reporting.findings import Facts, band_change_family, band_change_twin, first_screen
+from stages.lib.reporting.findings import Facts, band_change_family, first_screen
 from stages.lib.reporting.markdown import (Markdown, correction_section, difference, evaluation_sections, number, p_value_text,
                                            percent, study_tables, with_interval)
-from stages.lib.reporting.mitigation import mitigation_report
+from stages.lib.reporting.mitigation import mitigation_report, reference_of
 from stages.lib.reporting.published_models import published_models_section
 from stages.lib.reporting.populations import sample_sentence
 from stages.lib.reporting.skin_section import headline_lines, skin_section, skin_study
@@ -360,7 +360,7 @@ def band_changes_section(md: Markdown, facts: Facts) -> None:
         return
     family = band_change_family(facts.band_changes, facts.dataset)
     alpha = 1 - facts.params.evaluate.confidence
-    rows = [{"experiment": r["experiment"], "against": band_change_twin(r), "band": r["band"], "n": int(r["n"]),
+    rows = [{"experiment": r["experiment"], "against": reference_of(r), "band": r["band"], "n": int(r["n"]),
              "MAE twin → this": f"{number(r['mae_reference'])} → {number(r['mae'])}",
              "change [raw CI]": difference(r["delta"], r["ci_low"], r["ci_high"]),
              "p (raw)": number(r["p_value"], 3), f"p (Holm-adjusted over all {len(family)})": number(r["p_family"], 3),
